@@ -1,0 +1,126 @@
+"""The project's exceptions, split by what the caller can do about them.
+
+    OrchestratorError
+    ├── UsageError                 bad input or options: exit 2, nothing sent
+    │   └── InventoryError         carries every problem found, with file/line/field
+    ├── StateError                 the state file cannot be used (schema, corrupt, locked, disk)
+    ├── ReportError                the report could not be written
+    └── ApiError                   an answer (or its absence) from the ECS API
+        ├── RetryLater             refused before acting: safe to send again later
+        │   ├── Throttled          429 Common.1503, or 202 Common.0024
+        │   ├── ServiceBusy        501 Ecs.0603
+        │   └── NotSent            connection failed before the request was sent
+        ├── Rejected               the service means it (4xx): give up on this target
+        ├── OutcomeUnknown         sent, but no trustworthy answer: settle from the server
+        └── BadResponse            an answer we cannot use (not JSON, missing fields)
+
+Secrets never go into any message here: the client builds messages from codes,
+statuses and IDs only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class OrchestratorError(Exception):
+    """The orchestrator failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class UsageError(OrchestratorError):
+    """Invalid input or usage."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputProblem:
+    """One problem in an input file, precise enough to fix it."""
+
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.field:
+            where += f": field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+class InventoryError(UsageError):
+    """The inventory is invalid."""
+
+    def __init__(self, problems: list[InputProblem], total: int | None = None) -> None:
+        self.problems = problems
+        self.total = total if total is not None else len(problems)
+        shown = "\n".join(f"  {p}" for p in problems[:50])
+        more = self.total - min(len(problems), 50)
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"inventory has {self.total} problem(s):\n{shown}{tail}")
+
+
+class StateError(OrchestratorError):
+    """The state file cannot be used."""
+
+
+class ReportError(OrchestratorError):
+    """The report could not be written."""
+
+
+class ApiError(OrchestratorError):
+    """The ECS API did not do what was asked."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class RetryLater(ApiError):
+    """The service refused the request before acting on it; it may be sent again."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, status=status, code=code)
+
+
+class Throttled(RetryLater):
+    """The service throttled the request."""
+
+
+class ServiceBusy(RetryLater):
+    """The service is busy with other commands."""
+
+
+class NotSent(RetryLater):
+    """The connection failed before the request was sent."""
+
+
+class Rejected(ApiError):
+    """The service rejected the request."""
+
+
+class OutcomeUnknown(ApiError):
+    """The request was sent, but whether the service acted on it is unknown."""
+
+
+class BadResponse(ApiError):
+    """The service's answer could not be understood."""

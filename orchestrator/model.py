@@ -1,0 +1,145 @@
+"""Targets and their states: plain data, and the one table of legal transitions.
+
+A target is one (project_id, server_id) pair of the inventory. Its state moves
+only along `TRANSITIONS`; the state store refuses anything else, so a bug in the
+runner can never, say, send a reinstall for a server that already succeeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TargetState(StrEnum):
+    PENDING = "pending"  # nothing sent, or settled as "not accepted": may be sent
+    SUBMITTING = "submitting"  # intent is durable; the request may be on the wire
+    SUBMITTED = "submitted"  # the service answered with a job_id
+    RUNNING = "running"  # the job (or, without a job, the server) shows work in progress
+    IN_DOUBT = "in_doubt"  # a reinstall may have been accepted: settle from the server
+    SUCCEEDED = "succeeded"  # reinstalled, once
+    FAILED = "failed"  # will not be reinstalled by this run; see error_code/fail_reason
+
+
+FINAL_STATES: frozenset[TargetState] = frozenset({TargetState.SUCCEEDED, TargetState.FAILED})
+
+# States in which a reinstall for the target may be under way at the service.
+# A server in one of these is never sent another reinstall.
+ACTIVE_STATES: frozenset[TargetState] = frozenset(
+    {TargetState.SUBMITTING, TargetState.SUBMITTED, TargetState.RUNNING, TargetState.IN_DOUBT}
+)
+
+TRANSITIONS: dict[TargetState, frozenset[TargetState]] = {
+    TargetState.PENDING: frozenset({TargetState.SUBMITTING, TargetState.FAILED}),
+    TargetState.SUBMITTING: frozenset(
+        {
+            TargetState.SUBMITTED,  # job_id received
+            TargetState.FAILED,  # the service refused it for good (4xx)
+            TargetState.IN_DOUBT,  # no usable answer after sending
+            TargetState.PENDING,  # refused before acting (throttled, busy): deferred
+        }
+    ),
+    TargetState.SUBMITTED: frozenset(
+        {TargetState.RUNNING, TargetState.SUCCEEDED, TargetState.FAILED, TargetState.IN_DOUBT}
+    ),
+    TargetState.RUNNING: frozenset(
+        {TargetState.SUCCEEDED, TargetState.FAILED, TargetState.IN_DOUBT}
+    ),
+    TargetState.IN_DOUBT: frozenset(
+        {
+            TargetState.PENDING,  # the server shows it was not accepted
+            TargetState.RUNNING,  # the server is rebuilding: follow it
+            TargetState.SUCCEEDED,
+            TargetState.FAILED,
+        }
+    ),
+    TargetState.SUCCEEDED: frozenset(),
+    TargetState.FAILED: frozenset(),
+}
+
+
+class IllegalTransition(ValueError):
+    """A state change that the transition table does not allow."""
+
+
+def check_transition(old: TargetState, new: TargetState) -> None:
+    """Raise IllegalTransition unless old -> new is in the table."""
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"illegal state change {old.value} -> {new.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """One validated inventory row, with defaults already applied."""
+
+    project_id: str
+    server_id: str
+    keyname: str
+    userid: str
+    line: int  # 1-based line (CSV) or entry number (JSON) in the inventory
+    region: str | None = None
+    mode: str | None = None  # None or "withStopServer"
+    byol: bool | None = None
+    extra: dict[str, str] = field(default_factory=dict)  # columns we do not interpret
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.project_id, self.server_id)
+
+    def reinstall_body(self) -> dict[str, Any]:
+        """The request body of POST .../reinstallos for this target."""
+        spec: dict[str, Any] = {"keyname": self.keyname, "userid": self.userid}
+        if self.byol is not None:
+            spec["metadata"] = {"BYOL": "true" if self.byol else "false"}
+        if self.mode:
+            spec["mode"] = self.mode
+        return {"os-reinstall": spec}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One target as the state store holds it."""
+
+    id: int
+    spec: TargetSpec
+    state: TargetState
+    job_id: str | None = None
+    attempts: int = 0  # reinstall requests sent (or possibly sent) for this target
+    error_code: str | None = None
+    fail_reason: str | None = None
+    launched_at_before: str | None = None  # server's OS-SRV-USG:launched_at before sending
+    intent_at: str | None = None  # when the latest intent to send was committed
+    submitted_at: str | None = None  # when the job_id arrived
+    finished_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def project_id(self) -> str:
+        return self.spec.project_id
+
+    @property
+    def server_id(self) -> str:
+        return self.spec.server_id
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What a state file knows about its run, for status and reports."""
+
+    run_id: str  # fixed when the state file is created; names the report folder
+    state_path: str
+    inventory_path: str | None
+    inventory_sha256: str
+    created_at: str  # ISO 8601 UTC
+    started_at: str | None  # start of the latest invocation
+    ended_at: str | None  # end of the latest invocation, None while running
+    invocations: int  # how many times run/resume was started on this state
+    options: dict[str, Any] = field(default_factory=dict)
+    extra_columns: tuple[str, ...] = ()  # inventory columns kept for the report
+    requests: dict[str, int] = field(default_factory=dict)  # sent, by kind: reinstall/job/server
+    throttled: int = 0  # throttling answers received (429, 202 Common.0024)
