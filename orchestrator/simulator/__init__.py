@@ -1,0 +1,20 @@
+"""A fake ECS API (reinstall, job status, server details) with the real service's faults.
+
+    from orchestrator.simulator import Simulator, SimulatorConfig
+
+    async with Simulator(SimulatorConfig(seed=1, token="t0k")) as sim:
+        ...  # send requests to sim.url; read sim.stats()
+
+Modules, one concern each: `config` (settings), `fleetfile` (fleet from an
+inventory file), `fleet` (servers and their lifecycle), `jobs` (job timing and
+answers), `reinstall` (request body), `auth` (token and AK/SK), `ratelimit`,
+`faults`, `world` (state and rules), `app` (HTTP routes), `server` (in-process
+start/stop), `cli` (the `simulate` command).
+"""
+
+from orchestrator.simulator.auth import verify_signature
+from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.fleetfile import load_fleet
+from orchestrator.simulator.server import Simulator
+
+__all__ = ["Simulator", "SimulatorConfig", "load_fleet", "verify_signature"]

@@ -1,0 +1,165 @@
+"""HTTP routes of the fake ECS API, in the order the real service applies its checks.
+
+Each API request passes the same gate: count it, wait the configured latency,
+authenticate, rate-limit, then the injected error and busy faults, all before
+anything is acted on. Handlers stay lean because one process must answer
+thousands of requests per second: no logging per request, no middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.simulator.auth import Authenticator
+from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.errors import ApiFault
+from orchestrator.simulator.faults import Faults
+from orchestrator.simulator.fleet import server_body
+from orchestrator.simulator.jobs import job_body
+from orchestrator.simulator.ratelimit import RateLimiter
+from orchestrator.simulator.reinstall import parse_reinstall
+from orchestrator.simulator.world import World
+
+REINSTALL = "reinstall"
+JOB = "job"
+SERVER = "server"
+
+
+class Throttled(ApiFault):
+    """Refused by the rate limit; the answer's shape depends on the throttle style."""
+
+    def __init__(self, style: str, wait: float) -> None:
+        if style == "202":
+            super().__init__("Common.0024")
+        else:
+            super().__init__("Common.1503")
+        # Whole seconds, at least one: what a client may sleep before trying again.
+        self.retry_after = None if style == "202" else max(1, math.ceil(wait))
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(payload).encode(), status=status, content_type="application/json"
+    )
+
+
+class SimulatorApp:
+    """The handlers and what they share; `world` holds all simulated state."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.world = World(config)
+        self._clock = config.clock
+        self._auth = Authenticator(config)
+        self._limiter = RateLimiter(config.rate_limit)
+        self._faults = Faults(config)
+        self._latency = config.latency_ms / 1000.0
+
+    def stats(self) -> dict[str, Any]:
+        return self.world.snapshot(self._clock())
+
+    def build(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall)
+        app.router.add_get("/v1/{project_id}/jobs/{job_id}", self.get_job)
+        app.router.add_get("/v1/{project_id}/cloudservers/{server_id}", self.get_server)
+        app.router.add_get("/_sim/stats", self.get_stats)
+        return app
+
+    async def _gate(self, request: web.Request, kind: str, project_id: str) -> tuple[bytes, float]:
+        """The checks every API request passes before acting; returns (body, now)."""
+        if self._latency:
+            await asyncio.sleep(self._latency)
+        body = await request.read()
+        now = self._clock()
+        stats = self.world.stats
+        if self._auth.enabled:
+            try:
+                self._auth.check(
+                    request.method,
+                    # The SDK unquotes the path before encoding it for the canonical URI.
+                    request.path,
+                    list(request.query.items()),
+                    request.headers,
+                    body,
+                    project_id,
+                    now,
+                )
+            except ApiFault:
+                stats.unauthorized += 1
+                raise
+        wait = self._limiter.take(kind, now)
+        if wait:
+            stats.throttled += 1
+            raise Throttled(self.config.throttle_style, wait)
+        fault = self._faults.server_error()
+        if fault is not None:
+            stats.errors_injected += 1
+            raise fault
+        fault = self._faults.busy()
+        if fault is not None:
+            stats.busy += 1
+            raise fault
+        return body, now
+
+    def _error(self, fault: ApiFault) -> web.Response:
+        self.world.stats.errors_by_code[fault.code] += 1
+        response = web.Response(
+            body=fault.body(), status=fault.status, content_type="application/json"
+        )
+        if isinstance(fault, Throttled) and fault.retry_after is not None:
+            response.headers["Retry-After"] = str(fault.retry_after)
+        return response
+
+    async def reinstall(self, request: web.Request) -> web.StreamResponse:
+        self.world.stats.requests[REINSTALL] += 1
+        project_id = request.match_info["project_id"]
+        server_id = request.match_info["server_id"]
+        try:
+            body, now = await self._gate(request, REINSTALL, project_id)
+            job = self.world.reinstall(project_id, server_id, parse_reinstall(body), now)
+        except ApiFault as fault:
+            return self._error(fault)
+        if self._faults.drop():
+            # Applied but unanswered: the client cannot tell whether it was accepted.
+            self.world.stats.dropped += 1
+            if request.transport is not None:
+                request.transport.close()
+            # Writing to the closing transport fails inside aiohttp, which then
+            # drops the response quietly: the client sees a disconnect.
+            return web.Response(status=200)
+        return _json({"job_id": job.job_id})
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        self.world.stats.requests[JOB] += 1
+        project_id = request.match_info["project_id"]
+        try:
+            _, now = await self._gate(request, JOB, project_id)
+            job = self.world.job(project_id, request.match_info["job_id"], now)
+        except ApiFault as fault:
+            return self._error(fault)
+        return _json(job_body(job, now))
+
+    async def get_server(self, request: web.Request) -> web.Response:
+        self.world.stats.requests[SERVER] += 1
+        project_id = request.match_info["project_id"]
+        try:
+            _, now = await self._gate(request, SERVER, project_id)
+            server = self.world.server(project_id, request.match_info["server_id"], now)
+        except ApiFault as fault:
+            return self._error(fault)
+        return _json(server_body(server))
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return _json(self.stats())
+
+
+def build_app(config: SimulatorConfig) -> tuple[web.Application, SimulatorApp]:
+    """The aiohttp application and the object holding its state."""
+    sim = SimulatorApp(config)
+    return sim.build(), sim

@@ -1,0 +1,94 @@
+"""Who may call the API: an IAM token, or an AK/SK signature of the request.
+
+Signatures are checked with `orchestrator.signing.verify`, the same code the
+client signs with, which is itself pinned to the official SDK's test vectors.
+Failure messages name what was wrong, never a header's value.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+
+from orchestrator import signing
+from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.errors import ApiFault
+
+MAX_CLOCK_SKEW = 15 * 60.0  # seconds an X-Sdk-Date may be off the server's clock
+
+
+class Authenticator:
+    def __init__(self, config: SimulatorConfig) -> None:
+        token = config.token
+        self._token = None if token is None else token.encode("utf-8", "surrogateescape")
+        self._ak = config.ak
+        self._sk = config.sk
+        self.enabled = config.auth_enabled
+
+    def check(
+        self,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes,
+        project_id: str,
+        now: float,
+    ) -> None:
+        """Return when the request is authenticated; raise a 401 ApiFault otherwise."""
+        if not self.enabled:
+            return
+        token = headers.get("X-Auth-Token")
+        if (
+            self._token is not None
+            and token is not None
+            and hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self._token)
+        ):
+            return
+        if self._ak is not None and self._sk is not None and "Authorization" in headers:
+            self._check_signature(method, path, query, headers, body, project_id, now)
+            return
+        if token is not None:
+            raise ApiFault("Common.0013")
+        if self._token is not None and self._ak is None:
+            raise ApiFault("Common.0013", "The request carries no X-Auth-Token header.")
+        raise ApiFault("APIGW.0301", "The request carries no credentials.")
+
+    def _check_signature(
+        self,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes,
+        project_id: str,
+        now: float,
+    ) -> None:
+        assert self._ak is not None and self._sk is not None
+        if signing.parse_authorization(headers["Authorization"]) is None:
+            raise ApiFault("APIGW.0301", "The Authorization header is not SDK-HMAC-SHA256.")
+        if not verify_signature(self._ak, self._sk, method, path, query, headers, body):
+            raise ApiFault("APIGW.0301", "The request signature does not match.")
+        try:
+            signed_at = signing.parse_sdk_date(headers.get("X-Sdk-Date", "")).timestamp()
+        except ValueError:
+            raise ApiFault("APIGW.0301", "X-Sdk-Date is missing or malformed.") from None
+        if abs(now - signed_at) > MAX_CLOCK_SKEW:
+            raise ApiFault(
+                "APIGW.0301", "X-Sdk-Date is more than 15 minutes away from the server time."
+            )
+        if headers.get("X-Project-Id") != project_id:
+            raise ApiFault("APIGW.0301", "X-Project-Id does not match the project in the URL.")
+
+
+def verify_signature(
+    access_key: str,
+    secret_key: str,
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    headers: Mapping[str, str],
+    body: bytes,
+) -> bool:
+    """The simulator's signature check: `signing.verify`, named here so tests pin it."""
+    return signing.verify(access_key, secret_key, method, path, query, headers, body)

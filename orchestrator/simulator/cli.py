@@ -1,0 +1,257 @@
+"""`orchestrator simulate`: run the fake ECS API until SIGINT or SIGTERM.
+
+The first line on stdout is the URL, flushed at once, so a parent process (a
+test, a benchmark) can start it on port 0 and learn where it listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.fleetfile import load_fleet
+from orchestrator.simulator.server import Simulator
+
+_RATE = click.FloatRange(0.0, 1.0)
+
+
+def _job_seconds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
+    low_text, sep, high_text = value.partition(":")
+    try:
+        low = float(low_text)
+        high = float(high_text) if sep else low
+    except ValueError:
+        raise click.BadParameter(f"expected MIN or MIN:MAX seconds, got {value!r}") from None
+    if not (0.0 <= low <= high):
+        raise click.BadParameter(f"need 0 <= MIN <= MAX, got {value!r}")
+    return low, high
+
+
+def _keypairs(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _fleet(
+    ctx: click.Context, param: click.Parameter, value: Path | None
+) -> tuple[tuple[str, str], ...] | None:
+    if value is None:
+        return None
+    try:
+        return load_fleet(value)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free port (the URL is printed first).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of every random draw: same seed, same fleet and outcomes.",
+)
+@click.option(
+    "--fleet",
+    "fleet",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_fleet,
+    metavar="INVENTORY",
+    help="CSV or JSON inventory (project_id, server_id): only these servers exist. "
+    "Without it every canonical UUID exists.",
+)
+@click.option(
+    "--missing-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of servers that do not exist (404 Ecs.0114).",
+)
+@click.option(
+    "--locked-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of servers that are locked (400 Ecs.0605).",
+)
+@click.option(
+    "--no-disk-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of servers without a system disk (400 Ecs.0105).",
+)
+@click.option(
+    "--running-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of servers initially ACTIVE (reinstall needs mode withStopServer).",
+)
+@click.option(
+    "--job-seconds",
+    default="2:5",
+    show_default=True,
+    callback=_job_seconds,
+    metavar="MIN[:MAX]",
+    help="Duration of a reinstall job, drawn per job.",
+)
+@click.option(
+    "--job-fail-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of reinstall jobs that end FAIL (server ERROR).",
+)
+@click.option(
+    "--error-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of API requests answered 500/503 without acting.",
+)
+@click.option(
+    "--drop-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of accepted reinstalls whose answer is never sent (connection closed).",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0.0, min_open=True),
+    metavar="RPS",
+    help="Requests per second allowed per API (reinstall, job, server); default none.",
+)
+@click.option(
+    "--throttle-style",
+    type=click.Choice(["429", "202"]),
+    default="429",
+    show_default=True,
+    help="How throttling answers: 429 Common.1503 with Retry-After, "
+    "or 202 with Common.0024 and no job.",
+)
+@click.option(
+    "--busy-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of API requests answered 501 Ecs.0603 without acting.",
+)
+@click.option(
+    "--latency-ms",
+    default=0.0,
+    type=click.FloatRange(min=0.0),
+    show_default=True,
+    help="Delay before answering each API request, in milliseconds.",
+)
+@click.option(
+    "--token",
+    envvar="SIM_TOKEN",
+    show_envvar=True,
+    help="Accept this X-Auth-Token (prefer the env var: keeps it off the command line).",
+)
+@click.option(
+    "--ak",
+    envvar="SIM_AK",
+    show_envvar=True,
+    help="Accept SDK-HMAC-SHA256 signatures by this access key (needs --sk).",
+)
+@click.option(
+    "--sk", envvar="SIM_SK", show_envvar=True, help="Secret key for --ak (prefer the env var)."
+)
+@click.option(
+    "--keypairs",
+    callback=_keypairs,
+    metavar="A,B,C",
+    help="Comma-separated key pair names that exist (others: 400 Ecs.0314); default: any.",
+)
+def simulate(
+    host: str,
+    port: int,
+    seed: int,
+    fleet: tuple[tuple[str, str], ...] | None,
+    missing_rate: float,
+    locked_rate: float,
+    no_disk_rate: float,
+    running_rate: float,
+    job_seconds: tuple[float, float],
+    job_fail_rate: float,
+    error_rate: float,
+    drop_rate: float,
+    rate_limit: float | None,
+    throttle_style: str,
+    busy_rate: float,
+    latency_ms: float,
+    token: str | None,
+    ak: str | None,
+    sk: str | None,
+    keypairs: tuple[str, ...] | None,
+) -> None:
+    """Run a simulated ECS API (reinstall, job status, server details) with faults.
+
+    Prints the URL as the first line of stdout, serves until SIGINT or SIGTERM,
+    then exits 0. Auth is off unless --token or --ak/--sk is given.
+    """
+    if (ak is None) != (sk is None):
+        raise click.UsageError("--ak and --sk must be given together")
+    config = SimulatorConfig(
+        seed=seed,
+        fleet=fleet,
+        missing_rate=missing_rate,
+        locked_rate=locked_rate,
+        no_disk_rate=no_disk_rate,
+        running_rate=running_rate,
+        job_seconds=job_seconds,
+        job_fail_rate=job_fail_rate,
+        error_rate=error_rate,
+        drop_rate=drop_rate,
+        rate_limit=rate_limit,
+        throttle_style="202" if throttle_style == "202" else "429",
+        busy_rate=busy_rate,
+        latency_ms=latency_ms,
+        token=token,
+        ak=ak,
+        sk=sk,
+        keypairs=keypairs,
+    )
+    asyncio.run(_serve(config, host, port))
+
+
+async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with Simulator(config, host=host, port=port) as sim:
+            click.echo(sim.url)
+            sys.stdout.flush()
+            kinds = {"token": config.token is not None, "aksk": config.ak is not None}
+            auth = "+".join(name for name, on in kinds.items() if on)
+            fleet = "any UUID" if config.fleet is None else f"{len(config.fleet)} servers"
+            click.echo(
+                f"simulator listening on {sim.url} (seed={config.seed}, "
+                f"auth={auth or 'off'}, fleet={fleet})",
+                err=True,
+            )
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,53 @@
+"""The error codes the simulator answers with, and the one exception that carries them.
+
+HTTP statuses and messages follow the reference's error_codes.rst. Two codes are
+not in that table: `APIGW.0301` (the API gateway's answer to a bad signature,
+named in the project brief) and `APIGW.0203` for the injected 503, because no
+code of error_codes.rst has HTTP 503.
+"""
+
+from __future__ import annotations
+
+import json
+
+CODES: dict[str, tuple[int, str]] = {
+    "Common.0001": (
+        500,
+        "A system exception occurred. Try again later or contact customer service.",
+    ),
+    "Common.0002": (400, "The request body cannot be left blank."),
+    "Common.0011": (400, "Failed to query system tasks."),
+    "Common.0013": (401, "Invalid token."),
+    "Common.0024": (202, "Flow limit exceeded."),
+    "Common.1503": (429, "Api flow control Error because the API request rate exceeds the limit."),
+    "Ecs.0005": (400, "Invalid parameter values."),
+    "Ecs.0100": (400, "The ECS status does not meet requirements."),
+    "Ecs.0105": (400, "No system disk found. Attach the system disk to the ECS and try again."),
+    "Ecs.0114": (404, "The ECS does not exist."),
+    "Ecs.0314": (
+        400,
+        "The key pair does not exist. Refresh the key pair list and check the key pair.",
+    ),
+    "Ecs.0603": (501, "The commands are being executed. Try again later."),
+    "Ecs.0605": (400, "ECS locked."),
+    "APIGW.0203": (503, "Backend unavailable."),
+    "APIGW.0301": (401, "Incorrect IAM authentication information."),
+}
+
+
+class ApiFault(Exception):
+    """An error answer: the code fixes the HTTP status, `detail` refines the message.
+
+    Details are built from field names, states and IDs only, never from header
+    values, so no credential can be echoed back.
+    """
+
+    def __init__(self, code: str, detail: str | None = None) -> None:
+        self.status, base = CODES[code]
+        self.code = code
+        self.message = f"{base} {detail}" if detail else base
+        super().__init__(f"{code}: {self.message}")
+
+    def body(self) -> bytes:
+        payload = {"error": {"code": self.code, "message": self.message, "details": []}}
+        return json.dumps(payload).encode()

@@ -1,0 +1,180 @@
+"""The simulated servers: which exist, how they start, and how a reinstall changes them.
+
+A server's initial properties are drawn from (seed, server_id) on first sight,
+so they do not depend on request order. Its later state changes only at two
+moments, when a reinstall is accepted and when its job ends; the job's end is
+applied lazily (see `World.settle`), so there is no timer per server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.simulator import draws, timefmt
+from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.jobs import Job
+
+SERVER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# A fixed epoch, not the clock, anchors initial timestamps: they stay identical
+# from run to run and lie well in the past of any real clock.
+EPOCH = 1_577_836_800.0  # 2020-01-01T00:00:00Z
+_YEAR = 365 * 86_400.0
+
+REBUILDING = "rebuilding"
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """What a server is before anyone touches it."""
+
+    missing: bool
+    locked: bool
+    no_disk: bool
+    running: bool
+    name: str
+    created: float
+    launched_at: float
+    image_id: str
+    volume_id: str
+
+
+def traits_for(config: SimulatorConfig, server_id: str) -> Traits:
+    seed = config.seed
+    created = EPOCH + _YEAR * draws.unit(seed, "created", server_id)
+    return Traits(
+        missing=draws.unit(seed, "missing", server_id) < config.missing_rate,
+        locked=draws.unit(seed, "locked", server_id) < config.locked_rate,
+        no_disk=draws.unit(seed, "no_disk", server_id) < config.no_disk_rate,
+        running=draws.unit(seed, "running", server_id) < config.running_rate,
+        name=f"ecs-{server_id[:4]}",
+        created=created,
+        launched_at=created + 30 + 600 * draws.unit(seed, "launched", server_id),
+        image_id=draws.uuid_like(seed, "image", server_id),
+        volume_id=draws.uuid_like(seed, "volume", server_id),
+    )
+
+
+@dataclass(slots=True)
+class Server:
+    """One server's current state; mutated only by `begin_rebuild` and `end_rebuild`."""
+
+    project_id: str
+    server_id: str
+    traits: Traits
+    status: str
+    vm_state: str
+    launched_at: float
+    updated: float
+    key_name: str = ""
+    task_state: str | None = None
+    job: Job | None = None  # the reinstall under way
+    reinstalls: int = 0  # accepted reinstalls
+    successes: int = 0  # reinstalls that ended SUCCESS
+
+    @classmethod
+    def new(cls, project_id: str, server_id: str, traits: Traits) -> Server:
+        running = traits.running
+        return cls(
+            project_id=project_id,
+            server_id=server_id,
+            traits=traits,
+            status="ACTIVE" if running else "SHUTOFF",
+            vm_state="active" if running else "stopped",
+            launched_at=traits.launched_at,
+            updated=traits.launched_at,
+            key_name=f"KeyPair-{server_id[:4]}",
+        )
+
+    @property
+    def rebuilding(self) -> bool:
+        return self.task_state == REBUILDING
+
+    def begin_rebuild(self, job: Job, key_name: str, now: float) -> None:
+        # vm_state is kept: the reference maps active, stopped and error alike to
+        # REBUILD while task_state is `rebuilding`.
+        self.job = job
+        self.status = "REBUILD"
+        self.task_state = REBUILDING
+        self.key_name = key_name
+        self.updated = now
+        self.reinstalls += 1
+
+    def end_rebuild(self, job: Job) -> None:
+        self.job = None
+        self.task_state = None
+        self.updated = job.end
+        if job.fails:
+            self.status, self.vm_state = "ERROR", "error"
+        else:
+            # The ECS is started after a successful reinstall.
+            self.status, self.vm_state = "ACTIVE", "active"
+            self.launched_at = job.end
+            self.successes += 1
+
+
+def server_body(server: Server) -> dict[str, Any]:
+    """The answer of `GET /v1/{project_id}/cloudservers/{server_id}`."""
+    traits = server.traits
+    volumes = (
+        []
+        if traits.no_disk
+        else [
+            {
+                "id": traits.volume_id,
+                "delete_on_termination": "false",
+                "device": "/dev/vda",
+                "bootIndex": "0",
+            }
+        ]
+    )
+    return {
+        "server": {
+            "id": server.server_id,
+            "name": traits.name,
+            "status": server.status,
+            "progress": 0,
+            "updated": timefmt.stamp(server.updated),
+            "created": timefmt.stamp(traits.created),
+            "metadata": {"image_name": "Simulated_Image", "os_type": "Linux"},
+            "locked": traits.locked,
+            "tenant_id": server.project_id,
+            "key_name": server.key_name,
+            "image": {"id": traits.image_id},
+            "os-extended-volumes:volumes_attached": volumes,
+            "OS-EXT-STS:task_state": server.task_state,
+            "OS-EXT-STS:power_state": 1 if server.vm_state == "active" else 4,
+            "OS-EXT-STS:vm_state": server.vm_state,
+            "OS-EXT-SRV-ATTR:root_device_name": "" if traits.no_disk else "/dev/vda",
+            "OS-SRV-USG:launched_at": timefmt.launched_at(server.launched_at),
+            "OS-SRV-USG:terminated_at": None,
+        }
+    }
+
+
+class Fleet:
+    """Finds servers, creating each on first sight if it is meant to exist."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self._config = config
+        self._allowed = frozenset(config.fleet) if config.fleet is not None else None
+        # None records a server known not to exist, so the draw is made once.
+        self._servers: dict[tuple[str, str], Server | None] = {}
+
+    def get(self, project_id: str, server_id: str) -> Server | None:
+        key = (project_id, server_id)
+        try:
+            return self._servers[key]
+        except KeyError:
+            pass
+        if self._allowed is None:
+            if not SERVER_ID.fullmatch(server_id):
+                return None  # not cached: malformed IDs would grow the table without bound
+        elif key not in self._allowed:
+            return None
+        traits = traits_for(self._config, server_id)
+        server = None if traits.missing else Server.new(project_id, server_id, traits)
+        self._servers[key] = server
+        return server

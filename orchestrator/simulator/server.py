@@ -1,0 +1,75 @@
+"""Run the simulator in-process: start on a port (0 picks a free one), stop cleanly."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.simulator.app import SimulatorApp, build_app
+from orchestrator.simulator.config import SimulatorConfig
+
+# In-flight handlers get this long to finish when the simulator stops; idle
+# keep-alive connections are closed at once.
+SHUTDOWN_TIMEOUT = 2.0
+
+
+class Simulator:
+    """The fake ECS API on `host:port`; use `async with` or `start()`/`stop()`."""
+
+    def __init__(
+        self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.config = config if config is not None else SimulatorConfig()
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._app: SimulatorApp | None = None
+
+    @property
+    def url(self) -> str:
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stats(self) -> dict[str, Any]:
+        """The same counters as `GET /_sim/stats`."""
+        if self._app is None:
+            raise RuntimeError("the simulator was never started")
+        return self._app.stats()
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        app, self._app = build_app(self.config)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

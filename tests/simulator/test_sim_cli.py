@@ -1,0 +1,160 @@
+"""`orchestrator simulate`: flags, validation, and a real subprocess stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+from sim_helpers import PROJECT, SERVER
+
+from orchestrator.simulator import SimulatorConfig
+from orchestrator.simulator import cli as cli_module
+from orchestrator.simulator.cli import simulate
+
+FLAGS = [
+    "--host",
+    "--port",
+    "--seed",
+    "--fleet",
+    "--missing-rate",
+    "--locked-rate",
+    "--no-disk-rate",
+    "--running-rate",
+    "--job-seconds",
+    "--job-fail-rate",
+    "--error-rate",
+    "--drop-rate",
+    "--rate-limit",
+    "--throttle-style",
+    "--busy-rate",
+    "--latency-ms",
+    "--token",
+    "--ak",
+    "--sk",
+    "--keypairs",
+]
+TOKEN = "cli-secret-token-4242"
+
+
+def test_help_lists_and_documents_every_flag() -> None:
+    result = CliRunner().invoke(simulate, ["--help"])
+    assert result.exit_code == 0
+    for flag in FLAGS:
+        assert f"  {flag} " in result.output
+    documented = {opt for p in simulate.params if p.help for opt in p.opts}
+    assert set(FLAGS) <= documented
+    for env in ("SIM_TOKEN", "SIM_AK", "SIM_SK"):
+        assert env in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--missing-rate", "1.5"], "--missing-rate"),
+        (["--drop-rate", "-0.1"], "--drop-rate"),
+        (["--job-seconds", "5:2"], "MIN <= MAX"),
+        (["--job-seconds", "soon"], "MIN or MIN:MAX"),
+        (["--throttle-style", "503"], "--throttle-style"),
+        (["--ak", "only-ak"], "--ak and --sk"),
+    ],
+)
+def test_bad_values_are_refused_clearly(args: list[str], fragment: str) -> None:
+    result = CliRunner().invoke(simulate, args, env={"SIM_AK": None, "SIM_SK": None})
+    assert result.exit_code == 2
+    assert fragment in result.output
+
+
+def test_bad_fleet_file_is_refused(tmp_path: Path) -> None:
+    inventory = tmp_path / "inv.csv"
+    inventory.write_text("name,other\nx,y\n")
+    result = CliRunner().invoke(simulate, ["--fleet", str(inventory)])
+    assert result.exit_code == 2
+    assert "project_id" in result.output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_subprocess_serves_until_signal_and_exits_0(signum: signal.Signals) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SIM_TOKEN", "SIM_AK", "SIM_SK")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "simulate",
+        "--port",
+        "0",
+        "--token",
+        TOKEN,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        first = await asyncio.wait_for(process.stdout.readline(), timeout=15)
+        url = first.decode().strip()
+        assert url.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as session:
+            path = f"{url}/v1/{PROJECT}/cloudservers/{SERVER}"
+            async with session.get(path, headers={"X-Auth-Token": TOKEN}) as response:
+                assert response.status == 200
+                assert (await response.json())["server"]["id"] == SERVER
+            async with session.get(path) as response:
+                assert response.status == 401
+        process.send_signal(signum)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=15)
+        assert process.returncode == 0, err.decode()
+        assert TOKEN.encode() not in out + err + first
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_flags_and_env_vars_reach_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[SimulatorConfig, str, int]] = []
+
+    async def fake_serve(config: SimulatorConfig, host: str, port: int) -> None:
+        seen.append((config, host, port))
+
+    monkeypatch.setattr(cli_module, "_serve", fake_serve)
+    inventory = tmp_path / "inv.csv"
+    inventory.write_text(f"project_id,server_id\n{PROJECT},{SERVER}\n")
+    args = [
+        "--port",
+        "8123",
+        "--seed",
+        "5",
+        "--fleet",
+        str(inventory),
+        "--job-seconds",
+        "1:3",
+        "--rate-limit",
+        "7.5",
+        "--throttle-style",
+        "202",
+        "--keypairs",
+        "a, b",
+        "--latency-ms",
+        "20",
+        "--missing-rate",
+        "0.25",
+    ]
+    env = {"SIM_TOKEN": TOKEN, "SIM_AK": "ak-1", "SIM_SK": "sk-secret-1"}
+    result = CliRunner().invoke(simulate, args, env=env)
+    assert result.exit_code == 0, result.output
+    ((config, host, port),) = seen
+    assert (host, port) == ("127.0.0.1", 8123)
+    assert config.seed == 5
+    assert config.fleet == ((PROJECT, SERVER),)
+    assert config.job_seconds == (1.0, 3.0)
+    assert (config.rate_limit, config.throttle_style) == (7.5, "202")
+    assert config.keypairs == ("a", "b")
+    assert (config.latency_ms, config.missing_rate) == (20.0, 0.25)
+    assert (config.token, config.ak, config.sk) == (TOKEN, "ak-1", "sk-secret-1")
