@@ -1,0 +1,263 @@
+"""Pure renderers: summary to JSON text, targets to CSV rows, the Markdown report.
+
+Nothing here touches the file system; `orchestrator.report.write` does.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from orchestrator.model import Target, TargetState
+from orchestrator.report.summary import (
+    DurationStats,
+    Summary,
+    parse_timestamp,
+    summary_to_dict,
+    target_duration,
+)
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "project_id",
+    "server_id",
+    "state",
+    "job_id",
+    "error_code",
+    "fail_reason",
+    "attempts",
+    "submitted_at",
+    "finished_at",
+    "duration_s",
+    "region",
+)
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP
+# "CSV injection"); fail_reason comes from the API, extras from the inventory.
+FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+
+# Rows listed per section of report.md; the CSV always has every target.
+MARKDOWN_ROW_CAP = 500
+# Longer cells are cut in report.md only, so one huge API message cannot
+# swamp the page.
+MARKDOWN_CELL_CAP = 300
+
+
+def summary_json(summary: Summary) -> str:
+    # default=str: an option value that JSON cannot hold must not sink the report.
+    return json.dumps(summary_to_dict(summary), indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+# -- CSV ----------------------------------------------------------------------
+
+
+def neutralise(cell: str) -> str:
+    """`cell` with a leading `'` if a spreadsheet would evaluate it."""
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
+def csv_extra_columns(extra_columns: Sequence[str]) -> list[tuple[str, str]]:
+    """(header, extra key) for each inventory column kept for the report.
+
+    An inventory column named like one of ours (say "state") gets an "extra_"
+    prefix, and repeats are dropped, so csv.DictReader never loses a column.
+    """
+    used = set(CSV_COLUMNS)
+    pairs: list[tuple[str, str]] = []
+    for key in dict.fromkeys(extra_columns):
+        header = key
+        while header in used:
+            header = "extra_" + header
+        used.add(header)
+        pairs.append((header, key))
+    return pairs
+
+
+def csv_header(extra_columns: Sequence[str]) -> list[str]:
+    headers = [*CSV_COLUMNS, *(header for header, _ in csv_extra_columns(extra_columns))]
+    return [neutralise(header) for header in headers]
+
+
+def csv_row(target: Target, extra_keys: Sequence[str]) -> list[str | int | float]:
+    """One CSV row; `extra_keys` are the keys of `csv_extra_columns`, in order."""
+    duration = target_duration(target)
+    texts = [
+        target.project_id,
+        target.server_id,
+        str(target.state.value if isinstance(target.state, TargetState) else target.state),
+        target.job_id,
+        target.error_code,
+        target.fail_reason,
+    ]
+    stamps = [target.submitted_at, target.finished_at]
+    extras = [target.spec.region, *(target.spec.extra.get(key) for key in extra_keys)]
+    return [
+        *(_text(value) for value in texts),
+        target.attempts,  # numbers stay numbers: no quote, no neutralising
+        *(_text(value) for value in stamps),
+        round(duration, 3) if duration is not None else "",
+        *(_text(value) for value in extras),
+    ]
+
+
+def _text(value: object) -> str:
+    return "" if value is None else neutralise(str(value))
+
+
+# -- Markdown -----------------------------------------------------------------
+
+
+@dataclass
+class Listing:
+    """The first `cap` targets offered, and how many were offered in all."""
+
+    cap: int = MARKDOWN_ROW_CAP
+    rows: list[Target] = field(default_factory=list)
+    total: int = 0
+
+    def offer(self, target: Target) -> None:
+        self.total += 1
+        if len(self.rows) < self.cap:
+            self.rows.append(target)
+
+
+@dataclass
+class Listings:
+    """The failed and the unfinished targets shown in report.md."""
+
+    failed: Listing = field(default_factory=Listing)
+    not_final: Listing = field(default_factory=Listing)
+
+    def offer(self, target: Target) -> None:
+        if target.state == TargetState.FAILED:
+            self.failed.offer(target)
+        elif not target.is_final:
+            self.not_final.offer(target)
+
+
+def md_cell(value: object) -> str:
+    """`value` as one Markdown table cell that cannot break the table.
+
+    Backslashes are escaped first so an input `\\|` cannot turn our `\\|` back
+    into a bare pipe; `<` and `>` are escaped so text from the API is never
+    rendered as HTML.
+    """
+    if value is None:
+        return ""
+    text = " ".join(str(value).splitlines())
+    if len(text) > MARKDOWN_CELL_CAP:
+        text = text[: MARKDOWN_CELL_CAP - 1] + "…"
+    for char in ("\\", "|", "<", ">"):
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(md_cell(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _more(listing: Listing) -> list[str]:
+    hidden = listing.total - len(listing.rows)
+    return [f"… and {hidden} more, see targets.csv"] if hidden > 0 else []
+
+
+def format_seconds(seconds: float) -> str:
+    """A short human duration, e.g. `1h 02m 03s`; sub-minute values keep a decimal."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _stat_values(stats: DurationStats) -> tuple[float | None, ...]:
+    return (stats.p50, stats.p90, stats.p95, stats.p99, stats.max, stats.mean)
+
+
+def _elapsed(summary: Summary) -> str:
+    start = parse_timestamp(summary.started_at)
+    end = parse_timestamp(summary.ended_at)
+    if start is None:
+        return "not started"
+    if end is None:
+        return "still running (or interrupted without an end time)"
+    return format_seconds((end - start).total_seconds())
+
+
+def render_markdown(summary: Summary, listings: Listings) -> str:
+    """The human-readable report.
+
+    `listings` is filled during the pass that writes the CSV, so report.md lists
+    at most `cap` targets per section whatever the fleet size.
+    """
+    failed, not_final = listings.failed, listings.not_final
+    stats = summary.duration_s
+    lines = [
+        f"# Reinstall report: {md_cell(summary.run_id)}",
+        "",
+        f"- State file: `{summary.state_path}`",
+        f"- Inventory: `{summary.inventory_path or '-'}` (sha256 `{summary.inventory_sha256}`)",
+        f"- Created: {summary.created_at}",
+        f"- Latest invocation (#{summary.invocations}): started {summary.started_at or '-'}, "
+        f"ended {summary.ended_at or '-'}, took {_elapsed(summary)}",
+        f"- Complete: {'yes' if summary.complete else 'no'}",
+        f"- Generated: {summary.generated_at}",
+        "",
+        "## Targets by state",
+        "",
+        *_table(
+            ["state", "count"],
+            [*((state, n) for state, n in summary.counts.items()), ("**total**", summary.total)],
+        ),
+        "",
+        "## Durations (seconds, nearest-rank percentiles over final targets)",
+        "",
+        *_table(
+            ["count", "p50", "p90", "p95", "p99", "max", "mean"],
+            [[stats.count, *("-" if v is None else v for v in _stat_values(stats))]],
+        ),
+        "",
+        "## API requests",
+        "",
+        *_table(
+            ["kind", "sent"],
+            [*summary.requests.items(), ("throttled answers", summary.throttled)],
+        ),
+        "",
+        "## Failures by error code",
+        "",
+    ]
+    if summary.failures_by_error_code:
+        lines += _table(["error_code", "count"], list(summary.failures_by_error_code.items()))
+    else:
+        lines.append("No target failed.")
+
+    lines += ["", "## Failed targets", ""]
+    if failed.total:
+        lines += _table(
+            ["project_id", "server_id", "error_code", "fail_reason"],
+            [(t.project_id, t.server_id, t.error_code, t.fail_reason) for t in failed.rows],
+        )
+        lines += _more(failed)
+    else:
+        lines.append("None.")
+
+    lines += ["", "## Targets not in a final state", ""]
+    if not_final.total:
+        lines += [
+            f"{not_final.total} target(s) are not finished. The run can be resumed with "
+            f"`orchestrator resume --state {shlex.quote(summary.state_path)}`.",
+            "",
+        ]
+        lines += _table(
+            ["project_id", "server_id", "state", "job_id", "attempts"],
+            [(t.project_id, t.server_id, t.state, t.job_id, t.attempts) for t in not_final.rows],
+        )
+        lines += _more(not_final)
+    else:
+        lines.append("None: every target is in a final state.")
+    return "\n".join(lines) + "\n"
