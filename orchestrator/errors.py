@@ -11,6 +11,8 @@
         │   ├── ServiceBusy        501 Ecs.0603
         │   └── NotSent            connection failed before the request was sent
         ├── Rejected               the service means it (4xx): give up on this target
+        │   ├── AuthFailed         401/403: the credentials are refused; stop the run
+        │   └── NotFound           404 server, or Common.0011 unknown job
         ├── OutcomeUnknown         sent, but no trustworthy answer: settle from the server
         └── BadResponse            an answer we cannot use (not JSON, missing fields)
 
@@ -116,6 +118,14 @@ class NotSent(RetryLater):
 
 class Rejected(ApiError):
     """The service rejected the request."""
+
+
+class AuthFailed(Rejected):
+    """The service refused the credentials."""
+
+
+class NotFound(Rejected):
+    """The server or job does not exist."""
 
 
 class OutcomeUnknown(ApiError):

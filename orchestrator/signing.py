@@ -83,9 +83,7 @@ def signature(
     """Hex HMAC-SHA256 of the string to sign; `headers` must hold `X-Sdk-Date`."""
     date = next(v for k, v in headers.items() if k.lower() == DATE_HEADER.lower())
     request = canonical_request(method, path, query, headers, signed, body)
-    string_to_sign = "\n".join(
-        [ALGORITHM, date, hashlib.sha256(request.encode()).hexdigest()]
-    )
+    string_to_sign = "\n".join([ALGORITHM, date, hashlib.sha256(request.encode()).hexdigest()])
     return hmac.new(secret_key.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 

@@ -1,0 +1,113 @@
+"""Credentials from the environment, and the headers they put on a request.
+
+Two kinds, as the ECS API accepts them: an IAM token (`X-Auth-Token`), or an
+AK/SK key pair that signs every request (`SDK-HMAC-SHA256`, `X-Project-Id`).
+Secrets are held in objects whose repr hides them, so a traceback, a log line or
+a debugger never shows one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from orchestrator import signing
+from orchestrator.errors import UsageError
+
+ENV_TOKEN = "OS_AUTH_TOKEN"
+ENV_AK = "HUAWEICLOUD_SDK_AK"
+ENV_SK = "HUAWEICLOUD_SDK_SK"
+ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+
+
+class Credentials(Protocol):
+    kind: str
+
+    def headers(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        project_id: str,
+        body: bytes,
+        base: Mapping[str, str],
+    ) -> dict[str, str]:
+        """All headers to send: `base` plus the authentication ones."""
+        ...
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values, so that tests and log filters can look for them."""
+        ...
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    token: str = field(repr=False)
+    kind: str = "token"
+
+    def headers(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        project_id: str,
+        body: bytes,
+        base: Mapping[str, str],
+    ) -> dict[str, str]:
+        return {**base, "X-Auth-Token": self.token}
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.token,)
+
+
+@dataclass(frozen=True)
+class AkSkAuth:
+    access_key: str
+    secret_key: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
+    kind: str = "aksk"
+
+    def headers(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        project_id: str,
+        body: bytes,
+        base: Mapping[str, str],
+    ) -> dict[str, str]:
+        headers = {
+            **base,
+            "Host": host,
+            "X-Project-Id": project_id,
+            signing.DATE_HEADER: signing.sdk_date(self.clock()),
+        }
+        if self.security_token:
+            headers["X-Security-Token"] = self.security_token
+        headers["Authorization"] = signing.authorization(
+            self.access_key, self.secret_key, method, path, [], headers, body
+        )
+        return headers
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.secret_key, self.security_token) if s)
+
+
+def from_env(env: Mapping[str, str]) -> Credentials | None:
+    """Token if `OS_AUTH_TOKEN` is set, else AK/SK if both keys are set, else None."""
+    token = env.get(ENV_TOKEN, "").strip()
+    ak = env.get(ENV_AK, "").strip()
+    sk = env.get(ENV_SK, "").strip()
+    if token:
+        return TokenAuth(token)
+    if ak or sk:
+        if not (ak and sk):
+            missing = ENV_SK if ak else ENV_AK
+            raise UsageError(
+                f"AK/SK authentication needs both {ENV_AK} and {ENV_SK}; {missing} is not set"
+            )
+        return AkSkAuth(ak, sk, env.get(ENV_SECURITY_TOKEN, "").strip() or None)
+    return None

@@ -1,0 +1,209 @@
+"""One invocation of `run` or `resume`, from state file to report.
+
+open or create the state file (the inventory is validated and imported once)
+start the built-in simulator if asked
+run the Runner with signal handlers: first signal drains, second halts
+record the end of the invocation and write the report
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from orchestrator.auth import Credentials, TokenAuth
+from orchestrator.client import EcsClient, Timeouts
+from orchestrator.endpoints import Endpoints
+from orchestrator.errors import StateError, UsageError
+from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.pacing import RateLimiter
+from orchestrator.progress import ProgressDisplay, ProgressMeter
+from orchestrator.report import ReportPaths, write_report
+from orchestrator.runner import Outcome, Runner, RunSettings
+from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
+from orchestrator.state import StateStore, file_sha256, remove_state_files
+
+log = logging.getLogger("orchestrator.campaign")
+
+
+@dataclass
+class Invocation:
+    state_path: Path
+    report_dir: Path
+    settings: RunSettings
+    inventory: Path | None = None
+    defaults: InventoryDefaults = field(default_factory=InventoryDefaults)
+    endpoint: str | None = None
+    endpoint_template: str | None = None
+    credentials: Credentials | None = None
+    simulate: SimulatorConfig | None = None
+    live_progress: bool | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    report: ReportPaths | None
+    run_id: str
+
+
+def default_state_path(inventory: Path, report_dir: Path) -> Path:
+    return report_dir / f"{inventory.stem}.state.sqlite"
+
+
+def open_state(inv: Invocation) -> StateStore:
+    """Open the state file for a run, creating it from the inventory the first time."""
+    if inv.state_path.exists():
+        if inv.inventory is not None:
+            _check_same_inventory(inv.state_path, inv.inventory)
+        try:
+            return StateStore.open(inv.state_path)
+        except StateError as exc:
+            if "never finished" in str(exc) and inv.inventory is not None:
+                # An import killed half-way committed nothing; start it again.
+                remove_state_files(inv.state_path)
+            else:
+                raise
+    if inv.inventory is None:
+        raise UsageError(f"state file {inv.state_path} does not exist; start with `run INVENTORY`")
+    reader = InventoryReader(inv.inventory, inv.defaults)
+    return StateStore.create(
+        inv.state_path,
+        reader,
+        inventory_path=str(inv.inventory),
+        inventory_sha256=file_sha256(inv.inventory),
+        extra_columns=lambda: reader.columns,
+        validate=lambda: _validated(reader),
+    )
+
+
+def _validated(reader: InventoryReader) -> None:
+    reader.raise_if_problems()
+    if reader.rows == 0:
+        raise UsageError(f"{reader.path}: the inventory lists no servers")
+
+
+def _check_same_inventory(state_path: Path, inventory: Path) -> None:
+    try:
+        actual = file_sha256(inventory)
+    except OSError as exc:
+        raise UsageError(f"cannot read inventory {inventory}: {exc.strerror}") from exc
+    with StateStore.open(state_path, readonly=True) as store:
+        recorded = store.inventory_sha256
+    if actual != recorded:
+        raise UsageError(
+            f"inventory {inventory} differs from the one state file {state_path} was made from "
+            f"(sha256 {actual[:12]}… vs {recorded[:12]}…). A different fleet needs its own state "
+            "file: pass --state NEW_PATH, or `orchestrator resume --state` to finish the old one."
+        )
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
+    """First SIGINT/SIGTERM: drain and stop; second: stop at once. Restored on exit."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal: stopping at once (state stays consistent)")
+            halt.set()
+        else:
+            log.warning(
+                "signal %s: finishing accepted jobs, then stopping", signal.Signals(signum).name
+            )
+            stop.set()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+@contextlib.asynccontextmanager
+async def _cloud(
+    inv: Invocation, store: StateStore
+) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
+    if inv.simulate is None:
+        if inv.endpoint is None and inv.endpoint_template is None:
+            raise UsageError("give --endpoint or --endpoint-template (or --simulate)")
+        if inv.credentials is None:
+            raise UsageError(
+                "no credentials: set OS_AUTH_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
+            )
+        yield Endpoints(inv.endpoint, inv.endpoint_template), inv.credentials
+        return
+    token = secrets.token_urlsafe(24)
+    config = inv.simulate
+    if config.fleet is None and inv.inventory is not None:
+        config = _with(config, fleet=load_fleet(inv.inventory))
+    config = _with(config, token=token)
+    async with Simulator(config) as sim:
+        log.warning("simulator listening on %s", sim.url)
+        yield Endpoints(sim.url), TokenAuth(token)
+
+
+def _with(config: SimulatorConfig, **changes: Any) -> SimulatorConfig:
+    from dataclasses import replace
+
+    return replace(config, **changes)
+
+
+async def execute(inv: Invocation, store: StateStore) -> Result:
+    """Run the state file's targets to the end (or to a stop) and write the report."""
+    stop, halt = asyncio.Event(), asyncio.Event()
+    store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
+    outcome: Outcome | None = None
+    try:
+        async with _cloud(inv, store) as (endpoints, credentials):
+            s = inv.settings
+            connector = aiohttp.TCPConnector(limit=max(64, s.submit_workers() + s.poll_workers()))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                client = EcsClient(
+                    session,
+                    endpoints,
+                    credentials,
+                    submit_limiter=RateLimiter(s.rate),
+                    poll_limiter=RateLimiter(s.poll_rate),
+                    timeouts=Timeouts(),
+                )
+                runner = Runner(store, client, s)
+                total = sum(store.counts().values())
+                meter = ProgressMeter(total)
+                with _signals(stop, halt):
+                    async with ProgressDisplay(
+                        meter, lambda: runner.counts, live=inv.live_progress
+                    ):
+                        outcome = await runner.run(stop, halt)
+    finally:
+        label = "interrupted" if outcome is None else _label(outcome)
+        with contextlib.suppress(StateError):
+            store.end_invocation(label)
+    report = None
+    if not halt.is_set():
+        run = store.run_info()
+        report = write_report(inv.report_dir, run, store.iter_targets)
+    return Result(outcome, report, store.run_info().run_id)
+
+
+def _label(outcome: Outcome) -> str:
+    if outcome.aborted:
+        return "aborted"
+    if outcome.complete:
+        return "complete"
+    return "stopped" if outcome.stopped else "deferred"

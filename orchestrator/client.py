@@ -1,0 +1,316 @@
+"""The ECS API client: three calls, and the one place aiohttp errors are translated.
+
+    reinstall(spec) -> job_id          POST /v1/{project}/cloudservers/{server}/reinstallos
+    job(project, job_id) -> JobView    GET  /v1/{project}/jobs/{job_id}
+    server(project, server) -> ServerView  GET /v1/{project}/cloudservers/{server}
+
+Nothing above this module sees an aiohttp exception: every failure becomes one
+of the errors in `orchestrator.errors`, chosen by what the caller may do next.
+For a reinstall the key question is whether the request could have been acted
+on: a refusal (429, 202 Common.0024, 501 Ecs.0603, a failed connect) may be sent
+again; a timeout, a dropped connection or a 5xx after sending may not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from orchestrator.auth import Credentials
+from orchestrator.endpoints import Endpoints
+from orchestrator.errors import (
+    ApiError,
+    AuthFailed,
+    BadResponse,
+    NotFound,
+    NotSent,
+    OutcomeUnknown,
+    Rejected,
+    RetryLater,
+    ServiceBusy,
+    Throttled,
+)
+from orchestrator.model import TargetSpec
+from orchestrator.pacing import RateLimiter, Unlimited
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1 << 20  # a job or server answer is a few KiB; more is hostile
+JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
+JOB_STATUSES = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    job_id: str
+    status: str  # INIT, RUNNING, SUCCESS or FAIL
+    server_id: str | None
+    error_code: str | None
+    fail_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    server_id: str
+    status: str | None
+    vm_state: str | None
+    task_state: str | None
+    launched_at: str | None
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 30.0
+    total: float = 60.0
+
+
+class EcsClient:
+    """Sends the three ECS calls through one pooled session, paced by the limiters given."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        endpoints: Endpoints,
+        credentials: Credentials | None,
+        *,
+        submit_limiter: RateLimiter | Unlimited | None = None,
+        poll_limiter: RateLimiter | Unlimited | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        self._session = session
+        self._endpoints = endpoints
+        self._credentials = credentials
+        self._submit_limiter = submit_limiter or Unlimited()
+        self._poll_limiter = poll_limiter or Unlimited()
+        t = timeouts or Timeouts()
+        self._timeout = aiohttp.ClientTimeout(
+            total=t.total, sock_connect=t.connect, sock_read=t.read
+        )
+        self.requests: Counter[str] = Counter()  # sent, by kind
+        self.throttled = 0
+
+    # -- the three calls ---------------------------------------------------
+
+    async def reinstall(
+        self, spec: TargetSpec, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> str:
+        """Send one reinstall; `before_send` runs once the pacer allows it, right before
+        the request goes out (the runner commits its intent there)."""
+        path = f"/v1/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
+        body = json.dumps(spec.reinstall_body(), separators=(",", ":")).encode()
+        await self._submit_limiter.acquire()
+        if before_send is not None:
+            await before_send()
+        status, headers, payload = await self._send(
+            "reinstall", "POST", spec.region, spec.project_id, path, body, unsent_is_unknown=True
+        )
+        if status in (200, 202, 204) and isinstance(payload, dict):
+            error = _error_of(payload)
+            if status == 202 and error and error[0] == "Common.0024":
+                self.throttled += 1
+                raise Throttled("flow limit exceeded (202 Common.0024)", status=202, code=error[0])
+            job_id = payload.get("job_id")
+            if isinstance(job_id, str) and _plain_id(job_id):
+                return job_id
+            # Delivered, maybe: a success status without a job id proves nothing.
+            raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
+        raise self._failure(status, headers, payload, acted_unknown=True)
+
+    async def job(self, project_id: str, job_id: str, region: str | None = None) -> JobView:
+        await self._poll_limiter.acquire()
+        path = f"/v1/{project_id}/jobs/{job_id}"
+        status, headers, payload = await self._send("job", "GET", region, project_id, path, b"")
+        if status == 200 and isinstance(payload, dict) and _error_of(payload) is None:
+            return _job_view(job_id, payload)
+        if _error_code(payload) == "Common.0011":
+            raise NotFound(
+                "the service does not know this job (Common.0011)",
+                status=status,
+                code="Common.0011",
+            )
+        raise self._failure(status, headers, payload, acted_unknown=False)
+
+    async def server(
+        self, project_id: str, server_id: str, region: str | None = None
+    ) -> ServerView:
+        await self._poll_limiter.acquire()
+        path = f"/v1/{project_id}/cloudservers/{server_id}"
+        status, headers, payload = await self._send("server", "GET", region, project_id, path, b"")
+        if status == 200 and isinstance(payload, dict) and isinstance(payload.get("server"), dict):
+            return _server_view(server_id, payload["server"])
+        raise self._failure(status, headers, payload, acted_unknown=False)
+
+    # -- one request, errors translated ---------------------------------------
+
+    async def _send(
+        self,
+        kind: str,
+        method: str,
+        region: str | None,
+        project_id: str,
+        path: str,
+        body: bytes,
+        *,
+        unsent_is_unknown: bool = False,
+    ) -> tuple[int, dict[str, str], Any]:
+        base_url = self._endpoints.for_region(region)
+        url = base_url + path
+        host = urlsplit(base_url).netloc
+        headers: dict[str, str] = dict(JSON_HEADERS)
+        if self._credentials is not None:
+            headers = self._credentials.headers(method, host, path, project_id, body, headers)
+        self.requests[kind] += 1
+        try:
+            async with self._session.request(
+                method,
+                url,
+                data=body if body else None,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                raw = await resp.content.read(MAX_BODY_BYTES + 1)
+                status = resp.status
+                resp_headers = {k: v for k, v in resp.headers.items()}
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # The connection was never made: nothing reached the service.
+            raise NotSent(f"{kind}: cannot connect ({type(exc).__name__})") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Sent, or maybe sent: the service may have acted on it.
+            message = f"{kind}: no answer ({type(exc).__name__})"
+            if unsent_is_unknown:
+                raise OutcomeUnknown(message) from None
+            raise RetryLater(message) from None
+        if len(raw) > MAX_BODY_BYTES:
+            raise BadResponse(
+                f"{kind}: answer body larger than {MAX_BODY_BYTES} bytes", status=status
+            )
+        payload: Any = None
+        if raw:
+            try:
+                payload = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                payload = _NotJson()
+        return status, resp_headers, payload
+
+    def _failure(
+        self, status: int, headers: dict[str, str], payload: Any, *, acted_unknown: bool
+    ) -> ApiError:
+        code, message = _error_of(payload) or (None, "")
+        summary = (
+            f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        )
+        if status == 429 or (status == 202 and code == "Common.0024"):
+            self.throttled += 1
+            return Throttled(summary, status=status, code=code, retry_after=_retry_after(headers))
+        if status == 501 and code == "Ecs.0603":
+            return ServiceBusy(summary, status=status, code=code, retry_after=_retry_after(headers))
+        if status in (401, 403) and code not in ("Ecs.0605",):
+            return AuthFailed(summary, status=status, code=code)
+        if status == 404:
+            return NotFound(summary, status=status, code=code)
+        if 400 <= status < 500:
+            return Rejected(summary, status=status, code=code)
+        if status >= 500 or status in (200, 202, 204):
+            # The reference warns that HTTP codes may not be accurate: a 5xx on a
+            # reinstall does not prove it was not acted on.
+            if acted_unknown:
+                return OutcomeUnknown(summary, status=status, code=code)
+            if isinstance(payload, _NotJson) or status < 500:
+                return BadResponse(f"HTTP {status}: answer is not the expected JSON", status=status)
+            return RetryLater(summary, status=status, code=code)
+        if acted_unknown:
+            return OutcomeUnknown(summary, status=status, code=code)
+        return BadResponse(summary, status=status, code=code)
+
+
+class _NotJson:
+    """Marks an answer body that was not JSON."""
+
+
+def _error_of(payload: Any) -> tuple[str, str] | None:
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message")
+        return (str(code)[:64] if code is not None else "", str(message or "")[:500])
+    if isinstance(payload.get("code"), str) and "message" in payload:
+        return (payload["code"][:64], str(payload.get("message") or "")[:500])
+    return None
+
+
+def _error_code(payload: Any) -> str | None:
+    error = _error_of(payload)
+    return error[0] if error else None
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                seconds = float(value)
+            except ValueError:
+                return None
+            return min(max(seconds, 0.0), 300.0)
+    return None
+
+
+def _plain_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
+
+
+def _str_or_none(value: Any, limit: int = 2000) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)[:limit]
+
+
+def _job_view(job_id: str, payload: dict[str, Any]) -> JobView:
+    status = payload.get("status")
+    if status not in JOB_STATUSES:
+        raise BadResponse(f"job answer has an unknown status {str(status)[:40]!r}")
+    entities = payload.get("entities")
+    server_id = None
+    if isinstance(entities, dict):
+        server_id = _str_or_none(entities.get("server_id"), 64)
+        sub_jobs = entities.get("sub_jobs")
+        if server_id is None and isinstance(sub_jobs, list) and sub_jobs:
+            first = sub_jobs[0]
+            if isinstance(first, dict) and isinstance(first.get("entities"), dict):
+                server_id = _str_or_none(first["entities"].get("server_id"), 64)
+    return JobView(
+        job_id=job_id,
+        status=status,
+        server_id=server_id,
+        error_code=_str_or_none(payload.get("error_code"), 64),
+        fail_reason=_str_or_none(payload.get("fail_reason")),
+    )
+
+
+def _server_view(server_id: str, server: dict[str, Any]) -> ServerView:
+    if server.get("id") not in (None, server_id):
+        raise BadResponse("server answer is about another server")
+    return ServerView(
+        server_id=server_id,
+        status=_str_or_none(server.get("status"), 64),
+        vm_state=_str_or_none(server.get("OS-EXT-STS:vm_state"), 64),
+        task_state=_str_or_none(server.get("OS-EXT-STS:task_state"), 64),
+        launched_at=_str_or_none(server.get("OS-SRV-USG:launched_at"), 64),
+    )
+
+
+async def close_quietly(session: aiohttp.ClientSession) -> None:
+    await session.close()
+    # Give SSL transports a moment to close (aiohttp's documented advice).
+    await asyncio.sleep(0)

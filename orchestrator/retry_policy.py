@@ -1,0 +1,96 @@
+"""Which failures are retried, which fail the target, which are settled from the server.
+
+The table is a pure function (`decide`) so it can be tested row by row; the
+tenacity policies built from it are what the runner wraps its calls in.
+
+    error                     reinstall            job / server query
+    ------------------------  -------------------  ------------------
+    Throttled (429, 202/0024) retry (Retry-After)  retry (Retry-After)
+    ServiceBusy (501/0603)    retry                retry
+    NotSent (connect failed)  retry                retry
+    RetryLater (5xx, timeout) -- (never raised)    retry
+    OutcomeUnknown            settle from server   --
+    BadResponse               settle from server   settle from server
+    AuthFailed (401/403)      stop the run         stop the run
+    NotFound / Rejected (4xx) fail the target      settle / fail
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from orchestrator.errors import (
+    AuthFailed,
+    BadResponse,
+    OutcomeUnknown,
+    Rejected,
+    RetryLater,
+)
+
+
+class Decision(StrEnum):
+    RETRY = "retry"  # refused before acting: send again after a backoff
+    FAIL = "fail"  # the service means it: this target has failed
+    SETTLE = "settle"  # outcome unknown: ask the server what happened, never resend blindly
+    ABORT = "abort"  # the whole run cannot go on (credentials refused)
+
+
+def decide(exc: BaseException) -> Decision:
+    """What to do about a failed API call."""
+    if isinstance(exc, RetryLater):
+        return Decision.RETRY
+    if isinstance(exc, AuthFailed):
+        return Decision.ABORT
+    if isinstance(exc, (OutcomeUnknown, BadResponse)):
+        return Decision.SETTLE
+    if isinstance(exc, Rejected):
+        return Decision.FAIL
+    return Decision.SETTLE
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    attempts: int = 6  # tries of one call before the target is deferred
+    max_delay: float = 120.0  # seconds spent retrying one call at most
+    backoff_base: float = 0.5  # first backoff, doubled each time, with full jitter
+    backoff_cap: float = 30.0
+
+
+class wait_retry_after:
+    """Wait what the service asked for (Retry-After) or else exponential backoff with jitter."""
+
+    def __init__(self, fallback: wait_random_exponential, cap: float) -> None:
+        self._fallback = fallback
+        self._cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        backoff = float(self._fallback(retry_state))
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        asked = getattr(exc, "retry_after", None)
+        if asked is not None:
+            return min(max(float(asked), backoff), max(self._cap, float(asked)))
+        return backoff
+
+
+def retrying(settings: RetrySettings) -> AsyncRetrying:
+    """Retry calls whose failure `decide`s RETRY; anything else is raised at once."""
+    return AsyncRetrying(
+        retry=retry_if_exception(lambda e: decide(e) is Decision.RETRY),
+        stop=stop_after_attempt(settings.attempts) | stop_after_delay(settings.max_delay),
+        wait=wait_retry_after(
+            wait_random_exponential(multiplier=settings.backoff_base, max=settings.backoff_cap),
+            settings.backoff_cap,
+        ),
+        reraise=True,
+    )

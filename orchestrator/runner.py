@@ -1,0 +1,667 @@
+"""The run: one loop that drives every target of a state file to a final state.
+
+    recover    targets left mid-way by an earlier process: an intent with no
+               answer is in doubt; a job is followed again
+    submit     a few submit workers take pending targets in inventory order,
+               within --max-in-flight: check the server, commit the intent,
+               send, commit the job_id
+    follow     a few poll workers take whatever is due from one heap: job
+               queries, in-doubt settlements, servers followed without a job
+    stop       on the stop event no new reinstall is sent; accepted ones are
+               followed for the drain period; state is committed either way
+
+A target holds an in-flight slot from the moment a submit worker takes it
+until it is final or back to pending, so at most --max-in-flight servers are
+ever being reinstalled (or possibly being reinstalled) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from orchestrator.client import EcsClient, JobView
+from orchestrator.errors import (
+    ApiError,
+    AuthFailed,
+    BadResponse,
+    NotFound,
+    OutcomeUnknown,
+    Rejected,
+    RetryLater,
+    StateError,
+)
+from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState
+from orchestrator.retry_policy import RetrySettings, retrying
+from orchestrator.schedule import Backoff, DueQueue, wait_event
+from orchestrator.settle import DEFAULT_SKEW, Verdict, follow, is_rebuilding, settle
+from orchestrator.state import Change, StateStore, utc_now
+from orchestrator.writer import StateWriter
+
+log = logging.getLogger("orchestrator.run")
+T = TypeVar("T")
+
+S = TargetState
+FEED_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    rate: float = 10.0  # reinstall requests per second
+    poll_rate: float = 50.0  # job and server queries per second
+    max_in_flight: int = 200
+    job_timeout: float = 3600.0  # a reinstall not ended by then is failed
+    first_poll: float = 5.0  # first job query this long after the job_id arrived
+    poll_cap: float = 60.0  # polling interval grows toward this
+    settle_delay: float = 5.0  # wait before asking a server about an uncertain reinstall
+    drain_timeout: float = 60.0  # after a stop, follow accepted jobs this long
+    preflight: bool = True  # read the server before sending (launched_at, rebuilding)
+    query_failures_to_settle: int = 5  # a job query failing this often: settle from the server
+    max_resends: int = 3  # reinstalls settled as "not accepted" sent again at most this often
+    skew: timedelta = DEFAULT_SKEW
+    retry: RetrySettings = field(default_factory=RetrySettings)
+
+    def submit_workers(self) -> int:
+        return max(2, min(self.max_in_flight, math.ceil(self.rate) + 4, 256))
+
+    def poll_workers(self) -> int:
+        return max(4, min(math.ceil(self.poll_rate) + 4, 256))
+
+
+@dataclass
+class Outcome:
+    counts: dict[TargetState, int]
+    deferred: int = 0
+    stopped: bool = False
+    aborted: str | None = None  # why the run could not go on
+
+    @property
+    def complete(self) -> bool:
+        return all(n == 0 for s, n in self.counts.items() if s not in FINAL_STATES)
+
+    @property
+    def exit_code(self) -> int:
+        if self.aborted and self.aborted.startswith("credentials"):
+            return 2
+        if not self.complete:
+            return 3
+        return 1 if self.counts[S.FAILED] else 0
+
+
+class _Stopped(Exception):
+    """A stop was asked for before the request went out."""
+
+
+@dataclass
+class _Follow:
+    backoff: Backoff
+    started: float
+    failures: int = 0
+    by_server: bool = False  # no usable job: follow the server itself
+    last_status: str | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        store: StateStore,
+        client: EcsClient,
+        settings: RunSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[dict[TargetState, int]], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self._on_change = on_change
+        self._writer = StateWriter(store, counters=self._counter_deltas)
+        self._due = DueQueue(clock)
+        self._active: dict[int, Target] = {}
+        self._follow: dict[int, _Follow] = {}
+        self._feed: deque[Target] = deque()
+        self._requeued: deque[Target] = deque()
+        self._feed_after = 0
+        self._feed_done = False
+        self._feed_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._stopping = False
+        self._abort: str | None = None
+        self._deferred = 0
+        self._reserved = 0
+        self._sent_counters: dict[str, int] = {}
+        self.counts: dict[TargetState, int] = {}
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, halt: asyncio.Event | None = None) -> Outcome:
+        """Run until every target is final, or `stop` (graceful) or `halt` (at once) is set."""
+        halt = halt or asyncio.Event()
+        self.counts = await self._writer.call(self._store.counts)
+        await self._recover()
+        workers = [
+            asyncio.create_task(self._submitter(), name=f"submit-{i}")
+            for i in range(self._settings.submit_workers())
+        ] + [
+            asyncio.create_task(self._poller(), name=f"poll-{i}")
+            for i in range(self._settings.poll_workers())
+        ]
+        drain_deadline: float | None = None
+        try:
+            while True:
+                if halt.is_set() or self._abort:
+                    break
+                if stop.is_set():
+                    self._stopping = True
+                    if drain_deadline is None:
+                        drain_deadline = self._clock() + self._settings.drain_timeout
+                        log.warning(
+                            "stop requested: no new reinstalls; following %d for up to %.0f s",
+                            len(self._active),
+                            self._settings.drain_timeout,
+                        )
+                    if not self._following() or self._clock() >= drain_deadline:
+                        break
+                elif self._finished():
+                    break
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await wait_event(self._changed, 0.5)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await self._writer.close()
+        counts = await asyncio.to_thread(self._store.counts)
+        return Outcome(
+            counts=counts,
+            deferred=self._deferred,
+            stopped=stop.is_set() or halt.is_set(),
+            aborted=self._abort,
+        )
+
+    def _finished(self) -> bool:
+        return self._feed_done and not self._feed and not self._requeued and not self._active
+
+    def _following(self) -> bool:
+        # Targets still worth draining: those a reinstall may be running for.
+        return any(t.state in ACTIVE_STATES for t in self._active.values())
+
+    async def _recover(self) -> None:
+        """Take up targets an earlier process left between pending and final."""
+        unfinished = await self._writer.call(self._store.in_states, ACTIVE_STATES)
+        for target in unfinished:
+            self._active[target.id] = target
+            if target.state is S.SUBMITTING:
+                # The intent was durable; whether the request left is unknown.
+                target = await self._change(
+                    target, S.IN_DOUBT, "earlier process stopped between intent and answer"
+                )
+                self._schedule(target, 0.0)
+            elif target.state is S.IN_DOUBT:
+                self._schedule(target, 0.0)
+            else:
+                self._schedule(target, 0.0, by_server=target.job_id is None)
+        if unfinished:
+            log.warning(
+                "resuming: %d target(s) were mid-way; settling and following them", len(unfinished)
+            )
+
+    # -- submitting ------------------------------------------------------------------
+
+    async def _submitter(self) -> None:
+        while not self._stopping and not self._abort:
+            if len(self._active) + self._reserved >= self._settings.max_in_flight:
+                await self._wait_changed()
+                continue
+            # Reserve the slot before awaiting, so workers cannot overshoot together.
+            self._reserved += 1
+            try:
+                target = await self._next_pending()
+            finally:
+                self._reserved -= 1
+            if target is None:
+                await self._wait_changed()
+                continue
+            self._active[target.id] = target
+            try:
+                await self._submit(target)
+            except StateError as exc:
+                self._fail_run(f"state file: {exc}")
+            finally:
+                self._release_if_done(target.id)
+
+    async def _next_pending(self) -> Target | None:
+        if self._requeued:
+            return self._requeued.popleft()
+        if not self._feed and not self._feed_done:
+            async with self._feed_lock:
+                if not self._feed and not self._feed_done:
+                    page = await self._writer.call(
+                        self._store.pending_after, self._feed_after, FEED_PAGE
+                    )
+                    if page:
+                        self._feed_after = page[-1].id
+                        self._feed.extend(t for t in page if t.id not in self._active)
+                    else:
+                        self._feed_done = True
+                        self._changed.set()
+        return self._feed.popleft() if self._feed else None
+
+    async def _submit(self, target: Target) -> None:
+        spec = target.spec
+        before: str | None = None
+        if self._settings.preflight:
+            try:
+                server = await self._query(
+                    lambda: self._client.server(spec.project_id, spec.server_id, spec.region)
+                )
+            except NotFound as exc:
+                await self._change(
+                    target,
+                    S.FAILED,
+                    "server does not exist; nothing sent",
+                    error_code=exc.code or "Ecs.0114",
+                    fail_reason=str(exc),
+                )
+                return
+            except ApiError as exc:
+                await self._defer(target, f"could not read the server before sending: {exc}")
+                return
+            if is_rebuilding(server):
+                await self._defer(
+                    target, "server is already rebuilding (not by this run); not sent"
+                )
+                return
+            before = server.launched_at
+
+        committed: list[Target] = []
+
+        async def commit_intent() -> None:
+            # Runs after the pacer allowed the request and right before it leaves.
+            if committed:
+                return
+            if self._stopping or self._abort:
+                raise _Stopped
+            committed.append(
+                await self._change(
+                    target,
+                    S.SUBMITTING,
+                    "intent to send a reinstall",
+                    attempts=target.attempts + 1,
+                    intent_at=utc_now(),
+                    launched_at_before=before,
+                    job_id=None,
+                    error_code=None,
+                    fail_reason=None,
+                )
+            )
+
+        try:
+            async for attempt in retrying(self._settings.retry):
+                with attempt:
+                    if committed and (self._stopping or self._abort):
+                        raise _Stopped
+                    job_id = await self._client.reinstall(spec, before_send=commit_intent)
+        except _Stopped:
+            if committed:
+                await self._change(
+                    committed[0],
+                    S.PENDING,
+                    "stopped before sending again; earlier attempts were refused",
+                )
+            return
+        except AuthFailed as exc:
+            if committed:
+                await self._change(
+                    committed[0], S.PENDING, f"credentials refused, nothing done: {exc}"
+                )
+            self._fail_run(f"credentials refused by the API: {exc}")
+            return
+        except RetryLater as exc:
+            await self._change(
+                committed[0],
+                S.PENDING,
+                f"deferred: still refused after retries: {exc}",
+                error_code=exc.code,
+                fail_reason=str(exc),
+            )
+            self._deferred += 1
+            return
+        except Rejected as exc:
+            await self._change(
+                committed[0],
+                S.FAILED,
+                f"rejected: {exc}",
+                error_code=exc.code,
+                fail_reason=str(exc),
+                finished_at=utc_now(),
+            )
+            return
+        except (OutcomeUnknown, BadResponse) as exc:
+            target = await self._change(
+                committed[0],
+                S.IN_DOUBT,
+                f"outcome unknown: {exc}",
+                error_code=exc.code,
+                fail_reason=str(exc),
+            )
+            self._schedule(target, self._settings.settle_delay)
+            return
+        target = await self._change(
+            committed[0],
+            S.SUBMITTED,
+            f"accepted as job {job_id}",
+            job_id=job_id,
+            submitted_at=utc_now(),
+        )
+        self._schedule(target, self._settings.first_poll)
+
+    async def _defer(self, target: Target, why: str) -> None:
+        """Leave a target pending for a later run, and say why in its events."""
+        self._deferred += 1
+        log.warning("%s/%s deferred: %s", target.project_id, target.server_id, why)
+        await self._writer.call(self._store.note, target.id, target.state, f"deferred: {why}")
+        self._active.pop(target.id, None)
+        self._changed.set()
+
+    # -- following ---------------------------------------------------------------------
+
+    def _schedule(
+        self, target: Target, delay: float | None = None, *, by_server: bool | None = None
+    ) -> None:
+        follow_ = self._follow.get(target.id)
+        if follow_ is None:
+            follow_ = _Follow(
+                Backoff(self._settings.first_poll, self._settings.poll_cap), self._clock()
+            )
+            self._follow[target.id] = follow_
+        if by_server is not None:
+            follow_.by_server = by_server
+        self._due.push(target.id, follow_.backoff.next() if delay is None else delay)
+
+    async def _poller(self) -> None:
+        while not self._abort:
+            target_id = await self._due.get()
+            target = self._active.get(target_id)
+            if target is None or target.state not in ACTIVE_STATES:
+                continue
+            try:
+                if target.state is S.IN_DOUBT:
+                    await self._settle(target)
+                elif self._follow[target_id].by_server or target.job_id is None:
+                    await self._follow_server(target)
+                else:
+                    await self._poll_job(target)
+            except StateError as exc:
+                self._fail_run(f"state file: {exc}")
+            finally:
+                self._release_if_done(target_id)
+
+    def _timed_out(self, target: Target) -> bool:
+        return self._clock() - self._follow[target.id].started > self._settings.job_timeout
+
+    async def _poll_job(self, target: Target) -> None:
+        info = self._follow[target.id]
+        if self._timed_out(target):
+            await self._change(
+                target,
+                S.FAILED,
+                f"job {target.job_id} did not end within {self._settings.job_timeout:.0f} s",
+                error_code="Orchestrator.JobTimeout",
+                fail_reason=(
+                    f"job did not end within --job-timeout {self._settings.job_timeout:.0f} s"
+                    f" (last status {info.last_status or 'unknown'});"
+                    " the server may still be rebuilding"
+                ),
+                finished_at=utc_now(),
+            )
+            return
+        assert target.job_id is not None
+        job_id = target.job_id
+        try:
+            job = await self._query(
+                lambda: self._client.job(target.project_id, job_id, target.spec.region)
+            )
+        except NotFound:
+            target = await self._change(
+                target, S.IN_DOUBT, f"the service no longer knows job {job_id}"
+            )
+            self._schedule(target, 0.0)
+            return
+        except AuthFailed as exc:
+            self._fail_run(f"credentials refused by the API: {exc}")
+            return
+        except ApiError as exc:
+            info.failures += 1
+            if info.failures >= self._settings.query_failures_to_settle:
+                target = await self._change(target, S.IN_DOUBT, f"job query kept failing: {exc}")
+                self._schedule(target, 0.0)
+            else:
+                self._schedule(target)
+            return
+        info.failures = 0
+        await self._on_job(target, job)
+
+    async def _on_job(self, target: Target, job: JobView) -> None:
+        info = self._follow[target.id]
+        info.last_status = job.status
+        if job.server_id is not None and job.server_id != target.server_id:
+            target = await self._change(
+                target,
+                S.IN_DOUBT,
+                f"job {job.job_id} reports server {job.server_id[:40]!r}, not ours",
+            )
+            self._schedule(target, 0.0)
+        elif job.status == "SUCCESS":
+            await self._change(
+                target, S.SUCCEEDED, f"job {job.job_id} SUCCESS", finished_at=utc_now()
+            )
+        elif job.status == "FAIL":
+            await self._change(
+                target,
+                S.FAILED,
+                f"job {job.job_id} FAIL",
+                error_code=job.error_code or "unknown",
+                fail_reason=job.fail_reason or "job failed",
+                finished_at=utc_now(),
+            )
+        else:
+            if target.state is S.SUBMITTED:
+                target = await self._change(target, S.RUNNING, f"job {job.job_id} {job.status}")
+            self._schedule(target)
+
+    async def _settle(self, target: Target) -> None:
+        """Decide an in-doubt target from the server; never resend while it may be running."""
+        info = self._follow[target.id]
+        try:
+            server = await self._query(
+                lambda: self._client.server(target.project_id, target.server_id, target.spec.region)
+            )
+        except NotFound as exc:
+            await self._change(
+                target,
+                S.FAILED,
+                "settled: the server no longer exists",
+                error_code=exc.code or "Ecs.0114",
+                fail_reason=str(exc),
+                finished_at=utc_now(),
+            )
+            return
+        except AuthFailed as exc:
+            self._fail_run(f"credentials refused by the API: {exc}")
+            return
+        except ApiError as exc:
+            info.failures += 1
+            if self._timed_out(target):
+                # Still in doubt: leave it so, reported, for a later run to settle.
+                log.error("%s/%s still in doubt: %s", target.project_id, target.server_id, exc)
+                self._active.pop(target.id, None)
+                self._follow.pop(target.id, None)
+                self._changed.set()
+            else:
+                self._schedule(target)
+            return
+        s = settle(server, target.launched_at_before, target.intent_at, self._settings.skew)
+        if s.verdict is Verdict.REBUILDING:
+            target = await self._change(
+                target, S.RUNNING, f"settled: accepted, {s.reason}", job_id=None
+            )
+            self._follow[target.id].by_server = True
+            self._schedule(target)
+        elif s.verdict is Verdict.SUCCEEDED:
+            await self._change(
+                target,
+                S.SUCCEEDED,
+                f"settled: {s.reason}",
+                error_code=None,
+                fail_reason=None,
+                finished_at=utc_now(),
+            )
+        elif s.verdict is Verdict.FAILED:
+            await self._change(
+                target,
+                S.FAILED,
+                f"settled: {s.reason}",
+                error_code="Orchestrator.ServerError",
+                fail_reason=s.reason,
+                finished_at=utc_now(),
+            )
+        else:
+            target = await self._change(target, S.PENDING, f"settled: not accepted, {s.reason}")
+            self._follow.pop(target.id, None)
+            if target.attempts >= self._settings.max_resends + 1:
+                await self._writer.call(
+                    self._store.note,
+                    target.id,
+                    target.state,
+                    f"deferred: {target.attempts} reinstalls were not accepted",
+                )
+                self._deferred += 1
+            elif not self._stopping:
+                self._requeued.append(target)
+
+    async def _follow_server(self, target: Target) -> None:
+        info = self._follow[target.id]
+        if self._timed_out(target):
+            await self._change(
+                target,
+                S.FAILED,
+                "server still rebuilding after --job-timeout",
+                error_code="Orchestrator.JobTimeout",
+                fail_reason=(f"server still rebuilding after {self._settings.job_timeout:.0f} s"),
+                finished_at=utc_now(),
+            )
+            return
+        try:
+            server = await self._query(
+                lambda: self._client.server(target.project_id, target.server_id, target.spec.region)
+            )
+        except NotFound as exc:
+            await self._change(
+                target,
+                S.FAILED,
+                "the server disappeared while rebuilding",
+                error_code=exc.code or "Ecs.0114",
+                fail_reason=str(exc),
+                finished_at=utc_now(),
+            )
+            return
+        except AuthFailed as exc:
+            self._fail_run(f"credentials refused by the API: {exc}")
+            return
+        except ApiError:
+            info.failures += 1
+            self._schedule(target)
+            return
+        verdict = follow(server, target.launched_at_before)
+        if verdict.verdict is Verdict.REBUILDING:
+            self._schedule(target)
+        elif verdict.verdict is Verdict.FAILED:
+            await self._change(
+                target,
+                S.FAILED,
+                verdict.reason,
+                error_code="Orchestrator.ServerError",
+                fail_reason=verdict.reason,
+                finished_at=utc_now(),
+            )
+        else:
+            await self._change(target, S.SUCCEEDED, verdict.reason, finished_at=utc_now())
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def _query(self, call: Callable[[], Awaitable[T]]) -> T:
+        async for attempt in retrying(
+            replace(self._settings.retry, attempts=min(3, self._settings.retry.attempts))
+        ):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _change(self, target: Target, new: TargetState, detail: str, **fields: Any) -> Target:
+        """Commit one state change (durable when this returns) and mirror it in memory."""
+        old = target.state
+        ok = await self._writer.change(Change(target.id, old, new, detail, fields))
+        if not ok:
+            raise StateError(
+                f"target {target.project_id}/{target.server_id} was not {old.value}"
+                " in the state file"
+            )
+        updated = replace(target, state=new, **fields)
+        if updated.id in self._active:
+            self._active[updated.id] = updated
+        self.counts[old] = self.counts.get(old, 0) - 1
+        self.counts[new] = self.counts.get(new, 0) + 1
+        log.info(
+            "%s/%s %s -> %s: %s",
+            target.project_id,
+            target.server_id,
+            old.value,
+            new.value,
+            detail,
+            extra={
+                "project_id": target.project_id,
+                "server_id": target.server_id,
+                "from_state": old.value,
+                "to_state": new.value,
+            },
+        )
+        if self._on_change is not None:
+            self._on_change(self.counts)
+        self._changed.set()
+        return updated
+
+    def _release_if_done(self, target_id: int) -> None:
+        target = self._active.get(target_id)
+        if target is not None and target.state not in ACTIVE_STATES:
+            del self._active[target_id]
+            self._follow.pop(target_id, None)
+            self._changed.set()
+
+    async def _wait_changed(self) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await wait_event(self._changed, 0.5)
+
+    def _fail_run(self, why: str) -> None:
+        if self._abort is None:
+            log.error("stopping the run: %s", why)
+            self._abort = why
+        self._changed.set()
+
+    def _counter_deltas(self) -> dict[str, int]:
+        current = {f"requests.{k}": v for k, v in self._client.requests.items()}
+        current["throttled"] = self._client.throttled
+        deltas = {k: v - self._sent_counters.get(k, 0) for k, v in current.items()}
+        self._sent_counters = current
+        return deltas

@@ -1,0 +1,628 @@
+"""The state file: one SQLite database per fleet run. The only module that speaks SQL.
+
+Tables:
+    meta      key/value: schema version, run id, inventory hash, extra columns
+    runs      one row per invocation (run or resume): options, start, end, outcome
+    targets   one row per server: state, job_id, attempts, errors, timestamps
+    events    append-only: every state change of every target, with why
+    counters  requests sent by kind, throttling answers
+
+Every state change goes through `apply`, which checks it against the
+transition table and against the state the caller believed the target was in
+(`UPDATE ... WHERE state = old`), and writes the change and its event in one
+transaction. `synchronous=FULL` makes a commit survive power loss, not only a
+crash: the runner relies on an intent being durable before a request leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from orchestrator.errors import StateError
+from orchestrator.model import (
+    RunInfo,
+    Target,
+    TargetSpec,
+    TargetState,
+    check_transition,
+)
+
+SCHEMA_VERSION = 1
+IMPORT_BATCH = 5000
+
+# Columns a state change may set besides `state` (never user-supplied names).
+CHANGEABLE = frozenset(
+    {
+        "job_id",
+        "attempts",
+        "error_code",
+        "fail_reason",
+        "launched_at_before",
+        "intent_at",
+        "submitted_at",
+        "finished_at",
+    }
+)
+
+TARGET_COLUMNS = (
+    "id, project_id, server_id, region, keyname, userid, mode, byol, extra, line, state, job_id,"
+    " attempts, error_code, fail_reason, launched_at_before, intent_at, submitted_at,"
+    " finished_at, updated_at"
+)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change of one target, and why it happened."""
+
+    target_id: int
+    old: TargetState
+    new: TargetState
+    detail: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    at: str = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    target_id: int
+    at: str
+    invocation: int | None
+    from_state: str | None
+    to_state: str
+    detail: str
+
+
+class StateStore:
+    """A state file opened for reading, or (with the lock held) for a run."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+        self.path = path
+        self._conn = conn
+        self._db = sqlite_utils.Database(conn)
+        self._lock_fd = lock_fd
+        self.invocation: int | None = None
+
+    # -- opening ---------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        targets: Iterable[TargetSpec],
+        *,
+        inventory_path: str,
+        inventory_sha256: str,
+        extra_columns: Callable[[], Sequence[str]] = tuple,
+        validate: Callable[[], None] | None = None,
+    ) -> StateStore:
+        """Create a state file and import the targets in one transaction.
+
+        `validate` (called after the last target was read) may raise to refuse the
+        inventory: then nothing is kept, not even the file.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Owner-only from the first byte; SQLite gives -wal/-shm the same mode.
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            raise StateError(f"state file {path} already exists") from None
+        except OSError as exc:
+            raise StateError(f"cannot create state file {path}: {exc.strerror}") from exc
+        lock_fd = _lock(path)
+        store: StateStore | None = None
+        try:
+            store = cls(path, _connect(path), lock_fd)
+            store._create_schema()
+            store._import(targets, inventory_path, inventory_sha256, extra_columns, validate)
+            return store
+        except BaseException:
+            if store is not None:
+                store._conn.close()
+            _unlock(lock_fd)
+            remove_state_files(path)
+            raise
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
+        """Open an existing state file; for a run (not `readonly`) take its lock."""
+        if not path.exists():
+            raise StateError(f"state file {path} does not exist")
+        lock_fd = None if readonly else _lock(path)
+        try:
+            conn = _connect(path, readonly=readonly)
+            store = cls(path, conn, lock_fd)
+            store._check()
+            return store
+        except BaseException:
+            _unlock(lock_fd)
+            raise
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        _unlock(self._lock_fd)
+        self._lock_fd = None
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create_schema(self) -> None:
+        db = self._db
+        with _translated("create the schema"):
+            db["meta"].create({"key": str, "value": str}, pk="key")
+            db["runs"].create(
+                {
+                    "id": int,
+                    "started_at": str,
+                    "ended_at": str,
+                    "inventory_path": str,
+                    "inventory_sha256": str,
+                    "options": str,
+                    "outcome": str,
+                    "pid": int,
+                },
+                pk="id",
+            )
+            db.execute(
+                """CREATE TABLE targets (
+                    id INTEGER PRIMARY KEY,
+                    project_id TEXT NOT NULL,
+                    server_id TEXT NOT NULL,
+                    region TEXT, keyname TEXT NOT NULL, userid TEXT NOT NULL,
+                    mode TEXT, byol INTEGER, extra TEXT, line INTEGER,
+                    state TEXT NOT NULL,
+                    job_id TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+                    error_code TEXT, fail_reason TEXT,
+                    launched_at_before TEXT, intent_at TEXT, submitted_at TEXT,
+                    finished_at TEXT, updated_at TEXT,
+                    UNIQUE (project_id, server_id)
+                )"""
+            )
+            db["targets"].create_index(["state", "id"])
+            db["events"].create(
+                {
+                    "id": int,
+                    "target_id": int,
+                    "at": str,
+                    "invocation": int,
+                    "from_state": str,
+                    "to_state": str,
+                    "detail": str,
+                },
+                pk="id",
+            )
+            db["events"].create_index(["target_id"])
+            db["counters"].create({"name": str, "value": int}, pk="name")
+
+    def _import(
+        self,
+        targets: Iterable[TargetSpec],
+        inventory_path: str,
+        inventory_sha256: str,
+        extra_columns: Callable[[], Sequence[str]],
+        validate: Callable[[], None] | None,
+    ) -> None:
+        now = utc_now()
+        sql = (
+            "INSERT INTO targets (project_id, server_id, region, keyname, userid, mode, byol,"
+            " extra, line, state, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+        )
+        with _translated("import the inventory"), self._transaction():
+            batch: list[tuple[Any, ...]] = []
+            for spec in targets:
+                batch.append(
+                    (
+                        spec.project_id,
+                        spec.server_id,
+                        spec.region,
+                        spec.keyname,
+                        spec.userid,
+                        spec.mode,
+                        None if spec.byol is None else int(spec.byol),
+                        json.dumps(spec.extra) if spec.extra else None,
+                        spec.line,
+                        TargetState.PENDING.value,
+                        now,
+                    )
+                )
+                if len(batch) >= IMPORT_BATCH:
+                    self._conn.executemany(sql, batch)
+                    batch.clear()
+            if batch:
+                self._conn.executemany(sql, batch)
+            if validate is not None:
+                validate()
+            run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+            meta = {
+                "schema_version": str(SCHEMA_VERSION),
+                "run_id": run_id,
+                "created_at": now,
+                "inventory_path": inventory_path,
+                "inventory_sha256": inventory_sha256,
+                "extra_columns": json.dumps(list(extra_columns())),
+                "import_complete": "1",
+            }
+            self._conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items())
+            )
+
+    def _check(self) -> None:
+        try:
+            tables = set(self._db.table_names())
+            if "meta" not in tables:
+                raise StateError(f"{self.path} is not an orchestrator state file (no meta table)")
+            meta = self._meta()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state file {self.path} is unreadable or corrupt: {exc}") from exc
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise StateError(
+                f"state file {self.path} has schema version {version}; this orchestrator "
+                f"reads version {SCHEMA_VERSION}. Use the orchestrator version that made it."
+            )
+        if meta.get("import_complete") != "1":
+            raise StateError(
+                f"state file {self.path} holds an inventory import that never finished; "
+                "nothing was sent from it: delete it and run again"
+            )
+        with _translated("check the state file"):
+            result = self._conn.execute("PRAGMA quick_check").fetchone()
+        if result is None or result[0] != "ok":
+            raise StateError(f"state file {self.path} is corrupt: {result[0] if result else '?'}")
+
+    # -- run bookkeeping -------------------------------------------------------
+
+    def _meta(self) -> dict[str, str]:
+        return {row[0]: row[1] for row in self._conn.execute("SELECT key, value FROM meta")}
+
+    def begin_invocation(self, options: Mapping[str, Any], inventory_path: str | None) -> int:
+        meta = self._meta()
+        with _translated("record the run"), self._transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO runs (started_at, inventory_path, inventory_sha256, options, pid)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    utc_now(),
+                    inventory_path or meta.get("inventory_path"),
+                    meta.get("inventory_sha256"),
+                    json.dumps(dict(options), sort_keys=True, default=str),
+                    os.getpid(),
+                ),
+            )
+        self.invocation = int(cursor.lastrowid or 0)
+        return self.invocation
+
+    def end_invocation(self, outcome: str) -> None:
+        if self.invocation is None:
+            return
+        with _translated("record the end of the run"), self._transaction():
+            self._conn.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ? WHERE id = ?",
+                (utc_now(), outcome, self.invocation),
+            )
+
+    def last_options(self) -> dict[str, Any]:
+        row = self._conn.execute("SELECT options FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def run_info(self) -> RunInfo:
+        meta = self._meta()
+        runs = self._conn.execute("SELECT count(*), max(id) FROM runs").fetchone()
+        last = None
+        if runs and runs[1] is not None:
+            last = self._conn.execute(
+                "SELECT started_at, ended_at, options FROM runs WHERE id = ?", (runs[1],)
+            ).fetchone()
+        counters = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
+        return RunInfo(
+            run_id=meta["run_id"],
+            state_path=str(self.path),
+            inventory_path=meta.get("inventory_path"),
+            inventory_sha256=meta.get("inventory_sha256", ""),
+            created_at=meta.get("created_at", ""),
+            started_at=last[0] if last else None,
+            ended_at=last[1] if last else None,
+            invocations=int(runs[0]) if runs else 0,
+            options=json.loads(last[2]) if last and last[2] else {},
+            extra_columns=tuple(json.loads(meta.get("extra_columns", "[]"))),
+            requests={
+                k.removeprefix("requests."): int(v)
+                for k, v in counters.items()
+                if k.startswith("requests.")
+            },
+            throttled=int(counters.get("throttled", 0)),
+        )
+
+    @property
+    def inventory_sha256(self) -> str:
+        return self._meta().get("inventory_sha256", "")
+
+    # -- reads -------------------------------------------------------------------
+
+    def counts(self) -> dict[TargetState, int]:
+        counts = {state: 0 for state in TargetState}
+        for state, n in self._conn.execute("SELECT state, count(*) FROM targets GROUP BY state"):
+            counts[TargetState(state)] = n
+        return counts
+
+    def get(self, target_id: int) -> Target:
+        row = self._conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE id = ?", (target_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(target_id)
+        return _target(row)
+
+    def find(self, project_id: str, server_id: str) -> Target | None:
+        row = self._conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE project_id = ? AND server_id = ?",
+            (project_id, server_id),
+        ).fetchone()
+        return _target(row) if row else None
+
+    def in_states(self, states: Iterable[TargetState]) -> list[Target]:
+        names = [s.value for s in states]
+        marks = ",".join("?" * len(names))
+        rows = self._conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state IN ({marks}) ORDER BY id", names
+        )
+        return [_target(row) for row in rows]
+
+    def pending_after(self, after_id: int, limit: int) -> list[Target]:
+        rows = self._conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state = ? AND id > ? ORDER BY id LIMIT ?",
+            (TargetState.PENDING.value, after_id, limit),
+        )
+        return [_target(row) for row in rows]
+
+    def iter_targets(self, batch: int = 2000) -> Iterator[Target]:
+        """Every target in inventory order, read in pages so memory stays flat."""
+        last = 0
+        while True:
+            rows = self._conn.execute(
+                f"SELECT {TARGET_COLUMNS} FROM targets WHERE id > ? ORDER BY id LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _target(row)
+            last = rows[-1][0]
+
+    def events(self, target_id: int | None = None) -> list[Event]:
+        if target_id is None:
+            rows = self._conn.execute(
+                "SELECT target_id, at, invocation, from_state, to_state, detail FROM events"
+                " ORDER BY id"
+            )
+        else:
+            rows = self._conn.execute(
+                "SELECT target_id, at, invocation, from_state, to_state, detail FROM events"
+                " WHERE target_id = ? ORDER BY id",
+                (target_id,),
+            )
+        return [Event(*row) for row in rows]
+
+    # -- writes ------------------------------------------------------------------
+
+    def apply(
+        self, changes: Sequence[Change], counters: Mapping[str, int] | None = None
+    ) -> list[bool]:
+        """Write state changes and counter increments in one transaction.
+
+        Returns, per change, whether it applied: a change whose target is no
+        longer in `old` is skipped (and reported False), never forced.
+        """
+        for change in changes:
+            check_transition(change.old, change.new)
+            unknown = set(change.fields) - CHANGEABLE
+            if unknown:
+                raise ValueError(f"not a changeable column: {sorted(unknown)}")
+        applied: list[bool] = []
+        with _translated("write state changes"), self._transaction():
+            for change in changes:
+                sets = ["state = ?", "updated_at = ?"]
+                values: list[Any] = [change.new.value, change.at]
+                for name, value in change.fields.items():
+                    sets.append(f"{name} = ?")
+                    values.append(value)
+                cursor = self._conn.execute(
+                    f"UPDATE targets SET {', '.join(sets)} WHERE id = ? AND state = ?",
+                    [*values, change.target_id, change.old.value],
+                )
+                ok = cursor.rowcount == 1
+                applied.append(ok)
+                if ok:
+                    self._conn.execute(
+                        "INSERT INTO events (target_id, at, invocation, from_state, to_state,"
+                        " detail) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            change.target_id,
+                            change.at,
+                            self.invocation,
+                            change.old.value,
+                            change.new.value,
+                            change.detail,
+                        ),
+                    )
+            for name, value in (counters or {}).items():
+                if value:
+                    self._conn.execute(
+                        "INSERT INTO counters (name, value) VALUES (?, ?)"
+                        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                        (name, value),
+                    )
+        return applied
+
+    def note(self, target_id: int, state: TargetState, detail: str) -> None:
+        """An event that explains something without changing the state."""
+        with _translated("write an event"), self._transaction():
+            self._conn.execute(
+                "INSERT INTO events (target_id, at, invocation, from_state, to_state, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (target_id, utc_now(), self.invocation, state.value, state.value, detail),
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    try:
+        if readonly:
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+        else:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        return conn
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"cannot open state file {path}: {exc}") from exc
+
+
+def _lock(path: Path) -> int:
+    """Hold an exclusive lock for the run, so two orchestrators never share a state file."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot create lock file {lock_path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise StateError(
+            f"state file {path} is in use by another orchestrator (pid {holder}); "
+            "wait for it to finish or stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def remove_state_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", ".lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(path) + suffix)
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Turn SQLite's errors into a StateError that says what could not be done."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            reason = "the state file is locked by another program"
+        elif "full" in text:
+            reason = "the disk is full"
+        elif "readonly" in text:
+            reason = "the state file is read-only"
+        else:
+            reason = text
+        raise StateError(f"could not {action}: {reason}; nothing already recorded is lost") from exc
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"could not {action}: {exc}") from exc
+
+
+def _target(row: Sequence[Any]) -> Target:
+    (
+        tid,
+        project_id,
+        server_id,
+        region,
+        keyname,
+        userid,
+        mode,
+        byol,
+        extra,
+        line,
+        state,
+        job_id,
+        attempts,
+        error_code,
+        fail_reason,
+        launched_at_before,
+        intent_at,
+        submitted_at,
+        finished_at,
+        updated_at,
+    ) = row
+    spec = TargetSpec(
+        project_id=project_id,
+        server_id=server_id,
+        keyname=keyname,
+        userid=userid,
+        line=line or 0,
+        region=region,
+        mode=mode,
+        byol=None if byol is None else bool(byol),
+        extra=json.loads(extra) if extra else {},
+    )
+    return Target(
+        id=tid,
+        spec=spec,
+        state=TargetState(state),
+        job_id=job_id,
+        attempts=attempts,
+        error_code=error_code,
+        fail_reason=fail_reason,
+        launched_at_before=launched_at_before,
+        intent_at=intent_at,
+        submitted_at=submitted_at,
+        finished_at=finished_at,
+        updated_at=updated_at,
+    )
