@@ -64,10 +64,11 @@ def settle(
     relaunched, how = _relaunched(server.launched_at, launched_at_before, intent_at, skew)
     if relaunched:
         return _finished(server, how)
-    if server.status == "ERROR" and launched_at_before is None:
-        # No before-picture: an ERROR may be our reinstall failing. Never resend to it.
+    if server.status == "ERROR":
+        # A failed reinstall leaves launched_at as it was, so an ERROR server may well
+        # be our reinstall failing: never resend to it, report it.
         return Settlement(
-            Verdict.FAILED, "server is in ERROR and its state before the request is unknown"
+            Verdict.FAILED, f"server is in ERROR after an uncertain reinstall ({how})"
         )
     return Settlement(Verdict.NOT_ACCEPTED, f"server not rebuilding and {how}")
 
