@@ -44,6 +44,11 @@ class ProgressMeter:
         self._start = clock()
         self._first_final: int | None = None
 
+    def begin(self, counts: dict[TargetState, int]) -> None:
+        """Take the starting point, so a resumed run's rate counts only this run's work."""
+        self._start = self._clock()
+        self._first_final = sum(counts.get(s, 0) for s in FINAL_STATES)
+
     def line(self, counts: dict[TargetState, int]) -> str:
         final = sum(counts.get(s, 0) for s in FINAL_STATES)
         if self._first_final is None:
@@ -85,6 +90,7 @@ class ProgressDisplay:
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ProgressDisplay:
+        self._meter.begin(self._counts())
         self._task = asyncio.create_task(self._run(), name="progress")
         return self
 

@@ -139,7 +139,7 @@ class Runner:
         self._deferred = 0
         self._reserved = 0
         self._sent_counters: dict[str, int] = {}
-        self.counts: dict[TargetState, int] = {}
+        self.counts: dict[TargetState, int] = store.counts()
 
     # -- the loop ------------------------------------------------------------------
 

@@ -117,7 +117,7 @@ class SimulatorApp:
         return response
 
     async def reinstall(self, request: web.Request) -> web.StreamResponse:
-        self.world.stats.requests[REINSTALL] += 1
+        self.world.stats.arrived(REINSTALL, self._clock())
         project_id = request.match_info["project_id"]
         server_id = request.match_info["server_id"]
         try:
@@ -136,7 +136,7 @@ class SimulatorApp:
         return _json({"job_id": job.job_id})
 
     async def get_job(self, request: web.Request) -> web.Response:
-        self.world.stats.requests[JOB] += 1
+        self.world.stats.arrived(JOB, self._clock())
         project_id = request.match_info["project_id"]
         try:
             _, now = await self._gate(request, JOB, project_id)
@@ -146,7 +146,7 @@ class SimulatorApp:
         return _json(job_body(job, now))
 
     async def get_server(self, request: web.Request) -> web.Response:
-        self.world.stats.requests[SERVER] += 1
+        self.world.stats.arrived(SERVER, self._clock())
         project_id = request.match_info["project_id"]
         try:
             _, now = await self._gate(request, SERVER, project_id)

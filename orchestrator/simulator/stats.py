@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 API_KINDS = ("reinstall", "job", "server")
+# Arrival times kept per API kind: enough for a benchmark's window, bounded for a long run.
+REQUEST_TIMES_KEPT = 100_000
+
+
+def _request_times() -> dict[str, deque[float]]:
+    return {kind: deque(maxlen=REQUEST_TIMES_KEPT) for kind in API_KINDS}
 
 
 @dataclass(slots=True)
@@ -23,6 +29,19 @@ class Stats:
     successful_reinstalls_by_server: Counter[str] = field(default_factory=Counter)
     jobs_ended: Counter[str] = field(default_factory=Counter)  # by final status
     errors_by_code: Counter[str] = field(default_factory=Counter)  # every error answer
+    # Clock reading at each request's arrival, by API: pacing measured at the service.
+    request_times: dict[str, deque[float]] = field(default_factory=_request_times)
+    max_concurrent_rebuilding: int = 0  # most servers in REBUILD at once, seen at accepts
+
+    def arrived(self, kind: str, now: float) -> None:
+        """Count one request of `kind` and note when it came (the hot path: two appends)."""
+        self.requests[kind] += 1
+        self.request_times[kind].append(now)
+
+    def rebuilding(self, now_rebuilding: int) -> None:
+        """Note how many servers are in REBUILD right after a reinstall was accepted."""
+        if now_rebuilding > self.max_concurrent_rebuilding:
+            self.max_concurrent_rebuilding = now_rebuilding
 
     def as_dict(self, jobs_in_progress: int) -> dict[str, Any]:
         ended = {status: self.jobs_ended.get(status, 0) for status in ("SUCCESS", "FAIL")}
@@ -40,4 +59,7 @@ class Stats:
             "successful_reinstalls_by_server": dict(self.successful_reinstalls_by_server),
             "jobs": {**ended, "in_progress": jobs_in_progress},
             "errors_by_code": dict(self.errors_by_code),
+            "request_times": {kind: list(self.request_times[kind]) for kind in API_KINDS},
+            "max_concurrent_rebuilding": self.max_concurrent_rebuilding,
+            "rebuilding_now": jobs_in_progress,
         }

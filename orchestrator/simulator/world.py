@@ -81,6 +81,8 @@ class World:
         server.begin_rebuild(job, request.keyname, now)
         self.jobs.add(job)
         self.stats.reinstalls_by_server[server.server_id] += 1
+        # One unfinished job per rebuilding server, and ended jobs were settled above.
+        self.stats.rebuilding(self.jobs.in_progress)
         return job
 
     def snapshot(self, now: float) -> dict[str, Any]:
