@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,7 @@ import aiohttp
 from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.client import EcsClient, Timeouts
 from orchestrator.endpoints import Endpoints
-from orchestrator.errors import StateError, UsageError
+from orchestrator.errors import ReportError, StateError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
@@ -55,10 +56,25 @@ class Result:
     outcome: Outcome
     report: ReportPaths | None
     run_id: str
+    report_error: str | None = None
 
 
 def default_state_path(inventory: Path, report_dir: Path) -> Path:
     return report_dir / f"{inventory.stem}.state.sqlite"
+
+
+def check_report_dir(report_dir: Path) -> None:
+    """Refuse to start a run whose report could not be written (before anything is sent)."""
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        probe = report_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"report directory {report_dir} is not writable: {exc.strerror}; "
+            "pick another with --report-dir"
+        ) from exc
 
 
 def open_state(inv: Invocation) -> StateStore:
@@ -195,10 +211,14 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         with contextlib.suppress(StateError):
             store.end_invocation(label)
     report = None
+    report_error = None
     if not halt.is_set():
-        run = store.run_info()
-        report = write_report(inv.report_dir, run, store.iter_targets)
-    return Result(outcome, report, store.run_info().run_id)
+        try:
+            report = write_report(inv.report_dir, store.run_info(), store.iter_targets)
+        except ReportError as exc:
+            # The state is intact; the report can be written again with `report`.
+            report_error = str(exc)
+    return Result(outcome, report, store.run_info().run_id, report_error)
 
 
 def _label(outcome: Outcome) -> str:

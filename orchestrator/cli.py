@@ -22,7 +22,13 @@ from typing import Any, NoReturn
 import click
 
 from orchestrator import auth
-from orchestrator.campaign import Invocation, default_state_path, execute, open_state
+from orchestrator.campaign import (
+    Invocation,
+    check_report_dir,
+    default_state_path,
+    execute,
+    open_state,
+)
 from orchestrator.errors import OrchestratorError, StateError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.logsetup import setup_logging
@@ -231,6 +237,7 @@ def _start(
         credentials=credentials,
         live_progress=False if opts.get("no_live") else None,
     )
+    check_report_dir(report_dir)
     store = open_state(inv)
     try:
         saved = store.last_options()
@@ -292,6 +299,12 @@ def _start(
             result.report.report_md,
         ):
             click.echo(f"  {path}")
+    if result.report_error:
+        click.echo(
+            f"error: {result.report_error}\n  the state file is intact; write the report later "
+            f"with: orchestrator report --state {state_path} --report-dir DIR",
+            err=True,
+        )
     if outcome.exit_code == 3:
         click.echo(
             f"not finished; continue with: orchestrator resume --state {state_path}", err=True

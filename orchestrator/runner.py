@@ -82,6 +82,7 @@ class Outcome:
     deferred: int = 0
     stopped: bool = False
     aborted: str | None = None  # why the run could not go on
+    credentials_refused: bool = False  # aborted because the API refused the credentials
 
     @property
     def complete(self) -> bool:
@@ -89,7 +90,7 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        if self.aborted and self.aborted.startswith("credentials"):
+        if self.credentials_refused:
             return 2
         if not self.complete:
             return 3
@@ -138,6 +139,7 @@ class Runner:
         self._abort: str | None = None
         self._deferred = 0
         self._reserved = 0
+        self._credentials_refused = False
         self._sent_counters: dict[str, int] = {}
         self.counts: dict[TargetState, int] = store.counts()
 
@@ -187,6 +189,7 @@ class Runner:
             deferred=self._deferred,
             stopped=stop.is_set() or halt.is_set(),
             aborted=self._abort,
+            credentials_refused=self._credentials_refused,
         )
 
     def _finished(self) -> bool:
@@ -325,7 +328,7 @@ class Runner:
                 await self._change(
                     committed[0], S.PENDING, f"credentials refused, nothing done: {exc}"
                 )
-            self._fail_run(f"credentials refused by the API: {exc}")
+            self._refused(exc)
             return
         except RetryLater as exc:
             await self._change(
@@ -439,7 +442,7 @@ class Runner:
             self._schedule(target, 0.0)
             return
         except AuthFailed as exc:
-            self._fail_run(f"credentials refused by the API: {exc}")
+            self._refused(exc)
             return
         except ApiError as exc:
             info.failures += 1
@@ -498,7 +501,7 @@ class Runner:
             )
             return
         except AuthFailed as exc:
-            self._fail_run(f"credentials refused by the API: {exc}")
+            self._refused(exc)
             return
         except ApiError as exc:
             info.failures += 1
@@ -577,7 +580,7 @@ class Runner:
             )
             return
         except AuthFailed as exc:
-            self._fail_run(f"credentials refused by the API: {exc}")
+            self._refused(exc)
             return
         except ApiError:
             info.failures += 1
@@ -652,6 +655,10 @@ class Runner:
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
             await wait_event(self._changed, 0.5)
+
+    def _refused(self, exc: Exception) -> None:
+        self._credentials_refused = True
+        self._fail_run(f"credentials refused by the API: {exc}")
 
     def _fail_run(self, why: str) -> None:
         if self._abort is None:

@@ -1,0 +1,232 @@
+"""Fixtures of the integration tests: the runner against the simulator over loopback HTTP.
+
+    make_inventory(count, projects=, seed=)   a valid CSV inventory in the tmp dir
+    start_sim(inventory, **config)            an in-process Simulator whose fleet is the inventory
+    run_campaign(inventory, sim, settings)    campaign.open_state + campaign.execute, in-process
+    sim_process(*args, env=)                  `orchestrator simulate` as a subprocess: its URL
+
+Settings are fast (polls every 0.2-0.5 s, short backoffs) so a run of 50-100
+targets takes a few seconds; the simulator uses the wall clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.auth import Credentials, TokenAuth
+from orchestrator.campaign import Invocation, Result, execute, open_state
+from orchestrator.inventory import InventoryDefaults
+from orchestrator.retry_policy import RetrySettings
+from orchestrator.runner import RunSettings
+from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
+from orchestrator.state import Event, StateStore
+
+REPO = Path(__file__).resolve().parents[2]
+SIM_TOKEN = "integration-token-5c1f"
+KEYNAME = "fleet-key"
+
+
+def fast_settings(**changes: Any) -> RunSettings:
+    """RunSettings for a run of seconds: quick polls, short backoffs, a short drain."""
+    base = RunSettings(
+        rate=50.0,
+        poll_rate=100.0,
+        first_poll=0.2,
+        poll_cap=0.5,
+        settle_delay=0.2,
+        drain_timeout=10.0,
+        job_timeout=60.0,
+        retry=RetrySettings(attempts=6, max_delay=60.0, backoff_base=0.05, backoff_cap=1.0),
+    )
+    return replace(base, **changes)
+
+
+def _load_make_inventory() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "make_inventory", REPO / "benchmarks" / "make_inventory.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_make_inventory = _load_make_inventory()
+
+
+@pytest.fixture
+def make_inventory(tmp_path: Path) -> Callable[..., Path]:
+    """Write benchmarks/make_inventory.py's deterministic fleet of `count` servers."""
+
+    def make(count: int, projects: int = 4, seed: int = 1, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"fleet-{count}-{projects}-{seed}.csv")
+        _make_inventory.write_csv(path, count, projects, seed)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def report_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "reports"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+async def start_sim() -> AsyncIterator[Callable[..., Awaitable[Simulator]]]:
+    """Start an in-process simulator (token auth) whose fleet is the inventory's servers."""
+    started: list[Simulator] = []
+
+    async def start(inventory: Path | None = None, **fields: Any) -> Simulator:
+        if inventory is not None:
+            fields.setdefault("fleet", load_fleet(inventory))
+        fields.setdefault("token", SIM_TOKEN)
+        fields.setdefault("job_seconds", (0.2, 0.5))
+        sim = Simulator(SimulatorConfig(**fields), host="127.0.0.1", port=0)
+        await sim.start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        await sim.stop()
+
+
+@dataclass
+class Campaign:
+    """What one in-process invocation left: its result and where its state is."""
+
+    result: Result
+    state_path: Path
+
+    @property
+    def exit_code(self) -> int:
+        return self.result.outcome.exit_code
+
+    def store(self) -> StateStore:
+        return StateStore.open(self.state_path, readonly=True)
+
+    def targets(self) -> list[Any]:
+        with self.store() as store:
+            return list(store.iter_targets())
+
+    def events(self, target_id: int) -> list[Event]:
+        with self.store() as store:
+            return store.events(target_id)
+
+
+RunCampaign = Callable[..., Awaitable[Campaign]]
+
+
+@pytest.fixture
+def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
+    """Build an Invocation and run `campaign.execute` in-process, as the CLI does."""
+
+    async def run(
+        inventory: Path | None,
+        *,
+        endpoint: str | None = None,
+        sim: Simulator | None = None,
+        settings: RunSettings | None = None,
+        credentials: Credentials | None = None,
+        state_path: Path | None = None,
+        simulate: SimulatorConfig | None = None,
+    ) -> Campaign:
+        if sim is not None:
+            endpoint = sim.url
+            if credentials is None and sim.config.token is not None:
+                credentials = TokenAuth(sim.config.token)
+        if state_path is None:
+            assert inventory is not None
+            state_path = tmp_path / f"{inventory.stem}.state.sqlite"
+        inv = Invocation(
+            state_path=state_path,
+            report_dir=report_dir,
+            settings=settings or fast_settings(),
+            inventory=inventory,
+            defaults=InventoryDefaults(),
+            endpoint=endpoint,
+            credentials=credentials,
+            simulate=simulate,
+            live_progress=False,
+            options={"test": True},
+        )
+        store = open_state(inv)
+        try:
+            result = await execute(inv, store)
+        finally:
+            store.close()
+        return Campaign(result, state_path)
+
+    return run
+
+
+def sim_stats(url: str) -> dict[str, Any]:
+    """GET /_sim/stats of a simulator (loopback only)."""
+    assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url + "/_sim/stats", timeout=10) as response:
+        return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def simulator_process(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[str]:
+    """`python -m orchestrator simulate --port 0 ARGS`: yield its URL; stop it with SIGTERM."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIM_", "OS_AUTH"))}
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "simulate", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=full_env,
+        cwd=cwd,
+        text=True,
+    )
+    try:
+        url = _first_line(proc, timeout=20.0)
+        if not url.startswith("http://127.0.0.1:"):
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            raise AssertionError(f"simulator did not start: {url!r} {err}")
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        with contextlib.suppress(Exception):
+            proc.communicate(timeout=5)
+
+
+def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The first stdout line of `proc`, or '' if none comes within `timeout` seconds."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return ""
+    return proc.stdout.readline().strip()
+
+
+@pytest.fixture
+def sim_process() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    return simulator_process
