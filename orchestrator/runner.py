@@ -277,6 +277,10 @@ class Runner:
                     fail_reason=str(exc),
                 )
                 return
+            except AuthFailed as exc:
+                self._active.pop(target.id, None)
+                self._refused(exc)
+                return
             except ApiError as exc:
                 await self._defer(target, f"could not read the server before sending: {exc}")
                 return
