@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from orchestrator.client import EcsClient, JobView
+from orchestrator.client import EcsClient, JobView, ServerView
 from orchestrator.errors import (
     ApiError,
     AuthFailed,
@@ -489,34 +489,17 @@ class Runner:
 
     async def _settle(self, target: Target) -> None:
         """Decide an in-doubt target from the server; never resend while it may be running."""
-        info = self._follow[target.id]
-        try:
-            server = await self._query(
-                lambda: self._client.server(target.project_id, target.server_id, target.spec.region)
-            )
-        except NotFound as exc:
-            await self._change(
-                target,
-                S.FAILED,
-                "settled: the server no longer exists",
-                error_code=exc.code or "Ecs.0114",
-                fail_reason=str(exc),
-                finished_at=utc_now(),
-            )
-            return
-        except AuthFailed as exc:
-            self._refused(exc)
-            return
-        except ApiError as exc:
-            info.failures += 1
-            if self._timed_out(target):
-                # Still in doubt: leave it so, reported, for a later run to settle.
-                log.error("%s/%s still in doubt: %s", target.project_id, target.server_id, exc)
-                self._active.pop(target.id, None)
-                self._follow.pop(target.id, None)
-                self._changed.set()
-            else:
-                self._schedule(target)
+        server = await self._read_server(target, "settled: the server no longer exists")
+        if server is None:
+            if self._unchanged(target):
+                if self._timed_out(target):
+                    # Still in doubt: leave it so, reported, for a later run to settle.
+                    log.error("%s/%s still in doubt", target.project_id, target.server_id)
+                    self._active.pop(target.id, None)
+                    self._follow.pop(target.id, None)
+                    self._changed.set()
+                else:
+                    self._schedule(target)
             return
         s = settle(server, target.launched_at_before, target.intent_at, self._settings.skew)
         if s.verdict is Verdict.REBUILDING:
@@ -558,7 +541,6 @@ class Runner:
                 self._requeued.append(target)
 
     async def _follow_server(self, target: Target) -> None:
-        info = self._follow[target.id]
         if self._timed_out(target):
             await self._change(
                 target,
@@ -569,26 +551,10 @@ class Runner:
                 finished_at=utc_now(),
             )
             return
-        try:
-            server = await self._query(
-                lambda: self._client.server(target.project_id, target.server_id, target.spec.region)
-            )
-        except NotFound as exc:
-            await self._change(
-                target,
-                S.FAILED,
-                "the server disappeared while rebuilding",
-                error_code=exc.code or "Ecs.0114",
-                fail_reason=str(exc),
-                finished_at=utc_now(),
-            )
-            return
-        except AuthFailed as exc:
-            self._refused(exc)
-            return
-        except ApiError:
-            info.failures += 1
-            self._schedule(target)
+        server = await self._read_server(target, "the server disappeared while rebuilding")
+        if server is None:
+            if self._unchanged(target):
+                self._schedule(target)
             return
         verdict = follow(server, target.launched_at_before)
         if verdict.verdict is Verdict.REBUILDING:
@@ -604,6 +570,33 @@ class Runner:
             )
         else:
             await self._change(target, S.SUCCEEDED, verdict.reason, finished_at=utc_now())
+
+    async def _read_server(self, target: Target, gone: str) -> ServerView | None:
+        """The server as it is now, or None: then it was failed (gone), the run was
+        stopped (credentials), or the read failed and the caller tries again later."""
+        try:
+            return await self._query(
+                lambda: self._client.server(target.project_id, target.server_id, target.spec.region)
+            )
+        except NotFound as exc:
+            await self._change(
+                target,
+                S.FAILED,
+                gone,
+                error_code=exc.code or "Ecs.0114",
+                fail_reason=str(exc),
+                finished_at=utc_now(),
+            )
+        except AuthFailed as exc:
+            self._refused(exc)
+        except ApiError as exc:
+            self._follow[target.id].failures += 1
+            log.info("%s/%s server read failed: %s", target.project_id, target.server_id, exc)
+        return None
+
+    def _unchanged(self, target: Target) -> bool:
+        """True while the run goes on and nobody changed this target since it was read."""
+        return not self._abort and self._active.get(target.id) is target
 
     # -- plumbing ---------------------------------------------------------------------
 
