@@ -24,7 +24,7 @@ import aiohttp
 from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.client import EcsClient, Timeouts
 from orchestrator.endpoints import Endpoints
-from orchestrator.errors import ReportError, StateError, UsageError
+from orchestrator.errors import IncompleteImport, ReportError, StateError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
@@ -80,16 +80,16 @@ def check_report_dir(report_dir: Path) -> None:
 def open_state(inv: Invocation) -> StateStore:
     """Open the state file for a run, creating it from the inventory the first time."""
     if inv.state_path.exists():
-        if inv.inventory is not None:
-            _check_same_inventory(inv.state_path, inv.inventory)
         try:
+            if inv.inventory is not None:
+                _check_same_inventory(inv.state_path, inv.inventory)
             return StateStore.open(inv.state_path)
-        except StateError as exc:
-            if "never finished" in str(exc) and inv.inventory is not None:
-                # An import killed half-way committed nothing; start it again.
-                remove_state_files(inv.state_path)
-            else:
+        except IncompleteImport:
+            if inv.inventory is None:
                 raise
+            # An import killed half-way committed no target; start it again.
+            log.warning("%s: restarting an inventory import that never finished", inv.state_path)
+            remove_state_files(inv.state_path)
     if inv.inventory is None:
         raise UsageError(f"state file {inv.state_path} does not exist; start with `run INVENTORY`")
     reader = InventoryReader(inv.inventory, inv.defaults)

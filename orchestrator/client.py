@@ -178,11 +178,12 @@ class EcsClient:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                raw = await resp.content.read(MAX_BODY_BYTES + 1)
+                raw = await _read_capped(resp.content, MAX_BODY_BYTES + 1)
                 status = resp.status
                 resp_headers = {k: v for k, v in resp.headers.items()}
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never made: nothing reached the service.
+            self.requests[kind] -= 1
             raise NotSent(f"{kind}: cannot connect ({type(exc).__name__})") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             # Sent, or maybe sent: the service may have acted on it.
@@ -231,6 +232,19 @@ class EcsClient:
         if acted_unknown:
             return OutcomeUnknown(summary, status=status, code=code)
         return BadResponse(summary, status=status, code=code)
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first `limit` bytes: read(n) returns only what has arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class _NotJson:

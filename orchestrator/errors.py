@@ -4,6 +4,7 @@
     ├── UsageError                 bad input or options: exit 2, nothing sent
     │   └── InventoryError         carries every problem found, with file/line/field
     ├── StateError                 the state file cannot be used (schema, corrupt, locked, disk)
+    │   └── IncompleteImport       an import was killed half-way: nothing was sent from it
     ├── ReportError                the report could not be written
     └── ApiError                   an answer (or its absence) from the ECS API
         ├── RetryLater             refused before acting: safe to send again later
@@ -68,6 +69,10 @@ class InventoryError(UsageError):
 
 class StateError(OrchestratorError):
     """The state file cannot be used."""
+
+
+class IncompleteImport(StateError):
+    """The state file holds an inventory import that never finished."""
 
 
 class ReportError(OrchestratorError):

@@ -98,10 +98,15 @@ def _relaunched(
 ) -> tuple[bool, str]:
     current = parse_time(now_launched)
     if before is not None:
+        if now_launched == before:
+            return False, f"launched_at unchanged ({now_launched})"
         previous = parse_time(before)
-        if current is not None and previous is not None and current > previous:
-            return True, f"launched_at moved from {before} to {now_launched}"
-        return False, f"launched_at unchanged ({now_launched})"
+        if current is not None and previous is not None:
+            if current > previous:
+                return True, f"launched_at moved from {before} to {now_launched}"
+            return False, f"launched_at not newer ({before} then {now_launched})"
+        # Changed, but not comparable as times: take it as accepted, never as untouched.
+        return True, f"launched_at changed from {before!r} to {now_launched!r} (not comparable)"
     intent = parse_time(intent_at)
     if current is None or intent is None:
         return False, "launched_at unknown and no earlier value recorded"

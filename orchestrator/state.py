@@ -31,7 +31,7 @@ from typing import Any
 
 import sqlite_utils
 
-from orchestrator.errors import StateError
+from orchestrator.errors import IncompleteImport, StateError
 from orchestrator.model import (
     RunInfo,
     Target,
@@ -86,6 +86,14 @@ class Change:
     detail: str
     fields: Mapping[str, Any] = field(default_factory=dict)
     at: str = field(default_factory=utc_now)
+
+
+def validate(change: Change) -> None:
+    """Raise unless the change is a legal transition that sets only changeable columns."""
+    check_transition(change.old, change.new)
+    unknown = set(change.fields) - CHANGEABLE
+    if unknown:
+        raise ValueError(f"not a changeable column: {sorted(unknown)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,16 +291,16 @@ class StateStore:
             meta = self._meta()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"state file {self.path} is unreadable or corrupt: {exc}") from exc
+        if meta.get("import_complete") != "1" and meta.get("schema_version") in (None, "1"):
+            raise IncompleteImport(
+                f"state file {self.path} holds an inventory import that never finished; "
+                "nothing was sent from it: delete it and run again"
+            )
         version = meta.get("schema_version")
         if version != str(SCHEMA_VERSION):
             raise StateError(
                 f"state file {self.path} has schema version {version}; this orchestrator "
                 f"reads version {SCHEMA_VERSION}. Use the orchestrator version that made it."
-            )
-        if meta.get("import_complete") != "1":
-            raise StateError(
-                f"state file {self.path} holds an inventory import that never finished; "
-                "nothing was sent from it: delete it and run again"
             )
         with _translated("check the state file"):
             result = self._conn.execute("PRAGMA quick_check").fetchone()
@@ -443,10 +451,7 @@ class StateStore:
         longer in `old` is skipped (and reported False), never forced.
         """
         for change in changes:
-            check_transition(change.old, change.new)
-            unknown = set(change.fields) - CHANGEABLE
-            if unknown:
-                raise ValueError(f"not a changeable column: {sorted(unknown)}")
+            validate(change)
         applied: list[bool] = []
         with _translated("write state changes"), self._transaction():
             for change in changes:
@@ -497,11 +502,14 @@ class StateStore:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
+            # Also after a failed COMMIT (a full disk can fail there), so that the
+            # connection is never left inside a transaction.
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
 
 # -- helpers ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from orchestrator.state import Change, StateStore
+from orchestrator.state import Change, StateStore, validate
 
 T = TypeVar("T")
 
@@ -45,6 +45,9 @@ class StateWriter:
 
     async def change(self, change: Change) -> bool:
         """Queue a change and wait until it is committed; True if it applied."""
+        # Refuse a bad change here, to its own caller: queued, it would fail the
+        # whole batch it shares a transaction with.
+        validate(change)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._queue.append((change, future))
