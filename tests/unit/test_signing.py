@@ -1,0 +1,249 @@
+"""AK/SK signing, pinned to the official SDK's test vectors."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import signing
+
+VECTORS_PATH = Path("/work/shared/reference/aksk-test-vectors.json")
+VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
+AK: str = VECTORS["access_key"]
+SK: str = VECTORS["secret_key"]
+
+
+def _request(vector: dict[str, Any]) -> dict[str, Any]:
+    """The vector as keyword arguments of `authorization`, Host being the vector's host."""
+    return {
+        "method": vector["method"],
+        "path": vector["path"],
+        "query": [tuple(pair) for pair in vector["query"]],
+        "headers": {**vector["headers_in"], "Host": vector["host"]},
+        "body": vector["body"].encode(),
+    }
+
+
+def _signed(vector: dict[str, Any]) -> dict[str, Any]:
+    """The vector's request with the SDK's Authorization header on it."""
+    request = _request(vector)
+    request["headers"] = {**request["headers"], "Authorization": vector["authorization"]}
+    return request
+
+
+VECTOR_IDS = [v["method"] for v in VECTORS["vectors"]]
+
+
+def test_there_are_vectors_with_and_without_body() -> None:
+    bodies = [bool(v["body"]) for v in VECTORS["vectors"]]
+    assert True in bodies and False in bodies
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=VECTOR_IDS)
+def test_authorization_reproduces_the_sdk(vector: dict[str, Any]) -> None:
+    assert signing.authorization(AK, SK, **_request(vector)) == vector["authorization"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=VECTOR_IDS)
+def test_verify_accepts_the_sdk_signature(vector: dict[str, Any]) -> None:
+    assert signing.verify(AK, SK, **_signed(vector)) is True
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=VECTOR_IDS)
+def test_verify_is_case_insensitive_on_header_names(vector: dict[str, Any]) -> None:
+    request = _signed(vector)
+    request["headers"] = {name.lower(): value for name, value in request["headers"].items()}
+    assert signing.verify(AK, SK, **request) is True
+
+
+def _tamper_body(r: dict[str, Any]) -> None:
+    r["body"] = r["body"] + b" "
+
+
+def _tamper_path(r: dict[str, Any]) -> None:
+    r["path"] = r["path"].replace("0123456789abcdef", "0123456789abcdee", 1)
+
+
+def _tamper_method(r: dict[str, Any]) -> None:
+    r["method"] = "PUT"
+
+
+def _tamper_query(r: dict[str, Any]) -> None:
+    r["query"] = [("limit", "1")]
+
+
+def _tamper_project_header(r: dict[str, Any]) -> None:
+    r["headers"]["X-Project-Id"] = "f" * 32
+
+
+def _tamper_host(r: dict[str, Any]) -> None:
+    r["headers"]["Host"] = "ecs.eu-nl.otc.t-systems.com"
+
+
+def _tamper_date(r: dict[str, Any]) -> None:
+    r["headers"]["X-Sdk-Date"] = "20261126T020002Z"
+
+
+def _drop_date(r: dict[str, Any]) -> None:
+    del r["headers"]["X-Sdk-Date"]
+
+
+def _drop_host(r: dict[str, Any]) -> None:
+    del r["headers"]["Host"]
+
+
+def _other_access_key_in_header(r: dict[str, Any]) -> None:
+    r["headers"]["Authorization"] = r["headers"]["Authorization"].replace(
+        f"Access={AK}", "Access=HPUOTHERACCESSKEY000"
+    )
+
+
+def _flip_signature(r: dict[str, Any]) -> None:
+    value = r["headers"]["Authorization"]
+    last = value[-1]
+    r["headers"]["Authorization"] = value[:-1] + ("0" if last != "0" else "1")
+
+
+def _other_scheme(r: dict[str, Any]) -> None:
+    r["headers"]["Authorization"] = r["headers"]["Authorization"].replace(
+        "SDK-HMAC-SHA256", "AWS4-HMAC-SHA256", 1
+    )
+
+
+def _drop_authorization(r: dict[str, Any]) -> None:
+    del r["headers"]["Authorization"]
+
+
+def _unsign_date(r: dict[str, Any]) -> None:
+    # A signature that does not cover X-Sdk-Date could be replayed forever.
+    r["headers"]["Authorization"] = r["headers"]["Authorization"].replace(";x-sdk-date", "")
+
+
+TAMPERINGS = [
+    _tamper_body,
+    _tamper_path,
+    _tamper_method,
+    _tamper_query,
+    _tamper_project_header,
+    _tamper_host,
+    _tamper_date,
+    _drop_date,
+    _drop_host,
+    _other_access_key_in_header,
+    _flip_signature,
+    _other_scheme,
+    _drop_authorization,
+    _unsign_date,
+]
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=VECTOR_IDS)
+@pytest.mark.parametrize("tamper", TAMPERINGS, ids=[t.__name__.strip("_") for t in TAMPERINGS])
+def test_verify_rejects_a_changed_request(vector: dict[str, Any], tamper: Any) -> None:
+    request = _signed(vector)
+    request["headers"] = dict(request["headers"])
+    tamper(request)
+    assert signing.verify(AK, SK, **request) is False
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=VECTOR_IDS)
+def test_verify_rejects_another_key(vector: dict[str, Any]) -> None:
+    request = _signed(vector)
+    assert signing.verify("HPUOTHERACCESSKEY000", SK, **request) is False
+    assert signing.verify(AK, SK + "x", **request) is False
+
+
+def test_unsigned_extra_headers_do_not_matter() -> None:
+    # Proxies add headers (User-Agent, Content-Length...): only the signed ones count.
+    request = _signed(VECTORS["vectors"][0])
+    request["headers"] = {**request["headers"], "User-Agent": "x", "Content-Length": "90"}
+    assert signing.verify(AK, SK, **request) is True
+
+
+def test_signed_header_names_sorted_lowercase_without_underscores() -> None:
+    headers = {"X-Sdk-Date": "d", "Host": "h", "content-type": "c", "X_Custom": "u"}
+    assert signing.signed_header_names(headers) == ["content-type", "host", "x-sdk-date"]
+
+
+def test_header_values_are_trimmed_in_the_canonical_request() -> None:
+    vector = VECTORS["vectors"][1]
+    request = _request(vector)
+    clean = signing.authorization(AK, SK, **request)
+    project = request["headers"]["X-Project-Id"]
+    request["headers"] = {**request["headers"], "X-Project-Id": f"  {project}\t "}
+    assert signing.authorization(AK, SK, **request) == clean == vector["authorization"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/p/jobs/j", "/v1/p/jobs/j/"),
+        ("/v1/p/jobs/j/", "/v1/p/jobs/j/"),
+        ("/", "/"),
+        ("/a b/c", "/a%20b/c/"),
+        ("/a~b/c-d_e.f", "/a~b/c-d_e.f/"),
+        ("/x:y/ü", "/x%3Ay/%C3%BC/"),
+        ("/a+b/c=d&e", "/a%2Bb/c%3Dd%26e/"),
+    ],
+)
+def test_canonical_uri(path: str, expected: str) -> None:
+    assert signing.canonical_uri(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ([], ""),
+        ([("b", "2"), ("a", "1")], "a=1&b=2"),
+        ([("a", "2"), ("a", "1"), ("A", "3")], "A=3&a=1&a=2"),
+        ([("k y", "v/w"), ("t~", "é")], "k%20y=v%2Fw&t~=%C3%A9"),
+        ([("limit", ""), ("marker", "x")], "limit=&marker=x"),
+    ],
+)
+def test_canonical_query_sorts_and_encodes(query: list[tuple[str, str]], expected: str) -> None:
+    assert signing.canonical_query(query) == expected
+
+
+def test_query_order_does_not_change_the_signature() -> None:
+    request = _request(VECTORS["vectors"][1])
+    request["query"] = [("offset", "1"), ("limit", "10")]
+    first = signing.authorization(AK, SK, **request)
+    request["query"] = [("limit", "10"), ("offset", "1")]
+    assert signing.authorization(AK, SK, **request) == first
+
+
+def test_sdk_date_round_trip_and_utc() -> None:
+    moment = datetime(2026, 11, 26, 3, 0, 5, 999_000, tzinfo=timezone(timedelta(hours=1)))
+    assert signing.sdk_date(moment) == "20261126T020005Z"
+    assert signing.parse_sdk_date("20261126T020005Z") == datetime(2026, 11, 26, 2, 0, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("bad", ["", "2026-11-26T02:00:05Z", "20261126T020005", "20261326T020005Z"])
+def test_parse_sdk_date_rejects_malformed(bad: str) -> None:
+    with pytest.raises(ValueError):
+        signing.parse_sdk_date(bad)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "Basic abc",
+        "SDK-HMAC-SHA256 Access=a, SignedHeaders=host",
+        "SDK-HMAC-SHA256 garbage",
+    ],
+)
+def test_parse_authorization_refuses_malformed(value: str) -> None:
+    assert signing.parse_authorization(value) is None
+
+
+def test_parse_authorization_splits_the_sdk_header() -> None:
+    vector = VECTORS["vectors"][0]
+    access, signed, sig = signing.parse_authorization(vector["authorization"]) or ("", [], "")
+    assert access == AK
+    assert signed == ["content-type", "host", "x-project-id", "x-sdk-date"]
+    assert sig == vector["authorization"].rsplit("Signature=", 1)[1]
