@@ -464,8 +464,10 @@ def plan(
     if reader.columns:
         click.echo("  extra columns kept for the report: " + ", ".join(reader.columns))
     by_rate = n / rate
-    by_slots = math.ceil(n / max_in_flight) * job_seconds if n else 0.0
-    shortest = max(by_rate, by_slots) + (job_seconds if n else 0.0)
+    # The last reinstall starts after all are sent (rate) and after every earlier
+    # wave of --max-in-flight has finished (slots); then it takes one job's time.
+    waves_before_last = max(math.ceil(n / max_in_flight) - 1, 0)
+    shortest = max(by_rate, waves_before_last * job_seconds) + (job_seconds if n else 0.0)
     click.echo(
         f"shortest possible duration: {shortest / 60:.1f} min "
         f"(sending at {rate:g}/s takes {by_rate / 60:.1f} min; "
