@@ -135,7 +135,7 @@ class Runner:
         self._feed_done = False
         self._feed_lock = asyncio.Lock()
         self._changed = asyncio.Event()
-        self._stopping = False
+        self._stop = asyncio.Event()  # replaced by run()'s stop event
         self._abort: str | None = None
         self._deferred = 0
         self._reserved = 0
@@ -148,6 +148,9 @@ class Runner:
     async def run(self, stop: asyncio.Event, halt: asyncio.Event | None = None) -> Outcome:
         """Run until every target is final, or `stop` (graceful) or `halt` (at once) is set."""
         halt = halt or asyncio.Event()
+        # Read directly by the submit path, so a stop takes effect at the very next
+        # send, not when this loop next wakes.
+        self._stop = stop
         self.counts = await self._writer.call(self._store.counts)
         await self._recover()
         workers = [
@@ -163,7 +166,6 @@ class Runner:
                 if halt.is_set() or self._abort:
                     break
                 if stop.is_set():
-                    self._stopping = True
                     if drain_deadline is None:
                         drain_deadline = self._clock() + self._settings.drain_timeout
                         log.warning(
@@ -191,6 +193,10 @@ class Runner:
             aborted=self._abort,
             credentials_refused=self._credentials_refused,
         )
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop.is_set()
 
     def _finished(self) -> bool:
         return self._feed_done and not self._feed and not self._requeued and not self._active
@@ -501,7 +507,13 @@ class Runner:
                 else:
                     self._schedule(target)
             return
-        s = settle(server, target.launched_at_before, target.intent_at, self._settings.skew)
+        s = settle(
+            server,
+            target.launched_at_before,
+            target.intent_at,
+            self._settings.skew,
+            job_id=target.job_id,
+        )
         if s.verdict is Verdict.REBUILDING:
             target = await self._change(
                 target, S.RUNNING, f"settled: accepted, {s.reason}", job_id=None
@@ -517,12 +529,16 @@ class Runner:
                 fail_reason=None,
                 finished_at=utc_now(),
             )
-        elif s.verdict is Verdict.FAILED:
+        elif s.verdict in (Verdict.FAILED, Verdict.UNVERIFIED):
             await self._change(
                 target,
                 S.FAILED,
                 f"settled: {s.reason}",
-                error_code="Orchestrator.ServerError",
+                error_code=(
+                    "Orchestrator.ServerError"
+                    if s.verdict is Verdict.FAILED
+                    else "Orchestrator.Unverified"
+                ),
                 fail_reason=s.reason,
                 finished_at=utc_now(),
             )

@@ -28,6 +28,7 @@ class Verdict(StrEnum):
     SUCCEEDED = "succeeded"  # accepted and finished well
     FAILED = "failed"  # accepted and finished badly (server in ERROR)
     NOT_ACCEPTED = "not_accepted"  # never acted on: may be sent again
+    UNVERIFIED = "unverified"  # cannot tell: reported as failed, never resent
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,15 @@ def settle(
     launched_at_before: str | None,
     intent_at: str | None,
     skew: timedelta = DEFAULT_SKEW,
+    *,
+    job_id: str | None = None,
 ) -> Settlement:
-    """Decide what became of a reinstall that may or may not have been accepted."""
+    """Decide what became of a reinstall that may or may not have been accepted.
+
+    "Not accepted" (the only verdict that allows sending again) needs positive
+    evidence: a readable launched_at that did not move. A job id proves the
+    service accepted the request, so a target that has one is never "not accepted".
+    """
     if is_rebuilding(server):
         return Settlement(Verdict.REBUILDING, f"server is rebuilding (status {server.status})")
     relaunched, how = _relaunched(server.launched_at, launched_at_before, intent_at, skew)
@@ -69,6 +77,15 @@ def settle(
         # be our reinstall failing: never resend to it, report it.
         return Settlement(
             Verdict.FAILED, f"server is in ERROR after an uncertain reinstall ({how})"
+        )
+    if job_id is not None:
+        return Settlement(
+            Verdict.UNVERIFIED,
+            f"job {job_id} was accepted but its result is unknown: server {server.status}, {how}",
+        )
+    if relaunched is None:
+        return Settlement(
+            Verdict.UNVERIFIED, f"cannot tell whether it was accepted ({how}); not sent again"
         )
     return Settlement(Verdict.NOT_ACCEPTED, f"server not rebuilding and {how}")
 
@@ -95,21 +112,25 @@ def _relaunched(
     before: str | None,
     intent_at: str | None,
     skew: timedelta,
-) -> tuple[bool, str]:
+) -> tuple[bool | None, str]:
+    """Whether the server was relaunched since the intent: True, False, or None
+    when the evidence does not allow telling."""
     current = parse_time(now_launched)
     if before is not None:
         if now_launched == before:
             return False, f"launched_at unchanged ({now_launched})"
+        if current is None:
+            return None, f"launched_at was {before!r} and is now unreadable ({now_launched!r})"
         previous = parse_time(before)
-        if current is not None and previous is not None:
-            if current > previous:
-                return True, f"launched_at moved from {before} to {now_launched}"
-            return False, f"launched_at not newer ({before} then {now_launched})"
-        # Changed, but not comparable as times: take it as accepted, never as untouched.
-        return True, f"launched_at changed from {before!r} to {now_launched!r} (not comparable)"
+        if previous is None:
+            # Changed, but not comparable as times: a change is a relaunch.
+            return True, f"launched_at changed from {before!r} to {now_launched!r}"
+        if current > previous:
+            return True, f"launched_at moved from {before} to {now_launched}"
+        return False, f"launched_at not newer ({before} then {now_launched})"
     intent = parse_time(intent_at)
     if current is None or intent is None:
-        return False, "launched_at unknown and no earlier value recorded"
+        return None, "launched_at or the intent time unknown, and no earlier value recorded"
     if current >= intent - skew:
         return True, (
             f"launched_at {now_launched} is after the intent {intent_at} less "

@@ -41,6 +41,7 @@ from orchestrator.model import (
 )
 
 SCHEMA_VERSION = 1
+OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters"})
 IMPORT_BATCH = 5000
 
 # Columns a state change may set besides `state` (never user-supplied names).
@@ -287,6 +288,12 @@ class StateStore:
         try:
             tables = set(self._db.table_names())
             if "meta" not in tables:
+                if tables <= OUR_TABLES:
+                    # Killed while the file was being created: nothing was imported.
+                    raise IncompleteImport(
+                        f"state file {self.path} was never finished being created; "
+                        "nothing was sent from it: delete it and run again"
+                    )
                 raise StateError(f"{self.path} is not an orchestrator state file (no meta table)")
             meta = self._meta()
         except sqlite3.DatabaseError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InventoryError, StateError
+from orchestrator.errors import IncompleteImport, InventoryError, StateError
 from orchestrator.inventory import read_inventory
 from orchestrator.model import IllegalTransition, TargetSpec, TargetState
 from orchestrator.state import SCHEMA_VERSION, Change, StateStore, file_sha256
@@ -583,9 +583,10 @@ def test_a_foreign_sqlite_database_is_refused(path: Path) -> None:
         StateStore.open(path)
 
 
-def test_an_empty_file_is_refused(path: Path) -> None:
+def test_an_empty_file_is_an_unfinished_creation(path: Path) -> None:
+    # What a kill right after the file was created leaves: `run` starts it over.
     path.write_bytes(b"")
-    with pytest.raises(StateError, match="not an orchestrator state file"):
+    with pytest.raises(IncompleteImport, match="never finished"):
         StateStore.open(path, readonly=True)
 
 

@@ -133,10 +133,11 @@ def test_skew_allowance_is_a_parameter() -> None:
 def test_unknown_times_without_a_before_value(
     launched_at: str | None, before: str | None, intent: str | None
 ) -> None:
-    # No evidence of a relaunch at all, and the server is healthy and idle.
+    # No evidence either way: "not accepted" would allow a second wipe, so the
+    # target is reported as unverified instead, never resent.
     result = settle(server("SHUTOFF", launched_at=launched_at), before, intent)
-    assert result.verdict is V.NOT_ACCEPTED
-    assert result.reason
+    assert result.verdict is V.UNVERIFIED
+    assert "not sent again" in result.reason
 
 
 def test_unparseable_but_identical_launch_time_is_unchanged() -> None:
