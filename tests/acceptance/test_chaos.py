@@ -1,0 +1,210 @@
+"""Crash safety: SIGKILL the orchestrator at random moments, resume it, and prove the result.
+
+A simulator process with dropped answers, injected 5xx and failing jobs plays the
+cloud. The orchestrator is killed (kill -9) again and again, each time started
+again with the same command, until it exits 0 or 1. Then the simulator's counters
+and the state file must show every server reinstalled exactly once (or failed for
+a stated reason), none forgotten, none wiped twice, and a report that says so.
+
+The moment of each kill comes from a seeded generator; the phase of the run it
+hits depends on the machine's speed, which is the point.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chaos_helpers import (
+    SimProcess,
+    child_env,
+    fleet_problems,
+    make_inventory,
+    orchestrator_command,
+    read_state,
+    run_cli,
+    run_with_kills,
+    wait_until,
+)
+
+from orchestrator.model import TargetState
+
+pytestmark = pytest.mark.timeout(110)
+
+TOKEN = "chaos-token-0d5e"
+TARGETS = 70
+KILLS = 7
+
+
+def run_args(
+    inventory: Path,
+    url: str,
+    state: Path,
+    reports: Path,
+    *,
+    rate: float = 8,
+    first_poll: float = 0.3,
+) -> list[str | Path]:
+    return [
+        "run",
+        inventory,
+        "--endpoint",
+        url,
+        "--state",
+        state,
+        "--report-dir",
+        reports,
+        "--rate",
+        str(rate),
+        "--poll-rate",
+        "100",
+        "--first-poll",
+        str(first_poll),
+        "--poll-cap",
+        "1",
+        "--no-live",
+    ]
+
+
+def test_sigkill_at_random_moments_then_resume_reinstalls_each_server_once(
+    tmp_path: Path,
+) -> None:
+    inventory = make_inventory(tmp_path / "fleet.csv", TARGETS, projects=3, seed=11)
+    state, reports = tmp_path / "fleet.state.sqlite", tmp_path / "reports"
+    sim_args = [
+        "--fleet",
+        inventory,
+        "--seed",
+        "11",
+        "--drop-rate",
+        "0.05",
+        "--error-rate",
+        "0.1",
+        "--job-fail-rate",
+        "0.1",
+        "--job-seconds",
+        "0.3:2",
+    ]
+    with SimProcess(*sim_args, env={"SIM_TOKEN": TOKEN}) as sim:
+        lives = run_with_kills(
+            run_args(inventory, sim.url, state, reports),
+            child_env(OS_AUTH_TOKEN=TOKEN),
+            tmp_path,
+            kills=KILLS,
+            rng=random.Random(20240611),
+            delay=(0.3, 1.6),
+            output=tmp_path / "orchestrator.out",
+            state_path=state,
+            deadline=90.0,
+        )
+        stats = sim.stats()
+
+    assert lives.kills == KILLS, lives
+    assert lives.final_code in (0, 1), lives
+    problems, figures = fleet_problems(state, stats, TARGETS, report_dir=reports)
+    assert not problems, "\n".join(problems[:40])
+    # The exit code tells the truth about the end state.
+    assert lives.final_code == (1 if figures.failed else 0)
+    # The faults did happen: the hard paths were walked, not skipped.
+    assert figures.in_doubt_targets >= 1, figures
+    assert stats["errors_injected"] >= 1, stats
+
+
+def test_kill_between_intent_and_answer_is_settled_not_resent(tmp_path: Path) -> None:
+    """The sharpest moment: the intent is durable, the request went out, no answer was kept.
+
+    Every answer of an accepted reinstall is dropped and the process is killed while
+    it waits to settle; the next process must find the reinstall from the server.
+    """
+    inventory = make_inventory(tmp_path / "fleet.csv", 6, projects=1, seed=12)
+    state, reports = tmp_path / "s.sqlite", tmp_path / "reports"
+    sim_args = ["--fleet", inventory, "--drop-rate", "1", "--job-seconds", "0.5:1"]
+    with SimProcess(*sim_args, env={"SIM_TOKEN": TOKEN}) as sim:
+        # A long --first-poll (it also sets the settle delay) keeps targets in doubt.
+        args = run_args(inventory, sim.url, state, reports, rate=50, first_poll=30)
+        env = child_env(OS_AUTH_TOKEN=TOKEN)
+        process = subprocess.Popen(
+            orchestrator_command(*args),
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(lambda: sim.stats()["dropped"] >= 6, 20)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        between = {TargetState.IN_DOUBT, TargetState.SUBMITTING}
+        assert {t.state for t in read_state(state).targets} <= between
+        again = run_args(inventory, sim.url, state, reports, rate=50, first_poll=0.2)
+        done = run_cli(again, env, tmp_path)
+        stats = sim.stats()
+    assert done.code == 0, done.stderr
+    problems, figures = fleet_problems(state, stats, 6, report_dir=reports)
+    assert not problems, "\n".join(problems)
+    assert stats["reinstalls_total"] == 6
+    assert figures.resent_after_settling == 0
+
+
+# -- a kill while the state file is being created -------------------------------------
+
+KILL_IMPORT = """
+import os, signal, sys
+from pathlib import Path
+from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.state import StateStore, file_sha256
+
+inventory, path = Path(sys.argv[1]), Path(sys.argv[2])
+reader = InventoryReader(inventory, InventoryDefaults())
+StateStore.create(
+    path,
+    reader,
+    inventory_path=str(inventory),
+    inventory_sha256=file_sha256(inventory),
+    extra_columns=lambda: reader.columns,
+    # Every row is read and inserted; the transaction is not yet committed.
+    validate=lambda: os.kill(os.getpid(), signal.SIGKILL),
+)
+"""
+
+
+@pytest.mark.parametrize("moment", ["inside-import", "file-just-created", "journal-set-no-table"])
+def test_kill_while_the_state_file_is_created_then_run_again(tmp_path: Path, moment: str) -> None:
+    """A first `run` killed while creating its state file must not block every later run.
+
+    With a big inventory the import takes seconds, so an operator's kill -9 may well
+    land there. Nothing was sent then: running the same command again must start over.
+    """
+    inventory = make_inventory(tmp_path / "fleet.csv", 5, projects=1, seed=13)
+    state, reports = tmp_path / "s.sqlite", tmp_path / "reports"
+    if moment == "inside-import":
+        killed = subprocess.run(
+            [sys.executable, "-c", KILL_IMPORT, str(inventory), str(state)], check=False
+        )
+        assert killed.returncode == -signal.SIGKILL
+    else:
+        # The first instants of StateStore.create: the file exists (O_EXCL), then the
+        # connection switches it to WAL; every CREATE TABLE after that commits alone.
+        os.close(os.open(state, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        if moment == "journal-set-no-table":
+            conn = sqlite3.connect(state)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.close()
+    assert state.exists()
+    with SimProcess("--fleet", inventory, "--job-seconds", "0.1", env={"SIM_TOKEN": TOKEN}) as sim:
+        done = run_cli(
+            run_args(inventory, sim.url, state, reports, rate=50),
+            child_env(OS_AUTH_TOKEN=TOKEN),
+            tmp_path,
+        )
+        stats = sim.stats()
+    assert done.code == 0, f"exit {done.code}: {done.stderr.strip()}"
+    problems, _ = fleet_problems(state, stats, 5, report_dir=reports)
+    assert not problems, "\n".join(problems)

@@ -1,0 +1,320 @@
+"""A deliberately hostile ECS API on 127.0.0.1, for the integration tests.
+
+One aiohttp.web server answers the three calls the orchestrator makes, each in a
+way chosen by name (`REINSTALL`, `JOB`, `SERVER`), and records every request it
+receives, matched or not, by its raw (undecoded) path. It keeps just enough
+state to be consistent where a test wants it to be: which servers it reinstalled
+("acted on"), which job ids it handed out and for which server.
+
+    async with HostileServer(reinstall="no_job_id", server="missing_fields") as api:
+        ... api.url, api.requests, api.acted, api.posts_after_job_id()
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+LAUNCHED_BEFORE = "2024-01-01T00:00:00.000000"
+OTHER_SERVER = "00000000-0000-4000-8000-000000000bad"
+HUGE = 1536 * 1024  # bytes: more than the client's 1 MiB limit
+
+_REINSTALL = re.compile(r"/v1/([^/]+)/cloudservers/([^/]+)/reinstallos")
+_JOB = re.compile(r"/v1/([^/]+)/jobs/([^/]+)")
+_SERVER = re.compile(r"/v1/([^/]+)/cloudservers/([^/]+)")
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(payload).encode(), status=status, content_type="application/json"
+    )
+
+
+def _not_json() -> web.Response:
+    return web.Response(
+        body=b"<html><body>502 Bad Gateway</body></html>", status=200, content_type="text/html"
+    )
+
+
+def _huge(payload: dict[str, Any]) -> web.Response:
+    return _json({**payload, "padding": "x" * HUGE})
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str  # raw, as sent: percent-escapes kept
+    kind: str  # reinstall, job, server, or unknown
+
+
+@dataclass
+class HostileServer:
+    reinstall: str = "ok"
+    job: str = "ok"
+    server: str = "ok"
+    act: bool = True  # whether a reinstall POST rebuilds the server, whatever it answers
+
+    requests: list[Recorded] = field(default_factory=list)
+    acted: Counter[str] = field(default_factory=Counter)  # server_id -> reinstalls done
+    jobs: dict[str, str] = field(default_factory=dict)  # job_id handed out -> server_id
+    _relaunched: dict[str, str] = field(default_factory=dict)
+    _first_job_at: dict[str, int] = field(default_factory=dict)  # server -> request index
+    _runner: web.AppRunner | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def count(self, kind: str) -> int:
+        return sum(1 for r in self.requests if r.kind == kind)
+
+    def posts_after_job_id(self) -> dict[str, int]:
+        """Reinstalls sent for a server after one of its reinstalls was given a job id."""
+        late: Counter[str] = Counter()
+        for index, r in enumerate(self.requests):
+            m = _REINSTALL.fullmatch(r.path) if r.kind == "reinstall" else None
+            if m and index > self._first_job_at.get(m.group(2), len(self.requests)):
+                late[m.group(2)] += 1
+        return dict(late)
+
+    async def start(self) -> HostileServer:
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> HostileServer:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- routing ---------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.raw_path.split("?", 1)[0]
+        await request.read()
+        if request.method == "POST" and (m := _REINSTALL.fullmatch(path)):
+            self.requests.append(Recorded("POST", request.raw_path, "reinstall"))
+            return await REINSTALL[self.reinstall](self, request, m.group(2))
+        if request.method == "GET" and (m := _JOB.fullmatch(path)):
+            self.requests.append(Recorded("GET", request.raw_path, "job"))
+            return await JOB[self.job](self, request, m.group(2))
+        if request.method == "GET" and (m := _SERVER.fullmatch(path)):
+            self.requests.append(Recorded("GET", request.raw_path, "server"))
+            return await SERVER[self.server](self, request, m.group(2))
+        self.requests.append(Recorded(request.method, request.raw_path, "unknown"))
+        return _json({"error": {"code": "Common.0404", "message": "no such route"}}, 404)
+
+    # -- shared state --------------------------------------------------------------------
+
+    def do_reinstall(self, server_id: str) -> None:
+        if self.act:
+            self.acted[server_id] += 1
+            stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+            self._relaunched[server_id] = stamp
+
+    def give_job(self, server_id: str) -> str:
+        job_id = f"job{len(self.jobs) + 1:04d}"
+        self.jobs[job_id] = server_id
+        self._first_job_at.setdefault(server_id, len(self.requests) - 1)
+        return job_id
+
+    def server_fields(self, server_id: str) -> dict[str, Any]:
+        relaunched = self._relaunched.get(server_id)
+        return {
+            "id": server_id,
+            "status": "ACTIVE" if relaunched else "SHUTOFF",
+            "OS-EXT-STS:vm_state": "active" if relaunched else "stopped",
+            "OS-EXT-STS:task_state": None,
+            "OS-SRV-USG:launched_at": relaunched or LAUNCHED_BEFORE,
+        }
+
+
+Handler = Callable[[HostileServer, web.Request, str], Awaitable[web.StreamResponse]]
+
+
+# -- POST .../reinstallos -------------------------------------------------------------
+
+
+async def _reinstall_ok(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    return _json({"job_id": api.give_job(sid)})
+
+
+async def _reinstall_not_json(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    return _not_json()
+
+
+async def _reinstall_huge(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    return _huge({"job_id": "job-in-a-huge-answer"})
+
+
+async def _reinstall_no_job_id(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    return _json({})
+
+
+async def _reinstall_null(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    return _json(None)
+
+
+async def _reinstall_escape(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    return _json({"job_id": "../../cloudservers/" + OTHER_SERVER + "/reinstallos?x=%2F"})
+
+
+async def _reinstall_error_200(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    return _json({"error": {"code": "Ecs.9999", "message": "it went wrong" * 500}})
+
+
+async def _reinstall_drop(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=200)
+
+
+REINSTALL: dict[str, Handler] = {
+    "ok": _reinstall_ok,
+    "not_json": _reinstall_not_json,
+    "huge": _reinstall_huge,
+    "no_job_id": _reinstall_no_job_id,
+    "null": _reinstall_null,
+    "job_id_escape": _reinstall_escape,
+    "error_in_200": _reinstall_error_200,
+    "drop": _reinstall_drop,
+}
+
+
+# -- GET .../jobs/{job_id} ----------------------------------------------------------------
+
+
+def _job(api: HostileServer, job_id: str, **fields: Any) -> dict[str, Any]:
+    sid = api.jobs.get(job_id, OTHER_SERVER)
+    return {"job_id": job_id, "status": "SUCCESS", "entities": {"server_id": sid}, **fields}
+
+
+async def _job_ok(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    return _json(_job(api, job_id))
+
+
+async def _job_weird(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    return _json(_job(api, job_id, status="WEIRD"))
+
+
+async def _job_other_server(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    return _json(_job(api, job_id, entities={"server_id": OTHER_SERVER}))
+
+
+async def _job_not_json(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    return _not_json()
+
+
+async def _job_huge(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    return _huge(_job(api, job_id))
+
+
+async def _job_fail_bare(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    # FAIL with neither error_code nor fail_reason.
+    return _json({"job_id": job_id, "status": "FAIL"})
+
+
+async def _job_running_forever(
+    api: HostileServer, request: web.Request, job_id: str
+) -> web.Response:
+    return _json(_job(api, job_id, status="RUNNING"))
+
+
+async def _job_empty(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    return _json({})
+
+
+JOB: dict[str, Handler] = {
+    "ok": _job_ok,
+    "weird_status": _job_weird,
+    "other_server": _job_other_server,
+    "not_json": _job_not_json,
+    "huge": _job_huge,
+    "fail_bare": _job_fail_bare,
+    "empty": _job_empty,
+    "running_forever": _job_running_forever,
+}
+
+
+# -- GET .../cloudservers/{server_id} -----------------------------------------------------
+
+
+async def _server_ok(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    return _json({"server": api.server_fields(sid)})
+
+
+async def _server_missing_fields(
+    api: HostileServer, request: web.Request, sid: str
+) -> web.Response:
+    return _json({"server": {}})
+
+
+async def _server_no_launched_at(
+    api: HostileServer, request: web.Request, sid: str
+) -> web.Response:
+    fields = api.server_fields(sid)
+    del fields["OS-SRV-USG:launched_at"]
+    return _json({"server": fields})
+
+
+async def _server_rebuilding(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    fields = api.server_fields(sid)
+    return _json({"server": {**fields, "status": "REBUILD", "OS-EXT-STS:task_state": "rebuilding"}})
+
+
+async def _server_empty(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    return _json({})
+
+
+async def _server_other_id(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    return _json({"server": {**api.server_fields(sid), "id": OTHER_SERVER}})
+
+
+async def _server_not_json(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    return _not_json()
+
+
+SERVER: dict[str, Handler] = {
+    "ok": _server_ok,
+    "missing_fields": _server_missing_fields,
+    "no_launched_at": _server_no_launched_at,
+    "empty": _server_empty,
+    "rebuilding": _server_rebuilding,
+    "other_id": _server_other_id,
+    "not_json": _server_not_json,
+}
