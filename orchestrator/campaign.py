@@ -159,9 +159,7 @@ async def _cloud(
         if inv.endpoint is None and inv.endpoint_template is None:
             raise UsageError("give --endpoint or --endpoint-template (or --simulate)")
         if inv.credentials is None:
-            raise UsageError(
-                "no credentials: set OS_AUTH_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
-            )
+            raise UsageError("no credentials in the environment")
         yield Endpoints(inv.endpoint, inv.endpoint_template), inv.credentials
         return
     token = secrets.token_urlsafe(24)

@@ -29,6 +29,7 @@ from orchestrator.campaign import (
     execute,
     open_state,
 )
+from orchestrator.endpoints import Endpoints
 from orchestrator.errors import OrchestratorError, StateError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.logsetup import setup_logging
@@ -218,67 +219,93 @@ def _job_seconds(text: str) -> tuple[float, float]:
     return pair
 
 
-def _start(
+def _saved_options(state_path: Path) -> dict[str, Any]:
+    """The options of the state file's latest invocation ({} for a new run)."""
+    if not state_path.exists():
+        return {}
+    try:
+        with StateStore.open(state_path, readonly=True) as store:
+            return store.last_options()
+    except StateError:
+        return {}  # open_state below says what is wrong with it
+
+
+def _invocation(
     state_path: Path,
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
-) -> int:
-    report_dir: Path = opts["report_dir"]
-    log_file = opts.get("log_file") or state_path.with_suffix(".log")
-    credentials = auth.from_env(os.environ)
-    setup_logging(log_file, opts["log_level"], credentials.secrets() if credentials else ())
+    credentials: auth.Credentials | None,
+) -> Invocation:
+    """Options given now, else those of the latest invocation, else defaults; checked
+    before the state file is touched, so a usage error leaves nothing behind."""
+    saved = _saved_options(state_path)
+    new_target = opts.get("endpoint") or opts.get("endpoint_template")
+    simulate_flag = bool(opts.get("simulate") or (saved.get("simulate") and not new_target))
+    settings = settings_from(opts, saved, simulate_flag)
     inv = Invocation(
         state_path=state_path,
-        report_dir=report_dir,
-        settings=RunSettings(),
+        report_dir=opts["report_dir"],
+        settings=settings,
         inventory=inventory,
         defaults=defaults,
         credentials=credentials,
         live_progress=False if opts.get("no_live") else None,
     )
-    check_report_dir(report_dir)
-    store = open_state(inv)
-    try:
-        saved = store.last_options()
-        simulate_flag = bool(
-            opts.get("simulate")
-            or (
-                saved.get("simulate")
-                and not opts.get("endpoint")
-                and not opts.get("endpoint_template")
-            )
+    if simulate_flag:
+        inv.simulate = SimulatorConfig(
+            seed=opts.get("sim_seed") or 0,
+            job_seconds=_job_seconds(opts.get("sim_job_seconds") or "1:3"),
+            job_fail_rate=opts.get("sim_job_fail_rate") or 0.0,
         )
-        inv.settings = settings_from(opts, saved, simulate_flag)
+    else:
         inv.endpoint = opts.get("endpoint") or (
             None if opts.get("endpoint_template") else saved.get("endpoint")
         )
         inv.endpoint_template = opts.get("endpoint_template") or (
             None if opts.get("endpoint") else saved.get("endpoint_template")
         )
-        if simulate_flag:
-            inv.simulate = SimulatorConfig(
-                seed=opts.get("sim_seed") or 0,
-                job_seconds=_job_seconds(opts.get("sim_job_seconds") or "1:3"),
-                job_fail_rate=opts.get("sim_job_fail_rate") or 0.0,
+        if inv.endpoint is None and inv.endpoint_template is None:
+            raise UsageError("give --endpoint or --endpoint-template (or --simulate)")
+        Endpoints(inv.endpoint, inv.endpoint_template)  # raises UsageError when unsafe
+        if credentials is None:
+            raise UsageError(
+                "no credentials: set OS_AUTH_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
             )
-            inv.endpoint = inv.endpoint_template = None
-        inv.options = {
-            "endpoint": inv.endpoint,
-            "endpoint_template": inv.endpoint_template,
-            "simulate": simulate_flag,
-            "rate": inv.settings.rate,
-            "poll_rate": inv.settings.poll_rate,
-            "max_in_flight": inv.settings.max_in_flight,
-            "job_timeout": inv.settings.job_timeout,
-            "first_poll": inv.settings.first_poll,
-            "poll_cap": inv.settings.poll_cap,
-            "drain_timeout": inv.settings.drain_timeout,
-            "no_preflight": not inv.settings.preflight,
-            "auth": credentials.kind
-            if credentials
-            else ("simulator-token" if simulate_flag else None),
-        }
+    inv.options = {
+        "endpoint": inv.endpoint,
+        "endpoint_template": inv.endpoint_template,
+        "simulate": simulate_flag,
+        "rate": settings.rate,
+        "poll_rate": settings.poll_rate,
+        "max_in_flight": settings.max_in_flight,
+        "job_timeout": settings.job_timeout,
+        "first_poll": settings.first_poll,
+        "poll_cap": settings.poll_cap,
+        "drain_timeout": settings.drain_timeout,
+        "no_preflight": not settings.preflight,
+        "auth": credentials.kind if credentials else ("simulator" if simulate_flag else None),
+    }
+    return inv
+
+
+def _start(
+    state_path: Path,
+    inventory: Path | None,
+    opts: dict[str, Any],
+    defaults: InventoryDefaults,
+) -> int:
+    credentials = auth.from_env(os.environ)
+    secrets = credentials.secrets() if credentials else ()
+    setup_logging(None, opts["log_level"], secrets)
+    inv = _invocation(state_path, inventory, opts, defaults, credentials)
+    check_report_dir(inv.report_dir)
+    store = open_state(inv)
+    try:
+        # The log file starts once the state file exists: an invalid inventory leaves neither.
+        setup_logging(
+            opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets
+        )
         result = asyncio.run(execute(inv, store))
     finally:
         store.close()

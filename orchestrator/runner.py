@@ -272,7 +272,8 @@ class Runner:
         if self._settings.preflight:
             try:
                 server = await self._query(
-                    lambda: self._client.server(spec.project_id, spec.server_id, spec.region)
+                    lambda: self._client.server(spec.project_id, spec.server_id, spec.region),
+                    patient=True,
                 )
             except NotFound as exc:
                 await self._change(
@@ -616,10 +617,13 @@ class Runner:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    async def _query(self, call: Callable[[], Awaitable[T]]) -> T:
-        async for attempt in retrying(
-            replace(self._settings.retry, attempts=min(3, self._settings.retry.attempts))
-        ):
+    async def _query(self, call: Callable[[], Awaitable[T]], *, patient: bool = False) -> T:
+        """A read, retried briefly (a poll comes round again anyway) or, when `patient`,
+        with the full budget a reinstall gets (nothing else will retry it this run)."""
+        settings = self._settings.retry
+        if not patient:
+            settings = replace(settings, attempts=min(3, settings.attempts))
+        async for attempt in retrying(settings):
             with attempt:
                 return await call()
         raise AssertionError("unreachable")  # pragma: no cover
