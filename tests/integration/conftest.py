@@ -2,8 +2,13 @@
 
     make_inventory(count, projects=, seed=)   a valid CSV inventory in the tmp dir
     start_sim(inventory, **config)            an in-process Simulator whose fleet is the inventory
-    run_campaign(inventory, sim, settings)    campaign.open_state + campaign.execute, in-process
+    run_campaign(inventory, sim=, settings=)  campaign.open_state + campaign.execute, in-process
+    fast_settings(**changes)                  RunSettings for a run of seconds
     sim_process(*args, env=)                  `orchestrator simulate` as a subprocess: its URL
+    sim_stats(url)                            GET /_sim/stats
+
+Test modules take everything as fixtures (never `from conftest import`: several
+conftest.py files share that module name).
 
 Settings are fast (polls every 0.2-0.5 s, short backoffs) so a run of 50-100
 targets takes a few seconds; the simulator uses the wall clock.
@@ -40,7 +45,7 @@ SIM_TOKEN = "integration-token-5c1f"
 KEYNAME = "fleet-key"
 
 
-def fast_settings(**changes: Any) -> RunSettings:
+def _fast_settings(**changes: Any) -> RunSettings:
     """RunSettings for a run of seconds: quick polls, short backoffs, a short drain."""
     base = RunSettings(
         rate=50.0,
@@ -56,11 +61,11 @@ def fast_settings(**changes: Any) -> RunSettings:
 
 
 def _load_make_inventory() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "make_inventory", REPO / "benchmarks" / "make_inventory.py"
-    )
+    name = "_bench_make_inventory"  # benchmarks/ is not a package
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "make_inventory.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -157,7 +162,7 @@ def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
         inv = Invocation(
             state_path=state_path,
             report_dir=report_dir,
-            settings=settings or fast_settings(),
+            settings=settings or _fast_settings(),
             inventory=inventory,
             defaults=InventoryDefaults(),
             endpoint=endpoint,
@@ -176,7 +181,13 @@ def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
     return run
 
 
-def sim_stats(url: str) -> dict[str, Any]:
+@pytest.fixture
+def fast_settings() -> Callable[..., RunSettings]:
+    """fast_settings(**changes) -> RunSettings for a run of seconds."""
+    return _fast_settings
+
+
+def _sim_stats(url: str) -> dict[str, Any]:
     """GET /_sim/stats of a simulator (loopback only)."""
     assert url.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(url + "/_sim/stats", timeout=10) as response:
@@ -229,4 +240,11 @@ def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 @pytest.fixture
 def sim_process() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """sim_process(*args, env=) -> context manager yielding a simulator subprocess's URL."""
     return simulator_process
+
+
+@pytest.fixture
+def sim_stats() -> Callable[[str], dict[str, Any]]:
+    """sim_stats(url) -> the GET /_sim/stats answer of a simulator."""
+    return _sim_stats

@@ -7,9 +7,7 @@ from sim_helpers import SERVER, START, Api, ApiFactory, FakeClock, server_id
 from orchestrator.simulator.stats import REQUEST_TIMES_KEPT, Stats
 
 
-async def test_request_times_are_arrival_clock_readings_by_kind(
-    api: Api, clock: FakeClock
-) -> None:
+async def test_request_times_are_arrival_clock_readings_by_kind(api: Api, clock: FakeClock) -> None:
     answer = await api.reinstall()
     assert answer.status == 200
     clock.advance(1.5)
