@@ -168,7 +168,7 @@ async def _cloud(
         config = _with(config, fleet=load_fleet(inv.inventory))
     config = _with(config, token=token)
     async with Simulator(config) as sim:
-        log.warning("simulator listening on %s", sim.url)
+        logging.getLogger("orchestrator.progress").info("simulator listening on %s", sim.url)
         yield Endpoints(sim.url), TokenAuth(token)
 
 

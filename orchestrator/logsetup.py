@@ -27,6 +27,13 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class _ConsoleFormatter(logging.Formatter):
+    # Progress lines read as plain text; only warnings and errors carry a level.
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno < logging.WARNING else f"{record.levelname}: {text}"
+
+
 class _ConsoleFilter(logging.Filter):
     # The console gets warnings, and the periodic progress line.
     def filter(self, record: logging.LogRecord) -> bool:
@@ -40,7 +47,7 @@ def setup_logging(log_file: Path | None, level: str = "INFO", secrets: Iterable[
     root.propagate = False
     redact = RedactSecrets(secrets)
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    console.setFormatter(_ConsoleFormatter("%(message)s"))
     console.addFilter(_ConsoleFilter())
     console.addFilter(redact)
     root.addHandler(console)
