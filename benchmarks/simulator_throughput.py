@@ -1,10 +1,10 @@
 """Throughput of one simulator process answering `GET /v1/{project_id}/jobs/{job_id}`.
 
-Starts `python -m orchestrator simulate --port 0` as a subprocess, reads its URL
-from the first stdout line, seeds a few reinstall jobs, then drives job queries
-from separate load processes (aiohttp, keep-alive, many requests in flight)
-for a bounded time and count. Prints requests/s as the clients saw them and as
-the simulator counted them, then stops the simulator and exits.
+Starts `python -m orchestrator simulate --port 0` as a subprocess (SimulatorProcess),
+seeds a few reinstall jobs, then drives job queries from separate load processes
+(aiohttp, keep-alive, many requests in flight) for a bounded time and count.
+Prints requests/s as the clients saw them and as the simulator counted them,
+then stops the simulator and exits.
 
     .venv/bin/python benchmarks/simulator_throughput.py [--seconds 10] [--processes 1]
 """
@@ -17,9 +17,6 @@ import json
 import multiprocessing
 import os
 import platform
-import select
-import signal
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -27,8 +24,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from orchestrator.simulator import SimulatorProcess
+
 PROJECT = "0123456789abcdef0123456789abcdef"
-STARTUP_TIMEOUT = 20.0
 SEED_JOBS = 16
 
 
@@ -37,41 +35,6 @@ class LoadResult:
     ok: int
     failed: int
     seconds: float
-
-
-def _start_simulator() -> tuple[subprocess.Popen[bytes], str]:
-    # Long jobs keep every seeded job RUNNING: the answers stay the same size.
-    command = [
-        sys.executable,
-        "-m",
-        "orchestrator",
-        "simulate",
-        "--port",
-        "0",
-        "--job-seconds",
-        "3600",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert process.stdout is not None
-    # The URL is written and flushed in one piece: once readable, a line is there.
-    ready, _, _ = select.select([process.stdout], [], [], STARTUP_TIMEOUT)
-    line = process.stdout.readline() if ready else b""
-    if not line.startswith(b"http://"):
-        process.kill()
-        process.wait()
-        raise RuntimeError("the simulator did not print its URL")
-    return process, line.decode().strip()
-
-
-def _stop_simulator(process: subprocess.Popen[bytes]) -> int | None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
 
 
 async def _seed_jobs(url: str, count: int) -> list[str]:
@@ -123,11 +86,6 @@ def _load_process(
     return asyncio.run(_drive(url, job_ids, seconds, max_requests, concurrency))
 
 
-async def _server_job_count(url: str) -> int:
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/_sim/stats") as r:
-        return int((await r.json())["requests"]["job"])
-
-
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -147,10 +105,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight each")
     args = parser.parse_args()
 
-    process, url = _start_simulator()
+    # Long jobs keep every seeded job RUNNING: the answers stay the same size.
+    simulator = SimulatorProcess("--job-seconds", "3600").start()
+    url = simulator.url
     try:
         job_ids = asyncio.run(_seed_jobs(url, SEED_JOBS))
-        before = asyncio.run(_server_job_count(url))
+        before = simulator.stats()["requests"]["job"]
         per_process = max(1, args.max_requests // args.processes)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.processes, mp_context=context) as pool:
@@ -161,9 +121,9 @@ def main() -> int:
                 for _ in range(args.processes)
             ]
             results = [f.result(timeout=args.seconds + 60) for f in futures]
-        served = asyncio.run(_server_job_count(url)) - before
+        served = simulator.stats()["requests"]["job"] - before
     finally:
-        code = _stop_simulator(process)
+        code = simulator.stop()
 
     ok = sum(r.ok for r in results)
     failed = sum(r.failed for r in results)

@@ -9,12 +9,20 @@ Modules, one concern each: `config` (settings), `fleetfile` (fleet from an
 inventory file), `fleet` (servers and their lifecycle), `jobs` (job timing and
 answers), `reinstall` (request body), `auth` (token and AK/SK), `ratelimit`,
 `faults`, `world` (state and rules), `app` (HTTP routes), `server` (in-process
-start/stop), `cli` (the `simulate` command).
+start/stop), `cli` (the `simulate` command), `process` (`SimulatorProcess`: the
+`simulate` command as a child process, for tests and benchmarks).
 """
 
 from orchestrator.simulator.auth import verify_signature
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
+from orchestrator.simulator.process import SimulatorProcess
 from orchestrator.simulator.server import Simulator
 
-__all__ = ["Simulator", "SimulatorConfig", "load_fleet", "verify_signature"]
+__all__ = [
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorProcess",
+    "load_fleet",
+    "verify_signature",
+]

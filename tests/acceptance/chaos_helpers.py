@@ -4,6 +4,7 @@ Used by test_chaos.py, test_graceful_stop.py, test_secrets.py and by
 benchmarks/chaos.py (which puts this folder on sys.path):
 
     SimProcess          `orchestrator simulate` as its own process, its URL and stats
+                        (orchestrator.simulator.SimulatorProcess)
     run_with_kills      run a command, SIGKILL it at seeded random moments, resume it
     fleet_problems      every invariant of a finished run, from the simulator's stats
                         and the state file: exactly once, none forgotten, truthful report
@@ -19,13 +20,11 @@ import itertools
 import json
 import os
 import random
-import select
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.model import FINAL_STATES, Target, TargetState
+from orchestrator.simulator import SimulatorProcess
 from orchestrator.state import Event, StateStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,60 +90,9 @@ def orchestrator_command(*args: str | Path) -> list[str]:
 
 # -- the simulator as a process ------------------------------------------------------
 
-
-class SimProcess:
-    """`orchestrator simulate --port 0 ...` in its own process; `with` starts and stops it."""
-
-    def __init__(self, *args: str | Path, env: dict[str, str] | None = None) -> None:
-        self.args = [str(a) for a in args]
-        self.env = child_env(**(env or {}))
-        self.url = ""
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SimProcess:
-        command = orchestrator_command("simulate", "--host", "127.0.0.1", "--port", "0")
-        process = subprocess.Popen(
-            command + self.args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=self.env,
-        )
-        self._process = process
-        assert process.stdout is not None
-        # The URL is written and flushed in one piece: once readable, a line is there.
-        ready, _, _ = select.select([process.stdout], [], [], STARTUP_TIMEOUT)
-        line = process.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("http://127.0.0.1:"):
-            self.stop()
-            raise RuntimeError(f"the simulator did not print its URL (got {line!r})")
-        self.url = line
-        return self
-
-    def stats(self) -> dict[str, Any]:
-        """GET /_sim/stats, straight to loopback (no proxy, whatever the environment says)."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(self.url + "/_sim/stats", timeout=10) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-    def __enter__(self) -> SimProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+# `orchestrator simulate --port 0 ...` in its own process: `with` starts and stops it;
+# .url, .stats(). Its environment never inherits credentials, only those in `env`.
+SimProcess = SimulatorProcess
 
 
 # -- the orchestrator as a process ----------------------------------------------------

@@ -16,19 +16,18 @@ Credentials in the environment are those a test passes, never inherited.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from orchestrator.simulator.process import SimulatorProcess, read_stats
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_TOKEN = "acceptance-token-31f0c2"
@@ -123,35 +122,13 @@ def cli_start(workdir: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
         _stop(proc, signal.SIGKILL)
 
 
-def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            return ""
-    return proc.stdout.readline().strip()
-
-
 @contextlib.contextmanager
 def simulator_process(
     *args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[str]:
     """`python -m orchestrator simulate --port 0 ARGS`: yield its URL; stop it with SIGTERM."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "simulate", "--port", "0", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(env),
-        cwd=cwd,
-        text=True,
-    )
-    try:
-        url = _first_line(proc, timeout=20.0)
-        if not url.startswith("http://127.0.0.1:"):
-            raise AssertionError(f"simulator did not start: {url!r}")
-        yield url
-    finally:
-        _stop(proc)
+    with SimulatorProcess(*args, env=env, cwd=cwd) as sim:
+        yield sim.url
 
 
 @pytest.fixture
@@ -166,8 +143,7 @@ def sim_process(workdir: Path) -> Callable[..., contextlib.AbstractContextManage
 def sim_stats() -> Callable[[str], dict[str, Any]]:
     def stats(url: str) -> dict[str, Any]:
         assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(url + "/_sim/stats", timeout=10) as response:
-            return json.loads(response.read())
+        return read_stats(url)
 
     return stats
 

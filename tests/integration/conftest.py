@@ -18,13 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
-import os
-import selectors
-import signal
-import subprocess
 import sys
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +32,7 @@ from orchestrator.inventory import InventoryDefaults
 from orchestrator.retry_policy import RetrySettings
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
+from orchestrator.simulator.process import SimulatorProcess, read_stats
 from orchestrator.state import Event, StateStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,8 +185,7 @@ def fast_settings() -> Callable[..., RunSettings]:
 def _sim_stats(url: str) -> dict[str, Any]:
     """GET /_sim/stats of a simulator (loopback only)."""
     assert url.startswith("http://127.0.0.1:")
-    with urllib.request.urlopen(url + "/_sim/stats", timeout=10) as response:
-        return json.loads(response.read())
+    return read_stats(url)
 
 
 @contextlib.contextmanager
@@ -199,43 +193,8 @@ def simulator_process(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[str]:
     """`python -m orchestrator simulate --port 0 ARGS`: yield its URL; stop it with SIGTERM."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIM_", "OS_AUTH"))}
-    full_env.update(env or {})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "simulate", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=full_env,
-        cwd=cwd,
-        text=True,
-    )
-    try:
-        url = _first_line(proc, timeout=20.0)
-        if not url.startswith("http://127.0.0.1:"):
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            raise AssertionError(f"simulator did not start: {url!r} {err}")
-        yield url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        with contextlib.suppress(Exception):
-            proc.communicate(timeout=5)
-
-
-def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """The first stdout line of `proc`, or '' if none comes within `timeout` seconds."""
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            return ""
-    return proc.stdout.readline().strip()
+    with SimulatorProcess(*args, env=env, cwd=cwd) as sim:
+        yield sim.url
 
 
 @pytest.fixture
