@@ -3,7 +3,8 @@
 Exit codes:
     0  every target succeeded
     1  the run finished and some targets failed
-    2  invalid input or usage (or credentials refused); nothing unsafe was done
+    2  invalid input or usage, an unusable state file or report directory,
+       or credentials refused; nothing unsafe was done
     3  stopped before finishing (interrupted, or work deferred); resume to continue
 """
 
@@ -30,7 +31,7 @@ from orchestrator.campaign import (
     open_state,
 )
 from orchestrator.endpoints import Endpoints
-from orchestrator.errors import OrchestratorError, StateError, UsageError
+from orchestrator.errors import IncompleteImport, OrchestratorError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.logsetup import setup_logging
 from orchestrator.model import TargetState
@@ -44,7 +45,8 @@ EXIT_CODES = """\b
 Exit codes:
   0  every target succeeded
   1  the run finished and some targets failed
-  2  invalid input or usage, or credentials refused
+  2  invalid input or usage, an unusable state file or report
+     directory, or credentials refused; nothing unsafe was done
   3  stopped before finishing (interrupted, or work deferred): resume
 """
 
@@ -65,10 +67,11 @@ def guarded(fn: Callable[..., int]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             code = fn(*args, **kwargs)
-        except UsageError as exc:
-            fail(exc, 2)
         except OrchestratorError as exc:
-            fail(exc, 3)
+            # Whatever stops a command before its run starts (bad input, an unusable
+            # state file or report directory) is for the operator to fix: exit 2.
+            # A run that started always ends through its outcome (0, 1 or 3).
+            fail(exc, 2)
         sys.exit(code)
 
     wrapper.__name__ = fn.__name__
@@ -226,8 +229,8 @@ def _saved_options(state_path: Path) -> dict[str, Any]:
     try:
         with StateStore.open(state_path, readonly=True) as store:
             return store.last_options()
-    except StateError:
-        return {}  # open_state below says what is wrong with it
+    except IncompleteImport:
+        return {}  # nothing was ever run from it; open_state starts it over
 
 
 def _invocation(
@@ -507,7 +510,4 @@ def plan(
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except StateError as exc:  # pragma: no cover - guarded() maps these
-        fail(exc, 3)
+    cli(standalone_mode=True)
