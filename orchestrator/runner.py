@@ -246,6 +246,11 @@ class Runner:
                 await self._submit(target)
             except StateError as exc:
                 self._fail_run(f"state file: {exc}")
+            except Exception as exc:
+                # A bug must not leave a target holding its slot while the run waits
+                # for it forever: stop the run; the state file stays consistent.
+                log.exception("internal error on %s/%s", target.project_id, target.server_id)
+                self._fail_run(f"internal error: {type(exc).__name__}: {exc}")
             finally:
                 self._release_if_done(target.id)
 
@@ -418,6 +423,11 @@ class Runner:
                     await self._poll_job(target)
             except StateError as exc:
                 self._fail_run(f"state file: {exc}")
+            except Exception as exc:
+                # A bug must not leave a target holding its slot while the run waits
+                # for it forever: stop the run; the state file stays consistent.
+                log.exception("internal error on %s/%s", target.project_id, target.server_id)
+                self._fail_run(f"internal error: {type(exc).__name__}: {exc}")
             finally:
                 self._release_if_done(target_id)
 
