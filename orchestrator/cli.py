@@ -276,6 +276,7 @@ def _invocation(
                 "no credentials: set OS_AUTH_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
             )
     inv.options = {
+        "report_dir": str(inv.report_dir.resolve()),
         "endpoint": inv.endpoint,
         "endpoint_template": inv.endpoint_template,
         "simulate": simulate_flag,
@@ -436,13 +437,17 @@ def status(state_path: Path, as_json: bool, failures: int) -> int:
     "--state", "state_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
-    "--report-dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True
+    "--report-dir",
+    type=click.Path(path_type=Path),
+    help="Where to write it.  [default: the run's own report directory]",
 )
 @guarded
-def report(state_path: Path, report_dir: Path) -> int:
+def report(state_path: Path, report_dir: Path | None) -> int:
     """Write the report again from the state file."""
     with StateStore.open(state_path, readonly=True) as store:
-        paths = write_report(report_dir, store.run_info(), store.iter_targets)
+        run = store.run_info()
+        target_dir = report_dir or Path(run.options.get("report_dir") or "reports")
+        paths = write_report(target_dir, run, store.iter_targets)
     click.echo(f"report: {paths.directory}")
     return 0
 

@@ -73,6 +73,13 @@ def test_simulated_run_of_the_sample_then_status_and_report(
     assert json.loads((again / run_id / "summary.json").read_text())["counts"] == summary["counts"]
     assert read_csv(again / run_id / "targets.csv") == rows
 
+    # Without --report-dir, the report goes back where the run wrote it.
+    (directory / "summary.json").unlink()
+    in_place = cli("report", "--state", state)
+    assert in_place.returncode == 0, in_place.stderr
+    assert report_dir_of(in_place.stdout) == directory
+    assert json.loads((directory / "summary.json").read_text())["counts"] == summary["counts"]
+
 
 def test_failed_jobs_exit_1_with_error_codes_in_the_report(
     cli: Cli, workdir: Path, sample_inventory: Path, fast: list[str]
