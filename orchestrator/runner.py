@@ -242,17 +242,7 @@ class Runner:
                 await self._wait_changed()
                 continue
             self._active[target.id] = target
-            try:
-                await self._submit(target)
-            except StateError as exc:
-                self._fail_run(f"state file: {exc}")
-            except Exception as exc:
-                # A bug must not leave a target holding its slot while the run waits
-                # for it forever: stop the run; the state file stays consistent.
-                log.exception("internal error on %s/%s", target.project_id, target.server_id)
-                self._fail_run(f"internal error: {type(exc).__name__}: {exc}")
-            finally:
-                self._release_if_done(target.id)
+            await self._step(target, self._submit(target))
 
     async def _next_pending(self) -> Target | None:
         if self._requeued:
@@ -414,22 +404,12 @@ class Runner:
             target = self._active.get(target_id)
             if target is None or target.state not in ACTIVE_STATES:
                 continue
-            try:
-                if target.state is S.IN_DOUBT:
-                    await self._settle(target)
-                elif self._follow[target_id].by_server or target.job_id is None:
-                    await self._follow_server(target)
-                else:
-                    await self._poll_job(target)
-            except StateError as exc:
-                self._fail_run(f"state file: {exc}")
-            except Exception as exc:
-                # A bug must not leave a target holding its slot while the run waits
-                # for it forever: stop the run; the state file stays consistent.
-                log.exception("internal error on %s/%s", target.project_id, target.server_id)
-                self._fail_run(f"internal error: {type(exc).__name__}: {exc}")
-            finally:
-                self._release_if_done(target_id)
+            if target.state is S.IN_DOUBT:
+                await self._step(target, self._settle(target))
+            elif self._follow[target_id].by_server or target.job_id is None:
+                await self._step(target, self._follow_server(target))
+            else:
+                await self._step(target, self._poll_job(target))
 
     def _timed_out(self, target: Target) -> bool:
         return self._clock() - self._follow[target.id].started > self._settings.job_timeout
@@ -626,6 +606,20 @@ class Runner:
         return not self._abort and self._active.get(target.id) is target
 
     # -- plumbing ---------------------------------------------------------------------
+
+    async def _step(self, target: Target, work: Awaitable[None]) -> None:
+        """One step of one target; then free its slot if it left the active states."""
+        try:
+            await work
+        except StateError as exc:
+            self._fail_run(f"state file: {exc}")
+        except Exception as exc:
+            # A bug must not leave a target holding its slot while the run waits
+            # for it forever: stop the run; the state file stays consistent.
+            log.exception("internal error on %s/%s", target.project_id, target.server_id)
+            self._fail_run(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self._release_if_done(target.id)
 
     async def _query(self, call: Callable[[], Awaitable[T]], *, patient: bool = False) -> T:
         """A read, retried briefly (a poll comes round again anyway) or, when `patient`,
