@@ -23,7 +23,10 @@ ENV_SECURITY_TOKEN = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
 
 
 class Credentials(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str:
+        """'token' or 'aksk', for the run's record (never the secret itself)."""
+        ...
 
     def headers(
         self,

@@ -27,6 +27,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from json.decoder import scanstring  # type: ignore[attr-defined]  # real, but not in typeshed
 from pathlib import Path
 from typing import Any, BinaryIO, Final, NoReturn
 
@@ -420,7 +421,7 @@ def _json_layout(text: str) -> _JsonLayout:
             while True:
                 expect(i, '"', "property name enclosed in double quotes")
                 key_line = line_at(i)
-                key, i = json.decoder.scanstring(text, i + 1)
+                key, i = scanstring(text, i + 1)
                 i = skip(i)
                 expect(i, ":", "':' delimiter")
                 i = skip(i + 1)

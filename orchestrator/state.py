@@ -187,8 +187,8 @@ class StateStore:
     def _create_schema(self) -> None:
         db = self._db
         with _translated("create the schema"):
-            db["meta"].create({"key": str, "value": str}, pk="key")
-            db["runs"].create(
+            db.table("meta").create({"key": str, "value": str}, pk="key")
+            db.table("runs").create(
                 {
                     "id": int,
                     "started_at": str,
@@ -216,8 +216,8 @@ class StateStore:
                     UNIQUE (project_id, server_id)
                 )"""
             )
-            db["targets"].create_index(["state", "id"])
-            db["events"].create(
+            db.table("targets").create_index(["state", "id"])
+            db.table("events").create(
                 {
                     "id": int,
                     "target_id": int,
@@ -229,8 +229,8 @@ class StateStore:
                 },
                 pk="id",
             )
-            db["events"].create_index(["target_id"])
-            db["counters"].create({"name": str, "value": int}, pk="name")
+            db.table("events").create_index(["target_id"])
+            db.table("counters").create({"name": str, "value": int}, pk="name")
 
     def _import(
         self,

@@ -46,7 +46,8 @@ def read_stats(url: str, timeout: float = STATS_TIMEOUT) -> dict[str, Any]:
     """`GET {url}/_sim/stats` of a running simulator, straight to it (never via a proxy)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url + "/_sim/stats", timeout=timeout) as response:
-        return json.loads(response.read())
+        stats: dict[str, Any] = json.loads(response.read())
+    return stats
 
 
 def simulator_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
