@@ -6,6 +6,7 @@ tenacity policies built from it are what the runner wraps its calls in.
     error                     reinstall            job / server query
     ------------------------  -------------------  ------------------
     Throttled (429, 202/0024) retry (Retry-After)  retry (Retry-After)
+                              until max_delay, whatever the attempt count
     ServiceBusy (501/0603)    retry                retry
     NotSent (connect failed)  retry                retry
     RetryLater (5xx, timeout) -- (never raised)    retry
@@ -28,6 +29,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from orchestrator.errors import (
     AuthFailed,
@@ -35,6 +37,7 @@ from orchestrator.errors import (
     OutcomeUnknown,
     Rejected,
     RetryLater,
+    Throttled,
 )
 
 
@@ -83,11 +86,29 @@ class wait_retry_after:
         return backoff
 
 
+class stop_after_attempt_unless_throttled(stop_base):
+    """Give up after `attempts` tries, except while the service only throttles.
+
+    Throttling says "slower", not "no": a target refused for it keeps its turn
+    (within `max_delay`) rather than being deferred to another run.
+    """
+
+    def __init__(self, attempts: int) -> None:
+        self._attempts = stop_after_attempt(attempts)
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        if outcome is not None and isinstance(outcome.exception(), Throttled):
+            return False
+        return bool(self._attempts(retry_state))
+
+
 def retrying(settings: RetrySettings) -> AsyncRetrying:
     """Retry calls whose failure `decide`s RETRY; anything else is raised at once."""
     return AsyncRetrying(
         retry=retry_if_exception(lambda e: decide(e) is Decision.RETRY),
-        stop=stop_after_attempt(settings.attempts) | stop_after_delay(settings.max_delay),
+        stop=stop_after_delay(settings.max_delay)
+        | stop_after_attempt_unless_throttled(settings.attempts),
         wait=wait_retry_after(
             wait_random_exponential(multiplier=settings.backoff_base, max=settings.backoff_cap),
             settings.backoff_cap,

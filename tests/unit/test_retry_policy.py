@@ -101,9 +101,7 @@ async def test_retry_later_is_retried_until_it_succeeds(error_cls: type[RetryLat
     assert call.calls == 3
 
 
-@pytest.mark.parametrize(
-    "error_cls", [RetryLater, Throttled, ServiceBusy, NotSent], ids=lambda c: c.__name__
-)
+@pytest.mark.parametrize("error_cls", [RetryLater, ServiceBusy, NotSent], ids=lambda c: c.__name__)
 async def test_retry_later_gives_up_after_attempts_with_the_last_error(
     error_cls: type[RetryLater],
 ) -> None:
@@ -144,6 +142,28 @@ async def test_a_non_retryable_error_after_retries_stops_at_once() -> None:
         await _run(retrying(FAST), call)
     assert info.value is unknown
     assert call.calls == 2
+
+
+async def test_throttling_is_retried_past_the_attempt_count_until_max_delay() -> None:
+    # Throttling means "slower", not "no": it does not use up the attempts.
+    settings = RetrySettings(attempts=3, max_delay=0.3, backoff_base=0.01, backoff_cap=0.02)
+    call = Flaky(*[Throttled(str(n), status=202, code="Common.0024") for n in range(1000)])
+    start = time.monotonic()
+    with pytest.raises(Throttled):
+        await _run(retrying(settings), call)
+    assert call.calls > settings.attempts
+    assert time.monotonic() - start < 2.0
+
+
+async def test_after_throttling_another_refusal_stops_once_attempts_are_spent() -> None:
+    settings = RetrySettings(attempts=3, max_delay=10.0, backoff_base=0.001, backoff_cap=0.002)
+    throttled = [Throttled(str(n)) for n in range(5)]
+    busy = [ServiceBusy(str(n)) for n in range(5)]
+    call = Flaky(*throttled, *busy)
+    with pytest.raises(ServiceBusy):
+        await _run(retrying(settings), call)
+    # Five throttled tries did not count; the first busy one is already try six.
+    assert call.calls == 6
 
 
 async def test_max_delay_stops_retrying_before_attempts_run_out() -> None:
