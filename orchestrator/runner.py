@@ -138,7 +138,11 @@ class Runner:
         self._stop = asyncio.Event()  # replaced by run()'s stop event
         self._abort: str | None = None
         self._deferred = 0
-        self._reserved = 0
+        # In-flight slots: FIFO, one waiter woken per freed slot. Targets resumed
+        # mid-way beyond the limit are owed back (`_slot_debt`) before new ones start.
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._slot_debt = 0
+        self._work = asyncio.Event()  # a target went back to pending, or the run ends
         self._credentials_refused = False
         self._sent_counters: dict[str, int] = {}
         self.counts: dict[TargetState, int] = store.counts()
@@ -166,6 +170,7 @@ class Runner:
                 if halt.is_set() or self._abort:
                     break
                 if stop.is_set():
+                    self._work.set()
                     if drain_deadline is None:
                         drain_deadline = self._clock() + self._settings.drain_timeout
                         log.warning(
@@ -209,6 +214,7 @@ class Runner:
         """Take up targets an earlier process left between pending and final."""
         unfinished = await self._writer.call(self._store.in_states, ACTIVE_STATES)
         for target in unfinished:
+            await self._take_slot()
             self._active[target.id] = target
             if target.state is S.SUBMITTING:
                 # The intent was durable; whether the request left is unknown.
@@ -229,17 +235,16 @@ class Runner:
 
     async def _submitter(self) -> None:
         while not self._stopping and not self._abort:
-            if len(self._active) + self._reserved >= self._settings.max_in_flight:
-                await self._wait_changed()
-                continue
-            # Reserve the slot before awaiting, so workers cannot overshoot together.
-            self._reserved += 1
-            try:
+            await self._slots.acquire()
+            target = None
+            if not self._stopping and not self._abort:
                 target = await self._next_pending()
-            finally:
-                self._reserved -= 1
             if target is None:
-                await self._wait_changed()
+                self._release_slot()
+                if self._stopping or self._abort:
+                    return
+                self._work.clear()
+                await self._work.wait()  # until something goes back to pending
                 continue
             self._active[target.id] = target
             await self._step(target, self._submit(target))
@@ -280,7 +285,7 @@ class Runner:
                 )
                 return
             except AuthFailed as exc:
-                self._active.pop(target.id, None)
+                self._drop(target.id)
                 self._refused(exc)
                 return
             except ApiError as exc:
@@ -380,8 +385,7 @@ class Runner:
         self._deferred += 1
         log.warning("%s/%s deferred: %s", target.project_id, target.server_id, why)
         await self._writer.call(self._store.note, target.id, target.state, f"deferred: {why}")
-        self._active.pop(target.id, None)
-        self._changed.set()
+        self._drop(target.id)
 
     # -- following ---------------------------------------------------------------------
 
@@ -492,9 +496,7 @@ class Runner:
                 if self._timed_out(target):
                     # Still in doubt: leave it so, reported, for a later run to settle.
                     log.error("%s/%s still in doubt", target.project_id, target.server_id)
-                    self._active.pop(target.id, None)
-                    self._follow.pop(target.id, None)
-                    self._changed.set()
+                    self._drop(target.id)
                 else:
                     self._schedule(target)
             return
@@ -546,6 +548,7 @@ class Runner:
                 self._deferred += 1
             elif not self._stopping:
                 self._requeued.append(target)
+                self._work.set()
 
     async def _follow_server(self, target: Target) -> None:
         if self._timed_out(target):
@@ -668,14 +671,26 @@ class Runner:
     def _release_if_done(self, target_id: int) -> None:
         target = self._active.get(target_id)
         if target is not None and target.state not in ACTIVE_STATES:
-            del self._active[target_id]
+            self._drop(target_id)
+
+    def _drop(self, target_id: int) -> None:
+        """The target no longer needs this run's attention: free its slot."""
+        if self._active.pop(target_id, None) is not None:
             self._follow.pop(target_id, None)
+            self._release_slot()
             self._changed.set()
 
-    async def _wait_changed(self) -> None:
-        self._changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await wait_event(self._changed, 0.5)
+    async def _take_slot(self) -> None:
+        if self._slots.locked():
+            self._slot_debt += 1  # more were mid-way than the limit allows now
+        else:
+            await self._slots.acquire()  # free: returns at once
+
+    def _release_slot(self) -> None:
+        if self._slot_debt:
+            self._slot_debt -= 1
+        else:
+            self._slots.release()
 
     def _refused(self, exc: Exception) -> None:
         self._credentials_refused = True
@@ -686,6 +701,7 @@ class Runner:
             log.error("stopping the run: %s", why)
             self._abort = why
         self._changed.set()
+        self._work.set()
 
     def _counter_deltas(self) -> dict[str, int]:
         current = {f"requests.{k}": v for k, v in self._client.requests.items()}

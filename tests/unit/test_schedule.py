@@ -184,3 +184,48 @@ def test_backoff_default_factor_and_independence() -> None:
     b = Backoff(first=2.0, cap=100.0)
     assert [a.next(), a.next(), a.next()] == pytest.approx([2.0, 3.0, 4.5])
     assert b.next() == 2.0  # per target: one backoff does not move another
+
+
+async def test_many_waiting_workers_are_not_all_woken_per_item() -> None:
+    # 100 poll workers wait; 20 items come due one after another. Each item should
+    # cost a couple of wake-ups, not one per waiting worker.
+    queue = DueQueue()
+    got: list[int] = []
+
+    async def worker() -> None:
+        while True:
+            got.append(await queue.get())
+
+    workers = [asyncio.create_task(worker()) for _ in range(100)]
+    await asyncio.sleep(0.05)
+    idle_wakeups = queue.wakeups
+    for item in range(20):
+        queue.push(item, 0.005 * item)
+    deadline = time.monotonic() + 2.0
+    while len(got) < 20 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    for task in workers:
+        task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+
+    assert sorted(got) == list(range(20))
+    assert queue.wakeups - idle_wakeups <= 3 * 20
+
+
+async def test_items_due_together_are_taken_by_several_workers() -> None:
+    queue = DueQueue()
+    started: list[int] = []
+    release = asyncio.Event()
+
+    async def worker() -> None:
+        started.append(await queue.get())
+        await release.wait()  # busy with its item: the others must take the rest
+
+    workers = [asyncio.create_task(worker()) for _ in range(5)]
+    await asyncio.sleep(0.02)
+    for item in range(5):
+        queue.push(item, 0.0)
+    await asyncio.sleep(0.05)
+    assert sorted(started) == [0, 1, 2, 3, 4]
+    release.set()
+    await asyncio.gather(*workers)
