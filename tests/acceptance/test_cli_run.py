@@ -120,3 +120,22 @@ def test_plan_prints_counts_per_project_and_writes_nothing(
     assert "300 valid targets" in done.stdout
     assert "nothing was sent" in done.stdout
     assert sorted(p.name for p in workdir.iterdir()) == ["sample.csv"]
+
+
+def test_plan_lists_duplicates_and_errors_and_exits_2(
+    cli: Cli, workdir: Path, sample_inventory: Path
+) -> None:
+    lines = sample_inventory.read_text().splitlines()
+    header, first, second = lines[0], lines[1], lines[2]
+    broken = second.replace(second.split(",")[0], "NOT-A-PROJECT", 1)
+    inventory = workdir / "plan.csv"
+    inventory.write_text("\n".join([header, first, first, broken]) + "\n")
+
+    done = cli("plan", inventory, "--rate", "5")
+
+    assert done.returncode == 2
+    assert "2 valid targets" not in done.stdout and "1 valid targets" in done.stdout
+    assert "shortest possible duration" in done.stdout
+    assert f"{inventory}:3" in done.stderr and "line 2" in done.stderr  # the duplicate
+    assert f"{inventory}:4: field 'project_id'" in done.stderr
+    assert "nothing was sent" not in done.stdout

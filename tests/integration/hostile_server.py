@@ -259,8 +259,14 @@ async def _job_empty(api: HostileServer, request: web.Request, job_id: str) -> w
     return _json({})
 
 
+async def _job_forgotten(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    # The service no longer knows the job it handed out (documented as Common.0011).
+    return _json({"error": {"code": "Common.0011", "message": "Invalid job ID."}}, 400)
+
+
 JOB: dict[str, Handler] = {
     "ok": _job_ok,
+    "forgotten": _job_forgotten,
     "weird_status": _job_weird,
     "other_server": _job_other_server,
     "not_json": _job_not_json,

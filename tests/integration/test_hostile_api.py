@@ -201,6 +201,21 @@ async def test_a_reinstall_given_a_job_id_is_never_sent_again(server: str, tmp_p
     assert max(api.acted.values()) == 1
 
 
+async def test_a_forgotten_job_is_settled_from_the_server(tmp_path: Path) -> None:
+    """Common.0011 for a job the service handed out: the server shows it was rebuilt."""
+    async with HostileServer(job="forgotten") as api:
+        result, state = await run_against(api, tmp_path)
+
+    assert result.outcome.exit_code == 0
+    assert dict(api.acted) == dict.fromkeys(SERVERS, 1)
+    with StateStore.open(state, readonly=True) as store:
+        for target in store.iter_targets():
+            details = [e.detail for e in store.events(target.id)]
+            assert target.state is S.SUCCEEDED, details
+            assert any("no longer knows job" in d for d in details), details
+            assert "settled: accepted and finished" in details[-1], details
+
+
 @pytest.mark.parametrize("server", ["ok", "no_launched_at"])
 async def test_a_dropped_answer_is_not_resent_to_a_server_that_may_have_taken_it(
     server: str, tmp_path: Path
