@@ -15,7 +15,7 @@ import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +81,21 @@ def open_state(inv: Invocation) -> StateStore:
     """Open the state file for a run, creating it from the inventory the first time."""
     if inv.state_path.exists():
         try:
-            if inv.inventory is not None:
-                _check_same_inventory(inv.state_path, inv.inventory)
-            return StateStore.open(inv.state_path)
+            store = StateStore.open(inv.state_path)
         except IncompleteImport:
             if inv.inventory is None:
                 raise
             # An import killed half-way committed no target; start it again.
             log.warning("%s: restarting an inventory import that never finished", inv.state_path)
             remove_state_files(inv.state_path)
+        else:
+            if inv.inventory is not None:
+                try:
+                    _check_same_inventory(store, inv.inventory)
+                except BaseException:
+                    store.close()
+                    raise
+            return store
     if inv.inventory is None:
         raise UsageError(f"state file {inv.state_path} does not exist; start with `run INVENTORY`")
     reader = InventoryReader(inv.inventory, inv.defaults)
@@ -109,13 +115,13 @@ def _validated(reader: InventoryReader) -> None:
         raise UsageError(f"{reader.path}: the inventory lists no servers")
 
 
-def _check_same_inventory(state_path: Path, inventory: Path) -> None:
+def _check_same_inventory(store: StateStore, inventory: Path) -> None:
     try:
         actual = file_sha256(inventory)
     except OSError as exc:
         raise UsageError(f"cannot read inventory {inventory}: {exc.strerror}") from exc
-    with StateStore.open(state_path, readonly=True) as store:
-        recorded = store.inventory_sha256
+    state_path = store.path
+    recorded = store.inventory_sha256
     if actual != recorded:
         raise UsageError(
             f"inventory {inventory} differs from the one state file {state_path} was made from "
@@ -152,12 +158,8 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def _cloud(
-    inv: Invocation, store: StateStore
-) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
+async def _cloud(inv: Invocation) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
     if inv.simulate is None:
-        if inv.endpoint is None and inv.endpoint_template is None:
-            raise UsageError("give --endpoint or --endpoint-template (or --simulate)")
         if inv.credentials is None:
             raise UsageError("no credentials in the environment")
         yield Endpoints(inv.endpoint, inv.endpoint_template), inv.credentials
@@ -165,17 +167,11 @@ async def _cloud(
     token = secrets.token_urlsafe(24)
     config = inv.simulate
     if config.fleet is None and inv.inventory is not None:
-        config = _with(config, fleet=load_fleet(inv.inventory))
-    config = _with(config, token=token)
+        config = replace(config, fleet=load_fleet(inv.inventory))
+    config = replace(config, token=token)
     async with Simulator(config) as sim:
         logging.getLogger("orchestrator.progress").info("simulator listening on %s", sim.url)
         yield Endpoints(sim.url), TokenAuth(token)
-
-
-def _with(config: SimulatorConfig, **changes: Any) -> SimulatorConfig:
-    from dataclasses import replace
-
-    return replace(config, **changes)
 
 
 async def execute(inv: Invocation, store: StateStore) -> Result:
@@ -184,7 +180,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
     try:
-        async with _cloud(inv, store) as (endpoints, credentials):
+        async with _cloud(inv) as (endpoints, credentials):
             s = inv.settings
             connector = aiohttp.TCPConnector(limit=max(64, s.submit_workers() + s.poll_workers()))
             async with aiohttp.ClientSession(connector=connector) as session:
@@ -197,8 +193,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                     timeouts=Timeouts(),
                 )
                 runner = Runner(store, client, s)
-                total = sum(store.counts().values())
-                meter = ProgressMeter(total)
+                meter = ProgressMeter(sum(runner.counts.values()))
                 with _signals(stop, halt):
                     async with ProgressDisplay(
                         meter, lambda: runner.counts, live=inv.live_progress
@@ -208,15 +203,16 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):
             store.end_invocation(label)
+    run = store.run_info()
     report = None
     report_error = None
     if not halt.is_set():
         try:
-            report = write_report(inv.report_dir, store.run_info(), store.iter_targets)
+            report = write_report(inv.report_dir, run, store.iter_targets)
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)
-    return Result(outcome, report, store.run_info().run_id, report_error)
+    return Result(outcome, report, run.run_id, report_error)
 
 
 def _label(outcome: Outcome) -> str:

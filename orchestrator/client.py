@@ -13,7 +13,6 @@ again; a timeout, a dropped connection or a 5xx after sending may not.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections import Counter
@@ -215,7 +214,7 @@ class EcsClient:
             return Throttled(summary, status=status, code=code, retry_after=_retry_after(headers))
         if status == 501 and code == "Ecs.0603":
             return ServiceBusy(summary, status=status, code=code, retry_after=_retry_after(headers))
-        if status in (401, 403) and code not in ("Ecs.0605",):
+        if status in (401, 403):
             return AuthFailed(summary, status=status, code=code)
         if status == 404:
             return NotFound(summary, status=status, code=code)
@@ -322,9 +321,3 @@ def _server_view(server_id: str, server: dict[str, Any]) -> ServerView:
         task_state=_str_or_none(server.get("OS-EXT-STS:task_state"), 64),
         launched_at=_str_or_none(server.get("OS-SRV-USG:launched_at"), 64),
     )
-
-
-async def close_quietly(session: aiohttp.ClientSession) -> None:
-    await session.close()
-    # Give SSL transports a moment to close (aiohttp's documented advice).
-    await asyncio.sleep(0)

@@ -155,7 +155,6 @@ class Runner:
         # Read directly by the submit path, so a stop takes effect at the very next
         # send, not when this loop next wakes.
         self._stop = stop
-        self.counts = await self._writer.call(self._store.counts)
         await self._recover()
         workers = [
             asyncio.create_task(self._submitter(), name=f"submit-{i}")
