@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,22 @@ import aiohttp
 from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.client import EcsClient, Timeouts
 from orchestrator.endpoints import Endpoints
-from orchestrator.errors import IncompleteImport, ReportError, StateError, UsageError
+from orchestrator.errors import (
+    IncompleteImport,
+    InputProblem,
+    InventoryError,
+    ReportError,
+    StateError,
+    UsageError,
+)
 from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.model import TargetSpec
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_report
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
-from orchestrator.state import StateStore, file_sha256, remove_state_files
+from orchestrator.state import StateStore, file_sha256
 
 log = logging.getLogger("orchestrator.campaign")
 
@@ -49,6 +57,8 @@ class Invocation:
     simulate: SimulatorConfig | None = None
     live_progress: bool | None = None
     options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
+    # Re-run with other request options, accepted: targets not sent yet get them.
+    apply_request_options: bool = False
 
 
 @dataclass
@@ -85,34 +95,76 @@ def open_state(inv: Invocation) -> StateStore:
         except IncompleteImport:
             if inv.inventory is None:
                 raise
-            # An import killed half-way committed no target; start it again.
+            # An import killed half-way committed no target; start it again (under
+            # the file's lock, so a file still being created is never taken for it).
             log.warning("%s: restarting an inventory import that never finished", inv.state_path)
-            remove_state_files(inv.state_path)
+            StateStore.discard_incomplete(inv.state_path)
         else:
-            if inv.inventory is not None:
-                try:
+            try:
+                if inv.inventory is not None:
                     _check_same_inventory(store, inv.inventory)
-                except BaseException:
-                    store.close()
-                    raise
+                _check_regions(store, inv)
+                if inv.apply_request_options and inv.inventory is not None:
+                    _apply_request_options(store, inv)
+            except BaseException:
+                store.close()
+                raise
             return store
     if inv.inventory is None:
         raise UsageError(f"state file {inv.state_path} does not exist; start with `run INVENTORY`")
     reader = InventoryReader(inv.inventory, inv.defaults)
+    regions = RegionCheck(str(inv.inventory), needed=_needs_region(inv))
     return StateStore.create(
         inv.state_path,
-        reader,
+        regions.checked(reader),
         inventory_path=str(inv.inventory),
         inventory_sha256=file_sha256(inv.inventory),
         extra_columns=lambda: reader.columns,
-        validate=lambda: _validated(reader),
+        validate=lambda: _validated(reader, regions),
     )
 
 
-def _validated(reader: InventoryReader) -> None:
-    reader.raise_if_problems()
+def _needs_region(inv: Invocation) -> bool:
+    return inv.simulate is None and inv.endpoint is None and inv.endpoint_template is not None
+
+
+def _validated(reader: InventoryReader, regions: RegionCheck) -> None:
+    problems = reader.problems + regions.problems
+    if problems:
+        raise InventoryError(problems, total=reader.problem_count + len(regions.problems))
     if reader.rows == 0:
         raise UsageError(f"{reader.path}: the inventory lists no servers")
+
+
+def _check_regions(store: StateStore, inv: Invocation) -> None:
+    """A state file made before regions were checked: refuse what cannot be addressed."""
+    if not _needs_region(inv):
+        return
+    missing, examples = store.count_without_region()
+    if missing:
+        raise InventoryError(
+            [
+                InputProblem(
+                    store.run_info().inventory_path or str(store.path),
+                    t.spec.line,
+                    "region",
+                    f"missing; --endpoint-template needs a region ({t.server_id})",
+                )
+                for t in examples
+            ],
+            total=missing,
+        )
+
+
+def _apply_request_options(store: StateStore, inv: Invocation) -> None:
+    assert inv.inventory is not None
+    changed = store.update_pending_specs(
+        InventoryReader(inv.inventory, inv.defaults),
+        "request options changed (--accept-changed-options): "
+        f"keyname={inv.defaults.keyname!r} userid={inv.defaults.userid!r} "
+        f"mode={inv.defaults.mode!r} byol={inv.defaults.byol!r}",
+    )
+    log.warning("new request options applied to %d target(s) not sent yet", changed)
 
 
 def _check_same_inventory(store: StateStore, inventory: Path) -> None:
@@ -125,9 +177,34 @@ def _check_same_inventory(store: StateStore, inventory: Path) -> None:
     if actual != recorded:
         raise UsageError(
             f"inventory {inventory} differs from the one state file {state_path} was made from "
-            f"(sha256 {actual[:12]}… vs {recorded[:12]}…). A different fleet needs its own state "
-            "file: pass --state NEW_PATH, or `orchestrator resume --state` to finish the old one."
+            f"(sha256 {actual[:12]}… vs {recorded[:12]}…). Finish the old run with "
+            f"`orchestrator resume --state {state_path}`, or start this inventory with its own "
+            "state file (--state NEW_PATH) and --skip-reinstalled-since TIME, so that servers "
+            "reinstalled since TIME (by the old run or anyone) are skipped, not wiped again."
         )
+
+
+class RegionCheck:
+    """With --endpoint-template, every target needs a region: collected while the
+    inventory is imported, so that nothing is created or sent when one lacks it."""
+
+    def __init__(self, path: str, *, needed: bool) -> None:
+        self.path = path
+        self.needed = needed
+        self.problems: list[InputProblem] = []
+
+    def checked(self, specs: Iterable[TargetSpec]) -> Iterator[TargetSpec]:
+        for spec in specs:
+            if self.needed and not spec.region:
+                self.problems.append(
+                    InputProblem(
+                        self.path,
+                        spec.line,
+                        "region",
+                        "missing; --endpoint-template needs a region for every server",
+                    )
+                )
+            yield spec
 
 
 @contextlib.contextmanager

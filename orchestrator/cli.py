@@ -17,6 +17,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,13 +26,14 @@ import click
 from orchestrator import auth
 from orchestrator.campaign import (
     Invocation,
+    RegionCheck,
     check_report_dir,
     default_state_path,
     execute,
     open_state,
 )
 from orchestrator.endpoints import Endpoints
-from orchestrator.errors import IncompleteImport, OrchestratorError, UsageError
+from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.logsetup import setup_logging
 from orchestrator.model import TargetState
@@ -106,9 +108,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--report-dir",
             type=click.Path(path_type=Path),
-            default=Path("reports"),
-            show_default=True,
-            help="Where reports (and default state files) go.",
+            help="Where reports (and default state files) go.  [default: reports]",
         ),
         click.option("--rate", type=float, help="Reinstall requests per second.  [default: 10]"),
         click.option(
@@ -138,6 +138,29 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--drain-timeout",
             type=float,
             help="After SIGINT/SIGTERM, follow accepted jobs this long.  [default: 60]",
+        ),
+        click.option(
+            "--settle-quiet",
+            type=float,
+            help=(
+                "A reinstall whose answer was lost counts as not accepted (and may be sent"
+                " again) only after this many seconds with no sign of activity on the server."
+                " Raised automatically when jobs are seen to start later.  [default: 600;"
+                " 10 with --simulate]"
+            ),
+        ),
+        click.option(
+            "--skip-reinstalled-since",
+            metavar="TIME",
+            help=(
+                "Leave servers whose launched_at is after TIME (ISO 8601 with a zone) alone,"
+                " reported as skipped: to run an inventory again safely with a new state file."
+            ),
+        ),
+        click.option(
+            "--accept-changed-endpoint",
+            is_flag=True,
+            help="Go on with a state file made for another --endpoint/--endpoint-template.",
         ),
         click.option(
             "--no-preflight",
@@ -201,8 +224,28 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         poll_cap=pick("poll_cap", 2.0 if fast else 60.0),
         settle_delay=pick("first_poll", 0.5 if fast else 5.0),
         drain_timeout=pick("drain_timeout", 60.0),
+        settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
+        skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
     )
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--skip-reinstalled-since {text!r}: expected an ISO 8601 time such as"
+            " 2026-11-30T02:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise UsageError(
+            f"--skip-reinstalled-since {text!r}: give a zone (Z or +01:00); the cloud's"
+            " times are UTC"
+        )
+    return parsed
 
 
 def _positive(flag: str, value: Any) -> float:
@@ -233,6 +276,61 @@ def _saved_options(state_path: Path) -> dict[str, Any]:
         return {}  # nothing was ever run from it; open_state starts it over
 
 
+def _request_options(defaults: InventoryDefaults) -> dict[str, Any]:
+    """The request options given on the command line, as recorded in the state file."""
+    return {
+        "keyname": defaults.keyname,
+        "userid": defaults.userid,
+        "mode": defaults.mode,
+        "byol": defaults.byol,
+    }
+
+
+def _check_same_cloud(saved: dict[str, Any], opts: dict[str, Any]) -> None:
+    """Refuse to switch a state file between the simulator and a real cloud, or (unless
+    accepted) between endpoints: its in-flight jobs live where it was made."""
+    if not saved:
+        return
+    new_target = opts.get("endpoint") or opts.get("endpoint_template")
+    was_simulated = bool(saved.get("simulate"))
+    if opts.get("simulate") and not was_simulated:
+        raise UsageError(
+            "this state file was made against a real endpoint "
+            f"({saved.get('endpoint') or saved.get('endpoint_template')}); --simulate cannot"
+            " resume it: its jobs and servers are in that cloud"
+        )
+    if new_target and was_simulated:
+        raise UsageError(
+            "this state file was made with --simulate; it cannot be resumed against a real"
+            " endpoint. Start a new state file (--state NEW_PATH) for the real run"
+        )
+    if not new_target or was_simulated:
+        return
+    before = (saved.get("endpoint"), saved.get("endpoint_template"))
+    now = (opts.get("endpoint"), opts.get("endpoint_template"))
+    if before != now and not opts.get("accept_changed_endpoint"):
+        raise UsageError(
+            f"the endpoint differs from the state file's: was {_endpoint_text(*before)},"
+            f" now {_endpoint_text(*now)}. Jobs already accepted are followed at the new"
+            " endpoint only if you say so: add --accept-changed-endpoint"
+        )
+
+
+def _endpoint_text(endpoint: str | None, template: str | None) -> str:
+    return f"--endpoint {endpoint}" if endpoint else f"--endpoint-template {template}"
+
+
+def _changed_request_options(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    recorded = saved.get("request_options")
+    if not isinstance(recorded, dict):
+        return []
+    return [
+        f"{name}: was {recorded.get(name)!r}, now {value!r}"
+        for name, value in now.items()
+        if recorded.get(name) != value
+    ]
+
+
 def _invocation(
     state_path: Path,
     inventory: Path | None,
@@ -243,18 +341,33 @@ def _invocation(
     """Options given now, else those of the latest invocation, else defaults; checked
     before the state file is touched, so a usage error leaves nothing behind."""
     saved = _saved_options(state_path)
+    _check_same_cloud(saved, opts)
     new_target = opts.get("endpoint") or opts.get("endpoint_template")
     simulate_flag = bool(opts.get("simulate") or (saved.get("simulate") and not new_target))
     settings = settings_from(opts, saved, simulate_flag)
+    report_dir = opts.get("report_dir") or Path(saved.get("report_dir") or "reports")
     inv = Invocation(
         state_path=state_path,
-        report_dir=opts["report_dir"],
+        report_dir=report_dir,
         settings=settings,
         inventory=inventory,
         defaults=defaults,
         credentials=credentials,
         live_progress=False if opts.get("no_live") else None,
     )
+    request_options = _request_options(defaults) if inventory is not None else None
+    if request_options is not None:
+        changed = _changed_request_options(saved, request_options)
+        if changed and not opts.get("accept_changed_options"):
+            raise UsageError(
+                "request options differ from the state file's ("
+                + "; ".join(changed)
+                + "). Add --accept-changed-options to apply the new ones to the targets"
+                " nothing was sent for yet (the others keep what they were sent with)"
+            )
+        inv.apply_request_options = bool(changed)
+    else:
+        request_options = saved.get("request_options")
     if simulate_flag:
         inv.simulate = SimulatorConfig(
             seed=opts.get("sim_seed") or 0,
@@ -275,6 +388,8 @@ def _invocation(
             raise UsageError(
                 "no credentials: set OS_AUTH_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
             )
+    if settings.skip_reinstalled_since is not None and not settings.preflight:
+        raise UsageError("--skip-reinstalled-since reads each server first: drop --no-preflight")
     inv.options = {
         "report_dir": str(inv.report_dir.resolve()),
         "endpoint": inv.endpoint,
@@ -287,7 +402,12 @@ def _invocation(
         "first_poll": settings.first_poll,
         "poll_cap": settings.poll_cap,
         "drain_timeout": settings.drain_timeout,
+        "settle_quiet": settings.settle_quiet,
         "no_preflight": not settings.preflight,
+        "skip_reinstalled_since": (
+            settings.skip_reinstalled_since.isoformat() if settings.skip_reinstalled_since else None
+        ),
+        "request_options": request_options,
         "auth": credentials.kind if credentials else ("simulator" if simulate_flag else None),
     }
     return inv
@@ -361,6 +481,14 @@ def _start(
 @click.option(
     "--byol/--no-byol", default=None, help="metadata.BYOL, where the inventory gives none."
 )
+@click.option(
+    "--accept-changed-options",
+    is_flag=True,
+    help=(
+        "Re-running with other --keyname/--userid/--stop-server/--byol than the state file's:"
+        " apply them to the targets nothing was sent for yet."
+    ),
+)
 @run_options
 @guarded
 def run(
@@ -376,7 +504,7 @@ def run(
 
     Running the same command again resumes: nothing already succeeded is sent again.
     """
-    state_path = state_path or default_state_path(inventory, opts["report_dir"])
+    state_path = state_path or default_state_path(inventory, opts["report_dir"] or Path("reports"))
     defaults = InventoryDefaults(keyname, userid, "withStopServer" if stop_server else None, byol)
     return _start(state_path, inventory, opts, defaults)
 
@@ -392,7 +520,12 @@ def run(
 @run_options
 @guarded
 def resume(state_path: Path, **opts: Any) -> int:
-    """Resume a run from its state file, without the inventory."""
+    """Resume a run from its state file, without the inventory.
+
+    Every option not given again is taken from the state file's latest
+    invocation (the defaults shown apply only to options it never set),
+    including where the report goes.
+    """
     return _start(state_path, None, opts, InventoryDefaults())
 
 
@@ -458,6 +591,10 @@ def report(state_path: Path, report_dir: Path | None) -> int:
 @click.option("--userid")
 @click.option("--stop-server", is_flag=True)
 @click.option("--byol/--no-byol", default=None)
+@click.option("--endpoint", help="As for run (a single endpoint needs no region).")
+@click.option(
+    "--endpoint-template", help="As for run: then every server needs a region, checked here."
+)
 @click.option("--rate", type=float, default=10.0, show_default=True)
 @click.option("--max-in-flight", type=int, default=200, show_default=True)
 @click.option(
@@ -474,6 +611,8 @@ def plan(
     userid: str | None,
     stop_server: bool,
     byol: bool | None,
+    endpoint: str | None,
+    endpoint_template: str | None,
     rate: float,
     max_in_flight: int,
     job_seconds: float,
@@ -483,9 +622,10 @@ def plan(
     _positive("--max-in-flight", max_in_flight)
     defaults = InventoryDefaults(keyname, userid, "withStopServer" if stop_server else None, byol)
     reader = InventoryReader(inventory, defaults)
+    regions = RegionCheck(str(inventory), needed=bool(endpoint_template and not endpoint))
     per_project: Counter[str] = Counter()
     modes: Counter[str] = Counter()
-    for spec in reader:
+    for spec in regions.checked(reader):
         per_project[spec.project_id] += 1
         modes[spec.mode or "(none)"] += 1
     n = sum(per_project.values())
@@ -509,7 +649,11 @@ def plan(
         f"{max_in_flight} in flight of ~{job_seconds:g} s jobs allow "
         f"{max_in_flight / job_seconds:.1f}/s)"
     )
-    reader.raise_if_problems()
+    if reader.problem_count or regions.problems:
+        raise InventoryError(
+            reader.problems + regions.problems,
+            total=reader.problem_count + len(regions.problems),
+        )
     click.echo("no problems found; nothing was sent")
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,15 +37,21 @@ from orchestrator.errors import (
     RetryLater,
     ServiceBusy,
     Throttled,
+    Unreachable,
+    WrongEndpoint,
 )
 from orchestrator.model import TargetSpec
 from orchestrator.pacing import RateLimiter, Unlimited
+from orchestrator.reachability import Reachability
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # a job or server answer is a few KiB; more is hostile
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
 JOB_STATUSES = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
+# The service's own error codes look like Ecs.0114 or Common.0011; a 404 without
+# one comes from something else on the path (a wrong endpoint, a gateway).
+SERVICE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ class JobView:
     server_id: str | None
     error_code: str | None
     fail_reason: str | None
+    begin_time: str | None = None  # the job's own times, as the service reports them
+    end_time: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,7 @@ class ServerView:
     vm_state: str | None
     task_state: str | None
     launched_at: str | None
+    updated: str | None = None  # moves with every change of the server
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class EcsClient:
         submit_limiter: RateLimiter | Unlimited | None = None,
         poll_limiter: RateLimiter | Unlimited | None = None,
         timeouts: Timeouts | None = None,
+        reachability: Reachability | None = None,
     ) -> None:
         self._session = session
         self._endpoints = endpoints
@@ -96,6 +107,7 @@ class EcsClient:
         )
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
+        self.reachability = reachability or Reachability()
 
     # -- the three calls ---------------------------------------------------
 
@@ -122,7 +134,7 @@ class EcsClient:
                 return job_id
             # Delivered, maybe: a success status without a job id proves nothing.
             raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
-        raise self._failure(status, headers, payload, acted_unknown=True)
+        raise self._failure(status, headers, payload, acted_unknown=True, path=path)
 
     async def job(self, project_id: str, job_id: str, region: str | None = None) -> JobView:
         await self._poll_limiter.acquire()
@@ -136,7 +148,7 @@ class EcsClient:
                 status=status,
                 code="Common.0011",
             )
-        raise self._failure(status, headers, payload, acted_unknown=False)
+        raise self._failure(status, headers, payload, acted_unknown=False, path=path)
 
     async def server(
         self, project_id: str, server_id: str, region: str | None = None
@@ -146,7 +158,7 @@ class EcsClient:
         status, headers, payload = await self._send("server", "GET", region, project_id, path, b"")
         if status == 200 and isinstance(payload, dict) and isinstance(payload.get("server"), dict):
             return _server_view(server_id, payload["server"])
-        raise self._failure(status, headers, payload, acted_unknown=False)
+        raise self._failure(status, headers, payload, acted_unknown=False, path=path)
 
     # -- one request, errors translated ---------------------------------------
 
@@ -163,6 +175,10 @@ class EcsClient:
     ) -> tuple[int, dict[str, str], Any]:
         base_url = self._endpoints.for_region(region)
         url = base_url + path
+        if self.reachability.tripped:
+            raise Unreachable(
+                self.reachability.describe(base_url), reached=self.reachability.reached
+            )
         host = urlsplit(base_url).netloc
         headers: dict[str, str] = dict(JSON_HEADERS)
         if self._credentials is not None:
@@ -183,6 +199,11 @@ class EcsClient:
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never made: nothing reached the service.
             self.requests[kind] -= 1
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if self.reachability.failed(error):
+                raise Unreachable(
+                    self.reachability.describe(base_url), reached=self.reachability.reached
+                ) from None
             raise NotSent(f"{kind}: cannot connect ({type(exc).__name__})") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             # Sent, or maybe sent: the service may have acted on it.
@@ -190,6 +211,7 @@ class EcsClient:
             if unsent_is_unknown:
                 raise OutcomeUnknown(message) from None
             raise RetryLater(message) from None
+        self.reachability.answered()
         if len(raw) > MAX_BODY_BYTES:
             raise BadResponse(
                 f"{kind}: answer body larger than {MAX_BODY_BYTES} bytes", status=status
@@ -203,7 +225,13 @@ class EcsClient:
         return status, resp_headers, payload
 
     def _failure(
-        self, status: int, headers: dict[str, str], payload: Any, *, acted_unknown: bool
+        self,
+        status: int,
+        headers: dict[str, str],
+        payload: Any,
+        *,
+        acted_unknown: bool,
+        path: str = "",
     ) -> ApiError:
         code, message = _error_of(payload) or (None, "")
         summary = (
@@ -217,7 +245,16 @@ class EcsClient:
         if status in (401, 403):
             return AuthFailed(summary, status=status, code=code)
         if status == 404:
-            return NotFound(summary, status=status, code=code)
+            if code and SERVICE_CODE.fullmatch(code):
+                return NotFound(summary, status=status, code=code)
+            # Only the service's own 404 says the server is missing; a bare one
+            # means the URL is wrong, for every target alike.
+            return WrongEndpoint(
+                f"{path} answered HTTP 404 without the ECS error body ({_snippet(payload)}): "
+                "is the endpoint (or --endpoint-template) right?",
+                status=status,
+                reached=True,
+            )
         if 400 <= status < 500:
             return Rejected(summary, status=status, code=code)
         if status >= 500 or status in (200, 202, 204):
@@ -283,6 +320,14 @@ def _plain_id(value: str) -> bool:
     return 0 < len(value) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
 
 
+def _snippet(payload: Any) -> str:
+    if payload is None:
+        return "empty body"
+    if isinstance(payload, _NotJson):
+        return "not JSON"
+    return json.dumps(payload)[:120]
+
+
 def _str_or_none(value: Any, limit: int = 2000) -> str | None:
     if value is None or value == "":
         return None
@@ -308,6 +353,8 @@ def _job_view(job_id: str, payload: dict[str, Any]) -> JobView:
         server_id=server_id,
         error_code=_str_or_none(payload.get("error_code"), 64),
         fail_reason=_str_or_none(payload.get("fail_reason")),
+        begin_time=_str_or_none(payload.get("begin_time"), 64),
+        end_time=_str_or_none(payload.get("end_time"), 64),
     )
 
 
@@ -320,4 +367,5 @@ def _server_view(server_id: str, server: dict[str, Any]) -> ServerView:
         vm_state=_str_or_none(server.get("OS-EXT-STS:vm_state"), 64),
         task_state=_str_or_none(server.get("OS-EXT-STS:task_state"), 64),
         launched_at=_str_or_none(server.get("OS-SRV-USG:launched_at"), 64),
+        updated=_str_or_none(server.get("updated"), 64),
     )

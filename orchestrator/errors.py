@@ -15,7 +15,10 @@
         │   ├── AuthFailed         401/403: the credentials are refused; stop the run
         │   └── NotFound           404 server, or Common.0011 unknown job
         ├── OutcomeUnknown         sent, but no trustworthy answer: settle from the server
-        └── BadResponse            an answer we cannot use (not JSON, missing fields)
+        ├── BadResponse            an answer we cannot use (not JSON, missing fields)
+        └── RunCannotGoOn          the fault is not one target's: stop the run
+            ├── WrongEndpoint      a 404 without the service's error body: a wrong URL
+            └── Unreachable        connection or TLS failures repeat across targets
 
 Secrets never go into any message here: the client builds messages from codes,
 statuses and IDs only.
@@ -139,3 +142,26 @@ class OutcomeUnknown(ApiError):
 
 class BadResponse(ApiError):
     """The service's answer could not be understood."""
+
+
+class RunCannotGoOn(ApiError):
+    """The run cannot go on: the fault is the configuration or the network, not a target."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        reached: bool = False,
+    ) -> None:
+        self.reached = reached  # whether the service ever answered this run
+        super().__init__(message, status=status, code=code)
+
+
+class WrongEndpoint(RunCannotGoOn):
+    """The endpoint answered 404 without the ECS error body: the URL is wrong."""
+
+
+class Unreachable(RunCannotGoOn):
+    """The endpoint cannot be reached (connection or TLS failures)."""

@@ -20,9 +20,12 @@ class TargetState(StrEnum):
     IN_DOUBT = "in_doubt"  # a reinstall may have been accepted: settle from the server
     SUCCEEDED = "succeeded"  # reinstalled, once
     FAILED = "failed"  # will not be reinstalled by this run; see error_code/fail_reason
+    SKIPPED = "skipped"  # left alone on purpose (reinstalled since --skip-reinstalled-since)
 
 
-FINAL_STATES: frozenset[TargetState] = frozenset({TargetState.SUCCEEDED, TargetState.FAILED})
+FINAL_STATES: frozenset[TargetState] = frozenset(
+    {TargetState.SUCCEEDED, TargetState.FAILED, TargetState.SKIPPED}
+)
 
 # States in which a reinstall for the target may be under way at the service.
 # A server in one of these is never sent another reinstall.
@@ -31,7 +34,15 @@ ACTIVE_STATES: frozenset[TargetState] = frozenset(
 )
 
 TRANSITIONS: dict[TargetState, frozenset[TargetState]] = {
-    TargetState.PENDING: frozenset({TargetState.SUBMITTING, TargetState.FAILED}),
+    TargetState.PENDING: frozenset(
+        {
+            TargetState.SUBMITTING,
+            TargetState.FAILED,
+            TargetState.SKIPPED,
+            # An earlier attempt of this run shows on the server: settle it, never resend.
+            TargetState.IN_DOUBT,
+        }
+    ),
     TargetState.SUBMITTING: frozenset(
         {
             TargetState.SUBMITTED,  # job_id received
@@ -56,6 +67,7 @@ TRANSITIONS: dict[TargetState, frozenset[TargetState]] = {
     ),
     TargetState.SUCCEEDED: frozenset(),
     TargetState.FAILED: frozenset(),
+    TargetState.SKIPPED: frozenset(),
 }
 
 
@@ -109,10 +121,18 @@ class Target:
     error_code: str | None = None
     fail_reason: str | None = None
     launched_at_before: str | None = None  # server's OS-SRV-USG:launched_at before sending
+    # Evidence read before the FIRST attempt, never overwritten: a resend compares
+    # with it, so a reinstall that succeeded earlier is never sent again.
+    first_launched_at: str | None = None
+    status_before: str | None = None  # server status read before the latest attempt
+    updated_before: str | None = None  # server `updated` read before the latest attempt
+    not_accepted: int = 0  # times settled "not accepted" (the resend cap), across resumes
     intent_at: str | None = None  # when the latest intent to send was committed
     submitted_at: str | None = None  # when the job_id arrived
     finished_at: str | None = None
     updated_at: str | None = None
+    job_begin_at: str | None = None  # the job's own begin_time, where the service gave it
+    job_end_at: str | None = None  # the job's own end_time
 
     @property
     def project_id(self) -> str:

@@ -13,6 +13,8 @@ tenacity policies built from it are what the runner wraps its calls in.
     OutcomeUnknown            settle from server   --
     BadResponse               settle from server   settle from server
     AuthFailed (401/403)      stop the run         stop the run
+    RunCannotGoOn (bare 404,  stop the run         stop the run
+      endpoint unreachable)
     NotFound / Rejected (4xx) fail the target      settle / fail
 """
 
@@ -37,6 +39,7 @@ from orchestrator.errors import (
     OutcomeUnknown,
     Rejected,
     RetryLater,
+    RunCannotGoOn,
     Throttled,
 )
 
@@ -52,7 +55,7 @@ def decide(exc: BaseException) -> Decision:
     """What to do about a failed API call."""
     if isinstance(exc, RetryLater):
         return Decision.RETRY
-    if isinstance(exc, AuthFailed):
+    if isinstance(exc, (AuthFailed, RunCannotGoOn)):
         return Decision.ABORT
     if isinstance(exc, (OutcomeUnknown, BadResponse)):
         return Decision.SETTLE

@@ -2,6 +2,9 @@
 
     recover    targets left mid-way by an earlier process: an intent with no
                answer is in doubt; a job is followed again
+    settle     an in-doubt target is decided from the server: activity means
+               "maybe accepted" (follow it); only a quiet period with agreeing
+               readings means "not accepted" (see settle.py)
     submit     a few submit workers take pending targets in inventory order,
                within --max-in-flight: check the server, commit the intent,
                send, commit the job_id
@@ -25,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from orchestrator.client import EcsClient, JobView, ServerView
@@ -37,12 +40,24 @@ from orchestrator.errors import (
     OutcomeUnknown,
     Rejected,
     RetryLater,
+    RunCannotGoOn,
     StateError,
+    WrongEndpoint,
 )
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState
 from orchestrator.retry_policy import RetrySettings, retrying
 from orchestrator.schedule import Backoff, DueQueue, wait_event
-from orchestrator.settle import DEFAULT_SKEW, Verdict, follow, is_rebuilding, settle
+from orchestrator.settle import (
+    DEFAULT_SKEW,
+    Before,
+    Clock,
+    QuietPeriod,
+    Verdict,
+    follow,
+    is_rebuilding,
+    parse_time,
+    settle,
+)
 from orchestrator.state import Change, StateStore, utc_now
 from orchestrator.writer import StateWriter
 
@@ -62,12 +77,17 @@ class RunSettings:
     first_poll: float = 5.0  # first job query this long after the job_id arrived
     poll_cap: float = 60.0  # polling interval grows toward this
     settle_delay: float = 5.0  # wait before asking a server about an uncertain reinstall
+    # "Not accepted" only after this long without any sign of activity since the
+    # intent (never lowered; raised when jobs are seen to start later than this).
+    settle_quiet: float = 600.0
     drain_timeout: float = 60.0  # after a stop, follow accepted jobs this long
     preflight: bool = True  # read the server before sending (launched_at, rebuilding)
     query_failures_to_settle: int = 5  # a job query failing this often: settle from the server
     max_resends: int = 3  # reinstalls settled as "not accepted" sent again at most this often
     skew: timedelta = DEFAULT_SKEW
     retry: RetrySettings = field(default_factory=RetrySettings)
+    # Preflight: leave servers relaunched after this time alone (reported as skipped).
+    skip_reinstalled_since: datetime | None = None
 
     def submit_workers(self) -> int:
         return max(2, min(self.max_in_flight, math.ceil(self.rate) + 4, 256))
@@ -83,6 +103,9 @@ class Outcome:
     stopped: bool = False
     aborted: str | None = None  # why the run could not go on
     credentials_refused: bool = False  # aborted because the API refused the credentials
+    # Aborted for a fault of the configuration (wrong endpoint, never reachable):
+    # nothing unsafe was done, fix and run again.
+    misconfigured: bool = False
 
     @property
     def complete(self) -> bool:
@@ -90,7 +113,7 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        if self.credentials_refused:
+        if self.credentials_refused or self.misconfigured:
             return 2
         if not self.complete:
             return 3
@@ -108,6 +131,9 @@ class _Follow:
     failures: int = 0
     by_server: bool = False  # no usable job: follow the server itself
     last_status: str | None = None
+    previous: ServerView | None = None  # the last reading while settling a doubt
+    seen_rebuild: bool = False  # following by server: the rebuild was seen under way
+    job_started: bool = False  # the job was seen past INIT
 
 
 class Runner:
@@ -131,6 +157,7 @@ class Runner:
         self._follow: dict[int, _Follow] = {}
         self._feed: deque[Target] = deque()
         self._requeued: deque[Target] = deque()
+        self._not_refed: set[int] = set()  # deferred this run: the feed must not send them again
         self._feed_after = 0
         self._feed_done = False
         self._feed_lock = asyncio.Lock()
@@ -144,6 +171,8 @@ class Runner:
         self._slot_debt = 0
         self._work = asyncio.Event()  # a target went back to pending, or the run ends
         self._credentials_refused = False
+        self._misconfigured = False
+        self._quiet = QuietPeriod(settings.settle_quiet)
         self._sent_counters: dict[str, int] = {}
         self.counts: dict[TargetState, int] = store.counts()
 
@@ -155,6 +184,9 @@ class Runner:
         # Read directly by the submit path, so a stop takes effect at the very next
         # send, not when this loop next wakes.
         self._stop = stop
+        learned = await self._writer.call(self._store.meta_value, "settle_quiet_learned")
+        if learned:
+            self._quiet.observe(float(learned) / self._quiet.margin)
         await self._recover()
         workers = [
             asyncio.create_task(self._submitter(), name=f"submit-{i}")
@@ -196,6 +228,7 @@ class Runner:
             stopped=stop.is_set() or halt.is_set(),
             aborted=self._abort,
             credentials_refused=self._credentials_refused,
+            misconfigured=self._misconfigured,
         )
 
     @property
@@ -216,7 +249,9 @@ class Runner:
             await self._take_slot()
             self._active[target.id] = target
             if target.state is S.SUBMITTING:
-                # The intent was durable; whether the request left is unknown.
+                # The intent was durable; whether the request left is unknown. Reading
+                # the server at once is safe: "not accepted" still needs the quiet
+                # period since the intent, and agreeing readings.
                 target = await self._change(
                     target, S.IN_DOUBT, "earlier process stopped between intent and answer"
                 )
@@ -236,13 +271,15 @@ class Runner:
         while not self._stopping and not self._abort:
             await self._slots.acquire()
             target = None
+            # Cleared before looking, so a target requeued while we look (the feed
+            # read awaits) sets it again and the wait below returns at once.
+            self._work.clear()
             if not self._stopping and not self._abort:
                 target = await self._next_pending()
             if target is None:
                 self._release_slot()
                 if self._stopping or self._abort:
                     return
-                self._work.clear()
                 await self._work.wait()  # until something goes back to pending
                 continue
             self._active[target.id] = target
@@ -259,43 +296,26 @@ class Runner:
                     )
                     if page:
                         self._feed_after = page[-1].id
-                        self._feed.extend(t for t in page if t.id not in self._active)
+                        self._feed.extend(
+                            t
+                            for t in page
+                            if t.id not in self._active and t.id not in self._not_refed
+                        )
                     else:
                         self._feed_done = True
                         self._changed.set()
+        if self._requeued:  # requeued while the page was being read
+            return self._requeued.popleft()
         return self._feed.popleft() if self._feed else None
 
     async def _submit(self, target: Target) -> None:
         spec = target.spec
-        before: str | None = None
+        before: ServerView | None = None
         if self._settings.preflight:
-            try:
-                server = await self._query(
-                    lambda: self._client.server(spec.project_id, spec.server_id, spec.region),
-                    patient=True,
-                )
-            except NotFound as exc:
-                await self._change(
-                    target,
-                    S.FAILED,
-                    "server does not exist; nothing sent",
-                    error_code=exc.code or "Ecs.0114",
-                    fail_reason=str(exc),
-                )
+            server = await self._preflight(target)
+            if server is None:
                 return
-            except AuthFailed as exc:
-                self._drop(target.id)
-                self._refused(exc)
-                return
-            except ApiError as exc:
-                await self._defer(target, f"could not read the server before sending: {exc}")
-                return
-            if is_rebuilding(server):
-                await self._defer(
-                    target, "server is already rebuilding (not by this run); not sent"
-                )
-                return
-            before = server.launched_at
+            before = server
 
         committed: list[Target] = []
 
@@ -305,6 +325,7 @@ class Runner:
                 return
             if self._stopping or self._abort:
                 raise _Stopped
+            launched = before.launched_at if before else None
             committed.append(
                 await self._change(
                     target,
@@ -312,33 +333,47 @@ class Runner:
                     "intent to send a reinstall",
                     attempts=target.attempts + 1,
                     intent_at=utc_now(),
-                    launched_at_before=before,
+                    launched_at_before=launched,
+                    first_launched_at=target.first_launched_at or launched,
+                    status_before=before.status if before else None,
+                    updated_before=before.updated if before else None,
                     job_id=None,
                     error_code=None,
                     fail_reason=None,
                 )
             )
+            # A stop that arrived while the intent was being committed still
+            # stops this send: the intent goes back to pending, unsent.
+            if self._stopping or self._abort:
+                raise _Stopped
 
+        tries = 0
         try:
             async for attempt in retrying(self._settings.retry):
                 with attempt:
                     if committed and (self._stopping or self._abort):
                         raise _Stopped
+                    tries += 1
                     job_id = await self._client.reinstall(spec, before_send=commit_intent)
         except _Stopped:
             if committed:
-                await self._change(
-                    committed[0],
-                    S.PENDING,
-                    "stopped before sending again; earlier attempts were refused",
+                why = (
+                    "stopped before the request left; not sent"
+                    if tries <= 1
+                    else "stopped before sending again; earlier tries were refused"
                 )
+                await self._unsend(committed[0], why, sent=tries > 1)
             return
         except AuthFailed as exc:
             if committed:
-                await self._change(
-                    committed[0], S.PENDING, f"credentials refused, nothing done: {exc}"
-                )
+                await self._unsend(committed[0], f"credentials refused, nothing done: {exc}")
             self._refused(exc)
+            return
+        except RunCannotGoOn as exc:
+            # Refused before the service acted (no connection, or a wrong URL).
+            if committed:
+                await self._unsend(committed[0], f"not acted on: {exc}")
+            self._cannot_go_on(exc)
             return
         except RetryLater as exc:
             await self._change(
@@ -349,6 +384,7 @@ class Runner:
                 fail_reason=str(exc),
             )
             self._deferred += 1
+            self._not_refed.add(target.id)
             return
         except Rejected as exc:
             await self._change(
@@ -379,11 +415,87 @@ class Runner:
         )
         self._schedule(target, self._settings.first_poll)
 
+    async def _preflight(self, target: Target) -> ServerView | None:
+        """Read the server before sending; None when the target was settled, deferred
+        or the run stopped instead."""
+        spec = target.spec
+        try:
+            server = await self._query(
+                lambda: self._client.server(spec.project_id, spec.server_id, spec.region),
+                patient=True,
+            )
+        except NotFound as exc:
+            await self._change(
+                target,
+                S.FAILED,
+                "server does not exist; nothing sent",
+                error_code=exc.code or "Ecs.0114",
+                fail_reason=str(exc),
+                finished_at=utc_now(),
+            )
+            return None
+        except AuthFailed as exc:
+            self._drop(target.id)
+            self._refused(exc)
+            return None
+        except RunCannotGoOn as exc:
+            self._drop(target.id)
+            self._cannot_go_on(exc)
+            return None
+        except ApiError as exc:
+            await self._defer(target, f"could not read the server before sending: {exc}")
+            return None
+        if target.attempts and self._earlier_attempt_shows(target, server):
+            # Ours, most likely: an earlier attempt (this run or before a stop) was
+            # acted on after all. Settle it; never send on top of it.
+            target = await self._change(
+                target,
+                S.IN_DOUBT,
+                "an earlier attempt shows on the server "
+                f"(status {server.status}, task state {server.task_state}, "
+                f"launched_at {server.launched_at}); settling, not sending",
+            )
+            self._schedule(target, 0.0)
+            return None
+        since = self._settings.skip_reinstalled_since
+        launched = parse_time(server.launched_at)
+        if since is not None and launched is not None and launched > since:
+            await self._change(
+                target,
+                S.SKIPPED,
+                f"skipped: launched_at {server.launched_at} is after "
+                f"--skip-reinstalled-since {since.isoformat()}",
+                finished_at=utc_now(),
+            )
+            return None
+        if is_rebuilding(server) or server.task_state:
+            await self._defer(
+                target,
+                f"server is busy (status {server.status}, task state {server.task_state}),"
+                " not by this run; not sent",
+            )
+            return None
+        return server
+
+    @staticmethod
+    def _earlier_attempt_shows(target: Target, server: ServerView) -> bool:
+        if is_rebuilding(server) or server.task_state:
+            return True
+        first = target.first_launched_at or target.launched_at_before
+        return first is not None and server.launched_at != first
+
+    async def _unsend(self, target: Target, why: str, *, sent: bool = True) -> None:
+        """An intent refused before the service acted on it: back to pending. When
+        no request left at all, the attempt is not counted either."""
+        attempts = target.attempts if sent else max(target.attempts - 1, 0)
+        await self._change(target, S.PENDING, why, attempts=attempts)
+
     async def _defer(self, target: Target, why: str) -> None:
         """Leave a target pending for a later run, and say why in its events."""
         self._deferred += 1
         log.warning("%s/%s deferred: %s", target.project_id, target.server_id, why)
         await self._writer.call(self._store.note, target.id, target.state, f"deferred: {why}")
+        self._not_refed.add(target.id)
         self._drop(target.id)
 
     # -- following ---------------------------------------------------------------------
@@ -448,6 +560,9 @@ class Runner:
         except AuthFailed as exc:
             self._refused(exc)
             return
+        except RunCannotGoOn as exc:
+            self._cannot_go_on(exc)
+            return
         except ApiError as exc:
             info.failures += 1
             if info.failures >= self._settings.query_failures_to_settle:
@@ -462,6 +577,10 @@ class Runner:
     async def _on_job(self, target: Target, job: JobView) -> None:
         info = self._follow[target.id]
         info.last_status = job.status
+        if job.status != "INIT" and not info.job_started:
+            info.job_started = True
+            await self._learn_quiet(target)
+        times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
         if job.server_id is not None and job.server_id != target.server_id:
             target = await self._change(
                 target,
@@ -471,7 +590,7 @@ class Runner:
             self._schedule(target, 0.0)
         elif job.status == "SUCCESS":
             await self._change(
-                target, S.SUCCEEDED, f"job {job.job_id} SUCCESS", finished_at=utc_now()
+                target, S.SUCCEEDED, f"job {job.job_id} SUCCESS", finished_at=utc_now(), **times
             )
         elif job.status == "FAIL":
             await self._change(
@@ -481,11 +600,45 @@ class Runner:
                 error_code=job.error_code or "unknown",
                 fail_reason=job.fail_reason or "job failed",
                 finished_at=utc_now(),
+                **times,
             )
         else:
             if target.state is S.SUBMITTED:
                 target = await self._change(target, S.RUNNING, f"job {job.job_id} {job.status}")
             self._schedule(target)
+
+    async def _learn_quiet(self, target: Target) -> None:
+        """A job seen started: if it took longer than the quiet period assumes, raise it."""
+        intent = parse_time(target.intent_at)
+        if intent is None:
+            return
+        took = (datetime.now(UTC) - intent).total_seconds()
+        if self._quiet.observe(took):
+            log.warning(
+                "a job took %.0f s to start; the settle quiet period is raised to %.0f s",
+                took,
+                self._quiet.seconds,
+            )
+            await self._writer.call(
+                self._store.set_meta, "settle_quiet_learned", f"{self._quiet.seconds:.1f}"
+            )
+
+    def _clock_for(self, target: Target) -> Clock:
+        return Clock(
+            intent_at=target.intent_at,
+            now=datetime.now(UTC),
+            quiet=self._quiet.delta,
+            skew=self._settings.skew,
+        )
+
+    @staticmethod
+    def _before(target: Target) -> Before:
+        return Before(
+            launched_at=target.launched_at_before,
+            status=target.status_before,
+            updated=target.updated_before,
+            first_launched_at=target.first_launched_at,
+        )
 
     async def _settle(self, target: Target) -> None:
         """Decide an in-doubt target from the server; never resend while it may be running."""
@@ -499,28 +652,25 @@ class Runner:
                 else:
                     self._schedule(target)
             return
+        info = self._follow[target.id]
         s = settle(
             server,
-            target.launched_at_before,
-            target.intent_at,
-            self._settings.skew,
+            self._before(target),
+            self._clock_for(target),
+            previous=info.previous,
             job_id=target.job_id,
         )
-        if s.verdict is Verdict.REBUILDING:
-            target = await self._change(
-                target, S.RUNNING, f"settled: accepted, {s.reason}", job_id=None
-            )
-            self._follow[target.id].by_server = True
+        info.previous = server
+        if s.verdict is Verdict.FOLLOW:
+            target = await self._change(target, S.RUNNING, f"settled: following, {s.reason}")
+            # Where the service gave a job id, the job's own end decides.
+            info.by_server = target.job_id is None
+            info.seen_rebuild = is_rebuilding(server)
+            self._schedule(target)
+        elif s.verdict is Verdict.WAIT:
             self._schedule(target)
         elif s.verdict is Verdict.SUCCEEDED:
-            await self._change(
-                target,
-                S.SUCCEEDED,
-                f"settled: {s.reason}",
-                error_code=None,
-                fail_reason=None,
-                finished_at=utc_now(),
-            )
+            await self._change(target, S.SUCCEEDED, f"settled: {s.reason}", finished_at=utc_now())
         elif s.verdict in (Verdict.FAILED, Verdict.UNVERIFIED):
             await self._change(
                 target,
@@ -535,28 +685,46 @@ class Runner:
                 finished_at=utc_now(),
             )
         else:
-            target = await self._change(target, S.PENDING, f"settled: not accepted, {s.reason}")
-            self._follow.pop(target.id, None)
-            if target.attempts >= self._settings.max_resends + 1:
-                await self._writer.call(
-                    self._store.note,
-                    target.id,
-                    target.state,
-                    f"deferred: {target.attempts} reinstalls were not accepted",
-                )
-                self._deferred += 1
-            elif not self._stopping:
-                self._requeued.append(target)
-                self._work.set()
+            await self._not_accepted(target, s.reason)
+
+    async def _not_accepted(self, target: Target, reason: str) -> None:
+        """Settled "not accepted": send again, within a cap that holds across resumes."""
+        count = target.not_accepted + 1
+        if count > self._settings.max_resends:
+            await self._change(
+                target,
+                S.FAILED,
+                f"settled: not accepted, {reason}",
+                not_accepted=count,
+                error_code="Orchestrator.NotAccepted",
+                fail_reason=(
+                    f"sent {target.attempts} times and never acted on (settled from the server"
+                    " each time); not sent again: check the server, then `orchestrator retry`"
+                ),
+                finished_at=utc_now(),
+            )
+            return
+        target = await self._change(
+            target, S.PENDING, f"settled: not accepted, {reason}", not_accepted=count
+        )
+        self._follow.pop(target.id, None)
+        if self._stopping:
+            return
+        self._requeued.append(target)
+        self._work.set()
 
     async def _follow_server(self, target: Target) -> None:
+        info = self._follow[target.id]
         if self._timed_out(target):
             await self._change(
                 target,
                 S.FAILED,
                 "server still rebuilding after --job-timeout",
                 error_code="Orchestrator.JobTimeout",
-                fail_reason=(f"server still rebuilding after {self._settings.job_timeout:.0f} s"),
+                fail_reason=(
+                    f"no end of the rebuild seen within {self._settings.job_timeout:.0f} s"
+                    f" (last status {info.last_status or 'unknown'})"
+                ),
                 finished_at=utc_now(),
             )
             return
@@ -565,15 +733,23 @@ class Runner:
             if self._unchanged(target):
                 self._schedule(target)
             return
-        verdict = follow(server, target.launched_at_before)
-        if verdict.verdict is Verdict.REBUILDING:
+        info.last_status = server.status
+        verdict = follow(
+            server, self._before(target), self._clock_for(target), seen_rebuild=info.seen_rebuild
+        )
+        info.seen_rebuild = info.seen_rebuild or is_rebuilding(server)
+        if verdict.verdict is Verdict.FOLLOW:
             self._schedule(target)
         elif verdict.verdict is Verdict.FAILED:
             await self._change(
                 target,
                 S.FAILED,
                 verdict.reason,
-                error_code="Orchestrator.ServerError",
+                error_code=(
+                    "Orchestrator.ServerError"
+                    if server.status == "ERROR"
+                    else "Orchestrator.NotVerified"
+                ),
                 fail_reason=verdict.reason,
                 finished_at=utc_now(),
             )
@@ -598,6 +774,8 @@ class Runner:
             )
         except AuthFailed as exc:
             self._refused(exc)
+        except RunCannotGoOn as exc:
+            self._cannot_go_on(exc)
         except ApiError as exc:
             self._follow[target.id].failures += 1
             log.info("%s/%s server read failed: %s", target.project_id, target.server_id, exc)
@@ -637,6 +815,9 @@ class Runner:
     async def _change(self, target: Target, new: TargetState, detail: str, **fields: Any) -> Target:
         """Commit one state change (durable when this returns) and mirror it in memory."""
         old = target.state
+        if new is S.SUCCEEDED:
+            # Errors met on the way (a lost answer, a refused try) are history now.
+            fields = {"error_code": None, "fail_reason": None, **fields}
         ok = await self._writer.change(Change(target.id, old, new, detail, fields))
         if not ok:
             raise StateError(
@@ -660,6 +841,8 @@ class Runner:
                 "server_id": target.server_id,
                 "from_state": old.value,
                 "to_state": new.value,
+                "job_id": updated.job_id,
+                "error_code": updated.error_code,
             },
         )
         if self._on_change is not None:
@@ -694,6 +877,13 @@ class Runner:
     def _refused(self, exc: Exception) -> None:
         self._credentials_refused = True
         self._fail_run(f"credentials refused by the API: {exc}")
+
+    def _cannot_go_on(self, exc: RunCannotGoOn) -> None:
+        # Exit 2 when the fault is surely the configuration: a wrong URL, or an
+        # endpoint that never answered this run. Otherwise 3: resume later.
+        if isinstance(exc, WrongEndpoint) or not exc.reached:
+            self._misconfigured = True
+        self._fail_run(str(exc))
 
     def _fail_run(self, why: str) -> None:
         if self._abort is None:

@@ -1,14 +1,21 @@
 """Settling a reinstall whose outcome is unknown, from what the server itself shows.
 
-Pure decisions, no I/O: the runner fetches the server and stores the verdict.
+Pure decisions, no I/O: the runner reads the server and stores the verdict.
 
-A reinstall was accepted if the server is rebuilding now, or if it has been
-relaunched since the request (its `OS-SRV-USG:launched_at` moved). Where the
-launch time before the request is known, "moved" is exact; where it is not, the
-launch time is compared with when the intent was recorded, less an allowance for
-clock skew between this machine and the cloud — erring towards "accepted",
-because a server wrongly taken as reinstalled is reported, while one wrongly
-taken as untouched would be wiped twice.
+A real ECS does not show an accepted reinstall at once: its job may wait in
+`INIT` with the server untouched, and with `withStopServer` the server is first
+powered off (`ACTIVE`, task state `powering-off`, then `SHUTOFF`) before it shows
+`REBUILD`. So the rules are asymmetric:
+
+* any sign of activity since the intent (a task state, a status other than the
+  one read before sending, `updated` moved, `launched_at` moved, a job id) means
+  "maybe accepted": follow the server, never resend;
+* "not accepted" (the only verdict that allows sending again) needs a quiet
+  period measured from the intent, and at least two readings that agree and
+  show that nothing moved.
+
+The assumption this rests on, stated in the README: a reinstall the service acts
+on shows activity on the server within the quiet period.
 """
 
 from __future__ import annotations
@@ -21,13 +28,16 @@ from orchestrator.client import ServerView
 
 REBUILD_TASK_STATES = frozenset({"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"})
 DEFAULT_SKEW = timedelta(minutes=5)
+# Statuses a server rests in; anything else is a server in transition.
+STABLE_STATUSES = frozenset({"ACTIVE", "SHUTOFF"})
 
 
 class Verdict(StrEnum):
-    REBUILDING = "rebuilding"  # accepted and still running: follow the server
+    FOLLOW = "follow"  # maybe accepted (rebuilding, or activity since the intent): follow it
     SUCCEEDED = "succeeded"  # accepted and finished well
     FAILED = "failed"  # accepted and finished badly (server in ERROR)
     NOT_ACCEPTED = "not_accepted"  # never acted on: may be sent again
+    WAIT = "wait"  # nothing moved yet, but the quiet period is not over: read again later
     UNVERIFIED = "unverified"  # cannot tell: reported as failed, never resent
 
 
@@ -35,6 +45,26 @@ class Verdict(StrEnum):
 class Settlement:
     verdict: Verdict
     reason: str  # for the event log: how it was decided
+
+
+@dataclass(frozen=True, slots=True)
+class Before:
+    """What was read from the server before the request, where known."""
+
+    launched_at: str | None = None  # before the latest attempt
+    status: str | None = None
+    updated: str | None = None
+    first_launched_at: str | None = None  # before the first attempt, never overwritten
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """When the intent was committed and when the server was read (wall clock, UTC)."""
+
+    intent_at: str | None
+    now: datetime
+    quiet: timedelta
+    skew: timedelta = DEFAULT_SKEW
 
 
 def is_rebuilding(server: ServerView) -> bool:
@@ -53,96 +83,161 @@ def parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def same_reading(a: ServerView, b: ServerView) -> bool:
+    """Two readings that show the same server, with nothing moved between them."""
+    return (a.status, a.task_state, a.updated, a.launched_at) == (
+        b.status,
+        b.task_state,
+        b.updated,
+        b.launched_at,
+    )
+
+
 def settle(
     server: ServerView,
-    launched_at_before: str | None,
-    intent_at: str | None,
-    skew: timedelta = DEFAULT_SKEW,
+    before: Before,
+    clock: Clock,
     *,
+    previous: ServerView | None = None,
     job_id: str | None = None,
 ) -> Settlement:
     """Decide what became of a reinstall that may or may not have been accepted.
 
-    "Not accepted" (the only verdict that allows sending again) needs positive
-    evidence: a readable launched_at that did not move. A job id proves the
-    service accepted the request, so a target that has one is never "not accepted".
+    `previous` is an earlier reading taken while settling this same doubt.
     """
     if is_rebuilding(server):
-        return Settlement(Verdict.REBUILDING, f"server is rebuilding (status {server.status})")
-    relaunched, how = _relaunched(server.launched_at, launched_at_before, intent_at, skew)
+        return Settlement(Verdict.FOLLOW, f"server is rebuilding (status {server.status})")
+    relaunched, how = relaunched_since(server.launched_at, before, clock)
     if relaunched:
-        return _finished(server, how)
+        if server.status == "ERROR":
+            return Settlement(Verdict.FAILED, f"accepted ({how}), server now in ERROR")
+        return Settlement(Verdict.SUCCEEDED, f"accepted and finished ({how})")
     if server.status == "ERROR":
         # A failed reinstall leaves launched_at as it was, so an ERROR server may well
         # be our reinstall failing: never resend to it, report it.
         return Settlement(
             Verdict.FAILED, f"server is in ERROR after an uncertain reinstall ({how})"
         )
+    signs = activity(server, before, clock)
     if job_id is not None:
-        return Settlement(
-            Verdict.UNVERIFIED,
-            f"job {job_id} was accepted but its result is unknown: server {server.status}, {how}",
-        )
+        signs.append(f"job {job_id} was accepted")
+    if signs:
+        return Settlement(Verdict.FOLLOW, "maybe accepted: " + "; ".join(signs))
     if relaunched is None:
         return Settlement(
             Verdict.UNVERIFIED, f"cannot tell whether it was accepted ({how}); not sent again"
         )
-    return Settlement(Verdict.NOT_ACCEPTED, f"server not rebuilding and {how}")
-
-
-def follow(server: ServerView, launched_at_before: str | None) -> Settlement:
-    """Verdict on a server we follow because it was rebuilding (no job to ask)."""
-    if is_rebuilding(server):
-        return Settlement(Verdict.REBUILDING, "server still rebuilding")
-    if server.status == "ERROR":
-        return Settlement(Verdict.FAILED, "rebuild ended with the server in ERROR")
-    if launched_at_before and server.launched_at == launched_at_before:
-        return Settlement(
-            Verdict.SUCCEEDED,
-            f"rebuild ended (status {server.status}); launched_at unchanged, so unverified",
-        )
+    intent = parse_time(clock.intent_at)
+    if intent is None:
+        return Settlement(Verdict.UNVERIFIED, "the intent time is unknown; not sent again")
+    quiet_until = intent + clock.quiet
+    if clock.now < quiet_until:
+        left = (quiet_until - clock.now).total_seconds()
+        return Settlement(Verdict.WAIT, f"nothing moved yet; the quiet period ends in {left:.0f} s")
+    if previous is None or not same_reading(previous, server):
+        return Settlement(Verdict.WAIT, "nothing moved; a second, agreeing reading is needed")
+    quiet = int(clock.quiet.total_seconds())
     return Settlement(
-        Verdict.SUCCEEDED,
-        f"rebuild ended (status {server.status}, launched_at {server.launched_at})",
+        Verdict.NOT_ACCEPTED,
+        f"nothing moved for {quiet} s after the intent, two readings agree ({how})",
     )
 
 
-def _relaunched(
-    now_launched: str | None,
-    before: str | None,
-    intent_at: str | None,
-    skew: timedelta,
+def follow(server: ServerView, before: Before, clock: Clock, *, seen_rebuild: bool) -> Settlement:
+    """Verdict on a server followed without a job to ask.
+
+    `seen_rebuild`: this follow has seen the server rebuilding. A rebuild that
+    ended without a new launched_at is a failed one (a failed job leaves the
+    server as it was), never a success.
+    """
+    if is_rebuilding(server):
+        return Settlement(Verdict.FOLLOW, "server still rebuilding")
+    relaunched, how = relaunched_since(server.launched_at, before, clock)
+    if server.status == "ERROR":
+        return Settlement(Verdict.FAILED, f"rebuild ended with the server in ERROR ({how})")
+    if relaunched:
+        return Settlement(Verdict.SUCCEEDED, f"rebuild ended (status {server.status}, {how})")
+    if seen_rebuild and server.status in STABLE_STATUSES and not server.task_state:
+        return Settlement(
+            Verdict.FAILED, f"rebuild ended but the server was not relaunched ({how})"
+        )
+    return Settlement(Verdict.FOLLOW, f"waiting for the rebuild (status {server.status}, {how})")
+
+
+def activity(server: ServerView, before: Before, clock: Clock) -> list[str]:
+    """Signs that something happened to the server since the intent."""
+    signs: list[str] = []
+    if server.task_state:
+        signs.append(f"task state {server.task_state}")
+    if before.status is not None and server.status != before.status:
+        signs.append(f"status {before.status} -> {server.status}")
+    if server.updated is not None:
+        if before.updated is not None:
+            if server.updated != before.updated:
+                signs.append(f"updated {before.updated} -> {server.updated}")
+        else:
+            updated = parse_time(server.updated)
+            intent = parse_time(clock.intent_at)
+            # Without an earlier value, anything updated near or after the intent
+            # (clock skew allowed) may be our reinstall at work.
+            if updated is None or intent is None or updated >= intent - clock.skew:
+                signs.append(f"updated {server.updated}, near or after the intent")
+    return signs
+
+
+def relaunched_since(
+    now_launched: str | None, before: Before, clock: Clock
 ) -> tuple[bool | None, str]:
-    """Whether the server was relaunched since the intent: True, False, or None
-    when the evidence does not allow telling."""
+    """Whether the server was relaunched since the first or the latest attempt:
+    True, False, or None when the evidence does not allow telling."""
+    first = before.first_launched_at
+    if first is not None and before.launched_at is not None and first != before.launched_at:
+        # Already relaunched between the first attempt and the latest one.
+        return True, f"launched_at moved from {first} (before the first attempt)"
+    reference = before.launched_at or first
     current = parse_time(now_launched)
-    if before is not None:
-        if now_launched == before:
+    if reference is not None:
+        if now_launched == reference:
             return False, f"launched_at unchanged ({now_launched})"
         if current is None:
-            return None, f"launched_at was {before!r} and is now unreadable ({now_launched!r})"
-        previous = parse_time(before)
+            return None, f"launched_at was {reference!r} and is now unreadable ({now_launched!r})"
+        previous = parse_time(reference)
         if previous is None:
             # Changed, but not comparable as times: a change is a relaunch.
-            return True, f"launched_at changed from {before!r} to {now_launched!r}"
+            return True, f"launched_at changed from {reference!r} to {now_launched!r}"
         if current > previous:
-            return True, f"launched_at moved from {before} to {now_launched}"
-        return False, f"launched_at not newer ({before} then {now_launched})"
-    intent = parse_time(intent_at)
+            return True, f"launched_at moved from {reference} to {now_launched}"
+        return False, f"launched_at not newer ({reference} then {now_launched})"
+    intent = parse_time(clock.intent_at)
     if current is None or intent is None:
         return None, "launched_at or the intent time unknown, and no earlier value recorded"
-    if current >= intent - skew:
+    skew = int(clock.skew.total_seconds())
+    if current >= intent - clock.skew:
         return True, (
-            f"launched_at {now_launched} is after the intent {intent_at} less "
-            f"{int(skew.total_seconds())} s allowed for clock skew (no earlier value recorded)"
+            f"launched_at {now_launched} is after the intent {clock.intent_at} less "
+            f"{skew} s allowed for clock skew (no earlier value recorded)"
         )
     return False, (
-        f"launched_at {now_launched} is before the intent {intent_at} less "
-        f"{int(skew.total_seconds())} s of clock skew (no earlier value recorded)"
+        f"launched_at {now_launched} is before the intent {clock.intent_at} less "
+        f"{skew} s of clock skew (no earlier value recorded)"
     )
 
 
-def _finished(server: ServerView, how: str) -> Settlement:
-    if server.status == "ERROR":
-        return Settlement(Verdict.FAILED, f"accepted ({how}), server now in ERROR")
-    return Settlement(Verdict.SUCCEEDED, f"accepted and finished ({how})")
+@dataclass
+class QuietPeriod:
+    """The quiet period: never lowered, raised when this run sees a job take longer
+    than it to show activity (the service is slower than assumed)."""
+
+    seconds: float
+    margin: float = 2.0  # raised to this many times the slowest start seen
+
+    def observe(self, seconds_to_activity: float) -> bool:
+        """Record how long a job took to show activity; True if the period was raised."""
+        if seconds_to_activity * self.margin <= self.seconds:
+            return False
+        self.seconds = seconds_to_activity * self.margin
+        return True
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(seconds=self.seconds)

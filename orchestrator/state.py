@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,19 @@ from orchestrator.model import (
     check_transition,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added by each schema version (all nullable or defaulted), applied in order
+# when a run opens an older state file: a state file outlives the version that made it.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "first_launched_at TEXT",
+        "status_before TEXT",
+        "updated_before TEXT",
+        "not_accepted INTEGER NOT NULL DEFAULT 0",
+        "job_begin_at TEXT",
+        "job_end_at TEXT",
+    ),
+}
 OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters"})
 IMPORT_BATCH = 5000
 
@@ -52,16 +65,23 @@ CHANGEABLE = frozenset(
         "error_code",
         "fail_reason",
         "launched_at_before",
+        "first_launched_at",
+        "status_before",
+        "updated_before",
+        "not_accepted",
         "intent_at",
         "submitted_at",
         "finished_at",
+        "job_begin_at",
+        "job_end_at",
     }
 )
 
 TARGET_COLUMNS = (
     "id, project_id, server_id, region, keyname, userid, mode, byol, extra, line, state, job_id,"
     " attempts, error_code, fail_reason, launched_at_before, intent_at, submitted_at,"
-    " finished_at, updated_at"
+    " finished_at, updated_at, first_launched_at, status_before, updated_before, not_accepted,"
+    " job_begin_at, job_end_at"
 )
 
 
@@ -129,6 +149,7 @@ class StateStore:
         inventory_sha256: str,
         extra_columns: Callable[[], Sequence[str]] = tuple,
         validate: Callable[[], None] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> StateStore:
         """Create a state file and import the targets in one transaction.
 
@@ -136,25 +157,27 @@ class StateStore:
         inventory: then nothing is kept, not even the file.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # Owner-only from the first byte; SQLite gives -wal/-shm the same mode.
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        except FileExistsError:
-            raise StateError(f"state file {path} already exists") from None
-        except OSError as exc:
-            raise StateError(f"cannot create state file {path}: {exc.strerror}") from exc
-        lock_fd = _lock(path)
+        # Created and locked in one step: the file is made and locked under a
+        # temporary name, then linked into place, so nobody ever sees it unlocked.
+        lock_fd = _create_locked(path)
         store: StateStore | None = None
         try:
             store = cls(path, _connect(path), lock_fd)
             store._create_schema()
-            store._import(targets, inventory_path, inventory_sha256, extra_columns, validate)
+            store._import(
+                targets,
+                inventory_path,
+                inventory_sha256,
+                extra_columns,
+                validate,
+                {**(meta or {}), "lock_holder": _me()},
+            )
             return store
         except BaseException:
             if store is not None:
                 store._conn.close()
-            _unlock(lock_fd)
             remove_state_files(path)
+            _unlock(lock_fd)
             raise
 
     @classmethod
@@ -163,14 +186,41 @@ class StateStore:
         if not path.exists():
             raise StateError(f"state file {path} does not exist")
         lock_fd = None if readonly else _lock(path)
+        conn: sqlite3.Connection | None = None
         try:
             conn = _connect(path, readonly=readonly)
             store = cls(path, conn, lock_fd)
-            store._check()
+            store._check(migrate=not readonly)
+            if not readonly:
+                store.set_meta("lock_holder", _me())
             return store
         except BaseException:
+            if conn is not None:
+                conn.close()
             _unlock(lock_fd)
             raise
+
+    @classmethod
+    def discard_incomplete(cls, path: Path) -> None:
+        """Delete a state file whose import never finished, under its lock.
+
+        Under the lock, so that a file another process is still creating is never
+        taken for an abandoned one.
+        """
+        lock_fd = _lock(path)
+        try:
+            conn = _connect(path, readonly=True)
+            try:
+                cls(path, conn, None)._check(migrate=False)
+            except IncompleteImport:
+                pass
+            else:
+                raise StateError(f"state file {path} is complete; not deleting it")
+            finally:
+                conn.close()
+            remove_state_files(path)
+        finally:
+            _unlock(lock_fd)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -216,6 +266,9 @@ class StateStore:
                     UNIQUE (project_id, server_id)
                 )"""
             )
+            for version in sorted(MIGRATIONS):
+                for column in MIGRATIONS[version]:
+                    db.execute(f"ALTER TABLE targets ADD COLUMN {column}")
             db.table("targets").create_index(["state", "id"])
             db.table("events").create(
                 {
@@ -239,6 +292,7 @@ class StateStore:
         inventory_sha256: str,
         extra_columns: Callable[[], Sequence[str]],
         validate: Callable[[], None] | None,
+        extra_meta: Mapping[str, str],
     ) -> None:
         now = utc_now()
         sql = (
@@ -272,6 +326,7 @@ class StateStore:
                 validate()
             run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
             meta = {
+                **extra_meta,
                 "schema_version": str(SCHEMA_VERSION),
                 "run_id": run_id,
                 "created_at": now,
@@ -284,7 +339,7 @@ class StateStore:
                 "INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items())
             )
 
-    def _check(self) -> None:
+    def _check(self, *, migrate: bool) -> None:
         try:
             tables = set(self._db.table_names())
             if "meta" not in tables:
@@ -298,12 +353,15 @@ class StateStore:
             meta = self._meta()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"state file {self.path} is unreadable or corrupt: {exc}") from exc
-        if meta.get("import_complete") != "1" and meta.get("schema_version") in (None, "1"):
+        known = {None, *(str(v) for v in range(1, SCHEMA_VERSION + 1))}
+        if meta.get("import_complete") != "1" and meta.get("schema_version") in known:
             raise IncompleteImport(
                 f"state file {self.path} holds an inventory import that never finished; "
                 "nothing was sent from it: delete it and run again"
             )
         version = meta.get("schema_version")
+        if migrate and version is not None and version.isdigit() and int(version) >= 1:
+            version = self._migrate(int(version))
         if version != str(SCHEMA_VERSION):
             raise StateError(
                 f"state file {self.path} has schema version {version}; this orchestrator "
@@ -314,7 +372,32 @@ class StateStore:
         if result is None or result[0] != "ok":
             raise StateError(f"state file {self.path} is corrupt: {result[0] if result else '?'}")
 
+    def _migrate(self, version: int) -> str:
+        """Bring an older state file up to this schema (columns only ever added)."""
+        if version >= SCHEMA_VERSION:
+            return str(version)
+        with _translated("upgrade the state file"), self._transaction():
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for column in MIGRATIONS.get(step, ()):
+                    self._conn.execute(f"ALTER TABLE targets ADD COLUMN {column}")
+            self._conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+        return str(SCHEMA_VERSION)
+
     # -- run bookkeeping -------------------------------------------------------
+
+    def meta_value(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with _translated("record run settings"), self._transaction():
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def _meta(self) -> dict[str, str]:
         return {row[0]: row[1] for row in self._conn.execute("SELECT key, value FROM meta")}
@@ -418,6 +501,49 @@ class StateStore:
             (TargetState.PENDING.value, after_id, limit),
         )
         return [_target(row) for row in rows]
+
+    def count_without_region(self) -> tuple[int, list[Target]]:
+        """Targets with no region (a few of them as examples), for --endpoint-template."""
+        n = self._conn.execute("SELECT count(*) FROM targets WHERE region IS NULL").fetchone()[0]
+        rows = self._conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE region IS NULL ORDER BY id LIMIT 5"
+        )
+        return int(n), [_target(row) for row in rows]
+
+    def update_pending_specs(self, specs: Iterable[TargetSpec], detail: str) -> int:
+        """Give targets nothing was sent for yet new request options; returns how many."""
+        changed = 0
+        now = utc_now()
+        with _translated("update request options"), self._transaction():
+            for spec in specs:
+                cursor = self._conn.execute(
+                    "UPDATE targets SET keyname = ?, userid = ?, mode = ?, byol = ?, updated_at = ?"
+                    " WHERE project_id = ? AND server_id = ? AND state = ?"
+                    " AND (keyname IS NOT ? OR userid IS NOT ? OR mode IS NOT ? OR byol IS NOT ?)",
+                    (
+                        spec.keyname,
+                        spec.userid,
+                        spec.mode,
+                        None if spec.byol is None else int(spec.byol),
+                        now,
+                        spec.project_id,
+                        spec.server_id,
+                        TargetState.PENDING.value,
+                        spec.keyname,
+                        spec.userid,
+                        spec.mode,
+                        None if spec.byol is None else int(spec.byol),
+                    ),
+                )
+                if cursor.rowcount:
+                    changed += 1
+                    self._conn.execute(
+                        "INSERT INTO events (target_id, at, invocation, from_state, to_state,"
+                        " detail) SELECT id, ?, ?, state, state, ? FROM targets"
+                        " WHERE project_id = ? AND server_id = ?",
+                        (now, self.invocation, detail, spec.project_id, spec.server_id),
+                    )
+        return changed
 
     def iter_targets(self, batch: int = 2000) -> Iterator[Target]:
         """Every target in inventory order, read in pages so memory stays flat."""
@@ -540,31 +666,95 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         raise StateError(f"cannot open state file {path}: {exc}") from exc
 
 
+# Inodes of state files this process holds locked. A second open in the same
+# process is refused from here, without opening (and later closing) another
+# descriptor of the file: closing any descriptor drops the process's POSIX locks,
+# which SQLite relies on.
+_HELD: dict[tuple[int, int], int] = {}
+
+
+def _in_use(path: Path, pid: int | None = None) -> StateError:
+    holder = f" (pid {pid}, this process)" if pid is not None else _holder(path)
+    return StateError(
+        f"state file {path} is in use by another orchestrator{holder}; "
+        "wait for it to finish or stop it first"
+    )
+
+
+def _me() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock, as " (pid N on HOST)", where the state file says."""
+    with contextlib.suppress(sqlite3.Error, OSError):
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'lock_holder'").fetchone()
+        finally:
+            conn.close()
+        if row and row[0]:
+            return f" ({row[0]})"
+    return ""
+
+
 def _lock(path: Path) -> int:
-    """Hold an exclusive lock for the run, so two orchestrators never share a state file."""
-    lock_path = path.with_name(path.name + ".lock")
+    """Hold an exclusive lock on the state file itself (not on its name) for the run.
+
+    flock() on the database file: a symlink, a relative path or a hard link all
+    reach the same inode, hence the same lock. SQLite's own locks are fcntl()
+    locks, which flock() does not touch on Linux.
+    """
     try:
-        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(path, os.O_RDWR)
     except OSError as exc:
-        raise StateError(f"cannot create lock file {lock_path}: {exc.strerror}") from exc
+        raise StateError(f"cannot open state file {path}: {exc.strerror}") from exc
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) in _HELD:
+        os.close(fd)
+        raise _in_use(path, os.getpid())
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise StateError(
-            f"state file {path} is in use by another orchestrator (pid {holder}); "
-            "wait for it to finish or stop it first"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
+        raise _in_use(path) from None
+    _HELD[(info.st_dev, info.st_ino)] = fd
+    return fd
+
+
+def _create_locked(path: Path) -> int:
+    """Create `path` owner-only and already locked; refuse if it exists."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
+    try:
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot create state file {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            os.link(temp, path)  # atomic: fails if the name exists
+        except FileExistsError:
+            os.close(fd)
+            raise StateError(f"state file {path} already exists") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StateError(f"cannot create state file {path}: {exc.strerror}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+    info = os.fstat(fd)
+    _HELD[(info.st_dev, info.st_ino)] = fd
     return fd
 
 
 def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    if fd is None:
+        return
+    for key, held in list(_HELD.items()):
+        if held == fd:
+            del _HELD[key]
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def remove_state_files(path: Path) -> None:
@@ -615,6 +805,12 @@ def _target(row: Sequence[Any]) -> Target:
         submitted_at,
         finished_at,
         updated_at,
+        first_launched_at,
+        status_before,
+        updated_before,
+        not_accepted,
+        job_begin_at,
+        job_end_at,
     ) = row
     spec = TargetSpec(
         project_id=project_id,
@@ -640,4 +836,10 @@ def _target(row: Sequence[Any]) -> Target:
         submitted_at=submitted_at,
         finished_at=finished_at,
         updated_at=updated_at,
+        first_launched_at=first_launched_at,
+        status_before=status_before,
+        updated_before=updated_before,
+        not_accepted=not_accepted or 0,
+        job_begin_at=job_begin_at,
+        job_end_at=job_end_at,
     )

@@ -47,6 +47,8 @@ FAST = [
     "0.5",
     "--poll-rate",
     "500",
+    "--settle-quiet",
+    "1",
     "--no-live",
 ]
 

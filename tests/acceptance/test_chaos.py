@@ -68,6 +68,8 @@ def run_args(
         str(first_poll),
         "--poll-cap",
         "1",
+        "--settle-quiet",
+        "2",
         "--no-live",
     ]
 

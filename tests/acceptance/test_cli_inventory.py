@@ -118,6 +118,6 @@ def test_a_changed_inventory_is_refused_for_an_existing_state(
 
     assert done.returncode == 2, done.stderr
     assert "differs from the one state file" in done.stderr
-    assert "different fleet" in done.stderr
+    assert "--skip-reinstalled-since" in done.stderr
     with StateStore.open(state, readonly=True) as store:
         assert (store.counts(), store.run_info().invocations) == before

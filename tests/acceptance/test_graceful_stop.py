@@ -67,6 +67,8 @@ class Fleet:
             "1",
             "--drain-timeout",
             str(drain_timeout),
+            "--settle-quiet",
+            "1",
             "--no-live",
         ]
 

@@ -96,6 +96,8 @@ def _run(
             "0.5",
             "--drain-timeout",
             "2",
+            "--settle-quiet",
+            "1",
             "--no-live",
             *extra,
         ]

@@ -48,6 +48,7 @@ def _fast_settings(**changes: Any) -> RunSettings:
         first_poll=0.2,
         poll_cap=0.5,
         settle_delay=0.2,
+        settle_quiet=1.0,
         drain_timeout=10.0,
         job_timeout=60.0,
         retry=RetrySettings(attempts=6, max_delay=60.0, backoff_base=0.05, backoff_cap=1.0),

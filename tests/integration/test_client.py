@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -47,7 +48,8 @@ from orchestrator.errors import (
     Throttled,
 )
 from orchestrator.pacing import RateLimiter
-from orchestrator.settle import Verdict, parse_time, settle
+from orchestrator.settle import Before, Verdict, parse_time, settle
+from orchestrator.settle import Clock as SettleClock
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -113,8 +115,15 @@ async def test_job_follows_the_reinstall_to_success(
         job_id = await client.reinstall(spec(3))
         first = await client.job(PROJECT, job_id)
         assert first == JobView(
-            job_id=job_id, status="INIT", server_id=server_id(3), error_code=None, fail_reason=None
+            job_id=job_id,
+            status="INIT",
+            server_id=server_id(3),
+            error_code=None,
+            fail_reason=None,
+            begin_time=first.begin_time,
+            end_time=None,
         )
+        assert first.begin_time is not None
         clock.advance(5.0)
         assert (await client.job(PROJECT, job_id)).status == "RUNNING"
         clock.advance(5.0)
@@ -154,18 +163,25 @@ async def test_server_view_before_during_and_after(
         )
         assert parse_time(before.launched_at) is not None
         intent_at = "2027-01-15T08:00:00.000000Z"
+        evidence = Before(before.launched_at, before.status, before.updated, before.launched_at)
+        quiet = timedelta(seconds=60)
+        soon = SettleClock(intent_at, datetime(2027, 1, 15, 8, 0, 1, tzinfo=UTC), quiet)
+        late = SettleClock(intent_at, datetime(2027, 1, 15, 8, 5, 0, tzinfo=UTC), quiet)
         await client.reinstall(spec(5))
         during = await client.server(PROJECT, server_id(5))
         assert (during.status, during.task_state) == ("REBUILD", "rebuilding")
-        assert settle(during, before.launched_at, intent_at).verdict is Verdict.REBUILDING
+        assert settle(during, evidence, soon).verdict is Verdict.FOLLOW
         clock.advance(4.0)
         after = await client.server(PROJECT, server_id(5))
         assert (after.status, after.vm_state, after.task_state) == ("ACTIVE", "active", None)
         moved, was = parse_time(after.launched_at), parse_time(before.launched_at)
         assert moved is not None and was is not None and moved > was
         # The settlement logic reads these real answers as intended.
-        assert settle(after, before.launched_at, intent_at).verdict is Verdict.SUCCEEDED
-        assert settle(before, before.launched_at, intent_at).verdict is Verdict.NOT_ACCEPTED
+        assert settle(after, evidence, soon).verdict is Verdict.SUCCEEDED
+        # Untouched: "not accepted" only after the quiet period, with agreeing readings.
+        assert settle(before, evidence, soon).verdict is Verdict.WAIT
+        assert settle(before, evidence, late).verdict is Verdict.WAIT
+        assert settle(before, evidence, late, previous=before).verdict is Verdict.NOT_ACCEPTED
 
 
 # -- refusals the service means ------------------------------------------------------------

@@ -42,6 +42,7 @@ SETTINGS = RunSettings(
     first_poll=0.1,
     poll_cap=0.2,
     settle_delay=0.1,
+    settle_quiet=0.5,
     job_timeout=3,
     drain_timeout=0.5,
     retry=RetrySettings(attempts=2, max_delay=1, backoff_base=0.01, backoff_cap=0.05),
@@ -71,13 +72,13 @@ SCENARIOS = [
     Scenario("reinstall job_id escaping the path", reinstall="job_id_escape"),
     Scenario("reinstall error object with 200", reinstall="error_in_200"),
     # The junk answer came from a service that did nothing: resent a few times, then
-    # left pending with the reason in its events.
+    # failed as Orchestrator.NotAccepted (the cap is stored, so it holds across resumes).
     Scenario(
         "reinstall 200 {} and nothing done",
         reinstall="no_job_id",
         act=False,
-        outcome=frozenset({S.PENDING}),
-        code=3,
+        outcome=frozenset({S.FAILED}),
+        code=1,
     ),
     # Job answers that cannot be used: settled from the server.
     Scenario("job status WEIRD", job="weird_status"),

@@ -451,6 +451,7 @@ def test_in_states_pending_after_and_iter_targets(store: StateStore) -> None:
         S.IN_DOUBT: 0,
         S.SUCCEEDED: 0,
         S.FAILED: 2,
+        S.SKIPPED: 0,
     }
 
 

@@ -42,6 +42,8 @@ LEGAL: frozenset[tuple[TargetState, TargetState]] = frozenset(
         (S.IN_DOUBT, S.RUNNING),  # the server is rebuilding
         (S.IN_DOUBT, S.SUCCEEDED),
         (S.IN_DOUBT, S.FAILED),
+        (S.PENDING, S.SKIPPED),  # --skip-reinstalled-since: relaunched since TIME
+        (S.PENDING, S.IN_DOUBT),  # an earlier attempt shows on the server: settle it
     }
 )
 
@@ -76,8 +78,8 @@ def test_final_states_have_no_exits(final: TargetState) -> None:
             check_transition(final, new)
 
 
-def test_final_states_are_succeeded_and_failed() -> None:
-    assert frozenset({S.SUCCEEDED, S.FAILED}) == FINAL_STATES
+def test_final_states_are_succeeded_failed_and_skipped() -> None:
+    assert frozenset({S.SUCCEEDED, S.FAILED, S.SKIPPED}) == FINAL_STATES
     assert not (FINAL_STATES & ACTIVE_STATES)
     assert S.PENDING not in ACTIVE_STATES | FINAL_STATES
 
