@@ -78,7 +78,7 @@ class World:
         if server.traits.no_disk:
             raise ApiFault("Ecs.0105")
         if server.job is not None:
-            raise self._busy(server, server.job, now)
+            raise self._busy(server.job, now)
         if server.status == "ACTIVE" and request.mode != WITH_STOP_SERVER:
             raise ApiFault(
                 "Ecs.0100", f"The ECS is running; stop it or use mode '{WITH_STOP_SERVER}'."
@@ -87,7 +87,7 @@ class World:
             raise ApiFault("Ecs.0314", f"Key pair '{request.keyname}' does not exist.")
         return self._accept(server, request, now)
 
-    def _busy(self, server: Server, job: Job, now: float) -> ApiFault:
+    def _busy(self, job: Job, now: float) -> ApiFault:
         """The refusal of a reinstall while `job` is under way, as its phase shows."""
         phase = job.phase_at(now)
         if phase is Phase.REBUILDING:
