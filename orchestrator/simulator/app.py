@@ -2,8 +2,10 @@
 
 Each API request passes the same gate: count it, wait the configured latency,
 authenticate, rate-limit, then the injected error and busy faults, all before
-anything is acted on. Handlers stay lean because one process must answer
-thousands of requests per second: no logging per request, no middleware.
+anything is acted on. A reinstall that was acted on may still lose its answer:
+dropped (connection closed), replaced by a 5xx, or held back (slow). Handlers
+stay lean because one process must answer thousands of requests per second:
+no logging per request, no middleware.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +25,7 @@ from orchestrator.simulator.faults import Faults
 from orchestrator.simulator.fleet import server_body
 from orchestrator.simulator.jobs import job_body
 from orchestrator.simulator.ratelimit import RateLimiter
-from orchestrator.simulator.reinstall import parse_reinstall
+from orchestrator.simulator.reinstall import ReinstallRequest, parse_reinstall, parse_reinstall_v2
 from orchestrator.simulator.world import World
 
 REINSTALL = "reinstall"
@@ -66,6 +69,9 @@ class SimulatorApp:
     def build(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall)
+        app.router.add_post(
+            "/v2/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall_v2
+        )
         app.router.add_get("/v1/{project_id}/jobs/{job_id}", self.get_job)
         app.router.add_get("/v1/{project_id}/cloudservers/{server_id}", self.get_server)
         app.router.add_get("/_sim/stats", self.get_stats)
@@ -117,22 +123,44 @@ class SimulatorApp:
         return response
 
     async def reinstall(self, request: web.Request) -> web.StreamResponse:
-        self.world.stats.arrived(REINSTALL, self._clock())
+        """POST /v1/.../reinstallos: an image without Cloud-Init."""
+        return await self._reinstall(request, "v1", parse_reinstall)
+
+    async def reinstall_v2(self, request: web.Request) -> web.StreamResponse:
+        """POST /v2/.../reinstallos: an image with Cloud-Init (user data)."""
+        return await self._reinstall(request, "v2", parse_reinstall_v2)
+
+    async def _reinstall(
+        self, request: web.Request, api: str, parse: Callable[[bytes], ReinstallRequest]
+    ) -> web.StreamResponse:
+        now = self._clock()
+        self.world.stats.arrived(REINSTALL, now)
         project_id = request.match_info["project_id"]
         server_id = request.match_info["server_id"]
+        self.world.reinstall_arrived(project_id, server_id, api, now)
         try:
             body, now = await self._gate(request, REINSTALL, project_id)
-            job = self.world.reinstall(project_id, server_id, parse_reinstall(body), now)
+            job = self.world.reinstall(project_id, server_id, parse(body), now)
         except ApiFault as fault:
             return self._error(fault)
+        # Acted on: from here on only the answer can go wrong.
+        stats = self.world.stats
         if self._faults.drop():
             # Applied but unanswered: the client cannot tell whether it was accepted.
-            self.world.stats.dropped += 1
+            stats.dropped += 1
             if request.transport is not None:
                 request.transport.close()
             # Writing to the closing transport fails inside aiohttp, which then
             # drops the response quietly: the client sees a disconnect.
             return web.Response(status=200)
+        after = self._faults.error_after_acting()
+        if self._faults.slow():
+            stats.slow_answers += 1
+            # Real time, not the injected clock: it is the client's timeout that must fire.
+            await asyncio.sleep(self.config.slow_answer_seconds)
+        if after is not None:
+            stats.errors_after_acting += 1
+            return self._error(after)
         return _json({"job_id": job.job_id})
 
     async def get_job(self, request: web.Request) -> web.Response:
@@ -153,7 +181,7 @@ class SimulatorApp:
             server = self.world.server(project_id, request.match_info["server_id"], now)
         except ApiFault as fault:
             return self._error(fault)
-        return _json(server_body(server))
+        return _json(server_body(server, now))
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return _json(self.stats())

@@ -110,14 +110,61 @@ def _fleet(
     show_default=True,
     callback=_job_seconds,
     metavar="MIN[:MAX]",
-    help="Duration of a reinstall job, drawn per job.",
+    help="How long the server shows REBUILD (the rebuild phase of a job), drawn per job.",
+)
+@click.option(
+    "--queue-seconds",
+    default="2:60",
+    show_default=True,
+    callback=_job_seconds,
+    metavar="MIN[:MAX]",
+    help="How long an accepted job waits in INIT with the server untouched, drawn per job.",
+)
+@click.option(
+    "--power-off-seconds",
+    default="10:90",
+    show_default=True,
+    callback=_job_seconds,
+    metavar="MIN[:MAX]",
+    help="withStopServer on a running server: how long it shows ACTIVE with task_state "
+    "powering-off after the queue, drawn per job.",
+)
+@click.option(
+    "--stopped-seconds",
+    default="1:5",
+    show_default=True,
+    callback=_job_seconds,
+    metavar="MIN[:MAX]",
+    help="After the power-off: how long it shows SHUTOFF with no task state before REBUILD.",
 )
 @click.option(
     "--job-fail-rate",
     default=0.0,
     type=_RATE,
     show_default=True,
-    help="Share of reinstall jobs that end FAIL (server ERROR).",
+    help="Share of reinstall jobs that end FAIL (launched_at unchanged).",
+)
+@click.option(
+    "--fail-to-error-rate",
+    default=0.5,
+    type=_RATE,
+    show_default=True,
+    help="Share of FAIL jobs that leave the server ERROR; the others put it back as it was "
+    "(SHUTOFF, or ERROR if it was ERROR).",
+)
+@click.option(
+    "--success-but-error-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of jobs that say SUCCESS while the server ends ERROR (for --verify tests).",
+)
+@click.option(
+    "--success-but-stale-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of jobs that say SUCCESS while launched_at stays unchanged (for --verify tests).",
 )
 @click.option(
     "--error-rate",
@@ -132,6 +179,28 @@ def _fleet(
     type=_RATE,
     show_default=True,
     help="Share of accepted reinstalls whose answer is never sent (connection closed).",
+)
+@click.option(
+    "--error-after-acting-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of accepted reinstalls (job created) answered 500/503 instead of the job ID.",
+)
+@click.option(
+    "--slow-answer-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of accepted reinstalls (acted on at once) whose answer is held back "
+    "--slow-answer-seconds.",
+)
+@click.option(
+    "--slow-answer-seconds",
+    default=75.0,
+    type=click.FloatRange(min=0.0),
+    show_default=True,
+    help="How long a slow answer is held, in real seconds (longer than a client's timeout).",
 )
 @click.option(
     "--rate-limit",
@@ -192,9 +261,18 @@ def simulate(
     no_disk_rate: float,
     running_rate: float,
     job_seconds: tuple[float, float],
+    queue_seconds: tuple[float, float],
+    power_off_seconds: tuple[float, float],
+    stopped_seconds: tuple[float, float],
     job_fail_rate: float,
+    fail_to_error_rate: float,
+    success_but_error_rate: float,
+    success_but_stale_rate: float,
     error_rate: float,
     drop_rate: float,
+    error_after_acting_rate: float,
+    slow_answer_rate: float,
+    slow_answer_seconds: float,
     rate_limit: float | None,
     throttle_style: str,
     busy_rate: float,
@@ -204,10 +282,15 @@ def simulate(
     sk: str | None,
     keypairs: tuple[str, ...] | None,
 ) -> None:
-    """Run a simulated ECS API (reinstall, job status, server details) with faults.
+    """Run a simulated ECS API (reinstall v1 and v2, job status, server details) with faults.
 
     Prints the URL as the first line of stdout, serves until SIGINT or SIGTERM,
     then exits 0. Auth is off unless --token or --ak/--sk is given.
+
+    The timing defaults are realistic on purpose: an accepted job may sit in INIT
+    with the server untouched, and withStopServer first powers a running server
+    off, so a client that settles a lost answer too early is caught here. Give
+    --queue-seconds 0 --power-off-seconds 0 --stopped-seconds 0 for instant jobs.
     """
     if (ak is None) != (sk is None):
         raise click.UsageError("--ak and --sk must be given together")
@@ -219,9 +302,18 @@ def simulate(
         no_disk_rate=no_disk_rate,
         running_rate=running_rate,
         job_seconds=job_seconds,
+        queue_seconds=queue_seconds,
+        power_off_seconds=power_off_seconds,
+        stopped_seconds=stopped_seconds,
         job_fail_rate=job_fail_rate,
+        fail_to_error_rate=fail_to_error_rate,
+        success_but_error_rate=success_but_error_rate,
+        success_but_stale_rate=success_but_stale_rate,
         error_rate=error_rate,
         drop_rate=drop_rate,
+        error_after_acting_rate=error_after_acting_rate,
+        slow_answer_rate=slow_answer_rate,
+        slow_answer_seconds=slow_answer_seconds,
         rate_limit=rate_limit,
         throttle_style="202" if throttle_style == "202" else "429",
         busy_rate=busy_rate,

@@ -19,7 +19,14 @@ _RATE_FIELDS = (
     "error_rate",
     "drop_rate",
     "busy_rate",
+    "fail_to_error_rate",
+    "error_after_acting_rate",
+    "slow_answer_rate",
+    "success_but_error_rate",
+    "success_but_stale_rate",
 )
+# (min, max) seconds, drawn per job.
+_SPAN_FIELDS = ("job_seconds", "queue_seconds", "power_off_seconds", "stopped_seconds")
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,10 @@ class SimulatorConfig:
 
     Rates are probabilities in [0, 1]. `clock` gives wall-clock epoch seconds and
     drives every lifecycle timing, so tests can move time by hand.
+
+    The defaults are instant and fault-free so that tests run fast: no queue, no
+    power-off phase, a failed rebuild leaves ERROR as before. `orchestrator
+    simulate` has realistic defaults instead (see its --help).
     """
 
     seed: int = 0
@@ -39,8 +50,27 @@ class SimulatorConfig:
     running_rate: float = 0.0
     job_seconds: tuple[float, float] = (2.0, 5.0)
     job_fail_rate: float = 0.0
+    # An accepted job waits this long in INIT with the server untouched.
+    queue_seconds: tuple[float, float] = (0.0, 0.0)
+    # withStopServer on an ACTIVE server: ACTIVE/powering-off this long, then
+    # SHUTOFF (no task state) for stopped_seconds, then REBUILD for job_seconds.
+    power_off_seconds: tuple[float, float] = (0.0, 0.0)
+    stopped_seconds: tuple[float, float] = (0.0, 0.0)
+    # Share of FAIL jobs that leave the server ERROR; the others put it back as it
+    # was (SHUTOFF, or ERROR if it was ERROR). launched_at never moves on FAIL.
+    fail_to_error_rate: float = 1.0
+    # Verification cases: the job says SUCCESS, yet the server ends ERROR
+    # (launched_at moved), or ACTIVE with the old launched_at.
+    success_but_error_rate: float = 0.0
+    success_but_stale_rate: float = 0.0
     error_rate: float = 0.0
     drop_rate: float = 0.0
+    # Acted on (job created), then answered 500/503 instead of the job ID.
+    error_after_acting_rate: float = 0.0
+    # Acted on at once, answered after slow_answer_seconds of real (event-loop)
+    # time, so that a client's timeout fires after the service acted.
+    slow_answer_rate: float = 0.0
+    slow_answer_seconds: float = 0.0
     rate_limit: float | None = None  # requests per second, per API
     throttle_style: ThrottleStyle = "429"
     busy_rate: float = 0.0
@@ -56,9 +86,15 @@ class SimulatorConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-        low, high = self.job_seconds
-        if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high):
-            raise ValueError(f"job_seconds must be (min, max), 0 <= min <= max; got {low}, {high}")
+        for name in _SPAN_FIELDS:
+            low, high = getattr(self, name)
+            if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high):
+                raise ValueError(f"{name} must be (min, max), 0 <= min <= max; got {low}, {high}")
+            # Lists from callers are normalised to tuples so the config stays hashable.
+            object.__setattr__(self, name, (float(low), float(high)))
+        slow = self.slow_answer_seconds
+        if not (isinstance(slow, int | float) and math.isfinite(slow) and slow >= 0):
+            raise ValueError(f"slow_answer_seconds must be >= 0, got {slow!r}")
         limit = self.rate_limit
         if limit is not None and not (limit > 0 and math.isfinite(limit)):
             raise ValueError(f"rate_limit must be a positive requests/s or None, got {limit!r}")
@@ -73,7 +109,6 @@ class SimulatorConfig:
             object.__setattr__(self, "fleet", tuple((str(p), str(s)) for p, s in self.fleet))
         if self.keypairs is not None:
             object.__setattr__(self, "keypairs", tuple(self.keypairs))
-        object.__setattr__(self, "job_seconds", (float(low), float(high)))
 
     @property
     def auth_enabled(self) -> bool:

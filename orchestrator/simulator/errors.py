@@ -30,6 +30,7 @@ CODES: dict[str, tuple[int, str]] = {
     ),
     "Ecs.0603": (501, "The commands are being executed. Try again later."),
     "Ecs.0605": (400, "ECS locked."),
+    "Ecs.0912": (400, "Invalid disk encryption key."),
     "APIGW.0203": (503, "Backend unavailable."),
     "APIGW.0301": (401, "Incorrect IAM authentication information."),
 }

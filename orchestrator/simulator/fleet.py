@@ -1,9 +1,10 @@
 """The simulated servers: which exist, how they start, and how a reinstall changes them.
 
 A server's initial properties are drawn from (seed, server_id) on first sight,
-so they do not depend on request order. Its later state changes only at two
-moments, when a reinstall is accepted and when its job ends; the job's end is
-applied lazily (see `World.settle`), so there is no timer per server.
+so they do not depend on request order. Its stored state changes only when a
+job ends (applied lazily, see `World.settle`); while a job is under way, what a
+read shows is computed from the job's phase at that moment (`Server.view`), so
+there is no timer per server.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from orchestrator.simulator import draws, timefmt
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.jobs import Job
+from orchestrator.simulator.phases import Phase
 
 SERVER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -23,7 +25,18 @@ SERVER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 EPOCH = 1_577_836_800.0  # 2020-01-01T00:00:00Z
 _YEAR = 365 * 86_400.0
 
-REBUILDING = "rebuilding"
+_VM_STATES = {"ACTIVE": "active", "SHUTOFF": "stopped", "ERROR": "error"}
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a read of the server shows at one moment."""
+
+    status: str
+    vm_state: str
+    task_state: str | None
+    updated: float
+    key_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +72,7 @@ def traits_for(config: SimulatorConfig, server_id: str) -> Traits:
 
 @dataclass(slots=True)
 class Server:
-    """One server's current state; mutated only by `begin_rebuild` and `end_rebuild`."""
+    """One server's state between jobs; `job` is the reinstall under way, if any."""
 
     project_id: str
     server_id: str
@@ -69,10 +82,9 @@ class Server:
     launched_at: float
     updated: float
     key_name: str = ""
-    task_state: str | None = None
-    job: Job | None = None  # the reinstall under way
+    job: Job | None = None  # the reinstall under way (not yet ended)
     reinstalls: int = 0  # accepted reinstalls
-    successes: int = 0  # reinstalls that ended SUCCESS
+    successes: int = 0  # reinstalls whose job ended SUCCESS
 
     @classmethod
     def new(cls, project_id: str, server_id: str, traits: Traits) -> Server:
@@ -88,34 +100,46 @@ class Server:
             key_name=f"KeyPair-{server_id[:4]}",
         )
 
-    @property
-    def rebuilding(self) -> bool:
-        return self.task_state == REBUILDING
+    def view(self, now: float) -> View:
+        """Status, vm_state, task_state and `updated` as a read at `now` shows them.
 
-    def begin_rebuild(self, job: Job, key_name: str, now: float) -> None:
-        # vm_state is kept: the reference maps active, stopped and error alike to
-        # REBUILD while task_state is `rebuilding`.
+        Call after `World.settle(now)`, so a job that has ended is already applied.
+        """
+        base = View(self.status, self.vm_state, None, self.updated, self.key_name)
+        job = self.job
+        if job is None:
+            return base
+        phase = job.phase_at(now)
+        changed = job.timeline.changed_at(phase)
+        if phase is Phase.POWERING_OFF and changed is not None:
+            return View("ACTIVE", "active", "powering-off", changed, self.key_name)
+        if phase is Phase.STOPPED and changed is not None:
+            return View("SHUTOFF", "stopped", None, changed, self.key_name)
+        if phase is Phase.REBUILDING and changed is not None:
+            # vm_state is kept (the reference maps active, stopped and error alike
+            # to REBUILD while task_state is `rebuilding`); a powered-off server is stopped.
+            vm_state = "stopped" if job.timeline.stops_server else self.vm_state
+            return View("REBUILD", vm_state, "rebuilding", changed, job.key_name)
+        return base  # queued: untouched
+
+    def begin_job(self, job: Job) -> None:
+        # Nothing visible changes yet: the job's phases decide what reads show.
         self.job = job
-        self.status = "REBUILD"
-        self.task_state = REBUILDING
-        self.key_name = key_name
-        self.updated = now
         self.reinstalls += 1
 
-    def end_rebuild(self, job: Job) -> None:
+    def end_job(self, job: Job) -> None:
         self.job = None
-        self.task_state = None
         self.updated = job.end
-        if job.fails:
-            self.status, self.vm_state = "ERROR", "error"
-        else:
-            # The ECS is started after a successful reinstall.
-            self.status, self.vm_state = "ACTIVE", "active"
+        self.status = job.end_status
+        self.vm_state = _VM_STATES[job.end_status]
+        if job.launches:
             self.launched_at = job.end
+        if not job.fails:
+            self.key_name = job.key_name
             self.successes += 1
 
 
-def server_body(server: Server) -> dict[str, Any]:
+def server_body(server: Server, now: float) -> dict[str, Any]:
     """The answer of `GET /v1/{project_id}/cloudservers/{server_id}`."""
     traits = server.traits
     volumes = (
@@ -130,23 +154,24 @@ def server_body(server: Server) -> dict[str, Any]:
             }
         ]
     )
+    view = server.view(now)
     return {
         "server": {
             "id": server.server_id,
             "name": traits.name,
-            "status": server.status,
+            "status": view.status,
             "progress": 0,
-            "updated": timefmt.stamp(server.updated),
+            "updated": timefmt.stamp(view.updated),
             "created": timefmt.stamp(traits.created),
             "metadata": {"image_name": "Simulated_Image", "os_type": "Linux"},
             "locked": traits.locked,
             "tenant_id": server.project_id,
-            "key_name": server.key_name,
+            "key_name": view.key_name,
             "image": {"id": traits.image_id},
             "os-extended-volumes:volumes_attached": volumes,
-            "OS-EXT-STS:task_state": server.task_state,
-            "OS-EXT-STS:power_state": 1 if server.vm_state == "active" else 4,
-            "OS-EXT-STS:vm_state": server.vm_state,
+            "OS-EXT-STS:task_state": view.task_state,
+            "OS-EXT-STS:power_state": 1 if view.vm_state == "active" else 4,
+            "OS-EXT-STS:vm_state": view.vm_state,
             "OS-EXT-SRV-ATTR:root_device_name": "" if traits.no_disk else "/dev/vda",
             "OS-SRV-USG:launched_at": timefmt.launched_at(server.launched_at),
             "OS-SRV-USG:terminated_at": None,

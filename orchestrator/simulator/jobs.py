@@ -1,8 +1,8 @@
 """Reinstall jobs: planned in full when accepted, their status read off the clock.
 
-A job's duration and outcome are fixed the moment it is accepted (from the seed,
+A job's phases and outcome are fixed the moment it is accepted (from the seed,
 the server and that server's reinstall count), so nothing needs a timer: the
-status at any moment is a pure function of the job and the time.
+status at any moment is a pure function of the job and the time (see `phases`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 from orchestrator.simulator import draws, timefmt
 from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.phases import Phase, Timeline
 
 JOB_TYPE = "reinstallOs"
-INIT_FRACTION = 0.1  # the share of a job's duration it reports INIT
 
 # (error_code, fail_reason) of a failed reinstall: plausible system-disk failures.
 FAILURES: tuple[tuple[str, str], ...] = (
@@ -26,10 +26,10 @@ FAILURES: tuple[tuple[str, str], ...] = (
 
 
 class JobStatus(StrEnum):
-    INIT = "INIT"  # accepted, not yet started
-    RUNNING = "RUNNING"  # the server is being rebuilt
-    SUCCESS = "SUCCESS"  # reinstalled; the server is ACTIVE
-    FAIL = "FAIL"  # not reinstalled; the server is ERROR
+    INIT = "INIT"  # accepted, queued: the server is untouched
+    RUNNING = "RUNNING"  # powering the server off, or rebuilding it
+    SUCCESS = "SUCCESS"  # reinstalled (the server is ACTIVE, unless a verification case)
+    FAIL = "FAIL"  # not reinstalled; launched_at unchanged
 
 
 FINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.SUCCESS, JobStatus.FAIL})
@@ -41,10 +41,21 @@ class Job:
     sub_job_id: str
     project_id: str
     server_id: str
-    begin: float
-    end: float
-    error_code: str | None  # None: the job will succeed
+    api: str  # "v1" or "v2" (Cloud-Init)
+    key_name: str  # installed by the rebuild
+    timeline: Timeline
+    error_code: str | None  # None: the job will say SUCCESS
     fail_reason: str | None
+    end_status: str  # the server's status when the job ends: ACTIVE, SHUTOFF or ERROR
+    launches: bool  # whether the end moves the server's launched_at
+
+    @property
+    def begin(self) -> float:
+        return self.timeline.begin
+
+    @property
+    def end(self) -> float:
+        return self.timeline.end
 
     @property
     def fails(self) -> bool:
@@ -54,55 +65,117 @@ class Job:
     def outcome(self) -> JobStatus:
         return JobStatus.FAIL if self.fails else JobStatus.SUCCESS
 
+    def phase_at(self, now: float) -> Phase:
+        return self.timeline.phase_at(now)
+
     def status_at(self, now: float) -> JobStatus:
-        if now >= self.end:
+        phase = self.timeline.phase_at(now)
+        if phase is Phase.ENDED:
             return self.outcome
-        if now < self.begin + (self.end - self.begin) * INIT_FRACTION:
+        # Never RUNNING at the instant of acceptance, even without a queue.
+        if phase is Phase.QUEUED or now <= self.begin:
             return JobStatus.INIT
         return JobStatus.RUNNING
 
 
+def _span(seed: int, name: str, span: tuple[float, float], *parts: object) -> float:
+    low, high = span
+    return low + (high - low) * draws.unit(seed, name, *parts) if high > low else low
+
+
 def plan_job(
-    config: SimulatorConfig, project_id: str, server_id: str, attempt: int, now: float
+    config: SimulatorConfig,
+    project_id: str,
+    server_id: str,
+    attempt: int,
+    now: float,
+    *,
+    stops_server: bool = False,
+    prior_status: str = "SHUTOFF",
+    api: str = "v1",
+    key_name: str = "",
 ) -> Job:
-    """The job for a server's `attempt`-th accepted reinstall (1-based), starting now."""
+    """The job for a server's `attempt`-th accepted reinstall (1-based), accepted now.
+
+    `stops_server`: withStopServer on a running server, so the power-off phases
+    exist. `prior_status`: the server's status at acceptance, where a failed
+    rebuild may put it back. Every draw is fixed by (seed, server, attempt).
+    """
     seed = config.seed
-    low, high = config.job_seconds
-    duration = low + (high - low) * draws.unit(seed, "duration", server_id, attempt)
+    key = (server_id, attempt)
+    timeline = Timeline.plan(
+        now,
+        _span(seed, "queue", config.queue_seconds, *key),
+        _span(seed, "power_off", config.power_off_seconds, *key),
+        _span(seed, "stopped", config.stopped_seconds, *key),
+        _span(seed, "duration", config.job_seconds, *key),
+        stops_server=stops_server,
+    )
     error_code = fail_reason = None
-    if draws.unit(seed, "fail", server_id, attempt) < config.job_fail_rate:
-        pick = int(draws.unit(seed, "failure", server_id, attempt) * len(FAILURES))
+    end_status, launches = "ACTIVE", True  # the ECS is started after a reinstall
+    if draws.unit(seed, "fail", *key) < config.job_fail_rate:
+        pick = int(draws.unit(seed, "failure", *key) * len(FAILURES))
         error_code, fail_reason = FAILURES[pick]
+        launches = False
+        if draws.unit(seed, "fail_to_error", *key) < config.fail_to_error_rate:
+            end_status = "ERROR"
+        else:
+            # Back where it was: stopped (by the job, if it was running), or still ERROR.
+            end_status = "ERROR" if prior_status == "ERROR" else "SHUTOFF"
+    elif draws.unit(seed, "success_but_error", *key) < config.success_but_error_rate:
+        end_status = "ERROR"  # rebuilt (launched_at moves) but did not come back
+    elif draws.unit(seed, "success_but_stale", *key) < config.success_but_stale_rate:
+        launches = False  # says SUCCESS, yet the old system disk is still there
     return Job(
         job_id=draws.hex_id(seed, "job", project_id, server_id, attempt),
         sub_job_id=draws.hex_id(seed, "sub_job", project_id, server_id, attempt),
         project_id=project_id,
         server_id=server_id,
-        begin=now,
-        end=now + duration,
+        api=api,
+        key_name=key_name,
+        timeline=timeline,
         error_code=error_code,
         fail_reason=fail_reason,
+        end_status=end_status,
+        launches=launches,
     )
 
 
 def job_body(job: Job, now: float) -> dict[str, Any]:
-    """The answer of `GET /v1/{project_id}/jobs/{job_id}`, shaped like the reference."""
+    """The answer of `GET /v1/{project_id}/jobs/{job_id}`, shaped like the reference.
+
+    The job names its server from the start; its one sub-job shows only once the
+    job has left INIT ("if a sub-job is available, details are displayed"), with
+    its own begin_time: when the queue ended.
+    """
     status = job.status_at(now)
     ended = status in FINAL_STATUSES
     failed = status is JobStatus.FAIL
-    common = {
-        "status": status.value,
-        "job_type": JOB_TYPE,
-        "begin_time": timefmt.job_time(job.begin),
-        "end_time": timefmt.job_time(job.end) if ended else None,
+    outcome = {
         "error_code": job.error_code if failed else None,
         "fail_reason": job.fail_reason if failed else None,
     }
-    sub_job = {"job_id": job.sub_job_id, "entities": {"server_id": job.server_id}, **common}
+    end_time = timefmt.job_time(job.end) if ended else None
+    entities: dict[str, Any] = {"server_id": job.server_id}
+    if status is not JobStatus.INIT:
+        sub_job = {
+            "status": status.value,
+            "entities": {"server_id": job.server_id},
+            "job_id": job.sub_job_id,
+            "job_type": JOB_TYPE,
+            "begin_time": timefmt.job_time(job.timeline.queue_end),
+            "end_time": end_time,
+            **outcome,
+        }
+        entities.update(sub_jobs_total=1, sub_jobs=[sub_job])
     return {
+        "status": status.value,
+        "entities": entities,
         "job_id": job.job_id,
-        "entities": {"server_id": job.server_id, "sub_jobs_total": 1, "sub_jobs": [sub_job]},
-        **common,
+        "job_type": JOB_TYPE,
+        "begin_time": timefmt.job_time(job.begin),
+        "end_time": end_time,
+        **outcome,
     }
 
 

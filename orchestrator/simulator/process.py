@@ -13,6 +13,11 @@ then SIGKILL if it does not exit, closing every pipe. For tests, benchmarks and
 tools that need the simulator out of their own process; `Simulator` runs it
 in-process.
 
+The child starts with `IN_PROCESS_DEFAULTS` before the caller's arguments: the
+instant timings and failure model of `SimulatorConfig`, as the in-process
+`Simulator` has, rather than the command line's realistic defaults, so tests
+stay fast. A caller's own flag comes later and wins (`--queue-seconds 5:30`).
+
 The child inherits this environment without credentials (variables starting
 with SIM_, OS_AUTH or HUAWEICLOUD_SDK_), so a caller's secrets never reach the
 simulator by accident; `env` then adds exactly what the caller means to pass.
@@ -40,6 +45,13 @@ CREDENTIAL_PREFIXES = ("SIM_", "OS_AUTH", "HUAWEICLOUD_SDK_")
 STOP_TIMEOUT = 10.0
 STATS_TIMEOUT = 10.0
 _STDERR_TAIL = 2000  # characters of stderr quoted when the start fails
+# `SimulatorConfig`'s defaults for what `simulate` defaults to realistically.
+IN_PROCESS_DEFAULTS = (
+    "--queue-seconds", "0",
+    "--power-off-seconds", "0",
+    "--stopped-seconds", "0",
+    "--fail-to-error-rate", "1",
+)  # fmt: skip
 
 
 def read_stats(url: str, timeout: float = STATS_TIMEOUT) -> dict[str, Any]:
@@ -78,7 +90,10 @@ class SimulatorProcess:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "orchestrator", "simulate", "--port", "0", *self.args]
+        return [
+            sys.executable, "-m", "orchestrator", "simulate", "--port", "0",
+            *IN_PROCESS_DEFAULTS, *self.args,
+        ]  # fmt: skip
 
     @property
     def process(self) -> subprocess.Popen[bytes]:

@@ -7,12 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 API_KINDS = ("reinstall", "job", "server")
+REINSTALL_APIS = ("v1", "v2")  # without / with Cloud-Init
 # Arrival times kept per API kind: enough for a benchmark's window, bounded for a long run.
 REQUEST_TIMES_KEPT = 100_000
 
 
 def _request_times() -> dict[str, deque[float]]:
     return {kind: deque(maxlen=REQUEST_TIMES_KEPT) for kind in API_KINDS}
+
+
+def _by_api(counts: Counter[str]) -> dict[str, int]:
+    return {api: counts.get(api, 0) for api in REINSTALL_APIS}
 
 
 @dataclass(slots=True)
@@ -23,23 +28,41 @@ class Stats:
     errors_injected: int = 0  # error_rate faults (500/503)
     busy: int = 0  # busy_rate faults (501 Ecs.0603)
     dropped: int = 0  # accepted reinstalls whose answer was never sent
-    rejected_while_rebuilding: int = 0
+    errors_after_acting: int = 0  # accepted reinstalls answered 500/503
+    slow_answers: int = 0  # accepted reinstalls answered late
+    rejected_while_rebuilding: int = 0  # refused while the server showed REBUILD
+    # Reinstall requests for a server whose job had not ended (refused, as the
+    # real service does): must stay 0 for a correct orchestrator.
+    overlapping_attempts: int = 0
+    overlapping_by_server: Counter[str] = field(default_factory=Counter)
     reinstalls_after_success: int = 0  # must stay 0 for a correct orchestrator
+    reinstalled_after_success: set[str] = field(default_factory=set)  # their servers
+    reinstall_requests_by_api: Counter[str] = field(default_factory=Counter)
+    reinstalls_by_api: Counter[str] = field(default_factory=Counter)  # accepted
+    # Jobs that said SUCCESS while the server did not come back: verification cases.
+    success_but_error: set[str] = field(default_factory=set)
+    success_but_stale: set[str] = field(default_factory=set)
     reinstalls_by_server: Counter[str] = field(default_factory=Counter)
     successful_reinstalls_by_server: Counter[str] = field(default_factory=Counter)
     jobs_ended: Counter[str] = field(default_factory=Counter)  # by final status
     errors_by_code: Counter[str] = field(default_factory=Counter)  # every error answer
     # Clock reading at each request's arrival, by API: pacing measured at the service.
     request_times: dict[str, deque[float]] = field(default_factory=_request_times)
-    max_concurrent_rebuilding: int = 0  # most servers in REBUILD at once, seen at accepts
+    # Most jobs under way at once (queued, powering off or rebuilding), seen at accepts.
+    max_concurrent_rebuilding: int = 0
 
     def arrived(self, kind: str, now: float) -> None:
         """Count one request of `kind` and note when it came (the hot path: two appends)."""
         self.requests[kind] += 1
         self.request_times[kind].append(now)
 
+    def overlapping(self, server_id: str) -> None:
+        """Count a reinstall request that came while the server's job was under way."""
+        self.overlapping_attempts += 1
+        self.overlapping_by_server[server_id] += 1
+
     def rebuilding(self, now_rebuilding: int) -> None:
-        """Note how many servers are in REBUILD right after a reinstall was accepted."""
+        """Note how many jobs are under way right after a reinstall was accepted."""
         if now_rebuilding > self.max_concurrent_rebuilding:
             self.max_concurrent_rebuilding = now_rebuilding
 
@@ -52,8 +75,18 @@ class Stats:
             "errors_injected": self.errors_injected,
             "busy": self.busy,
             "dropped": self.dropped,
+            "errors_after_acting": self.errors_after_acting,
+            "slow_answers": self.slow_answers,
             "rejected_while_rebuilding": self.rejected_while_rebuilding,
+            "overlapping_attempts": self.overlapping_attempts,
+            "overlapping_servers": sorted(self.overlapping_by_server),
+            "overlapping_by_server": dict(self.overlapping_by_server),
             "reinstalls_after_success": self.reinstalls_after_success,
+            "reinstalled_after_success": sorted(self.reinstalled_after_success),
+            "reinstall_requests_by_api": _by_api(self.reinstall_requests_by_api),
+            "reinstalls_by_api": _by_api(self.reinstalls_by_api),
+            "success_but_error": sorted(self.success_but_error),
+            "success_but_stale": sorted(self.success_but_stale),
             "reinstalls_total": sum(self.reinstalls_by_server.values()),
             "reinstalls_by_server": dict(self.reinstalls_by_server),
             "successful_reinstalls_by_server": dict(self.successful_reinstalls_by_server),

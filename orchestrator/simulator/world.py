@@ -14,6 +14,7 @@ from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.errors import ApiFault
 from orchestrator.simulator.fleet import Fleet, Server
 from orchestrator.simulator.jobs import Job, JobBook, plan_job
+from orchestrator.simulator.phases import Phase
 from orchestrator.simulator.reinstall import WITH_STOP_SERVER, ReinstallRequest
 from orchestrator.simulator.stats import Stats
 
@@ -31,10 +32,14 @@ class World:
         for job in self.jobs.pop_ended(now):
             server = self.fleet.get(job.project_id, job.server_id)
             assert server is not None and server.job is job
-            server.end_rebuild(job)
+            server.end_job(job)
             self.stats.jobs_ended[job.outcome.value] += 1
             if not job.fails:
                 self.stats.successful_reinstalls_by_server[job.server_id] += 1
+                if job.end_status != "ACTIVE":
+                    self.stats.success_but_error.add(job.server_id)
+                elif not job.launches:
+                    self.stats.success_but_stale.add(job.server_id)
 
     def server(self, project_id: str, server_id: str, now: float) -> Server:
         self.settle(now)
@@ -50,6 +55,19 @@ class World:
             raise ApiFault("Common.0011", f"Job {job_id} was not found in this project.")
         return job
 
+    def reinstall_arrived(self, project_id: str, server_id: str, api: str, now: float) -> None:
+        """Count a reinstall request as it arrives, before any check or fault.
+
+        A request for a server whose job has not ended is an overlapping attempt
+        even when auth, throttling or an injected fault answers it first: the
+        client sent it, and only luck kept it from reaching the service.
+        """
+        self.stats.reinstall_requests_by_api[api] += 1
+        self.settle(now)
+        server = self.fleet.get(project_id, server_id)
+        if server is not None and server.job is not None:
+            self.stats.overlapping(server_id)
+
     def reinstall(
         self, project_id: str, server_id: str, request: ReinstallRequest, now: float
     ) -> Job:
@@ -59,9 +77,8 @@ class World:
             raise ApiFault("Ecs.0605")
         if server.traits.no_disk:
             raise ApiFault("Ecs.0105")
-        if server.rebuilding:
-            self.stats.rejected_while_rebuilding += 1
-            raise ApiFault("Ecs.0100", "An OS reinstallation of this ECS is in progress.")
+        if server.job is not None:
+            raise self._busy(server.job, now)
         if server.status == "ACTIVE" and request.mode != WITH_STOP_SERVER:
             raise ApiFault(
                 "Ecs.0100", f"The ECS is running; stop it or use mode '{WITH_STOP_SERVER}'."
@@ -70,19 +87,44 @@ class World:
             raise ApiFault("Ecs.0314", f"Key pair '{request.keyname}' does not exist.")
         return self._accept(server, request, now)
 
+    def _busy(self, job: Job, now: float) -> ApiFault:
+        """The refusal of a reinstall while `job` is under way, as its phase shows."""
+        phase = job.phase_at(now)
+        if phase is Phase.REBUILDING:
+            self.stats.rejected_while_rebuilding += 1
+            return ApiFault("Ecs.0100", "An OS reinstallation of this ECS is in progress.")
+        if phase is Phase.POWERING_OFF:
+            return ApiFault("Ecs.0100", "The ECS is being stopped (task state powering-off).")
+        # Queued, or stopped between power-off and rebuild: the server looks idle,
+        # but the service holds it for the job, as for any command under way.
+        return ApiFault("Ecs.0603", "Another job is under way for this ECS.")
+
     def _accept(self, server: Server, request: ReinstallRequest, now: float) -> Job:
-        job = plan_job(self.config, server.project_id, server.server_id, server.reinstalls + 1, now)
+        job = plan_job(
+            self.config,
+            server.project_id,
+            server.server_id,
+            server.reinstalls + 1,
+            now,
+            stops_server=server.status == "ACTIVE",
+            prior_status=server.status,
+            api=request.api,
+            key_name=request.keyname,
+        )
         salt = 0
         while job.job_id in self.jobs:  # a 128-bit collision: practically never
             salt += 1
             job = replace(job, job_id=draws.hex_id(self.config.seed, "job", job.job_id, salt))
+        stats = self.stats
         if server.successes:
-            self.stats.reinstalls_after_success += 1
-        server.begin_rebuild(job, request.keyname, now)
+            stats.reinstalls_after_success += 1
+            stats.reinstalled_after_success.add(server.server_id)
+        server.begin_job(job)
         self.jobs.add(job)
-        self.stats.reinstalls_by_server[server.server_id] += 1
-        # One unfinished job per rebuilding server, and ended jobs were settled above.
-        self.stats.rebuilding(self.jobs.in_progress)
+        stats.reinstalls_by_server[server.server_id] += 1
+        stats.reinstalls_by_api[request.api] += 1
+        # One unfinished job per server, and ended jobs were settled above.
+        stats.rebuilding(self.jobs.in_progress)
         return job
 
     def snapshot(self, now: float) -> dict[str, Any]:

@@ -90,6 +90,21 @@ class Api:
         path = f"/v1/{project}/cloudservers/{server}/reinstallos"
         return await self.call("POST", path, body=body, data=data, headers=headers)
 
+    async def reinstall_v2(
+        self,
+        server: str = SERVER,
+        body: Any = None,
+        *,
+        project: str = PROJECT,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        """The Cloud-Init variant: POST /v2/{project}/cloudservers/{server}/reinstallos."""
+        if body is None and data is None:
+            body = reinstall_body()
+        path = f"/v2/{project}/cloudservers/{server}/reinstallos"
+        return await self.call("POST", path, body=body, data=data, headers=headers)
+
     async def job(
         self, job_id: str, *, project: str = PROJECT, headers: dict[str, str] | None = None
     ) -> Answer:
@@ -99,6 +114,19 @@ class Api:
         self, server: str = SERVER, *, project: str = PROJECT, headers: dict[str, str] | None = None
     ) -> Answer:
         return await self.call("GET", f"/v1/{project}/cloudservers/{server}", headers=headers)
+
+    async def view(self, server: str = SERVER) -> tuple[str, str | None, str, str, str]:
+        """(status, task_state, vm_state, updated, launched_at) of a server."""
+        answer = await self.server(server)
+        assert answer.status == 200, answer.body
+        s = answer.body["server"]
+        return (
+            s["status"],
+            s["OS-EXT-STS:task_state"],
+            s["OS-EXT-STS:vm_state"],
+            s["updated"],
+            s["OS-SRV-USG:launched_at"],
+        )
 
     async def stats(self) -> dict[str, Any]:
         async with self.session.get(self.sim.url + "/_sim/stats") as response:

@@ -13,9 +13,10 @@ import pytest
 from click.testing import CliRunner
 from sim_helpers import PROJECT, SERVER
 
-from orchestrator.simulator import SimulatorConfig
+from orchestrator.simulator import SimulatorConfig, SimulatorProcess
 from orchestrator.simulator import cli as cli_module
 from orchestrator.simulator.cli import simulate
+from orchestrator.simulator.process import IN_PROCESS_DEFAULTS
 
 FLAGS = [
     "--host",
@@ -27,9 +28,18 @@ FLAGS = [
     "--no-disk-rate",
     "--running-rate",
     "--job-seconds",
+    "--queue-seconds",
+    "--power-off-seconds",
+    "--stopped-seconds",
     "--job-fail-rate",
+    "--fail-to-error-rate",
+    "--success-but-error-rate",
+    "--success-but-stale-rate",
     "--error-rate",
     "--drop-rate",
+    "--error-after-acting-rate",
+    "--slow-answer-rate",
+    "--slow-answer-seconds",
     "--rate-limit",
     "--throttle-style",
     "--busy-rate",
@@ -60,6 +70,10 @@ def test_help_lists_and_documents_every_flag() -> None:
         (["--drop-rate", "-0.1"], "--drop-rate"),
         (["--job-seconds", "5:2"], "MIN <= MAX"),
         (["--job-seconds", "soon"], "MIN or MIN:MAX"),
+        (["--queue-seconds", "9:1"], "MIN <= MAX"),
+        (["--power-off-seconds", "-1"], "MIN <= MAX"),
+        (["--slow-answer-seconds", "-2"], "--slow-answer-seconds"),
+        (["--error-after-acting-rate", "2"], "--error-after-acting-rate"),
         (["--throttle-style", "503"], "--throttle-style"),
         (["--ak", "only-ak"], "--ak and --sk"),
     ],
@@ -158,3 +172,55 @@ def test_flags_and_env_vars_reach_the_config(
     assert config.keypairs == ("a", "b")
     assert (config.latency_ms, config.missing_rate) == (20.0, 0.25)
     assert (config.token, config.ak, config.sk) == (TOKEN, "ak-1", "sk-secret-1")
+
+
+def _config_of(args: list[str], monkeypatch: pytest.MonkeyPatch) -> SimulatorConfig:
+    seen: list[SimulatorConfig] = []
+
+    async def fake_serve(config: SimulatorConfig, host: str, port: int) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr(cli_module, "_serve", fake_serve)
+    result = CliRunner().invoke(simulate, args, env={"SIM_AK": None, "SIM_SK": None})
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    return config
+
+
+def test_command_line_timing_defaults_are_realistic(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config_of([], monkeypatch)
+    assert config.queue_seconds == (2.0, 60.0)
+    assert config.power_off_seconds == (10.0, 90.0)
+    assert config.stopped_seconds == (1.0, 5.0)
+    assert config.fail_to_error_rate == 0.5
+    assert config.slow_answer_seconds == 75.0
+    help_text = CliRunner().invoke(simulate, ["--help"]).output
+    assert "--queue-seconds 0 --power-off-seconds 0" in " ".join(help_text.split())
+
+
+def test_new_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config_of(
+        [
+            *("--queue-seconds", "1:2", "--power-off-seconds", "3", "--stopped-seconds", "0"),
+            *("--fail-to-error-rate", "0.25", "--error-after-acting-rate", "0.1"),
+            *("--slow-answer-rate", "0.2", "--slow-answer-seconds", "9"),
+            *("--success-but-error-rate", "0.3", "--success-but-stale-rate", "0.4"),
+        ],
+        monkeypatch,
+    )
+    assert (config.queue_seconds, config.power_off_seconds) == ((1.0, 2.0), (3.0, 3.0))
+    assert config.stopped_seconds == (0.0, 0.0)
+    assert (config.fail_to_error_rate, config.error_after_acting_rate) == (0.25, 0.1)
+    assert (config.slow_answer_rate, config.slow_answer_seconds) == (0.2, 9.0)
+    assert (config.success_but_error_rate, config.success_but_stale_rate) == (0.3, 0.4)
+
+
+def test_simulator_process_starts_with_in_process_defaults_that_args_override(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = SimulatorProcess("--queue-seconds", "5:30")
+    args = sim.command[sim.command.index("simulate") + 1 :]
+    assert args[: len(IN_PROCESS_DEFAULTS) + 2] == ["--port", "0", *IN_PROCESS_DEFAULTS]
+    config = _config_of(args, monkeypatch)
+    assert config.queue_seconds == (5.0, 30.0)  # the caller's flag came last and won
+    assert (config.power_off_seconds, config.fail_to_error_rate) == ((0.0, 0.0), 1.0)

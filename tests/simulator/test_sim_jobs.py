@@ -10,7 +10,7 @@ JOB_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 async def test_lifecycle_init_running_success(make_api: ApiFactory, clock: FakeClock) -> None:
-    api = await make_api(job_seconds=(10.0, 10.0))
+    api = await make_api(queue_seconds=(1.0, 1.0), job_seconds=(9.0, 9.0))
     before = (await api.server()).body["server"]
     assert before["status"] == "SHUTOFF"
     assert before["OS-EXT-STS:vm_state"] == "stopped"
@@ -18,7 +18,7 @@ async def test_lifecycle_init_running_success(make_api: ApiFactory, clock: FakeC
 
     job_id = (await api.reinstall()).body["job_id"]
 
-    clock.advance(0.5)  # within the first 10% of the job
+    clock.advance(0.5)  # still queued
     job = (await api.job(job_id)).body
     assert job["status"] == "INIT"
     assert job["end_time"] is None

@@ -9,6 +9,8 @@ import pytest
 from sim_helpers import PROJECT, SERVER
 
 from orchestrator.simulator import SimulatorConfig, load_fleet
+from orchestrator.simulator.jobs import JobStatus, plan_job
+from orchestrator.simulator.phases import Phase, Timeline
 from orchestrator.simulator.ratelimit import TokenBucket
 from orchestrator.simulator.timefmt import job_time, launched_at, stamp
 
@@ -25,6 +27,15 @@ from orchestrator.simulator.timefmt import job_time, launched_at, stamp
         {"throttle_style": "503"},
         {"latency_ms": -1.0},
         {"ak": "only-ak"},
+        {"queue_seconds": (3.0, 1.0)},
+        {"power_off_seconds": (-1.0, 1.0)},
+        {"stopped_seconds": (0.0, float("inf"))},
+        {"fail_to_error_rate": 2.0},
+        {"error_after_acting_rate": -0.5},
+        {"slow_answer_rate": 1.1},
+        {"slow_answer_seconds": -1.0},
+        {"success_but_error_rate": float("nan")},
+        {"success_but_stale_rate": 3},
     ],
 )
 def test_config_refuses_bad_values(fields) -> None:
@@ -91,3 +102,74 @@ def test_time_formats_match_the_reference() -> None:
     assert job_time(t) == "2016-04-25T20:04:47.591Z"
     assert launched_at(1536822249.197749) == "2018-09-13T07:04:09.197749"
     assert stamp(1536822411.9) == "2018-09-13T07:06:51Z"
+
+
+def test_default_timings_are_instant() -> None:
+    config = SimulatorConfig()
+    assert config.queue_seconds == config.power_off_seconds == config.stopped_seconds == (0, 0)
+    assert (config.error_after_acting_rate, config.slow_answer_rate) == (0.0, 0.0)
+    assert config.fail_to_error_rate == 1.0
+
+
+@pytest.mark.parametrize(
+    ("stops_server", "at", "phase"),
+    [
+        (True, 0.0, Phase.QUEUED),
+        (True, 9.99, Phase.QUEUED),
+        (True, 10.0, Phase.POWERING_OFF),
+        (True, 29.99, Phase.POWERING_OFF),
+        (True, 30.0, Phase.STOPPED),
+        (True, 33.0, Phase.REBUILDING),
+        (True, 62.99, Phase.REBUILDING),
+        (True, 63.0, Phase.ENDED),
+        (False, 9.99, Phase.QUEUED),
+        (False, 10.0, Phase.REBUILDING),  # no power-off phases without withStopServer
+        (False, 39.99, Phase.REBUILDING),
+        (False, 40.0, Phase.ENDED),
+    ],
+)
+def test_timeline_phases(stops_server: bool, at: float, phase: Phase) -> None:
+    timeline = Timeline.plan(100.0, 10.0, 20.0, 3.0, 30.0, stops_server=stops_server)
+    assert timeline.phase_at(100.0 + at) is phase
+
+
+def test_timeline_without_any_wait_rebuilds_at_once() -> None:
+    timeline = Timeline.plan(100.0, 0.0, 0.0, 0.0, 5.0, stops_server=True)
+    assert timeline.phase_at(100.0) is Phase.REBUILDING
+    assert timeline.changed_at(Phase.REBUILDING) == 100.0
+    assert timeline.changed_at(Phase.QUEUED) is None
+
+
+def test_job_is_init_at_its_acceptance_even_without_a_queue() -> None:
+    job = plan_job(SimulatorConfig(job_seconds=(4.0, 4.0)), PROJECT, SERVER, 1, 100.0)
+    assert job.status_at(100.0) is JobStatus.INIT
+    assert job.status_at(100.001) is JobStatus.RUNNING
+    assert job.status_at(104.0) is JobStatus.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("prior", "to_error", "end_status"),
+    [
+        ("SHUTOFF", 0.0, "SHUTOFF"),
+        ("ACTIVE", 0.0, "SHUTOFF"),  # powered off by the job, left stopped
+        ("ERROR", 0.0, "ERROR"),
+        ("SHUTOFF", 1.0, "ERROR"),
+        ("ACTIVE", 1.0, "ERROR"),
+    ],
+)
+def test_failed_job_end_state(prior: str, to_error: float, end_status: str) -> None:
+    config = SimulatorConfig(job_fail_rate=1.0, fail_to_error_rate=to_error)
+    job = plan_job(
+        config, PROJECT, SERVER, 1, 0.0, stops_server=prior == "ACTIVE", prior_status=prior
+    )
+    assert (job.outcome, job.end_status, job.launches) == (JobStatus.FAIL, end_status, False)
+
+
+def test_plans_are_fixed_by_seed_server_and_attempt() -> None:
+    config = SimulatorConfig(seed=9, queue_seconds=(1, 50), power_off_seconds=(1, 50))
+    first = plan_job(config, PROJECT, SERVER, 1, 0.0, stops_server=True)
+    assert first == plan_job(config, PROJECT, SERVER, 1, 0.0, stops_server=True)
+    assert first.timeline != plan_job(config, PROJECT, SERVER, 2, 0.0, stops_server=True).timeline
+    other_seed = SimulatorConfig(seed=10, queue_seconds=(1, 50), power_off_seconds=(1, 50))
+    reseeded = plan_job(other_seed, PROJECT, SERVER, 1, 0.0, stops_server=True)
+    assert first.timeline != reseeded.timeline
