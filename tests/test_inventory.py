@@ -260,7 +260,7 @@ def test_only_ascii_case_is_folded_in_column_names(tmp_path: Path) -> None:
     path = write(tmp_path, "inv.csv", f"project_id,server_id,{kelvin}\n{P1},{S1},x\n")
     # Not taken for keyname (that would need str.lower()), but not silently kept
     # as an extra column either: it looks like keyname, so it is an error.
-    problem = one_problem(path)
+    [problem] = error_of(path).problems
     assert (problem.line, problem.field) == (1, kelvin)
     assert "looks like a typo of column 'keyname'" in problem.message
 

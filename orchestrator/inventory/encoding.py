@@ -90,11 +90,16 @@ def check_encoding(name: str) -> str:
     """Python's name for the text encoding `name`; EncodingProblem if it has none."""
     try:
         codec = codecs.lookup(name).name
-        b"".decode(codec)  # codecs.lookup also knows bytes-to-bytes codecs (base64, zip)
     except LookupError:
         raise EncodingProblem(
             f"unknown text encoding {name!r}; give one Python knows, "
             "e.g. utf-8, cp1252, latin-1, utf-16"
+        ) from None
+    try:
+        "\n".encode(codec)  # codecs.lookup also knows bytes-to-bytes codecs (base64, zip)
+    except (LookupError, UnicodeError):
+        raise EncodingProblem(
+            f"{name!r} is not a text encoding; give one such as utf-8, cp1252, latin-1, utf-16"
         ) from None
     return codec
 
@@ -126,7 +131,7 @@ def _with_lines(codec: str, bom: int, given: str | None) -> TextEncoding:
     try:
         newline, cr = "\n".encode(codec), "\r".encode(codec)
         usable = len(newline) == len(cr) in (1, 2, 4) and "\n\n".encode(codec) == newline * 2
-    except UnicodeError:
+    except (LookupError, UnicodeError):
         usable = False
     if not usable:
         raise EncodingProblem(f"--encoding {given}: its line ends cannot be found")
