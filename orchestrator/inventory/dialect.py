@@ -4,7 +4,7 @@ Spreadsheets export CSV with the separator of the user's locale: a German Excel
 writes semicolons. The header decides, since it must name known columns: the
 separator under which the first record holds the most known column names (then
 the most near misses of them) wins. Only if separators tie there (e.g. a header
-of one column) does csv.Sniffer look at the sample, and if it cannot tell
+of one column) does csv.Sniffer look at the data rows, and if it cannot tell
 either, the first of comma, semicolon, tab wins: the same file always reads the
 same way. An Excel `sep=;` first line names the separator and is skipped.
 
@@ -57,8 +57,10 @@ def detect_dialect(sample: str) -> Dialect:
     best = max(scores.values())
     tied = [delimiter for delimiter in DELIMITERS if scores[delimiter] == best]
     if len(tied) > 1:
+        # The header could not tell, so the data rows may: they alone go to Sniffer.
+        rows = sample.lstrip("\r\n").partition("\n")[2]
         try:
-            sniffed = csv.Sniffer().sniff(sample, delimiters="".join(tied)).delimiter
+            sniffed = csv.Sniffer().sniff(rows, delimiters="".join(tied)).delimiter
         except csv.Error:
             sniffed = ""
         if sniffed in tied:
