@@ -349,3 +349,14 @@ def test_the_issue_typo_no_longer_gives_every_server_the_default_key(tmp_path: P
     content = f"project_id,server_id,key_name\n{P1},{S1},own-key\n".encode()
     with pytest.raises(InventoryError, match="'keyname'"):
         read_inventory(write(tmp_path, "inv.csv", content), InventoryDefaults("default-key", "u"))
+
+
+def test_the_german_excel_sample_loads_with_encoding() -> None:
+    path = Path(__file__).resolve().parent.parent / "inventories" / "excel-de.csv"
+    assert b"\r\n" in path.read_bytes() and b";" in path.read_bytes()
+    reader = InventoryReader(path, CP1252)
+    targets = list(reader)
+    reader.raise_if_problems()
+    assert [t.extra["Besitzer"] for t in targets] == ["Müller; Jürgen", "Weiß", "Ärger GmbH"]
+    assert (targets[2].keyname, targets[2].extra["Notiz"]) == ("kp", 'sagt "hallo"')
+    assert len(problems_of(path)) == 3  # without --encoding: one per line with an umlaut
