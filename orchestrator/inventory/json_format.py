@@ -107,7 +107,9 @@ def _json_entry(
     for dup in getattr(entry, "duplicate_keys", ()):
         rows.problem(line, dup, f"{prefix}is given twice")
         broken.add(header_key(dup.strip()))
-    for name, miss, field_given in near_misses([key for key in entry if isinstance(key, str)]):
+    # near_miss is cached: the common entry, with no near miss, costs one lookup per key.
+    suspect = any(near_miss(key) is not None for key in entry)
+    for name, miss, field_given in near_misses(list(entry)) if suspect else ():
         # One problem per key name, not one per entry: the entry is dropped either way.
         broken.add(header_key(name.strip()))
         if name not in reported:

@@ -23,6 +23,7 @@ Names such as `name`, `owner`, `team`, `server_name`, `project_name` or
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -80,6 +81,7 @@ class NearMiss:
         return f"{why}; rename it to {self.field!r}, or its values would be ignored"
 
 
+@functools.lru_cache(maxsize=4096)  # JSON asks for every key of every entry
 def near_miss(name: str) -> NearMiss | None:
     """The known field `name` probably means, if it is not one itself."""
     if header_key(name.strip()) in KNOWN:
