@@ -38,7 +38,7 @@ from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_report
 from orchestrator.runner import Outcome, Runner, RunSettings
-from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
+from orchestrator.simulator import Simulator, SimulatorConfig
 from orchestrator.state import StateStore, file_sha256
 
 log = logging.getLogger("orchestrator.campaign")
@@ -235,7 +235,9 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def _cloud(inv: Invocation) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
+async def _cloud(
+    inv: Invocation, store: StateStore
+) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
     if inv.simulate is None:
         if inv.credentials is None:
             raise UsageError("no credentials in the environment")
@@ -244,7 +246,9 @@ async def _cloud(inv: Invocation) -> AsyncIterator[tuple[Endpoints, Credentials 
     token = secrets.token_urlsafe(24)
     config = inv.simulate
     if config.fleet is None and inv.inventory is not None:
-        config = replace(config, fleet=load_fleet(inv.inventory))
+        # The validated targets, not the file again: the file may need --encoding
+        # or a separator that the simulator's own simple reader does not know.
+        config = replace(config, fleet=tuple(t.spec.key for t in store.iter_targets()))
     config = replace(config, token=token)
     async with Simulator(config) as sim:
         logging.getLogger("orchestrator.progress").info("simulator listening on %s", sim.url)
@@ -257,7 +261,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
     try:
-        async with _cloud(inv) as (endpoints, credentials):
+        async with _cloud(inv, store) as (endpoints, credentials):
             s = inv.settings
             connector = aiohttp.TCPConnector(limit=max(64, s.submit_workers() + s.poll_workers()))
             async with aiohttp.ClientSession(connector=connector) as session:

@@ -34,7 +34,12 @@ from orchestrator.campaign import (
 )
 from orchestrator.endpoints import Endpoints
 from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
-from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.inventory import (
+    EncodingProblem,
+    InventoryDefaults,
+    InventoryReader,
+    check_encoding,
+)
 from orchestrator.logsetup import setup_logging
 from orchestrator.model import TargetState
 from orchestrator.report import build_summary, summary_to_dict, write_report
@@ -409,6 +414,7 @@ def _invocation(
         ),
         "request_options": request_options,
         "auth": credentials.kind if credentials else ("simulator" if simulate_flag else None),
+        "encoding": defaults.encoding,
     }
     return inv
 
@@ -463,6 +469,28 @@ def _start(
     return outcome.exit_code
 
 
+def _encoding(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--encoding: any text encoding Python knows, else a usage error (exit 2)."""
+    if value is None:
+        return None
+    try:
+        check_encoding(value)
+    except EncodingProblem as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+encoding_option = click.option(
+    "--encoding",
+    callback=_encoding,
+    help=(
+        "Text encoding of the inventory where it has no byte order mark, e.g. cp1252 "
+        "for a spreadsheet saved on Windows.  [default: UTF-8; UTF-8/16/32 with a BOM "
+        "are recognised]"
+    ),
+)
+
+
 @cli.command(epilog=EXIT_CODES)
 @click.argument("inventory", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -471,6 +499,7 @@ def _start(
     type=click.Path(path_type=Path, dir_okay=False),
     help="SQLite state file.  [default: <report-dir>/<inventory>.state.sqlite]",
 )
+@encoding_option
 @click.option("--keyname", help="Key pair name, where the inventory gives none.")
 @click.option("--userid", help="User ID, where the inventory gives none.")
 @click.option(
@@ -498,6 +527,7 @@ def run(
     userid: str | None,
     stop_server: bool,
     byol: bool | None,
+    encoding: str | None,
     **opts: Any,
 ) -> int:
     """Reinstall every server in INVENTORY (CSV or JSON) and write the report.
@@ -505,7 +535,9 @@ def run(
     Running the same command again resumes: nothing already succeeded is sent again.
     """
     state_path = state_path or default_state_path(inventory, opts["report_dir"] or Path("reports"))
-    defaults = InventoryDefaults(keyname, userid, "withStopServer" if stop_server else None, byol)
+    defaults = InventoryDefaults(
+        keyname, userid, "withStopServer" if stop_server else None, byol, encoding
+    )
     return _start(state_path, inventory, opts, defaults)
 
 
@@ -595,6 +627,7 @@ def report(state_path: Path, report_dir: Path | None) -> int:
 @click.option(
     "--endpoint-template", help="As for run: then every server needs a region, checked here."
 )
+@encoding_option
 @click.option("--rate", type=float, default=10.0, show_default=True)
 @click.option("--max-in-flight", type=int, default=200, show_default=True)
 @click.option(
@@ -613,6 +646,7 @@ def plan(
     byol: bool | None,
     endpoint: str | None,
     endpoint_template: str | None,
+    encoding: str | None,
     rate: float,
     max_in_flight: int,
     job_seconds: float,
@@ -620,7 +654,9 @@ def plan(
     """Validate INVENTORY and show what a run would do, without sending anything."""
     _positive("--rate", rate)
     _positive("--max-in-flight", max_in_flight)
-    defaults = InventoryDefaults(keyname, userid, "withStopServer" if stop_server else None, byol)
+    defaults = InventoryDefaults(
+        keyname, userid, "withStopServer" if stop_server else None, byol, encoding
+    )
     reader = InventoryReader(inventory, defaults)
     regions = RegionCheck(str(inventory), needed=bool(endpoint_template and not endpoint))
     per_project: Counter[str] = Counter()
@@ -629,7 +665,11 @@ def plan(
         per_project[spec.project_id] += 1
         modes[spec.mode or "(none)"] += 1
     n = sum(per_project.values())
-    click.echo(f"inventory {inventory} ({reader.format}): {reader.rows} rows, {n} valid targets")
+    layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
+    click.echo(
+        f"inventory {inventory} ({layout}, {reader.encoding.label}): "
+        f"{reader.rows} rows, {n} valid targets"
+    )
     click.echo(
         f"defaults: keyname={keyname!r} userid={userid!r} mode={defaults.mode!r} byol={byol!r}"
     )

@@ -46,11 +46,17 @@ VALID_JSON = json.dumps(
 ).encode()
 
 
+# The same rows as an Excel "Unicode text" export would hold them, but with semicolons.
+VALID_SEMICOLON_UTF16 = VALID_CSV.decode().replace(",", ";").encode("utf-16")
+
+
 def test_the_documents_to_mutate_are_valid(tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = tmp_path_factory.mktemp("base")
     (folder / "inv.csv").write_bytes(VALID_CSV)
     (folder / "inv.json").write_bytes(VALID_JSON)
+    (folder / "utf16.csv").write_bytes(VALID_SEMICOLON_UTF16)
     assert len(read_inventory(folder / "inv.csv", DEFAULTS)) == 2
+    assert len(read_inventory(folder / "utf16.csv", DEFAULTS)) == 2
     assert len(read_inventory(folder / "inv.json", DEFAULTS)) == 1
 
 
@@ -68,23 +74,38 @@ def mutated(draw: st.DrawFn, base: bytes) -> bytes:
     return bytes(data[: draw(st.integers(0, len(data)))] if draw(st.booleans()) else data)
 
 
+# (how the file is written, --encoding): UTF-8 with or without a BOM and UTF-16
+# with one are recognised; cp1252 needs the flag.
+ENCODINGS = [
+    ("utf-8", None),
+    ("utf-8-sig", None),
+    ("utf-16", None),
+    ("utf-32", None),
+    ("cp1252", "cp1252"),
+]
+
 ANY_BYTES = st.one_of(
     st.binary(max_size=300),
     st.text(alphabet=',"\r\n {}[]:-0123456789abcdef\ufeff', max_size=200).map(str.encode),
     mutated(VALID_CSV),
     mutated(VALID_JSON),
+    mutated(VALID_SEMICOLON_UTF16),
 )
 
 
 @FUZZ
-@given(data=ANY_BYTES, name=st.sampled_from(NAMES))
+@given(
+    data=ANY_BYTES,
+    name=st.sampled_from(NAMES),
+    encoding=st.sampled_from([None, None, "cp1252", "utf-16", "utf-16-be", "latin-1"]),
+)
 def test_any_bytes_give_targets_or_an_inventory_error(
-    tmp_path_factory: pytest.TempPathFactory, data: bytes, name: str
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, name: str, encoding: str | None
 ) -> None:
     path = tmp_path_factory.mktemp("fuzz") / name
     path.write_bytes(data)
     try:
-        targets = read_inventory(path, DEFAULTS)
+        targets = read_inventory(path, dataclasses.replace(DEFAULTS, encoding=encoding))
     except InventoryError as err:
         assert err.problems, "an InventoryError must say what is wrong"
         assert all(p.file == str(path) for p in err.problems)
@@ -132,12 +153,12 @@ def targets(draw: st.DrawFn) -> list[TargetSpec]:
     return rows
 
 
-def as_csv(rows: list[TargetSpec], newline: str) -> str:
+def as_csv(rows: list[TargetSpec], newline: str, delimiter: str = ",") -> str:
     out = io.StringIO()
     # The writer quotes a cell with a lone CR only when CR is in its line
     # terminator; unquoted, a CR ends a record (RFC 4180), so LF files quote all.
     quoting = csv.QUOTE_MINIMAL if newline == "\r\n" else csv.QUOTE_ALL
-    writer = csv.writer(out, lineterminator=newline, quoting=quoting)
+    writer = csv.writer(out, lineterminator=newline, quoting=quoting, delimiter=delimiter)
     writer.writerow(
         ["project_id", "server_id", "region", "keyname", "userid", "mode", "byol", *EXTRA_COLUMNS]
     )
@@ -163,7 +184,7 @@ def as_json(rows: list[TargetSpec]) -> str:
             "byol": t.byol,
         }
         servers.append(entry | t.extra)
-    return json.dumps({"servers": servers}, indent=2)
+    return json.dumps({"servers": servers}, indent=2, ensure_ascii=False)
 
 
 def without_lines(rows: list[TargetSpec]) -> list[TargetSpec]:
@@ -186,3 +207,48 @@ def test_valid_rows_round_trip_through_csv_and_json(
     assert without_lines(from_csv) == without_lines(from_json) == without_lines(rows)
     assert [t.line for t in from_json] == [t.line for t in rows]  # entry numbers
     assert [t.line for t in from_csv] == sorted({t.line for t in from_csv})
+
+
+def representable(rows: list[TargetSpec], codec: str) -> list[TargetSpec]:
+    """The rows as they survive a trip through `codec` ('?' for what it cannot hold)."""
+
+    def fit(text: str) -> str:
+        return text.encode(codec, "replace").decode(codec)
+
+    return [
+        dataclasses.replace(
+            t,
+            keyname=fit(t.keyname),
+            userid=fit(t.userid),
+            extra={k: fit(v) for k, v in t.extra.items()},
+        )
+        for t in rows
+    ]
+
+
+@FUZZ
+@given(
+    rows=targets(),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    encoding=st.sampled_from(ENCODINGS),
+)
+def test_valid_rows_round_trip_in_every_dialect_and_encoding(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[TargetSpec],
+    newline: str,
+    delimiter: str,
+    encoding: tuple[str, str | None],
+) -> None:
+    codec, flag = encoding
+    rows = representable(rows, codec)
+    folder = tmp_path_factory.mktemp("dialects")
+    csv_path, json_path = folder / "inv.csv", folder / "inv.json"
+    csv_path.write_bytes(as_csv(rows, newline, delimiter).encode(codec))
+    json_path.write_bytes(as_json(rows).encode(codec))
+    defaults = InventoryDefaults(encoding=flag)
+
+    from_csv = read_inventory(csv_path, defaults)
+    from_json = read_inventory(json_path, defaults)
+
+    assert without_lines(from_csv) == without_lines(from_json) == without_lines(rows)

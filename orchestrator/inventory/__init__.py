@@ -19,19 +19,25 @@ only when `InventoryReader.raise_if_problems` passes after a full iteration.
 File-level failures (missing file, no header, too big, ...) raise
 `InventoryError` at once, since no row can be judged.
 
-Modules, one concern each: `rules` (the fields, what each accepts, how a bad
-value is shown), `csv_format` (CSV as a stream of physical lines, its limits
-and header), `json_format` (JSON layout with line numbers, entries, file
-defaults), `reader` (`InventoryReader`: the file checks, format choice,
-defaults, one row's target, duplicates, problems and hash).
+Modules, one concern each, imported one way (reader -> formats -> rows ->
+rules): `rules` (the fields, what each accepts, how a bad value is shown),
+`names` (column and key names that are near misses of a field), `rows`
+(`RowChecker`: defaults and their precedence, one row's target, duplicates,
+the row limit and the problems; the interface every format uses),
+`encoding` (BOM detection, `--encoding`, lines in any encoding), `dialect`
+(the CSV separator), `csv_format` (CSV as a stream of physical lines, its
+limits and header), `json_format` (JSON layout with line numbers, entries,
+file defaults), `reader` (`InventoryReader`: the file checks, encoding,
+format and dialect choice, and the hash).
 """
 
-from orchestrator.inventory.reader import (
+from orchestrator.inventory.encoding import EncodingProblem, check_encoding
+from orchestrator.inventory.reader import InventoryReader, read_inventory
+from orchestrator.inventory.rows import (
     MAX_STORED_PROBLEMS,
     NO_DEFAULTS,
     InventoryDefaults,
-    InventoryReader,
-    read_inventory,
+    RowChecker,
 )
 from orchestrator.inventory.rules import STOP_SERVER
 
@@ -39,7 +45,10 @@ __all__ = [
     "MAX_STORED_PROBLEMS",
     "NO_DEFAULTS",
     "STOP_SERVER",
+    "EncodingProblem",
     "InventoryDefaults",
     "InventoryReader",
+    "RowChecker",
+    "check_encoding",
     "read_inventory",
 ]

@@ -1,94 +1,120 @@
 """JSON inventories: a list of servers, or ``{"defaults": ..., "servers": [...]}``.
 
 Owns the layout walk that gives each entry its line number (json.loads gives
-no positions), keys given twice, the file's "defaults", and turning each entry
-into one row for `InventoryReader._target`. JSON is read whole, hence
-`InventoryReader.max_json_bytes`.
+no positions), keys given twice, near-miss keys (the rules of `names`, as for
+CSV columns), the file's "defaults", and turning each entry into one row for
+`RowChecker.target`. JSON is read whole, hence `max_json_bytes`.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from json.decoder import scanstring  # type: ignore[attr-defined]  # real, but not in typeshed
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any
 
+from orchestrator.inventory.encoding import ByteStream, TextEncoding
+from orchestrator.inventory.names import near_miss, near_misses
+from orchestrator.inventory.rows import RowChecker
 from orchestrator.inventory.rules import (
-    CHECKS,
     DEFAULTABLE,
     KNOWN,
     SHOW_CHARS,
-    UNUSABLE,
     Bad,
     header_key,
 )
 from orchestrator.model import TargetSpec
 
-if TYPE_CHECKING:
-    from orchestrator.inventory.reader import InventoryReader
-
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def read_json(inventory: InventoryReader, file: BinaryIO) -> Iterator[TargetSpec]:
-    """The valid targets of a JSON inventory; problems go to `inventory`."""
-    data = file.read(inventory.max_json_bytes + 1)
-    inventory._hasher.update(data)
-    if len(data) > inventory.max_json_bytes:  # it grew since it was checked
-        inventory._fail(inventory._json_too_big(len(data)))
-    data = data.removeprefix(codecs.BOM_UTF8)
+def too_big_message(size: int, limit: int) -> str:
+    return (
+        f"file is {size} bytes; JSON inventories are limited to {limit} "
+        "bytes because they are read whole; use CSV, which is read as a stream"
+    )
+
+
+def read_json(
+    stream: ByteStream, rows: RowChecker, *, encoding: TextEncoding, max_json_bytes: int
+) -> Iterator[TargetSpec]:
+    """The valid targets of a JSON inventory; problems go to `rows`.
+
+    `stream` is positioned after the byte order mark, if any (`encoding.bom` bytes).
+    """
+    data = stream.read(max_json_bytes + 1)
+    if len(data) > max_json_bytes:  # it grew since it was checked
+        rows.fail(too_big_message(len(data), max_json_bytes))
     try:
-        text = data.decode("utf-8")
+        text = data.decode(encoding.codec)
     except UnicodeDecodeError as err:
-        inventory._problem(
-            data.count(b"\n", 0, err.start) + 1,
+        valid = data[: err.start].decode(encoding.codec, "replace")
+        line_start = valid.rfind("\n") + 1
+        column = len(valid[line_start:].encode(encoding.codec, "replace")) + 1
+        rows.problem(
+            valid.count("\n") + 1,
             None,
-            f"is not valid UTF-8: byte 0x{data[err.start]:02x}; save the file as UTF-8",
+            encoding.decode_problem(
+                data[err.start : err.start + 1], column, encoding.bom + err.start
+            ),
         )
         return
     del data
     try:
         layout = _json_layout(text)
     except json.JSONDecodeError as err:
-        inventory._problem(err.lineno, None, f"invalid JSON: {err.msg} (column {err.colno})")
+        rows.problem(err.lineno, None, f"invalid JSON: {err.msg} (column {err.colno})")
         return
     except RecursionError:
-        inventory._problem(None, None, "invalid JSON: nested too deeply")
+        rows.problem(None, None, "invalid JSON: nested too deeply")
         return
     except ValueError as err:  # e.g. an integer with more digits than Python converts
-        inventory._problem(None, None, f"invalid JSON: {err}")
+        rows.problem(None, None, f"invalid JSON: {err}")
         return
     for line, name, message in layout.problems:
-        inventory._problem(line, name, message)
-    _use_file_defaults(inventory, layout.defaults, layout.defaults_line)
-    inventory._settle_defaults()
+        rows.problem(line, name, message)
+    _use_file_defaults(rows, layout.defaults, layout.defaults_line)
+    rows.begin_rows()
     columns: dict[str, None] = {}
+    reported: set[str] = set()  # near-miss keys, reported at their first entry only
     for number, (line, entry) in enumerate(layout.servers, 1):
-        if not inventory._count_row(line):
+        if not rows.count_row(line):
             break
-        target = _json_entry(inventory, number, line, entry, columns)
+        target = _json_entry(rows, number, line, entry, columns, reported)
         if target is not None:
             yield target
-    inventory.columns = tuple(columns)
+    rows.columns = tuple(columns)
 
 
 def _json_entry(
-    inventory: InventoryReader, number: int, line: int, entry: Any, columns: dict[str, None]
+    rows: RowChecker,
+    number: int,
+    line: int,
+    entry: Any,
+    columns: dict[str, None],
+    reported: set[str],
 ) -> TargetSpec | None:
     prefix = f"entry {number}: "
     if not isinstance(entry, dict):
-        inventory._problem(line, None, f"{prefix}must be an object, got {_json_type(entry)}")
+        rows.problem(line, None, f"{prefix}must be an object, got {_json_type(entry)}")
         return None
     values: dict[str, str] = {}
     extra: dict[str, str] = {}
     broken: set[str] = set()
     for dup in getattr(entry, "duplicate_keys", ()):
-        inventory._problem(line, dup, f"{prefix}is given twice")
+        rows.problem(line, dup, f"{prefix}is given twice")
         broken.add(header_key(dup.strip()))
+    # near_miss is cached: the common entry, with no near miss, costs one lookup per key.
+    suspect = any(near_miss(key) is not None for key in entry)
+    for name, miss, field_given in near_misses(list(entry)) if suspect else ():
+        # One problem per key name, not one per entry: the entry is dropped either way.
+        broken.add(header_key(name.strip()))
+        if name not in reported:
+            reported.add(name)
+            rows.problem(line, name.strip(), prefix + miss.message("key", field_given))
     seen: set[str] = set()  # keys match as CSV columns do: trimmed, ignoring ASCII case
     for raw_key, raw in entry.items():
         name = raw_key.strip()
@@ -109,28 +135,33 @@ def _json_entry(
             if _SURROGATE.search(text):
                 raise Bad("contains an unpaired surrogate escape (\\ud800-\\udfff)")
         except Bad as err:
-            inventory._problem(line, name or None, prefix + str(err))
+            rows.problem(line, name or None, prefix + str(err))
             broken.add(key)
     known = tuple("" if key in broken else values.get(key, "") for key in KNOWN)
-    return inventory._target(known, extra, number, line, "entry", broken)
+    return rows.target(known, extra, number, line, "entry", broken)
 
 
-def _use_file_defaults(inventory: InventoryReader, value: Any, line: int | None) -> None:
-    """JSON "defaults": they override the CLI's, and rows override them."""
+def _use_file_defaults(rows: RowChecker, value: Any, line: int | None) -> None:
+    """JSON "defaults": they override the command line's, and rows override them."""
     if value is None:
         return
     if not isinstance(value, dict):
-        inventory._problem(line, "defaults", f"must be an object, got {_json_type(value)}")
+        rows.problem(line, "defaults", f"must be an object, got {_json_type(value)}")
         return
     repeated = {header_key(key.strip()) for key in getattr(value, "duplicate_keys", ())}
     given: set[str] = set()
     for raw_key, raw in value.items():
         key = header_key(raw_key.strip())
         if key not in DEFAULTABLE:
-            inventory._problem(
+            miss = near_miss(raw_key)
+            hint = ""
+            if miss is not None and miss.field in DEFAULTABLE:
+                given_too = miss.field in {header_key(k.strip()) for k in value}
+                hint = "; " + miss.message("key", given_too)
+            rows.problem(
                 line,
                 f"defaults.{raw_key}",
-                f"unknown; the defaults may hold {', '.join(DEFAULTABLE)}",
+                f"unknown; the defaults may hold {', '.join(DEFAULTABLE)}{hint}",
             )
             continue
         field = f"defaults.{key}"
@@ -141,11 +172,10 @@ def _use_file_defaults(inventory: InventoryReader, value: Any, line: int | None)
             text = _json_field(key, raw)
             if _SURROGATE.search(text):
                 raise Bad("contains an unpaired surrogate escape (\\ud800-\\udfff)")
-            if text:
-                inventory._defaults[key] = CHECKS[key](text)
+            rows.file_default(key, text)
         except Bad as err:
-            inventory._problem(line, field, str(err))
-            inventory._defaults[key] = UNUSABLE
+            rows.problem(line, field, str(err))
+            rows.mark_default_unusable(key)
 
 
 class _JsonObject(dict[str, Any]):
