@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import sys
@@ -22,7 +23,7 @@ from typing import Any, NoReturn
 
 import click
 
-from orchestrator import auth
+from orchestrator import cloudconfig, regions
 from orchestrator.campaign import (
     Invocation,
     check_report_dir,
@@ -35,6 +36,7 @@ from orchestrator.errors import IncompleteImport, OrchestratorError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.logsetup import setup_logging
 from orchestrator.model import TargetState
+from orchestrator.network import ca_bundle
 from orchestrator.report import build_summary, summary_to_dict, write_report
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import SimulatorConfig
@@ -97,6 +99,30 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--endpoint-template",
             help="Endpoint with a {region} placeholder, filled from the region column.",
+        ),
+        click.option(
+            "--os-cloud",
+            metavar="NAME",
+            help="Cloud of clouds.yaml to use (also OS_CLOUD); passwords stay in the "
+            "files or the environment, never on the command line.",
+        ),
+        click.option(
+            "--cloud",
+            type=click.Choice(["otc", "huawei"]),
+            help="Whose known ECS endpoints to use by region when neither --endpoint nor "
+            "the service catalog gives one.  [default: guessed from auth_url]",
+        ),
+        click.option(
+            "--region",
+            metavar="REGION",
+            help="Region of targets whose row gives none, e.g. eu-de.  "
+            "[default: region_name of the cloud, or OS_REGION_NAME]",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="PEM file of CAs to trust (a company CA).  "
+            "[default: cacert of the cloud, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, or the system's]",
         ),
         click.option(
             "--simulate",
@@ -238,12 +264,11 @@ def _invocation(
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
-    credentials: auth.Credentials | None,
 ) -> Invocation:
     """Options given now, else those of the latest invocation, else defaults; checked
     before the state file is touched, so a usage error leaves nothing behind."""
     saved = _saved_options(state_path)
-    new_target = opts.get("endpoint") or opts.get("endpoint_template")
+    new_target = opts.get("endpoint") or opts.get("endpoint_template") or opts.get("os_cloud")
     simulate_flag = bool(opts.get("simulate") or (saved.get("simulate") and not new_target))
     settings = settings_from(opts, saved, simulate_flag)
     inv = Invocation(
@@ -252,7 +277,6 @@ def _invocation(
         settings=settings,
         inventory=inventory,
         defaults=defaults,
-        credentials=credentials,
         live_progress=False if opts.get("no_live") else None,
     )
     if simulate_flag:
@@ -262,19 +286,7 @@ def _invocation(
             job_fail_rate=opts.get("sim_job_fail_rate") or 0.0,
         )
     else:
-        inv.endpoint = opts.get("endpoint") or (
-            None if opts.get("endpoint_template") else saved.get("endpoint")
-        )
-        inv.endpoint_template = opts.get("endpoint_template") or (
-            None if opts.get("endpoint") else saved.get("endpoint_template")
-        )
-        if inv.endpoint is None and inv.endpoint_template is None:
-            raise UsageError("give --endpoint or --endpoint-template (or --simulate)")
-        Endpoints(inv.endpoint, inv.endpoint_template)  # raises UsageError when unsafe
-        if credentials is None:
-            raise UsageError(
-                "no credentials: set OS_AUTH_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
-            )
+        _cloud_and_endpoints(inv, opts, saved)
     inv.options = {
         "report_dir": str(inv.report_dir.resolve()),
         "endpoint": inv.endpoint,
@@ -288,9 +300,69 @@ def _invocation(
         "poll_cap": settings.poll_cap,
         "drain_timeout": settings.drain_timeout,
         "no_preflight": not settings.preflight,
-        "auth": credentials.kind if credentials else ("simulator" if simulate_flag else None),
+        "auth": inv.cloud.auth_type if inv.cloud else ("simulator" if simulate_flag else None),
+        "os_cloud": inv.cloud.cloud if inv.cloud and inv.cloud.source == "clouds.yaml" else None,
+        "credentials": inv.cloud.describe() if inv.cloud else None,
+        "cloud": inv.endpoints.cloud if inv.endpoints else None,
+        "region": inv.endpoints.region if inv.endpoints else None,
+        "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
+        "ca_bundle_source": inv.ca.source,
     }
     return inv
+
+
+def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Credentials, endpoints and CAs for a real cloud; every check before anything starts.
+
+    A resumed run keeps the cloud, region and endpoints it was started with unless
+    they are given again; the password is read again from where it lives.
+    """
+    os_cloud = opts.get("os_cloud") or saved.get("os_cloud")
+    config = cloudconfig.load(os_cloud, os.environ)
+    if config is None:
+        raise UsageError(
+            "no credentials: use --os-cloud NAME (clouds.yaml), the OS_* variables "
+            "(OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, ...), OS_AUTH_TOKEN, or "
+            "HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
+        )
+    inv.cloud = config
+    inv.endpoint = opts.get("endpoint") or (
+        None if opts.get("endpoint_template") else saved.get("endpoint")
+    )
+    inv.endpoint_template = opts.get("endpoint_template") or (
+        None if opts.get("endpoint") else saved.get("endpoint_template")
+    )
+    region = opts.get("region") or saved.get("region") or config.region_name
+    cloud = opts.get("cloud") or saved.get("cloud") or regions.guess_cloud(config.auth_url)
+    if (
+        inv.endpoint is None
+        and inv.endpoint_template is None
+        and cloud is None
+        and config.auth_type != "password"
+    ):
+        raise UsageError(
+            "give --endpoint or --endpoint-template (or --simulate), or --cloud otc|huawei "
+            "with --region"
+        )
+    if cloud and region and not regions.is_known(cloud, region):
+        click.echo(
+            f"warning: region {region!r} is not among the known {cloud} regions; "
+            f"trying {regions.ecs_endpoint(cloud, region)}",
+            err=True,
+        )
+    # Raises UsageError when unsafe or incomplete.
+    inv.endpoints = Endpoints(
+        inv.endpoint,
+        inv.endpoint_template,
+        cloud=cloud,
+        region=region,
+        catalog=config.auth_type == "password",
+    )
+    ca_option = opts.get("ca_bundle")
+    saved_ca = saved.get("ca_bundle") if saved.get("ca_bundle_source") == "--ca-bundle" else None
+    inv.ca = ca_bundle(
+        ca_option or (Path(saved_ca) if saved_ca else None), config.cacert, os.environ
+    )
 
 
 def _start(
@@ -299,10 +371,9 @@ def _start(
     opts: dict[str, Any],
     defaults: InventoryDefaults,
 ) -> int:
-    credentials = auth.from_env(os.environ)
-    secrets = credentials.secrets() if credentials else ()
+    inv = _invocation(state_path, inventory, opts, defaults)
+    secrets = inv.cloud.secrets() if inv.cloud else ()
     setup_logging(None, opts["log_level"], secrets)
-    inv = _invocation(state_path, inventory, opts, defaults, credentials)
     check_report_dir(inv.report_dir)
     store = open_state(inv)
     try:
@@ -310,6 +381,14 @@ def _start(
         setup_logging(
             opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets
         )
+        if inv.cloud is not None:
+            # Where the credentials came from and whose they are; never a secret.
+            about = {k: v for k, v in inv.cloud.describe().items() if v}
+            logging.getLogger("orchestrator.campaign").info(
+                "credentials: %s; CA: %s",
+                ", ".join(f"{k}={v}" for k, v in about.items()),
+                inv.ca.source,
+            )
         result = asyncio.run(execute(inv, store))
     finally:
         store.close()

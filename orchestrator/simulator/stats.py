@@ -32,6 +32,8 @@ class Stats:
     # Clock reading at each request's arrival, by API: pacing measured at the service.
     request_times: dict[str, deque[float]] = field(default_factory=_request_times)
     max_concurrent_rebuilding: int = 0  # most servers in REBUILD at once, seen at accepts
+    tokens_issued: Counter[str] = field(default_factory=Counter)  # IAM, by project
+    denied: int = 0  # ECS requests refused by a project's policy (403 Pdp.0001)
 
     def arrived(self, kind: str, now: float) -> None:
         """Count one request of `kind` and note when it came (the hot path: two appends)."""
@@ -62,4 +64,6 @@ class Stats:
             "request_times": {kind: list(self.request_times[kind]) for kind in API_KINDS},
             "max_concurrent_rebuilding": self.max_concurrent_rebuilding,
             "rebuilding_now": jobs_in_progress,
+            "tokens_issued": dict(self.tokens_issued),
+            "denied": self.denied,
         }
