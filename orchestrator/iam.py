@@ -88,10 +88,11 @@ def ecs_from_catalog(catalog: list[Any], region: str | None) -> str | None:
         if found:
             break  # `ecs` wins over `compute` when both are listed
     if region is not None:
-        urls = [url for where, url in found if where == region]
+        urls = {url for where, url in found if where == region}
     else:
-        urls = [url for _, url in found] if len(found) == 1 else []
-    return strip_version(urls[0]) if urls else None
+        urls = {url for _, url in found}
+    # Without a region, only an unambiguous catalog answers.
+    return strip_version(urls.pop()) if len(urls) == 1 else None
 
 
 class IamAuth:

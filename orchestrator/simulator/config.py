@@ -53,6 +53,8 @@ class SimulatorConfig:
     users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
     token_ttl: float = 86400.0
     denied_projects: tuple[str, ...] = ()  # ECS answers 403 Pdp.0001 in these
+    # Regions whose ECS endpoint the token's catalog lists: all of them this simulator.
+    regions: tuple[str, ...] = ("eu-de", "eu-nl", "eu-ch2")
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:

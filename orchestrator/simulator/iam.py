@@ -25,7 +25,6 @@ from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.errors import ApiFault
 
 TOKEN_PREFIX = "MIIsim"
-SIM_REGION = "sim-1"
 _PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
 TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
 
@@ -57,6 +56,7 @@ class Iam:
     def __init__(self, config: SimulatorConfig) -> None:
         self._users = {(domain, name): password for name, password, domain in config.users}
         self._ttl = config.token_ttl
+        self._regions = config.regions
         self._fleet_projects = (
             None if config.fleet is None else frozenset(p for p, _ in config.fleet)
         )
@@ -110,20 +110,11 @@ class Iam:
             self.issued[project_id] += 1
             body_token["project"] = {"id": project_id, "domain": {"name": domain_name}}
             url = f"{base_url}/v1/{project_id}"
-            catalog.append(
-                {
-                    "type": "ecs",
-                    "name": "ecs",
-                    "endpoints": [
-                        {
-                            "interface": "public",
-                            "region": SIM_REGION,
-                            "region_id": SIM_REGION,
-                            "url": url,
-                        }
-                    ],
-                }
-            )
+            endpoints = [
+                {"interface": "public", "region": region, "region_id": region, "url": url}
+                for region in self._regions
+            ]
+            catalog.append({"type": "ecs", "name": "ecs", "endpoints": endpoints})
         else:
             body_token["domain"] = {"name": domain_name}
         return token, {"token": body_token}
