@@ -263,8 +263,7 @@ def _from_file(name: str, env: Mapping[str, str], places: Places, named_by: str)
         raise UsageError(f"{path}: no cloud named {name!r} ({named_by}); clouds there: {known}")
     if not isinstance(entry, dict):
         raise UsageError(f"{path}{_at(clouds, name)}: cloud {name!r} must be a mapping")
-    where = f"{path}: cloud {name!r}"
-    return _parse(entry, source="clouds.yaml", cloud=name, where=where, file=path)
+    return _parse(entry, source="clouds.yaml", cloud=name, where=str(path), file=path)
 
 
 def _parse(
@@ -275,9 +274,13 @@ def _parse(
     where: str,
     file: Path | None = None,
 ) -> CloudConfig:
+    def at(holder: Any = None, key: str = "") -> str:
+        # "file:line: cloud 'x'" - the line of the field when the YAML loader knew it.
+        return f"{where}{_at(holder, key)}" + (f": cloud {cloud!r}" if cloud else "")
+
     auth = entry.get("auth") or {}
     if not isinstance(auth, dict):
-        raise UsageError(f"{where}{_at(entry, 'auth')}: field 'auth' must be a mapping")
+        raise UsageError(f"{at(entry, 'auth')}: field 'auth' must be a mapping")
 
     def get(key: str, *, in_auth: bool = True) -> str | None:
         value = auth.get(key) if in_auth and key in auth else entry.get(key)
@@ -286,7 +289,7 @@ def _parse(
         if not isinstance(value, str | int):
             holder = auth if in_auth and key in auth else entry
             prefix = "auth." if holder is auth else ""
-            raise UsageError(f"{where}{_at(holder, key)}: field '{prefix}{key}' must be a string")
+            raise UsageError(f"{at(holder, key)}: field '{prefix}{key}' must be a string")
         return str(value).strip()
 
     ak, sk = get("ak"), get("sk")
@@ -324,7 +327,7 @@ def _parse(
             hint = (
                 " (put the password in secure.yaml or OS_PASSWORD)" if "password" in missing else ""
             )
-            raise UsageError(f"{where}: password authentication needs {fields}{hint}")
+            raise UsageError(f"{at()}: password authentication needs {fields}{hint}")
         return CloudConfig(
             auth_type="password",
             username=username,
@@ -335,14 +338,14 @@ def _parse(
         )
     if auth_type in TOKEN_TYPES:
         if not token:
-            raise UsageError(f"{where}: token authentication needs 'auth.token'")
+            raise UsageError(f"{at()}: token authentication needs 'auth.token'")
         return CloudConfig(auth_type="token", token=token, **common)
     if auth_type in AKSK_TYPES:
         if not (ak and sk):
-            raise UsageError(f"{where}: AK/SK authentication needs both 'ak' and 'sk'")
+            raise UsageError(f"{at()}: AK/SK authentication needs both 'ak' and 'sk'")
         security_token = get("security_token")
         return CloudConfig(auth_type="aksk", ak=ak, sk=sk, security_token=security_token, **common)
     raise UsageError(
-        f"{where}{_at(entry, 'auth_type')}: field 'auth_type' {auth_type!r} is not supported "
+        f"{at(entry, 'auth_type')}: field 'auth_type' {auth_type!r} is not supported "
         "(password, token or aksk)"
     )
