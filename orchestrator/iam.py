@@ -43,7 +43,8 @@ from orchestrator.errors import (
 )
 
 TOKEN_HEADER = "X-Subject-Token"
-ECS_SERVICE_TYPES = ("ecs", "compute")
+# Only `ecs`: `compute` is Nova (/v2.1), another API even where it shares the host.
+ECS_SERVICE_TYPES = ("ecs",)
 MAX_MARGIN = 300.0  # renew a token at most this long before it expires
 MARGIN_SHARE = 0.1  # ... and at least this share of its lifetime before
 MAX_BODY = 4 << 20  # a token answer with a full catalog is tens of KiB
@@ -75,7 +76,7 @@ def _epoch(value: Any) -> float | None:
 
 def ecs_from_catalog(catalog: list[Any], region: str | None) -> str | None:
     """The public ECS endpoint of `region` (or the only one, without a region)."""
-    found: list[tuple[str | None, str]] = []
+    by_type: dict[str, list[tuple[str | None, str]]] = {t: [] for t in ECS_SERVICE_TYPES}
     for service in catalog:
         if not isinstance(service, dict) or service.get("type") not in ECS_SERVICE_TYPES:
             continue
@@ -84,9 +85,8 @@ def ecs_from_catalog(catalog: list[Any], region: str | None) -> str | None:
                 continue
             url = ep.get("url")
             if isinstance(url, str):
-                found.append((ep.get("region_id") or ep.get("region"), url))
-        if found:
-            break  # `ecs` wins over `compute` when both are listed
+                by_type[service["type"]].append((ep.get("region_id") or ep.get("region"), url))
+    found = [pair for t in ECS_SERVICE_TYPES for pair in by_type[t]]
     if region is not None:
         urls = {url for where, url in found if where == region}
     else:

@@ -157,6 +157,7 @@ def test_catalog_url_is_stripped_to_the_base() -> None:
     assert ecs_from_catalog(catalog, "eu-de") == "https://ecs.de"
     assert ecs_from_catalog(catalog, "eu-ch2") is None
     assert ecs_from_catalog(catalog, None) is None  # two regions: ambiguous
+    assert ecs_from_catalog(catalog[:1], "eu-de") is None  # Nova is not the ECS API
 
 
 def test_endpoint_precedence_and_known_regions() -> None:
