@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -111,12 +112,19 @@ class IamAuth:
         assert config.auth_url and config.username and config.password
         self._session = session
         self._config = config
-        self._url = check_endpoint(config.auth_url) + "/auth/tokens"
+        auth_url = check_endpoint(config.auth_url)
+        if urlsplit(auth_url).path in ("", "/"):
+            auth_url += "/v3"  # "https://iam.eu-de.otc.t-systems.com" means its v3 API
+        self._url = auth_url + "/auth/tokens"
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._tokens: dict[str, _Token] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._password_ok: bool | None = None
+        self._password_refused: AuthFailed | None = None
+        # Until IAM has once accepted the password, one request at a time: a wrong
+        # password sent for fifty projects at once could lock the user's account.
+        self._first = asyncio.Lock()
         # A project IAM refused stays refused for the run: its other targets fail at
         # once instead of asking IAM again, one by one.
         self._refused: dict[str, ProjectRefused] = {}
@@ -159,15 +167,25 @@ class IamAuth:
     async def _fetch_once(self, project_id: str, stale: str | None) -> None:
         lock = self._locks.setdefault(project_id, asyncio.Lock())
         async with lock:
-            current = self._tokens.get(project_id)
-            if current is not None and current.value != stale and self._clock() < current.renew_at:
-                return  # another request fetched it while this one waited
-            try:
-                self._tokens[project_id] = await self._fetch(project_id)
-            except ProjectRefused as exc:
-                self._refused[project_id] = exc
-                raise
-            self.issued[project_id] = self.issued.get(project_id, 0) + 1
+            if self._password_ok is not True:
+                async with self._first:
+                    await self._fetch_locked(project_id, stale)
+            else:
+                await self._fetch_locked(project_id, stale)
+
+    async def _fetch_locked(self, project_id: str, stale: str | None) -> None:
+        if self._password_refused is not None:
+            refused = self._password_refused
+            raise AuthFailed(str(refused), status=refused.status, code=refused.code)
+        current = self._tokens.get(project_id)
+        if current is not None and current.value != stale and self._clock() < current.renew_at:
+            return  # another request fetched it while this one waited
+        try:
+            self._tokens[project_id] = await self._fetch(project_id)
+        except ProjectRefused as exc:
+            self._refused[project_id] = exc
+            raise
+        self.issued[project_id] = self.issued.get(project_id, 0) + 1
 
     def _body(self, scope: dict[str, Any]) -> bytes:
         c = self._config
@@ -185,7 +203,7 @@ class IamAuth:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                raw = await resp.content.read(MAX_BODY)
+                raw = await _read_capped(resp.content, MAX_BODY)
                 headers = {k: v for k, v in resp.headers.items()}
                 status = resp.status
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -213,12 +231,13 @@ class IamAuth:
                     status=status,
                     code=_code(payload),
                 )
-            raise AuthFailed(
+            self._password_refused = AuthFailed(
                 f"IAM refused the credentials of {self._config.label} "
                 f"(auth_url {self._config.auth_url}): {summary}",
                 status=status,
                 code=_code(payload),
             )
+            raise self._password_refused
         if status in (400, 403, 404):
             raise ProjectRefused(
                 f"IAM gives {self._config.label} no token for project {project_id}: {summary}",
@@ -263,6 +282,19 @@ class IamAuth:
             renew_at=expires - margin,
             catalog=catalog if isinstance(catalog, list) else [],
         )
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first `limit` bytes (read(n) returns only what arrived)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _code(payload: Any) -> str | None:

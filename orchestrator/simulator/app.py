@@ -173,6 +173,7 @@ class SimulatorApp:
         try:
             token, payload = self.iam.issue(body, base_url, self._clock())
         except IamError as error:
+            self.world.stats.token_refusals += 1
             return web.Response(
                 body=error.body(), status=error.status, content_type="application/json"
             )

@@ -33,6 +33,7 @@ class Stats:
     request_times: dict[str, deque[float]] = field(default_factory=_request_times)
     max_concurrent_rebuilding: int = 0  # most servers in REBUILD at once, seen at accepts
     tokens_issued: Counter[str] = field(default_factory=Counter)  # IAM, by project
+    token_refusals: int = 0  # IAM token requests answered with an error
     denied: int = 0  # ECS requests refused by a project's policy (403 Pdp.0001)
 
     def arrived(self, kind: str, now: float) -> None:
@@ -65,5 +66,6 @@ class Stats:
             "max_concurrent_rebuilding": self.max_concurrent_rebuilding,
             "rebuilding_now": jobs_in_progress,
             "tokens_issued": dict(self.tokens_issued),
+            "token_refusals": self.token_refusals,
             "denied": self.denied,
         }
