@@ -31,7 +31,7 @@ from orchestrator.campaign import (
     execute,
     open_state,
 )
-from orchestrator.endpoints import Endpoints
+from orchestrator.endpoints import Endpoints, check_endpoint
 from orchestrator.errors import IncompleteImport, OrchestratorError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.logsetup import setup_logging
@@ -326,6 +326,8 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
             "HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
         )
     inv.cloud = config
+    if config.auth_type == "password" and config.auth_url:
+        check_endpoint(config.auth_url)  # IAM gets the password: https unless loopback
     inv.endpoint = opts.get("endpoint") or (
         None if opts.get("endpoint_template") else saved.get("endpoint")
     )

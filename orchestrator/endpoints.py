@@ -91,7 +91,13 @@ class Endpoints:
             # Regions were validated as [a-z0-9-] by the inventory reader.
             return check_endpoint(self.template.replace("{region}", region))
         if catalog_url is not None:
-            return check_endpoint(catalog_url)
+            try:
+                return check_endpoint(catalog_url)
+            except UsageError as exc:
+                # Found mid-run, in one project's catalog: that project fails, not the run.
+                raise ProjectRefused(
+                    f"the service catalog's ECS endpoint is unusable: {exc}"
+                ) from None
         if self.cloud is not None and region:
             return check_endpoint(ecs_endpoint(self.cloud, region))
         # Mid-run, for one project's targets: they fail with this, the others go on.

@@ -175,7 +175,7 @@ def test_endpoint_precedence_and_known_regions() -> None:
     )
     with pytest.raises(ProjectRefused, match="no ECS endpoint for region eu-de"):
         Endpoints(catalog=True).for_region("eu-de")
-    with pytest.raises(UsageError, match="plain http"):
+    with pytest.raises(ProjectRefused, match=r"catalog's ECS endpoint is unusable.*plain http"):
         Endpoints(catalog=True).for_region("eu-de", "http://ecs.example.com")
     with pytest.raises(UsageError, match="give --endpoint"):
         Endpoints()
