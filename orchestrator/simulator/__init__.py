@@ -7,7 +7,8 @@
 
 Modules, one concern each: `config` (settings), `fleetfile` (fleet from an
 inventory file), `fleet` (servers and their lifecycle), `jobs` (job timing and
-answers), `reinstall` (request body), `auth` (token and AK/SK), `ratelimit`,
+answers), `reinstall` (request body), `auth` (token and AK/SK), `iam` (Keystone
+password tokens per project, POST /v3/auth/tokens), `ratelimit`,
 `faults`, `world` (state and rules), `app` (HTTP routes), `server` (in-process
 start/stop), `cli` (the `simulate` command), `process` (`SimulatorProcess`: the
 `simulate` command as a child process, for tests and benchmarks).
