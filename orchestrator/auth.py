@@ -1,7 +1,10 @@
-"""Credentials from the environment, and the headers they put on a request.
+"""Credentials, and the headers they put on a request.
 
 Two kinds, as the ECS API accepts them: an IAM token (`X-Auth-Token`), or an
 AK/SK key pair that signs every request (`SDK-HMAC-SHA256`, `X-Project-Id`).
+A fixed token or key pair is ready at once; IAM password authentication
+(`orchestrator.iam.IamAuth`) fetches a token per project, which is why the
+interface has `prepare` and `renew`.
 Secrets are held in objects whose repr hides them, so a traceback, a log line or
 a debugger never shows one.
 """
@@ -44,9 +47,34 @@ class Credentials(Protocol):
         """The secret values, so that tests and log filters can look for them."""
         ...
 
+    async def prepare(self, project_id: str) -> None:
+        """Make `headers` usable for this project (fetch or renew its token)."""
+        ...
+
+    async def renew(self, project_id: str, sent: Mapping[str, str]) -> bool:
+        """After a 401 to the headers `sent`: True when sending again may work."""
+        ...
+
+    def catalog_endpoint(self, project_id: str, region: str | None) -> str | None:
+        """The ECS base URL the credentials' service catalog names, if any."""
+        ...
+
+
+class _Fixed:
+    """What a fixed token or key pair does for the per-project steps: nothing."""
+
+    async def prepare(self, project_id: str) -> None:
+        return None
+
+    async def renew(self, project_id: str, sent: Mapping[str, str]) -> bool:
+        return False  # the same token or key would be refused again
+
+    def catalog_endpoint(self, project_id: str, region: str | None) -> str | None:
+        return None
+
 
 @dataclass(frozen=True)
-class TokenAuth:
+class TokenAuth(_Fixed):
     token: str = field(repr=False)
     kind: str = "token"
 
@@ -66,7 +94,7 @@ class TokenAuth:
 
 
 @dataclass(frozen=True)
-class AkSkAuth:
+class AkSkAuth(_Fixed):
     access_key: str
     secret_key: str = field(repr=False)
     security_token: str | None = field(default=None, repr=False)

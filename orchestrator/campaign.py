@@ -23,6 +23,7 @@ import aiohttp
 
 from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.client import EcsClient, Timeouts
+from orchestrator.cloudconfig import CloudConfig
 from orchestrator.endpoints import Endpoints
 from orchestrator.errors import (
     IncompleteImport,
@@ -32,8 +33,10 @@ from orchestrator.errors import (
     StateError,
     UsageError,
 )
+from orchestrator.iam import credentials_for
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.model import TargetSpec
+from orchestrator.network import CaBundle, new_session
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_report
@@ -54,8 +57,11 @@ class Invocation:
     endpoint: str | None = None
     endpoint_template: str | None = None
     credentials: Credentials | None = None
+    cloud: CloudConfig | None = None  # when set, credentials are built from it per run
+    ca: CaBundle = field(default_factory=lambda: CaBundle(None, "system"))
     simulate: SimulatorConfig | None = None
     live_progress: bool | None = None
+    endpoints: Endpoints | None = None  # else built from endpoint / endpoint_template
     options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
     # Re-run with other request options, accepted: targets not sent yet get them.
     apply_request_options: bool = False
@@ -236,12 +242,15 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def _cloud(
-    inv: Invocation, store: StateStore
+    inv: Invocation, store: StateStore, session: aiohttp.ClientSession
 ) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
     if inv.simulate is None:
-        if inv.credentials is None:
+        credentials = inv.credentials
+        if inv.cloud is not None:
+            credentials = credentials_for(inv.cloud, session)
+        if credentials is None:
             raise UsageError("no credentials in the environment")
-        yield Endpoints(inv.endpoint, inv.endpoint_template), inv.credentials
+        yield inv.endpoints or Endpoints(inv.endpoint, inv.endpoint_template), credentials
         return
     token = secrets.token_urlsafe(24)
     config = inv.simulate
@@ -261,25 +270,26 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
     try:
-        async with _cloud(inv, store) as (endpoints, credentials):
-            s = inv.settings
-            connector = aiohttp.TCPConnector(limit=max(64, s.submit_workers() + s.poll_workers()))
-            async with aiohttp.ClientSession(connector=connector) as session:
-                client = EcsClient(
-                    session,
-                    endpoints,
-                    credentials,
-                    submit_limiter=RateLimiter(s.rate),
-                    poll_limiter=RateLimiter(s.poll_rate),
-                    timeouts=Timeouts(),
-                )
-                runner = Runner(store, client, s)
-                meter = ProgressMeter(sum(runner.counts.values()))
-                with _signals(stop, halt):
-                    async with ProgressDisplay(
-                        meter, lambda: runner.counts, live=inv.live_progress
-                    ):
-                        outcome = await runner.run(stop, halt)
+        s = inv.settings
+        limit = max(64, s.submit_workers() + s.poll_workers())
+        async with (
+            new_session(limit, inv.ca, proxies=inv.simulate is None) as session,
+            _cloud(inv, store, session) as cloud,
+        ):
+            endpoints, credentials = cloud
+            client = EcsClient(
+                session,
+                endpoints,
+                credentials,
+                submit_limiter=RateLimiter(s.rate),
+                poll_limiter=RateLimiter(s.poll_rate),
+                timeouts=Timeouts(),
+            )
+            runner = Runner(store, client, s)
+            meter = ProgressMeter(sum(runner.counts.values()))
+            with _signals(stop, halt):
+                async with ProgressDisplay(meter, lambda: runner.counts, live=inv.live_progress):
+                    outcome = await runner.run(stop, halt)
     finally:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):

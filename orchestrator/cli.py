@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import sys
@@ -23,7 +24,7 @@ from typing import Any, NoReturn
 
 import click
 
-from orchestrator import auth
+from orchestrator import cloudconfig, regions
 from orchestrator.campaign import (
     Invocation,
     RegionCheck,
@@ -32,7 +33,7 @@ from orchestrator.campaign import (
     execute,
     open_state,
 )
-from orchestrator.endpoints import Endpoints
+from orchestrator.endpoints import Endpoints, check_endpoint
 from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
 from orchestrator.inventory import (
     EncodingProblem,
@@ -42,6 +43,7 @@ from orchestrator.inventory import (
 )
 from orchestrator.logsetup import setup_logging
 from orchestrator.model import TargetState
+from orchestrator.network import ca_bundle
 from orchestrator.report import build_summary, summary_to_dict, write_report
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import SimulatorConfig
@@ -104,6 +106,30 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--endpoint-template",
             help="Endpoint with a {region} placeholder, filled from the region column.",
+        ),
+        click.option(
+            "--os-cloud",
+            metavar="NAME",
+            help="Cloud of clouds.yaml to use (also OS_CLOUD); passwords stay in the "
+            "files or the environment, never on the command line.",
+        ),
+        click.option(
+            "--cloud",
+            type=click.Choice(["otc", "huawei"]),
+            help="Whose known ECS endpoints to use by region when neither --endpoint nor "
+            "the service catalog gives one.  [default: guessed from auth_url]",
+        ),
+        click.option(
+            "--region",
+            metavar="REGION",
+            help="Region of targets whose row gives none, e.g. eu-de.  "
+            "[default: region_name of the cloud, or OS_REGION_NAME]",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="PEM file of CAs to trust (a company CA).  "
+            "[default: cacert of the cloud, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, or the system's]",
         ),
         click.option(
             "--simulate",
@@ -296,7 +322,12 @@ def _check_same_cloud(saved: dict[str, Any], opts: dict[str, Any]) -> None:
     accepted) between endpoints: its in-flight jobs live where it was made."""
     if not saved:
         return
-    new_target = opts.get("endpoint") or opts.get("endpoint_template")
+    new_target = (
+        opts.get("endpoint")
+        or opts.get("endpoint_template")
+        or opts.get("os_cloud")
+        or opts.get("cloud")
+    )
     was_simulated = bool(saved.get("simulate"))
     if opts.get("simulate") and not was_simulated:
         raise UsageError(
@@ -341,13 +372,12 @@ def _invocation(
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
-    credentials: auth.Credentials | None,
 ) -> Invocation:
     """Options given now, else those of the latest invocation, else defaults; checked
     before the state file is touched, so a usage error leaves nothing behind."""
     saved = _saved_options(state_path)
     _check_same_cloud(saved, opts)
-    new_target = opts.get("endpoint") or opts.get("endpoint_template")
+    new_target = opts.get("endpoint") or opts.get("endpoint_template") or opts.get("os_cloud")
     simulate_flag = bool(opts.get("simulate") or (saved.get("simulate") and not new_target))
     settings = settings_from(opts, saved, simulate_flag)
     report_dir = opts.get("report_dir") or Path(saved.get("report_dir") or "reports")
@@ -357,7 +387,6 @@ def _invocation(
         settings=settings,
         inventory=inventory,
         defaults=defaults,
-        credentials=credentials,
         live_progress=False if opts.get("no_live") else None,
     )
     request_options = _request_options(defaults) if inventory is not None else None
@@ -380,19 +409,7 @@ def _invocation(
             job_fail_rate=opts.get("sim_job_fail_rate") or 0.0,
         )
     else:
-        inv.endpoint = opts.get("endpoint") or (
-            None if opts.get("endpoint_template") else saved.get("endpoint")
-        )
-        inv.endpoint_template = opts.get("endpoint_template") or (
-            None if opts.get("endpoint") else saved.get("endpoint_template")
-        )
-        if inv.endpoint is None and inv.endpoint_template is None:
-            raise UsageError("give --endpoint or --endpoint-template (or --simulate)")
-        Endpoints(inv.endpoint, inv.endpoint_template)  # raises UsageError when unsafe
-        if credentials is None:
-            raise UsageError(
-                "no credentials: set OS_AUTH_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
-            )
+        _cloud_and_endpoints(inv, opts, saved)
     if settings.skip_reinstalled_since is not None and not settings.preflight:
         raise UsageError("--skip-reinstalled-since reads each server first: drop --no-preflight")
     inv.options = {
@@ -413,10 +430,72 @@ def _invocation(
             settings.skip_reinstalled_since.isoformat() if settings.skip_reinstalled_since else None
         ),
         "request_options": request_options,
-        "auth": credentials.kind if credentials else ("simulator" if simulate_flag else None),
         "encoding": defaults.encoding,
+        "auth": inv.cloud.auth_type if inv.cloud else ("simulator" if simulate_flag else None),
+        "os_cloud": inv.cloud.cloud if inv.cloud and inv.cloud.source == "clouds.yaml" else None,
+        "credentials": inv.cloud.describe() if inv.cloud else None,
+        "cloud": inv.endpoints.cloud if inv.endpoints else None,
+        "region": inv.endpoints.region if inv.endpoints else None,
+        "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
+        "ca_bundle_source": inv.ca.source,
     }
     return inv
+
+
+def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Credentials, endpoints and CAs for a real cloud; every check before anything starts.
+
+    A resumed run keeps the cloud, region and endpoints it was started with unless
+    they are given again; the password is read again from where it lives.
+    """
+    os_cloud = opts.get("os_cloud") or saved.get("os_cloud")
+    config = cloudconfig.load(os_cloud, os.environ)
+    if config is None:
+        raise UsageError(
+            "no credentials: use --os-cloud NAME (clouds.yaml), the OS_* variables "
+            "(OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, ...), OS_AUTH_TOKEN, or "
+            "HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK"
+        )
+    inv.cloud = config
+    if config.auth_type == "password" and config.auth_url:
+        check_endpoint(config.auth_url)  # IAM gets the password: https unless loopback
+    inv.endpoint = opts.get("endpoint") or (
+        None if opts.get("endpoint_template") else saved.get("endpoint")
+    )
+    inv.endpoint_template = opts.get("endpoint_template") or (
+        None if opts.get("endpoint") else saved.get("endpoint_template")
+    )
+    region = opts.get("region") or saved.get("region") or config.region_name
+    cloud = opts.get("cloud") or saved.get("cloud") or regions.guess_cloud(config.auth_url)
+    if (
+        inv.endpoint is None
+        and inv.endpoint_template is None
+        and cloud is None
+        and config.auth_type != "password"
+    ):
+        raise UsageError(
+            "give --endpoint or --endpoint-template (or --simulate), or --cloud otc|huawei "
+            "with --region"
+        )
+    if cloud and region and not regions.is_known(cloud, region):
+        click.echo(
+            f"warning: region {region!r} is not among the known {cloud} regions; "
+            f"trying {regions.ecs_endpoint(cloud, region)}",
+            err=True,
+        )
+    # Raises UsageError when unsafe or incomplete.
+    inv.endpoints = Endpoints(
+        inv.endpoint,
+        inv.endpoint_template,
+        cloud=cloud,
+        region=region,
+        catalog=config.auth_type == "password",
+    )
+    ca_option = opts.get("ca_bundle")
+    saved_ca = saved.get("ca_bundle") if saved.get("ca_bundle_source") == "--ca-bundle" else None
+    inv.ca = ca_bundle(
+        ca_option or (Path(saved_ca) if saved_ca else None), config.cacert, os.environ
+    )
 
 
 def _start(
@@ -425,10 +504,9 @@ def _start(
     opts: dict[str, Any],
     defaults: InventoryDefaults,
 ) -> int:
-    credentials = auth.from_env(os.environ)
-    secrets = credentials.secrets() if credentials else ()
+    inv = _invocation(state_path, inventory, opts, defaults)
+    secrets = inv.cloud.secrets() if inv.cloud else ()
     setup_logging(None, opts["log_level"], secrets)
-    inv = _invocation(state_path, inventory, opts, defaults, credentials)
     check_report_dir(inv.report_dir)
     store = open_state(inv)
     try:
@@ -436,6 +514,14 @@ def _start(
         setup_logging(
             opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets
         )
+        if inv.cloud is not None:
+            # Where the credentials came from and whose they are; never a secret.
+            about = {k: v for k, v in inv.cloud.describe().items() if v}
+            logging.getLogger("orchestrator.campaign").info(
+                "credentials: %s; CA: %s",
+                ", ".join(f"{k}={v}" for k, v in about.items()),
+                inv.ca.source,
+            )
         result = asyncio.run(execute(inv, store))
     finally:
         store.close()

@@ -33,6 +33,7 @@ from orchestrator.errors import (
     NotFound,
     NotSent,
     OutcomeUnknown,
+    ProjectRefused,
     Rejected,
     RetryLater,
     ServiceBusy,
@@ -173,7 +174,48 @@ class EcsClient:
         *,
         unsent_is_unknown: bool = False,
     ) -> tuple[int, dict[str, str], Any]:
-        base_url = self._endpoints.for_region(region)
+        creds = self._credentials
+        for attempt in (1, 2):
+            if creds is not None:
+                # IAM errors here (no token for this project, IAM unreachable) come
+                # before anything is sent to ECS, so each is safe to send again later.
+                await creds.prepare(project_id)
+            catalog_url = None
+            if creds is not None and self._endpoints.uses_catalog:
+                catalog_url = creds.catalog_endpoint(project_id, region or self._endpoints.region)
+            base_url = self._endpoints.for_region(region, catalog_url)
+            status, resp_headers, raw, headers = await self._request(
+                kind, method, base_url, path, project_id, body, unsent_is_unknown
+            )
+            # A 401 acted on nothing: renew the token once and send again.
+            renewable = status == 401 and attempt == 1 and creds is not None
+            if renewable and creds is not None and await creds.renew(project_id, headers):
+                log.info("%s: HTTP 401 in project %s; token renewed", kind, project_id)
+                continue
+            break
+        if len(raw) > MAX_BODY_BYTES:
+            raise BadResponse(
+                f"{kind}: answer body larger than {MAX_BODY_BYTES} bytes", status=status
+            )
+        payload: Any = None
+        if raw:
+            try:
+                payload = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                payload = _NotJson()
+        return status, resp_headers, payload
+
+    async def _request(
+        self,
+        kind: str,
+        method: str,
+        base_url: str,
+        path: str,
+        project_id: str,
+        body: bytes,
+        unsent_is_unknown: bool,
+    ) -> tuple[int, dict[str, str], bytes, dict[str, str]]:
+        """Send once; returns status, answer headers, raw body and the headers sent."""
         url = base_url + path
         if self.reachability.tripped:
             raise Unreachable(
@@ -212,17 +254,7 @@ class EcsClient:
                 raise OutcomeUnknown(message) from None
             raise RetryLater(message) from None
         self.reachability.answered()
-        if len(raw) > MAX_BODY_BYTES:
-            raise BadResponse(
-                f"{kind}: answer body larger than {MAX_BODY_BYTES} bytes", status=status
-            )
-        payload: Any = None
-        if raw:
-            try:
-                payload = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                payload = _NotJson()
-        return status, resp_headers, payload
+        return status, resp_headers, raw, headers
 
     def _failure(
         self,
@@ -242,8 +274,12 @@ class EcsClient:
             return Throttled(summary, status=status, code=code, retry_after=_retry_after(headers))
         if status == 501 and code == "Ecs.0603":
             return ServiceBusy(summary, status=status, code=code, retry_after=_retry_after(headers))
-        if status in (401, 403):
+        if status == 401:
             return AuthFailed(summary, status=status, code=code)
+        if status == 403:
+            # A policy that denies ECS in one project (Pdp.0001), a frozen project:
+            # that project's targets fail with the service's words, the others go on.
+            return ProjectRefused(summary, status=status, code=code)
         if status == 404:
             if code and SERVICE_CODE.fullmatch(code):
                 return NotFound(summary, status=status, code=code)

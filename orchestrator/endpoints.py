@@ -3,6 +3,15 @@
 HTTPS is the default; plain http is allowed only to loopback hosts (the
 simulator), so neither a token nor a signed request ever crosses a network in
 clear text.
+
+Where the endpoint comes from, first match wins:
+
+    --endpoint URL             every target
+    --endpoint-template T      T with the target's region
+    the token's service catalog  (IAM password auth) the ECS entry of the region
+    --cloud otc|huawei         the known endpoint of the region (`orchestrator.regions`)
+
+The region is the target's own, else `--region` (or the cloud's `region_name`).
 """
 
 from __future__ import annotations
@@ -11,7 +20,8 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import ProjectRefused, UsageError
+from orchestrator.regions import CLOUDS, CloudName, ecs_endpoint
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -41,25 +51,57 @@ def check_endpoint(url: str) -> str:
 
 @dataclass(frozen=True)
 class Endpoints:
-    """One endpoint for every target, or a template filled from the target's region."""
+    """One endpoint for every target, a template filled from the target's region, or
+    the service catalog and the cloud's known endpoints."""
 
     endpoint: str | None = None
     template: str | None = None
+    cloud: CloudName | None = None  # known endpoints by region
+    region: str | None = None  # for targets whose inventory row gives none
+    catalog: bool = False  # ask the credentials' service catalog first
 
     def __post_init__(self) -> None:
-        if (self.endpoint is None) == (self.template is None):
+        if self.endpoint is not None and self.template is not None:
             raise UsageError("give exactly one of --endpoint and --endpoint-template")
+        if self.endpoint is None and self.template is None and not (self.cloud or self.catalog):
+            raise UsageError(
+                "give --endpoint, --endpoint-template or --cloud with --region "
+                "(IAM password authentication also finds it in the service catalog)"
+            )
         if self.endpoint is not None:
             check_endpoint(self.endpoint)
-        elif "{region}" not in (self.template or ""):
-            raise UsageError("--endpoint-template must contain {region}")
-        else:
-            check_endpoint((self.template or "").replace("{region}", "region"))
+        elif self.template is not None:
+            if "{region}" not in self.template:
+                raise UsageError("--endpoint-template must contain {region}")
+            check_endpoint(self.template.replace("{region}", "region"))
+        if self.cloud is not None and self.cloud not in CLOUDS:
+            raise UsageError(f"--cloud {self.cloud!r}: known clouds are {', '.join(CLOUDS)}")
 
-    def for_region(self, region: str | None) -> str:
+    @property
+    def uses_catalog(self) -> bool:
+        return self.endpoint is None and self.template is None and self.catalog
+
+    def for_region(self, region: str | None, catalog_url: str | None = None) -> str:
         if self.endpoint is not None:
             return self.endpoint.rstrip("/")
-        if not region:
-            raise UsageError("--endpoint-template needs a region for every target")
-        # Regions were validated as [a-z0-9-] by the inventory reader.
-        return check_endpoint((self.template or "").replace("{region}", region))
+        region = region or self.region
+        if self.template is not None:
+            if not region:
+                raise UsageError("--endpoint-template needs a region for every target")
+            # Regions were validated as [a-z0-9-] by the inventory reader.
+            return check_endpoint(self.template.replace("{region}", region))
+        if catalog_url is not None:
+            try:
+                return check_endpoint(catalog_url)
+            except UsageError as exc:
+                # Found mid-run, in one project's catalog: that project fails, not the run.
+                raise ProjectRefused(
+                    f"the service catalog's ECS endpoint is unusable: {exc}"
+                ) from None
+        if self.cloud is not None and region:
+            return check_endpoint(ecs_endpoint(self.cloud, region))
+        # Mid-run, for one project's targets: they fail with this, the others go on.
+        raise ProjectRefused(
+            f"no ECS endpoint for region {region or '(none)'}: the service catalog has none; "
+            "give --endpoint, or --cloud and --region"
+        )

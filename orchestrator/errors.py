@@ -12,7 +12,8 @@
         │   ├── ServiceBusy        501 Ecs.0603
         │   └── NotSent            connection failed before the request was sent
         ├── Rejected               the service means it (4xx): give up on this target
-        │   ├── AuthFailed         401/403: the credentials are refused; stop the run
+        │   ├── AuthFailed         401: the credentials are refused; stop the run
+        │   ├── ProjectRefused     403, or no IAM token: this project's targets only
         │   └── NotFound           404 server, or Common.0011 unknown job
         ├── OutcomeUnknown         sent, but no trustworthy answer: settle from the server
         ├── BadResponse            an answer we cannot use (not JSON, missing fields)
@@ -130,6 +131,10 @@ class Rejected(ApiError):
 
 class AuthFailed(Rejected):
     """The service refused the credentials."""
+
+
+class ProjectRefused(Rejected):
+    """The service refused this project (a policy, or no token for it); others may go on."""
 
 
 class NotFound(Rejected):

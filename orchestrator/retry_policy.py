@@ -12,7 +12,8 @@ tenacity policies built from it are what the runner wraps its calls in.
     RetryLater (5xx, timeout) -- (never raised)    retry
     OutcomeUnknown            settle from server   --
     BadResponse               settle from server   settle from server
-    AuthFailed (401/403)      stop the run         stop the run
+    AuthFailed (401)          stop the run         stop the run
+    ProjectRefused (403)      fail the target      (runner: defer / settle)
     RunCannotGoOn (bare 404,  stop the run         stop the run
       endpoint unreachable)
     NotFound / Rejected (4xx) fail the target      settle / fail

@@ -8,7 +8,8 @@
 Modules, one concern each: `config` (settings), `fleetfile` (fleet from an
 inventory file), `fleet` (servers and what a read shows), `phases` (the timeline
 of an accepted reinstall), `jobs` (job plans and answers), `reinstall` (request
-bodies of v1 and v2), `auth` (token and AK/SK), `ratelimit`,
+bodies of v1 and v2), `auth` (token and AK/SK), `iam` (Keystone password tokens
+per project, POST /v3/auth/tokens), `ratelimit`,
 `faults`, `world` (state and rules), `app` (HTTP routes), `server` (in-process
 start/stop), `cli` (the `simulate` command), `process` (`SimulatorProcess`: the
 `simulate` command as a child process, for tests and benchmarks).

@@ -23,6 +23,7 @@ from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.errors import ApiFault
 from orchestrator.simulator.faults import Faults
 from orchestrator.simulator.fleet import server_body
+from orchestrator.simulator.iam import Iam, IamError
 from orchestrator.simulator.jobs import job_body
 from orchestrator.simulator.ratelimit import RateLimiter
 from orchestrator.simulator.reinstall import ReinstallRequest, parse_reinstall, parse_reinstall_v2
@@ -58,7 +59,11 @@ class SimulatorApp:
         self.config = config
         self.world = World(config)
         self._clock = config.clock
-        self._auth = Authenticator(config)
+        self.iam = Iam(config)
+        # The IAM's issued-token counter is the stats' one, so snapshots show it.
+        self.iam.issued = self.world.stats.tokens_issued
+        self._auth = Authenticator(config, self.iam)
+        self._denied = frozenset(config.denied_projects)
         self._limiter = RateLimiter(config.rate_limit)
         self._faults = Faults(config)
         self._latency = config.latency_ms / 1000.0
@@ -75,6 +80,7 @@ class SimulatorApp:
         app.router.add_get("/v1/{project_id}/jobs/{job_id}", self.get_job)
         app.router.add_get("/v1/{project_id}/cloudservers/{server_id}", self.get_server)
         app.router.add_get("/_sim/stats", self.get_stats)
+        app.router.add_post("/v3/auth/tokens", self.issue_token)
         return app
 
     async def _gate(self, request: web.Request, kind: str, project_id: str) -> tuple[bytes, float]:
@@ -99,6 +105,9 @@ class SimulatorApp:
             except ApiFault:
                 stats.unauthorized += 1
                 raise
+        if project_id in self._denied:
+            stats.denied += 1
+            raise ApiFault("Pdp.0001", f"Project {project_id} denies ecs:cloudServers:{kind}.")
         wait = self._limiter.take(kind, now)
         if wait:
             stats.throttled += 1
@@ -182,6 +191,23 @@ class SimulatorApp:
         except ApiFault as fault:
             return self._error(fault)
         return _json(server_body(server, now))
+
+    async def issue_token(self, request: web.Request) -> web.Response:
+        """IAM: POST /v3/auth/tokens (password method), 201 with X-Subject-Token."""
+        if not self.iam.enabled:
+            return web.Response(status=404)
+        body = await request.read()
+        base_url = f"{request.scheme}://{request.host}"
+        try:
+            token, payload = self.iam.issue(body, base_url, self._clock())
+        except IamError as error:
+            self.world.stats.token_refusals += 1
+            return web.Response(
+                body=error.body(), status=error.status, content_type="application/json"
+            )
+        response = _json(payload, status=201)
+        response.headers["X-Subject-Token"] = token
+        return response
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return _json(self.stats())

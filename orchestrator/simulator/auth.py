@@ -13,12 +13,14 @@ from collections.abc import Iterable, Mapping
 from orchestrator import signing
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.errors import ApiFault
+from orchestrator.simulator.iam import Iam
 
 MAX_CLOCK_SKEW = 15 * 60.0  # seconds an X-Sdk-Date may be off the server's clock
 
 
 class Authenticator:
-    def __init__(self, config: SimulatorConfig) -> None:
+    def __init__(self, config: SimulatorConfig, iam: Iam | None = None) -> None:
+        self._iam = iam
         token = config.token
         self._token = None if token is None else token.encode("utf-8", "surrogateescape")
         self._ak = config.ak
@@ -44,6 +46,9 @@ class Authenticator:
             and token is not None
             and hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self._token)
         ):
+            return
+        if token is not None and self._iam is not None and self._iam.knows(token):
+            self._iam.check(token, project_id, now)
             return
         if self._ak is not None and self._sk is not None and "Authorization" in headers:
             self._check_signature(method, path, query, headers, body, project_id, now)

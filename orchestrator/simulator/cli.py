@@ -51,6 +51,20 @@ def _fleet(
         raise click.BadParameter(str(exc)) from None
 
 
+def _users(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[tuple[str, str, str], ...]:
+    users = []
+    for item in value:
+        name, sep1, rest = item.partition(":")
+        password, sep2, domain = rest.rpartition(":")
+        if not (sep1 and sep2 and name and password and domain):
+            # Never echo the value: it holds a password.
+            raise click.BadParameter("expected NAME:PASSWORD:DOMAIN")
+        users.append((name, password, domain))
+    return tuple(users)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -251,6 +265,31 @@ def _fleet(
     metavar="A,B,C",
     help="Comma-separated key pair names that exist (others: 400 Ecs.0314); default: any.",
 )
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    envvar="SIM_USERS",
+    show_envvar=True,
+    callback=_users,
+    metavar="NAME:PASSWORD:DOMAIN",
+    help="An IAM user (repeat for more; prefer the env var, space-separated): "
+    "POST /v3/auth/tokens then issues project-scoped tokens.",
+)
+@click.option(
+    "--token-ttl",
+    default=86400.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Seconds an IAM token is valid.",
+)
+@click.option(
+    "--deny-project",
+    "denied_projects",
+    multiple=True,
+    metavar="PROJECT_ID",
+    help="ECS requests in this project get 403 Pdp.0001 (repeat for more).",
+)
 def simulate(
     host: str,
     port: int,
@@ -281,6 +320,9 @@ def simulate(
     ak: str | None,
     sk: str | None,
     keypairs: tuple[str, ...] | None,
+    users: tuple[tuple[str, str, str], ...],
+    token_ttl: float,
+    denied_projects: tuple[str, ...],
 ) -> None:
     """Run a simulated ECS API (reinstall v1 and v2, job status, server details) with faults.
 
@@ -322,6 +364,9 @@ def simulate(
         ak=ak,
         sk=sk,
         keypairs=keypairs,
+        users=users,
+        token_ttl=token_ttl,
+        denied_projects=denied_projects,
     )
     asyncio.run(_serve(config, host, port))
 
@@ -335,7 +380,11 @@ async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
         async with Simulator(config, host=host, port=port) as sim:
             click.echo(sim.url)
             sys.stdout.flush()
-            kinds = {"token": config.token is not None, "aksk": config.ak is not None}
+            kinds = {
+                "token": config.token is not None,
+                "aksk": config.ak is not None,
+                "iam": bool(config.users),
+            }
             auth = "+".join(name for name, on in kinds.items() if on)
             fleet = "any UUID" if config.fleet is None else f"{len(config.fleet)} servers"
             click.echo(

@@ -79,6 +79,12 @@ class SimulatorConfig:
     ak: str | None = None
     sk: str | None = field(default=None, repr=False)
     keypairs: tuple[str, ...] | None = None  # when set, only these key pair names exist
+    # IAM: (name, password, domain) of each user; tokens live token_ttl seconds.
+    users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
+    token_ttl: float = 86400.0
+    denied_projects: tuple[str, ...] = ()  # ECS answers 403 Pdp.0001 in these
+    # Regions whose ECS endpoint the token's catalog lists: all of them this simulator.
+    regions: tuple[str, ...] = ("eu-de", "eu-nl", "eu-ch2")
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +115,13 @@ class SimulatorConfig:
             object.__setattr__(self, "fleet", tuple((str(p), str(s)) for p, s in self.fleet))
         if self.keypairs is not None:
             object.__setattr__(self, "keypairs", tuple(self.keypairs))
+        if not (self.token_ttl > 0 and math.isfinite(self.token_ttl)):
+            raise ValueError(
+                f"token_ttl must be a positive number of seconds, got {self.token_ttl!r}"
+            )
+        object.__setattr__(self, "users", tuple(tuple(u) for u in self.users))
+        object.__setattr__(self, "denied_projects", tuple(self.denied_projects))
 
     @property
     def auth_enabled(self) -> bool:
-        return self.token is not None or self.ak is not None
+        return self.token is not None or self.ak is not None or bool(self.users)

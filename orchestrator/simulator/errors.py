@@ -33,6 +33,8 @@ CODES: dict[str, tuple[int, str]] = {
     "Ecs.0912": (400, "Invalid disk encryption key."),
     "APIGW.0203": (503, "Backend unavailable."),
     "APIGW.0301": (401, "Incorrect IAM authentication information."),
+    "APIGW.0307": (401, "The token must be updated."),
+    "Pdp.0001": (403, "Policy does not allow this action to be performed."),
 }
 
 

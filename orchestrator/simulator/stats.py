@@ -50,6 +50,9 @@ class Stats:
     request_times: dict[str, deque[float]] = field(default_factory=_request_times)
     # Most jobs under way at once (queued, powering off or rebuilding), seen at accepts.
     max_concurrent_rebuilding: int = 0
+    tokens_issued: Counter[str] = field(default_factory=Counter)  # IAM, by project
+    token_refusals: int = 0  # IAM token requests answered with an error
+    denied: int = 0  # ECS requests refused by a project's policy (403 Pdp.0001)
 
     def arrived(self, kind: str, now: float) -> None:
         """Count one request of `kind` and note when it came (the hot path: two appends)."""
@@ -95,4 +98,7 @@ class Stats:
             "request_times": {kind: list(self.request_times[kind]) for kind in API_KINDS},
             "max_concurrent_rebuilding": self.max_concurrent_rebuilding,
             "rebuilding_now": jobs_in_progress,
+            "tokens_issued": dict(self.tokens_issued),
+            "token_refusals": self.token_refusals,
+            "denied": self.denied,
         }

@@ -48,6 +48,22 @@ CREDENTIAL_ENV = (
     "SIM_TOKEN",
     "SIM_AK",
     "SIM_SK",
+    "SIM_USERS",
+    "OS_CLOUD",
+    "OS_CLIENT_CONFIG_FILE",
+    "OS_CLIENT_SECURE_FILE",
+    "OS_AUTH_URL",
+    "OS_USERNAME",
+    "OS_PASSWORD",
+    "OS_TOKEN",
+    "OS_USER_DOMAIN_NAME",
+    "OS_DOMAIN_NAME",
+    "OS_PROJECT_ID",
+    "OS_PROJECT_NAME",
+    "OS_REGION_NAME",
+    "OS_CACERT",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
 )
 
 

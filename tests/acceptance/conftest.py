@@ -39,6 +39,13 @@ AUTH_ENV = (
     "SIM_TOKEN",
     "SIM_AK",
     "SIM_SK",
+    "SIM_USERS",
+    "OS_CLOUD",
+    "OS_CLIENT_CONFIG_FILE",
+    "OS_AUTH_URL",
+    "OS_USERNAME",
+    "OS_PASSWORD",
+    "OS_TOKEN",
 )
 FAST = [
     "--first-poll",

@@ -3,7 +3,9 @@
 The CLI runs against a simulator process with faults on (5xx, dropped answers,
 busy answers, failing jobs) and --log-level DEBUG, so error paths and their
 messages run too: once with an IAM token, once with AK/SK plus a security token,
-and with a wrong token (which must end the run with exit 2 and say why). Every
+with an IAM password (from OS_* variables, and from clouds.yaml + secure.yaml: then
+every token IAM issued counts as a secret too), and with a wrong token or password
+(which must end the run with exit 2 and say why). Every
 byte the orchestrator wrote is then searched for each secret value, including the
 SQLite -wal that only a killed run leaves behind.
 """
@@ -36,6 +38,10 @@ AK = "AKTEST7Q2W9E4R"
 SK = "sk-SECRET-e81b44d0a9c7"
 SECURITY_TOKEN = "sts-SECRET-5d0f2e7a"
 WRONG_TOKEN = "tok-WRONG-SECRET-93be"
+PASSWORD = "pw-SECRET-7a41b2"
+WRONG_PASSWORD = "pw-WRONG-SECRET-0c3e"
+# Every token the simulator's IAM issues starts with this: none may be written anywhere.
+IAM_TOKEN_PREFIX = "MIIsim"
 
 FAULTS = [
     "--error-rate",
@@ -61,6 +67,16 @@ class Run:
     log: Path
 
 
+def _iam_env(password: str) -> dict[str, str]:
+    """OS_* variables naming the simulator's IAM; {url} is filled in once it listens."""
+    return {
+        "OS_AUTH_URL": "{url}/v3",
+        "OS_USERNAME": "alice",
+        "OS_PASSWORD": password,
+        "OS_USER_DOMAIN_NAME": "Default",
+    }
+
+
 def _run(
     factory: pytest.TempPathFactory,
     name: str,
@@ -70,11 +86,27 @@ def _run(
     *extra: str,
 ) -> Run:
     base = factory.mktemp(name)
+    if name.startswith("iam-clouds"):
+        # The same credentials, from clouds.yaml + secure.yaml in the run's own HOME.
+        folder = base / "home" / ".config" / "openstack"
+        folder.mkdir(parents=True)
+        (folder / "clouds.yaml").write_text(
+            "clouds:\n  c:\n    auth:\n      auth_url: '{url}/v3'\n      username: alice\n"
+            "      user_domain_name: Default\n"
+        )
+        password = env.pop("OS_PASSWORD")
+        (folder / "secure.yaml").write_text(
+            f"clouds:\n  c:\n    auth:\n      password: '{password}'\n"
+        )
+        env = {"HOME": str(base / "home"), "OS_CLOUD": "c"}
     inventory = make_inventory(base / "fleet.csv", 20, projects=2, seed=31)
     work = base / "out"
     work.mkdir()
     state, log = work / "fleet.state.sqlite", work / "logs" / "run.log"
     with SimProcess("--fleet", inventory, *FAULTS, env=sim_env) as sim:
+        env = {k: v.replace("{url}", sim.url) for k, v in env.items()}
+        for path in base.glob("home/.config/openstack/*.yaml"):
+            path.write_text(path.read_text().replace("{url}", sim.url))
         args = [
             "run",
             inventory,
@@ -125,6 +157,24 @@ RUNS: dict[str, tuple[dict[str, str], dict[str, str], tuple[str, ...], tuple[str
         (WRONG_TOKEN,),
         ("--no-preflight",),
     ),
+    "iam": (
+        {"SIM_USERS": f"alice:{PASSWORD}:Default"},
+        _iam_env(PASSWORD),
+        (PASSWORD, IAM_TOKEN_PREFIX),
+        (),
+    ),
+    "iam-clouds-yaml": (
+        {"SIM_USERS": f"alice:{PASSWORD}:Default"},
+        _iam_env(PASSWORD),
+        (PASSWORD, IAM_TOKEN_PREFIX),
+        (),
+    ),
+    "wrong-password": (
+        {"SIM_USERS": f"alice:{PASSWORD}:Default"},
+        _iam_env(WRONG_PASSWORD),
+        (WRONG_PASSWORD, PASSWORD, IAM_TOKEN_PREFIX),
+        (),
+    ),
 }
 
 
@@ -136,13 +186,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Run]:
     def get(name: str) -> Run:
         if name not in done:
             sim_env, env, secrets, extra = RUNS[name]
-            done[name] = _run(tmp_path_factory, name, sim_env, env, secrets, *extra)
+            done[name] = _run(tmp_path_factory, name, sim_env, dict(env), secrets, *extra)
         return done[name]
 
     return get
 
 
-@pytest.mark.parametrize("name", ["token", "aksk"])
+@pytest.mark.parametrize("name", ["token", "aksk", "iam", "iam-clouds-yaml"])
 def test_the_runs_with_good_credentials_finish(runs: Callable[[str], Run], name: str) -> None:
     run = runs(name)
     # Exit 3 is fair too: with these fault rates a target may be deferred now and then.
@@ -182,6 +232,15 @@ def test_state_and_log_files_are_owner_only(runs: Callable[[str], Run], name: st
         if companion.exists():
             assert stat.S_IMODE(companion.stat().st_mode) == 0o600, companion
     assert stat.S_IMODE(run.log.stat().st_mode) == 0o600
+
+
+def test_a_wrong_password_ends_the_run_with_exit_2_naming_the_user(
+    runs: Callable[[str], Run],
+) -> None:
+    wrong_run = runs("wrong-password")
+    stderr = wrong_run.done.stderr
+    assert wrong_run.done.code == 2, f"exit {wrong_run.done.code}; stderr:\n{stderr[-2000:]}"
+    assert "'alice'" in stderr and "401" in stderr, stderr
 
 
 @pytest.mark.parametrize("name", ["wrong-token", "wrong-token-no-preflight"])

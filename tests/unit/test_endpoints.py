@@ -124,9 +124,16 @@ def test_template_is_checked_like_an_endpoint() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{}, {"endpoint": "https://a.example.com", "template": "https://{region}.example.com"}],
+    ("kwargs", "message"),
+    [
+        # Neither, and no cloud or catalog to fall back on.
+        ({}, "give --endpoint, --endpoint-template or --cloud"),
+        (
+            {"endpoint": "https://a.example.com", "template": "https://{region}.example.com"},
+            "exactly one",
+        ),
+    ],
 )
-def test_exactly_one_of_endpoint_and_template(kwargs: dict[str, str]) -> None:
-    with pytest.raises(UsageError, match="exactly one"):
+def test_exactly_one_of_endpoint_and_template(kwargs: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
         Endpoints(**kwargs)

@@ -1,0 +1,331 @@
+"""IAM password authentication: one project-scoped token per project, fetched lazily.
+
+    prepare(project)   a valid token for the project, fetched once (concurrent first
+                       requests wait on one fetch) and renewed before `expires_at`
+    headers(...)       X-Auth-Token of that project's token
+    renew(project, sent)   after a 401: fetch a new token unless another request already
+                       did; the client then sends once more, and a second 401 stops the run
+    catalog_endpoint(project, region)   the ECS base URL the token's catalog names
+
+Failures, by what the runner should do (nothing was sent to ECS in any of them):
+    IAM unreachable, 429, 5xx, an unusable answer   -> RetryLater / NotSent (send later)
+    401 for a project while the password itself works -> ProjectRefused (that project only)
+    401 for the password (checked with a domain-scoped token) -> AuthFailed (stop the run)
+    403, 404 for a project                           -> ProjectRefused
+
+The password goes into one request body and nowhere else; messages name the cloud,
+the user and the project, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from orchestrator.auth import AkSkAuth, Credentials, TokenAuth
+from orchestrator.cloudconfig import CloudConfig
+from orchestrator.endpoints import check_endpoint
+from orchestrator.errors import (
+    AuthFailed,
+    NotSent,
+    ProjectRefused,
+    RetryLater,
+    Throttled,
+    UsageError,
+)
+
+TOKEN_HEADER = "X-Subject-Token"
+# Only `ecs`: `compute` is Nova (/v2.1), another API even where it shares the host.
+ECS_SERVICE_TYPES = ("ecs",)
+MAX_MARGIN = 300.0  # renew a token at most this long before it expires
+MARGIN_SHARE = 0.1  # ... and at least this share of its lifetime before
+MAX_BODY = 4 << 20  # a token answer with a full catalog is tens of KiB
+_VERSION_TAIL = re.compile(r"/v\d+(\.\d+)?(/[^/]*)?$")
+
+
+@dataclass
+class _Token:
+    value: str = field(repr=False)
+    expires_at: float
+    renew_at: float
+    catalog: list[Any]
+
+
+def strip_version(url: str) -> str:
+    """`https://ecs.x/v1/{project}` -> `https://ecs.x`: the client builds `/v1/...` itself."""
+    url = url.rstrip("/")
+    return _VERSION_TAIL.sub("", url)
+
+
+def _epoch(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def ecs_from_catalog(catalog: list[Any], region: str | None) -> str | None:
+    """The public ECS endpoint of `region` (or the only one, without a region)."""
+    by_type: dict[str, list[tuple[str | None, str]]] = {t: [] for t in ECS_SERVICE_TYPES}
+    for service in catalog:
+        if not isinstance(service, dict) or service.get("type") not in ECS_SERVICE_TYPES:
+            continue
+        for ep in service.get("endpoints") or []:
+            if not isinstance(ep, dict) or ep.get("interface", "public") != "public":
+                continue
+            url = ep.get("url")
+            if isinstance(url, str):
+                by_type[service["type"]].append((ep.get("region_id") or ep.get("region"), url))
+    found = [pair for t in ECS_SERVICE_TYPES for pair in by_type[t]]
+    if region is not None:
+        urls = {url for where, url in found if where == region}
+    else:
+        urls = {url for _, url in found}
+    # Without a region, only an unambiguous catalog answers.
+    return strip_version(urls.pop()) if len(urls) == 1 else None
+
+
+class IamAuth:
+    """Project-scoped IAM tokens for one user, shared by every request of a run."""
+
+    kind = "password"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        config: CloudConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+    ) -> None:
+        assert config.auth_url and config.username and config.password
+        self._session = session
+        self._config = config
+        auth_url = check_endpoint(config.auth_url)
+        if urlsplit(auth_url).path in ("", "/"):
+            auth_url += "/v3"  # "https://iam.eu-de.otc.t-systems.com" means its v3 API
+        self._url = auth_url + "/auth/tokens"
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._tokens: dict[str, _Token] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._password_ok: bool | None = None
+        self._password_refused: AuthFailed | None = None
+        # Until IAM has once accepted the password, one request at a time: a wrong
+        # password sent for fifty projects at once could lock the user's account.
+        self._first = asyncio.Lock()
+        # A project IAM refused stays refused for the run: its other targets fail at
+        # once instead of asking IAM again, one by one.
+        self._refused: dict[str, ProjectRefused] = {}
+        self.issued: dict[str, int] = {}  # tokens fetched, by project (for logs and tests)
+
+    # -- the Credentials interface ----------------------------------------------------
+
+    async def prepare(self, project_id: str) -> None:
+        refused = self._refused.get(project_id)
+        if refused is not None:
+            raise ProjectRefused(str(refused), status=refused.status, code=refused.code)
+        token = self._tokens.get(project_id)
+        if token is None or self._clock() >= token.renew_at:
+            await self._fetch_once(project_id, stale=token.value if token else None)
+
+    def headers(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        project_id: str,
+        body: bytes,
+        base: Mapping[str, str],
+    ) -> dict[str, str]:
+        return {**base, "X-Auth-Token": self._tokens[project_id].value}
+
+    async def renew(self, project_id: str, sent: Mapping[str, str]) -> bool:
+        await self._fetch_once(project_id, stale=sent.get("X-Auth-Token"))
+        return True
+
+    def catalog_endpoint(self, project_id: str, region: str | None) -> str | None:
+        token = self._tokens.get(project_id)
+        return ecs_from_catalog(token.catalog, region) if token else None
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._config.password or "", *tuple(t.value for t in self._tokens.values()))
+
+    # -- fetching ---------------------------------------------------------------------
+
+    async def _fetch_once(self, project_id: str, stale: str | None) -> None:
+        lock = self._locks.setdefault(project_id, asyncio.Lock())
+        async with lock:
+            if self._password_ok is not True:
+                async with self._first:
+                    await self._fetch_locked(project_id, stale)
+            else:
+                await self._fetch_locked(project_id, stale)
+
+    async def _fetch_locked(self, project_id: str, stale: str | None) -> None:
+        if self._password_refused is not None:
+            refused = self._password_refused
+            raise AuthFailed(str(refused), status=refused.status, code=refused.code)
+        current = self._tokens.get(project_id)
+        if current is not None and current.value != stale and self._clock() < current.renew_at:
+            return  # another request fetched it while this one waited
+        try:
+            self._tokens[project_id] = await self._fetch(project_id)
+        except ProjectRefused as exc:
+            self._refused[project_id] = exc
+            raise
+        self.issued[project_id] = self.issued.get(project_id, 0) + 1
+
+    def _body(self, scope: dict[str, Any]) -> bytes:
+        c = self._config
+        domain = {"name": c.user_domain_name} if c.user_domain_name else {"id": c.user_domain_id}
+        user = {"name": c.username, "password": c.password, "domain": domain}
+        auth = {"identity": {"methods": ["password"], "password": {"user": user}}, "scope": scope}
+        return json.dumps({"auth": auth}).encode()
+
+    async def _post(self, scope: dict[str, Any], what: str) -> tuple[int, dict[str, str], Any]:
+        try:
+            async with self._session.post(
+                self._url,
+                data=self._body(scope),
+                headers={"Content-Type": "application/json;charset=utf8"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                raw = await _read_capped(resp.content, MAX_BODY)
+                headers = {k: v for k, v in resp.headers.items()}
+                status = resp.status
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise NotSent(f"IAM {what}: cannot connect ({type(exc).__name__})") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise RetryLater(f"IAM {what}: no answer ({type(exc).__name__})") from None
+        try:
+            payload = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        return status, headers, payload
+
+    async def _fetch(self, project_id: str) -> _Token:
+        what = f"token for project {project_id}"
+        status, headers, payload = await self._post({"project": {"id": project_id}}, what)
+        token = headers.get(TOKEN_HEADER)
+        if status in (200, 201) and token and isinstance(payload, dict):
+            self._password_ok = True
+            return self._token(token, payload)
+        summary = _summary(status, payload)
+        if status == 401:
+            if await self._password_works():
+                raise ProjectRefused(
+                    f"IAM gives {self._config.label} no token for project {project_id}: {summary}",
+                    status=status,
+                    code=_code(payload),
+                )
+            self._password_refused = AuthFailed(
+                f"IAM refused the credentials of {self._config.label} "
+                f"(auth_url {self._config.auth_url}): {summary}",
+                status=status,
+                code=_code(payload),
+            )
+            raise self._password_refused
+        if status in (400, 403, 404):
+            raise ProjectRefused(
+                f"IAM gives {self._config.label} no token for project {project_id}: {summary}",
+                status=status,
+                code=_code(payload),
+            )
+        if status == 429:
+            raise Throttled(f"IAM {what}: {summary}", status=status)
+        raise RetryLater(f"IAM {what}: {summary}", status=status)
+
+    async def _password_works(self) -> bool:
+        """Tell a wrong password from a project the user may not use: Keystone answers
+        401 to both, so ask once for a token scoped to the user's own domain."""
+        if self._password_ok is None:
+            c = self._config
+            domain = (
+                {"name": c.user_domain_name} if c.user_domain_name else {"id": c.user_domain_id}
+            )
+            status, headers, _ = await self._post({"domain": domain}, "domain-scoped token")
+            if status in (200, 201) and headers.get(TOKEN_HEADER):
+                self._password_ok = True
+            elif status in (401, 403):
+                self._password_ok = False
+            else:
+                raise RetryLater(f"IAM domain-scoped token: HTTP {status}", status=status)
+        return self._password_ok
+
+    def _token(self, value: str, payload: dict[str, Any]) -> _Token:
+        body = payload.get("token") if isinstance(payload.get("token"), dict) else {}
+        assert isinstance(body, dict)
+        now = self._clock()
+        expires = _epoch(body.get("expires_at"))
+        issued = _epoch(body.get("issued_at")) or now
+        if expires is None:
+            raise RetryLater("IAM token answer has no usable expires_at")
+        lifetime = max(expires - issued, 0.0)
+        margin = min(MAX_MARGIN, lifetime * MARGIN_SHARE)
+        catalog = body.get("catalog")
+        return _Token(
+            value=value,
+            expires_at=expires,
+            renew_at=expires - margin,
+            catalog=catalog if isinstance(catalog, list) else [],
+        )
+
+
+async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first `limit` bytes (read(n) returns only what arrived)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await stream.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _code(payload: Any) -> str | None:
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and error.get("code") is not None:
+            return str(error.get("code"))[:64]
+        if payload.get("error_code") is not None:
+            return str(payload["error_code"])[:64]
+    return None
+
+
+def _summary(status: int, payload: Any) -> str:
+    message = ""
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            message = str(error.get("message") or error.get("title") or "")
+        else:
+            message = str(payload.get("error_msg") or "")
+    code = _code(payload)
+    text = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
+    return text + (f": {message[:300]}" if message else "")
+
+
+def credentials_for(config: CloudConfig, session: aiohttp.ClientSession) -> Credentials:
+    """The credentials a resolved configuration stands for."""
+    if config.auth_type == "password":
+        return IamAuth(session, config)
+    if config.auth_type == "token" and config.token:
+        return TokenAuth(config.token)
+    if config.auth_type == "aksk" and config.ak and config.sk:
+        return AkSkAuth(config.ak, config.sk, config.security_token)
+    raise UsageError(f"{config.label}: incomplete {config.auth_type} credentials")
