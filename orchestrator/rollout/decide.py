@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from orchestrator.rollout.budget import FailureLedger, Trip, TripKind
@@ -128,6 +128,7 @@ def decide(
     now: datetime, target: TargetRef, settings: RolloutSettings, view: RolloutView
 ) -> Decision:
     """May `target` be sent at `now`? See the module docstring for the order of checks."""
+    now = now.astimezone(UTC)
     trip = view.ledger.run_trip
     if trip is not None:
         return Decision(
@@ -201,7 +202,7 @@ def _timing(now: datetime, settings: RolloutSettings, view: RolloutView) -> Deci
     current = schedule.opening(now)
     if current is None:
         return _closed(Reason.WINDOW_CLOSED, "the deadline has passed; nothing more is sent")
-    if not current.contains(now) or (current.start > first.start and not settings.keep_going):
+    if not current.contains(now) or (current.start != first.start and not settings.keep_going):
         return _later(
             settings,
             current.start,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "DEFAULT_EXPECTED_JOB_SECONDS",
@@ -57,4 +57,7 @@ def expected_job_seconds(
 
 def may_start(now: datetime, expected_seconds: float, closes_at: datetime | None) -> bool:
     """Whether a reinstall started at `now` can be expected to end by `closes_at`."""
-    return closes_at is None or now + timedelta(seconds=expected_seconds) <= closes_at
+    # In UTC: same-zone aware arithmetic is wall-clock arithmetic, wrong across DST.
+    if closes_at is None:
+        return True
+    return now.astimezone(UTC) + timedelta(seconds=expected_seconds) <= closes_at

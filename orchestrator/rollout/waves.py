@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from orchestrator.errors import UsageError
 
@@ -159,7 +159,7 @@ def wave_gate(
             )
     previous = counts.get(wave - 1)
     if previous is not None and previous.last_final_at is not None and pause_seconds > 0:
-        until = previous.last_final_at + timedelta(seconds=pause_seconds)
+        until = previous.last_final_at.astimezone(UTC) + timedelta(seconds=pause_seconds)
         if now < until:
             return WaveGate(
                 False,

@@ -11,6 +11,10 @@ window is a run of wall-clock time in an IANA zone, and may cross midnight
   closing early is the safe side for a maintenance window.
 
 An opening of zero length (`02:00-03:00` on the spring-forward day) is skipped.
+
+Every instant this module returns is in UTC: Python compares and adds aware
+datetimes of the same zone by wall clock, ignoring `fold`, which is wrong on
+exactly the days this module has to get right.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "parse_zone",
 ]
 
+_BEGINNING = datetime.min.replace(tzinfo=UTC)  # the start of an opening with no start
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -114,6 +119,7 @@ class DailyWindow:
 
     def opening(self, now: datetime) -> Opening:
         """The opening containing `now`, or else the next one."""
+        now = now.astimezone(UTC)
         today = now.astimezone(self.zone).date()
         for offset in range(-1, 4):
             candidate = self.opening_on(today + timedelta(days=offset))
@@ -147,17 +153,21 @@ class Schedule:
 
     def opening(self, now: datetime) -> Opening | None:
         """The opening containing `now`, or the next one; None when none is left."""
+        now = now.astimezone(UTC)
         t = now if self.not_before is None or now >= self.not_before else self.not_before
+        # An opening keeps its own start whatever `now` is, so that two calls
+        # can tell "the same opening" from "the next one" by comparing starts.
+        floor = _BEGINNING if self.not_before is None else self.not_before.astimezone(UTC)
         if self.window is None:
-            found = Opening(t, self.deadline)
+            found = Opening(floor, self.deadline)
         else:
             daily = self.window.opening(t)
             end = daily.end
             if self.deadline is not None and end is not None and self.deadline < end:
                 end = self.deadline
-            found = Opening(max(t, daily.start), end)
-        if self.deadline is not None and found.start >= self.deadline:
-            return None
+            found = Opening(max(floor, daily.start), end)
+        if found.end is not None and max(t, found.start) >= found.end:
+            return None  # only the deadline can end an opening before `t`: none is left
         return found
 
     def is_open(self, now: datetime) -> bool:
@@ -167,7 +177,7 @@ class Schedule:
     def next_open(self, now: datetime) -> datetime | None:
         """`now` when open, else when it next opens; None when it never will."""
         found = self.opening(now)
-        return None if found is None else max(now, found.start)
+        return None if found is None else max(now.astimezone(UTC), found.start)
 
     def closes_at(self, now: datetime) -> datetime | None:
         """When the opening containing `now` closes (None: never). Only meaningful when open."""
@@ -179,7 +189,7 @@ def _resolve(day: date, wall: time, zone: tzinfo) -> datetime:
     """The instant the wall clock in `zone` first reaches `wall` on `day` (see the docstring)."""
     first = datetime.combine(day, wall, tzinfo=zone)  # fold=0: first occurrence when repeated
     if _exists(first):
-        return first
+        return first.astimezone(UTC)
     # In a gap: the clock jumps over `wall` at the transition, which lies between
     # the two readings of the wall time (with the offset before and after).
     low = datetime.combine(day, wall, tzinfo=zone).replace(fold=1).astimezone(UTC)
@@ -192,7 +202,7 @@ def _resolve(day: date, wall: time, zone: tzinfo) -> datetime:
             high = mid
         else:
             low = mid
-    return high.replace(microsecond=0).astimezone(zone)
+    return high.replace(microsecond=0)
 
 
 def _exists(local: datetime) -> bool:
