@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20  # a job or server answer is a few KiB; more is hostile
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
 JOB_STATUSES = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
+
+
+# on_answer(kind, throttled, sent_at): told of every answer below 500, for adaptive pacing.
+AnswerHook = Callable[[str, bool, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,10 @@ class EcsClient:
         submit_limiter: RateLimiter | Unlimited | None = None,
         poll_limiter: RateLimiter | Unlimited | None = None,
         timeouts: Timeouts | None = None,
+        on_answer: AnswerHook | None = None,
     ) -> None:
+        """`on_answer(kind, throttled, sent_at)` hears of every answer, e.g.
+        `AdaptivePacing.on_answer`; `sent_at` is time.monotonic() at sending."""
         self._session = session
         self._endpoints = endpoints
         self._credentials = credentials
@@ -94,6 +102,7 @@ class EcsClient:
         self._timeout = aiohttp.ClientTimeout(
             total=t.total, sock_connect=t.connect, sock_read=t.read
         )
+        self._on_answer = on_answer
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
 
@@ -168,6 +177,7 @@ class EcsClient:
         if self._credentials is not None:
             headers = self._credentials.headers(method, host, path, project_id, body, headers)
         self.requests[kind] += 1
+        sent_at = time.monotonic()
         try:
             async with self._session.request(
                 method,
@@ -200,6 +210,9 @@ class EcsClient:
                 payload = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 payload = _NotJson()
+        if self._on_answer is not None and status < 500:
+            throttled = status == 429 or (status == 202 and _error_code(payload) == "Common.0024")
+            self._on_answer(kind, throttled, sent_at)
         return status, resp_headers, payload
 
     def _failure(
