@@ -39,17 +39,13 @@ from orchestrator.errors import (
     Throttled,
 )
 from orchestrator.model import TargetSpec
-from orchestrator.pacing import RateLimiter, Unlimited
+from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # a job or server answer is a few KiB; more is hostile
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
 JOB_STATUSES = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
-
-
-# on_answer(kind, throttled, sent_at): told of every answer below 500, for adaptive pacing.
-AnswerHook = Callable[[str, bool, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +85,10 @@ class EcsClient:
         submit_limiter: RateLimiter | Unlimited | None = None,
         poll_limiter: RateLimiter | Unlimited | None = None,
         timeouts: Timeouts | None = None,
-        on_answer: AnswerHook | None = None,
+        adaptive: AdaptivePacing | None = None,
     ) -> None:
-        """`on_answer(kind, throttled, sent_at)` hears of every answer, e.g.
-        `AdaptivePacing.on_answer`; `sent_at` is time.monotonic() at sending."""
+        """`adaptive` adds a limiter per API and endpoint whose rate follows the
+        service's throttling, under `submit_limiter`/`poll_limiter` as ceilings."""
         self._session = session
         self._endpoints = endpoints
         self._credentials = credentials
@@ -102,7 +98,7 @@ class EcsClient:
         self._timeout = aiohttp.ClientTimeout(
             total=t.total, sock_connect=t.connect, sock_read=t.read
         )
-        self._on_answer = on_answer
+        self._adaptive = adaptive
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
 
@@ -115,7 +111,7 @@ class EcsClient:
         the request goes out (the runner commits its intent there)."""
         path = f"/v1/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
         body = json.dumps(spec.reinstall_body(), separators=(",", ":")).encode()
-        await self._submit_limiter.acquire()
+        await self._pace("reinstall", spec.region, self._submit_limiter)
         if before_send is not None:
             await before_send()
         status, headers, payload = await self._send(
@@ -134,7 +130,7 @@ class EcsClient:
         raise self._failure(status, headers, payload, acted_unknown=True)
 
     async def job(self, project_id: str, job_id: str, region: str | None = None) -> JobView:
-        await self._poll_limiter.acquire()
+        await self._pace("job", region, self._poll_limiter)
         path = f"/v1/{project_id}/jobs/{job_id}"
         status, headers, payload = await self._send("job", "GET", region, project_id, path, b"")
         if status == 200 and isinstance(payload, dict) and _error_of(payload) is None:
@@ -150,7 +146,7 @@ class EcsClient:
     async def server(
         self, project_id: str, server_id: str, region: str | None = None
     ) -> ServerView:
-        await self._poll_limiter.acquire()
+        await self._pace("server", region, self._poll_limiter)
         path = f"/v1/{project_id}/cloudservers/{server_id}"
         status, headers, payload = await self._send("server", "GET", region, project_id, path, b"")
         if status == 200 and isinstance(payload, dict) and isinstance(payload.get("server"), dict):
@@ -158,6 +154,13 @@ class EcsClient:
         raise self._failure(status, headers, payload, acted_unknown=False)
 
     # -- one request, errors translated ---------------------------------------
+
+    async def _pace(self, kind: str, region: str | None, limiter: RateLimiter | Unlimited) -> None:
+        # The adapted rate first: a token of the shared limiter is not held
+        # while waiting for this API's own.
+        if self._adaptive is not None:
+            await self._adaptive.acquire(kind, self._endpoints.for_region(region))
+        await limiter.acquire()
 
     async def _send(
         self,
@@ -210,9 +213,9 @@ class EcsClient:
                 payload = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 payload = _NotJson()
-        if self._on_answer is not None and status < 500:
+        if self._adaptive is not None and status < 500:
             throttled = status == 429 or (status == 202 and _error_code(payload) == "Common.0024")
-            self._on_answer(kind, throttled, sent_at)
+            self._adaptive.on_answer(kind, base_url, throttled, sent_at)
         return status, resp_headers, payload
 
     def _failure(

@@ -454,25 +454,67 @@ class AdaptiveRate:
 
 
 class AdaptivePacing:
-    """The client's answer hook: one `AdaptiveRate` per API kind's limiter.
+    """Adaptive limiters per API kind and endpoint, in front of the configured limiters.
 
-    `controllers` maps an API kind as the client names it ("reinstall", "job",
-    "server") to the controller of the limiter that paces it; kinds sharing a
-    limiter share the controller. Kinds not in the map are not adapted.
+    The service limits each API on each endpoint on its own (the simulator's
+    `--rate-limit` too), while `--poll-rate` is one budget shared by job and
+    server queries. So the configured limiters stay as they are (the ceiling
+    that is never exceeded), and each (kind, endpoint) gets its own limiter,
+    started at its kind's ceiling and driven by an `AdaptiveRate` from that
+    kind's answers on that endpoint. The client awaits `acquire(kind,
+    endpoint)` before its usual limiter and reports every answer to
+    `on_answer`. Kinds without a ceiling are not adapted.
     """
 
-    def __init__(self, controllers: Mapping[str, AdaptiveRate]) -> None:
-        self._controllers = dict(controllers)
+    def __init__(
+        self,
+        ceilings: Mapping[str, float | None],
+        *,
+        settings: AimdSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ceilings = {
+            kind: _check_rate(rate)
+            for kind, rate in ceilings.items()
+            if rate is not None and math.isfinite(rate)
+        }
+        self._settings = settings or AimdSettings()
+        self._clock = clock
+        self._limiters: dict[tuple[str, str], tuple[RateLimiter, AdaptiveRate]] = {}
 
-    def on_answer(self, kind: str, throttled: bool, sent_at: float) -> None:
-        controller = self._controllers.get(kind)
-        if controller is None:
+    def _pair(self, kind: str, endpoint: str) -> tuple[RateLimiter, AdaptiveRate] | None:
+        key = (kind, endpoint)
+        pair = self._limiters.get(key)
+        if pair is None:
+            ceiling = self._ceilings.get(kind)
+            if ceiling is None:
+                return None
+            # Tokens on the loop's clock (time.monotonic, like the send times).
+            limiter = RateLimiter(ceiling)
+            pair = (limiter, AdaptiveRate(limiter, settings=self._settings, clock=self._clock))
+            self._limiters[key] = pair
+        return pair
+
+    async def acquire(self, kind: str, endpoint: str) -> None:
+        """Wait for this API's adapted rate on this endpoint."""
+        pair = self._pair(kind, endpoint)
+        if pair is not None:
+            await pair[0].acquire()
+
+    def on_answer(self, kind: str, endpoint: str, throttled: bool, sent_at: float) -> None:
+        """An answer (below 500) to a request of `kind` sent to `endpoint` at `sent_at`."""
+        pair = self._pair(kind, endpoint)
+        if pair is None:
             return
         if throttled:
-            controller.on_throttle(sent_at)
+            pair[1].on_throttle(sent_at)
         else:
-            controller.on_ok()
+            pair[1].on_ok()
 
-    def rates(self) -> dict[str, float]:
-        """The rate in force per API kind, for the live view and the report."""
-        return {kind: c.rate for kind, c in self._controllers.items()}
+    def controllers(self) -> dict[tuple[str, str], AdaptiveRate]:
+        """Each (kind, endpoint)'s controller: its rate, ceiling, throttles and cuts."""
+        return {key: pair[1] for key, pair in self._limiters.items()}
+
+    def rates(self) -> dict[tuple[str, str], float]:
+        """The rate in force per (kind, endpoint), for the live view and the report."""
+        return {key: pair[1].rate for key, pair in self._limiters.items()}

@@ -113,21 +113,26 @@ def test_settings_are_checked(settings: dict[str, float]) -> None:
         AimdSettings(**settings)
 
 
-def test_pacing_hook_routes_kinds_to_their_limiter() -> None:
+async def test_pacing_adapts_each_api_on_each_endpoint_on_its_own() -> None:
     clock = Clock()
-    submit = AdaptiveRate(RateLimiter(200.0, clock=clock), clock=clock)
-    poll = AdaptiveRate(RateLimiter(1000.0, clock=clock), clock=clock)
-    pacing = AdaptivePacing({"reinstall": submit, "job": poll, "server": poll})
-    pacing.on_answer("server", True, clock.now)
-    pacing.on_answer("unknown-kind", True, clock.now)  # not adapted, not an error
+    pacing = AdaptivePacing({"reinstall": 200.0, "job": 1000.0, "server": None}, clock=clock)
+    east, west = "http://127.0.0.1:1", "http://127.0.0.1:2"
+    await pacing.acquire("job", east)  # created at the ceiling, and lets one through at once
+    await pacing.acquire("server", east)  # no ceiling: not adapted, never waits
+    pacing.on_answer("job", east, True, clock.now)
+    pacing.on_answer("job", west, False, clock.now)
+    pacing.on_answer("reinstall", east, False, clock.now)
+    pacing.on_answer("server", east, True, clock.now)
     assert pacing.rates() == {
-        "reinstall": 200.0,
-        "job": pytest.approx(700.0),
-        "server": pytest.approx(700.0),
+        ("job", east): pytest.approx(700.0),
+        ("job", west): 1000.0,
+        ("reinstall", east): 200.0,
     }
     clock.now += 1.0
-    pacing.on_answer("job", False, clock.now)
-    assert pacing.rates()["server"] == pytest.approx(770.0)
+    pacing.on_answer("job", east, False, clock.now)
+    assert pacing.rates()[("job", east)] == pytest.approx(770.0)
+    controller = pacing.controllers()[("job", east)]
+    assert (controller.throttles, controller.cuts, controller.ceiling) == (1, 1, 1000.0)
 
 
 def simulate(ceiling: float, limit: float, seconds: float, rtt: float) -> tuple[float, float]:
