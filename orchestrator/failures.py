@@ -42,6 +42,7 @@ __all__ = [
     "FailureRule",
     "counts_as_failure",
     "hint",
+    "rule",
 ]
 
 

@@ -93,6 +93,21 @@ CASES: dict[str, Case] = {
     "a window shorter than a job: hold, not wait forever": Case(
         at("00:00"), Action.HOLD, Reason.CUTOFF, None, Scope.RUN, settings=WK, expected=4 * 3600
     ),
+    "spring-forward night: 02:00 does not exist, opens at the jump (01:00 UTC)": Case(
+        datetime(2026, 3, 29, 0, 30, tzinfo=UTC),
+        Action.WAIT,
+        Reason.NOT_YET_OPEN,
+        datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+        Scope.RUN,
+        settings=W,
+        started=datetime(2026, 3, 28, 22, 0, tzinfo=UTC),
+    ),
+    "fall-back night: the cutoff counts the repeated hour (05:00 CET is 04:00 UTC)": Case(
+        datetime(2026, 10, 25, 3, 50, tzinfo=UTC),
+        Action.SEND,
+        settings=W,
+        started=datetime(2026, 10, 24, 22, 0, tzinfo=UTC),
+    ),
     # -- deadline and not-before ----------------------------------------------------
     "not before: wait": Case(
         at("12:00"),
