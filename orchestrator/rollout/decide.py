@@ -202,13 +202,15 @@ def _timing(now: datetime, settings: RolloutSettings, view: RolloutView) -> Deci
     current = schedule.opening(now)
     if current is None:
         return _closed(Reason.WINDOW_CLOSED, "the deadline has passed; nothing more is sent")
-    if not current.contains(now) or (current.start != first.start and not settings.keep_going):
-        return _later(
-            settings,
-            current.start,
+    if current.start != first.start and not settings.keep_going:
+        # This run's opening has closed; a later one belongs to a later run.
+        assert first.end is not None
+        return _closed(
             Reason.WINDOW_CLOSED,
-            f"the window closed at {first.end.isoformat() if first.end else 'the deadline'}",
+            f"the window closed at {first.end.isoformat()}; the rest stays pending",
         )
+    if not current.contains(now):
+        return _later(settings, current.start, Reason.WINDOW_CLOSED, "the window is closed")
     if not may_start(now, view.expected_seconds, current.end):
         assert current.end is not None
         why = (
