@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import TargetSpec
-from orchestrator.pacing import RateLimiter, Unlimited
+from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
 from orchestrator.reachability import Reachability
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,10 @@ class EcsClient:
         poll_limiter: RateLimiter | Unlimited | None = None,
         timeouts: Timeouts | None = None,
         reachability: Reachability | None = None,
+        adaptive: AdaptivePacing | None = None,
     ) -> None:
+        """`adaptive` adds a limiter per API and endpoint whose rate follows the
+        service's throttling, under `submit_limiter`/`poll_limiter` as ceilings."""
         self._session = session
         self._endpoints = endpoints
         self._credentials = credentials
@@ -106,6 +110,7 @@ class EcsClient:
         self._timeout = aiohttp.ClientTimeout(
             total=t.total, sock_connect=t.connect, sock_read=t.read
         )
+        self._adaptive = adaptive
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
         self.reachability = reachability or Reachability()
@@ -119,7 +124,7 @@ class EcsClient:
         the request goes out (the runner commits its intent there)."""
         path = f"/v1/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
         body = json.dumps(spec.reinstall_body(), separators=(",", ":")).encode()
-        await self._submit_limiter.acquire()
+        await self._pace("reinstall", spec.region, self._submit_limiter)
         if before_send is not None:
             await before_send()
         status, headers, payload = await self._send(
@@ -138,7 +143,7 @@ class EcsClient:
         raise self._failure(status, headers, payload, acted_unknown=True, path=path)
 
     async def job(self, project_id: str, job_id: str, region: str | None = None) -> JobView:
-        await self._poll_limiter.acquire()
+        await self._pace("job", region, self._poll_limiter)
         path = f"/v1/{project_id}/jobs/{job_id}"
         status, headers, payload = await self._send("job", "GET", region, project_id, path, b"")
         if status == 200 and isinstance(payload, dict) and _error_of(payload) is None:
@@ -154,7 +159,7 @@ class EcsClient:
     async def server(
         self, project_id: str, server_id: str, region: str | None = None
     ) -> ServerView:
-        await self._poll_limiter.acquire()
+        await self._pace("server", region, self._poll_limiter)
         path = f"/v1/{project_id}/cloudservers/{server_id}"
         status, headers, payload = await self._send("server", "GET", region, project_id, path, b"")
         if status == 200 and isinstance(payload, dict) and isinstance(payload.get("server"), dict):
@@ -162,6 +167,13 @@ class EcsClient:
         raise self._failure(status, headers, payload, acted_unknown=False, path=path)
 
     # -- one request, errors translated ---------------------------------------
+
+    async def _pace(self, kind: str, region: str | None, limiter: RateLimiter | Unlimited) -> None:
+        # The adapted rate first: a token of the shared limiter is not held
+        # while waiting for this API's own.
+        if self._adaptive is not None:
+            await self._adaptive.acquire(kind, _pacing_key(region))
+        await limiter.acquire()
 
     async def _send(
         self,
@@ -184,6 +196,7 @@ class EcsClient:
             if creds is not None and self._endpoints.uses_catalog:
                 catalog_url = creds.catalog_endpoint(project_id, region or self._endpoints.region)
             base_url = self._endpoints.for_region(region, catalog_url)
+            sent_at = time.monotonic()
             status, resp_headers, raw, headers = await self._request(
                 kind, method, base_url, path, project_id, body, unsent_is_unknown
             )
@@ -203,6 +216,9 @@ class EcsClient:
                 payload = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 payload = _NotJson()
+        if self._adaptive is not None and status < 500:
+            throttled = status == 429 or (status == 202 and _error_code(payload) == "Common.0024")
+            self._adaptive.on_answer(kind, _pacing_key(region), throttled, sent_at)
         return status, resp_headers, payload
 
     async def _request(
@@ -354,6 +370,11 @@ def _retry_after(headers: dict[str, str]) -> float | None:
 
 def _plain_id(value: str) -> bool:
     return 0 < len(value) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
+
+
+def _pacing_key(region: str | None) -> str:
+    # One adaptive limiter per API and region: a region is one endpoint.
+    return region or "-"
 
 
 def _snippet(payload: Any) -> str:

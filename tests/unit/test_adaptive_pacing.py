@@ -1,0 +1,182 @@
+"""Adaptive pacing (AIMD) on a fake clock: cuts, the one-cut-per-round-trip rule, regain, caps.
+
+The last test closes the loop against the simulator's own token bucket in
+simulated time: the controller must settle under a service limit four times
+below its configured rate, throttled rarely and using most of the limit.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import pytest
+
+from orchestrator.pacing import AdaptivePacing, AdaptiveRate, AimdSettings, RateLimiter
+from orchestrator.simulator.ratelimit import TokenBucket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(ceiling: float = 200.0, **settings: float) -> tuple[AdaptiveRate, RateLimiter, Clock]:
+    clock = Clock()
+    limiter = RateLimiter(ceiling, clock=clock)
+    return AdaptiveRate(limiter, settings=AimdSettings(**settings), clock=clock), limiter, clock
+
+
+def test_starts_at_the_configured_rate() -> None:
+    adaptive, limiter, _ = make(200.0)
+    assert adaptive.rate == adaptive.ceiling == limiter.rate == 200.0
+
+
+def test_a_throttle_cuts_and_the_limiter_follows() -> None:
+    adaptive, limiter, clock = make(200.0)
+    assert adaptive.on_throttle(sent_at=clock.now - 0.01)
+    assert adaptive.rate == pytest.approx(140.0)
+    assert limiter.rate == pytest.approx(140.0)
+
+
+def test_one_cut_per_round_trip() -> None:
+    adaptive, _, clock = make(200.0)
+    sent_before = clock.now - 0.05
+    adaptive.on_throttle(sent_at=sent_before)
+    # A burst of 429s for requests already on the wire when the cut was made.
+    clock.now += 0.01
+    for _ in range(50):
+        assert not adaptive.on_throttle(sent_at=sent_before + 0.001)
+    assert adaptive.rate == pytest.approx(140.0)
+    assert (adaptive.throttles, adaptive.cuts) == (51, 1)
+    # A request sent after the cut and still throttled: the new rate is too high too.
+    assert adaptive.on_throttle(sent_at=clock.now - 0.001)
+    assert adaptive.rate == pytest.approx(98.0)
+
+
+def test_without_send_times_cuts_are_held_apart() -> None:
+    adaptive, _, clock = make(200.0, hold=0.2)
+    assert adaptive.on_throttle()
+    clock.now += 0.1
+    assert not adaptive.on_throttle()
+    clock.now += 0.15
+    assert adaptive.on_throttle()
+    assert adaptive.rate == pytest.approx(98.0)
+
+
+def test_never_below_the_floor() -> None:
+    adaptive, limiter, clock = make(10.0, floor=2.0)
+    for _ in range(20):
+        clock.now += 1.0
+        adaptive.on_throttle(sent_at=clock.now)
+    assert adaptive.rate == limiter.rate == 2.0
+
+
+def test_good_answers_regain_additively_up_to_the_ceiling() -> None:
+    adaptive, limiter, clock = make(200.0, recovery=0.1)
+    adaptive.on_throttle(sent_at=clock.now)  # 140; regains 14 per second
+    clock.now += 1.0
+    adaptive.on_ok()
+    assert adaptive.rate == pytest.approx(154.0)
+    clock.now += 0.5
+    adaptive.on_ok()
+    assert adaptive.rate == pytest.approx(161.0)
+    for _ in range(10):
+        clock.now += 1.0
+        adaptive.on_ok()
+    assert adaptive.rate == limiter.rate == 200.0
+
+
+def test_a_silence_regains_at_most_one_step() -> None:
+    adaptive, _, clock = make(200.0, recovery=0.1, max_step_seconds=1.0)
+    adaptive.on_throttle(sent_at=clock.now)
+    clock.now += 3600.0  # an hour with no answers, then one good answer
+    adaptive.on_ok()
+    assert adaptive.rate == pytest.approx(154.0)
+
+
+def test_a_good_answer_at_the_same_instant_changes_nothing() -> None:
+    adaptive, _, clock = make(200.0)
+    adaptive.on_throttle(sent_at=clock.now)
+    adaptive.on_ok()
+    assert adaptive.rate == pytest.approx(140.0)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"decrease": 1.0}, {"decrease": 0.0}, {"recovery": 0.0}, {"floor": 0.0}, {"hold": -1.0}],
+)
+def test_settings_are_checked(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        AimdSettings(**settings)
+
+
+async def test_pacing_adapts_each_api_on_each_endpoint_on_its_own() -> None:
+    clock = Clock()
+    pacing = AdaptivePacing({"reinstall": 200.0, "job": 1000.0, "server": None}, clock=clock)
+    east, west = "http://127.0.0.1:1", "http://127.0.0.1:2"
+    await pacing.acquire("job", east)  # created at the ceiling, and lets one through at once
+    await pacing.acquire("server", east)  # no ceiling: not adapted, never waits
+    pacing.on_answer("job", east, True, clock.now)
+    pacing.on_answer("job", west, False, clock.now)
+    pacing.on_answer("reinstall", east, False, clock.now)
+    pacing.on_answer("server", east, True, clock.now)
+    assert pacing.rates() == {
+        ("job", east): pytest.approx(700.0),
+        ("job", west): 1000.0,
+        ("reinstall", east): 200.0,
+    }
+    clock.now += 1.0
+    pacing.on_answer("job", east, False, clock.now)
+    assert pacing.rates()[("job", east)] == pytest.approx(770.0)
+    controller = pacing.controllers()[("job", east)]
+    assert (controller.throttles, controller.cuts, controller.ceiling) == (1, 1, 1000.0)
+
+
+def simulate(ceiling: float, limit: float, seconds: float, rtt: float) -> tuple[float, float]:
+    """Send as fast as the controller allows to a token bucket of `limit`/s (the
+    simulator's, capacity one second's worth); answers come back after `rtt`.
+    Returns (share of requests throttled, accepted rate / limit) after a warm-up."""
+    clock = Clock()
+    start = clock.now
+    adaptive = AdaptiveRate(RateLimiter(ceiling, clock=clock), clock=clock)
+    bucket = TokenBucket(limit, limit, limit)
+    answers: list[tuple[float, float, bool]] = []  # (answer time, sent_at, throttled)
+    next_send = start
+    sent = throttled = accepted = 0
+    warmup = start + 10.0
+    while next_send < start + seconds:
+        while answers and answers[0][0] <= next_send:
+            at, sent_at, was_throttled = heapq.heappop(answers)
+            clock.now = at
+            if was_throttled:
+                adaptive.on_throttle(sent_at)
+            else:
+                adaptive.on_ok()
+        clock.now = next_send
+        refused = bucket.take(next_send) > 0
+        heapq.heappush(answers, (next_send + rtt, next_send, refused))
+        if next_send >= warmup:
+            sent += 1
+            throttled += refused
+            accepted += not refused
+        next_send += 1.0 / adaptive.rate
+    return throttled / sent, accepted / (limit * (seconds - 10.0))
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "limit", "rtt"),
+    [(200.0, 50.0, 0.005), (1000.0, 50.0, 0.005), (200.0, 50.0, 0.2), (100.0, 80.0, 0.05)],
+)
+def test_settles_under_a_service_limit(ceiling: float, limit: float, rtt: float) -> None:
+    throttled, used = simulate(ceiling, limit, seconds=300.0, rtt=rtt)
+    assert throttled <= 0.05, f"{throttled:.1%} throttled"
+    assert used >= 0.80, f"{used:.1%} of the limit used"
+
+
+def test_without_a_limit_it_stays_at_the_ceiling() -> None:
+    throttled, used = simulate(50.0, 1000.0, seconds=60.0, rtt=0.005)
+    assert throttled == 0
+    assert used == pytest.approx(50.0 / 1000.0, rel=0.01)
