@@ -113,6 +113,8 @@ class Target:
     submitted_at: str | None = None  # when the job_id arrived
     finished_at: str | None = None
     updated_at: str | None = None
+    job_begin_at: str | None = None  # the job's own begin_time, when the service gave one
+    job_end_at: str | None = None  # the job's own end_time, when the service gave one
 
     @property
     def project_id(self) -> str:
@@ -125,6 +127,18 @@ class Target:
     @property
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationInfo:
+    """One invocation (run or resume) of a state file: one row of its runs table."""
+
+    number: int  # 1 for the first invocation, then 2, 3, ...
+    started_at: str | None
+    ended_at: str | None  # None: still running, or killed before it could record its end
+    outcome: str | None  # complete, stopped, deferred, aborted, interrupted; None as ended_at
+    options: dict[str, Any] = field(default_factory=dict)
+    pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
