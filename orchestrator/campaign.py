@@ -28,7 +28,7 @@ from orchestrator.errors import IncompleteImport, ReportError, StateError, Usage
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
-from orchestrator.report import ReportPaths, write_report
+from orchestrator.report import ReportPaths, write_campaign_report
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
 from orchestrator.state import StateStore, file_sha256, remove_state_files
@@ -49,6 +49,7 @@ class Invocation:
     simulate: SimulatorConfig | None = None
     live_progress: bool | None = None
     options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
+    group_by: str | None = None  # report.md/html: counts by this inventory column
 
 
 @dataclass
@@ -208,7 +209,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     report_error = None
     if not halt.is_set():
         try:
-            report = write_report(inv.report_dir, run, store.iter_targets)
+            report = write_campaign_report(inv.report_dir, store, group_by=inv.group_by)
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)

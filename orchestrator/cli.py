@@ -35,7 +35,12 @@ from orchestrator.errors import IncompleteImport, OrchestratorError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.logsetup import setup_logging
 from orchestrator.model import TargetState
-from orchestrator.report import build_summary, summary_to_dict, write_report
+from orchestrator.report import (
+    build_summary,
+    check_group_by,
+    summary_to_dict,
+    write_campaign_report,
+)
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
@@ -86,6 +91,14 @@ def cli() -> None:
 
 
 cli.add_command(simulate)
+
+
+GROUP_BY_OPTION = click.option(
+    "--group-by",
+    metavar="COLUMN",
+    help="In the report, count states by this column: project_id, region, mode, "
+    "error_code or an inventory column such as owner.",
+)
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -159,6 +172,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["DEBUG", "INFO", "WARNING"], case_sensitive=False),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
+        GROUP_BY_OPTION,
         click.option(
             "--sim-job-seconds",
             default="1:3",
@@ -254,6 +268,7 @@ def _invocation(
         defaults=defaults,
         credentials=credentials,
         live_progress=False if opts.get("no_live") else None,
+        group_by=opts.get("group_by") or saved.get("group_by"),
     )
     if simulate_flag:
         inv.simulate = SimulatorConfig(
@@ -289,6 +304,7 @@ def _invocation(
         "drain_timeout": settings.drain_timeout,
         "no_preflight": not settings.preflight,
         "auth": credentials.kind if credentials else ("simulator" if simulate_flag else None),
+        "group_by": inv.group_by,
     }
     return inv
 
@@ -306,6 +322,8 @@ def _start(
     check_report_dir(inv.report_dir)
     store = open_state(inv)
     try:
+        # Only now are the inventory's columns known; still nothing has been sent.
+        check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
         setup_logging(
             opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets
@@ -328,6 +346,7 @@ def _start(
             result.report.summary_json,
             result.report.targets_csv,
             result.report.report_md,
+            result.report.report_html,
         ):
             click.echo(f"  {path}")
     if result.report_error:
@@ -441,14 +460,18 @@ def status(state_path: Path, as_json: bool, failures: int) -> int:
     type=click.Path(path_type=Path),
     help="Where to write it.  [default: the run's own report directory]",
 )
+@GROUP_BY_OPTION
 @guarded
-def report(state_path: Path, report_dir: Path | None) -> int:
+def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> int:
     """Write the report again from the state file."""
     with StateStore.open(state_path, readonly=True) as store:
         run = store.run_info()
         target_dir = report_dir or Path(run.options.get("report_dir") or "reports")
-        paths = write_report(target_dir, run, store.iter_targets)
+        group_by = group_by or run.options.get("group_by")
+        check_group_by(run, group_by)
+        paths = write_campaign_report(target_dir, store, group_by=group_by)
     click.echo(f"report: {paths.directory}")
+    click.echo(f"  {paths.report_html}")
     return 0
 
 

@@ -35,20 +35,22 @@ from orchestrator.report.svg import (
 )
 from orchestrator.report.timeline import Bin
 
-# Columns of the in-page table, before the inventory's extra columns.
+# Columns of the in-page table: (key, label, numeric, searched by the search box).
+# An inventory column "name" goes right after the server ID; other inventory
+# columns go last.
 BASE_COLUMNS: tuple[tuple[str, str, bool, bool], ...] = (
-    # key, label, numeric, searched by the search box
-    ("project_id", "project", False, True),
     ("server_id", "server ID", False, True),
+    ("project_id", "project", False, True),
     ("state", "state", False, False),
     ("error_code", "error code", False, False),
     ("fail_reason", "reason", False, True),
     ("attempts", "attempts", True, False),
     ("duration_s", "duration s", True, False),
-    ("job_id", "job ID", False, True),
     ("finished_at", "finished", False, False),
+    ("job_id", "job ID", False, True),
 )
 BASE_KEYS = frozenset(key for key, *_ in BASE_COLUMNS)
+NAME_COLUMN = "name"
 # Cells longer than this are cut in the page (the CSV keeps them whole).
 CELL_CAP = 500
 
@@ -63,10 +65,6 @@ def pct(n: int, total: int) -> str:
     return f"{100 * n / total:.1f} %" if total else "-"
 
 
-def _extra_keys(extra_columns: Sequence[str]) -> list[str]:
-    return [key for key in dict.fromkeys(extra_columns) if key not in BASE_KEYS]
-
-
 def _cell(value: object) -> str | None:
     if value is None:
         return None
@@ -74,41 +72,46 @@ def _cell(value: object) -> str | None:
     return text if len(text) <= CELL_CAP else text[: CELL_CAP - 1] + "…"
 
 
+def _base_value(target: Target, key: str) -> object:
+    if key == "state":
+        return target.state.value
+    if key == "attempts":
+        return target.attempts
+    if key == "duration_s":
+        duration = target_duration(target)
+        return round(duration, 3) if duration is not None else None
+    return _cell(getattr(target, key))  # the ID and text columns
+
+
 @dataclass(frozen=True, slots=True)
 class TargetRows:
     """Turns targets into the page's JSON rows; the columns are fixed per report."""
 
-    extra_keys: tuple[str, ...]
+    columns: tuple[tuple[str, str, bool, bool, bool], ...]  # ... and "is an inventory column"
 
     @classmethod
     def for_columns(cls, extra_columns: Sequence[str]) -> TargetRows:
-        return cls(tuple(_extra_keys(extra_columns)))
+        extras = [key for key in dict.fromkeys(extra_columns) if key not in BASE_KEYS]
+        base = [(*column, False) for column in BASE_COLUMNS]
+        named = [(NAME_COLUMN, NAME_COLUMN, False, True, True)] if NAME_COLUMN in extras else []
+        others = [(key, key, False, True, True) for key in extras if key != NAME_COLUMN]
+        return cls(tuple([base[0], *named, *base[1:], *others]))
 
     def columns_json(self) -> str:
-        columns = [
-            {"key": key, "label": label, "numeric": numeric, "search": search}
-            for key, label, numeric, search in BASE_COLUMNS
-        ]
-        columns += [
-            {"key": key, "label": key, "numeric": False, "search": True} for key in self.extra_keys
-        ]
-        return json_for_script(columns)
+        return json_for_script(
+            [
+                {"key": key, "label": label, "numeric": numeric, "search": search}
+                for key, label, numeric, search, _ in self.columns
+            ]
+        )
 
     def row(self, target: Target) -> str:
-        duration = target_duration(target)
-        cells: list[object] = [
-            _cell(target.project_id),
-            _cell(target.server_id),
-            target.state.value,
-            _cell(target.error_code),
-            _cell(target.fail_reason),
-            target.attempts,
-            round(duration, 3) if duration is not None else None,
-            _cell(target.job_id),
-            _cell(target.finished_at),
-            *(_cell(target.spec.extra.get(key)) for key in self.extra_keys),
-        ]
-        return json_for_script(cells)
+        return json_for_script(
+            [
+                _cell(target.spec.extra.get(key)) if extra else _base_value(target, key)
+                for key, _, _, _, extra in self.columns
+            ]
+        )
 
 
 # -- the head: everything from the summary ----------------------------------------
@@ -248,7 +251,11 @@ def html_head(summary: Summary, bins: Sequence[Bin], rows: TargetRows) -> str:
     open_ = total - ok - failed
     history = summary.history
     latest = history.invocations[-1] if history and history.invocations else None
-    outcome = latest.how if latest else "never run"
+    if summary.complete:
+        outcome = "<b>complete</b>: every target is final"
+    else:
+        outcome = f"<b>not complete</b>: {open_:,} target(s) not final; resume to continue"
+    outcome += f" · latest invocation: {esc(latest.how) if latest else 'never run'}"
     if history and history.invocations:
         duration = format_seconds(history.active_s)
         span = format_seconds(history.span_s) if history.span_s is not None else "-"
@@ -288,8 +295,7 @@ def html_head(summary: Summary, bins: Sequence[Bin], rows: TargetRows) -> str:
         status_bar(counts, total),
         _legend(states_legend),
         "<table>",
-        f"<tr><th>Outcome</th><td>{'complete' if summary.complete else 'not complete'}: "
-        f"{esc(outcome)}</td></tr>",
+        f"<tr><th>Outcome</th><td>{outcome}</td></tr>",
         f"<tr><th>Inventory</th><td><code>{esc(summary.inventory_path or '-')}</code> "
         f"sha256 <code>{esc(summary.inventory_sha256)}</code></td></tr>",
         f"<tr><th>Options (latest)</th><td>{_options(summary.options)}</td></tr>",
@@ -324,8 +330,8 @@ def html_head(summary: Summary, bins: Sequence[Bin], rows: TargetRows) -> str:
         '<button id="next" type="button">next ›</button>',
         '<span class="muted"><b id="shown-count">0</b> of <span id="total-count">0</span> '
         "targets</span></div>",
-        '<table id="targets-table"><thead><tr id="targets-head"></tr></thead>'
-        '<tbody id="targets-body"></tbody></table>',
+        '<div class="scroll"><table id="targets-table"><thead><tr id="targets-head"></tr>'
+        '</thead><tbody id="targets-body"></tbody></table></div>',
         "<noscript><p>The table needs JavaScript; targets.csv beside this file has every "
         "target.</p></noscript></section>",
         f'<script type="application/json" id="targets-data">{{"columns":{rows.columns_json()},'

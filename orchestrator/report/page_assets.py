@@ -33,8 +33,13 @@ th { background: #f0f2f4; } td.num, th.num { text-align: right; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 18px; }
 .controls { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin: 8px 0; }
 .controls input, .controls select, .controls button { font: inherit; padding: 3px 6px; }
-#targets-table { width: 100%; } #targets-table th { cursor: pointer; user-select: none; }
-#targets-table td { max-width: 420px; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; }
+#targets-table { width: 100%; font-size: .8rem; }
+#targets-table th { cursor: pointer; user-select: none; white-space: nowrap; }
+#targets-table td { white-space: nowrap; }
+#targets-table td.id { font-family: ui-monospace, monospace; }
+#targets-table td.wrap { white-space: normal; min-width: 220px; max-width: 420px;
+  overflow-wrap: anywhere; }
 .st { font-weight: 600; } .st-failed { color: #d64545; } .st-succeeded { color: #2e9d5b; }
 .st-in_doubt { color: #b07a00; }
 code { font-size: .85rem; overflow-wrap: anywhere; }
@@ -149,6 +154,8 @@ SCRIPT = r"""
         var v = r[j];
         td.textContent = v == null ? "" : String(v);
         if (numeric[j]) { td.className = "num"; }
+        else if (cols[j].key.slice(-3) === "_id") { td.className = "id"; }
+        else if (cols[j].key === "fail_reason") { td.className = "wrap"; }
         if (j === C.state) { td.className = "st st-" + v; }
         tr.appendChild(td);
       }

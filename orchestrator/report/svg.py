@@ -131,8 +131,11 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
                 f'<line x1="{_num(x)}" y1="{top}" x2="{_num(x)}" y2="{top + plot_h}" '
                 f'stroke="#555"{dash}><title>{esc(text)} {esc(stamp)}</title></line>'
             )
+            anchor = ' text-anchor="end"' if x > w * 0.85 else ""
+            shift = -2 if anchor else 2
             out.append(
-                f'<text x="{_num(x + 2)}" y="{top + plot_h + 12}" class="tick">{esc(text)}</text>'
+                f'<text x="{_num(x + shift)}" y="{top + plot_h + 12}" class="tick"{anchor}>'
+                f"{esc(text)}</text>"
             )
     out.append(
         f'<text x="{left}" y="{h - 2}" class="tick">{epoch_iso(t0)}</text>'
