@@ -117,6 +117,8 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
         f'<polyline points="{points}" fill="none" stroke="{IN_FLIGHT_COLOUR}" '
         'stroke-width="1.5"><title>in flight</title></polyline>'
     )
+    outside: list[str] = []
+    slack = max(bar_w / plot_w * span, 1.0)
     for inv in history.invocations if history else ():
         for stamp, word, dash in (
             (inv.started_at, "start", ""),
@@ -124,6 +126,11 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
         ):
             moment = parse_timestamp(stamp)
             if moment is None:
+                continue
+            if not t0 - slack <= moment.timestamp() <= t1 + slack:
+                # Before the first or after the last event (a re-run with nothing
+                # to do): named below the chart rather than piled on its edge.
+                outside.append(f"#{inv.number} {word} {stamp}")
                 continue
             x = x_of(moment.timestamp())
             text = f"#{inv.number} {word}"
@@ -142,6 +149,12 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
         f'<text x="{w - right}" y="{h - 2}" text-anchor="end" class="tick">{epoch_iso(t1)}</text>'
         "</svg>"
     )
+    if outside:
+        out.append(
+            '<p class="small muted">Outside the chart (no events then): '
+            + "; ".join(esc(text) for text in outside)
+            + "</p>"
+        )
     return "".join(out)
 
 
