@@ -4,7 +4,6 @@ filters by state, search and sort from the URL fragment, and never runs hostile 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from browser import chromium_or_skip, dump_dom

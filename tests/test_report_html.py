@@ -172,7 +172,9 @@ def test_timeline_marks_throttling_recorded_in_events(report: ReportPaths) -> No
 
 
 def test_unknown_group_by_column_is_a_usage_error(campaign: Campaign, tmp_path: Path) -> None:
-    with StateStore.open(campaign.path, readonly=True) as store:
-        with pytest.raises(UsageError, match="'colour'.*owner"):
-            write_campaign_report(tmp_path, store, group_by="colour")
+    with (
+        StateStore.open(campaign.path, readonly=True) as store,
+        pytest.raises(UsageError, match=r"'colour'.*owner"),
+    ):
+        write_campaign_report(tmp_path, store, group_by="colour")
     assert list(tmp_path.iterdir()) == []
