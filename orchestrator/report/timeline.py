@@ -30,6 +30,7 @@ MAX_KEYS = 100_000
 
 # Text in an event's detail that shows the service throttled a request.
 THROTTLE_MARKERS: tuple[str, ...] = ("throttl", "HTTP 429", "Common.0024", "flow limit")
+_LOWERED = tuple(marker.lower() for marker in THROTTLE_MARKERS)
 
 SUBMITTED, SUCCEEDED, FAILED, THROTTLED, ACTIVE_DELTA = range(5)
 
@@ -50,8 +51,10 @@ class EventLike(Protocol):
 
 
 def is_throttle(detail: str | None) -> bool:
-    lowered = (detail or "").lower()
-    return any(marker.lower() in lowered for marker in THROTTLE_MARKERS)
+    if not detail:
+        return False
+    lowered = detail.lower()
+    return any(marker in lowered for marker in _LOWERED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,17 +79,20 @@ class Timeline:
     last_activity: dict[int, str] = field(default_factory=dict)  # invocation -> latest `at`
     events: int = 0
     throttle_events: int = 0
+    _latest: dict[int, float] = field(default_factory=dict)  # invocation -> latest epoch
 
     def add(self, event: EventLike) -> None:
         moment = parse_timestamp(event.at)
         if moment is None:
             return
         self.events += 1
+        epoch = moment.timestamp()
         if event.invocation is not None:
-            latest = self.last_activity.get(event.invocation)
-            if latest is None or (parse_timestamp(latest) or moment) < moment:
+            latest = self._latest.get(event.invocation)
+            if latest is None or latest < epoch:
+                self._latest[event.invocation] = epoch
                 self.last_activity[event.invocation] = event.at
-        row = self._row(moment.timestamp())
+        row = self._row(epoch)
         to_state, from_state = event.to_state, event.from_state
         if is_throttle(event.detail):
             row[THROTTLED] += 1
