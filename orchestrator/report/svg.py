@@ -63,7 +63,7 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
     each invocation's start and end (vertical lines)."""
     if not bins:
         return '<p class="muted">No events recorded: nothing was sent yet.</p>'
-    w, h, left, right, top, bottom = 1000, 260, 50, 10, 24, 30
+    w, h, left, right, top, bottom = 1000, 280, 50, 50, 24, 44
     plot_w, plot_h = w - left - right, h - top - bottom
     t0, t1 = bins[0].start, bins[-1].end
     span = max(t1 - t0, 1e-9)
@@ -71,14 +71,20 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
     def x_of(epoch: float) -> float:
         return left + plot_w * (min(max(epoch, t0), t1) - t0) / span
 
-    peak = max(max(b.submitted, b.succeeded + b.failed, b.in_flight) for b in bins) or 1
+    # Two scales: targets per interval (bars, left) and in flight (line, right), so
+    # a high in-flight plateau does not flatten the bars.
+    peak = max(max(b.submitted, b.succeeded + b.failed) for b in bins) or 1
     y_scale = plot_h / peak
+    peak_in_flight = max(b.in_flight for b in bins) or 1
+    line_scale = plot_h / peak_in_flight
     bar_w = plot_w / len(bins)
     out: list[str] = [
         f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="timeline">',
         f'<line x1="{left}" y1="{top + plot_h}" x2="{w - right}" y2="{top + plot_h}" '
         'stroke="#999"/>',
         f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" class="tick">{peak}</text>',
+        f'<text x="{w - right + 4}" y="{top + 4}" class="tick">{peak_in_flight}</text>',
+        f'<text x="{w - right + 4}" y="{top + 16}" class="tick">in flight</text>',
         f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" class="tick">0</text>',
     ]
     for i, b in enumerate(bins):
@@ -110,7 +116,7 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
                 f'fill="{THROTTLE_COLOUR}"><title>{label}: {b.throttled} throttled</title></rect>'
             )
     points = " ".join(
-        f"{_num(left + (i + 0.5) * bar_w)},{_num(top + plot_h - b.in_flight * y_scale)}"
+        f"{_num(left + (i + 0.5) * bar_w)},{_num(top + plot_h - b.in_flight * line_scale)}"
         for i, b in enumerate(bins)
     )
     out.append(
@@ -141,7 +147,8 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
             anchor = ' text-anchor="end"' if x > w * 0.85 else ""
             shift = -2 if anchor else 2
             out.append(
-                f'<text x="{_num(x + shift)}" y="{top + plot_h + 12}" class="tick"{anchor}>'
+                f'<text x="{_num(x + shift)}" y="{top + plot_h + (12 if word == "start" else 24)}"'
+                f' class="tick"{anchor}>'
                 f"{esc(text)}</text>"
             )
     out.append(
