@@ -39,7 +39,7 @@ from orchestrator.model import TargetSpec
 from orchestrator.network import CaBundle, new_session
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
-from orchestrator.report import ReportPaths, write_report
+from orchestrator.report import ReportPaths, write_campaign_report
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig
 from orchestrator.state import StateStore, file_sha256
@@ -65,6 +65,7 @@ class Invocation:
     options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
     # Re-run with other request options, accepted: targets not sent yet get them.
     apply_request_options: bool = False
+    group_by: str | None = None  # report.md/html: counts by this inventory column
 
 
 @dataclass
@@ -299,7 +300,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     report_error = None
     if not halt.is_set():
         try:
-            report = write_report(inv.report_dir, run, store.iter_targets)
+            report = write_campaign_report(inv.report_dir, store, group_by=inv.group_by)
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)

@@ -44,7 +44,12 @@ from orchestrator.inventory import (
 from orchestrator.logsetup import setup_logging
 from orchestrator.model import TargetState
 from orchestrator.network import ca_bundle
-from orchestrator.report import build_summary, summary_to_dict, write_report
+from orchestrator.report import (
+    build_summary,
+    check_group_by,
+    summary_to_dict,
+    write_campaign_report,
+)
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
@@ -95,6 +100,14 @@ def cli() -> None:
 
 
 cli.add_command(simulate)
+
+
+GROUP_BY_OPTION = click.option(
+    "--group-by",
+    metavar="COLUMN",
+    help="In the report, count states by this column: project_id, region, mode, "
+    "error_code or an inventory column such as owner.",
+)
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -213,6 +226,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["DEBUG", "INFO", "WARNING"], case_sensitive=False),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
+        GROUP_BY_OPTION,
         click.option(
             "--sim-job-seconds",
             default="1:3",
@@ -388,6 +402,7 @@ def _invocation(
         inventory=inventory,
         defaults=defaults,
         live_progress=False if opts.get("no_live") else None,
+        group_by=opts.get("group_by") or saved.get("group_by"),
     )
     request_options = _request_options(defaults) if inventory is not None else None
     if request_options is not None:
@@ -438,6 +453,7 @@ def _invocation(
         "region": inv.endpoints.region if inv.endpoints else None,
         "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
         "ca_bundle_source": inv.ca.source,
+        "group_by": inv.group_by,
     }
     return inv
 
@@ -510,6 +526,8 @@ def _start(
     check_report_dir(inv.report_dir)
     store = open_state(inv)
     try:
+        # Only now are the inventory's columns known; still nothing has been sent.
+        check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
         setup_logging(
             opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets
@@ -540,6 +558,7 @@ def _start(
             result.report.summary_json,
             result.report.targets_csv,
             result.report.report_md,
+            result.report.report_html,
         ):
             click.echo(f"  {path}")
     if result.report_error:
@@ -692,14 +711,18 @@ def status(state_path: Path, as_json: bool, failures: int) -> int:
     type=click.Path(path_type=Path),
     help="Where to write it.  [default: the run's own report directory]",
 )
+@GROUP_BY_OPTION
 @guarded
-def report(state_path: Path, report_dir: Path | None) -> int:
+def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> int:
     """Write the report again from the state file."""
     with StateStore.open(state_path, readonly=True) as store:
         run = store.run_info()
         target_dir = report_dir or Path(run.options.get("report_dir") or "reports")
-        paths = write_report(target_dir, run, store.iter_targets)
+        group_by = group_by or run.options.get("group_by")
+        check_group_by(run, group_by)
+        paths = write_campaign_report(target_dir, store, group_by=group_by)
     click.echo(f"report: {paths.directory}")
+    click.echo(f"  {paths.report_html}")
     return 0
 
 

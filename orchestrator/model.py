@@ -148,6 +148,18 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class InvocationInfo:
+    """One invocation (run or resume) of a state file: one row of its runs table."""
+
+    number: int  # 1 for the first invocation, then 2, 3, ...
+    started_at: str | None
+    ended_at: str | None  # None: still running, or killed before it could record its end
+    outcome: str | None  # complete, stopped, deferred, aborted, interrupted; None as ended_at
+    options: dict[str, Any] = field(default_factory=dict)
+    pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunInfo:
     """What a state file knows about its run, for status and reports."""
 

@@ -34,6 +34,7 @@ import sqlite_utils
 
 from orchestrator.errors import IncompleteImport, StateError
 from orchestrator.model import (
+    InvocationInfo,
     RunInfo,
     Target,
     TargetSpec,
@@ -572,6 +573,38 @@ class StateStore:
                 (target_id,),
             )
         return [Event(*row) for row in rows]
+
+    def invocations(self) -> list[InvocationInfo]:
+        """Every invocation of this state file, oldest first (one row each: few)."""
+        rows = self._conn.execute(
+            "SELECT id, started_at, ended_at, outcome, options, pid FROM runs ORDER BY id"
+        )
+        return [
+            InvocationInfo(
+                number=number,
+                started_at=started,
+                ended_at=ended,
+                outcome=outcome,
+                options=json.loads(options) if options else {},
+                pid=pid,
+            )
+            for number, started, ended, outcome, options, pid in rows
+        ]
+
+    def events_iter(self, batch: int = 5000) -> Iterator[Event]:
+        """Every event in the order written, read in pages so memory stays flat."""
+        last = 0
+        while True:
+            rows = self._conn.execute(
+                "SELECT id, target_id, at, invocation, from_state, to_state, detail FROM events"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield Event(*row[1:])
+            last = rows[-1][0]
 
     # -- writes ------------------------------------------------------------------
 

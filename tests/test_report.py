@@ -237,6 +237,7 @@ def test_run_fields_requests_and_throttled_pass_through() -> None:
         "run_id", "created_at", "started_at", "ended_at", "invocations", "state_path",
         "inventory_path", "inventory_sha256", "options", "total", "counts", "complete",
         "failures_by_error_code", "duration_s", "requests", "throttled", "generated_at",
+        "failures_by_project", "duration_source", "group_by", "groups", "campaign",
     ]  # fmt: skip
     assert data["requests"] == {"reinstall": 7, "job": 30, "server": 4}
     assert data["throttled"] == 3
@@ -276,15 +277,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_write_report_writes_the_three_files_under_the_run_id(tmp_path: Path) -> None:
+def test_write_report_writes_the_four_files_under_the_run_id(tmp_path: Path) -> None:
     paths = write(tmp_path, make_run(), mixed_targets())
     assert paths.directory == tmp_path / "reports" / "run-20261126"
     assert sorted(p.name for p in paths.directory.iterdir()) == [
+        "report.html",
         "report.md",
         "summary.json",
         "targets.csv",
     ]
-    for path in (paths.summary_json, paths.targets_csv, paths.report_md):
+    for path in (paths.summary_json, paths.targets_csv, paths.report_md, paths.report_html):
         assert path.parent == paths.directory and path.is_file()
 
 
@@ -428,7 +430,7 @@ def test_targets_callable_is_called_twice_and_generators_stream(tmp_path: Path) 
 def test_secret_options_never_reach_the_files(tmp_path: Path) -> None:
     run = make_run(options={"rate": 2, "ak_sk": "SUPERSECRET", "token": "SUPERSECRET"})
     paths = write(tmp_path, run, mixed_targets())
-    for path in (paths.summary_json, paths.targets_csv, paths.report_md):
+    for path in (paths.summary_json, paths.targets_csv, paths.report_md, paths.report_html):
         assert "SUPERSECRET" not in path.read_text(encoding="utf-8")
     assert json.loads(paths.summary_json.read_text())["options"] == {"rate": 2}
 

@@ -14,10 +14,10 @@ from orchestrator.model import Target, TargetState
 from orchestrator.report.summary import (
     DurationStats,
     Summary,
-    parse_timestamp,
     summary_to_dict,
     target_duration,
 )
+from orchestrator.report.times import parse_timestamp
 
 CSV_COLUMNS: tuple[str, ...] = (
     "project_id",
@@ -42,6 +42,10 @@ MARKDOWN_ROW_CAP = 500
 # Longer cells are cut in report.md only, so one huge API message cannot
 # swamp the page.
 MARKDOWN_CELL_CAP = 300
+# Inventory columns shown beside each failed target in report.md (name, owner, ...).
+MARKDOWN_EXTRA_COLUMNS = 3
+# Rows of the --group-by table in report.md; the HTML report shows them all.
+MARKDOWN_GROUP_CAP = 50
 
 
 def summary_json(summary: Summary) -> str:
@@ -188,33 +192,137 @@ def _elapsed(summary: Summary) -> str:
     return format_seconds((end - start).total_seconds())
 
 
-def render_markdown(summary: Summary, listings: Listings) -> str:
+def percent(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f} %" if total else "-"
+
+
+def _campaign_lines(summary: Summary) -> list[str]:
+    history = summary.history
+    if history is None or not history.invocations:
+        return [
+            f"- Invocations: {summary.invocations}; latest started {summary.started_at or '-'}, "
+            f"ended {summary.ended_at or '-'}, took {_elapsed(summary)}"
+        ]
+    span = format_seconds(history.span_s) if history.span_s is not None else "-"
+    lines = [
+        f"- Duration: {format_seconds(history.active_s)} working (sum of "
+        f"{len(history.invocations)} invocation(s)); {span} from the first start "
+        f"({history.first_started_at or '-'}) to the last end ({history.last_ended_at or '-'})",
+        f"- Outcome: {'complete' if summary.complete else 'not complete'}; latest invocation "
+        f"{history.invocations[-1].how}",
+        "",
+        "## Campaign: every invocation",
+        "",
+        *_table(
+            ["#", "started", "ended", "took", "how it ended"],
+            [
+                (
+                    inv.number,
+                    inv.started_at or "-",
+                    (inv.ended_at or "-") + ("" if inv.end_recorded else " (last activity)"),
+                    format_seconds(inv.duration_s) if inv.duration_s is not None else "-",
+                    inv.how,
+                )
+                for inv in history.invocations
+            ],
+        ),
+    ]
+    return lines
+
+
+def _state_rows(summary: Summary) -> list[tuple[str, int, str]]:
+    # States no target is in are left out: they only make the table longer.
+    return [(state, n, percent(n, summary.total)) for state, n in summary.counts.items() if n]
+
+
+def _failed_rows(failed: Listing, extra: Sequence[str]) -> list[list[object]]:
+    return [
+        [
+            t.project_id,
+            t.server_id,
+            *(t.spec.extra.get(key) for key in extra),
+            t.error_code,
+            t.fail_reason,
+        ]
+        for t in failed.rows
+    ]
+
+
+def _group_lines(summary: Summary) -> list[str]:
+    if summary.group_by is None:
+        return []
+    states = [state for state, n in summary.counts.items() if n]
+    rows: list[list[object]] = []
+    for key, counts in list(summary.groups.items())[:MARKDOWN_GROUP_CAP]:
+        total = sum(counts.values())
+        rows.append(
+            [
+                key,
+                total,
+                *(counts.get(s, 0) for s in states),
+                percent(counts.get("failed", 0), total),
+            ]
+        )
+    lines = ["", f"## By {md_cell(summary.group_by)}", ""]
+    lines += _table([summary.group_by, "targets", *states, "failed %"], rows)
+    hidden = len(summary.groups) - len(rows)
+    if hidden > 0:
+        lines.append(f"… and {hidden} more values, see report.html")
+    return lines
+
+
+def _duration_note(stats: DurationStats) -> str:
+    if not stats.count:
+        return "no finished target yet"
+    if stats.from_job_times == stats.count:
+        return "from the jobs' own begin and end times"
+    if stats.from_job_times == 0:
+        return "from submission to the end the orchestrator saw"
+    return (
+        f"{stats.from_job_times} from the jobs' own begin/end times, the rest from "
+        "submission to the end the orchestrator saw"
+    )
+
+
+def render_markdown(
+    summary: Summary, listings: Listings, *, extra_columns: Sequence[str] = ()
+) -> str:
     """The human-readable report.
 
     `listings` is filled during the pass that writes the CSV, so report.md lists
-    at most `cap` targets per section whatever the fleet size.
+    at most `cap` targets per section whatever the fleet size. Failed targets
+    show the first inventory `extra_columns` (such as name and owner) too.
     """
     failed, not_final = listings.failed, listings.not_final
     stats = summary.duration_s
+    total = summary.total
+    n_failed = summary.counts.get(TargetState.FAILED.value, 0)
+    requests = sum(summary.requests.values())
+    extra = list(dict.fromkeys(extra_columns))[:MARKDOWN_EXTRA_COLUMNS]
     lines = [
         f"# Reinstall report: {md_cell(summary.run_id)}",
         "",
+        f"- Targets: {total}; succeeded {summary.counts.get('succeeded', 0)} "
+        f"({percent(summary.counts.get('succeeded', 0), total)}), failed {n_failed} "
+        f"({percent(n_failed, total)})",
+        *_campaign_lines(summary)[:2],
+        f"- Throttled answers: {summary.throttled} ({percent(summary.throttled, requests)} "
+        f"of {requests} requests)",
         f"- State file: `{summary.state_path}`",
         f"- Inventory: `{summary.inventory_path or '-'}` (sha256 `{summary.inventory_sha256}`)",
         f"- Created: {summary.created_at}",
-        f"- Latest invocation (#{summary.invocations}): started {summary.started_at or '-'}, "
-        f"ended {summary.ended_at or '-'}, took {_elapsed(summary)}",
-        f"- Complete: {'yes' if summary.complete else 'no'}",
-        f"- Generated: {summary.generated_at}",
+        f"- Generated: {summary.generated_at}; see report.html for charts and every target",
+        *_campaign_lines(summary)[2:],
         "",
         "## Targets by state",
         "",
         *_table(
-            ["state", "count"],
-            [*((state, n) for state, n in summary.counts.items()), ("**total**", summary.total)],
+            ["state", "count", "share"],
+            [*_state_rows(summary), ("**total**", total, percent(total, total))],
         ),
+        *_group_lines(summary),
         "",
-        "## Durations (seconds, nearest-rank percentiles over final targets)",
+        f"## Durations (seconds, nearest-rank percentiles; {_duration_note(stats)})",
         "",
         *_table(
             ["count", "p50", "p90", "p95", "p99", "max", "mean"],
@@ -232,15 +340,23 @@ def render_markdown(summary: Summary, listings: Listings) -> str:
         "",
     ]
     if summary.failures_by_error_code:
-        lines += _table(["error_code", "count"], list(summary.failures_by_error_code.items()))
+        lines += _table(
+            ["error_code", "count", "of failures"],
+            [(c, n, percent(n, n_failed)) for c, n in summary.failures_by_error_code.items()],
+        )
+        lines += ["", "## Failures by project", ""]
+        lines += _table(
+            ["project_id", "failed", "of failures"],
+            [(p, n, percent(n, n_failed)) for p, n in summary.failures_by_project.items()],
+        )
     else:
         lines.append("No target failed.")
 
     lines += ["", "## Failed targets", ""]
     if failed.total:
         lines += _table(
-            ["project_id", "server_id", "error_code", "fail_reason"],
-            [(t.project_id, t.server_id, t.error_code, t.fail_reason) for t in failed.rows],
+            ["project_id", "server_id", *extra, "error_code", "fail_reason"],
+            _failed_rows(failed, extra),
         )
         lines += _more(failed)
     else:
@@ -254,8 +370,18 @@ def render_markdown(summary: Summary, listings: Listings) -> str:
             "",
         ]
         lines += _table(
-            ["project_id", "server_id", "state", "job_id", "attempts"],
-            [(t.project_id, t.server_id, t.state, t.job_id, t.attempts) for t in not_final.rows],
+            ["project_id", "server_id", *extra, "state", "job_id", "attempts"],
+            [
+                (
+                    t.project_id,
+                    t.server_id,
+                    *(t.spec.extra.get(key) for key in extra),
+                    t.state,
+                    t.job_id,
+                    t.attempts,
+                )
+                for t in not_final.rows
+            ],
         )
         lines += _more(not_final)
     else:

@@ -1,7 +1,7 @@
-"""Writing a run's report folder: summary.json, targets.csv and report.md.
+"""Writing a run's report folder: summary.json, targets.csv, report.md and report.html.
 
 Each file is staged as a temp file next to its final name and renamed into
-place only once all three are written, so a failure (read-only folder, full
+place only once all four are written, so a failure (read-only folder, full
 disk, a state store error mid-stream) leaves the previous report, or nothing,
 never half a file. OS errors become `ReportError` naming the path.
 """
@@ -12,13 +12,15 @@ import contextlib
 import csv
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from orchestrator.errors import ReportError
-from orchestrator.model import RunInfo, Target
+from orchestrator.model import InvocationInfo, RunInfo, Target
+from orchestrator.report.history import build_history
+from orchestrator.report.html import ROW_SEPARATOR, TargetRows, html_head, html_tail
 from orchestrator.report.render import (
     Listings,
     csv_extra_columns,
@@ -27,11 +29,16 @@ from orchestrator.report.render import (
     render_markdown,
     summary_json,
 )
-from orchestrator.report.summary import build_summary
+from orchestrator.report.summary import build_summary, safe_options
+from orchestrator.report.timeline import EventLike, Timeline, build_timeline
 
 SUMMARY_JSON = "summary.json"
 TARGETS_CSV = "targets.csv"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
+# Intervals of the timeline chart.
+TIMELINE_BINS = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,16 @@ class ReportPaths:
     summary_json: Path
     targets_csv: Path
     report_md: Path
+    report_html: Path
+
+
+class ReportSource(Protocol):
+    """What a report reads from a state file (`StateStore` is one)."""
+
+    def run_info(self) -> RunInfo: ...
+    def iter_targets(self, batch: int = ...) -> Iterable[Target]: ...
+    def events_iter(self, batch: int = ...) -> Iterable[EventLike]: ...
+    def invocations(self) -> list[InvocationInfo]: ...
 
 
 def report_paths(report_dir: Path, run_id: str) -> ReportPaths:
@@ -53,47 +70,94 @@ def report_paths(report_dir: Path, run_id: str) -> ReportPaths:
         summary_json=directory / SUMMARY_JSON,
         targets_csv=directory / TARGETS_CSV,
         report_md=directory / REPORT_MD,
+        report_html=directory / REPORT_HTML,
     )
 
 
 def write_targets_csv(
-    out: TextIO, run: RunInfo, targets: Iterable[Target], listings: Listings | None = None
+    out: TextIO,
+    run: RunInfo,
+    targets: Iterable[Target],
+    listings: Listings | None = None,
+    *,
+    html: tuple[TextIO, TargetRows] | None = None,
 ) -> None:
-    """Stream one CSV row per target to `out`, offering each target to `listings`.
+    """Stream one CSV row per target to `out`, offering each target to `listings`
+    and, with `html`, writing its row of report.html in the same pass.
 
     `out` must be opened with newline="" so the csv module controls line endings.
     """
     extra_keys = [key for _, key in csv_extra_columns(run.extra_columns)]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(csv_header(run.extra_columns))
+    separator = ""
     for target in targets:
         writer.writerow(csv_row(target, extra_keys))
         if listings is not None:
             listings.offer(target)
+        if html is not None:
+            html_out, rows = html
+            html_out.write(separator + rows.row(target))
+            separator = ROW_SEPARATOR
+
+
+def write_campaign_report(
+    report_dir: Path, source: ReportSource, *, group_by: str | None = None
+) -> ReportPaths:
+    """The whole report of a state file: every target, every invocation, every event."""
+    return write_report(
+        report_dir,
+        source.run_info(),
+        source.iter_targets,
+        events=source.events_iter,
+        invocations=source.invocations(),
+        group_by=group_by,
+    )
 
 
 def write_report(
-    report_dir: Path, run: RunInfo, targets: Callable[[], Iterable[Target]]
+    report_dir: Path,
+    run: RunInfo,
+    targets: Callable[[], Iterable[Target]],
+    *,
+    events: Callable[[], Iterable[EventLike]] | None = None,
+    invocations: Sequence[InvocationInfo] = (),
+    group_by: str | None = None,
 ) -> ReportPaths:
-    """Write `<report_dir>/<run_id>/{summary.json,targets.csv,report.md}`.
+    """Write `<report_dir>/<run_id>/{summary.json,targets.csv,report.md,report.html}`.
 
-    `targets` is called twice (summary pass, then CSV pass) and must return a
-    fresh iterable each time. Memory: one float per final target, plus the
-    targets listed in report.md (capped per section).
+    `targets` is called twice (summary pass, then one pass that writes the CSV
+    and the page's rows together) and must return a fresh iterable each time;
+    `events` is read once, for the timeline. Memory: one float per final target,
+    the timeline's per-second counters, the --group-by counters, and the targets
+    listed in report.md (capped per section); never the targets themselves.
     """
     paths = report_paths(report_dir, run.run_id)
+    timeline = build_timeline(events()) if events is not None else Timeline()
+    history = (
+        build_history(invocations, timeline.last_activity, safe=safe_options)
+        if invocations
+        else None
+    )
     created = _make_directory(paths.directory)
     staged: list[tuple[Path, Path]] = []
     try:
-        summary = build_summary(run, targets())
-        staged.append(_stage(paths.summary_json, lambda out: out.write(summary_json(summary))))
+        summary = build_summary(run, targets(), group_by=group_by, history=history)
+        staged += _stage([paths.summary_json], lambda outs: outs[0].write(summary_json(summary)))
 
         listings = Listings()
-        staged.append(
-            _stage(paths.targets_csv, lambda out: write_targets_csv(out, run, targets(), listings))
-        )
-        markdown = render_markdown(summary, listings)
-        staged.append(_stage(paths.report_md, lambda out: out.write(markdown)))
+        rows = TargetRows.for_columns(run.extra_columns)
+        head = html_head(summary, timeline.bins(TIMELINE_BINS), rows)
+
+        def stream(outs: Sequence[TextIO]) -> None:
+            csv_out, html_out = outs
+            html_out.write(head)
+            write_targets_csv(csv_out, run, targets(), listings, html=(html_out, rows))
+            html_out.write(html_tail())
+
+        staged += _stage([paths.targets_csv, paths.report_html], stream)
+        markdown = render_markdown(summary, listings, extra_columns=run.extra_columns)
+        staged += _stage([paths.report_md], lambda outs: outs[0].write(markdown))
 
         for temp, final in staged:
             try:
@@ -121,22 +185,35 @@ def _make_directory(directory: Path) -> bool:
     return not existed
 
 
-def _stage(final: Path, write: Callable[[TextIO], object]) -> tuple[Path, Path]:
-    """Write a temp file beside `final`, durably; return (temp, final)."""
-    temp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+def _stage(
+    finals: Sequence[Path], write: Callable[[Sequence[TextIO]], object]
+) -> list[tuple[Path, Path]]:
+    """Write temp files beside `finals` (together: one pass may feed several), durably;
+    return (temp, final) pairs."""
+    temps = [final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp") for final in finals]
+    current = finals[0]
     try:
-        # Mode "x": exclusive create, and permissions follow the umask as any file.
-        with open(temp, "x", encoding="utf-8", newline="") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
+        with contextlib.ExitStack() as stack:
+            outs: list[TextIO] = []
+            for temp, final in zip(temps, finals, strict=True):
+                current = final
+                # Mode "x": exclusive create, and permissions follow the umask as any file.
+                outs.append(stack.enter_context(open(temp, "x", encoding="utf-8", newline="")))
+            current = finals[0]
+            write(outs)
+            for out, final in zip(outs, finals, strict=True):
+                current = final
+                out.flush()
+                os.fsync(out.fileno())
     except OSError as exc:
-        _discard(temp)
-        raise _error(final, exc) from exc
+        for temp in temps:
+            _discard(temp)
+        raise _error(current, exc) from exc
     except BaseException:
-        _discard(temp)
+        for temp in temps:
+            _discard(temp)
         raise
-    return temp, final
+    return list(zip(temps, finals, strict=True))
 
 
 def _discard(path: Path) -> None:

@@ -1,0 +1,97 @@
+"""report.html in headless Chromium: loads without script errors, shows the right counts,
+filters by state, search and sort from the URL fragment, and never runs hostile text."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser import chromium_or_skip, dump_dom
+from report_helpers import HOSTILE_NAME, HOSTILE_REASON, Campaign, make_campaign, server_id
+
+from orchestrator.report import ReportPaths, write_campaign_report
+from orchestrator.state import StateStore
+
+COUNT = 300
+PAGE = 100  # rows per page in the report's script
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    return chromium_or_skip()
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
+    return make_campaign(tmp_path_factory.mktemp("campaign") / "fleet.state.sqlite", COUNT)
+
+
+@pytest.fixture(scope="module")
+def report(campaign: Campaign, tmp_path_factory: pytest.TempPathFactory) -> ReportPaths:
+    with StateStore.open(campaign.path, readonly=True) as store:
+        return write_campaign_report(tmp_path_factory.mktemp("reports"), store)
+
+
+def rows(dom: str) -> list[str]:
+    body = re.search(r'<tbody id="targets-body">(.*?)</tbody>', dom, re.S)
+    assert body is not None, "the table body is missing"
+    return re.findall(r"<tr [^>]*>(.*?)</tr>", body.group(1), re.S)
+
+
+def loaded(dom: str) -> None:
+    html_tag = re.search(r"<html[^>]*>", dom)
+    assert html_tag is not None
+    assert 'data-ready="1"' in html_tag.group(0), "the page's script did not finish"
+    assert "data-error" not in html_tag.group(0), html_tag.group(0)
+    assert "data-pwned" not in html_tag.group(0), "hostile text ran as markup"
+
+
+def shown(dom: str) -> int:
+    match = re.search(r'id="shown-count">(\d+)<', dom)
+    assert match is not None
+    return int(match.group(1))
+
+
+def test_page_loads_and_shows_every_target(browser: str, report: ReportPaths) -> None:
+    dom = dump_dom(browser, report.report_html)
+    loaded(dom)
+    assert shown(dom) == COUNT
+    assert re.search(r'id="total-count">300<', dom)
+    assert len(rows(dom)) == PAGE
+    assert "page 1 of 3" in dom
+
+
+def test_filter_by_state_from_the_fragment_shows_only_failed_rows(
+    browser: str, campaign: Campaign, report: ReportPaths
+) -> None:
+    dom = dump_dom(browser, report.report_html, "state=failed")
+    loaded(dom)
+    found = rows(dom)
+    assert shown(dom) == len(campaign.failed) == len(found)
+    assert all('class="st st-failed">failed<' in row for row in found)
+    listed = set(re.findall(r"00000000-0000-4000-8000-[0-9a-f]{12}", "".join(found)))
+    assert listed == {server_id(n) for n in campaign.failed}
+    # The hostile reason of target 7 is shown as text, escaped by the DOM.
+    assert "&lt;/script&gt;&lt;img src=x onerror=" in dom
+    assert HOSTILE_REASON not in dom
+
+
+def test_search_finds_a_hostile_name_as_text(browser: str, report: ReportPaths) -> None:
+    dom = dump_dom(browser, report.report_html, "q=alert")
+    loaded(dom)
+    found = rows(dom)
+    assert len(found) == shown(dom) == 1
+    assert server_id(3) in found[0]
+    assert '&lt;script&gt;alert("name")&lt;/script&gt;&amp;amp;' in found[0]
+    assert HOSTILE_NAME not in dom
+
+
+def test_sort_and_page_from_the_fragment(browser: str, report: ReportPaths) -> None:
+    dom = dump_dom(browser, report.report_html, "sort=server_id&dir=desc&page=3")
+    loaded(dom)
+    found = rows(dom)
+    assert "page 3 of 3" in dom and len(found) == PAGE
+    ids = [re.search(r"00000000-0000-4000-8000-[0-9a-f]{12}", row).group(0) for row in found]  # type: ignore[union-attr]
+    assert ids == [server_id(n) for n in range(PAGE, 0, -1)]
