@@ -104,6 +104,7 @@ def test_counts_hold_every_state_with_zero_for_absent_ones() -> None:
         "in_doubt": 1,
         "succeeded": 2,
         "failed": 2,
+        "skipped": 0,
     }
     assert summary.total == 7
     assert summary.complete is False
