@@ -26,6 +26,7 @@ from orchestrator.client import EcsClient, Timeouts
 from orchestrator.endpoints import Endpoints
 from orchestrator.errors import IncompleteImport, ReportError, StateError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.livestats import FailureTap, LiveStats, in_flight
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_report
@@ -57,6 +58,7 @@ class Result:
     report: ReportPaths | None
     run_id: str
     report_error: str | None = None
+    requests: dict[str, int] = field(default_factory=dict)  # sent by this invocation, by kind
 
 
 def default_state_path(inventory: Path, report_dir: Path) -> Path:
@@ -179,6 +181,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     stop, halt = asyncio.Event(), asyncio.Event()
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
+    sent: dict[str, int] = {}
     try:
         async with _cloud(inv) as (endpoints, credentials):
             s = inv.settings
@@ -193,12 +196,38 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                     timeouts=Timeouts(),
                 )
                 runner = Runner(store, client, s)
-                meter = ProgressMeter(sum(runner.counts.values()))
-                with _signals(stop, halt):
-                    async with ProgressDisplay(
-                        meter, lambda: runner.counts, live=inv.live_progress
-                    ):
-                        outcome = await runner.run(stop, halt)
+                total = sum(runner.counts.values())
+                tap = FailureTap()
+                run_log = logging.getLogger("orchestrator.run")
+                run_log.addHandler(tap)
+
+                def snapshot() -> LiveStats:
+                    # Read-only, a few times a second: copies, never the live dicts.
+                    counts = dict(runner.counts)
+                    return LiveStats(
+                        counts=counts,
+                        total=total,
+                        requests=dict(client.requests),
+                        throttled=client.throttled,
+                        submit_limit=s.rate,
+                        query_limit=s.poll_rate,
+                        in_flight=in_flight(counts),
+                        max_in_flight=s.max_in_flight,
+                        recent_failures=tap.recent(),
+                    )
+
+                try:
+                    with _signals(stop, halt):
+                        async with ProgressDisplay(
+                            ProgressMeter(total),
+                            snapshot,
+                            live=inv.live_progress,
+                            title=f"ECS reinstall · {inv.state_path.name}",
+                        ):
+                            outcome = await runner.run(stop, halt)
+                finally:
+                    run_log.removeHandler(tap)
+                    sent = dict(client.requests)
     finally:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):
@@ -212,7 +241,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)
-    return Result(outcome, report, run.run_id, report_error)
+    return Result(outcome, report, run.run_id, report_error, sent)
 
 
 def _label(outcome: Outcome) -> str:

@@ -144,6 +144,12 @@ class InventoryReader:
         self._started = True
         return self._read()
 
+    @property
+    def defaults_in_effect(self) -> dict[str, Any]:
+        """The defaults rows fall back on (command line, overridden by the file's own
+        "defaults"), by field; usable once iteration has started. Bad ones are left out."""
+        return {k: v for k, v in self._defaults.items() if v is not UNUSABLE and v is not None}
+
     def raise_if_problems(self) -> None:
         """Raise InventoryError listing the problems, if any were found."""
         if self.problem_count:
