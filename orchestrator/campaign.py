@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from rich.console import Console
 
 from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.client import EcsClient, Timeouts
@@ -49,6 +50,7 @@ class Invocation:
     credentials: Credentials | None = None
     simulate: SimulatorConfig | None = None
     live_progress: bool | None = None
+    console: Console | None = None  # where the live panel draws (default: stderr)
     options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
 
 
@@ -222,6 +224,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                             ProgressMeter(total),
                             snapshot,
                             live=inv.live_progress,
+                            console=inv.console,
                             title=f"ECS reinstall · {inv.state_path.name}",
                         ):
                             outcome = await runner.run(stop, halt)

@@ -12,6 +12,7 @@ Two defects of the first live table are avoided here by construction:
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -134,6 +135,7 @@ class LivePanel:
             vertical_overflow="crop",
         )
         self.redraws = 0
+        self.cpu_seconds = 0.0  # this thread's CPU spent drawing (benchmarks/panel_cost.py)
 
     def __enter__(self) -> LivePanel:
         self._live.start()
@@ -151,10 +153,12 @@ class LivePanel:
 
     def show(self, reading: Reading) -> None:
         """Redraw once: queued log lines above, the panel below."""
+        started = time.thread_time()
         self._live.update(render(reading, self._title), refresh=False)
         if not self._flush():
             self._live.refresh()
         self.redraws += 1
+        self.cpu_seconds += time.thread_time() - started
 
     def _flush(self) -> bool:
         if not self._pending:
