@@ -111,6 +111,10 @@ def redraw_cost(redraws: int) -> float:
     return panel.cpu_seconds / redraws
 
 
+def _seconds(values: list[float]) -> list[float]:
+    return [round(v, 2) for v in values]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="servers in the fleet")
