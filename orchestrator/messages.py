@@ -78,10 +78,13 @@ def end_of_run(
     if left == 0:
         return [Line(f"finished: {_listing(counts, DONE_ORDER)} (all {total} targets final)")]
 
+    left_detail = _listing(counts, LEFT_ORDER)
+    if deferred:
+        left_detail += f"; {deferred} deferred"
     lines = [
         Line(
             f"stopped before finishing: {done} of {total} done ({_listing(counts, DONE_ORDER)}); "
-            f"{left} left ({_listing(counts, LEFT_ORDER)})"
+            f"{left} left ({left_detail})"
         )
     ]
     if aborted:
