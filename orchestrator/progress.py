@@ -190,8 +190,13 @@ class ProgressDisplay:
 
     async def _run(self) -> None:
         if self._live:
-            await self._run_panel()
-        else:
+            try:
+                await self._run_panel()
+            except Exception as exc:
+                # What the operator watches must never be what stops a run.
+                log.warning("live panel failed (%s); plain progress lines from now on", exc)
+                self._live = False
+        if not self._live:
             while True:
                 await asyncio.sleep(self._interval)
                 self._summary(console=True)
