@@ -172,7 +172,7 @@ def _invocation_line(inv: InvocationView, of: int) -> str:
         head += f"started {inv.started_at}, its process is gone (killed?): resume to continue"
     else:
         head += f"{inv.outcome or 'ended'}, {inv.started_at} to {inv.ended_at}"
-    head += f"; elapsed {format_seconds(inv.elapsed_s)}"
+    head += f"\n  elapsed {format_seconds(inv.elapsed_s)}"
     if inv.state == "running":
         rate = f"{inv.targets_per_s:.1f} targets/s" if inv.targets_per_s else "no rate yet"
         head += f"; {inv.final_since_start} final since start, {rate}"
