@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from rich.console import Console
 
 from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.client import EcsClient, Timeouts
@@ -35,6 +36,7 @@ from orchestrator.errors import (
 )
 from orchestrator.iam import credentials_for
 from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.livestats import FailureTap, LiveStats, in_flight
 from orchestrator.model import TargetSpec
 from orchestrator.network import CaBundle, new_session
 from orchestrator.pacing import RateLimiter
@@ -62,6 +64,7 @@ class Invocation:
     simulate: SimulatorConfig | None = None
     live_progress: bool | None = None
     endpoints: Endpoints | None = None  # else built from endpoint / endpoint_template
+    console: Console | None = None  # where the live panel draws (default: stderr)
     options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
     # Re-run with other request options, accepted: targets not sent yet get them.
     apply_request_options: bool = False
@@ -74,6 +77,7 @@ class Result:
     report: ReportPaths | None
     run_id: str
     report_error: str | None = None
+    requests: dict[str, int] = field(default_factory=dict)  # sent by this invocation, by kind
 
 
 def default_state_path(inventory: Path, report_dir: Path) -> Path:
@@ -270,6 +274,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     stop, halt = asyncio.Event(), asyncio.Event()
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
+    sent: dict[str, int] = {}
     try:
         s = inv.settings
         limit = max(64, s.submit_workers() + s.poll_workers())
@@ -287,10 +292,40 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 timeouts=Timeouts(),
             )
             runner = Runner(store, client, s)
-            meter = ProgressMeter(sum(runner.counts.values()))
-            with _signals(stop, halt):
-                async with ProgressDisplay(meter, lambda: runner.counts, live=inv.live_progress):
-                    outcome = await runner.run(stop, halt)
+            total = sum(runner.counts.values())
+            tap = FailureTap()
+            run_log = logging.getLogger("orchestrator.run")
+            run_log.addHandler(tap)
+
+            def snapshot() -> LiveStats:
+                # Read-only, a few times a second: copies, never the live dicts.
+                counts = dict(runner.counts)
+                return LiveStats(
+                    counts=counts,
+                    total=total,
+                    requests=dict(client.requests),
+                    throttled=client.throttled,
+                    submit_limit=s.rate,
+                    query_limit=s.poll_rate,
+                    in_flight=in_flight(counts),
+                    max_in_flight=s.max_in_flight,
+                    recent_failures=tap.recent(),
+                    deferred=runner.deferred,
+                )
+
+            try:
+                with _signals(stop, halt):
+                    async with ProgressDisplay(
+                        ProgressMeter(total),
+                        snapshot,
+                        live=inv.live_progress,
+                        console=inv.console,
+                        title=f"ECS reinstall · {inv.state_path.name}",
+                    ):
+                        outcome = await runner.run(stop, halt)
+            finally:
+                run_log.removeHandler(tap)
+                sent = dict(client.requests)
     finally:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):
@@ -304,7 +339,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)
-    return Result(outcome, report, run.run_id, report_error)
+    return Result(outcome, report, run.run_id, report_error, sent)
 
 
 def _label(outcome: Outcome) -> str:

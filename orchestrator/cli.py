@@ -42,18 +42,18 @@ from orchestrator.inventory import (
     check_encoding,
 )
 from orchestrator.logsetup import setup_logging
-from orchestrator.model import TargetState
+from orchestrator.messages import end_of_run
 from orchestrator.network import ca_bundle
 from orchestrator.report import (
-    build_summary,
     check_group_by,
-    summary_to_dict,
     write_campaign_report,
 )
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
 from orchestrator.state import StateStore
+from orchestrator.status import exit_code_for, read_status, render_text, status_to_dict
+from orchestrator.status.watch import watch_status
 
 EXIT_CODES = """\b
 Exit codes:
@@ -224,6 +224,16 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default="INFO",
             show_default=True,
             type=click.Choice(["DEBUG", "INFO", "WARNING"], case_sensitive=False),
+        ),
+        click.option(
+            "--log-format",
+            default="text",
+            show_default=True,
+            type=click.Choice(["text", "json"], case_sensitive=False),
+            help=(
+                "json: JSON lines in the log file and on stderr (no live panel); "
+                "field names in the README, section Logs."
+            ),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
         GROUP_BY_OPTION,
@@ -520,9 +530,10 @@ def _start(
     opts: dict[str, Any],
     defaults: InventoryDefaults,
 ) -> int:
+    fmt = str(opts.get("log_format") or "text").lower()
     inv = _invocation(state_path, inventory, opts, defaults)
     secrets = inv.cloud.secrets() if inv.cloud else ()
-    setup_logging(None, opts["log_level"], secrets)
+    setup_logging(None, opts["log_level"], secrets, fmt)
     check_report_dir(inv.report_dir)
     store = open_state(inv)
     try:
@@ -530,7 +541,7 @@ def _start(
         check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
         setup_logging(
-            opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets
+            opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets, fmt
         )
         if inv.cloud is not None:
             # Where the credentials came from and whose they are; never a secret.
@@ -544,14 +555,16 @@ def _start(
     finally:
         store.close()
     outcome = result.outcome
-    counts = outcome.counts
-    click.echo(
-        "finished: "
-        + ", ".join(f"{counts[s]} {s.value}" for s in TargetState if counts.get(s))
-        + (f"; {outcome.deferred} deferred" if outcome.deferred else "")
-    )
-    if outcome.aborted:
-        click.echo(f"stopped: {outcome.aborted}", err=True)
+    for line in end_of_run(
+        outcome.counts,
+        state_path=state_path,
+        requests=result.requests,
+        deferred=outcome.deferred,
+        stopped=outcome.stopped,
+        aborted=outcome.aborted,
+        credentials_refused=outcome.credentials_refused,
+    ):
+        click.echo(line.text, err=line.err)
     if result.report is not None:
         click.echo(f"report: {result.report.directory}")
         for path in (
@@ -566,10 +579,6 @@ def _start(
             f"error: {result.report_error}\n  the state file is intact; write the report later "
             f"with: orchestrator report --state {state_path} --report-dir DIR",
             err=True,
-        )
-    if outcome.exit_code == 3:
-        click.echo(
-            f"not finished; continue with: orchestrator resume --state {state_path}", err=True
         )
     return outcome.exit_code
 
@@ -670,36 +679,33 @@ def resume(state_path: Path, **opts: Any) -> int:
 @click.option(
     "--state", "state_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--failures", default=50, show_default=True, help="Failed targets to list.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (README: Commands).")
+@click.option(
+    "--failures",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Server IDs listed per error code.",
+)
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.2),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Refresh every SECONDS (2 if not given) until the run is no longer running.",
+)
 @guarded
-def status(state_path: Path, as_json: bool, failures: int) -> int:
-    """Print counts by state and the failures."""
-    with StateStore.open(state_path, readonly=True) as store:
-        summary = summary_to_dict(build_summary(store.run_info(), store.iter_targets()))
-        failed = [
-            {
-                "project_id": t.project_id,
-                "server_id": t.server_id,
-                "error_code": t.error_code,
-                "fail_reason": t.fail_reason,
-            }
-            for t in store.iter_targets()
-            if t.state is TargetState.FAILED
-        ][:failures]
-    if as_json:
-        click.echo(json.dumps({**summary, "failures": failed}, indent=2))
-        return 0
-    click.echo(f"run {summary['run_id']} ({summary['state_path']}): {summary['total']} targets")
-    for state, n in summary["counts"].items():
-        click.echo(f"  {state:<11} {n}")
-    if failed:
-        click.echo("failures:")
-        for f in failed:
-            click.echo(
-                f"  {f['project_id']}/{f['server_id']}: {f['error_code']} {f['fail_reason']}"
-            )
-    return 0
+def status(state_path: Path, as_json: bool, failures: int, watch: float | None) -> int:
+    """Counts by state, failures by error code, in-doubt and deferred targets, elapsed
+    and ETA; during a run too (reads the state file without locking or slowing it).
+    Exits as a run would for the same state: 0, 1, or 3 while not finished."""
+    if watch is None:
+        snap = read_status(state_path, examples=failures)
+        click.echo(json.dumps(status_to_dict(snap), indent=2) if as_json else render_text(snap))
+        return snap.exit_code
+    return watch_status(state_path, watch, as_json=as_json, examples=failures)
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -714,16 +720,18 @@ def status(state_path: Path, as_json: bool, failures: int) -> int:
 @GROUP_BY_OPTION
 @guarded
 def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> int:
-    """Write the report again from the state file."""
+    """Write the report again from the state file. Exits as the run would for the same
+    state: 0 all succeeded, 1 finished with failures, 3 not finished."""
     with StateStore.open(state_path, readonly=True) as store:
         run = store.run_info()
         target_dir = report_dir or Path(run.options.get("report_dir") or "reports")
         group_by = group_by or run.options.get("group_by")
         check_group_by(run, group_by)
         paths = write_campaign_report(target_dir, store, group_by=group_by)
+        counts = store.counts()
     click.echo(f"report: {paths.directory}")
     click.echo(f"  {paths.report_html}")
-    return 0
+    return exit_code_for({state.value: n for state, n in counts.items()})
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -774,14 +782,18 @@ def plan(
         per_project[spec.project_id] += 1
         modes[spec.mode or "(none)"] += 1
     n = sum(per_project.values())
+    # An invalid inventory: its problems, and no estimate for a run that cannot start.
+    if reader.problem_count or regions.problems:
+        raise InventoryError(
+            reader.problems + regions.problems,
+            total=reader.problem_count + len(regions.problems),
+        )
     layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
     click.echo(
         f"inventory {inventory} ({layout}, {reader.encoding.label}): "
         f"{reader.rows} rows, {n} valid targets"
     )
-    click.echo(
-        f"defaults: keyname={keyname!r} userid={userid!r} mode={defaults.mode!r} byol={byol!r}"
-    )
+    click.echo("defaults: " + _defaults_text(reader.defaults_in_effect, defaults))
     for project, count in sorted(per_project.items()):
         click.echo(f"  project {project}: {count}")
     click.echo("  mode: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
@@ -798,13 +810,28 @@ def plan(
         f"{max_in_flight} in flight of ~{job_seconds:g} s jobs allow "
         f"{max_in_flight / job_seconds:.1f}/s)"
     )
-    if reader.problem_count or regions.problems:
-        raise InventoryError(
-            reader.problems + regions.problems,
-            total=reader.problem_count + len(regions.problems),
-        )
     click.echo("no problems found; nothing was sent")
     return 0
+
+
+def _defaults_text(effective: dict[str, Any], cli: InventoryDefaults) -> str:
+    """The defaults rows fall back on, and where each came from (file or command line)."""
+    given = {"keyname": cli.keyname, "userid": cli.userid, "mode": cli.mode, "byol": cli.byol}
+    given_required = ("keyname", "userid")
+    parts = []
+    for key in ("keyname", "userid", "mode", "byol"):
+        value = effective.get(key)
+        if value is None:
+            parts.append(
+                f"{key} (none: rows give their own)"
+                if key in given_required
+                else f"{key} (not set)"
+            )
+            continue
+        source = "command line" if given[key] == value else "inventory file"
+        shown = str(value).lower() if isinstance(value, bool) else value
+        parts.append(f"{key}={shown} ({source})")
+    return ", ".join(parts)
 
 
 def main() -> None:

@@ -232,6 +232,11 @@ class Runner:
         )
 
     @property
+    def deferred(self) -> int:
+        """Targets left pending for a later run so far (for the live panel)."""
+        return self._deferred
+
+    @property
     def _stopping(self) -> bool:
         return self._stop.is_set()
 

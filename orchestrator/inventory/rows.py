@@ -156,6 +156,11 @@ class RowChecker:
         """A file default reported as broken (given twice, wrong type)."""
         self._defaults[key] = UNUSABLE
 
+    @property
+    def defaults_in_effect(self) -> dict[str, Any]:
+        """The defaults rows fall back on, by field (bad ones left out)."""
+        return {k: v for k, v in self._defaults.items() if v is not UNUSABLE and v is not None}
+
     def begin_rows(self) -> None:
         """Freeze the defaults; call before the first `target`."""
         self._default_row = [self._defaults.get(key) for key in KNOWN]
