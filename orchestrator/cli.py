@@ -154,9 +154,15 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(path_type=Path),
             help="Where reports (and default state files) go.  [default: reports]",
         ),
-        click.option("--rate", type=float, help="Reinstall requests per second.  [default: 10]"),
         click.option(
-            "--poll-rate", type=float, help="Job and server queries per second.  [default: 50]"
+            "--rate",
+            type=float,
+            help="Reinstall requests per second.  [default: 10]",
+        ),
+        click.option(
+            "--poll-rate",
+            type=float,
+            help="Job and server queries per second.  [default: 50]",
         ),
         click.option(
             "--max-in-flight",
@@ -646,7 +652,9 @@ def run(
 ) -> int:
     """Reinstall every server in INVENTORY (CSV or JSON) and write the report.
 
-    Running the same command again resumes: nothing already succeeded is sent again.
+    Running the same command again resumes: nothing already succeeded is sent again,
+    and options not given again are the state file's (the defaults shown apply to a
+    new state file).
     """
     state_path = state_path or default_state_path(inventory, opts["report_dir"] or Path("reports"))
     defaults = InventoryDefaults(

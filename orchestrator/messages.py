@@ -13,7 +13,7 @@ from pathlib import Path
 from orchestrator.model import FINAL_STATES, TargetState
 
 # Order in which states are listed: outcomes first, then what is left.
-DONE_ORDER = (TargetState.SUCCEEDED, TargetState.FAILED)
+DONE_ORDER = (TargetState.SUCCEEDED, TargetState.FAILED, TargetState.SKIPPED)
 LEFT_ORDER = (
     TargetState.PENDING,
     TargetState.IN_DOUBT,

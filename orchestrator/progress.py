@@ -33,6 +33,7 @@ log = logging.getLogger(PROGRESS_LOGGER)
 ORDER = [
     TargetState.SUCCEEDED,
     TargetState.FAILED,
+    TargetState.SKIPPED,
     TargetState.RUNNING,
     TargetState.SUBMITTED,
     TargetState.SUBMITTING,

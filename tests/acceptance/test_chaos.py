@@ -40,7 +40,7 @@ from chaos_helpers import (
 
 from orchestrator.model import TargetState
 
-pytestmark = pytest.mark.timeout(110)
+pytestmark = pytest.mark.timeout(200)
 
 TOKEN = "chaos-token-0d5e"
 TARGETS = 70
@@ -109,7 +109,7 @@ def test_sigkill_at_random_moments_then_resume_reinstalls_each_server_once(
             delay=(0.3, 1.6),
             output=tmp_path / "orchestrator.out",
             state_path=state,
-            deadline=90.0,
+            deadline=170.0,
         )
         stats = sim.stats()
 

@@ -51,7 +51,7 @@ def test_status_during_a_run_then_after_it(
     state = workdir / "fleet.state.sqlite"
     proc = cli_start(
         "run", inventory, "--simulate", "--state", state, "--rate", "100",
-        "--max-in-flight", "30", "--sim-job-seconds", "1.5:2.5", "--sim-job-fail-rate", "0.25",
+        "--max-in-flight", "12", "--sim-job-seconds", "2:3", "--sim-job-fail-rate", "0.25",
         "--sim-seed", "3", *fast,
     )  # fmt: skip
     wait_for_work_in_progress(proc, state)
