@@ -218,6 +218,31 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option(
+            "--verify/--no-verify",
+            default=None,
+            help=(
+                "After a job ends SUCCESS, read the server: succeeded only when it is back"
+                " (ACTIVE, or SHUTOFF as before) with a newer launched_at; otherwise failed"
+                " with Orchestrator.NotVerified.  [default: --verify]"
+            ),
+        ),
+        click.option(
+            "--busy-rechecks",
+            type=click.IntRange(min=0),
+            help=(
+                "A server busy with an operation not of this run is read again this often"
+                " in the same run before it is deferred.  [default: 3]"
+            ),
+        ),
+        click.option(
+            "--busy-recheck-delay",
+            type=float,
+            help=(
+                "Seconds before the first re-check of a busy server, doubled for each"
+                " next one.  [default: 60; 2 with --simulate]"
+            ),
+        ),
+        click.option(
             "--log-file",
             type=click.Path(path_type=Path),
             help="Log of every state change.  [default: <state>.log]",
@@ -275,6 +300,11 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
+        verify=bool(pick("verify", True)),
+        busy_rechecks=int(pick("busy_rechecks", 3)),
+        busy_recheck_delay=_positive(
+            "--busy-recheck-delay", pick("busy_recheck_delay", 2.0 if fast else 60.0)
+        ),
     )
 
 
@@ -444,6 +474,9 @@ def _invocation(
         "drain_timeout": settings.drain_timeout,
         "settle_quiet": settings.settle_quiet,
         "no_preflight": not settings.preflight,
+        "verify": settings.verify,
+        "busy_rechecks": settings.busy_rechecks,
+        "busy_recheck_delay": settings.busy_recheck_delay,
         "skip_reinstalled_since": (
             settings.skip_reinstalled_since.isoformat() if settings.skip_reinstalled_since else None
         ),
