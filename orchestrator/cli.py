@@ -939,6 +939,10 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
             )
 
     result = asyncio.run(check())
+    if result.aborted:
+        # Nothing could be read: an earlier preflight report stays as it was.
+        click.echo(f"error: {result.aborted}; nothing was sent", err=True)
+        return result.exit_code
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
     directory = inv.report_dir / f"preflight-{inventory.stem}"
     csv_path, json_path = write_preflight(directory, result, str(inventory), checked_at)
@@ -957,9 +961,7 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
             if len(rows) > PREFLIGHT_LISTED:
                 click.echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
     click.echo(f"report: {csv_path}\n        {json_path}")
-    if result.aborted:
-        click.echo(f"error: {result.aborted}", err=True)
-    elif result.blocking:
+    if result.blocking:
         click.echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
     else:
         click.echo("nothing blocks; no reinstall was sent")
