@@ -953,11 +953,14 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
         if not counts[row_finding]:
             continue
         rows = [r for r in result.rows if r.verdict.finding is row_finding]
-        mark = "BLOCKS" if rows[0].verdict.blocks else "ok"
+        first = rows[0].verdict
+        mark = f"BLOCKS  {first.reason}" if first.blocks else "ok"
         click.echo(f"  {row_finding.value:<18} {counts[row_finding]:>6}  {mark}")
-        if rows[0].verdict.blocks:
+        if first.blocks:
             for r in rows[:PREFLIGHT_LISTED]:
-                click.echo(f"    {r.spec.project_id}/{r.spec.server_id}: {r.verdict.reason}")
+                # The reason once per finding; again only where it differs.
+                why = "" if r.verdict.reason == first.reason else f": {r.verdict.reason}"
+                click.echo(f"    {r.spec.project_id}/{r.spec.server_id}{why}")
             if len(rows) > PREFLIGHT_LISTED:
                 click.echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
     click.echo(f"report: {csv_path}\n        {json_path}")
@@ -968,7 +971,7 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
     return result.exit_code
 
 
-PREFLIGHT_LISTED = 20  # blocking servers listed per finding on the terminal
+PREFLIGHT_LISTED = 10  # blocking servers listed per finding on the terminal
 
 
 def main() -> None:

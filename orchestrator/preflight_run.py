@@ -162,7 +162,12 @@ async def _check_one(
             with attempt:
                 server = await client.server(spec.project_id, spec.server_id, spec.region)
     except NotFound as exc:
-        return Checked(spec, Verdict(Finding.MISSING, f"does not exist: {exc}"), None, state)
+        return Checked(
+            spec,
+            Verdict(Finding.MISSING, f"does not exist ({exc.code or exc.status})"),
+            None,
+            state,
+        )
     except (AuthFailed, RunCannotGoOn):
         raise
     except Rejected as exc:
