@@ -34,7 +34,7 @@ def check_back(server: ServerView, before: Before, clock: Clock) -> Settlement:
     WAIT is a failure too, with its reason)."""
     shown = f"status {server.status}, task state {server.task_state or '-'}"
     if server.status == "ERROR" and not server.task_state:
-        return Settlement(Verdict.FAILED, f"job said SUCCESS but the server is in ERROR ({shown})")
+        return Settlement(Verdict.FAILED, f"the server is in ERROR ({shown})")
     if is_rebuilding(server) or server.task_state or server.status not in STABLE_STATUSES:
         return Settlement(Verdict.WAIT, f"server not back in a stable state yet ({shown})")
     if server.status == "SHUTOFF" and before.status not in (None, "SHUTOFF"):
