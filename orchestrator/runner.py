@@ -543,6 +543,9 @@ class Runner:
         """The run ends (stopped) with busy servers still waiting: defer them, saying why."""
         for target_id, (target, _) in list(self._busy_wait.items()):
             del self._busy_wait[target_id]
+            if self._abort:
+                self._deferred += 1  # the state file may be what failed: no note
+                continue
             await self._defer(target, "server was busy, not by this run; the run stopped first")
 
     async def _unsend(self, target: Target, why: str, *, sent: bool = True) -> None:

@@ -11,7 +11,9 @@ busy re-check   a server busy with someone else's reinstall is read again later
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from orchestrator.model import TargetSpec, TargetState
 from orchestrator.preflight import Finding
 from orchestrator.preflight_run import check_fleet, write_preflight
 from orchestrator.retry_policy import RetrySettings
+from orchestrator.runner import Runner
 from orchestrator.simulator import Simulator, SimulatorConfig
 from orchestrator.simulator.fleet import traits_for
 from orchestrator.state import StateStore
@@ -261,3 +264,41 @@ async def test_server_that_stays_busy_is_deferred_with_the_reason(
     stats = sim.stats()
     assert stats["requests"]["reinstall"] == 1  # the other one's only
     assert stats["requests"]["server"] == 3  # first read and two re-checks
+
+
+async def test_stop_while_a_busy_server_waits_defers_it_at_once(
+    tmp_path: Path,
+    make_inventory: Callable[..., Path],
+    start_sim: Callable[..., Awaitable[Simulator]],
+    fast_settings: Callable[..., Any],
+) -> None:
+    inventory = make_inventory(1)
+    spec = next(iter(InventoryReader(inventory, InventoryDefaults())))
+    sim = await start_sim(inventory, clock=FakeClock(), job_seconds=(600.0, 600.0))
+    inv = Invocation(
+        state_path=tmp_path / "stop.sqlite",
+        report_dir=tmp_path / "reports",
+        settings=fast_settings(busy_rechecks=3, busy_recheck_delay=30.0),
+        inventory=inventory,
+        live_progress=False,
+    )
+    store = open_state(inv)
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        client = make_client(session, sim.url, TokenAuth(sim.config.token or ""))
+        await client.reinstall(spec)  # someone else's, never ending
+        runner = Runner(store, client, inv.settings)
+        asyncio.get_running_loop().call_later(0.5, stop.set)
+        started = time.monotonic()
+        outcome = await runner.run(stop)
+    took = time.monotonic() - started
+    try:
+        target = next(iter(store.iter_targets()))
+        notes = [e.detail for e in store.events(target.id)]
+    finally:
+        store.close()
+    assert took < 5  # not the 30 s until the re-check
+    assert outcome.deferred == 1 and outcome.exit_code == 3
+    assert target.state is TargetState.PENDING
+    assert notes[-1].startswith("deferred:") and "the run stopped first" in notes[-1]
+    assert sim.stats()["requests"]["reinstall"] == 1  # the other one's only
