@@ -247,7 +247,7 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def _cloud(
-    inv: Invocation, store: StateStore, session: aiohttp.ClientSession
+    inv: Invocation, store: StateStore | None, session: aiohttp.ClientSession
 ) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
     if inv.simulate is None:
         credentials = inv.credentials
@@ -259,7 +259,7 @@ async def _cloud(
         return
     token = secrets.token_urlsafe(24)
     config = inv.simulate
-    if config.fleet is None and inv.inventory is not None:
+    if config.fleet is None and inv.inventory is not None and store is not None:
         # The validated targets, not the file again: the file may need --encoding
         # or a separator that the simulator's own simple reader does not know.
         config = replace(config, fleet=tuple(t.spec.key for t in store.iter_targets()))
@@ -267,6 +267,31 @@ async def _cloud(
     async with Simulator(config) as sim:
         logging.getLogger("orchestrator.progress").info("simulator listening on %s", sim.url)
         yield Endpoints(sim.url), TokenAuth(token)
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    inv: Invocation, fleet: Iterable[tuple[str, str]] | None = None
+) -> AsyncIterator[EcsClient]:
+    """A client as a run gets it (session, CAs, credentials, endpoints, the poll and
+    submit limiters), for reads outside a run: `plan --preflight`. With --simulate
+    the simulator's fleet is `fleet`, the inventory's (project_id, server_id) pairs."""
+    if inv.simulate is not None and fleet is not None and inv.simulate.fleet is None:
+        inv = replace(inv, simulate=replace(inv.simulate, fleet=tuple(fleet)))
+    s = inv.settings
+    async with (
+        new_session(max(64, s.poll_workers()), inv.ca, proxies=inv.simulate is None) as session,
+        _cloud(inv, None, session) as cloud,
+    ):
+        endpoints, credentials = cloud
+        yield EcsClient(
+            session,
+            endpoints,
+            credentials,
+            submit_limiter=RateLimiter(s.rate),
+            poll_limiter=RateLimiter(s.poll_rate),
+            timeouts=Timeouts(),
+        )
 
 
 async def execute(inv: Invocation, store: StateStore) -> Result:

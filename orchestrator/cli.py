@@ -18,7 +18,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,6 +29,7 @@ from orchestrator.campaign import (
     Invocation,
     RegionCheck,
     check_report_dir,
+    connected,
     default_state_path,
     execute,
     open_state,
@@ -43,7 +44,10 @@ from orchestrator.inventory import (
 )
 from orchestrator.logsetup import setup_logging
 from orchestrator.messages import end_of_run
+from orchestrator.model import FINAL_STATES, TargetState
 from orchestrator.network import ca_bundle
+from orchestrator.preflight import Finding
+from orchestrator.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.report import (
     check_group_by,
     write_campaign_report,
@@ -221,6 +225,31 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option(
+            "--verify/--no-verify",
+            default=None,
+            help=(
+                "After a job ends SUCCESS, read the server: succeeded only when it is back"
+                " (ACTIVE, or SHUTOFF as before) with a newer launched_at; otherwise failed"
+                " with Orchestrator.NotVerified.  [default: --verify]"
+            ),
+        ),
+        click.option(
+            "--busy-rechecks",
+            type=click.IntRange(min=0),
+            help=(
+                "A server busy with an operation not of this run is read again this often"
+                " in the same run before it is deferred.  [default: 3]"
+            ),
+        ),
+        click.option(
+            "--busy-recheck-delay",
+            type=float,
+            help=(
+                "Seconds before the first re-check of a busy server, doubled for each"
+                " next one.  [default: 60; 2 with --simulate]"
+            ),
+        ),
+        click.option(
             "--log-file",
             type=click.Path(path_type=Path),
             help="Log of every state change.  [default: <state>.log]",
@@ -288,6 +317,11 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
+        verify=bool(pick("verify", True)),
+        busy_rechecks=int(pick("busy_rechecks", 3)),
+        busy_recheck_delay=_positive(
+            "--busy-recheck-delay", pick("busy_recheck_delay", 2.0 if fast else 60.0)
+        ),
     )
 
 
@@ -457,6 +491,9 @@ def _invocation(
         "drain_timeout": settings.drain_timeout,
         "settle_quiet": settings.settle_quiet,
         "no_preflight": not settings.preflight,
+        "verify": settings.verify,
+        "busy_rechecks": settings.busy_rechecks,
+        "busy_recheck_delay": settings.busy_recheck_delay,
         "skip_reinstalled_since": (
             settings.skip_reinstalled_since.isoformat() if settings.skip_reinstalled_since else None
         ),
@@ -611,6 +648,45 @@ encoding_option = click.option(
 )
 
 
+def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`plan`'s connection options: those of `run` that a read of the servers needs."""
+    options = [
+        click.option(
+            "--preflight",
+            is_flag=True,
+            help="Read every server (paced like a run, same credentials and endpoints) and "
+            "report what would block a reinstall; writes preflight.csv and preflight.json. "
+            "Exit 0 when nothing blocks, 1 otherwise, 2 when credentials or the endpoint fail.",
+        ),
+        click.option(
+            "--state",
+            "state_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="A run's state file: show what a resume would do (final, in doubt, "
+            "pending); with --preflight, read only the targets still pending.",
+        ),
+        click.option("--os-cloud", metavar="NAME", help="As for run."),
+        click.option("--cloud", type=click.Choice(["otc", "huawei"]), help="As for run."),
+        click.option("--region", metavar="REGION", help="As for run."),
+        click.option(
+            "--ca-bundle", type=click.Path(path_type=Path, dir_okay=False), help="As for run."
+        ),
+        click.option("--simulate", is_flag=True, help="Read from the built-in simulator."),
+        click.option(
+            "--report-dir",
+            type=click.Path(path_type=Path),
+            help="Where the preflight report goes.  [default: reports]",
+        ),
+        click.option("--poll-rate", type=float, help="Server reads per second.  [default: 50]"),
+        click.option("--skip-reinstalled-since", metavar="TIME", help="As for run."),
+        click.option("--accept-changed-endpoint", is_flag=True, help="As for run."),
+        click.option("--sim-seed", type=int, default=0, show_default=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @cli.command(epilog=EXIT_CODES)
 @click.argument("inventory", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -762,6 +838,7 @@ def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> i
     show_default=True,
     help="Expected duration of one reinstall, for the estimate.",
 )
+@preflight_options
 @guarded
 def plan(
     inventory: Path,
@@ -775,6 +852,7 @@ def plan(
     rate: float,
     max_in_flight: int,
     job_seconds: float,
+    **opts: Any,
 ) -> int:
     """Validate INVENTORY and show what a run would do, without sending anything."""
     _positive("--rate", rate)
@@ -819,7 +897,97 @@ def plan(
         f"{max_in_flight / job_seconds:.1f}/s)"
     )
     click.echo("no problems found; nothing was sent")
-    return 0
+    state_path: Path | None = opts.get("state_path")
+    if state_path is not None:
+        show_resume(state_path)
+    if not opts.get("preflight"):
+        return 0
+    opts.update(
+        endpoint=endpoint,
+        endpoint_template=endpoint_template,
+        rate=rate,
+        max_in_flight=max_in_flight,
+    )
+    return run_preflight(inventory, defaults, opts)
+
+
+def show_resume(state_path: Path) -> None:
+    """What `resume --state` would do with the state file, by state."""
+    with StateStore.open(state_path, readonly=True) as store:
+        counts = store.counts()
+    final = sum(n for s, n in counts.items() if s in FINAL_STATES)
+    doubt = counts.get(TargetState.IN_DOUBT, 0) + counts.get(TargetState.SUBMITTING, 0)
+    following = counts.get(TargetState.SUBMITTED, 0) + counts.get(TargetState.RUNNING, 0)
+    pending = counts.get(TargetState.PENDING, 0)
+    click.echo(
+        f"state {state_path}: a resume would leave {final} final target(s) alone "
+        f"({', '.join(f'{n} {s.value}' for s, n in counts.items() if n and s in FINAL_STATES)}"
+        f"{'' if final else 'none'}), settle {doubt} in doubt from the servers, "
+        f"follow {following} job(s) under way and send {pending} pending"
+    )
+
+
+def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, Any]) -> int:
+    """Read every server of INVENTORY (or the state file's pending targets) and report."""
+    state_path: Path | None = opts.get("state_path")
+    report_dir = opts.get("report_dir") or Path("reports")
+    inv = _invocation(state_path or default_state_path(inventory, report_dir), None, opts, defaults)
+    setup_logging(None, "WARNING", inv.cloud.secrets() if inv.cloud else ())
+    check_report_dir(inv.report_dir)
+    states: dict[tuple[str, str], TargetState] | None = None
+    if state_path is not None:
+        with StateStore.open(state_path, readonly=True) as store:
+            targets = list(store.iter_targets())
+        specs = [t.spec for t in targets]  # as a resume would send them
+        states = {t.spec.key: t.state for t in targets}
+    else:
+        specs = list(InventoryReader(inventory, defaults))
+
+    async def check() -> Preflight:
+        async with connected(inv, (s.key for s in specs)) as client:
+            return await check_fleet(
+                client,
+                specs,
+                retry=inv.settings.retry,
+                workers=inv.settings.poll_workers(),
+                skip_since=inv.settings.skip_reinstalled_since,
+                states=states,
+            )
+
+    result = asyncio.run(check())
+    if result.aborted:
+        # Nothing could be read: an earlier preflight report stays as it was.
+        click.echo(f"error: {result.aborted}; nothing was sent", err=True)
+        return result.exit_code
+    checked_at = datetime.now(UTC).isoformat(timespec="seconds")
+    directory = inv.report_dir / f"preflight-{inventory.stem}"
+    csv_path, json_path = write_preflight(directory, result, str(inventory), checked_at)
+    counts = result.counts()
+    sent = ", ".join(f"{n} {kind}" for kind, n in sorted(result.requests.items()))
+    click.echo(f"preflight: {len(result.rows)} target(s) checked ({sent or 'no'} read(s))")
+    for row_finding in Finding:
+        if not counts[row_finding]:
+            continue
+        rows = [r for r in result.rows if r.verdict.finding is row_finding]
+        first = rows[0].verdict
+        mark = f"BLOCKS  {first.reason}" if first.blocks else "ok"
+        click.echo(f"  {row_finding.value:<18} {counts[row_finding]:>6}  {mark}")
+        if first.blocks:
+            for r in rows[:PREFLIGHT_LISTED]:
+                # The reason once per finding; again only where it differs.
+                why = "" if r.verdict.reason == first.reason else f": {r.verdict.reason}"
+                click.echo(f"    {r.spec.project_id}/{r.spec.server_id}{why}")
+            if len(rows) > PREFLIGHT_LISTED:
+                click.echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
+    click.echo(f"report: {csv_path}\n        {json_path}")
+    if result.blocking:
+        click.echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
+    else:
+        click.echo("nothing blocks; no reinstall was sent")
+    return result.exit_code
+
+
+PREFLIGHT_LISTED = 10  # blocking servers listed per finding on the terminal
 
 
 def _defaults_text(effective: dict[str, Any], cli: InventoryDefaults) -> str:

@@ -75,6 +75,9 @@ class ServerView:
     task_state: str | None
     launched_at: str | None
     updated: str | None = None  # moves with every change of the server
+    # Preflight evidence: None where the answer did not say.
+    locked: bool | None = None  # `locked`: the service refuses a reinstall (Ecs.0605)
+    system_disk: bool | None = None  # a system disk attached (none: Ecs.0105)
 
 
 @dataclass(frozen=True)
@@ -425,4 +428,24 @@ def _server_view(server_id: str, server: dict[str, Any]) -> ServerView:
         task_state=_str_or_none(server.get("OS-EXT-STS:task_state"), 64),
         launched_at=_str_or_none(server.get("OS-SRV-USG:launched_at"), 64),
         updated=_str_or_none(server.get("updated"), 64),
+        locked=server.get("locked") if isinstance(server.get("locked"), bool) else None,
+        system_disk=_system_disk(server),
     )
+
+
+def _system_disk(server: dict[str, Any]) -> bool | None:
+    """Whether a system disk is attached: a root device name, or a volume with boot
+    index 0. None when the answer does not allow telling (fields absent, volumes
+    without a boot index): a preflight then does not claim a problem."""
+    root = server.get("OS-EXT-SRV-ATTR:root_device_name")
+    volumes = server.get("os-extended-volumes:volumes_attached")
+    if isinstance(root, str) and root:
+        return True
+    if not isinstance(volumes, list):
+        return None
+    boot = [v.get("bootIndex") if isinstance(v, dict) else None for v in volumes]
+    if any(str(b) == "0" for b in boot if b is not None):
+        return True
+    if any(b is None for b in boot):
+        return None
+    return False
