@@ -61,6 +61,7 @@ from orchestrator.settle import (
     follow,
     is_rebuilding,
     parse_time,
+    same_reading,
     settle,
 )
 from orchestrator.state import Change, StateStore, utc_now
@@ -145,6 +146,7 @@ class _Follow:
     by_server: bool = False  # no usable job: follow the server itself
     last_status: str | None = None
     previous: ServerView | None = None  # the last reading while settling a doubt
+    still_since: float | None = None  # following by server: since when `previous` holds
     seen_rebuild: bool = False  # following by server: the rebuild was seen under way
     job_started: bool = False  # the job was seen past INIT
     verifying: JobView | None = None  # the job said SUCCESS: the server is being checked
@@ -856,8 +858,19 @@ class Runner:
                 self._schedule(target)
             return
         info.last_status = server.status
+        now = self._clock()
+        if (
+            info.previous is None
+            or info.still_since is None
+            or not same_reading(info.previous, server)
+        ):
+            info.previous, info.still_since = server, now
         verdict = follow(
-            server, self._before(target), self._clock_for(target), seen_rebuild=info.seen_rebuild
+            server,
+            self._before(target),
+            self._clock_for(target),
+            seen_rebuild=info.seen_rebuild,
+            still_for=now - info.still_since,
         )
         info.seen_rebuild = info.seen_rebuild or is_rebuilding(server)
         if verdict.verdict is Verdict.FOLLOW:
