@@ -158,7 +158,8 @@ def left_out_text(record: dict[str, Any]) -> str | None:
     if not record or not record.get("left_out"):
         return None
     by = record.get("left_out_by") or {}
-    parts = [f"{n} by --{name.replace('_', '-')}" for name, n in by.items() if n]
+    order = ("only_project", "exclude", "limit")  # the order they apply in
+    parts = [f"{by[name]} by --{name.replace('_', '-')}" for name in order if by.get(name)]
     return (
         f"{record['left_out']} inventory row(s) left out ({', '.join(parts)});"
         f" {record.get('selected', '?')} selected. Flags: {_flags(record)}"
