@@ -612,8 +612,10 @@ def _start(
             result.report.targets_csv,
             result.report.report_md,
             result.report.report_html,
+            result.report.retry_csv,
         ):
-            click.echo(f"  {path}")
+            if path is not None:
+                click.echo(f"  {path}")
     if result.report_error:
         click.echo(
             f"error: {result.report_error}\n  the state file is intact; write the report later "
@@ -987,7 +989,8 @@ def plan(
     layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
     click.echo(
         f"inventory {inventory} ({layout}, {reader.encoding.label}): "
-        f"{reader.rows} rows, {n} valid targets"
+        f"{reader.rows} rows, {n + selected.total_left_out} valid targets"
+        + (f", {n} selected" if selected.selection.active else "")
     )
     click.echo(
         f"defaults: keyname={keyname!r} userid={userid!r} mode={defaults.mode!r} byol={byol!r}"
@@ -1022,6 +1025,8 @@ def plan(
             reader.problems + regions.problems,
             total=reader.problem_count + len(regions.problems),
         )
+    if selected.selection.active and n == 0:
+        raise UsageError("--only-project/--exclude/--limit leave no server of the inventory")
     click.echo("no problems found; nothing was sent")
     return 0
 
