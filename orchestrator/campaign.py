@@ -193,7 +193,8 @@ def _apply_request_options(store: StateStore, inv: Invocation) -> None:
         InventoryReader(inv.inventory, inv.defaults),
         "request options changed (--accept-changed-options): "
         f"keyname={inv.defaults.keyname!r} userid={inv.defaults.userid!r} "
-        f"mode={inv.defaults.mode!r} byol={inv.defaults.byol!r}",
+        f"mode={inv.defaults.mode!r} byol={inv.defaults.byol!r} "
+        f"cloud_init={inv.defaults.cloud_init!r}",
     )
     log.warning("new request options applied to %d target(s) not sent yet", changed)
 
