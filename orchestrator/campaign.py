@@ -84,6 +84,19 @@ class Result:
     report_error: str | None = None
 
 
+NO_CLOUD_INIT = (
+    "--user-data is sent only with the Cloud-Init API, and no target uses it: add"
+    " --cloud-init, or a cloud_init column"
+)
+
+
+def check_user_data_has_targets(store: StateStore, inv: Invocation) -> None:
+    """User data given for a state file without a Cloud-Init target is a mistake:
+    the servers would be reinstalled without it."""
+    if inv.user_data is not None and not store.has_cloud_init_targets():
+        raise UsageError(NO_CLOUD_INIT)
+
+
 def default_state_path(inventory: Path, report_dir: Path) -> Path:
     return report_dir / f"{inventory.stem}.state.sqlite"
 
@@ -122,6 +135,7 @@ def open_state(inv: Invocation) -> StateStore:
                 _check_regions(store, inv)
                 if inv.apply_request_options and inv.inventory is not None:
                     _apply_request_options(store, inv)
+                check_user_data_has_targets(store, inv)
             except BaseException:
                 store.close()
                 raise
@@ -132,6 +146,14 @@ def open_state(inv: Invocation) -> StateStore:
     reader = InventoryReader(inv.inventory, inv.defaults)
     regions = RegionCheck(str(inv.inventory), needed=_needs_region(inv))
 
+    cloud_init = 0
+
+    def counted(specs: Iterable[TargetSpec]) -> Iterator[TargetSpec]:
+        nonlocal cloud_init
+        for spec in specs:
+            cloud_init += spec.cloud_init
+            yield spec
+
     def validate() -> None:
         _validated(reader, regions)
         if inv.selection.active and selected.selected == 0:
@@ -139,10 +161,12 @@ def open_state(inv: Invocation) -> StateStore:
                 f"{reader.path}: --only-project/--exclude/--limit leave no server of "
                 f"the {reader.rows} in the inventory"
             )
+        if inv.user_data is not None and cloud_init == 0:
+            raise UsageError(NO_CLOUD_INIT)
 
     store = StateStore.create(
         inv.state_path,
-        selected.filtered(regions.checked(reader)),
+        counted(selected.filtered(regions.checked(reader))),
         inventory_path=str(inv.inventory),
         inventory_sha256=file_sha256(inv.inventory),
         extra_columns=lambda: reader.columns,
@@ -306,8 +330,6 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 reopened,
                 len(plan.deferred),
             )
-        if inv.user_data is not None and not store.has_cloud_init_targets():
-            log.warning("--user-data given, but no target uses Cloud-Init: it is not sent")
         s = inv.settings
         limit = max(64, s.submit_workers() + s.poll_workers())
         async with (

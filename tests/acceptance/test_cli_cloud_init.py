@@ -113,6 +113,17 @@ def test_bad_user_data_is_refused_before_anything_is_sent(
             assert done.returncode == 2, name
             assert f"error: --user-data {bad}: {message}" in done.stderr
             assert not (workdir / "s.sqlite").exists()
+        # Good user data, but no target would carry it: the servers would lose it.
+        (workdir / "ok.sh").write_text("#!/bin/sh\necho ok\n", encoding="utf-8")
+        done = cli(
+            "run", inventory, "--user-data", workdir / "ok.sh", "--endpoint", url,
+            "--state", workdir / "s.sqlite", env=ENV,
+        )  # fmt: skip
+        assert done.returncode == 2
+        assert "--user-data is sent only with the Cloud-Init API, and no target uses it" in (
+            done.stderr
+        )
+        assert not (workdir / "s.sqlite").exists()
         stats = sim_stats(url)
     plan = cli("plan", inventory, "--cloud-init", "--user-data", workdir / "big.sh")
     assert plan.returncode == 2 and cases["big.sh"] in plan.stderr
