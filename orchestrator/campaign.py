@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -42,9 +43,12 @@ from orchestrator.network import CaBundle, new_session
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
+from orchestrator.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.runner import Outcome, Runner, RunSettings
+from orchestrator.selection import Selection, SelectionFilter, check_same_selection
 from orchestrator.simulator import Simulator, SimulatorConfig
 from orchestrator.state import StateStore, file_sha256
+from orchestrator.userdata import UserData
 
 log = logging.getLogger("orchestrator.campaign")
 
@@ -69,6 +73,10 @@ class Invocation:
     # Re-run with other request options, accepted: targets not sent yet get them.
     apply_request_options: bool = False
     group_by: str | None = None  # report.md/html: counts by this inventory column
+    user_data: UserData | None = None  # sent with every Cloud-Init reinstall; never recorded
+    selection: Selection = field(default_factory=Selection)  # run: part of the inventory
+    # retry: what to send again, chosen (and checked) before the invocation starts
+    retry: tuple[RetryRequest, RetryPlan] | None = None
 
 
 @dataclass
@@ -78,6 +86,19 @@ class Result:
     run_id: str
     report_error: str | None = None
     requests: dict[str, int] = field(default_factory=dict)  # sent by this invocation, by kind
+
+
+NO_CLOUD_INIT = (
+    "--user-data is sent only with the Cloud-Init API, and no target uses it: add"
+    " --cloud-init, or a cloud_init column"
+)
+
+
+def check_user_data_has_targets(store: StateStore, inv: Invocation) -> None:
+    """User data given for a state file without a Cloud-Init target is a mistake:
+    the servers would be reinstalled without it."""
+    if inv.user_data is not None and not store.has_cloud_init_targets():
+        raise UsageError(NO_CLOUD_INIT)
 
 
 def default_state_path(inventory: Path, report_dir: Path) -> Path:
@@ -114,25 +135,52 @@ def open_state(inv: Invocation) -> StateStore:
             try:
                 if inv.inventory is not None:
                     _check_same_inventory(store, inv.inventory)
+                    check_same_selection(store.run_info().selection, inv.selection)
                 _check_regions(store, inv)
                 if inv.apply_request_options and inv.inventory is not None:
                     _apply_request_options(store, inv)
+                check_user_data_has_targets(store, inv)
             except BaseException:
                 store.close()
                 raise
             return store
     if inv.inventory is None:
         raise UsageError(f"state file {inv.state_path} does not exist; start with `run INVENTORY`")
+    selected = SelectionFilter.build(inv.selection)  # reads --exclude: before anything
     reader = InventoryReader(inv.inventory, inv.defaults)
     regions = RegionCheck(str(inv.inventory), needed=_needs_region(inv))
-    return StateStore.create(
+
+    cloud_init = 0
+
+    def counted(specs: Iterable[TargetSpec]) -> Iterator[TargetSpec]:
+        nonlocal cloud_init
+        for spec in specs:
+            cloud_init += spec.cloud_init
+            yield spec
+
+    def validate() -> None:
+        _validated(reader, regions)
+        if inv.selection.active and selected.selected == 0:
+            raise UsageError(
+                f"{reader.path}: --only-project/--exclude/--limit leave no server of "
+                f"the {reader.rows} in the inventory"
+            )
+        if inv.user_data is not None and cloud_init == 0:
+            raise UsageError(NO_CLOUD_INIT)
+
+    store = StateStore.create(
         inv.state_path,
-        regions.checked(reader),
+        counted(selected.filtered(regions.checked(reader))),
         inventory_path=str(inv.inventory),
         inventory_sha256=file_sha256(inv.inventory),
         extra_columns=lambda: reader.columns,
-        validate=lambda: _validated(reader, regions),
+        validate=validate,
     )
+    if inv.selection.active:
+        record = selected.record()
+        store.set_meta("selection", json.dumps(record, sort_keys=True))
+        log.info("selection: %d selected, %d left out", record["selected"], record["left_out"])
+    return store
 
 
 def _needs_region(inv: Invocation) -> bool:
@@ -173,7 +221,8 @@ def _apply_request_options(store: StateStore, inv: Invocation) -> None:
         InventoryReader(inv.inventory, inv.defaults),
         "request options changed (--accept-changed-options): "
         f"keyname={inv.defaults.keyname!r} userid={inv.defaults.userid!r} "
-        f"mode={inv.defaults.mode!r} byol={inv.defaults.byol!r}",
+        f"mode={inv.defaults.mode!r} byol={inv.defaults.byol!r} "
+        f"cloud_init={inv.defaults.cloud_init!r}",
     )
     log.warning("new request options applied to %d target(s) not sent yet", changed)
 
@@ -301,6 +350,16 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     outcome: Outcome | None = None
     sent: dict[str, int] = {}
     try:
+        if inv.retry is not None:
+            request, plan = inv.retry
+            reopened = reopen_selected(store, plan, request)
+            log.warning(
+                "retry (%s): %d failed target(s) reopened, %d deferred one(s) sent again;"
+                " no other target is sent",
+                request.describe(),
+                reopened,
+                len(plan.deferred),
+            )
         s = inv.settings
         limit = max(64, s.submit_workers() + s.poll_workers())
         async with (
@@ -315,6 +374,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 submit_limiter=RateLimiter(s.rate),
                 poll_limiter=RateLimiter(s.poll_rate),
                 timeouts=Timeouts(),
+                user_data=inv.user_data.encoded if inv.user_data else None,
             )
             runner = Runner(store, client, s)
             total = sum(runner.counts.values())

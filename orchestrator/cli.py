@@ -52,12 +52,15 @@ from orchestrator.report import (
     check_group_by,
     write_campaign_report,
 )
+from orchestrator.retry_select import STATES_IS, RetryRequest, plan_retry
 from orchestrator.runner import RunSettings
+from orchestrator.selection import Selection, SelectionFilter, left_out_text
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
 from orchestrator.state import StateStore
 from orchestrator.status import exit_code_for, read_status, render_text, status_to_dict
 from orchestrator.status.watch import watch_status
+from orchestrator.userdata import UserData, load_user_data
 
 EXIT_CODES = """\b
 Exit codes:
@@ -371,14 +374,48 @@ def _saved_options(state_path: Path) -> dict[str, Any]:
         return {}  # nothing was ever run from it; open_state starts it over
 
 
-def _request_options(defaults: InventoryDefaults) -> dict[str, Any]:
+def _request_options(defaults: InventoryDefaults, user_data: UserData | None) -> dict[str, Any]:
     """The request options given on the command line, as recorded in the state file."""
     return {
         "keyname": defaults.keyname,
         "userid": defaults.userid,
         "mode": defaults.mode,
         "byol": defaults.byol,
+        "cloud_init": defaults.cloud_init,
+        "user_data_sha256": user_data.sha256 if user_data else None,
     }
+
+
+def _user_data(opts: dict[str, Any], saved: dict[str, Any]) -> UserData | None:
+    """--user-data, else the file the state file's latest invocation used, read again now;
+    a resume whose file changed is refused unless --accept-changed-options."""
+    recorded = saved.get("user_data") if isinstance(saved.get("user_data"), dict) else None
+    given: Path | None = opts.get("user_data")
+    if given is None and recorded is None:
+        return None
+    if given is not None:
+        user_data = load_user_data(given)
+    else:
+        assert recorded is not None
+        try:
+            user_data = load_user_data(Path(str(recorded.get("path"))))
+        except UsageError as exc:
+            raise UsageError(
+                f"{exc}; the state file's runs used this user data file: give it again"
+                " with --user-data FILE"
+            ) from None
+    if (
+        recorded is not None
+        and recorded.get("sha256") != user_data.sha256
+        and not opts.get("accept_changed_options")
+    ):
+        raise UsageError(
+            f"user data {user_data.path} differs from the one the state file's runs used"
+            f" ({recorded.get('path')}, sha256 {str(recorded.get('sha256'))[:12]}…, now"
+            f" {user_data.sha256[:12]}…). Add --accept-changed-options to send the new one"
+            " to the targets not sent yet (the others keep what they were sent with)"
+        )
+    return user_data
 
 
 def _check_same_cloud(saved: dict[str, Any], opts: dict[str, Any]) -> None:
@@ -454,7 +491,8 @@ def _invocation(
         live_progress=False if opts.get("no_live") else None,
         group_by=opts.get("group_by") or saved.get("group_by"),
     )
-    request_options = _request_options(defaults) if inventory is not None else None
+    inv.user_data = _user_data(opts, saved)
+    request_options = _request_options(defaults, inv.user_data) if inventory is not None else None
     if request_options is not None:
         changed = _changed_request_options(saved, request_options)
         if changed and not opts.get("accept_changed_options"):
@@ -467,6 +505,8 @@ def _invocation(
         inv.apply_request_options = bool(changed)
     else:
         request_options = saved.get("request_options")
+        if isinstance(request_options, dict) and inv.user_data is not None:
+            request_options = {**request_options, "user_data_sha256": inv.user_data.sha256}
     if simulate_flag:
         inv.simulate = SimulatorConfig(
             seed=opts.get("sim_seed") or 0,
@@ -507,6 +547,8 @@ def _invocation(
         "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
         "ca_bundle_source": inv.ca.source,
         "group_by": inv.group_by,
+        # Where the user data came from and its hash: never its content.
+        "user_data": inv.user_data.describe() if inv.user_data else None,
     }
     return inv
 
@@ -572,14 +614,25 @@ def _start(
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
+    *,
+    selection: Selection | None = None,
+    retry: RetryRequest | None = None,
 ) -> int:
     fmt = str(opts.get("log_format") or "text").lower()
     inv = _invocation(state_path, inventory, opts, defaults)
+    if selection is not None:
+        selection.check()
+        inv.selection = selection
+    if retry is not None:
+        retry.check()
     secrets = inv.cloud.secrets() if inv.cloud else ()
     setup_logging(None, opts["log_level"], secrets, fmt)
     check_report_dir(inv.report_dir)
     store = open_state(inv)
     try:
+        if retry is not None:
+            # Chosen before the invocation starts: a selection of nothing is exit 2.
+            inv.retry = (retry, plan_retry(store, retry))
         # Only now are the inventory's columns known; still nothing has been sent.
         check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
@@ -615,8 +668,10 @@ def _start(
             result.report.targets_csv,
             result.report.report_md,
             result.report.report_html,
+            result.report.retry_csv,
         ):
-            click.echo(f"  {path}")
+            if path is not None:
+                click.echo(f"  {path}")
     if result.report_error:
         click.echo(
             f"error: {result.report_error}\n  the state file is intact; write the report later "
@@ -635,6 +690,68 @@ def _encoding(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     except EncodingProblem as exc:
         raise click.BadParameter(str(exc)) from None
     return value
+
+
+def user_data_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--user-data",
+        type=click.Path(path_type=Path),
+        help=(
+            "Text file (script or cloud-config, at most 32 KB) injected by Cloud-Init into"
+            " the targets sent with the Cloud-Init API; base64-encoded, never logged or"
+            " stored (only its path and sha256).  [default: the state file's]"
+        ),
+    )(fn)
+
+
+def cloud_init_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = user_data_option(fn)
+    return click.option(
+        "--cloud-init",
+        is_flag=True,
+        default=None,
+        help=(
+            "Use the Cloud-Init reinstall API (POST /v2/.../reinstallos), where the"
+            " inventory's cloud_init column does not say."
+        ),
+    )(fn)
+
+
+def selection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--only-project",
+            "only_project",
+            multiple=True,
+            metavar="ID",
+            help="Only the servers of this project (repeatable).",
+        ),
+        click.option(
+            "--exclude",
+            type=click.Path(path_type=Path, dir_okay=False),
+            metavar="FILE",
+            help="Leave out the servers of this inventory (CSV or JSON; a report's"
+            " targets.csv or retry.csv will do).",
+        ),
+        click.option(
+            "--limit",
+            type=int,
+            metavar="N",
+            help="Only the first N servers (after --only-project and --exclude).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _selection(opts: dict[str, Any], encoding: str | None) -> Selection:
+    return Selection(
+        only_projects=tuple(opts.pop("only_project", None) or ()),
+        limit=opts.pop("limit", None),
+        exclude=opts.pop("exclude", None),
+        encoding=encoding,
+    )
 
 
 encoding_option = click.option(
@@ -710,10 +827,12 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "--accept-changed-options",
     is_flag=True,
     help=(
-        "Re-running with other --keyname/--userid/--stop-server/--byol than the state file's:"
-        " apply them to the targets nothing was sent for yet."
+        "Re-running with other --keyname/--userid/--stop-server/--byol/--cloud-init/"
+        "--user-data than the state file's: apply them to the targets nothing was sent for yet."
     ),
 )
+@cloud_init_options
+@selection_options
 @run_options
 @guarded
 def run(
@@ -724,19 +843,27 @@ def run(
     stop_server: bool,
     byol: bool | None,
     encoding: str | None,
+    cloud_init: bool | None,
     **opts: Any,
 ) -> int:
     """Reinstall every server in INVENTORY (CSV or JSON) and write the report.
 
     Running the same command again resumes: nothing already succeeded is sent again,
     and options not given again are the state file's (the defaults shown apply to a
-    new state file).
+    new state file). With --only-project/--exclude/--limit only part of the
+    inventory is imported; the report says how many were left out.
     """
     state_path = state_path or default_state_path(inventory, opts["report_dir"] or Path("reports"))
+    selection = _selection(opts, encoding)
     defaults = InventoryDefaults(
-        keyname, userid, "withStopServer" if stop_server else None, byol, encoding
+        keyname,
+        userid,
+        "withStopServer" if stop_server else None,
+        byol,
+        encoding,
+        cloud_init=cloud_init,
     )
-    return _start(state_path, inventory, opts, defaults)
+    return _start(state_path, inventory, opts, defaults, selection=selection)
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -746,6 +873,12 @@ def run(
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
     help="The state file of the run to resume.",
+)
+@user_data_option
+@click.option(
+    "--accept-changed-options",
+    is_flag=True,
+    help="Go on although the user data file changed since the state file's runs.",
 )
 @run_options
 @guarded
@@ -757,6 +890,70 @@ def resume(state_path: Path, **opts: Any) -> int:
     including where the report goes.
     """
     return _start(state_path, None, opts, InventoryDefaults())
+
+
+@cli.command(epilog=EXIT_CODES)
+@click.option(
+    "--state",
+    "state_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The state file whose targets to send again.",
+)
+@click.option(
+    "--state-is",
+    type=click.Choice(STATES_IS),
+    default="failed",
+    show_default=True,
+    help="failed: failed targets; deferred: pending ones a run deferred; unverified:"
+    " failed as Orchestrator.Unverified (needs --i-checked-unverified).",
+)
+@click.option(
+    "--error-code",
+    "error_codes",
+    multiple=True,
+    metavar="CODE",
+    help="Only this code (repeatable).",
+)
+@click.option(
+    "--project", "projects", multiple=True, metavar="ID", help="Only this project (repeatable)."
+)
+@click.option(
+    "--i-checked-unverified",
+    is_flag=True,
+    help="Include Orchestrator.Unverified targets: you checked that they were not reinstalled.",
+)
+@user_data_option
+@click.option(
+    "--accept-changed-options",
+    is_flag=True,
+    help="Go on although the user data file changed since the state file's runs.",
+)
+@run_options
+@guarded
+def retry(
+    state_path: Path,
+    state_is: str,
+    error_codes: tuple[str, ...],
+    projects: tuple[str, ...],
+    i_checked_unverified: bool,
+    **opts: Any,
+) -> int:
+    """Send again only the selected targets of a state file, as a new attempt.
+
+    By default every failed target except those failed as Orchestrator.Unverified
+    (their reinstall may have happened: check them, then --i-checked-unverified).
+    Each is sent with the values it was sent with before; no other target is
+    sent. Targets left mid-way by an earlier invocation are settled and followed
+    as by resume. The events keep every attempt; the report is written as for a run.
+    """
+    request = RetryRequest(
+        state_is=state_is,
+        error_codes=tuple(error_codes),
+        projects=tuple(projects),
+        checked_unverified=i_checked_unverified,
+    )
+    return _start(state_path, None, opts, InventoryDefaults(), retry=request)
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -839,6 +1036,8 @@ def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> i
     help="Expected duration of one reinstall, for the estimate.",
 )
 @preflight_options
+@cloud_init_options
+@selection_options
 @guarded
 def plan(
     inventory: Path,
@@ -852,21 +1051,32 @@ def plan(
     rate: float,
     max_in_flight: int,
     job_seconds: float,
+    cloud_init: bool | None,
+    user_data: Path | None,
     **opts: Any,
 ) -> int:
     """Validate INVENTORY and show what a run would do, without sending anything."""
     _positive("--rate", rate)
     _positive("--max-in-flight", max_in_flight)
+    data = load_user_data(user_data) if user_data is not None else None
     defaults = InventoryDefaults(
-        keyname, userid, "withStopServer" if stop_server else None, byol, encoding
+        keyname,
+        userid,
+        "withStopServer" if stop_server else None,
+        byol,
+        encoding,
+        cloud_init=cloud_init,
     )
+    selected = SelectionFilter.build(_selection(opts, encoding))
     reader = InventoryReader(inventory, defaults)
     regions = RegionCheck(str(inventory), needed=bool(endpoint_template and not endpoint))
     per_project: Counter[str] = Counter()
     modes: Counter[str] = Counter()
-    for spec in regions.checked(reader):
+    apis: Counter[str] = Counter()
+    for spec in selected.filtered(regions.checked(reader)):
         per_project[spec.project_id] += 1
         modes[spec.mode or "(none)"] += 1
+        apis["Cloud-Init (v2)" if spec.cloud_init else "v1"] += 1
     n = sum(per_project.values())
     # An invalid inventory: its problems, and no estimate for a run that cannot start.
     if reader.problem_count or regions.problems:
@@ -877,12 +1087,22 @@ def plan(
     layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
     click.echo(
         f"inventory {inventory} ({layout}, {reader.encoding.label}): "
-        f"{reader.rows} rows, {n} valid targets"
+        f"{reader.rows} rows, {n + selected.total_left_out} valid targets"
+        + (f", {n} selected" if selected.selection.active else "")
     )
     click.echo("defaults: " + _defaults_text(reader.defaults_in_effect, defaults))
     for project, count in sorted(per_project.items()):
         click.echo(f"  project {project}: {count}")
     click.echo("  mode: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
+    click.echo("  API: " + ", ".join(f"{a} {c}" for a, c in sorted(apis.items())))
+    if data is not None:
+        click.echo(
+            f"  user data: {data.path} ({data.size} bytes, sha256 {data.sha256[:12]}…),"
+            f" sent to the {apis['Cloud-Init (v2)']} Cloud-Init target(s)"
+        )
+    if selected.selection.active:
+        note = left_out_text(selected.record())
+        click.echo(f"  selection: {note or f'{selected.selected} selected, none left out'}")
     if reader.columns:
         click.echo("  extra columns kept for the report: " + ", ".join(reader.columns))
     by_rate = n / rate
@@ -896,6 +1116,8 @@ def plan(
         f"{max_in_flight} in flight of ~{job_seconds:g} s jobs allow "
         f"{max_in_flight / job_seconds:.1f}/s)"
     )
+    if selected.selection.active and n == 0:
+        raise UsageError("--only-project/--exclude/--limit leave no server of the inventory")
     click.echo("no problems found; nothing was sent")
     state_path: Path | None = opts.get("state_path")
     if state_path is not None:

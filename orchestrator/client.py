@@ -1,6 +1,7 @@
 """The ECS API client: three calls, and the one place aiohttp errors are translated.
 
     reinstall(spec) -> job_id          POST /v1/{project}/cloudservers/{server}/reinstallos
+                                       (/v2/... for a Cloud-Init target, with its user data)
     job(project, job_id) -> JobView    GET  /v1/{project}/jobs/{job_id}
     server(project, server) -> ServerView  GET /v1/{project}/cloudservers/{server}
 
@@ -101,9 +102,12 @@ class EcsClient:
         timeouts: Timeouts | None = None,
         reachability: Reachability | None = None,
         adaptive: AdaptivePacing | None = None,
+        user_data: str | None = None,
     ) -> None:
         """`adaptive` adds a limiter per API and endpoint whose rate follows the
-        service's throttling, under `submit_limiter`/`poll_limiter` as ceilings."""
+        service's throttling, under `submit_limiter`/`poll_limiter` as ceilings.
+        `user_data` (base64, checked by `orchestrator.userdata`) goes with every
+        Cloud-Init reinstall; it is never logged."""
         self._session = session
         self._endpoints = endpoints
         self._credentials = credentials
@@ -117,6 +121,7 @@ class EcsClient:
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
         self.reachability = reachability or Reachability()
+        self._user_data = user_data
 
     # -- the three calls ---------------------------------------------------
 
@@ -125,8 +130,8 @@ class EcsClient:
     ) -> str:
         """Send one reinstall; `before_send` runs once the pacer allows it, right before
         the request goes out (the runner commits its intent there)."""
-        path = f"/v1/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
-        body = json.dumps(spec.reinstall_body(), separators=(",", ":")).encode()
+        path = f"/{spec.api}/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
+        body = json.dumps(spec.reinstall_body(self._user_data), separators=(",", ":")).encode()
         await self._pace("reinstall", spec.region, self._submit_limiter)
         if before_send is not None:
             await before_send()
