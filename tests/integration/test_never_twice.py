@@ -17,7 +17,7 @@ import contextlib
 import csv
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,7 +106,7 @@ class Driven:
         stop: asyncio.Event | None = None,
         reachability: Reachability | None = None,
         url: str | None = None,
-        during: Callable[[Runner], Awaitable[None]] | None = None,
+        during: Callable[[Runner], Coroutine[Any, Any, None]] | None = None,
     ) -> Outcome:
         store = store or self.open()
         stop = stop or asyncio.Event()
@@ -249,6 +249,41 @@ async def test_stop_with_queued_jobs_then_two_resumes_never_reinstall_twice(
 
     assert second.complete and third.complete, run.explain()
     assert {t.state for t in run.targets()} == {S.SUCCEEDED}, run.explain()
+    assert_never_twice(sim.stats(), inventory)
+
+
+async def test_a_resume_after_an_attempt_that_was_acted_on_late_does_not_send_again(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    driven: Drive,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """Finding 2: the pre-send check ignored the target's earlier attempts. An attempt
+    settled "not accepted" (here with a quiet period shorter than the queue: the
+    assumption broken on purpose) that the service acted on after all must not be
+    sent again by the resume: the server's launched_at moved since the first attempt."""
+    inventory = make_inventory(1, projects=1, seed=83)
+    sim = await start_sim(inventory, drop_rate=1.0, queue_seconds=(1.0, 1.0))
+    run = driven(inventory, sim)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
+    hasty = fast_settings(settle_delay=0.1, settle_quiet=0.3, drain_timeout=0.5)
+
+    await run.run(hasty, store=run.open(StopOnNotAccepted), stop=stop)
+    [target] = run.targets()
+    assert target.state is S.PENDING and target.not_accepted == 1, run.explain()
+    deadline = time.monotonic() + 10
+    while sim.stats()["jobs"].get("SUCCESS", 0) < 1:  # the "not accepted" job ran after all
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+    outcome = await run.run(fast_settings(settle_quiet=3.0))
+
+    [target] = run.targets()
+    assert target.state is S.SUCCEEDED, run.explain()
+    assert outcome.exit_code == 0
+    assert "an earlier attempt shows on the server" in run.explain()
     assert_never_twice(sim.stats(), inventory)
 
 
