@@ -272,8 +272,10 @@ class Runner:
         )
 
     def _following(self) -> bool:
-        # Targets still worth draining: those a reinstall may be running for.
-        return any(t.state in ACTIVE_STATES for t in self._active.values())
+        # Targets still worth draining: those a reinstall may be running for, and
+        # those a submit worker still holds (pending in memory while its intent is
+        # being committed: the worker must live to put an unsent intent back).
+        return bool(self._active)
 
     async def _recover(self) -> None:
         """Take up targets an earlier process left between pending and final."""
