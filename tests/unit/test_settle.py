@@ -387,6 +387,29 @@ def test_follow_without_a_before_value_uses_the_intent_and_skew(
     assert result.verdict is verdict, result.reason
 
 
+@pytest.mark.parametrize(
+    ("view", "still_for", "verdict"),
+    [
+        # Resting and unchanged for the quiet period, never seen rebuilding (a follow
+        # taken up after a restart): the reinstall ended without a relaunch.
+        (server("SHUTOFF"), 600.0, V.FAILED),
+        (server("ACTIVE"), 900.0, V.FAILED),
+        # Not yet: the stopped pause before a rebuild looks just like this.
+        (server("SHUTOFF"), 599.0, V.FOLLOW),
+        # Not resting: a task state, or a status in transition.
+        (server("ACTIVE", "powering-off"), 900.0, V.FOLLOW),
+        (server("HARD_REBOOT"), 900.0, V.FOLLOW),
+        # Relaunched wins whatever the stillness.
+        (server("ACTIVE", launched_at=LATER), 900.0, V.SUCCEEDED),
+    ],
+)
+def test_follow_ends_a_still_resting_server_after_the_quiet_period(
+    view: ServerView, still_for: float, verdict: Verdict
+) -> None:
+    result = follow(view, before(), clock(), seen_rebuild=False, still_for=still_for)
+    assert result.verdict is verdict, result.reason
+
+
 # -- QuietPeriod: never lowered, raised when a job starts later than it
 
 
