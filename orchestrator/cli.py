@@ -704,6 +704,14 @@ def user_data_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def accept_changed_user_data(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--accept-changed-options",
+        is_flag=True,
+        help="Go on although the user data file changed since the state file's runs.",
+    )(fn)
+
+
 def cloud_init_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = user_data_option(fn)
     return click.option(
@@ -875,11 +883,7 @@ def run(
     help="The state file of the run to resume.",
 )
 @user_data_option
-@click.option(
-    "--accept-changed-options",
-    is_flag=True,
-    help="Go on although the user data file changed since the state file's runs.",
-)
+@accept_changed_user_data
 @run_options
 @guarded
 def resume(state_path: Path, **opts: Any) -> int:
@@ -924,11 +928,7 @@ def resume(state_path: Path, **opts: Any) -> int:
     help="Include Orchestrator.Unverified targets: you checked that they were not reinstalled.",
 )
 @user_data_option
-@click.option(
-    "--accept-changed-options",
-    is_flag=True,
-    help="Go on although the user data file changed since the state file's runs.",
-)
+@accept_changed_user_data
 @run_options
 @guarded
 def retry(

@@ -270,7 +270,7 @@ class EcsClient:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                raw = await _read_capped(resp.content, MAX_BODY_BYTES + 1)
+                raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
                 status = resp.status
                 resp_headers = {k: v for k, v in resp.headers.items()}
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -341,7 +341,7 @@ class EcsClient:
         return BadResponse(summary, status=status, code=code)
 
 
-async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
+async def read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
     """The whole body, or its first `limit` bytes: read(n) returns only what has arrived."""
     chunks: list[bytes] = []
     size = 0

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from orchestrator.auth import AkSkAuth, Credentials, TokenAuth
+from orchestrator.client import read_capped
 from orchestrator.cloudconfig import CloudConfig
 from orchestrator.endpoints import check_endpoint
 from orchestrator.errors import (
@@ -203,7 +204,7 @@ class IamAuth:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                raw = await _read_capped(resp.content, MAX_BODY)
+                raw = await read_capped(resp.content, MAX_BODY)
                 headers = {k: v for k, v in resp.headers.items()}
                 status = resp.status
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -282,19 +283,6 @@ class IamAuth:
             renew_at=expires - margin,
             catalog=catalog if isinstance(catalog, list) else [],
         )
-
-
-async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The whole body, or its first `limit` bytes (read(n) returns only what arrived)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def _code(payload: Any) -> str | None:
