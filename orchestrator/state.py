@@ -1,4 +1,5 @@
-"""The state file: one SQLite database per fleet run. The only module that speaks SQL.
+"""The state store: one SQLite database per fleet run (or a PostgreSQL schema, see
+`orchestrator.store.pg`). The only modules that speak SQL are this one and that one.
 
 Tables:
     meta      key/value: schema version, run id, inventory hash, extra columns
@@ -12,6 +13,12 @@ transition table and against the state the caller believed the target was in
 (`UPDATE ... WHERE state = old`), and writes the change and its event in one
 transaction. `synchronous=FULL` makes a commit survive power loss, not only a
 crash: the runner relies on an intent being durable before a request leaves.
+
+The SQL here is written in the dialect both stores accept (`?` placeholders,
+`INSERT ... ON CONFLICT`, `RETURNING`, `IS DISTINCT FROM`); what differs (the
+connection, `_transaction`, locking, the id column type, the schema check) is in
+small methods that `PgStore` overrides. A method added here with portable SQL
+works on both stores unchanged.
 """
 
 from __future__ import annotations
@@ -30,8 +37,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from orchestrator.errors import IncompleteImport, StateError
 from orchestrator.model import (
     InvocationInfo,
@@ -41,6 +46,7 @@ from orchestrator.model import (
     TargetState,
     check_transition,
 )
+from orchestrator.shard import Shard, shard_hash
 
 SCHEMA_VERSION = 2
 # Columns added by each schema version (all nullable or defaulted), applied in order
@@ -84,6 +90,40 @@ TARGET_COLUMNS = (
     " finished_at, updated_at, first_launched_at, status_before, updated_before, not_accepted,"
     " job_begin_at, job_end_at"
 )
+
+
+# The schema, in SQL both stores accept; `{pk}` is the dialect's auto-numbered key
+# (targets are numbered in inventory order). Columns of later versions come from
+# MIGRATIONS, applied after these at creation as they are to an older store.
+TABLES = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    "CREATE TABLE runs (id {pk}, started_at TEXT, ended_at TEXT, inventory_path TEXT,"
+    " inventory_sha256 TEXT, options TEXT, outcome TEXT, pid INTEGER)",
+    """CREATE TABLE targets (
+        id {pk},
+        project_id TEXT NOT NULL,
+        server_id TEXT NOT NULL,
+        region TEXT, keyname TEXT NOT NULL, userid TEXT NOT NULL,
+        mode TEXT, byol INTEGER, extra TEXT, line INTEGER,
+        state TEXT NOT NULL,
+        job_id TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+        error_code TEXT, fail_reason TEXT,
+        launched_at_before TEXT, intent_at TEXT, submitted_at TEXT,
+        finished_at TEXT, updated_at TEXT,
+        UNIQUE (project_id, server_id)
+    )""",
+    "CREATE TABLE events (id {pk}, target_id INTEGER, at TEXT, invocation INTEGER,"
+    " from_state TEXT, to_state TEXT, detail TEXT)",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER)",
+)
+INDEXES = (
+    "CREATE INDEX idx_targets_state_id ON targets (state, id)",
+    "CREATE INDEX idx_events_target_id ON events (target_id)",
+)
+
+
+class StoreFailure(StateError):
+    """The database behind the state store failed (a driver's error, translated)."""
 
 
 def utc_now() -> str:
@@ -131,10 +171,19 @@ class Event:
 class StateStore:
     """A state file opened for reading, or (with the lock held) for a run."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+    # The dialect's auto-numbered primary key, for TABLES.
+    ID_TYPE = "INTEGER PRIMARY KEY"
+    # A shard's condition on `server_id`, comparing its hash modulo ? to ?.
+    SHARD_HASH = "orch_shard_hash(server_id)"
+
+    def __init__(
+        self, path: Path, conn: Any, lock_fd: int | None, *, location: str | None = None
+    ) -> None:
         self.path = path
+        # Where the state lives, as shown to people (the file, or DSN and campaign).
+        self.location = location or str(path)
+        # A sqlite3.Connection, or for PostgreSQL an adapter with the same calls.
         self._conn = conn
-        self._db = sqlite_utils.Database(conn)
         self._lock_fd = lock_fd
         self.invocation: int | None = None
 
@@ -236,55 +285,14 @@ class StateStore:
         self.close()
 
     def _create_schema(self) -> None:
-        db = self._db
         with _translated("create the schema"):
-            db.table("meta").create({"key": str, "value": str}, pk="key")
-            db.table("runs").create(
-                {
-                    "id": int,
-                    "started_at": str,
-                    "ended_at": str,
-                    "inventory_path": str,
-                    "inventory_sha256": str,
-                    "options": str,
-                    "outcome": str,
-                    "pid": int,
-                },
-                pk="id",
-            )
-            db.execute(
-                """CREATE TABLE targets (
-                    id INTEGER PRIMARY KEY,
-                    project_id TEXT NOT NULL,
-                    server_id TEXT NOT NULL,
-                    region TEXT, keyname TEXT NOT NULL, userid TEXT NOT NULL,
-                    mode TEXT, byol INTEGER, extra TEXT, line INTEGER,
-                    state TEXT NOT NULL,
-                    job_id TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-                    error_code TEXT, fail_reason TEXT,
-                    launched_at_before TEXT, intent_at TEXT, submitted_at TEXT,
-                    finished_at TEXT, updated_at TEXT,
-                    UNIQUE (project_id, server_id)
-                )"""
-            )
+            for statement in TABLES:
+                self._conn.execute(statement.format(pk=self.ID_TYPE))
             for version in sorted(MIGRATIONS):
                 for column in MIGRATIONS[version]:
-                    db.execute(f"ALTER TABLE targets ADD COLUMN {column}")
-            db.table("targets").create_index(["state", "id"])
-            db.table("events").create(
-                {
-                    "id": int,
-                    "target_id": int,
-                    "at": str,
-                    "invocation": int,
-                    "from_state": str,
-                    "to_state": str,
-                    "detail": str,
-                },
-                pk="id",
-            )
-            db.table("events").create_index(["target_id"])
-            db.table("counters").create({"name": str, "value": int}, pk="name")
+                    self._conn.execute(f"ALTER TABLE targets ADD COLUMN {column}")
+            for statement in INDEXES:
+                self._conn.execute(statement)
 
     def _import(
         self,
@@ -342,7 +350,7 @@ class StateStore:
 
     def _check(self, *, migrate: bool) -> None:
         try:
-            tables = set(self._db.table_names())
+            tables = self._table_names()
             if "meta" not in tables:
                 if tables <= OUR_TABLES:
                     # Killed while the file was being created: nothing was imported.
@@ -368,6 +376,13 @@ class StateStore:
                 f"state file {self.path} has schema version {version}; this orchestrator "
                 f"reads version {SCHEMA_VERSION}. Use the orchestrator version that made it."
             )
+        self._integrity_check()
+
+    def _table_names(self) -> set[str]:
+        rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in rows}
+
+    def _integrity_check(self) -> None:
         with _translated("check the state file"):
             result = self._conn.execute("PRAGMA quick_check").fetchone()
         if result is None or result[0] != "ok":
@@ -408,7 +423,7 @@ class StateStore:
         with _translated("record the run"), self._transaction():
             cursor = self._conn.execute(
                 "INSERT INTO runs (started_at, inventory_path, inventory_sha256, options, pid)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (
                     utc_now(),
                     inventory_path or meta.get("inventory_path"),
@@ -417,7 +432,7 @@ class StateStore:
                     os.getpid(),
                 ),
             )
-        self.invocation = int(cursor.lastrowid or 0)
+            self.invocation = int(cursor.fetchone()[0])
         return self.invocation
 
     def end_invocation(self, outcome: str) -> None:
@@ -444,7 +459,7 @@ class StateStore:
         counters = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
         return RunInfo(
             run_id=meta["run_id"],
-            state_path=str(self.path),
+            state_path=self.location,
             inventory_path=meta.get("inventory_path"),
             inventory_sha256=meta.get("inventory_sha256", ""),
             created_at=meta.get("created_at", ""),
@@ -467,11 +482,22 @@ class StateStore:
 
     # -- reads -------------------------------------------------------------------
 
-    def counts(self) -> dict[TargetState, int]:
+    def counts(self, shard: Shard | None = None) -> dict[TargetState, int]:
+        """Targets by state: of the whole campaign, or of one shard."""
+        where, params = self._shard_filter(shard, "WHERE")
         counts = {state: 0 for state in TargetState}
-        for state, n in self._conn.execute("SELECT state, count(*) FROM targets GROUP BY state"):
-            counts[TargetState(state)] = n
+        rows = self._conn.execute(
+            f"SELECT state, count(*) FROM targets {where} GROUP BY state", params
+        )
+        for state, n in rows:
+            counts[TargetState(state)] = int(n)
         return counts
+
+    def _shard_filter(self, shard: Shard | None, keyword: str) -> tuple[str, list[Any]]:
+        """The SQL condition (after `keyword`) that keeps the targets of `shard`."""
+        if shard is None:
+            return "", []
+        return f"{keyword} mod({self.SHARD_HASH}, ?) = ?", [shard.count, shard.index - 1]
 
     def get(self, target_id: int) -> Target:
         row = self._conn.execute(
@@ -488,18 +514,22 @@ class StateStore:
         ).fetchone()
         return _target(row) if row else None
 
-    def in_states(self, states: Iterable[TargetState]) -> list[Target]:
+    def in_states(self, states: Iterable[TargetState], shard: Shard | None = None) -> list[Target]:
         names = [s.value for s in states]
         marks = ",".join("?" * len(names))
+        where, params = self._shard_filter(shard, "AND")
         rows = self._conn.execute(
-            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state IN ({marks}) ORDER BY id", names
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state IN ({marks}) {where} ORDER BY id",
+            [*names, *params],
         )
         return [_target(row) for row in rows]
 
-    def pending_after(self, after_id: int, limit: int) -> list[Target]:
+    def pending_after(self, after_id: int, limit: int, shard: Shard | None = None) -> list[Target]:
+        where, params = self._shard_filter(shard, "AND")
         rows = self._conn.execute(
-            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state = ? AND id > ? ORDER BY id LIMIT ?",
-            (TargetState.PENDING.value, after_id, limit),
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state = ? AND id > ? {where}"
+            " ORDER BY id LIMIT ?",
+            (TargetState.PENDING.value, after_id, *params, limit),
         )
         return [_target(row) for row in rows]
 
@@ -520,7 +550,8 @@ class StateStore:
                 cursor = self._conn.execute(
                     "UPDATE targets SET keyname = ?, userid = ?, mode = ?, byol = ?, updated_at = ?"
                     " WHERE project_id = ? AND server_id = ? AND state = ?"
-                    " AND (keyname IS NOT ? OR userid IS NOT ? OR mode IS NOT ? OR byol IS NOT ?)",
+                    " AND (keyname IS DISTINCT FROM ? OR userid IS DISTINCT FROM ?"
+                    " OR mode IS DISTINCT FROM ? OR byol IS DISTINCT FROM ?)",
                     (
                         spec.keyname,
                         spec.userid,
@@ -649,7 +680,7 @@ class StateStore:
                 if value:
                     self._conn.execute(
                         "INSERT INTO counters (name, value) VALUES (?, ?)"
-                        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                        " ON CONFLICT(name) DO UPDATE SET value = counters.value + excluded.value",
                         (name, value),
                     )
         return applied
@@ -691,6 +722,8 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
+        # The shard hash, computed as PostgreSQL and Python compute it (orchestrator.shard).
+        conn.create_function("orch_shard_hash", 1, shard_hash, deterministic=True)
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
@@ -814,6 +847,8 @@ def _translated(action: str) -> Iterator[None]:
         raise StateError(f"could not {action}: {reason}; nothing already recorded is lost") from exc
     except sqlite3.DatabaseError as exc:
         raise StateError(f"could not {action}: {exc}") from exc
+    except StoreFailure as exc:
+        raise StoreFailure(f"could not {action}: {exc}") from exc
 
 
 def _target(row: Sequence[Any]) -> Target:
