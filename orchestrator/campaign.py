@@ -42,7 +42,8 @@ from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig
-from orchestrator.state import StateStore, file_sha256
+from orchestrator.state import StateExists, StateStore, file_sha256
+from orchestrator.store import SqliteLocation, StateLocation
 
 log = logging.getLogger("orchestrator.campaign")
 
@@ -66,6 +67,12 @@ class Invocation:
     # Re-run with other request options, accepted: targets not sent yet get them.
     apply_request_options: bool = False
     group_by: str | None = None  # report.md/html: counts by this inventory column
+    # Where the state lives when not the SQLite file `state_path` (a PostgreSQL campaign).
+    location: StateLocation | None = None
+
+    @property
+    def state(self) -> StateLocation:
+        return self.location or SqliteLocation(self.state_path)
 
 
 @dataclass
@@ -95,40 +102,57 @@ def check_report_dir(report_dir: Path) -> None:
 
 
 def open_state(inv: Invocation) -> StateStore:
-    """Open the state file for a run, creating it from the inventory the first time."""
-    if inv.state_path.exists():
-        try:
-            store = StateStore.open(inv.state_path)
-        except IncompleteImport:
-            if inv.inventory is None:
-                raise
-            # An import killed half-way committed no target; start it again (under
-            # the file's lock, so a file still being created is never taken for it).
-            log.warning("%s: restarting an inventory import that never finished", inv.state_path)
-            StateStore.discard_incomplete(inv.state_path)
-        else:
-            try:
-                if inv.inventory is not None:
-                    _check_same_inventory(store, inv.inventory)
-                _check_regions(store, inv)
-                if inv.apply_request_options and inv.inventory is not None:
-                    _apply_request_options(store, inv)
-            except BaseException:
-                store.close()
-                raise
+    """Open the state for a run, creating it from the inventory the first time."""
+    location = inv.state
+    if location.exists():
+        store = _open_existing(inv, location)
+        if store is not None:
             return store
     if inv.inventory is None:
-        raise UsageError(f"state file {inv.state_path} does not exist; start with `run INVENTORY`")
+        raise UsageError(f"{location.describe} does not exist; start with `run INVENTORY`")
     reader = InventoryReader(inv.inventory, inv.defaults)
     regions = RegionCheck(str(inv.inventory), needed=_needs_region(inv))
-    return StateStore.create(
-        inv.state_path,
-        regions.checked(reader),
-        inventory_path=str(inv.inventory),
-        inventory_sha256=file_sha256(inv.inventory),
-        extra_columns=lambda: reader.columns,
-        validate=lambda: _validated(reader, regions),
-    )
+    try:
+        return location.create(
+            regions.checked(reader),
+            inventory_path=str(inv.inventory),
+            inventory_sha256=file_sha256(inv.inventory),
+            extra_columns=lambda: reader.columns,
+            validate=lambda: _validated(reader, regions),
+            shard=inv.settings.shard,
+        )
+    except StateExists:
+        if not isinstance(location, SqliteLocation):
+            # Another runner (another shard) created the campaign meanwhile: join it.
+            store = _open_existing(inv, location)
+            if store is not None:
+                return store
+        raise
+
+
+def _open_existing(inv: Invocation, location: StateLocation) -> StateStore | None:
+    """Open the existing state with the checks a run needs; None when it was an import
+    that never finished (then discarded, to be created again)."""
+    try:
+        store = location.open(shard=inv.settings.shard)
+    except IncompleteImport:
+        if inv.inventory is None:
+            raise
+        # An import killed half-way committed no target; start it again (under
+        # the file's lock, so a file still being created is never taken for it).
+        log.warning("%s: restarting an inventory import that never finished", location.label)
+        location.discard_incomplete()
+        return None
+    try:
+        if inv.inventory is not None:
+            _check_same_inventory(store, inv.inventory)
+        _check_regions(store, inv)
+        if inv.apply_request_options and inv.inventory is not None:
+            _apply_request_options(store, inv)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _needs_region(inv: Invocation) -> bool:
@@ -152,7 +176,7 @@ def _check_regions(store: StateStore, inv: Invocation) -> None:
         raise InventoryError(
             [
                 InputProblem(
-                    store.run_info().inventory_path or str(store.path),
+                    store.run_info().inventory_path or store.location,
                     t.spec.line,
                     "region",
                     f"missing; --endpoint-template needs a region ({t.server_id})",
@@ -179,7 +203,7 @@ def _check_same_inventory(store: StateStore, inventory: Path) -> None:
         actual = file_sha256(inventory)
     except OSError as exc:
         raise UsageError(f"cannot read inventory {inventory}: {exc.strerror}") from exc
-    state_path = store.path
+    state_path = store.location
     recorded = store.inventory_sha256
     if actual != recorded:
         raise UsageError(
@@ -295,7 +319,14 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):
             store.end_invocation(label)
-    run = store.run_info()
+    try:
+        run = store.run_info()
+    except StateError as exc:
+        if outcome is None:
+            raise
+        # The store went away mid-run (a lost database connection): the outcome
+        # stands (not complete: exit 3); the report is written from any host later.
+        return Result(outcome, None, "", report_error=f"no report: {exc}")
     report = None
     report_error = None
     if not halt.is_set():

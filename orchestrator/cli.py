@@ -51,9 +51,11 @@ from orchestrator.report import (
     write_campaign_report,
 )
 from orchestrator.runner import RunSettings
+from orchestrator.shard import parse_shard
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
-from orchestrator.state import StateStore
+from orchestrator.state import StoreFailure
+from orchestrator.store import SqliteLocation, StateLocation, is_dsn, pg_location
 
 EXIT_CODES = """\b
 Exit codes:
@@ -108,6 +110,34 @@ GROUP_BY_OPTION = click.option(
     help="In the report, count states by this column: project_id, region, mode, "
     "error_code or an inventory column such as owner.",
 )
+
+
+CAMPAIGN_OPTION = click.option(
+    "--campaign",
+    metavar="NAME",
+    help="With a PostgreSQL --state: the campaign (schema orch_NAME), so that one database"
+    " holds several.  [default for run: the inventory's file name]",
+)
+STATE_HELP = "The state file, or the PostgreSQL database postgresql://USER@HOST:PORT/DB."
+
+
+def state_location(
+    state: str, campaign: str | None, inventory: Path | None = None
+) -> StateLocation:
+    """--state (and --campaign): a SQLite file, or a campaign in a PostgreSQL database."""
+    if is_dsn(state):
+        return pg_location(state, campaign, inventory)
+    if campaign is not None:
+        raise UsageError(
+            "--campaign names a campaign in a PostgreSQL database (--state postgresql://...);"
+            " a SQLite state file is one campaign already"
+        )
+    return SqliteLocation(Path(state))
+
+
+def _resume(inv: Invocation) -> str:
+    shard = f" --shard {inv.settings.shard}" if inv.settings.shard else ""
+    return inv.state.resume_args() + shard
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -215,6 +245,15 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option(
+            "--shard",
+            metavar="K/N",
+            help=(
+                "Run only shard K of N of the campaign (servers split by a hash of their ID),"
+                " so that N hosts can share it; each shard is held by one runner at a time."
+                " Needs a PostgreSQL --state to run shards at once."
+            ),
+        ),
+        click.option(
             "--log-file",
             type=click.Path(path_type=Path),
             help="Log of every state change.  [default: <state>.log]",
@@ -272,6 +311,8 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
+        # Never taken from the latest invocation: that may have been another shard's.
+        shard=parse_shard(opts.get("shard")),
     )
 
 
@@ -310,12 +351,12 @@ def _job_seconds(text: str) -> tuple[float, float]:
     return pair
 
 
-def _saved_options(state_path: Path) -> dict[str, Any]:
-    """The options of the state file's latest invocation ({} for a new run)."""
-    if not state_path.exists():
+def _saved_options(location: StateLocation) -> dict[str, Any]:
+    """The options of the state's latest invocation ({} for a new run)."""
+    if not location.exists():
         return {}
     try:
-        with StateStore.open(state_path, readonly=True) as store:
+        with location.open(readonly=True) as store:
             return store.last_options()
     except IncompleteImport:
         return {}  # nothing was ever run from it; open_state starts it over
@@ -382,21 +423,22 @@ def _changed_request_options(saved: dict[str, Any], now: dict[str, Any]) -> list
 
 
 def _invocation(
-    state_path: Path,
+    location: StateLocation,
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
 ) -> Invocation:
     """Options given now, else those of the latest invocation, else defaults; checked
     before the state file is touched, so a usage error leaves nothing behind."""
-    saved = _saved_options(state_path)
+    saved = _saved_options(location)
     _check_same_cloud(saved, opts)
     new_target = opts.get("endpoint") or opts.get("endpoint_template") or opts.get("os_cloud")
     simulate_flag = bool(opts.get("simulate") or (saved.get("simulate") and not new_target))
     settings = settings_from(opts, saved, simulate_flag)
     report_dir = opts.get("report_dir") or Path(saved.get("report_dir") or "reports")
     inv = Invocation(
-        state_path=state_path,
+        state_path=location.path if isinstance(location, SqliteLocation) else Path(location.label),
+        location=location,
         report_dir=report_dir,
         settings=settings,
         inventory=inventory,
@@ -454,6 +496,8 @@ def _invocation(
         "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
         "ca_bundle_source": inv.ca.source,
         "group_by": inv.group_by,
+        "state": location.label,  # never a password: a DSN with one is refused
+        "shard": str(settings.shard) if settings.shard else None,
     }
     return inv
 
@@ -515,12 +559,12 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
 
 
 def _start(
-    state_path: Path,
+    location: StateLocation,
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
 ) -> int:
-    inv = _invocation(state_path, inventory, opts, defaults)
+    inv = _invocation(location, inventory, opts, defaults)
     secrets = inv.cloud.secrets() if inv.cloud else ()
     setup_logging(None, opts["log_level"], secrets)
     check_report_dir(inv.report_dir)
@@ -530,7 +574,9 @@ def _start(
         check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
         setup_logging(
-            opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets
+            opts.get("log_file") or location.log_path(inv.report_dir, inv.settings.shard),
+            opts["log_level"],
+            secrets,
         )
         if inv.cloud is not None:
             # Where the credentials came from and whose they are; never a secret.
@@ -540,7 +586,14 @@ def _start(
                 ", ".join(f"{k}={v}" for k, v in about.items()),
                 inv.ca.source,
             )
-        result = asyncio.run(execute(inv, store))
+        try:
+            result = asyncio.run(execute(inv, store))
+        except StoreFailure as exc:
+            # The database went away during the run: whatever was sent is recorded as
+            # intent; a resume (from any host) settles it. Not finished: exit 3.
+            click.echo(f"error: {exc}", err=True)
+            click.echo(f"not finished; continue with: orchestrator resume {_resume(inv)}", err=True)
+            return 3
     finally:
         store.close()
     outcome = result.outcome
@@ -563,14 +616,12 @@ def _start(
             click.echo(f"  {path}")
     if result.report_error:
         click.echo(
-            f"error: {result.report_error}\n  the state file is intact; write the report later "
-            f"with: orchestrator report --state {state_path} --report-dir DIR",
+            f"error: {result.report_error}\n  the state is intact; write the report later "
+            f"with: orchestrator report {location.resume_args()} --report-dir DIR",
             err=True,
         )
     if outcome.exit_code == 3:
-        click.echo(
-            f"not finished; continue with: orchestrator resume --state {state_path}", err=True
-        )
+        click.echo(f"not finished; continue with: orchestrator resume {_resume(inv)}", err=True)
     return outcome.exit_code
 
 
@@ -601,9 +652,11 @@ encoding_option = click.option(
 @click.option(
     "--state",
     "state_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="SQLite state file.  [default: <report-dir>/<inventory>.state.sqlite]",
+    metavar="PATH|URL",
+    help="SQLite state file, or a PostgreSQL database postgresql://USER@HOST:PORT/DB"
+    " (password from PGPASSWORD or ~/.pgpass).  [default: <report-dir>/<inventory>.state.sqlite]",
 )
+@CAMPAIGN_OPTION
 @encoding_option
 @click.option("--keyname", help="Key pair name, where the inventory gives none.")
 @click.option("--userid", help="User ID, where the inventory gives none.")
@@ -627,7 +680,8 @@ encoding_option = click.option(
 @guarded
 def run(
     inventory: Path,
-    state_path: Path | None,
+    state_path: str | None,
+    campaign: str | None,
     keyname: str | None,
     userid: str | None,
     stop_server: bool,
@@ -639,11 +693,15 @@ def run(
 
     Running the same command again resumes: nothing already succeeded is sent again.
     """
-    state_path = state_path or default_state_path(inventory, opts["report_dir"] or Path("reports"))
+    location = state_location(
+        state_path or str(default_state_path(inventory, opts["report_dir"] or Path("reports"))),
+        campaign,
+        inventory,
+    )
     defaults = InventoryDefaults(
         keyname, userid, "withStopServer" if stop_server else None, byol, encoding
     )
-    return _start(state_path, inventory, opts, defaults)
+    return _start(location, inventory, opts, defaults)
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -651,31 +709,31 @@ def run(
     "--state",
     "state_path",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The state file of the run to resume.",
+    metavar="PATH|URL",
+    help="The state file of the run to resume, or its PostgreSQL database (with --campaign).",
 )
+@CAMPAIGN_OPTION
 @run_options
 @guarded
-def resume(state_path: Path, **opts: Any) -> int:
+def resume(state_path: str, campaign: str | None, **opts: Any) -> int:
     """Resume a run from its state file, without the inventory.
 
     Every option not given again is taken from the state file's latest
     invocation (the defaults shown apply only to options it never set),
     including where the report goes.
     """
-    return _start(state_path, None, opts, InventoryDefaults())
+    return _start(state_location(state_path, campaign), None, opts, InventoryDefaults())
 
 
 @cli.command(epilog=EXIT_CODES)
-@click.option(
-    "--state", "state_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
-)
+@click.option("--state", "state_path", required=True, metavar="PATH|URL", help=STATE_HELP)
+@CAMPAIGN_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--failures", default=50, show_default=True, help="Failed targets to list.")
 @guarded
-def status(state_path: Path, as_json: bool, failures: int) -> int:
-    """Print counts by state and the failures."""
-    with StateStore.open(state_path, readonly=True) as store:
+def status(state_path: str, campaign: str | None, as_json: bool, failures: int) -> int:
+    """Print counts by state and the failures (of every shard; works during a run)."""
+    with state_location(state_path, campaign).open(readonly=True) as store:
         summary = summary_to_dict(build_summary(store.run_info(), store.iter_targets()))
         failed = [
             {
@@ -703,9 +761,8 @@ def status(state_path: Path, as_json: bool, failures: int) -> int:
 
 
 @cli.command(epilog=EXIT_CODES)
-@click.option(
-    "--state", "state_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
-)
+@click.option("--state", "state_path", required=True, metavar="PATH|URL", help=STATE_HELP)
+@CAMPAIGN_OPTION
 @click.option(
     "--report-dir",
     type=click.Path(path_type=Path),
@@ -713,9 +770,11 @@ def status(state_path: Path, as_json: bool, failures: int) -> int:
 )
 @GROUP_BY_OPTION
 @guarded
-def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> int:
-    """Write the report again from the state file."""
-    with StateStore.open(state_path, readonly=True) as store:
+def report(
+    state_path: str, campaign: str | None, report_dir: Path | None, group_by: str | None
+) -> int:
+    """Write the report again from the state (of every shard)."""
+    with state_location(state_path, campaign).open(readonly=True) as store:
         run = store.run_info()
         target_dir = report_dir or Path(run.options.get("report_dir") or "reports")
         group_by = group_by or run.options.get("group_by")

@@ -126,6 +126,10 @@ class StoreFailure(StateError):
     """The database behind the state store failed (a driver's error, translated)."""
 
 
+class StateExists(StateError):
+    """The state store to be created exists already."""
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -676,7 +680,9 @@ class StateStore:
                             change.detail,
                         ),
                     )
-            for name, value in (counters or {}).items():
+            # In name order: concurrent writers (shards on PostgreSQL) then lock the
+            # counter rows in one order and cannot deadlock.
+            for name, value in sorted((counters or {}).items()):
                 if value:
                     self._conn.execute(
                         "INSERT INTO counters (name, value) VALUES (?, ?)"
@@ -801,7 +807,7 @@ def _create_locked(path: Path) -> int:
             os.link(temp, path)  # atomic: fails if the name exists
         except FileExistsError:
             os.close(fd)
-            raise StateError(f"state file {path} already exists") from None
+            raise StateExists(f"state file {path} already exists") from None
         except OSError as exc:
             os.close(fd)
             raise StateError(f"cannot create state file {path}: {exc.strerror}") from exc
