@@ -435,7 +435,10 @@ def _invocation(
     new_target = opts.get("endpoint") or opts.get("endpoint_template") or opts.get("os_cloud")
     simulate_flag = bool(opts.get("simulate") or (saved.get("simulate") and not new_target))
     settings = settings_from(opts, saved, simulate_flag)
-    report_dir = opts.get("report_dir") or Path(saved.get("report_dir") or "reports")
+    # A PostgreSQL campaign is resumed from any host: the last one's report folder is
+    # a path on that host, so the default there is ./reports.
+    saved_dir = saved.get("report_dir") if isinstance(location, SqliteLocation) else None
+    report_dir = opts.get("report_dir") or Path(saved_dir or "reports")
     inv = Invocation(
         state_path=location.path if isinstance(location, SqliteLocation) else Path(location.label),
         location=location,
@@ -774,9 +777,12 @@ def report(
     state_path: str, campaign: str | None, report_dir: Path | None, group_by: str | None
 ) -> int:
     """Write the report again from the state (of every shard)."""
-    with state_location(state_path, campaign).open(readonly=True) as store:
+    location = state_location(state_path, campaign)
+    with location.open(readonly=True) as store:
         run = store.run_info()
-        target_dir = report_dir or Path(run.options.get("report_dir") or "reports")
+        # A PostgreSQL campaign's recorded folder is on whichever host ran it last.
+        saved = run.options.get("report_dir") if isinstance(location, SqliteLocation) else None
+        target_dir = report_dir or Path(saved or "reports")
         group_by = group_by or run.options.get("group_by")
         check_group_by(run, group_by)
         paths = write_campaign_report(target_dir, store, group_by=group_by)
