@@ -24,6 +24,7 @@ from psycopg import sql
 
 from orchestrator.shard import Shard
 from orchestrator.simulator import load_fleet
+from orchestrator.store import open_store
 
 SIM_TOKEN = "pg-hosts-token-4e1d"
 ENV = {"OS_AUTH_TOKEN": SIM_TOKEN}
@@ -193,3 +194,47 @@ def test_two_shards_at_once_finish_the_campaign_and_a_third_is_refused(
     assert f"finished: {len(by_shard[2])} succeeded" in out2
     status = json.loads(after.stdout)
     assert status["counts"]["succeeded"] == 40
+
+
+def test_a_lost_database_connection_stops_sending_and_exits_3(
+    pg_dsn: str,
+    campaign: str,
+    hosts: Callable[[str], Host],
+    make_inventory: Callable[..., Path],
+    sim_process: Callable[..., Any],
+    sim_stats: Callable[[str], dict[str, Any]],
+    fast: list[str],
+) -> None:
+    inventory = make_inventory(60, projects=2, seed=93)
+    host = hosts("host")
+    state = ["--state", pg_dsn, "--campaign", campaign]
+    with sim_process(
+        "--fleet", inventory, "--job-seconds", "1:2", env={"SIM_TOKEN": SIM_TOKEN}
+    ) as url:
+        run = host.start("run", inventory, *state, "--endpoint", url, "--rate", "10", *fast)
+        sent = lambda: len(sim_stats(url)["reinstalls_by_server"])  # noqa: E731
+        wait_for(lambda: sent() >= 5, "5 reinstalls", [run])
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (f"orchestrator pid {run.pid} on {os.uname().nodename}"[:63],),
+            )
+        at_loss = sent()
+        _, err = run.communicate(timeout=30)
+        time.sleep(0.5)
+        final = sim_stats(url)
+        after = len(final["reinstalls_by_server"])
+
+    assert run.returncode == 3, err
+    assert "lost the connection to PostgreSQL" in err
+    assert f"resume --state {pg_dsn} --campaign {campaign}" in err
+    # Nothing is sent once the connection is gone, but what a committed intent had
+    # already cleared (a commit in flight as the connection went): a few at most.
+    assert after - at_loss <= 3, (at_loss, after)
+    assert after < 60
+    # And no reinstall ever left without its intent on record.
+    with open_store(pg_dsn, campaign=campaign, readonly=True) as store:
+        recorded = {t.server_id for t in store.iter_targets() if t.intent_at is not None}
+        assert store.run_info().invocations == 1
+    assert set(final["reinstalls_by_server"]) <= recorded
