@@ -218,3 +218,25 @@ def test_a_readonly_store_cannot_write(pg_campaign: Any) -> None:
     create(location).close()
     with location.open(readonly=True) as reader, pytest.raises(StateError, match="read-only"):
         reader.apply([Change(1, S.PENDING, S.SUBMITTING, "intent")])
+
+
+def test_a_runners_session_ends_soon_after_its_host_dies(pg_campaign: Any) -> None:
+    """The server-side settings that bound the takeover time stated in the README."""
+    from orchestrator.store.pg import SESSION_SETTINGS, TAKEOVER_SECONDS
+
+    with create(pg_campaign()) as store:
+        conn = store._conn
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+        assert shown == {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
+                         "tcp_keepalives_count": "3"}  # fmt: skip
+        assert conn.execute("SHOW tcp_user_timeout").fetchone()[0] == "30000"  # ms
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    idle = int(SESSION_SETTINGS["tcp_keepalives_idle"])
+    probes = int(SESSION_SETTINGS["tcp_keepalives_interval"]) * int(
+        SESSION_SETTINGS["tcp_keepalives_count"]
+    )
+    assert idle + probes <= TAKEOVER_SECONDS
+    assert int(SESSION_SETTINGS["tcp_user_timeout"]) / 1000 <= TAKEOVER_SECONDS
