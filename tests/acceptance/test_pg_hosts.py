@@ -238,3 +238,25 @@ def test_a_lost_database_connection_stops_sending_and_exits_3(
         recorded = {t.server_id for t in store.iter_targets() if t.intent_at is not None}
         assert store.run_info().invocations == 1
     assert set(final["reinstalls_by_server"]) <= recorded
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--state", "postgresql://orch:s3cret@127.0.0.1:9/db"], "PGPASSWORD"),
+        (["--state", "postgresql://orch@127.0.0.1:9/db?password=s3cret"], "PGPASSWORD"),
+        (["--state", "postgresql://orch@127.0.0.1:9/db", "--campaign", "No-Good"], "--campaign"),
+        (["--state", "fleet.sqlite", "--campaign", "fleet"], "a SQLite state file is one"),
+        (["--shard", "3/2"], "--shard"),
+    ],
+)
+def test_bad_state_options_are_usage_errors_before_anything_starts(
+    args: list[str], says: str, hosts: Callable[[str], Host], make_inventory: Callable[..., Path]
+) -> None:
+    host = hosts("host")
+    inventory = make_inventory(3)
+    done = host.run("run", inventory, "--simulate", "--no-live", *args, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert "s3cret" not in done.stdout + done.stderr
+    assert not list(host.cwd.iterdir())  # nothing created, nothing sent
