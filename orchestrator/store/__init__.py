@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from orchestrator.errors import UsageError
@@ -184,10 +184,9 @@ def open_store(
     shard: Shard | None = None,
 ) -> StateStore:
     """Open an existing campaign's state: a SQLite path, or a DSN with its campaign."""
-    location: Any
+    location: StateLocation
     if is_dsn(url_or_path):
         location = pg_location(str(url_or_path), campaign)
     else:
         location = SqliteLocation(Path(url_or_path))
-    store: StateStore = location.open(readonly=readonly, shard=shard)
-    return store
+    return location.open(readonly=readonly, shard=shard)

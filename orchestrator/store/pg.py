@@ -28,7 +28,7 @@ import os
 import re
 import socket
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from orchestrator.errors import StateError
+from orchestrator.model import TargetSpec
 from orchestrator.shard import Shard
 from orchestrator.state import StateExists, StateStore, StoreFailure
 
@@ -303,12 +304,12 @@ class PgLocation:
 
     def create(
         self,
-        targets: Iterable[Any],
+        targets: Iterable[TargetSpec],
         *,
         inventory_path: str,
         inventory_sha256: str,
-        extra_columns: Any = tuple,
-        validate: Any = None,
+        extra_columns: Callable[[], Sequence[str]] = tuple,
+        validate: Callable[[], None] | None = None,
         shard: Shard | None = None,
     ) -> StateStore:
         """Create the schema and import the targets in one transaction (DDL included):
