@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import socket
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
@@ -70,6 +71,11 @@ TAKEOVER_SECONDS = 30  # the bound stated in the README, from the settings above
 # runner holds it shared, an unsharded one exclusively); shard K of N is N*1000+K.
 WHOLE = 0
 CREATE = -1  # serialises creating and migrating a campaign's schema
+LOCK_GRACE = 1.0  # seconds a busy lock is tried again before refusing
+
+
+class LockBusy(StateError):
+    """The campaign, or the shard, is held by another runner."""
 
 
 class PgConnection:
@@ -185,7 +191,22 @@ class PgStore(StateStore):
     # -- the campaign lock ----------------------------------------------------------
 
     def take_lock(self, shard: Shard | None) -> None:
-        """Hold the campaign (or one shard of it) for this session, or refuse."""
+        """Hold the campaign (or one shard of it) for this session, or refuse.
+
+        Tried for up to LOCK_GRACE seconds: a runner that has just exited may still be
+        ending its session on the server (closing a connection does not wait for it).
+        """
+        deadline = time.monotonic() + LOCK_GRACE
+        while True:
+            try:
+                self._take_lock(shard)
+                return
+            except LockBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _take_lock(self, shard: Shard | None) -> None:
         key = self._where.key
         if shard is None:
             ok = self._try("SELECT pg_try_advisory_lock(?, ?)", key, WHOLE)
@@ -207,7 +228,7 @@ class PgStore(StateStore):
             holders = self.holders(exclude_self=True)
             self._release()
             what = self._where.describe + (f", shard {shard}" if shard else "")
-            raise StateError(
+            raise LockBusy(
                 f"{what} is in use by another orchestrator"
                 f" ({'; '.join(holders) or 'a session of another database user'});"
                 " wait for it to finish or stop it first"
@@ -221,8 +242,9 @@ class PgStore(StateStore):
     def _other_split(self, count: int) -> int | None:
         """The shard count of another runner holding a shard of this campaign, if not ours."""
         for objid, _ in self._locks(exclude_self=True):
-            if objid > WHOLE and objid // 1000 != count:
-                return int(objid // 1000)
+            split = _shard_lock(objid)
+            if split is not None and split[1] != count:
+                return split[1]
         return None
 
     def _locks(self, *, exclude_self: bool) -> list[tuple[int, int]]:
@@ -253,13 +275,22 @@ class PgStore(StateStore):
             if since is not None:
                 who += f" since {since:%Y-%m-%d %H:%M:%S %Z}".rstrip()
             parts = seen.setdefault(who, [])
-            if objid > WHOLE:
-                parts.append(f"shard {objid % 1000}/{objid // 1000}")
+            split = _shard_lock(int(objid))
+            if split is not None:
+                parts.append(f"shard {split[0]}/{split[1]}")
         return [f"{who} ({', '.join(p)})" if p else who for who, p in seen.items()]
 
     def _release(self) -> None:
         with contextlib.suppress(StateError):
             self._conn.execute("SELECT pg_advisory_unlock_all()")
+
+
+def _shard_lock(objid: int) -> tuple[int, int] | None:
+    """(K, N) of a shard's lock key N*1000+K; None for the campaign's own keys (pg_locks
+    shows the key as an unsigned oid, so CREATE's -1 reads as 4294967295)."""
+    if 1000 < objid < 1_000_000 and 1 <= objid % 1000 <= objid // 1000:
+        return objid % 1000, objid // 1000
+    return None
 
 
 class PgLocation:

@@ -240,3 +240,23 @@ def test_a_runners_session_ends_soon_after_its_host_dies(pg_campaign: Any) -> No
     )
     assert idle + probes <= TAKEOVER_SECONDS
     assert int(SESSION_SETTINGS["tcp_user_timeout"]) / 1000 <= TAKEOVER_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("objid", "split"),
+    [
+        (0, None),
+        (2001, (1, 2)),
+        (2002, (2, 2)),
+        (999_999, (999, 999)),
+        (2003, None),
+        (2000, None),
+        (4_294_967_295, None),
+    ],
+)
+def test_lock_keys_read_back_from_pg_locks(objid: int, split: tuple[int, int] | None) -> None:
+    """Only shard keys N*1000+K are shards: the campaign's and the creation lock
+    (-1, shown by pg_locks as 4294967295) are not, whatever they divide into."""
+    from orchestrator.store.pg import _shard_lock
+
+    assert _shard_lock(objid) == split
