@@ -71,7 +71,7 @@ TAKEOVER_SECONDS = 30  # the bound stated in the README, from the settings above
 # runner holds it shared, an unsharded one exclusively); shard K of N is N*1000+K.
 WHOLE = 0
 CREATE = -1  # serialises creating and migrating a campaign's schema
-LOCK_GRACE = 1.0  # seconds a busy lock is tried again before refusing
+LOCK_GRACE = 0.5  # seconds a busy lock is tried again before refusing
 
 
 class LockBusy(StateError):
