@@ -1,7 +1,9 @@
 """Chaos at fleet scale: SIGKILL the orchestrator many times, resume it, prove exactly-once.
 
 Writes an inventory (benchmarks/make_inventory.py), starts `orchestrator simulate`
-as its own process with dropped answers, injected 5xx and failing jobs, then runs
+as its own process with the timing a real ECS may have (queued jobs, power-off
+before the rebuild, answers dropped or 5xx after acting, late answers, 5xx before
+acting, failing jobs), then runs
 `orchestrator run` as a subprocess and kills it with SIGKILL at seeded random
 moments, starting it again with the same command each time, until it exits 0 or
 1. Then checks, from the simulator's counters and the state file, that every
@@ -27,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "acceptance"))
 
 from chaos_helpers import (
+    REAL_TIMING,
     ChaosError,
     Figures,
     SimProcess,
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace, work: Path, delay: tuple[float, float]) -> int
         "0.1",
         "--job-seconds",
         "0.3:2",
+        *REAL_TIMING,
     ]
     run_args = [
         "run",
@@ -103,6 +107,9 @@ def run(args: argparse.Namespace, work: Path, delay: tuple[float, float]) -> int
         "0.3",
         "--poll-cap",
         "1",
+        "--settle-quiet",
+        "4",
+        "--stop-server",
         "--no-live",
     ]
     if args.no_preflight:
@@ -153,6 +160,7 @@ def run(args: argparse.Namespace, work: Path, delay: tuple[float, float]) -> int
     print(f"reinstalls_after_success    {fig.reinstalls_after_success}")
     print(f"rejected_while_rebuilding   {fig.rejected_while_rebuilding}")
     print(f"duplicates (servers > 1)    {fig.duplicates}")
+    print(f"overlapping reinstalls      {len(stats.get('overlapping_servers', []))}")
     print(f"targets ever in doubt       {fig.in_doubt_targets}")
     print(f"kills between intent/answer {fig.intent_without_answer}")
     print(f"settled 'not accepted'      {fig.resent_after_settling}")

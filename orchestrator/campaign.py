@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from rich.console import Console
 
 from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.client import EcsClient, Timeouts
@@ -35,15 +37,19 @@ from orchestrator.errors import (
 )
 from orchestrator.iam import credentials_for
 from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.livestats import FailureTap, LiveStats, in_flight
 from orchestrator.model import TargetSpec
 from orchestrator.network import CaBundle, new_session
 from orchestrator.pacing import RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
+from orchestrator.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.runner import Outcome, Runner, RunSettings
+from orchestrator.selection import Selection, SelectionFilter, check_same_selection
 from orchestrator.simulator import Simulator, SimulatorConfig
 from orchestrator.state import StateExists, StateStore, file_sha256
 from orchestrator.store import SqliteLocation, StateLocation
+from orchestrator.userdata import UserData
 
 log = logging.getLogger("orchestrator.campaign")
 
@@ -63,10 +69,15 @@ class Invocation:
     simulate: SimulatorConfig | None = None
     live_progress: bool | None = None
     endpoints: Endpoints | None = None  # else built from endpoint / endpoint_template
+    console: Console | None = None  # where the live panel draws (default: stderr)
     options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
     # Re-run with other request options, accepted: targets not sent yet get them.
     apply_request_options: bool = False
     group_by: str | None = None  # report.md/html: counts by this inventory column
+    user_data: UserData | None = None  # sent with every Cloud-Init reinstall; never recorded
+    selection: Selection = field(default_factory=Selection)  # run: part of the inventory
+    # retry: what to send again, chosen (and checked) before the invocation starts
+    retry: tuple[RetryRequest, RetryPlan] | None = None
     # Where the state lives when not the SQLite file `state_path` (a PostgreSQL campaign).
     location: StateLocation | None = None
 
@@ -81,6 +92,20 @@ class Result:
     report: ReportPaths | None
     run_id: str
     report_error: str | None = None
+    requests: dict[str, int] = field(default_factory=dict)  # sent by this invocation, by kind
+
+
+NO_CLOUD_INIT = (
+    "--user-data is sent only with the Cloud-Init API, and no target uses it: add"
+    " --cloud-init, or a cloud_init column"
+)
+
+
+def check_user_data_has_targets(store: StateStore, inv: Invocation) -> None:
+    """User data given for a state file without a Cloud-Init target is a mistake:
+    the servers would be reinstalled without it."""
+    if inv.user_data is not None and not store.has_cloud_init_targets():
+        raise UsageError(NO_CLOUD_INIT)
 
 
 def default_state_path(inventory: Path, report_dir: Path) -> Path:
@@ -110,17 +135,8 @@ def open_state(inv: Invocation) -> StateStore:
             return store
     if inv.inventory is None:
         raise UsageError(f"{location.describe} does not exist; start with `run INVENTORY`")
-    reader = InventoryReader(inv.inventory, inv.defaults)
-    regions = RegionCheck(str(inv.inventory), needed=_needs_region(inv))
     try:
-        return location.create(
-            regions.checked(reader),
-            inventory_path=str(inv.inventory),
-            inventory_sha256=file_sha256(inv.inventory),
-            extra_columns=lambda: reader.columns,
-            validate=lambda: _validated(reader, regions),
-            shard=inv.settings.shard,
-        )
+        return _create(inv, location)
     except StateExists:
         if not isinstance(location, SqliteLocation):
             # Another runner (another shard) created the campaign meanwhile: join it.
@@ -146,12 +162,53 @@ def _open_existing(inv: Invocation, location: StateLocation) -> StateStore | Non
     try:
         if inv.inventory is not None:
             _check_same_inventory(store, inv.inventory)
+            check_same_selection(store.run_info().selection, inv.selection)
         _check_regions(store, inv)
         if inv.apply_request_options and inv.inventory is not None:
             _apply_request_options(store, inv)
+        check_user_data_has_targets(store, inv)
     except BaseException:
         store.close()
         raise
+    return store
+
+
+def _create(inv: Invocation, location: StateLocation) -> StateStore:
+    assert inv.inventory is not None
+    selected = SelectionFilter.build(inv.selection)  # reads --exclude: before anything
+    reader = InventoryReader(inv.inventory, inv.defaults)
+    regions = RegionCheck(str(inv.inventory), needed=_needs_region(inv))
+
+    cloud_init = 0
+
+    def counted(specs: Iterable[TargetSpec]) -> Iterator[TargetSpec]:
+        nonlocal cloud_init
+        for spec in specs:
+            cloud_init += spec.cloud_init
+            yield spec
+
+    def validate() -> None:
+        _validated(reader, regions)
+        if inv.selection.active and selected.selected == 0:
+            raise UsageError(
+                f"{reader.path}: --only-project/--exclude/--limit leave no server of "
+                f"the {reader.rows} in the inventory"
+            )
+        if inv.user_data is not None and cloud_init == 0:
+            raise UsageError(NO_CLOUD_INIT)
+
+    store = location.create(
+        counted(selected.filtered(regions.checked(reader))),
+        inventory_path=str(inv.inventory),
+        inventory_sha256=file_sha256(inv.inventory),
+        extra_columns=lambda: reader.columns,
+        validate=validate,
+        shard=inv.settings.shard,
+    )
+    if inv.selection.active:
+        record = selected.record()
+        store.set_meta("selection", json.dumps(record, sort_keys=True))
+        log.info("selection: %d selected, %d left out", record["selected"], record["left_out"])
     return store
 
 
@@ -193,7 +250,8 @@ def _apply_request_options(store: StateStore, inv: Invocation) -> None:
         InventoryReader(inv.inventory, inv.defaults),
         "request options changed (--accept-changed-options): "
         f"keyname={inv.defaults.keyname!r} userid={inv.defaults.userid!r} "
-        f"mode={inv.defaults.mode!r} byol={inv.defaults.byol!r}",
+        f"mode={inv.defaults.mode!r} byol={inv.defaults.byol!r} "
+        f"cloud_init={inv.defaults.cloud_init!r}",
     )
     log.warning("new request options applied to %d target(s) not sent yet", changed)
 
@@ -267,7 +325,7 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def _cloud(
-    inv: Invocation, store: StateStore, session: aiohttp.ClientSession
+    inv: Invocation, store: StateStore | None, session: aiohttp.ClientSession
 ) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
     if inv.simulate is None:
         credentials = inv.credentials
@@ -279,7 +337,7 @@ async def _cloud(
         return
     token = secrets.token_urlsafe(24)
     config = inv.simulate
-    if config.fleet is None and inv.inventory is not None:
+    if config.fleet is None and inv.inventory is not None and store is not None:
         # The validated targets, not the file again: the file may need --encoding
         # or a separator that the simulator's own simple reader does not know.
         config = replace(config, fleet=tuple(t.spec.key for t in store.iter_targets()))
@@ -289,12 +347,48 @@ async def _cloud(
         yield Endpoints(sim.url), TokenAuth(token)
 
 
+@contextlib.asynccontextmanager
+async def connected(
+    inv: Invocation, fleet: Iterable[tuple[str, str]] | None = None
+) -> AsyncIterator[EcsClient]:
+    """A client as a run gets it (session, CAs, credentials, endpoints, the poll and
+    submit limiters), for reads outside a run: `plan --preflight`. With --simulate
+    the simulator's fleet is `fleet`, the inventory's (project_id, server_id) pairs."""
+    if inv.simulate is not None and fleet is not None and inv.simulate.fleet is None:
+        inv = replace(inv, simulate=replace(inv.simulate, fleet=tuple(fleet)))
+    s = inv.settings
+    async with (
+        new_session(max(64, s.poll_workers()), inv.ca, proxies=inv.simulate is None) as session,
+        _cloud(inv, None, session) as cloud,
+    ):
+        endpoints, credentials = cloud
+        yield EcsClient(
+            session,
+            endpoints,
+            credentials,
+            submit_limiter=RateLimiter(s.rate),
+            poll_limiter=RateLimiter(s.poll_rate),
+            timeouts=Timeouts(),
+        )
+
+
 async def execute(inv: Invocation, store: StateStore) -> Result:
     """Run the state file's targets to the end (or to a stop) and write the report."""
     stop, halt = asyncio.Event(), asyncio.Event()
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
+    sent: dict[str, int] = {}
     try:
+        if inv.retry is not None:
+            request, plan = inv.retry
+            reopened = reopen_selected(store, plan, request)
+            log.warning(
+                "retry (%s): %d failed target(s) reopened, %d deferred one(s) sent again;"
+                " no other target is sent",
+                request.describe(),
+                reopened,
+                len(plan.deferred),
+            )
         s = inv.settings
         limit = max(64, s.submit_workers() + s.poll_workers())
         async with (
@@ -309,12 +403,43 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 submit_limiter=RateLimiter(s.rate),
                 poll_limiter=RateLimiter(s.poll_rate),
                 timeouts=Timeouts(),
+                user_data=inv.user_data.encoded if inv.user_data else None,
             )
             runner = Runner(store, client, s)
-            meter = ProgressMeter(sum(runner.counts.values()))
-            with _signals(stop, halt):
-                async with ProgressDisplay(meter, lambda: runner.counts, live=inv.live_progress):
-                    outcome = await runner.run(stop, halt)
+            total = sum(runner.counts.values())
+            tap = FailureTap()
+            run_log = logging.getLogger("orchestrator.run")
+            run_log.addHandler(tap)
+
+            def snapshot() -> LiveStats:
+                # Read-only, a few times a second: copies, never the live dicts.
+                counts = dict(runner.counts)
+                return LiveStats(
+                    counts=counts,
+                    total=total,
+                    requests=dict(client.requests),
+                    throttled=client.throttled,
+                    submit_limit=s.rate,
+                    query_limit=s.poll_rate,
+                    in_flight=in_flight(counts),
+                    max_in_flight=s.max_in_flight,
+                    recent_failures=tap.recent(),
+                    deferred=runner.deferred,
+                )
+
+            try:
+                with _signals(stop, halt):
+                    async with ProgressDisplay(
+                        ProgressMeter(total),
+                        snapshot,
+                        live=inv.live_progress,
+                        console=inv.console,
+                        title=f"ECS reinstall · {inv.state_path.name}",
+                    ):
+                        outcome = await runner.run(stop, halt)
+            finally:
+                run_log.removeHandler(tap)
+                sent = dict(client.requests)
     finally:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):
@@ -335,7 +460,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)
-    return Result(outcome, report, run.run_id, report_error)
+    return Result(outcome, report, run.run_id, report_error, sent)
 
 
 def _label(outcome: Outcome) -> str:

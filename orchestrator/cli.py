@@ -18,7 +18,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,6 +29,7 @@ from orchestrator.campaign import (
     Invocation,
     RegionCheck,
     check_report_dir,
+    connected,
     default_state_path,
     execute,
     open_state,
@@ -42,20 +43,26 @@ from orchestrator.inventory import (
     check_encoding,
 )
 from orchestrator.logsetup import setup_logging
-from orchestrator.model import TargetState
+from orchestrator.messages import end_of_run
+from orchestrator.model import FINAL_STATES, TargetState
 from orchestrator.network import ca_bundle
+from orchestrator.preflight import Finding
+from orchestrator.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.report import (
-    build_summary,
     check_group_by,
-    summary_to_dict,
     write_campaign_report,
 )
+from orchestrator.retry_select import STATES_IS, RetryRequest, plan_retry
 from orchestrator.runner import RunSettings
+from orchestrator.selection import Selection, SelectionFilter, left_out_text
 from orchestrator.shard import parse_shard
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
-from orchestrator.state import StoreFailure
+from orchestrator.state import StateStore, StoreFailure
+from orchestrator.status import exit_code_for, read_status, render_text, status_to_dict
+from orchestrator.status.watch import watch_status
 from orchestrator.store import SqliteLocation, StateLocation, is_dsn, pg_location
+from orchestrator.userdata import UserData, load_user_data
 
 EXIT_CODES = """\b
 Exit codes:
@@ -184,9 +191,15 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(path_type=Path),
             help="Where reports (and default state files) go.  [default: reports]",
         ),
-        click.option("--rate", type=float, help="Reinstall requests per second.  [default: 10]"),
         click.option(
-            "--poll-rate", type=float, help="Job and server queries per second.  [default: 50]"
+            "--rate",
+            type=float,
+            help="Reinstall requests per second.  [default: 10]",
+        ),
+        click.option(
+            "--poll-rate",
+            type=float,
+            help="Job and server queries per second.  [default: 50]",
         ),
         click.option(
             "--max-in-flight",
@@ -254,6 +267,31 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option(
+            "--verify/--no-verify",
+            default=None,
+            help=(
+                "After a job ends SUCCESS, read the server: succeeded only when it is back"
+                " (ACTIVE, or SHUTOFF as before) with a newer launched_at; otherwise failed"
+                " with Orchestrator.NotVerified.  [default: --verify]"
+            ),
+        ),
+        click.option(
+            "--busy-rechecks",
+            type=click.IntRange(min=0),
+            help=(
+                "A server busy with an operation not of this run is read again this often"
+                " in the same run before it is deferred.  [default: 3]"
+            ),
+        ),
+        click.option(
+            "--busy-recheck-delay",
+            type=float,
+            help=(
+                "Seconds before the first re-check of a busy server, doubled for each"
+                " next one.  [default: 60; 2 with --simulate]"
+            ),
+        ),
+        click.option(
             "--log-file",
             type=click.Path(path_type=Path),
             help="Log of every state change.  [default: <state>.log]",
@@ -263,6 +301,16 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default="INFO",
             show_default=True,
             type=click.Choice(["DEBUG", "INFO", "WARNING"], case_sensitive=False),
+        ),
+        click.option(
+            "--log-format",
+            default="text",
+            show_default=True,
+            type=click.Choice(["text", "json"], case_sensitive=False),
+            help=(
+                "json: JSON lines in the log file and on stderr (no live panel); "
+                "field names in the README, section Logs."
+            ),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
         GROUP_BY_OPTION,
@@ -313,6 +361,11 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
         # Never taken from the latest invocation: that may have been another shard's.
         shard=parse_shard(opts.get("shard")),
+        verify=bool(pick("verify", True)),
+        busy_rechecks=int(pick("busy_rechecks", 3)),
+        busy_recheck_delay=_positive(
+            "--busy-recheck-delay", pick("busy_recheck_delay", 2.0 if fast else 60.0)
+        ),
     )
 
 
@@ -362,14 +415,48 @@ def _saved_options(location: StateLocation) -> dict[str, Any]:
         return {}  # nothing was ever run from it; open_state starts it over
 
 
-def _request_options(defaults: InventoryDefaults) -> dict[str, Any]:
+def _request_options(defaults: InventoryDefaults, user_data: UserData | None) -> dict[str, Any]:
     """The request options given on the command line, as recorded in the state file."""
     return {
         "keyname": defaults.keyname,
         "userid": defaults.userid,
         "mode": defaults.mode,
         "byol": defaults.byol,
+        "cloud_init": defaults.cloud_init,
+        "user_data_sha256": user_data.sha256 if user_data else None,
     }
+
+
+def _user_data(opts: dict[str, Any], saved: dict[str, Any]) -> UserData | None:
+    """--user-data, else the file the state file's latest invocation used, read again now;
+    a resume whose file changed is refused unless --accept-changed-options."""
+    recorded = saved.get("user_data") if isinstance(saved.get("user_data"), dict) else None
+    given: Path | None = opts.get("user_data")
+    if given is None and recorded is None:
+        return None
+    if given is not None:
+        user_data = load_user_data(given)
+    else:
+        assert recorded is not None
+        try:
+            user_data = load_user_data(Path(str(recorded.get("path"))))
+        except UsageError as exc:
+            raise UsageError(
+                f"{exc}; the state file's runs used this user data file: give it again"
+                " with --user-data FILE"
+            ) from None
+    if (
+        recorded is not None
+        and recorded.get("sha256") != user_data.sha256
+        and not opts.get("accept_changed_options")
+    ):
+        raise UsageError(
+            f"user data {user_data.path} differs from the one the state file's runs used"
+            f" ({recorded.get('path')}, sha256 {str(recorded.get('sha256'))[:12]}…, now"
+            f" {user_data.sha256[:12]}…). Add --accept-changed-options to send the new one"
+            " to the targets not sent yet (the others keep what they were sent with)"
+        )
+    return user_data
 
 
 def _check_same_cloud(saved: dict[str, Any], opts: dict[str, Any]) -> None:
@@ -449,7 +536,8 @@ def _invocation(
         live_progress=False if opts.get("no_live") else None,
         group_by=opts.get("group_by") or saved.get("group_by"),
     )
-    request_options = _request_options(defaults) if inventory is not None else None
+    inv.user_data = _user_data(opts, saved)
+    request_options = _request_options(defaults, inv.user_data) if inventory is not None else None
     if request_options is not None:
         changed = _changed_request_options(saved, request_options)
         if changed and not opts.get("accept_changed_options"):
@@ -462,6 +550,8 @@ def _invocation(
         inv.apply_request_options = bool(changed)
     else:
         request_options = saved.get("request_options")
+        if isinstance(request_options, dict) and inv.user_data is not None:
+            request_options = {**request_options, "user_data_sha256": inv.user_data.sha256}
     if simulate_flag:
         inv.simulate = SimulatorConfig(
             seed=opts.get("sim_seed") or 0,
@@ -486,6 +576,9 @@ def _invocation(
         "drain_timeout": settings.drain_timeout,
         "settle_quiet": settings.settle_quiet,
         "no_preflight": not settings.preflight,
+        "verify": settings.verify,
+        "busy_rechecks": settings.busy_rechecks,
+        "busy_recheck_delay": settings.busy_recheck_delay,
         "skip_reinstalled_since": (
             settings.skip_reinstalled_since.isoformat() if settings.skip_reinstalled_since else None
         ),
@@ -501,6 +594,8 @@ def _invocation(
         "group_by": inv.group_by,
         "state": location.label,  # never a password: a DSN with one is refused
         "shard": str(settings.shard) if settings.shard else None,
+        # Where the user data came from and its hash: never its content.
+        "user_data": inv.user_data.describe() if inv.user_data else None,
     }
     return inv
 
@@ -566,13 +661,25 @@ def _start(
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
+    *,
+    selection: Selection | None = None,
+    retry: RetryRequest | None = None,
 ) -> int:
+    fmt = str(opts.get("log_format") or "text").lower()
     inv = _invocation(location, inventory, opts, defaults)
+    if selection is not None:
+        selection.check()
+        inv.selection = selection
+    if retry is not None:
+        retry.check()
     secrets = inv.cloud.secrets() if inv.cloud else ()
-    setup_logging(None, opts["log_level"], secrets)
+    setup_logging(None, opts["log_level"], secrets, fmt)
     check_report_dir(inv.report_dir)
     store = open_state(inv)
     try:
+        if retry is not None:
+            # Chosen before the invocation starts: a selection of nothing is exit 2.
+            inv.retry = (retry, plan_retry(store, retry))
         # Only now are the inventory's columns known; still nothing has been sent.
         check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
@@ -580,6 +687,7 @@ def _start(
             opts.get("log_file") or location.log_path(inv.report_dir, inv.settings.shard),
             opts["log_level"],
             secrets,
+            fmt,
         )
         if inv.cloud is not None:
             # Where the credentials came from and whose they are; never a secret.
@@ -600,14 +708,17 @@ def _start(
     finally:
         store.close()
     outcome = result.outcome
-    counts = outcome.counts
-    click.echo(
-        "finished: "
-        + ", ".join(f"{counts[s]} {s.value}" for s in TargetState if counts.get(s))
-        + (f"; {outcome.deferred} deferred" if outcome.deferred else "")
-    )
-    if outcome.aborted:
-        click.echo(f"stopped: {outcome.aborted}", err=True)
+    for line in end_of_run(
+        outcome.counts,
+        # What follows `resume --state`: the file, or the DSN with its campaign (and shard).
+        state_path=_resume(inv).removeprefix("--state "),
+        requests=result.requests,
+        deferred=outcome.deferred,
+        stopped=outcome.stopped,
+        aborted=outcome.aborted,
+        credentials_refused=outcome.credentials_refused,
+    ):
+        click.echo(line.text, err=line.err)
     if result.report is not None:
         click.echo(f"report: {result.report.directory}")
         for path in (
@@ -615,16 +726,16 @@ def _start(
             result.report.targets_csv,
             result.report.report_md,
             result.report.report_html,
+            result.report.retry_csv,
         ):
-            click.echo(f"  {path}")
+            if path is not None:
+                click.echo(f"  {path}")
     if result.report_error:
         click.echo(
             f"error: {result.report_error}\n  the state is intact; write the report later "
             f"with: orchestrator report {location.resume_args()} --report-dir DIR",
             err=True,
         )
-    if outcome.exit_code == 3:
-        click.echo(f"not finished; continue with: orchestrator resume {_resume(inv)}", err=True)
     return outcome.exit_code
 
 
@@ -639,6 +750,68 @@ def _encoding(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value
 
 
+def user_data_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--user-data",
+        type=click.Path(path_type=Path),
+        help=(
+            "Text file (script or cloud-config, at most 32 KB) injected by Cloud-Init into"
+            " the targets sent with the Cloud-Init API; base64-encoded, never logged or"
+            " stored (only its path and sha256).  [default: the state file's]"
+        ),
+    )(fn)
+
+
+def cloud_init_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = user_data_option(fn)
+    return click.option(
+        "--cloud-init",
+        is_flag=True,
+        default=None,
+        help=(
+            "Use the Cloud-Init reinstall API (POST /v2/.../reinstallos), where the"
+            " inventory's cloud_init column does not say."
+        ),
+    )(fn)
+
+
+def selection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--only-project",
+            "only_project",
+            multiple=True,
+            metavar="ID",
+            help="Only the servers of this project (repeatable).",
+        ),
+        click.option(
+            "--exclude",
+            type=click.Path(path_type=Path, dir_okay=False),
+            metavar="FILE",
+            help="Leave out the servers of this inventory (CSV or JSON; a report's"
+            " targets.csv or retry.csv will do).",
+        ),
+        click.option(
+            "--limit",
+            type=int,
+            metavar="N",
+            help="Only the first N servers (after --only-project and --exclude).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _selection(opts: dict[str, Any], encoding: str | None) -> Selection:
+    return Selection(
+        only_projects=tuple(opts.pop("only_project", None) or ()),
+        limit=opts.pop("limit", None),
+        exclude=opts.pop("exclude", None),
+        encoding=encoding,
+    )
+
+
 encoding_option = click.option(
     "--encoding",
     callback=_encoding,
@@ -648,6 +821,45 @@ encoding_option = click.option(
         "are recognised]"
     ),
 )
+
+
+def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`plan`'s connection options: those of `run` that a read of the servers needs."""
+    options = [
+        click.option(
+            "--preflight",
+            is_flag=True,
+            help="Read every server (paced like a run, same credentials and endpoints) and "
+            "report what would block a reinstall; writes preflight.csv and preflight.json. "
+            "Exit 0 when nothing blocks, 1 otherwise, 2 when credentials or the endpoint fail.",
+        ),
+        click.option(
+            "--state",
+            "state_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="A run's state file: show what a resume would do (final, in doubt, "
+            "pending); with --preflight, read only the targets still pending.",
+        ),
+        click.option("--os-cloud", metavar="NAME", help="As for run."),
+        click.option("--cloud", type=click.Choice(["otc", "huawei"]), help="As for run."),
+        click.option("--region", metavar="REGION", help="As for run."),
+        click.option(
+            "--ca-bundle", type=click.Path(path_type=Path, dir_okay=False), help="As for run."
+        ),
+        click.option("--simulate", is_flag=True, help="Read from the built-in simulator."),
+        click.option(
+            "--report-dir",
+            type=click.Path(path_type=Path),
+            help="Where the preflight report goes.  [default: reports]",
+        ),
+        click.option("--poll-rate", type=float, help="Server reads per second.  [default: 50]"),
+        click.option("--skip-reinstalled-since", metavar="TIME", help="As for run."),
+        click.option("--accept-changed-endpoint", is_flag=True, help="As for run."),
+        click.option("--sim-seed", type=int, default=0, show_default=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -675,10 +887,12 @@ encoding_option = click.option(
     "--accept-changed-options",
     is_flag=True,
     help=(
-        "Re-running with other --keyname/--userid/--stop-server/--byol than the state file's:"
-        " apply them to the targets nothing was sent for yet."
+        "Re-running with other --keyname/--userid/--stop-server/--byol/--cloud-init/"
+        "--user-data than the state file's: apply them to the targets nothing was sent for yet."
     ),
 )
+@cloud_init_options
+@selection_options
 @run_options
 @guarded
 def run(
@@ -690,21 +904,31 @@ def run(
     stop_server: bool,
     byol: bool | None,
     encoding: str | None,
+    cloud_init: bool | None,
     **opts: Any,
 ) -> int:
     """Reinstall every server in INVENTORY (CSV or JSON) and write the report.
 
-    Running the same command again resumes: nothing already succeeded is sent again.
+    Running the same command again resumes: nothing already succeeded is sent again,
+    and options not given again are the state file's (the defaults shown apply to a
+    new state file). With --only-project/--exclude/--limit only part of the
+    inventory is imported; the report says how many were left out.
     """
     location = state_location(
         state_path or str(default_state_path(inventory, opts["report_dir"] or Path("reports"))),
         campaign,
         inventory,
     )
+    selection = _selection(opts, encoding)
     defaults = InventoryDefaults(
-        keyname, userid, "withStopServer" if stop_server else None, byol, encoding
+        keyname,
+        userid,
+        "withStopServer" if stop_server else None,
+        byol,
+        encoding,
+        cloud_init=cloud_init,
     )
-    return _start(location, inventory, opts, defaults)
+    return _start(location, inventory, opts, defaults, selection=selection)
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -716,6 +940,12 @@ def run(
     help="The state file of the run to resume, or its PostgreSQL database (with --campaign).",
 )
 @CAMPAIGN_OPTION
+@user_data_option
+@click.option(
+    "--accept-changed-options",
+    is_flag=True,
+    help="Go on although the user data file changed since the state file's runs.",
+)
 @run_options
 @guarded
 def resume(state_path: str, campaign: str | None, **opts: Any) -> int:
@@ -729,38 +959,107 @@ def resume(state_path: str, campaign: str | None, **opts: Any) -> int:
 
 
 @cli.command(epilog=EXIT_CODES)
+@click.option(
+    "--state",
+    "state_path",
+    required=True,
+    metavar="PATH|URL",
+    help="The state file whose targets to send again, or its PostgreSQL database.",
+)
+@CAMPAIGN_OPTION
+@click.option(
+    "--state-is",
+    type=click.Choice(STATES_IS),
+    default="failed",
+    show_default=True,
+    help="failed: failed targets; deferred: pending ones a run deferred; unverified:"
+    " failed as Orchestrator.Unverified (needs --i-checked-unverified).",
+)
+@click.option(
+    "--error-code",
+    "error_codes",
+    multiple=True,
+    metavar="CODE",
+    help="Only this code (repeatable).",
+)
+@click.option(
+    "--project", "projects", multiple=True, metavar="ID", help="Only this project (repeatable)."
+)
+@click.option(
+    "--i-checked-unverified",
+    is_flag=True,
+    help="Include Orchestrator.Unverified targets: you checked that they were not reinstalled.",
+)
+@user_data_option
+@click.option(
+    "--accept-changed-options",
+    is_flag=True,
+    help="Go on although the user data file changed since the state file's runs.",
+)
+@run_options
+@guarded
+def retry(
+    state_path: str,
+    campaign: str | None,
+    state_is: str,
+    error_codes: tuple[str, ...],
+    projects: tuple[str, ...],
+    i_checked_unverified: bool,
+    **opts: Any,
+) -> int:
+    """Send again only the selected targets of a state file, as a new attempt.
+
+    By default every failed target except those failed as Orchestrator.Unverified
+    (their reinstall may have happened: check them, then --i-checked-unverified).
+    Each is sent with the values it was sent with before; no other target is
+    sent. Targets left mid-way by an earlier invocation are settled and followed
+    as by resume. The events keep every attempt; the report is written as for a run.
+    """
+    request = RetryRequest(
+        state_is=state_is,
+        error_codes=tuple(error_codes),
+        projects=tuple(projects),
+        checked_unverified=i_checked_unverified,
+    )
+    location = state_location(state_path, campaign)
+    return _start(location, None, opts, InventoryDefaults(), retry=request)
+
+
+@cli.command(epilog=EXIT_CODES)
 @click.option("--state", "state_path", required=True, metavar="PATH|URL", help=STATE_HELP)
 @CAMPAIGN_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--failures", default=50, show_default=True, help="Failed targets to list.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (README: Commands).")
+@click.option(
+    "--failures",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Server IDs listed per error code.",
+)
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.2),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Refresh every SECONDS (2 if not given) until the run is no longer running.",
+)
 @guarded
-def status(state_path: str, campaign: str | None, as_json: bool, failures: int) -> int:
-    """Print counts by state and the failures (of every shard; works during a run)."""
-    with state_location(state_path, campaign).open(readonly=True) as store:
-        summary = summary_to_dict(build_summary(store.run_info(), store.iter_targets()))
-        failed = [
-            {
-                "project_id": t.project_id,
-                "server_id": t.server_id,
-                "error_code": t.error_code,
-                "fail_reason": t.fail_reason,
-            }
-            for t in store.iter_targets()
-            if t.state is TargetState.FAILED
-        ][:failures]
-    if as_json:
-        click.echo(json.dumps({**summary, "failures": failed}, indent=2))
-        return 0
-    click.echo(f"run {summary['run_id']} ({summary['state_path']}): {summary['total']} targets")
-    for state, n in summary["counts"].items():
-        click.echo(f"  {state:<11} {n}")
-    if failed:
-        click.echo("failures:")
-        for f in failed:
-            click.echo(
-                f"  {f['project_id']}/{f['server_id']}: {f['error_code']} {f['fail_reason']}"
-            )
-    return 0
+def status(
+    state_path: str, campaign: str | None, as_json: bool, failures: int, watch: float | None
+) -> int:
+    """Counts by state, failures by error code, in-doubt and deferred targets, elapsed
+    and ETA; during a run too (reads the state file without locking or slowing it).
+    Exits as a run would for the same state: 0, 1, or 3 while not finished."""
+    where = state_path if is_dsn(state_path) else Path(state_path)
+    if campaign is not None and not is_dsn(state_path):
+        state_location(state_path, campaign)  # refuses --campaign with a state file
+    if watch is None:
+        snap = read_status(where, examples=failures, campaign=campaign)
+        click.echo(json.dumps(status_to_dict(snap), indent=2) if as_json else render_text(snap))
+        return snap.exit_code
+    return watch_status(where, watch, as_json=as_json, examples=failures, campaign=campaign)
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -776,7 +1075,8 @@ def status(state_path: str, campaign: str | None, as_json: bool, failures: int) 
 def report(
     state_path: str, campaign: str | None, report_dir: Path | None, group_by: str | None
 ) -> int:
-    """Write the report again from the state (of every shard)."""
+    """Write the report again from the state (of every shard). Exits as the run would for
+    the same state: 0 all succeeded, 1 finished with failures, 3 not finished."""
     location = state_location(state_path, campaign)
     with location.open(readonly=True) as store:
         run = store.run_info()
@@ -786,9 +1086,10 @@ def report(
         group_by = group_by or run.options.get("group_by")
         check_group_by(run, group_by)
         paths = write_campaign_report(target_dir, store, group_by=group_by)
+        counts = store.counts()
     click.echo(f"report: {paths.directory}")
     click.echo(f"  {paths.report_html}")
-    return 0
+    return exit_code_for({state.value: n for state, n in counts.items()})
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -811,6 +1112,9 @@ def report(
     show_default=True,
     help="Expected duration of one reinstall, for the estimate.",
 )
+@preflight_options
+@cloud_init_options
+@selection_options
 @guarded
 def plan(
     inventory: Path,
@@ -824,32 +1128,58 @@ def plan(
     rate: float,
     max_in_flight: int,
     job_seconds: float,
+    cloud_init: bool | None,
+    user_data: Path | None,
+    **opts: Any,
 ) -> int:
     """Validate INVENTORY and show what a run would do, without sending anything."""
     _positive("--rate", rate)
     _positive("--max-in-flight", max_in_flight)
+    data = load_user_data(user_data) if user_data is not None else None
     defaults = InventoryDefaults(
-        keyname, userid, "withStopServer" if stop_server else None, byol, encoding
+        keyname,
+        userid,
+        "withStopServer" if stop_server else None,
+        byol,
+        encoding,
+        cloud_init=cloud_init,
     )
+    selected = SelectionFilter.build(_selection(opts, encoding))
     reader = InventoryReader(inventory, defaults)
     regions = RegionCheck(str(inventory), needed=bool(endpoint_template and not endpoint))
     per_project: Counter[str] = Counter()
     modes: Counter[str] = Counter()
-    for spec in regions.checked(reader):
+    apis: Counter[str] = Counter()
+    for spec in selected.filtered(regions.checked(reader)):
         per_project[spec.project_id] += 1
         modes[spec.mode or "(none)"] += 1
+        apis["Cloud-Init (v2)" if spec.cloud_init else "v1"] += 1
     n = sum(per_project.values())
+    # An invalid inventory: its problems, and no estimate for a run that cannot start.
+    if reader.problem_count or regions.problems:
+        raise InventoryError(
+            reader.problems + regions.problems,
+            total=reader.problem_count + len(regions.problems),
+        )
     layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
     click.echo(
         f"inventory {inventory} ({layout}, {reader.encoding.label}): "
-        f"{reader.rows} rows, {n} valid targets"
+        f"{reader.rows} rows, {n + selected.total_left_out} valid targets"
+        + (f", {n} selected" if selected.selection.active else "")
     )
-    click.echo(
-        f"defaults: keyname={keyname!r} userid={userid!r} mode={defaults.mode!r} byol={byol!r}"
-    )
+    click.echo("defaults: " + _defaults_text(reader.defaults_in_effect, defaults))
     for project, count in sorted(per_project.items()):
         click.echo(f"  project {project}: {count}")
     click.echo("  mode: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
+    click.echo("  API: " + ", ".join(f"{a} {c}" for a, c in sorted(apis.items())))
+    if data is not None:
+        click.echo(
+            f"  user data: {data.path} ({data.size} bytes, sha256 {data.sha256[:12]}…),"
+            f" sent to the {apis['Cloud-Init (v2)']} Cloud-Init target(s)"
+        )
+    if selected.selection.active:
+        note = left_out_text(selected.record())
+        click.echo(f"  selection: {note or f'{selected.selected} selected, none left out'}")
     if reader.columns:
         click.echo("  extra columns kept for the report: " + ", ".join(reader.columns))
     by_rate = n / rate
@@ -863,13 +1193,121 @@ def plan(
         f"{max_in_flight} in flight of ~{job_seconds:g} s jobs allow "
         f"{max_in_flight / job_seconds:.1f}/s)"
     )
-    if reader.problem_count or regions.problems:
-        raise InventoryError(
-            reader.problems + regions.problems,
-            total=reader.problem_count + len(regions.problems),
-        )
+    if selected.selection.active and n == 0:
+        raise UsageError("--only-project/--exclude/--limit leave no server of the inventory")
     click.echo("no problems found; nothing was sent")
-    return 0
+    state_path: Path | None = opts.get("state_path")
+    if state_path is not None:
+        show_resume(state_path)
+    if not opts.get("preflight"):
+        return 0
+    opts.update(
+        endpoint=endpoint,
+        endpoint_template=endpoint_template,
+        rate=rate,
+        max_in_flight=max_in_flight,
+    )
+    return run_preflight(inventory, defaults, opts)
+
+
+def show_resume(state_path: Path) -> None:
+    """What `resume --state` would do with the state file, by state."""
+    with StateStore.open(state_path, readonly=True) as store:
+        counts = store.counts()
+    final = sum(n for s, n in counts.items() if s in FINAL_STATES)
+    doubt = counts.get(TargetState.IN_DOUBT, 0) + counts.get(TargetState.SUBMITTING, 0)
+    following = counts.get(TargetState.SUBMITTED, 0) + counts.get(TargetState.RUNNING, 0)
+    pending = counts.get(TargetState.PENDING, 0)
+    click.echo(
+        f"state {state_path}: a resume would leave {final} final target(s) alone "
+        f"({', '.join(f'{n} {s.value}' for s, n in counts.items() if n and s in FINAL_STATES)}"
+        f"{'' if final else 'none'}), settle {doubt} in doubt from the servers, "
+        f"follow {following} job(s) under way and send {pending} pending"
+    )
+
+
+def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, Any]) -> int:
+    """Read every server of INVENTORY (or the state file's pending targets) and report."""
+    state_path: Path | None = opts.get("state_path")
+    report_dir = opts.get("report_dir") or Path("reports")
+    location = SqliteLocation(state_path or default_state_path(inventory, report_dir))
+    inv = _invocation(location, None, opts, defaults)
+    setup_logging(None, "WARNING", inv.cloud.secrets() if inv.cloud else ())
+    check_report_dir(inv.report_dir)
+    states: dict[tuple[str, str], TargetState] | None = None
+    if state_path is not None:
+        with StateStore.open(state_path, readonly=True) as store:
+            targets = list(store.iter_targets())
+        specs = [t.spec for t in targets]  # as a resume would send them
+        states = {t.spec.key: t.state for t in targets}
+    else:
+        specs = list(InventoryReader(inventory, defaults))
+
+    async def check() -> Preflight:
+        async with connected(inv, (s.key for s in specs)) as client:
+            return await check_fleet(
+                client,
+                specs,
+                retry=inv.settings.retry,
+                workers=inv.settings.poll_workers(),
+                skip_since=inv.settings.skip_reinstalled_since,
+                states=states,
+            )
+
+    result = asyncio.run(check())
+    if result.aborted:
+        # Nothing could be read: an earlier preflight report stays as it was.
+        click.echo(f"error: {result.aborted}; nothing was sent", err=True)
+        return result.exit_code
+    checked_at = datetime.now(UTC).isoformat(timespec="seconds")
+    directory = inv.report_dir / f"preflight-{inventory.stem}"
+    csv_path, json_path = write_preflight(directory, result, str(inventory), checked_at)
+    counts = result.counts()
+    sent = ", ".join(f"{n} {kind}" for kind, n in sorted(result.requests.items()))
+    click.echo(f"preflight: {len(result.rows)} target(s) checked ({sent or 'no'} read(s))")
+    for row_finding in Finding:
+        if not counts[row_finding]:
+            continue
+        rows = [r for r in result.rows if r.verdict.finding is row_finding]
+        first = rows[0].verdict
+        mark = f"BLOCKS  {first.reason}" if first.blocks else "ok"
+        click.echo(f"  {row_finding.value:<18} {counts[row_finding]:>6}  {mark}")
+        if first.blocks:
+            for r in rows[:PREFLIGHT_LISTED]:
+                # The reason once per finding; again only where it differs.
+                why = "" if r.verdict.reason == first.reason else f": {r.verdict.reason}"
+                click.echo(f"    {r.spec.project_id}/{r.spec.server_id}{why}")
+            if len(rows) > PREFLIGHT_LISTED:
+                click.echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
+    click.echo(f"report: {csv_path}\n        {json_path}")
+    if result.blocking:
+        click.echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
+    else:
+        click.echo("nothing blocks; no reinstall was sent")
+    return result.exit_code
+
+
+PREFLIGHT_LISTED = 10  # blocking servers listed per finding on the terminal
+
+
+def _defaults_text(effective: dict[str, Any], cli: InventoryDefaults) -> str:
+    """The defaults rows fall back on, and where each came from (file or command line)."""
+    given = {"keyname": cli.keyname, "userid": cli.userid, "mode": cli.mode, "byol": cli.byol}
+    given_required = ("keyname", "userid")
+    parts = []
+    for key in ("keyname", "userid", "mode", "byol"):
+        value = effective.get(key)
+        if value is None:
+            parts.append(
+                f"{key} (none: rows give their own)"
+                if key in given_required
+                else f"{key} (not set)"
+            )
+            continue
+        source = "command line" if given[key] == value else "inventory file"
+        shown = str(value).lower() if isinstance(value, bool) else value
+        parts.append(f"{key}={shown} ({source})")
+    return ", ".join(parts)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """The ECS API client: three calls, and the one place aiohttp errors are translated.
 
     reinstall(spec) -> job_id          POST /v1/{project}/cloudservers/{server}/reinstallos
+                                       (/v2/... for a Cloud-Init target, with its user data)
     job(project, job_id) -> JobView    GET  /v1/{project}/jobs/{job_id}
     server(project, server) -> ServerView  GET /v1/{project}/cloudservers/{server}
 
@@ -75,6 +76,9 @@ class ServerView:
     task_state: str | None
     launched_at: str | None
     updated: str | None = None  # moves with every change of the server
+    # Preflight evidence: None where the answer did not say.
+    locked: bool | None = None  # `locked`: the service refuses a reinstall (Ecs.0605)
+    system_disk: bool | None = None  # a system disk attached (none: Ecs.0105)
 
 
 @dataclass(frozen=True)
@@ -98,9 +102,12 @@ class EcsClient:
         timeouts: Timeouts | None = None,
         reachability: Reachability | None = None,
         adaptive: AdaptivePacing | None = None,
+        user_data: str | None = None,
     ) -> None:
         """`adaptive` adds a limiter per API and endpoint whose rate follows the
-        service's throttling, under `submit_limiter`/`poll_limiter` as ceilings."""
+        service's throttling, under `submit_limiter`/`poll_limiter` as ceilings.
+        `user_data` (base64, checked by `orchestrator.userdata`) goes with every
+        Cloud-Init reinstall; it is never logged."""
         self._session = session
         self._endpoints = endpoints
         self._credentials = credentials
@@ -114,6 +121,7 @@ class EcsClient:
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
         self.reachability = reachability or Reachability()
+        self._user_data = user_data
 
     # -- the three calls ---------------------------------------------------
 
@@ -122,8 +130,8 @@ class EcsClient:
     ) -> str:
         """Send one reinstall; `before_send` runs once the pacer allows it, right before
         the request goes out (the runner commits its intent there)."""
-        path = f"/v1/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
-        body = json.dumps(spec.reinstall_body(), separators=(",", ":")).encode()
+        path = f"/{spec.api}/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
+        body = json.dumps(spec.reinstall_body(self._user_data), separators=(",", ":")).encode()
         await self._pace("reinstall", spec.region, self._submit_limiter)
         if before_send is not None:
             await before_send()
@@ -425,4 +433,24 @@ def _server_view(server_id: str, server: dict[str, Any]) -> ServerView:
         task_state=_str_or_none(server.get("OS-EXT-STS:task_state"), 64),
         launched_at=_str_or_none(server.get("OS-SRV-USG:launched_at"), 64),
         updated=_str_or_none(server.get("updated"), 64),
+        locked=server.get("locked") if isinstance(server.get("locked"), bool) else None,
+        system_disk=_system_disk(server),
     )
+
+
+def _system_disk(server: dict[str, Any]) -> bool | None:
+    """Whether a system disk is attached: a root device name, or a volume with boot
+    index 0. None when the answer does not allow telling (fields absent, volumes
+    without a boot index): a preflight then does not claim a problem."""
+    root = server.get("OS-EXT-SRV-ATTR:root_device_name")
+    volumes = server.get("os-extended-volumes:volumes_attached")
+    if isinstance(root, str) and root:
+        return True
+    if not isinstance(volumes, list):
+        return None
+    boot = [v.get("bootIndex") if isinstance(v, dict) else None for v in volumes]
+    if any(str(b) == "0" for b in boot if b is not None):
+        return True
+    if any(b is None for b in boot):
+        return None
+    return False

@@ -1,13 +1,42 @@
-"""Logging: every state change to a log file, warnings and progress to the console,
-and a filter that blanks any secret value that might slip into a message."""
+"""Logging: every state change to a log file, warnings and progress to the console, as
+text or as JSON lines, with every secret value blanked on the way out.
+
+    log file   every state change (INFO), warnings, the interval summaries;
+               at --log-level DEBUG also the debug lines
+    console    warnings and errors, the interval summary, and at --log-level DEBUG
+               every state change; while the live panel is up, routed above it
+               (`ConsoleHandler.redirect`), so the panel never overwrites a warning
+
+JSON lines are made by python-json-logger's JsonFormatter (the standard logging's
+records and extras, so the runner's `extra=` fields become JSON fields); the
+field names are listed in the README, section "Logs":
+
+    time, level, logger, message, event          on every line
+    project_id, server_id, from, to, job_id,     on a state change (event "state_change");
+    error_code                                   job_id / error_code null when unknown
+    counts, final, total, ...                    on an interval summary (event "progress")
+
+Secrets are blanked twice: a filter on the message (as before), and the
+formatted line itself, raw and JSON-escaped, since extras reach JSON unfiltered.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+LOG_FORMATS = ("text", "json")
+PROGRESS_LOGGER = "orchestrator.progress"
+# Extras the runner puts on a state-change record, and the JSON names they get.
+STATE_CHANGE_RENAMES = {"from_state": "from", "to_state": "to"}
+STATE_CHANGE_FIELDS = ("project_id", "server_id", "from", "to", "job_id", "error_code")
 
 
 class RedactSecrets(logging.Filter):
@@ -27,7 +56,58 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-class _ConsoleFormatter(logging.Formatter):
+class Redacting(logging.Formatter):
+    """Wraps a formatter and blanks secrets in its output, as written and as JSON escapes them."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._inner = inner
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                forms.add(secret)
+                forms.add(json.dumps(secret)[1:-1])
+                forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+        # Longest first, so a secret that contains another is blanked whole.
+        self._forms = sorted(forms, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record)
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, "***")
+        return text
+
+
+def is_state_change(record: logging.LogRecord) -> bool:
+    return hasattr(record, "to_state")
+
+
+class JsonLines(JsonFormatter):
+    """One JSON object per record: time, level, logger, message, event, then the extras."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message"],
+            rename_fields={"levelname": "level", "name": "logger", **STATE_CHANGE_RENAMES},
+            timestamp="time",
+        )
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        if "to" in log_data:
+            log_data["event"] = "state_change"
+            for name in STATE_CHANGE_FIELDS:
+                log_data.setdefault(name, None)
+        else:
+            log_data.setdefault("event", "log")
+        log_data.pop("console", None)
+        first: dict[str, Any] = {
+            k: log_data.pop(k) for k in ("time", "level", "logger", "event") if k in log_data
+        }
+        return {**first, **log_data}
+
+
+class _TextFormatter(logging.Formatter):
     # Progress lines read as plain text; only warnings and errors carry a level.
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -35,27 +115,119 @@ class _ConsoleFormatter(logging.Formatter):
 
 
 class _ConsoleFilter(logging.Filter):
-    # The console gets warnings, and the periodic progress line.
+    """The console gets warnings, the progress lines and, at DEBUG, every state change."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._level = level
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or record.name == "orchestrator.progress"
+        if record.levelno >= logging.WARNING:
+            return True
+        if not getattr(record, "console", True):
+            return False  # meant for the log file only (the panel shows the same)
+        if record.name == PROGRESS_LOGGER:
+            return record.levelno >= self._level
+        return self._level <= logging.DEBUG and is_state_change(record)
 
 
-def setup_logging(log_file: Path | None, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+class _FileFilter(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self._level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self._level
+
+
+class ConsoleHandler(logging.Handler):
+    """Writes to stderr, or to a sink while something (the live panel) owns the terminal."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self._stream = stream  # None: sys.stderr as it is when a line is written
+        self._sink: Callable[[str], None] | None = None
+
+    def redirect(self, sink: Callable[[str], None] | None) -> None:
+        """Send formatted lines to `sink` (None: back to the stream)."""
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            sink = self._sink
+            if sink is not None:
+                sink(text)
+                return
+            stream = self._stream or sys.stderr
+            stream.write(text + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+_console: ConsoleHandler | None = None
+_format = "text"
+
+
+def console_handler() -> ConsoleHandler | None:
+    """The console handler of the current logging setup, for the panel to route."""
+    return _console
+
+
+def log_format() -> str:
+    return _format
+
+
+def _level(name: str) -> int:
+    level = logging.getLevelName(name.upper())
+    return level if isinstance(level, int) else logging.INFO
+
+
+def setup_logging(
+    log_file: Path | None,
+    level: str = "INFO",
+    secrets: Iterable[str] = (),
+    fmt: str = "text",
+) -> ConsoleHandler:
+    """(Re)configure the `orchestrator` loggers; returns the console handler."""
+    global _console, _format
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {LOG_FORMATS}, got {fmt!r}")
+    secrets = [s for s in secrets if s]
+    wanted = _level(level)
     root = logging.getLogger("orchestrator")
+    for old in root.handlers:
+        old.close()
     root.handlers.clear()
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # State changes are always made (INFO) so the panel's failure list and the log
+    # file see them; each handler decides what it shows.
+    root.setLevel(min(wanted, logging.INFO))
     root.propagate = False
     redact = RedactSecrets(secrets)
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(_ConsoleFormatter("%(message)s"))
-    console.addFilter(_ConsoleFilter())
+
+    console = ConsoleHandler()
+    console_inner: logging.Formatter = (
+        JsonLines() if fmt == "json" else _TextFormatter("%(message)s")
+    )
+    console.setFormatter(Redacting(console_inner, secrets))
+    console.addFilter(_ConsoleFilter(wanted))
     console.addFilter(redact)
     root.addHandler(console)
+
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_file, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
         os.close(fd)
         handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        file_inner: logging.Formatter = (
+            JsonLines()
+            if fmt == "json"
+            else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        )
+        handler.setFormatter(Redacting(file_inner, secrets))
+        handler.addFilter(_FileFilter(wanted))
         handler.addFilter(redact)
         root.addHandler(handler)
+    _console, _format = console, fmt
+    return console

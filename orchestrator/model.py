@@ -70,6 +70,14 @@ TRANSITIONS: dict[TargetState, frozenset[TargetState]] = {
     TargetState.SKIPPED: frozenset(),
 }
 
+# Operator-only: `orchestrator retry` reopens failed targets for a new attempt.
+# Kept out of TRANSITIONS on purpose, so that no run can ever take this path by
+# itself: only `StateStore.reopen`, called by the retry command, checks against
+# it (with `check_reopen`), and it writes a "retry requested" event each time.
+OPERATOR_TRANSITIONS: dict[TargetState, frozenset[TargetState]] = {
+    TargetState.FAILED: frozenset({TargetState.PENDING}),
+}
+
 
 class IllegalTransition(ValueError):
     """A state change that the transition table does not allow."""
@@ -79,6 +87,12 @@ def check_transition(old: TargetState, new: TargetState) -> None:
     """Raise IllegalTransition unless old -> new is in the table."""
     if new not in TRANSITIONS[old]:
         raise IllegalTransition(f"illegal state change {old.value} -> {new.value}")
+
+
+def check_reopen(old: TargetState, new: TargetState = TargetState.PENDING) -> None:
+    """Raise IllegalTransition unless an operator may move old -> new (retry)."""
+    if new not in OPERATOR_TRANSITIONS.get(old, frozenset()):
+        raise IllegalTransition(f"a retry cannot move a target {old.value} -> {new.value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +108,31 @@ class TargetSpec:
     mode: str | None = None  # None or "withStopServer"
     byol: bool | None = None
     extra: dict[str, str] = field(default_factory=dict)  # columns we do not interpret
+    cloud_init: bool = False  # send the Cloud-Init API (v2), which takes user data
+
+    @property
+    def api(self) -> str:
+        """Which reinstall API the target is sent to: "v1", or "v2" (Cloud-Init)."""
+        return "v2" if self.cloud_init else "v1"
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.project_id, self.server_id)
 
-    def reinstall_body(self) -> dict[str, Any]:
-        """The request body of POST .../reinstallos for this target."""
+    def reinstall_body(self, user_data: str | None = None) -> dict[str, Any]:
+        """The request body of POST .../reinstallos for this target.
+
+        `user_data` (already base64, see `orchestrator.userdata`) goes into
+        `metadata.user_data`, and only on the Cloud-Init API: v1 has no such field.
+        """
         spec: dict[str, Any] = {"keyname": self.keyname, "userid": self.userid}
+        metadata: dict[str, str] = {}
         if self.byol is not None:
-            spec["metadata"] = {"BYOL": "true" if self.byol else "false"}
+            metadata["BYOL"] = "true" if self.byol else "false"
+        if self.cloud_init and user_data is not None:
+            metadata["user_data"] = user_data
+        if metadata:
+            spec["metadata"] = metadata
         if self.mode:
             spec["mode"] = self.mode
         return {"os-reinstall": spec}
@@ -175,3 +204,5 @@ class RunInfo:
     extra_columns: tuple[str, ...] = ()  # inventory columns kept for the report
     requests: dict[str, int] = field(default_factory=dict)  # sent, by kind: reinstall/job/server
     throttled: int = 0  # throttling answers received (429, 202 Common.0024)
+    # What --only-project/--limit/--exclude left out of the inventory ({}: nothing).
+    selection: dict[str, Any] = field(default_factory=dict)

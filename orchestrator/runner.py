@@ -10,6 +10,10 @@
                send, commit the job_id
     follow     a few poll workers take whatever is due from one heap: job
                queries, in-doubt settlements, servers followed without a job
+    verify     a job's SUCCESS counts once the server shows it is back (verify.py):
+               stable, relaunched; read again a few times while it settles
+    busy       a server busy with an operation not of this run is read again later
+               in the same run (a few times, further apart), then deferred
     stop       on the stop event no new reinstall is sent; accepted ones are
                followed for the drain period; state is committed either way
 
@@ -52,14 +56,17 @@ from orchestrator.settle import (
     Before,
     Clock,
     QuietPeriod,
+    Settlement,
     Verdict,
     follow,
     is_rebuilding,
     parse_time,
+    same_reading,
     settle,
 )
 from orchestrator.shard import Shard
 from orchestrator.state import Change, StateStore, utc_now
+from orchestrator.verify import NOT_VERIFIED, check_back
 from orchestrator.writer import StateWriter
 
 log = logging.getLogger("orchestrator.run")
@@ -91,6 +98,13 @@ class RunSettings:
     skip_reinstalled_since: datetime | None = None
     # Run only this part of the campaign (its feed, its recovery and its counts).
     shard: Shard | None = None
+    # After a job's SUCCESS, read the server: succeeded only if it is back (verify.py).
+    verify: bool = True
+    verify_reads: int = 4  # reads of a server still settling after SUCCESS, at most
+    # A server busy with someone else's operation is read again this often in the
+    # same run, after busy_recheck_delay, then twice that, ...; then deferred.
+    busy_rechecks: int = 3
+    busy_recheck_delay: float = 60.0
 
     def submit_workers(self) -> int:
         return max(2, min(self.max_in_flight, math.ceil(self.rate) + 4, 256))
@@ -135,8 +149,11 @@ class _Follow:
     by_server: bool = False  # no usable job: follow the server itself
     last_status: str | None = None
     previous: ServerView | None = None  # the last reading while settling a doubt
+    still_since: float | None = None  # following by server: since when `previous` holds
     seen_rebuild: bool = False  # following by server: the rebuild was seen under way
     job_started: bool = False  # the job was seen past INIT
+    verifying: JobView | None = None  # the job said SUCCESS: the server is being checked
+    verify_reads: int = 0
 
 
 class Runner:
@@ -161,6 +178,10 @@ class Runner:
         self._feed: deque[Target] = deque()
         self._requeued: deque[Target] = deque()
         self._not_refed: set[int] = set()  # deferred this run: the feed must not send them again
+        # Servers busy with someone else's operation, waiting for a re-check: id ->
+        # (target, when it is due). They hold no slot while they wait.
+        self._busy_wait: dict[int, tuple[Target, float]] = {}
+        self._busy_checks: dict[int, int] = {}
         self._feed_after = 0
         self._feed_done = False
         self._feed_lock = asyncio.Lock()
@@ -219,6 +240,7 @@ class Runner:
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await wait_event(self._changed, 0.5)
+            await self._give_up_waiting()
         finally:
             for task in workers:
                 task.cancel()
@@ -238,11 +260,22 @@ class Runner:
         )
 
     @property
+    def deferred(self) -> int:
+        """Targets left pending for a later run so far (for the live panel)."""
+        return self._deferred
+
+    @property
     def _stopping(self) -> bool:
         return self._stop.is_set()
 
     def _finished(self) -> bool:
-        return self._feed_done and not self._feed and not self._requeued and not self._active
+        return (
+            self._feed_done
+            and not self._feed
+            and not self._requeued
+            and not self._active
+            and not self._busy_wait
+        )
 
     def _following(self) -> bool:
         # Targets still worth draining: those a reinstall may be running for.
@@ -485,7 +518,7 @@ class Runner:
             )
             return None
         if is_rebuilding(server) or server.task_state:
-            await self._defer(
+            await self._busy(
                 target,
                 f"server is busy (status {server.status}, task state {server.task_state}),"
                 " not by this run; not sent",
@@ -499,6 +532,44 @@ class Runner:
             return True
         first = target.first_launched_at or target.launched_at_before
         return first is not None and server.launched_at != first
+
+    async def _busy(self, target: Target, why: str) -> None:
+        """A server busy with an operation not of this run: read it again later in
+        this run (a bounded number of times, further apart each time), then defer."""
+        checks = self._busy_checks.get(target.id, 0)
+        if checks >= self._settings.busy_rechecks or self._stopping:
+            after = f"; still busy after {checks} re-check(s)" if checks else ""
+            await self._defer(target, why + after)
+            return
+        self._busy_checks[target.id] = checks + 1
+        delay = self._settings.busy_recheck_delay * 2**checks
+        note = f"{why}; read again in {delay:.0f} s (re-check {checks + 1} of "
+        note += f"{self._settings.busy_rechecks})"
+        log.info("%s/%s %s", target.project_id, target.server_id, note)
+        await self._writer.call(self._store.note, target.id, target.state, note)
+        self._not_refed.add(target.id)
+        self._drop(target.id)  # no slot is held while it waits
+        self._busy_wait[target.id] = (target, self._clock() + delay)
+        self._due.push(target.id, delay)
+
+    def _recheck_busy(self, target_id: int) -> None:
+        """A busy server's re-check is due: back in line for a submit worker, which
+        reads the server again before sending anything."""
+        target, due = self._busy_wait[target_id]
+        if self._clock() < due or self._stopping or self._abort:
+            return  # an older heap entry, or the run stops: reported as deferred
+        del self._busy_wait[target_id]
+        self._requeued.append(target)
+        self._work.set()
+
+    async def _give_up_waiting(self) -> None:
+        """The run ends (stopped) with busy servers still waiting: defer them, saying why."""
+        for target_id, (target, _) in list(self._busy_wait.items()):
+            del self._busy_wait[target_id]
+            if self._abort:
+                self._deferred += 1  # the state file may be what failed: no note
+                continue
+            await self._defer(target, "server was busy, not by this run; the run stopped first")
 
     async def _unsend(self, target: Target, why: str, *, sent: bool = True) -> None:
         """An intent refused before the service acted on it: back to pending. When
@@ -532,11 +603,16 @@ class Runner:
     async def _poller(self) -> None:
         while not self._abort:
             target_id = await self._due.get()
+            if target_id in self._busy_wait and target_id not in self._active:
+                self._recheck_busy(target_id)
+                continue
             target = self._active.get(target_id)
             if target is None or target.state not in ACTIVE_STATES:
                 continue
             if target.state is S.IN_DOUBT:
                 await self._step(target, self._settle(target))
+            elif self._follow[target_id].verifying is not None:
+                await self._step(target, self._verify(target))
             elif self._follow[target_id].by_server or target.job_id is None:
                 await self._step(target, self._follow_server(target))
             else:
@@ -604,6 +680,9 @@ class Runner:
                 f"job {job.job_id} reports server {job.server_id[:40]!r}, not ours",
             )
             self._schedule(target, 0.0)
+        elif job.status == "SUCCESS" and self._settings.verify:
+            info.verifying = job
+            await self._verify(target)
         elif job.status == "SUCCESS":
             await self._change(
                 target, S.SUCCEEDED, f"job {job.job_id} SUCCESS", finished_at=utc_now(), **times
@@ -622,6 +701,51 @@ class Runner:
             if target.state is S.SUBMITTED:
                 target = await self._change(target, S.RUNNING, f"job {job.job_id} {job.status}")
             self._schedule(target)
+
+    async def _verify(self, target: Target) -> None:
+        """After a job's SUCCESS: succeeded only once the server shows it is back
+        (verify.py); read again, a bounded number of times, while it settles."""
+        info = self._follow[target.id]
+        job = info.verifying
+        assert job is not None
+        times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
+        server = await self._read_server(
+            target, f"job {job.job_id} SUCCESS, but the server no longer exists"
+        )
+        if server is None and not self._unchanged(target):
+            return  # failed (gone), or the run stops
+        info.verify_reads += 1
+        last = info.verify_reads >= self._settings.verify_reads
+        if server is None:
+            check = Settlement(Verdict.WAIT, "the server could not be read after SUCCESS")
+        else:
+            check = check_back(server, self._before(target), self._clock_for(target))
+        if check.verdict is Verdict.SUCCEEDED:
+            await self._change(
+                target,
+                S.SUCCEEDED,
+                f"job {job.job_id} SUCCESS, verified: {check.reason}",
+                finished_at=utc_now(),
+                **times,
+            )
+        elif check.verdict is Verdict.FAILED or last:
+            reads = f" (after {info.verify_reads} read(s))" if check.verdict is Verdict.WAIT else ""
+            await self._change(
+                target,
+                S.FAILED,
+                f"job {job.job_id} SUCCESS, not verified: {check.reason}{reads}",
+                error_code=NOT_VERIFIED,
+                fail_reason=f"job {job.job_id} said SUCCESS, but {check.reason}{reads}",
+                finished_at=utc_now(),
+                **times,
+            )
+        else:
+            if target.state is S.SUBMITTED:
+                target = await self._change(
+                    target, S.RUNNING, f"job {job.job_id} SUCCESS; verifying the server"
+                )
+            delay = self._settings.first_poll * 2 ** (info.verify_reads - 1)
+            self._schedule(target, min(delay, self._settings.poll_cap))
 
     async def _learn_quiet(self, target: Target) -> None:
         """A job seen started: if it took longer than the quiet period assumes, raise it."""
@@ -750,8 +874,19 @@ class Runner:
                 self._schedule(target)
             return
         info.last_status = server.status
+        now = self._clock()
+        if (
+            info.previous is None
+            or info.still_since is None
+            or not same_reading(info.previous, server)
+        ):
+            info.previous, info.still_since = server, now
         verdict = follow(
-            server, self._before(target), self._clock_for(target), seen_rebuild=info.seen_rebuild
+            server,
+            self._before(target),
+            self._clock_for(target),
+            seen_rebuild=info.seen_rebuild,
+            still_for=now - info.still_since,
         )
         info.seen_rebuild = info.seen_rebuild or is_rebuilding(server)
         if verdict.verdict is Verdict.FOLLOW:

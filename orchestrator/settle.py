@@ -143,12 +143,22 @@ def settle(
     )
 
 
-def follow(server: ServerView, before: Before, clock: Clock, *, seen_rebuild: bool) -> Settlement:
+def follow(
+    server: ServerView,
+    before: Before,
+    clock: Clock,
+    *,
+    seen_rebuild: bool,
+    still_for: float = 0.0,
+) -> Settlement:
     """Verdict on a server followed without a job to ask.
 
     `seen_rebuild`: this follow has seen the server rebuilding. A rebuild that
     ended without a new launched_at is a failed one (a failed job leaves the
-    server as it was), never a success.
+    server as it was), never a success. `still_for`: how long the server has
+    shown this same reading. A resting server that has not moved for the quiet
+    period is not about to be rebuilt: whatever happened has ended without a
+    relaunch (a follow taken up after a restart never saw the rebuild itself).
     """
     if is_rebuilding(server):
         return Settlement(Verdict.FOLLOW, "server still rebuilding")
@@ -157,9 +167,16 @@ def follow(server: ServerView, before: Before, clock: Clock, *, seen_rebuild: bo
         return Settlement(Verdict.FAILED, f"rebuild ended with the server in ERROR ({how})")
     if relaunched:
         return Settlement(Verdict.SUCCEEDED, f"rebuild ended (status {server.status}, {how})")
-    if seen_rebuild and server.status in STABLE_STATUSES and not server.task_state:
+    resting = server.status in STABLE_STATUSES and not server.task_state
+    if resting and seen_rebuild:
         return Settlement(
             Verdict.FAILED, f"rebuild ended but the server was not relaunched ({how})"
+        )
+    if resting and still_for >= clock.quiet.total_seconds():
+        return Settlement(
+            Verdict.FAILED,
+            f"server resting ({server.status}) and unchanged for {still_for:.0f} s without"
+            f" a relaunch ({how}): the reinstall ended without one, or never ran",
         )
     return Settlement(Verdict.FOLLOW, f"waiting for the rebuild (status {server.status}, {how})")
 

@@ -44,11 +44,12 @@ from orchestrator.model import (
     Target,
     TargetSpec,
     TargetState,
+    check_reopen,
     check_transition,
 )
 from orchestrator.shard import Shard, shard_hash
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Columns added by each schema version (all nullable or defaulted), applied in order
 # when a run opens an older state file: a state file outlives the version that made it.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -60,6 +61,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "job_begin_at TEXT",
         "job_end_at TEXT",
     ),
+    # The Cloud-Init API per target (older state files: none of them).
+    3: ("cloud_init INTEGER NOT NULL DEFAULT 0",),
 }
 OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters"})
 IMPORT_BATCH = 5000
@@ -88,7 +91,7 @@ TARGET_COLUMNS = (
     "id, project_id, server_id, region, keyname, userid, mode, byol, extra, line, state, job_id,"
     " attempts, error_code, fail_reason, launched_at_before, intent_at, submitted_at,"
     " finished_at, updated_at, first_launched_at, status_before, updated_before, not_accepted,"
-    " job_begin_at, job_end_at"
+    " job_begin_at, job_end_at, cloud_init"
 )
 
 
@@ -190,6 +193,7 @@ class StateStore:
         self._conn = conn
         self._lock_fd = lock_fd
         self.invocation: int | None = None
+        self._feed_limited = False  # see limit_feed
 
     # -- opening ---------------------------------------------------------------
 
@@ -310,7 +314,7 @@ class StateStore:
         now = utc_now()
         sql = (
             "INSERT INTO targets (project_id, server_id, region, keyname, userid, mode, byol,"
-            " extra, line, state, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            " extra, line, state, updated_at, cloud_init) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
         )
         with _translated("import the inventory"), self._transaction():
             batch: list[tuple[Any, ...]] = []
@@ -328,6 +332,7 @@ class StateStore:
                         spec.line,
                         TargetState.PENDING.value,
                         now,
+                        int(spec.cloud_init),
                     )
                 )
                 if len(batch) >= IMPORT_BATCH:
@@ -478,6 +483,7 @@ class StateStore:
                 if k.startswith("requests.")
             },
             throttled=int(counters.get("throttled", 0)),
+            selection=json.loads(meta.get("selection") or "{}"),
         )
 
     @property
@@ -529,13 +535,47 @@ class StateStore:
         return [_target(row) for row in rows]
 
     def pending_after(self, after_id: int, limit: int, shard: Shard | None = None) -> list[Target]:
+        """The next page of pending targets (of `shard`); only those of `limit_feed`, when
+        it was called."""
+        only = " AND id IN (SELECT id FROM feed_only)" if self._feed_limited else ""
         where, params = self._shard_filter(shard, "AND")
         rows = self._conn.execute(
-            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state = ? AND id > ? {where}"
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state = ? AND id > ?{only} {where}"
             " ORDER BY id LIMIT ?",
             (TargetState.PENDING.value, after_id, *params, limit),
         )
         return [_target(row) for row in rows]
+
+    def limit_feed(self, target_ids: Iterable[int]) -> None:
+        """From now on, `pending_after` offers only these targets (for `retry`).
+
+        The runner sends what `pending_after` gives it, so this is what keeps a
+        retry of a few targets from sending the other pending ones too. The list
+        lives in a temporary table of this connection: never in the state file.
+        """
+        with _translated("select the targets to retry"):
+            # Unqualified: both SQLite and PostgreSQL look in the temporary schema first.
+            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS feed_only (id BIGINT PRIMARY KEY)")
+            self._conn.execute("DELETE FROM feed_only")
+            self._conn.executemany(
+                "INSERT INTO feed_only (id) VALUES (?) ON CONFLICT DO NOTHING",
+                [(i,) for i in target_ids],
+            )
+        self._feed_limited = True
+
+    def has_cloud_init_targets(self) -> bool:
+        row = self._conn.execute("SELECT 1 FROM targets WHERE cloud_init = 1 LIMIT 1").fetchone()
+        return row is not None
+
+    def deferred_pending(self) -> list[int]:
+        """Pending targets an invocation deferred (its event says "deferred: ..."), by id."""
+        rows = self._conn.execute(
+            "SELECT t.id FROM targets t WHERE t.state = ? AND EXISTS (SELECT 1 FROM events e"
+            " WHERE e.target_id = t.id AND e.to_state = ? AND e.detail LIKE 'deferred%')"
+            " ORDER BY t.id",
+            (TargetState.PENDING.value, TargetState.PENDING.value),
+        )
+        return [int(row[0]) for row in rows]
 
     def count_without_region(self) -> tuple[int, list[Target]]:
         """Targets with no region (a few of them as examples), for --endpoint-template."""
@@ -552,15 +592,18 @@ class StateStore:
         with _translated("update request options"), self._transaction():
             for spec in specs:
                 cursor = self._conn.execute(
-                    "UPDATE targets SET keyname = ?, userid = ?, mode = ?, byol = ?, updated_at = ?"
+                    "UPDATE targets SET keyname = ?, userid = ?, mode = ?, byol = ?,"
+                    " cloud_init = ?, updated_at = ?"
                     " WHERE project_id = ? AND server_id = ? AND state = ?"
                     " AND (keyname IS DISTINCT FROM ? OR userid IS DISTINCT FROM ?"
-                    " OR mode IS DISTINCT FROM ? OR byol IS DISTINCT FROM ?)",
+                    " OR mode IS DISTINCT FROM ? OR byol IS DISTINCT FROM ?"
+                    " OR cloud_init IS DISTINCT FROM ?)",
                     (
                         spec.keyname,
                         spec.userid,
                         spec.mode,
                         None if spec.byol is None else int(spec.byol),
+                        int(spec.cloud_init),
                         now,
                         spec.project_id,
                         spec.server_id,
@@ -569,6 +612,7 @@ class StateStore:
                         spec.userid,
                         spec.mode,
                         None if spec.byol is None else int(spec.byol),
+                        int(spec.cloud_init),
                     ),
                 )
                 if cursor.rowcount:
@@ -699,6 +743,52 @@ class StateStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (target_id, utc_now(), self.invocation, state.value, state.value, detail),
             )
+
+    def reopen(self, target_ids: Iterable[int], detail: str) -> int:
+        """Move failed targets back to pending for a new attempt; returns how many.
+
+        The one way out of `failed`, for the operator's `retry` command only
+        (`model.OPERATOR_TRANSITIONS`); `apply` never allows it. The error, job
+        and times of the failed attempt stay in the event this writes ("retry
+        requested: ..."), the attempts count goes on, and the resend cap of
+        "not accepted" settlements starts again. A target that is no longer
+        failed is left alone.
+        """
+        check_reopen(TargetState.FAILED, TargetState.PENDING)
+        now = utc_now()
+        reopened = 0
+        with _translated("reopen targets for a retry"), self._transaction():
+            for target_id in target_ids:
+                row = self._conn.execute(
+                    "SELECT error_code, fail_reason, job_id, attempts FROM targets"
+                    " WHERE id = ? AND state = ?",
+                    (target_id, TargetState.FAILED.value),
+                ).fetchone()
+                if row is None:
+                    continue
+                code, reason, job_id, attempts = row
+                self._conn.execute(
+                    "UPDATE targets SET state = ?, updated_at = ?, error_code = NULL,"
+                    " fail_reason = NULL, job_id = NULL, finished_at = NULL, job_begin_at = NULL,"
+                    " job_end_at = NULL, not_accepted = 0 WHERE id = ? AND state = ?",
+                    (TargetState.PENDING.value, now, target_id, TargetState.FAILED.value),
+                )
+                self._conn.execute(
+                    "INSERT INTO events (target_id, at, invocation, from_state, to_state, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        target_id,
+                        now,
+                        self.invocation,
+                        TargetState.FAILED.value,
+                        TargetState.PENDING.value,
+                        f"retry requested ({detail}); was failed after {attempts} attempt(s):"
+                        f" {code or '-'} {reason or ''}".rstrip()
+                        + (f" (job {job_id})" if job_id else ""),
+                    ),
+                )
+                reopened += 1
+        return reopened
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -885,6 +975,7 @@ def _target(row: Sequence[Any]) -> Target:
         not_accepted,
         job_begin_at,
         job_end_at,
+        cloud_init,
     ) = row
     spec = TargetSpec(
         project_id=project_id,
@@ -896,6 +987,7 @@ def _target(row: Sequence[Any]) -> Target:
         mode=mode,
         byol=None if byol is None else bool(byol),
         extra=json.loads(extra) if extra else {},
+        cloud_init=bool(cloud_init),
     )
     return Target(
         id=tid,

@@ -104,6 +104,7 @@ def test_counts_hold_every_state_with_zero_for_absent_ones() -> None:
         "in_doubt": 1,
         "succeeded": 2,
         "failed": 2,
+        "skipped": 0,
     }
     assert summary.total == 7
     assert summary.complete is False
@@ -238,6 +239,7 @@ def test_run_fields_requests_and_throttled_pass_through() -> None:
         "inventory_path", "inventory_sha256", "options", "total", "counts", "complete",
         "failures_by_error_code", "duration_s", "requests", "throttled", "generated_at",
         "failures_by_project", "duration_source", "group_by", "groups", "campaign",
+        "selection",
     ]  # fmt: skip
     assert data["requests"] == {"reinstall": 7, "job": 30, "server": 4}
     assert data["throttled"] == 3
@@ -277,12 +279,13 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_write_report_writes_the_four_files_under_the_run_id(tmp_path: Path) -> None:
+def test_write_report_writes_the_five_files_under_the_run_id(tmp_path: Path) -> None:
     paths = write(tmp_path, make_run(), mixed_targets())
     assert paths.directory == tmp_path / "reports" / "run-20261126"
     assert sorted(p.name for p in paths.directory.iterdir()) == [
         "report.html",
         "report.md",
+        "retry.csv",
         "summary.json",
         "targets.csv",
     ]

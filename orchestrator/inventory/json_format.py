@@ -20,6 +20,7 @@ from orchestrator.inventory.encoding import ByteStream, TextEncoding
 from orchestrator.inventory.names import near_miss, near_misses
 from orchestrator.inventory.rows import RowChecker
 from orchestrator.inventory.rules import (
+    BOOLEAN,
     DEFAULTABLE,
     KNOWN,
     SHOW_CHARS,
@@ -345,7 +346,7 @@ def _json_field(key: str, value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value.strip()
-    if key == "byol":
+    if key in BOOLEAN:
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, int | float) and value in (0, 1):

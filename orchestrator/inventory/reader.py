@@ -128,6 +128,12 @@ class InventoryReader:
         self._started = True
         return self._read()
 
+    @property
+    def defaults_in_effect(self) -> dict[str, Any]:
+        """The defaults rows fall back on (command line, overridden by the file's own
+        "defaults"), by field; usable once iteration has started. Bad ones are left out."""
+        return self._rows.defaults_in_effect
+
     def raise_if_problems(self) -> None:
         """Raise InventoryError listing the problems, if any were found."""
         if self.problem_count:

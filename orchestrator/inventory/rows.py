@@ -41,6 +41,7 @@ class InventoryDefaults:
     mode: str | None = None  # --stop-server: None or "withStopServer"
     byol: bool | None = None  # --byol
     encoding: str | None = None  # --encoding; None: UTF-8, or what a BOM says
+    cloud_init: bool | None = None  # --cloud-init: the Cloud-Init API (v2) for every row
 
 
 NO_DEFAULTS: Final = InventoryDefaults()
@@ -133,12 +134,17 @@ class RowChecker:
             except Bad as err:
                 self.problem(None, flag, str(err))
                 self._defaults[key] = UNUSABLE
-        if defaults.byol is not None:
-            if isinstance(defaults.byol, bool):
-                self._defaults["byol"] = defaults.byol
+        for key, flag, value in (
+            ("byol", "--byol", defaults.byol),
+            ("cloud_init", "--cloud-init", defaults.cloud_init),
+        ):
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                self._defaults[key] = value
             else:
-                self.problem(None, "--byol", f"must be true or false, got {defaults.byol!r}")
-                self._defaults["byol"] = UNUSABLE
+                self.problem(None, flag, f"must be true or false, got {value!r}")
+                self._defaults[key] = UNUSABLE
 
     def file_default(self, key: str, text: str) -> None:
         """A default the file gives for field `key` ('' = not given); it overrides
@@ -155,6 +161,11 @@ class RowChecker:
     def mark_default_unusable(self, key: str) -> None:
         """A file default reported as broken (given twice, wrong type)."""
         self._defaults[key] = UNUSABLE
+
+    @property
+    def defaults_in_effect(self) -> dict[str, Any]:
+        """The defaults rows fall back on, by field (bad ones left out)."""
+        return {k: v for k, v in self._defaults.items() if v is not UNUSABLE and v is not None}
 
     def begin_rows(self) -> None:
         """Freeze the defaults; call before the first `target`."""
@@ -206,7 +217,7 @@ class RowChecker:
             if out[index] is None and key not in broken:
                 hint = f"; give it in the inventory or with {FLAGS[key]}" if key in FLAGS else ""
                 found.append((key, f"missing{hint}"))
-        project_id, server_id, region, keyname, userid, mode, byol = out
+        project_id, server_id, region, keyname, userid, mode, byol, cloud_init = out
         if isinstance(project_id, str) and isinstance(server_id, str):
             earlier = self._seen.add(project_id, server_id, line)
             if earlier is not None:
@@ -236,4 +247,5 @@ class RowChecker:
             mode=mode,
             byol=byol,
             extra=extra,
+            cloud_init=bool(cloud_init),
         )

@@ -16,9 +16,19 @@ from typing import Any, Final
 
 STOP_SERVER: Final = "withStopServer"
 
-KNOWN: Final = ("project_id", "server_id", "region", "keyname", "userid", "mode", "byol")
+KNOWN: Final = (
+    "project_id",
+    "server_id",
+    "region",
+    "keyname",
+    "userid",
+    "mode",
+    "byol",
+    "cloud_init",
+)
 _REQUIRED: Final = ("project_id", "server_id", "keyname", "userid")
-DEFAULTABLE: Final = ("keyname", "userid", "mode", "byol", "region")
+DEFAULTABLE: Final = ("keyname", "userid", "mode", "byol", "region", "cloud_init")
+BOOLEAN: Final = frozenset({"byol", "cloud_init"})  # fields written true/false
 FLAGS: Final = {"keyname": "--keyname", "userid": "--userid"}
 _MAX_NAME_CHARS: Final = 255
 _MAX_REGION_CHARS: Final = 32
@@ -131,6 +141,7 @@ CHECKS: Final[dict[str, Callable[[str], Any]]] = {
     "userid": _check_name,
     "mode": _check_mode,
     "byol": _check_byol,
+    "cloud_init": _check_byol,  # the same words: true/false, yes/no, 1/0
 }
 CHECK_LIST: Final = tuple(CHECKS[key] for key in KNOWN)
 REQUIRED_INDEXES: Final = tuple(KNOWN.index(key) for key in _REQUIRED)

@@ -18,6 +18,7 @@ from orchestrator.report.summary import (
     target_duration,
 )
 from orchestrator.report.times import parse_timestamp
+from orchestrator.selection import left_out_text
 
 CSV_COLUMNS: tuple[str, ...] = (
     "project_id",
@@ -271,6 +272,11 @@ def _group_lines(summary: Summary) -> list[str]:
     return lines
 
 
+def _selection_lines(summary: Summary) -> list[str]:
+    text = left_out_text(dict(summary.selection))
+    return [f"- Selection: {md_cell(text)}"] if text else []
+
+
 def _duration_note(stats: DurationStats) -> str:
     if not stats.count:
         return "no finished target yet"
@@ -285,7 +291,11 @@ def _duration_note(stats: DurationStats) -> str:
 
 
 def render_markdown(
-    summary: Summary, listings: Listings, *, extra_columns: Sequence[str] = ()
+    summary: Summary,
+    listings: Listings,
+    *,
+    extra_columns: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> str:
     """The human-readable report.
 
@@ -312,6 +322,8 @@ def render_markdown(
         f"- Inventory: `{summary.inventory_path or '-'}` (sha256 `{summary.inventory_sha256}`)",
         f"- Created: {summary.created_at}",
         f"- Generated: {summary.generated_at}; see report.html for charts and every target",
+        *_selection_lines(summary),
+        *notes,
         *_campaign_lines(summary)[2:],
         "",
         "## Targets by state",

@@ -85,6 +85,8 @@ class Summary:
     # group value -> counts by state (non-zero only), largest groups first
     groups: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     history: History | None = None  # every invocation, when the caller read them
+    # --only-project/--exclude/--limit of the run: what was left out ({}: nothing)
+    selection: Mapping[str, Any] = field(default_factory=dict)
 
 
 def target_duration(target: Target) -> float | None:
@@ -290,6 +292,7 @@ def build_summary(
             }
         ),
         history=history,
+        selection=MappingProxyType(dict(run.selection)),
     )
 
 
@@ -337,4 +340,5 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "group_by": summary.group_by,
         "groups": _plain(summary.groups),
         "campaign": history_to_dict(summary.history) if summary.history else None,
+        "selection": _plain(summary.selection) or None,
     }

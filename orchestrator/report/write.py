@@ -1,4 +1,4 @@
-"""Writing a run's report folder: summary.json, targets.csv, report.md and report.html.
+"""Writing a run's report folder: summary.json, targets.csv, retry.csv, report.md, report.html.
 
 Each file is staged as a temp file next to its final name and renamed into
 place only once all four are written, so a failure (read-only folder, full
@@ -29,6 +29,7 @@ from orchestrator.report.render import (
     render_markdown,
     summary_json,
 )
+from orchestrator.report.retry_csv import RETRY_CSV, RetryInventory, is_deferral
 from orchestrator.report.summary import build_summary, safe_options
 from orchestrator.report.timeline import EventLike, Timeline, build_timeline
 
@@ -48,6 +49,13 @@ class ReportPaths:
     targets_csv: Path
     report_md: Path
     report_html: Path
+    retry_csv: Path | None = None  # failed, deferred and in-doubt targets, as an inventory
+
+
+class TargetSink(Protocol):
+    """Something that sees every target while targets.csv is written."""
+
+    def offer(self, target: Target) -> None: ...
 
 
 class ReportSource(Protocol):
@@ -71,6 +79,7 @@ def report_paths(report_dir: Path, run_id: str) -> ReportPaths:
         targets_csv=directory / TARGETS_CSV,
         report_md=directory / REPORT_MD,
         report_html=directory / REPORT_HTML,
+        retry_csv=directory / RETRY_CSV,
     )
 
 
@@ -78,7 +87,7 @@ def write_targets_csv(
     out: TextIO,
     run: RunInfo,
     targets: Iterable[Target],
-    listings: Listings | None = None,
+    listings: TargetSink | None = None,
     *,
     html: tuple[TextIO, TargetRows] | None = None,
 ) -> None:
@@ -133,7 +142,17 @@ def write_report(
     listed in report.md (capped per section); never the targets themselves.
     """
     paths = report_paths(report_dir, run.run_id)
-    timeline = build_timeline(events()) if events is not None else Timeline()
+    deferred: set[int] = set()
+
+    def watched(source: Iterable[EventLike]) -> Iterable[EventLike]:
+        # The one pass over the events also finds the deferred targets for retry.csv.
+        for event in source:
+            detail = getattr(event, "detail", "")
+            if isinstance(detail, str) and is_deferral(event.to_state, detail):
+                deferred.add(getattr(event, "target_id", -1))
+            yield event
+
+    timeline = build_timeline(watched(events())) if events is not None else Timeline()
     history = (
         build_history(invocations, timeline.last_activity, safe=safe_options)
         if invocations
@@ -149,14 +168,21 @@ def write_report(
         rows = TargetRows.for_columns(run.extra_columns)
         head = html_head(summary, timeline.bins(TIMELINE_BINS), rows)
 
+        retry: list[RetryInventory] = []
+
         def stream(outs: Sequence[TextIO]) -> None:
-            csv_out, html_out = outs
+            csv_out, html_out, retry_out = outs
+            retry.append(RetryInventory(retry_out, run.extra_columns, deferred))
             html_out.write(head)
-            write_targets_csv(csv_out, run, targets(), listings, html=(html_out, rows))
+            write_targets_csv(
+                csv_out, run, targets(), _Both(listings, retry[0]), html=(html_out, rows)
+            )
             html_out.write(html_tail())
 
-        staged += _stage([paths.targets_csv, paths.report_html], stream)
-        markdown = render_markdown(summary, listings, extra_columns=run.extra_columns)
+        assert paths.retry_csv is not None
+        staged += _stage([paths.targets_csv, paths.report_html, paths.retry_csv], stream)
+        notes = retry[0].notes(run.created_at, run.options.get("user_data"))
+        markdown = render_markdown(summary, listings, extra_columns=run.extra_columns, notes=notes)
         staged += _stage([paths.report_md], lambda outs: outs[0].write(markdown))
 
         for temp, final in staged:
@@ -173,6 +199,18 @@ def write_report(
                 paths.directory.rmdir()
         raise
     return paths
+
+
+class _Both:
+    """Offers each target to report.md's listings and to retry.csv."""
+
+    def __init__(self, listings: Listings, retry: RetryInventory) -> None:
+        self._listings = listings
+        self._retry = retry
+
+    def offer(self, target: Target) -> None:
+        self._listings.offer(target)
+        self._retry.offer(target)
 
 
 def _make_directory(directory: Path) -> bool:

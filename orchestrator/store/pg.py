@@ -126,11 +126,9 @@ def _dialect(query: str, has_params: bool) -> str:
     """sqlite3's `?` placeholders as psycopg's `%s` (outside quoted literals)."""
     if not has_params:
         return query
-    parts = re.split(r"('(?:[^']|'')*')", query)
-    return "".join(
-        part if part.startswith("'") else part.replace("%", "%%").replace("?", "%s")
-        for part in parts
-    )
+    # psycopg reads every % as a placeholder, quoted or not; a ? in a literal stays.
+    parts = re.split(r"('(?:[^']|'')*')", query.replace("%", "%%"))
+    return "".join(part if part.startswith("'") else part.replace("?", "%s") for part in parts)
 
 
 class PgStore(StateStore):
@@ -187,6 +185,19 @@ class PgStore(StateStore):
             self._conn.execute("SELECT pg_advisory_xact_lock(?, ?)", (self._where.key, CREATE))
             current = self.meta_value("schema_version") or str(version)
             return super()._migrate(int(current))
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[tuple[PgConnection, set[str], bool]]:
+        """For `status`: one consistent read of the campaign (its connection, its
+        tables), and whether a runner holds it now."""
+        running = bool(self.holders(exclude_self=True))
+        tables = self._table_names()
+        self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield self._pg, tables, running
+        finally:
+            with contextlib.suppress(StateError):
+                self._conn.execute("ROLLBACK")
 
     # -- the campaign lock ----------------------------------------------------------
 

@@ -66,6 +66,28 @@ CREDENTIAL_ENV = (
     "SSL_CERT_FILE",
 )
 
+# The simulator's realistic timing for chaos runs. Queue + power-off + the stopped
+# pause stay under the --settle-quiet of 4 s the chaos runs use: the assumption the
+# safety model states (an acted-on reinstall shows activity within the quiet period).
+REAL_TIMING = [
+    "--queue-seconds",
+    "0.2:1.5",
+    "--power-off-seconds",
+    "0.2:1",
+    "--stopped-seconds",
+    "0.1:0.3",
+    "--running-rate",
+    "0.5",
+    "--error-after-acting-rate",
+    "0.05",
+    "--slow-answer-rate",
+    "0.05",
+    "--slow-answer-seconds",
+    "1.5",
+    "--fail-to-error-rate",
+    "0.5",
+]
+
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: ours, without credentials or proxies."""
@@ -377,6 +399,12 @@ def fleet_problems(
         problems.append(f"simulator: {fig.reinstalls_after_success} reinstalls after a success")
     if fig.rejected_while_rebuilding:
         problems.append(f"simulator: {fig.rejected_while_rebuilding} reinstalls while rebuilding")
+    # A second reinstall sent while one was queued, powering off or rebuilding: the
+    # simulator refuses it (as ECS would), but sending it at all breaks the promise.
+    for server in stats.get("overlapping_servers", []):
+        problems.append(f"{server}: a reinstall was sent while another was under way")
+    for server in stats.get("reinstalled_after_success", []):
+        problems.append(f"{server}: reinstalled again after a successful reinstall")
     if stats["jobs"]["in_progress"]:
         problems.append(f"simulator: {stats['jobs']['in_progress']} jobs still running at the end")
 

@@ -1,10 +1,14 @@
 """Crash safety: SIGKILL the orchestrator at random moments, resume it, and prove the result.
 
-A simulator process with dropped answers, injected 5xx and failing jobs plays the
-cloud. The orchestrator is killed (kill -9) again and again, each time started
-again with the same command, until it exits 0 or 1. Then the simulator's counters
-and the state file must show every server reinstalled exactly once (or failed for
-a stated reason), none forgotten, none wiped twice, and a report that says so.
+A simulator process with the timing a real ECS may have plays the cloud: jobs that
+queue in INIT with the server untouched, servers powered off before they rebuild,
+answers dropped or turned into 5xx after the service acted, 5xx before acting,
+answers that come late, and failing jobs. The orchestrator is killed (kill -9)
+again and again, each time started again with the same command, until it exits 0
+or 1. Then the simulator's counters and the state file must show every server
+reinstalled exactly once (or failed for a stated reason), none forgotten, none
+wiped twice, none sent a reinstall while another was under way, and a report
+that says so.
 
 The moment of each kill comes from a seeded generator; the phase of the run it
 hits depends on the machine's speed, which is the point.
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from chaos_helpers import (
+    REAL_TIMING,
     SimProcess,
     child_env,
     fleet_problems,
@@ -35,7 +40,7 @@ from chaos_helpers import (
 
 from orchestrator.model import TargetState
 
-pytestmark = pytest.mark.timeout(110)
+pytestmark = pytest.mark.timeout(200)
 
 TOKEN = "chaos-token-0d5e"
 TARGETS = 70
@@ -69,7 +74,7 @@ def run_args(
         "--poll-cap",
         "1",
         "--settle-quiet",
-        "2",
+        "4",
         "--no-live",
     ]
 
@@ -92,10 +97,11 @@ def test_sigkill_at_random_moments_then_resume_reinstalls_each_server_once(
         "0.1",
         "--job-seconds",
         "0.3:2",
+        *REAL_TIMING,
     ]
     with SimProcess(*sim_args, env={"SIM_TOKEN": TOKEN}) as sim:
         lives = run_with_kills(
-            run_args(inventory, sim.url, state, reports),
+            [*run_args(inventory, sim.url, state, reports), "--stop-server"],
             child_env(OS_AUTH_TOKEN=TOKEN),
             tmp_path,
             kills=KILLS,
@@ -103,7 +109,7 @@ def test_sigkill_at_random_moments_then_resume_reinstalls_each_server_once(
             delay=(0.3, 1.6),
             output=tmp_path / "orchestrator.out",
             state_path=state,
-            deadline=90.0,
+            deadline=170.0,
         )
         stats = sim.stats()
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.state import StateStore
+from orchestrator.state import SCHEMA_VERSION, StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -53,7 +53,7 @@ def test_a_state_file_of_a_newer_schema_is_refused_untouched(
 
     assert result.returncode == 2
     assert "schema version 99" in result.stderr
-    assert "reads version 2" in result.stderr
+    assert f"reads version {SCHEMA_VERSION}" in result.stderr
     assert digest(state) == before
 
 

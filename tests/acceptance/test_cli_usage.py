@@ -100,9 +100,10 @@ def test_deferred_work_exits_3_and_names_the_resume_command(
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
 
+        # No re-check in this run (--busy-rechecks 0): deferred at once.
         done = cli(
             "run", inventory, "--endpoint", url, "--state", state, "--rate", "50", *fast,
-            env=TOKEN_ENV,
+            "--busy-rechecks", "0", env=TOKEN_ENV,
         )  # fmt: skip
         stats = sim_stats(url)
 

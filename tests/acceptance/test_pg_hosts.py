@@ -184,16 +184,22 @@ def test_two_shards_at_once_finish_the_campaign_and_a_third_is_refused(
     assert refused.returncode == 2, refused.stderr
     assert "shard 1/2 is in use by another orchestrator" in refused.stderr
     assert f"orchestrator pid {first.pid} on " in refused.stderr
-    assert watching.returncode == 0, watching.stderr
-    assert json.loads(watching.stdout)["total"] == 40
+    # From another "desk" during the run: the whole campaign, running (a runner holds
+    # its lock; no local pid to look at), not finished yet: exit 3 as a run would.
+    assert watching.returncode == 3, watching.stderr
+    seen = json.loads(watching.stdout)
+    assert seen["total"] == 40
+    assert seen["invocation"]["state"] == "running"
     assert (first.returncode, second.returncode) == (0, 0), (err1, err2)
     assert final["reinstalls_by_server"] == {server: 1 for server in fleet}
     # Each shard sent exactly its own servers.
     by_shard = {k: {s for s in fleet if Shard(k, 2).holds(s)} for k in (1, 2)}
     assert f"finished: {len(by_shard[1])} succeeded" in out1
     assert f"finished: {len(by_shard[2])} succeeded" in out2
+    assert after.returncode == 0, after.stderr
     status = json.loads(after.stdout)
     assert status["counts"]["succeeded"] == 40
+    assert status["invocation"]["state"] == "ended"
 
 
 def test_a_lost_database_connection_stops_sending_and_exits_3(

@@ -49,8 +49,9 @@ async def test_happy_path_reinstalls_every_server_once(
     assert stats["reinstalls_after_success"] == 0
     assert stats["rejected_while_rebuilding"] == 0
     assert stats["jobs"] == {"SUCCESS": 60, "FAIL": 0, "in_progress": 0}
-    # Preflight reads every server once before sending; nothing reads it again.
-    assert stats["requests"]["server"] == 60
+    # Preflight reads every server once before sending, verification once after
+    # SUCCESS (the server is back at once here); nothing reads it again.
+    assert stats["requests"]["server"] == 120
     assert stats["requests"]["reinstall"] == 60
 
     # The report: one folder named after the run, three files, counts as in the state.

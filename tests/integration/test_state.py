@@ -411,7 +411,9 @@ def test_options_are_stored_exactly_as_given_and_nothing_else(path: Path) -> Non
         "inventory_sha256",
         "extra_columns",
         "import_complete",
+        "lock_holder",  # who holds the run lock, for "in use by" messages
     }
+    assert meta["lock_holder"].startswith(f"pid {os.getpid()} on ")
 
 
 def test_end_invocation_without_begin_is_a_no_op(path: Path) -> None:
