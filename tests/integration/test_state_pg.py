@@ -260,3 +260,20 @@ def test_lock_keys_read_back_from_pg_locks(objid: int, split: tuple[int, int] | 
     from orchestrator.store.pg import _shard_lock
 
     assert _shard_lock(objid) == split
+
+
+def test_retry_queries_work_on_both_stores(new_location: Callable[..., Any]) -> None:
+    """What `retry` asks of a store (reopen, limit_feed, deferred_pending), including a
+    LIKE with % next to ? placeholders (psycopg reads every % as a placeholder)."""
+    with create(new_location(), count=12) as store:
+        store.apply(
+            [Change(n, S.PENDING, S.FAILED, "gone", {"error_code": "Ecs.0001"}) for n in (2, 3)]
+        )
+        store.note(5, S.PENDING, "deferred: busy server")
+        assert store.deferred_pending() == [5]
+        assert store.reopen([2, 3, 4], "test") == 2  # 4 was never failed
+        store.limit_feed([2, 3, 9])
+        assert [t.id for t in store.pending_after(0, 100)] == [2, 3, 9]
+        in_shard = [t.id for t in store.pending_after(0, 100, Shard(1, 2))]
+        assert in_shard == [t for t in (2, 3, 9) if Shard(1, 2).holds(store.get(t).server_id)]
+        assert not store.has_cloud_init_targets()
