@@ -227,6 +227,17 @@ class EcsClient:
         if self._adaptive is not None and status < 500:
             throttled = status == 429 or (status == 202 and _error_code(payload) == "Common.0024")
             self._adaptive.on_answer(kind, _pacing_key(region), throttled, sent_at)
+        code = _error_code(payload)
+        if status == 404 and not (code and SERVICE_CODE.fullmatch(code)):
+            # Only the service's own 404 says the server is missing; a bare one means
+            # the URL is wrong, for every target alike. Named in full: the operator
+            # must see which endpoint (or template) produced it.
+            raise WrongEndpoint(
+                f"{base_url}{path} answered HTTP 404 without the ECS error body"
+                f" ({_snippet(payload)}): is the endpoint (or --endpoint-template) right?",
+                status=status,
+                reached=True,
+            )
         return status, resp_headers, payload
 
     async def _request(

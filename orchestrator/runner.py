@@ -278,8 +278,10 @@ class Runner:
         )
 
     def _following(self) -> bool:
-        # Targets still worth draining: those a reinstall may be running for.
-        return any(t.state in ACTIVE_STATES for t in self._active.values())
+        # Targets still worth draining: those a reinstall may be running for, and
+        # those a submit worker still holds (pending in memory while its intent is
+        # being committed: the worker must live to put an unsent intent back).
+        return bool(self._active)
 
     async def _recover(self) -> None:
         """Take up targets an earlier process left between pending and final."""
@@ -812,20 +814,39 @@ class Runner:
         elif s.verdict is Verdict.SUCCEEDED:
             await self._change(target, S.SUCCEEDED, f"settled: {s.reason}", finished_at=utc_now())
         elif s.verdict in (Verdict.FAILED, Verdict.UNVERIFIED):
-            await self._change(
-                target,
-                S.FAILED,
-                f"settled: {s.reason}",
-                error_code=(
+            code, reason = (
+                (
                     "Orchestrator.ServerError"
                     if s.verdict is Verdict.FAILED
                     else "Orchestrator.Unverified"
                 ),
-                fail_reason=s.reason,
+                s.reason,
+            )
+            job = await self._failed_job(target)
+            if job is not None:
+                # The job's own words say more than the server's ERROR.
+                code, reason = job.error_code or code, job.fail_reason or reason
+            await self._change(
+                target,
+                S.FAILED,
+                f"settled: {s.reason}",
+                error_code=code,
+                fail_reason=reason,
                 finished_at=utc_now(),
             )
         else:
             await self._not_accepted(target, s.reason)
+
+    async def _failed_job(self, target: Target) -> JobView | None:
+        """The target's job, if it has one and the service says it FAILed (one try)."""
+        if target.job_id is None:
+            return None
+        job_id = target.job_id
+        try:
+            job = await self._client.job(target.project_id, job_id, target.spec.region)
+        except ApiError:
+            return None
+        return job if job.status == "FAIL" else None
 
     async def _not_accepted(self, target: Target, reason: str) -> None:
         """Settled "not accepted": send again, within a cap that holds across resumes."""

@@ -264,8 +264,20 @@ async def _job_forgotten(api: HostileServer, request: web.Request, job_id: str) 
     return _json({"error": {"code": "Common.0011", "message": "Invalid job ID."}}, 400)
 
 
+async def _job_unreadable_then_fail(
+    api: HostileServer, request: web.Request, job_id: str
+) -> web.Response:
+    # Unusable answers until the runner settles from the server, then the job's FAIL.
+    asked = sum(1 for r in api.requests if r.kind == "job" and r.path.endswith(job_id))
+    if asked <= 5:
+        return _json(_job(api, job_id, status="WEIRD"))
+    fields = {"error_code": "Ecs.0101", "fail_reason": "EcsException: the disk broke."}
+    return _json(_job(api, job_id, status="FAIL", **fields))
+
+
 JOB: dict[str, Handler] = {
     "ok": _job_ok,
+    "unreadable_then_fail": _job_unreadable_then_fail,
     "forgotten": _job_forgotten,
     "weird_status": _job_weird,
     "other_server": _job_other_server,
@@ -315,8 +327,17 @@ async def _server_not_json(api: HostileServer, request: web.Request, sid: str) -
     return _not_json()
 
 
+async def _server_error(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    # The state a failed rebuild can leave: ERROR, launched_at as it was.
+    fields = api.server_fields(sid)
+    if api.acted[sid]:
+        fields = {**fields, "status": "ERROR", "OS-SRV-USG:launched_at": LAUNCHED_BEFORE}
+    return _json({"server": fields})
+
+
 SERVER: dict[str, Handler] = {
     "ok": _server_ok,
+    "error_after_acting": _server_error,
     "missing_fields": _server_missing_fields,
     "no_launched_at": _server_no_launched_at,
     "empty": _server_empty,

@@ -353,3 +353,15 @@ async def test_a_json_inventory_with_an_escaping_id_is_refused_too(tmp_path: Pat
     assert code == 2, output
     assert "server_id" in output, output
     assert api.requests == []
+
+
+async def test_a_failure_settled_from_the_server_keeps_the_jobs_own_code(tmp_path: Path) -> None:
+    """Job answers unusable, so the target is settled from the server (ERROR); the job's
+    own code (asked once more) is reported, not Orchestrator.ServerError."""
+    async with HostileServer(job="unreadable_then_fail", server="error_after_acting") as api:
+        result, state = await run_against(api, tmp_path)
+    with StateStore.open(state, readonly=True) as store:
+        targets = list(store.iter_targets())
+    assert result.outcome.exit_code == 1
+    assert {(t.state, t.error_code) for t in targets} == {(S.FAILED, "Ecs.0101")}
+    assert all(t.fail_reason == "EcsException: the disk broke." for t in targets)

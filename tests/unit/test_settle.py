@@ -1,34 +1,52 @@
-"""Settling an uncertain reinstall from what the server shows: a table of cases."""
+"""Settling an uncertain reinstall from what the server shows: tables of cases.
+
+The rules are asymmetric (settle.py): any sign of activity since the intent means
+"maybe accepted" (follow, never resend); "not accepted" needs the quiet period
+since the intent and two agreeing readings in which nothing moved.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from orchestrator.client import ServerView
 from orchestrator.settle import (
     DEFAULT_SKEW,
+    Before,
+    Clock,
+    QuietPeriod,
     Settlement,
     Verdict,
+    activity,
     follow,
     is_rebuilding,
     parse_time,
+    relaunched_since,
     settle,
 )
 
 V = Verdict
 SID = "0b3a8a5c-6c9f-4c2a-9f59-6d1c1c2d3e4f"
+FIRST = "2020-01-01T09:00:00.000000"  # launched_at before the first attempt
 BEFORE = "2020-03-01T10:00:00.000000"  # the simulator's launched_at format: no zone
 LATER = "2020-03-01T10:00:00.000001"
 EARLIER = "2020-02-28T09:00:00.000000"
+UPDATED = "2020-03-01T10:00:00Z"  # `updated` as read before sending
 INTENT = "2027-01-15T08:00:00.000000Z"  # the state store's utc_now() format
+INTENT_AT = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
+QUIET = timedelta(seconds=600)
+DURING = INTENT_AT + timedelta(seconds=30)  # inside the quiet period
+AFTER = INTENT_AT + QUIET + timedelta(seconds=1)  # the quiet period is over
 
 
 def server(
     status: str | None = "SHUTOFF",
     task_state: str | None = None,
     launched_at: str | None = BEFORE,
+    updated: str | None = UPDATED,
     vm_state: str | None = "stopped",
 ) -> ServerView:
     return ServerView(
@@ -37,56 +55,195 @@ def server(
         vm_state=vm_state,
         task_state=task_state,
         launched_at=launched_at,
+        updated=updated,
     )
 
 
+def before(
+    launched_at: str | None = BEFORE,
+    status: str | None = "SHUTOFF",
+    updated: str | None = UPDATED,
+    first: str | None = None,
+) -> Before:
+    return Before(launched_at=launched_at, status=status, updated=updated, first_launched_at=first)
+
+
+def clock(now: datetime = AFTER, intent: str | None = INTENT, **changes: object) -> Clock:
+    return replace(Clock(intent_at=intent, now=now, quiet=QUIET), **changes)  # type: ignore[arg-type]
+
+
+# -- activity: every sign means "maybe accepted" -> FOLLOW, before or after the quiet period
+
+
+@pytest.mark.parametrize("now", [DURING, AFTER], ids=["during-quiet", "after-quiet"])
 @pytest.mark.parametrize(
-    ("view", "before", "intent", "verdict"),
+    ("view", "fragment"),
     [
         # Rebuilding now: accepted, whatever the timestamps say.
-        (server("REBUILD", "rebuilding"), BEFORE, INTENT, V.REBUILDING),
-        (server("REBUILD", None), BEFORE, INTENT, V.REBUILDING),
-        (server("SHUTOFF", "rebuilding"), BEFORE, INTENT, V.REBUILDING),
-        (server("ACTIVE", "rebuild_spawning"), BEFORE, INTENT, V.REBUILDING),
-        (server("ACTIVE", "rebuild_block_device_mapping"), None, None, V.REBUILDING),
-        (server("REBUILD", "rebuilding", launched_at=None), None, None, V.REBUILDING),
-        # launched_at moved since before the request: accepted and finished.
-        (server("ACTIVE", launched_at=LATER), BEFORE, INTENT, V.SUCCEEDED),
-        (server("ACTIVE", launched_at="2027-01-15T08:01:00Z"), BEFORE, INTENT, V.SUCCEEDED),
-        (server("ERROR", launched_at=LATER), BEFORE, INTENT, V.FAILED),
-        # Unchanged: never acted on, may be sent again.
-        (server("SHUTOFF"), BEFORE, INTENT, V.NOT_ACCEPTED),
-        (server("ACTIVE"), BEFORE, INTENT, V.NOT_ACCEPTED),
-        # Older than before (clock trouble at the service): not a relaunch.
-        (server("ACTIVE", launched_at=EARLIER), BEFORE, INTENT, V.NOT_ACCEPTED),
-        # ERROR without a relaunch may be our reinstall failing: never resend to it.
-        (server("ERROR"), BEFORE, INTENT, V.FAILED),
-        (server("ERROR", launched_at=None), None, INTENT, V.FAILED),
-        (server("ERROR", launched_at=EARLIER), None, INTENT, V.FAILED),
-        # Other task states are not a rebuild.
-        (server("ACTIVE", "powering-off"), BEFORE, INTENT, V.NOT_ACCEPTED),
+        (server("REBUILD", "rebuilding"), "rebuilding"),
+        (server("REBUILD", None), "rebuilding"),
+        (server("SHUTOFF", "rebuilding"), "rebuilding"),
+        (server("ACTIVE", "rebuild_spawning"), "rebuilding"),
+        (server("ACTIVE", "rebuild_block_device_mapping"), "rebuilding"),
+        # withStopServer: first powered off while still ACTIVE (the old test asserted
+        # "not accepted" here, and the reinstall was sent twice).
+        (server("ACTIVE", "powering-off"), "task state powering-off"),
+        (server("SHUTOFF", "powering-on"), "task state powering-on"),
+        # Status other than the one read before sending (ACTIVE -> SHUTOFF: powered off).
+        (server("ACTIVE"), "status SHUTOFF -> ACTIVE"),
+        (server("HARD_REBOOT"), "status SHUTOFF -> HARD_REBOOT"),
+        # `updated` moved since before sending.
+        (server(updated="2020-03-01T10:05:00Z"), "updated"),
     ],
 )
-def test_settle_table(
-    view: ServerView, before: str | None, intent: str | None, verdict: Verdict
+def test_any_sign_of_activity_is_followed_never_resent(
+    view: ServerView, fragment: str, now: datetime
 ) -> None:
-    result = settle(view, before, intent)
+    result = settle(view, before(), clock(now))
     assert isinstance(result, Settlement)
-    assert result.verdict is verdict
-    assert result.reason
+    assert result.verdict is V.FOLLOW, result.reason
+    assert fragment in result.reason
 
 
-def test_relaunch_reason_names_both_times() -> None:
-    result = settle(server("ACTIVE", launched_at=LATER), BEFORE, INTENT)
+@pytest.mark.parametrize("now", [DURING, AFTER], ids=["during-quiet", "after-quiet"])
+def test_a_known_job_id_means_accepted(now: datetime) -> None:
+    result = settle(server(), before(), clock(now), previous=server(), job_id="job-7")
+    assert result.verdict is V.FOLLOW
+    assert "job job-7" in result.reason
+
+
+def test_launched_at_moved_is_success_not_follow() -> None:
+    # Moved since the latest attempt, finished: the reinstall was done.
+    result = settle(server(launched_at=LATER), before(), clock(DURING))
+    assert result.verdict is V.SUCCEEDED
     assert BEFORE in result.reason and LATER in result.reason
 
 
-def test_rebuilding_reason_names_the_status() -> None:
-    assert "REBUILD" in settle(server("REBUILD", "rebuilding"), BEFORE, INTENT).reason
+# -- nothing moved: WAIT, then NOT_ACCEPTED only with an agreeing previous reading
 
 
-# Without a launched_at from before the request, the launch time is compared with the
-# intent less the skew allowance: erring towards "accepted".
+@pytest.mark.parametrize(
+    ("now", "previous", "verdict", "fragment"),
+    [
+        (DURING, None, V.WAIT, "quiet period ends in"),
+        (DURING, server(), V.WAIT, "quiet period ends in"),  # agreeing, but too early
+        (INTENT_AT, server(), V.WAIT, "quiet period ends in"),
+        (INTENT_AT + QUIET - timedelta(seconds=1), server(), V.WAIT, "ends in"),
+        (AFTER, None, V.WAIT, "second, agreeing reading"),
+        # A previous reading that disagrees (something moved between them) is no help.
+        (AFTER, server("ACTIVE"), V.WAIT, "second, agreeing reading"),
+        (AFTER, server(updated="2020-03-01T09:00:00Z"), V.WAIT, "second, agreeing reading"),
+        (AFTER, server(launched_at=EARLIER), V.WAIT, "second, agreeing reading"),
+        (AFTER, server("SHUTOFF", "powering-off"), V.WAIT, "second, agreeing reading"),
+        (AFTER, server(), V.NOT_ACCEPTED, "two readings agree"),
+        (INTENT_AT + QUIET, server(), V.NOT_ACCEPTED, "two readings agree"),
+    ],
+)
+def test_not_accepted_needs_the_quiet_period_and_two_agreeing_readings(
+    now: datetime, previous: ServerView | None, verdict: Verdict, fragment: str
+) -> None:
+    result = settle(server(), before(), clock(now), previous=previous)
+    assert result.verdict is verdict, result.reason
+    assert fragment in result.reason
+
+
+def test_not_accepted_names_the_quiet_period() -> None:
+    result = settle(server(), before(), clock(AFTER), previous=server())
+    assert "600 s" in result.reason
+
+
+def test_the_quiet_period_is_measured_from_the_intent() -> None:
+    now = INTENT_AT + timedelta(seconds=100)
+    short = clock(now, quiet=timedelta(seconds=99))
+    long = clock(now, quiet=timedelta(seconds=101))
+    assert settle(server(), before(), short, previous=server()).verdict is V.NOT_ACCEPTED
+    assert settle(server(), before(), long, previous=server()).verdict is V.WAIT
+
+
+@pytest.mark.parametrize("intent", [None, "garbage"])
+def test_an_unknown_intent_time_is_never_not_accepted(intent: str | None) -> None:
+    result = settle(server(), before(), clock(AFTER, intent=intent), previous=server())
+    assert result.verdict is V.UNVERIFIED
+    assert "not sent again" in result.reason
+
+
+# -- ERROR: never resent
+
+
+@pytest.mark.parametrize(
+    ("view", "prior"),
+    [
+        (server("ERROR"), before()),
+        (server("ERROR", launched_at=LATER), before()),
+        (server("ERROR", launched_at=None), before(launched_at=None, updated=None)),
+        (server("ERROR", launched_at=EARLIER), before(launched_at=None)),
+        (server("ERROR", updated="2020-03-01T10:05:00Z"), before(status="ERROR")),
+    ],
+)
+@pytest.mark.parametrize("now", [DURING, AFTER], ids=["during-quiet", "after-quiet"])
+def test_error_is_failed(view: ServerView, prior: Before, now: datetime) -> None:
+    result = settle(view, prior, clock(now), previous=view)
+    assert result.verdict is V.FAILED
+    assert "ERROR" in result.reason
+
+
+# -- relaunched since the FIRST attempt
+
+
+@pytest.mark.parametrize("now", [DURING, AFTER], ids=["during-quiet", "after-quiet"])
+def test_relaunched_since_the_first_attempt_is_success_even_if_unchanged_since_the_latest(
+    now: datetime,
+) -> None:
+    # The first attempt was acted on (FIRST -> BEFORE); the latest one read BEFORE
+    # and nothing moved since. Not "not accepted": the server was already reinstalled.
+    prior = before(launched_at=BEFORE, first=FIRST)
+    result = settle(server(), prior, clock(now), previous=server())
+    assert result.verdict is V.SUCCEEDED
+    assert FIRST in result.reason and "first attempt" in result.reason
+
+
+def test_first_and_latest_the_same_compares_as_usual() -> None:
+    prior = before(launched_at=BEFORE, first=BEFORE)
+    assert settle(server(), prior, clock(AFTER), previous=server()).verdict is V.NOT_ACCEPTED
+    assert settle(server(launched_at=LATER), prior, clock()).verdict is V.SUCCEEDED
+
+
+def test_only_a_first_value_is_the_reference() -> None:
+    prior = before(launched_at=None, first=BEFORE)
+    assert settle(server(launched_at=LATER), prior, clock()).verdict is V.SUCCEEDED
+    assert settle(server(), prior, clock(AFTER), previous=server()).verdict is V.NOT_ACCEPTED
+
+
+@pytest.mark.parametrize(
+    ("now_launched", "prior", "expected"),
+    [
+        (BEFORE, before(), False),
+        (LATER, before(), True),
+        (EARLIER, before(), False),  # older: clock trouble at the service, not a relaunch
+        (None, before(), None),
+        ("not a time", before(), None),
+        ("2020-03-02 10:00:00 UTC", before(), None),  # changed to an unreadable format
+        (LATER, before(launched_at="13/01/2020 10:00"), True),  # changed, not comparable
+        ("13/01/2020 10:00", before(launched_at="13/01/2020 10:00"), False),  # identical
+        (BEFORE, before(first=FIRST), True),
+    ],
+)
+def test_relaunched_since(now_launched: str | None, prior: Before, expected: bool | None) -> None:
+    relaunched, how = relaunched_since(now_launched, prior, clock())
+    assert relaunched is expected
+    assert how
+
+
+def test_a_changed_launch_time_that_cannot_be_compared_is_never_not_accepted() -> None:
+    # Taking the server as untouched would send the reinstall again and wipe it twice.
+    view = server(launched_at="2020-03-02 10:00:00 UTC")
+    result = settle(view, before(), clock(AFTER), previous=view)
+    assert result.verdict is not V.NOT_ACCEPTED, result.reason
+
+
+# -- no value from before the request: times compared with the intent, less the skew
+
+
 @pytest.mark.parametrize(
     ("launched_at", "verdict"),
     [
@@ -99,91 +256,188 @@ def test_rebuilding_reason_names_the_status() -> None:
         ("2027-01-15T08:54:00+01:00", V.NOT_ACCEPTED),  # 07:54 UTC
     ],
 )
-def test_no_before_value_uses_intent_less_skew(launched_at: str, verdict: Verdict) -> None:
-    result = settle(server("ACTIVE", launched_at=launched_at), None, INTENT)
-    assert result.verdict is verdict
+def test_no_before_launch_time_uses_intent_less_skew(launched_at: str, verdict: Verdict) -> None:
+    view = server("ACTIVE", launched_at=launched_at, updated=None)
+    prior = Before(status="ACTIVE")
+    result = settle(view, prior, clock(AFTER), previous=view)
+    assert result.verdict is verdict, result.reason
     assert "clock skew" in result.reason
     assert str(int(DEFAULT_SKEW.total_seconds())) in result.reason
 
 
-def test_no_before_value_relaunch_in_error_is_failed() -> None:
-    result = settle(server("ERROR", launched_at="2027-01-15T08:00:05"), None, INTENT)
-    assert result.verdict is V.FAILED
-    assert "clock skew" in result.reason
-
-
-def test_skew_allowance_is_a_parameter() -> None:
-    view = server("ACTIVE", launched_at="2027-01-15T07:30:00")  # 30 min before the intent
-    assert settle(view, None, INTENT).verdict is V.NOT_ACCEPTED
-    wide = settle(view, None, INTENT, skew=timedelta(hours=1))
+def test_the_skew_allowance_is_a_parameter() -> None:
+    view = server("ACTIVE", launched_at="2027-01-15T07:30:00", updated=None)
+    prior = Before(status="ACTIVE")
+    narrow = settle(view, prior, clock(AFTER), previous=view)
+    wide = settle(view, prior, clock(AFTER, skew=timedelta(hours=1)), previous=view)
+    assert narrow.verdict is V.NOT_ACCEPTED
     assert wide.verdict is V.SUCCEEDED
     assert "3600" in wide.reason
 
 
 @pytest.mark.parametrize(
-    ("launched_at", "before", "intent"),
+    ("updated", "verdict"),
     [
-        (None, None, INTENT),  # nothing known about the launch
-        ("not a time", None, INTENT),
-        (BEFORE, None, None),  # no intent time either
-        (BEFORE, None, "garbage"),
-        ("", None, INTENT),
+        # No `updated` from before: updated near or after the intent (skew allowed) may
+        # be our reinstall at work; long before it, it is not.
+        ("2027-01-15T08:00:01Z", V.FOLLOW),
+        ("2027-01-15T07:57:00Z", V.FOLLOW),  # within the skew
+        ("2027-01-15T07:55:00Z", V.FOLLOW),  # exactly intent - skew
+        ("2027-01-15T07:54:59Z", V.NOT_ACCEPTED),
+        ("2026-12-01T00:00:00Z", V.NOT_ACCEPTED),
+        ("yesterday", V.FOLLOW),  # unreadable: err towards "maybe accepted"
     ],
 )
-def test_unknown_times_without_a_before_value(
-    launched_at: str | None, before: str | None, intent: str | None
+def test_no_before_updated_is_compared_with_the_intent_less_skew(
+    updated: str, verdict: Verdict
 ) -> None:
-    # No evidence either way: "not accepted" would allow a second wipe, so the
-    # target is reported as unverified instead, never resent.
-    result = settle(server("SHUTOFF", launched_at=launched_at), before, intent)
+    view = server(updated=updated)
+    prior = before(updated=None)
+    result = settle(view, prior, clock(AFTER), previous=view)
+    assert result.verdict is verdict, result.reason
+
+
+@pytest.mark.parametrize(
+    ("launched_at", "intent"),
+    [
+        (None, INTENT),  # nothing known about the launch
+        ("not a time", INTENT),
+        ("", INTENT),
+        (BEFORE, None),  # no intent time either
+        (BEFORE, "garbage"),
+    ],
+)
+def test_unknown_times_without_a_before_value_are_unverified(
+    launched_at: str | None, intent: str | None
+) -> None:
+    # No evidence either way: "not accepted" would allow a second wipe.
+    view = server(launched_at=launched_at, updated=None)
+    prior = Before(status="SHUTOFF")
+    result = settle(view, prior, clock(AFTER, intent=intent), previous=view)
     assert result.verdict is V.UNVERIFIED
     assert "not sent again" in result.reason
 
 
-def test_unparseable_but_identical_launch_time_is_unchanged() -> None:
-    odd = "13/01/2020 10:00"
-    assert settle(server("SHUTOFF", launched_at=odd), odd, INTENT).verdict is V.NOT_ACCEPTED
+# -- activity() on its own
 
 
 @pytest.mark.parametrize(
-    ("launched_at", "before"),
+    ("view", "prior", "count"),
     [
-        ("2020-03-02 10:00:00 UTC", BEFORE),  # the launch time changed to an odd format
-        (LATER, "13/01/2020 10:00"),  # the recorded value was odd, the current one moved
+        (server(), before(), 0),
+        (server(task_state="powering-off"), before(), 1),
+        (server("ACTIVE"), before(), 1),
+        (server(updated="2020-03-01T10:00:01Z"), before(), 1),
+        (server("ACTIVE", "powering-off", updated="2020-03-01T10:00:01Z"), before(), 3),
+        (server("ACTIVE"), before(status=None), 0),  # no status from before: not a sign
+        (server(updated=None), before(), 0),  # the service stopped showing it
     ],
 )
-def test_changed_launch_time_that_cannot_be_compared_is_not_taken_as_untouched(
-    launched_at: str, before: str
-) -> None:
-    # launched_at is not what it was before the request: that is evidence of a relaunch.
-    # Taking the server as untouched would send the reinstall again and wipe it twice;
-    # the module errs towards "accepted" exactly to avoid that.
-    result = settle(server("ACTIVE", launched_at=launched_at), before, INTENT)
-    assert result.verdict is not V.NOT_ACCEPTED, result.reason
+def test_activity_lists_each_sign(view: ServerView, prior: Before, count: int) -> None:
+    assert len(activity(view, prior, clock())) == count
+
+
+# -- follow(): a server followed without a job to ask
 
 
 @pytest.mark.parametrize(
-    ("view", "before", "verdict", "fragment"),
+    ("view", "prior", "seen", "verdict", "fragment"),
     [
-        (server("REBUILD", "rebuilding"), BEFORE, V.REBUILDING, "still rebuilding"),
-        (server("ACTIVE", "rebuild_spawning"), BEFORE, V.REBUILDING, "still rebuilding"),
-        (server("ERROR"), BEFORE, V.FAILED, "ERROR"),
-        (server("ERROR", launched_at=LATER), BEFORE, V.FAILED, "ERROR"),
-        (server("ACTIVE", launched_at=LATER), BEFORE, V.SUCCEEDED, LATER),
-        (server("ACTIVE", launched_at=LATER), None, V.SUCCEEDED, LATER),
-        (server("SHUTOFF"), BEFORE, V.SUCCEEDED, "unverified"),
+        (server("REBUILD", "rebuilding"), before(), False, V.FOLLOW, "still rebuilding"),
+        (server("ACTIVE", "rebuild_spawning"), before(), True, V.FOLLOW, "still rebuilding"),
+        (server("ERROR"), before(), True, V.FAILED, "ERROR"),
+        (server("ERROR", launched_at=LATER), before(), False, V.FAILED, "ERROR"),
+        (server("ACTIVE", launched_at=LATER), before(), True, V.SUCCEEDED, LATER),
+        (server("ACTIVE", launched_at=LATER), before(), False, V.SUCCEEDED, LATER),
+        (server("SHUTOFF"), before(first=FIRST), False, V.SUCCEEDED, FIRST),
+        # The rebuild ended with launched_at unchanged: a failed job put the server
+        # back as it was. Never success (it was, before bbdba76).
+        (server("SHUTOFF"), before(), True, V.FAILED, "not relaunched"),
+        (server("ACTIVE"), before(), True, V.FAILED, "not relaunched"),
+        # Not seen rebuilding yet (queued, or powering off): keep following.
+        (server("SHUTOFF"), before(), False, V.FOLLOW, "waiting for the rebuild"),
+        (server("ACTIVE", "powering-off"), before(), False, V.FOLLOW, "waiting"),
+        # Seen rebuilding, now in passing through a task state: not ended yet.
+        (server("SHUTOFF", "powering-on"), before(), True, V.FOLLOW, "waiting"),
+        (server("HARD_REBOOT"), before(), True, V.FOLLOW, "waiting"),
     ],
 )
 def test_follow_table(
-    view: ServerView, before: str | None, verdict: Verdict, fragment: str
+    view: ServerView, prior: Before, seen: bool, verdict: Verdict, fragment: str
 ) -> None:
-    result = follow(view, before)
-    assert result.verdict is verdict
+    result = follow(view, prior, clock(), seen_rebuild=seen)
+    assert result.verdict is verdict, result.reason
     assert fragment in result.reason
 
 
-def test_follow_without_before_value_is_not_marked_unverified() -> None:
-    assert "unverified" not in follow(server("ACTIVE"), None).reason
+@pytest.mark.parametrize(
+    ("launched_at", "seen", "verdict"),
+    [
+        ("2027-01-15T08:03:00", False, V.SUCCEEDED),  # after the intent: relaunched
+        ("2027-01-15T07:58:00", False, V.SUCCEEDED),  # within the skew
+        ("2026-12-01T00:00:00", True, V.FAILED),  # long before, rebuild seen: failed
+        ("2026-12-01T00:00:00", False, V.FOLLOW),
+    ],
+)
+def test_follow_without_a_before_value_uses_the_intent_and_skew(
+    launched_at: str, seen: bool, verdict: Verdict
+) -> None:
+    view = server("SHUTOFF", launched_at=launched_at)
+    result = follow(view, Before(), clock(), seen_rebuild=seen)
+    assert result.verdict is verdict, result.reason
+
+
+@pytest.mark.parametrize(
+    ("view", "still_for", "verdict"),
+    [
+        # Resting and unchanged for the quiet period, never seen rebuilding (a follow
+        # taken up after a restart): the reinstall ended without a relaunch.
+        (server("SHUTOFF"), 600.0, V.FAILED),
+        (server("ACTIVE"), 900.0, V.FAILED),
+        # Not yet: the stopped pause before a rebuild looks just like this.
+        (server("SHUTOFF"), 599.0, V.FOLLOW),
+        # Not resting: a task state, or a status in transition.
+        (server("ACTIVE", "powering-off"), 900.0, V.FOLLOW),
+        (server("HARD_REBOOT"), 900.0, V.FOLLOW),
+        # Relaunched wins whatever the stillness.
+        (server("ACTIVE", launched_at=LATER), 900.0, V.SUCCEEDED),
+    ],
+)
+def test_follow_ends_a_still_resting_server_after_the_quiet_period(
+    view: ServerView, still_for: float, verdict: Verdict
+) -> None:
+    result = follow(view, before(), clock(), seen_rebuild=False, still_for=still_for)
+    assert result.verdict is verdict, result.reason
+
+
+# -- QuietPeriod: never lowered, raised when a job starts later than it
+
+
+def test_quiet_period_rises_to_a_margin_over_the_slowest_start() -> None:
+    quiet = QuietPeriod(10.0)
+    assert quiet.observe(3.0) is False  # 3 * 2 <= 10
+    assert quiet.observe(5.0) is False  # exactly 10: not raised
+    assert quiet.seconds == 10.0
+    assert quiet.observe(8.0) is True
+    assert quiet.seconds == 16.0
+    assert quiet.delta == timedelta(seconds=16)
+
+
+@pytest.mark.parametrize("faster", [0.0, 1.0, 7.9, 8.0])
+def test_quiet_period_is_never_lowered(faster: float) -> None:
+    quiet = QuietPeriod(10.0)
+    quiet.observe(8.0)
+    assert quiet.observe(faster) is False
+    assert quiet.seconds == 16.0
+
+
+def test_quiet_period_margin_is_a_parameter() -> None:
+    quiet = QuietPeriod(10.0, margin=3.0)
+    assert quiet.observe(4.0) is True
+    assert quiet.seconds == 12.0
+
+
+# -- helpers
 
 
 @pytest.mark.parametrize(
@@ -194,6 +448,7 @@ def test_follow_without_before_value_is_not_marked_unverified() -> None:
         (server("ACTIVE", "rebuild_spawning"), True),
         (server("ACTIVE", "rebuild_block_device_mapping"), True),
         (server("ACTIVE", None), False),
+        (server("ACTIVE", "powering-off"), False),
         (server("SHUTOFF", "powering-on"), False),
         (server(None, None), False),
     ],
