@@ -47,7 +47,8 @@ from orchestrator.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.selection import Selection, SelectionFilter, check_same_selection
 from orchestrator.simulator import Simulator, SimulatorConfig
-from orchestrator.state import StateStore, file_sha256
+from orchestrator.state import StateExists, StateStore, file_sha256
+from orchestrator.store import SqliteLocation, StateLocation
 from orchestrator.userdata import UserData
 
 log = logging.getLogger("orchestrator.campaign")
@@ -77,6 +78,12 @@ class Invocation:
     selection: Selection = field(default_factory=Selection)  # run: part of the inventory
     # retry: what to send again, chosen (and checked) before the invocation starts
     retry: tuple[RetryRequest, RetryPlan] | None = None
+    # Where the state lives when not the SQLite file `state_path` (a PostgreSQL campaign).
+    location: StateLocation | None = None
+
+    @property
+    def state(self) -> StateLocation:
+        return self.location or SqliteLocation(self.state_path)
 
 
 @dataclass
@@ -120,32 +127,54 @@ def check_report_dir(report_dir: Path) -> None:
 
 
 def open_state(inv: Invocation) -> StateStore:
-    """Open the state file for a run, creating it from the inventory the first time."""
-    if inv.state_path.exists():
-        try:
-            store = StateStore.open(inv.state_path)
-        except IncompleteImport:
-            if inv.inventory is None:
-                raise
-            # An import killed half-way committed no target; start it again (under
-            # the file's lock, so a file still being created is never taken for it).
-            log.warning("%s: restarting an inventory import that never finished", inv.state_path)
-            StateStore.discard_incomplete(inv.state_path)
-        else:
-            try:
-                if inv.inventory is not None:
-                    _check_same_inventory(store, inv.inventory)
-                    check_same_selection(store.run_info().selection, inv.selection)
-                _check_regions(store, inv)
-                if inv.apply_request_options and inv.inventory is not None:
-                    _apply_request_options(store, inv)
-                check_user_data_has_targets(store, inv)
-            except BaseException:
-                store.close()
-                raise
+    """Open the state for a run, creating it from the inventory the first time."""
+    location = inv.state
+    if location.exists():
+        store = _open_existing(inv, location)
+        if store is not None:
             return store
     if inv.inventory is None:
-        raise UsageError(f"state file {inv.state_path} does not exist; start with `run INVENTORY`")
+        raise UsageError(f"{location.describe} does not exist; start with `run INVENTORY`")
+    try:
+        return _create(inv, location)
+    except StateExists:
+        if not isinstance(location, SqliteLocation):
+            # Another runner (another shard) created the campaign meanwhile: join it.
+            store = _open_existing(inv, location)
+            if store is not None:
+                return store
+        raise
+
+
+def _open_existing(inv: Invocation, location: StateLocation) -> StateStore | None:
+    """Open the existing state with the checks a run needs; None when it was an import
+    that never finished (then discarded, to be created again)."""
+    try:
+        store = location.open(shard=inv.settings.shard)
+    except IncompleteImport:
+        if inv.inventory is None:
+            raise
+        # An import killed half-way committed no target; start it again (under
+        # the file's lock, so a file still being created is never taken for it).
+        log.warning("%s: restarting an inventory import that never finished", location.label)
+        location.discard_incomplete()
+        return None
+    try:
+        if inv.inventory is not None:
+            _check_same_inventory(store, inv.inventory)
+            check_same_selection(store.run_info().selection, inv.selection)
+        _check_regions(store, inv)
+        if inv.apply_request_options and inv.inventory is not None:
+            _apply_request_options(store, inv)
+        check_user_data_has_targets(store, inv)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _create(inv: Invocation, location: StateLocation) -> StateStore:
+    assert inv.inventory is not None
     selected = SelectionFilter.build(inv.selection)  # reads --exclude: before anything
     reader = InventoryReader(inv.inventory, inv.defaults)
     regions = RegionCheck(str(inv.inventory), needed=_needs_region(inv))
@@ -168,13 +197,13 @@ def open_state(inv: Invocation) -> StateStore:
         if inv.user_data is not None and cloud_init == 0:
             raise UsageError(NO_CLOUD_INIT)
 
-    store = StateStore.create(
-        inv.state_path,
+    store = location.create(
         counted(selected.filtered(regions.checked(reader))),
         inventory_path=str(inv.inventory),
         inventory_sha256=file_sha256(inv.inventory),
         extra_columns=lambda: reader.columns,
         validate=validate,
+        shard=inv.settings.shard,
     )
     if inv.selection.active:
         record = selected.record()
@@ -204,7 +233,7 @@ def _check_regions(store: StateStore, inv: Invocation) -> None:
         raise InventoryError(
             [
                 InputProblem(
-                    store.run_info().inventory_path or str(store.path),
+                    store.run_info().inventory_path or store.location,
                     t.spec.line,
                     "region",
                     f"missing; --endpoint-template needs a region ({t.server_id})",
@@ -232,7 +261,7 @@ def _check_same_inventory(store: StateStore, inventory: Path) -> None:
         actual = file_sha256(inventory)
     except OSError as exc:
         raise UsageError(f"cannot read inventory {inventory}: {exc.strerror}") from exc
-    state_path = store.path
+    state_path = store.location
     recorded = store.inventory_sha256
     if actual != recorded:
         raise UsageError(
@@ -415,7 +444,14 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):
             store.end_invocation(label)
-    run = store.run_info()
+    try:
+        run = store.run_info()
+    except StateError as exc:
+        if outcome is None:
+            raise
+        # The store went away mid-run (a lost database connection): the outcome
+        # stands (not complete: exit 3); the report is written from any host later.
+        return Result(outcome, None, "", report_error=f"no report: {exc}")
     report = None
     report_error = None
     if not halt.is_set():

@@ -55,11 +55,13 @@ from orchestrator.report import (
 from orchestrator.retry_select import STATES_IS, RetryRequest, plan_retry
 from orchestrator.runner import RunSettings
 from orchestrator.selection import Selection, SelectionFilter, left_out_text
+from orchestrator.shard import parse_shard
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
-from orchestrator.state import StateStore
+from orchestrator.state import StateStore, StoreFailure
 from orchestrator.status import exit_code_for, read_status, render_text, status_to_dict
 from orchestrator.status.watch import watch_status
+from orchestrator.store import SqliteLocation, StateLocation, is_dsn, pg_location
 from orchestrator.userdata import UserData, load_user_data
 
 EXIT_CODES = """\b
@@ -115,6 +117,34 @@ GROUP_BY_OPTION = click.option(
     help="In the report, count states by this column: project_id, region, mode, "
     "error_code or an inventory column such as owner.",
 )
+
+
+CAMPAIGN_OPTION = click.option(
+    "--campaign",
+    metavar="NAME",
+    help="With a PostgreSQL --state: the campaign (schema orch_NAME), so that one database"
+    " holds several.  [default for run: the inventory's file name]",
+)
+STATE_HELP = "The state file, or the PostgreSQL database postgresql://USER@HOST:PORT/DB."
+
+
+def state_location(
+    state: str, campaign: str | None, inventory: Path | None = None
+) -> StateLocation:
+    """--state (and --campaign): a SQLite file, or a campaign in a PostgreSQL database."""
+    if is_dsn(state):
+        return pg_location(state, campaign, inventory)
+    if campaign is not None:
+        raise UsageError(
+            "--campaign names a campaign in a PostgreSQL database (--state postgresql://...);"
+            " a SQLite state file is one campaign already"
+        )
+    return SqliteLocation(Path(state))
+
+
+def _resume(inv: Invocation) -> str:
+    shard = f" --shard {inv.settings.shard}" if inv.settings.shard else ""
+    return inv.state.resume_args() + shard
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -228,6 +258,15 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option(
+            "--shard",
+            metavar="K/N",
+            help=(
+                "Run only shard K of N of the campaign (servers split by a hash of their ID),"
+                " so that N hosts can share it; each shard is held by one runner at a time."
+                " Needs a PostgreSQL --state to run shards at once."
+            ),
+        ),
+        click.option(
             "--verify/--no-verify",
             default=None,
             help=(
@@ -320,6 +359,8 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
+        # Never taken from the latest invocation: that may have been another shard's.
+        shard=parse_shard(opts.get("shard")),
         verify=bool(pick("verify", True)),
         busy_rechecks=int(pick("busy_rechecks", 3)),
         busy_recheck_delay=_positive(
@@ -363,12 +404,12 @@ def _job_seconds(text: str) -> tuple[float, float]:
     return pair
 
 
-def _saved_options(state_path: Path) -> dict[str, Any]:
-    """The options of the state file's latest invocation ({} for a new run)."""
-    if not state_path.exists():
+def _saved_options(location: StateLocation) -> dict[str, Any]:
+    """The options of the state's latest invocation ({} for a new run)."""
+    if not location.exists():
         return {}
     try:
-        with StateStore.open(state_path, readonly=True) as store:
+        with location.open(readonly=True) as store:
             return store.last_options()
     except IncompleteImport:
         return {}  # nothing was ever run from it; open_state starts it over
@@ -469,21 +510,25 @@ def _changed_request_options(saved: dict[str, Any], now: dict[str, Any]) -> list
 
 
 def _invocation(
-    state_path: Path,
+    location: StateLocation,
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
 ) -> Invocation:
     """Options given now, else those of the latest invocation, else defaults; checked
     before the state file is touched, so a usage error leaves nothing behind."""
-    saved = _saved_options(state_path)
+    saved = _saved_options(location)
     _check_same_cloud(saved, opts)
     new_target = opts.get("endpoint") or opts.get("endpoint_template") or opts.get("os_cloud")
     simulate_flag = bool(opts.get("simulate") or (saved.get("simulate") and not new_target))
     settings = settings_from(opts, saved, simulate_flag)
-    report_dir = opts.get("report_dir") or Path(saved.get("report_dir") or "reports")
+    # A PostgreSQL campaign is resumed from any host: the last one's report folder is
+    # a path on that host, so the default there is ./reports.
+    saved_dir = saved.get("report_dir") if isinstance(location, SqliteLocation) else None
+    report_dir = opts.get("report_dir") or Path(saved_dir or "reports")
     inv = Invocation(
-        state_path=state_path,
+        state_path=location.path if isinstance(location, SqliteLocation) else Path(location.label),
+        location=location,
         report_dir=report_dir,
         settings=settings,
         inventory=inventory,
@@ -547,6 +592,8 @@ def _invocation(
         "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
         "ca_bundle_source": inv.ca.source,
         "group_by": inv.group_by,
+        "state": location.label,  # never a password: a DSN with one is refused
+        "shard": str(settings.shard) if settings.shard else None,
         # Where the user data came from and its hash: never its content.
         "user_data": inv.user_data.describe() if inv.user_data else None,
     }
@@ -610,7 +657,7 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
 
 
 def _start(
-    state_path: Path,
+    location: StateLocation,
     inventory: Path | None,
     opts: dict[str, Any],
     defaults: InventoryDefaults,
@@ -619,7 +666,7 @@ def _start(
     retry: RetryRequest | None = None,
 ) -> int:
     fmt = str(opts.get("log_format") or "text").lower()
-    inv = _invocation(state_path, inventory, opts, defaults)
+    inv = _invocation(location, inventory, opts, defaults)
     if selection is not None:
         selection.check()
         inv.selection = selection
@@ -637,7 +684,10 @@ def _start(
         check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
         setup_logging(
-            opts.get("log_file") or state_path.with_suffix(".log"), opts["log_level"], secrets, fmt
+            opts.get("log_file") or location.log_path(inv.report_dir, inv.settings.shard),
+            opts["log_level"],
+            secrets,
+            fmt,
         )
         if inv.cloud is not None:
             # Where the credentials came from and whose they are; never a secret.
@@ -647,13 +697,21 @@ def _start(
                 ", ".join(f"{k}={v}" for k, v in about.items()),
                 inv.ca.source,
             )
-        result = asyncio.run(execute(inv, store))
+        try:
+            result = asyncio.run(execute(inv, store))
+        except StoreFailure as exc:
+            # The database went away during the run: whatever was sent is recorded as
+            # intent; a resume (from any host) settles it. Not finished: exit 3.
+            click.echo(f"error: {exc}", err=True)
+            click.echo(f"not finished; continue with: orchestrator resume {_resume(inv)}", err=True)
+            return 3
     finally:
         store.close()
     outcome = result.outcome
     for line in end_of_run(
         outcome.counts,
-        state_path=state_path,
+        # What follows `resume --state`: the file, or the DSN with its campaign (and shard).
+        state_path=_resume(inv).removeprefix("--state "),
         requests=result.requests,
         deferred=outcome.deferred,
         stopped=outcome.stopped,
@@ -674,8 +732,8 @@ def _start(
                 click.echo(f"  {path}")
     if result.report_error:
         click.echo(
-            f"error: {result.report_error}\n  the state file is intact; write the report later "
-            f"with: orchestrator report --state {state_path} --report-dir DIR",
+            f"error: {result.report_error}\n  the state is intact; write the report later "
+            f"with: orchestrator report {location.resume_args()} --report-dir DIR",
             err=True,
         )
     return outcome.exit_code
@@ -817,9 +875,11 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--state",
     "state_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="SQLite state file.  [default: <report-dir>/<inventory>.state.sqlite]",
+    metavar="PATH|URL",
+    help="SQLite state file, or a PostgreSQL database postgresql://USER@HOST:PORT/DB"
+    " (password from PGPASSWORD or ~/.pgpass).  [default: <report-dir>/<inventory>.state.sqlite]",
 )
+@CAMPAIGN_OPTION
 @encoding_option
 @click.option("--keyname", help="Key pair name, where the inventory gives none.")
 @click.option("--userid", help="User ID, where the inventory gives none.")
@@ -845,7 +905,8 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @guarded
 def run(
     inventory: Path,
-    state_path: Path | None,
+    state_path: str | None,
+    campaign: str | None,
     keyname: str | None,
     userid: str | None,
     stop_server: bool,
@@ -861,7 +922,11 @@ def run(
     new state file). With --only-project/--exclude/--limit only part of the
     inventory is imported; the report says how many were left out.
     """
-    state_path = state_path or default_state_path(inventory, opts["report_dir"] or Path("reports"))
+    location = state_location(
+        state_path or str(default_state_path(inventory, opts["report_dir"] or Path("reports"))),
+        campaign,
+        inventory,
+    )
     selection = _selection(opts, encoding)
     defaults = InventoryDefaults(
         keyname,
@@ -871,7 +936,7 @@ def run(
         encoding,
         cloud_init=cloud_init,
     )
-    return _start(state_path, inventory, opts, defaults, selection=selection)
+    return _start(location, inventory, opts, defaults, selection=selection)
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -879,21 +944,22 @@ def run(
     "--state",
     "state_path",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The state file of the run to resume.",
+    metavar="PATH|URL",
+    help="The state file of the run to resume, or its PostgreSQL database (with --campaign).",
 )
+@CAMPAIGN_OPTION
 @user_data_option
 @accept_changed_user_data
 @run_options
 @guarded
-def resume(state_path: Path, **opts: Any) -> int:
+def resume(state_path: str, campaign: str | None, **opts: Any) -> int:
     """Resume a run from its state file, without the inventory.
 
     Every option not given again is taken from the state file's latest
     invocation (the defaults shown apply only to options it never set),
     including where the report goes.
     """
-    return _start(state_path, None, opts, InventoryDefaults())
+    return _start(state_location(state_path, campaign), None, opts, InventoryDefaults())
 
 
 @cli.command(epilog=EXIT_CODES)
@@ -901,9 +967,10 @@ def resume(state_path: Path, **opts: Any) -> int:
     "--state",
     "state_path",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The state file whose targets to send again.",
+    metavar="PATH|URL",
+    help="The state file whose targets to send again, or its PostgreSQL database.",
 )
+@CAMPAIGN_OPTION
 @click.option(
     "--state-is",
     type=click.Choice(STATES_IS),
@@ -932,7 +999,8 @@ def resume(state_path: Path, **opts: Any) -> int:
 @run_options
 @guarded
 def retry(
-    state_path: Path,
+    state_path: str,
+    campaign: str | None,
     state_is: str,
     error_codes: tuple[str, ...],
     projects: tuple[str, ...],
@@ -953,13 +1021,13 @@ def retry(
         projects=tuple(projects),
         checked_unverified=i_checked_unverified,
     )
-    return _start(state_path, None, opts, InventoryDefaults(), retry=request)
+    location = state_location(state_path, campaign)
+    return _start(location, None, opts, InventoryDefaults(), retry=request)
 
 
 @cli.command(epilog=EXIT_CODES)
-@click.option(
-    "--state", "state_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
-)
+@click.option("--state", "state_path", required=True, metavar="PATH|URL", help=STATE_HELP)
+@CAMPAIGN_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (README: Commands).")
 @click.option(
     "--failures",
@@ -978,21 +1046,25 @@ def retry(
     help="Refresh every SECONDS (2 if not given) until the run is no longer running.",
 )
 @guarded
-def status(state_path: Path, as_json: bool, failures: int, watch: float | None) -> int:
+def status(
+    state_path: str, campaign: str | None, as_json: bool, failures: int, watch: float | None
+) -> int:
     """Counts by state, failures by error code, in-doubt and deferred targets, elapsed
     and ETA; during a run too (reads the state file without locking or slowing it).
     Exits as a run would for the same state: 0, 1, or 3 while not finished."""
+    where = state_path if is_dsn(state_path) else Path(state_path)
+    if campaign is not None and not is_dsn(state_path):
+        state_location(state_path, campaign)  # refuses --campaign with a state file
     if watch is None:
-        snap = read_status(state_path, examples=failures)
+        snap = read_status(where, examples=failures, campaign=campaign)
         click.echo(json.dumps(status_to_dict(snap), indent=2) if as_json else render_text(snap))
         return snap.exit_code
-    return watch_status(state_path, watch, as_json=as_json, examples=failures)
+    return watch_status(where, watch, as_json=as_json, examples=failures, campaign=campaign)
 
 
 @cli.command(epilog=EXIT_CODES)
-@click.option(
-    "--state", "state_path", required=True, type=click.Path(path_type=Path, dir_okay=False)
-)
+@click.option("--state", "state_path", required=True, metavar="PATH|URL", help=STATE_HELP)
+@CAMPAIGN_OPTION
 @click.option(
     "--report-dir",
     type=click.Path(path_type=Path),
@@ -1000,12 +1072,17 @@ def status(state_path: Path, as_json: bool, failures: int, watch: float | None) 
 )
 @GROUP_BY_OPTION
 @guarded
-def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> int:
-    """Write the report again from the state file. Exits as the run would for the same
-    state: 0 all succeeded, 1 finished with failures, 3 not finished."""
-    with StateStore.open(state_path, readonly=True) as store:
+def report(
+    state_path: str, campaign: str | None, report_dir: Path | None, group_by: str | None
+) -> int:
+    """Write the report again from the state (of every shard). Exits as the run would for
+    the same state: 0 all succeeded, 1 finished with failures, 3 not finished."""
+    location = state_location(state_path, campaign)
+    with location.open(readonly=True) as store:
         run = store.run_info()
-        target_dir = report_dir or Path(run.options.get("report_dir") or "reports")
+        # A PostgreSQL campaign's recorded folder is on whichever host ran it last.
+        saved = run.options.get("report_dir") if isinstance(location, SqliteLocation) else None
+        target_dir = report_dir or Path(saved or "reports")
         group_by = group_by or run.options.get("group_by")
         check_group_by(run, group_by)
         paths = write_campaign_report(target_dir, store, group_by=group_by)
@@ -1153,7 +1230,8 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
     """Read every server of INVENTORY (or the state file's pending targets) and report."""
     state_path: Path | None = opts.get("state_path")
     report_dir = opts.get("report_dir") or Path("reports")
-    inv = _invocation(state_path or default_state_path(inventory, report_dir), None, opts, defaults)
+    location = SqliteLocation(state_path or default_state_path(inventory, report_dir))
+    inv = _invocation(location, None, opts, defaults)
     setup_logging(None, "WARNING", inv.cloud.secrets() if inv.cloud else ())
     check_report_dir(inv.report_dir)
     states: dict[tuple[str, str], TargetState] | None = None

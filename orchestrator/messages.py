@@ -37,7 +37,7 @@ def _listing(counts: Mapping[TargetState, int], states: tuple[TargetState, ...])
 def end_of_run(
     counts: Mapping[TargetState, int],
     *,
-    state_path: Path,
+    state_path: Path | str,  # what follows `resume --state` (a PostgreSQL DSN and campaign)
     requests: Mapping[str, int],
     deferred: int = 0,
     stopped: bool = False,

@@ -64,6 +64,7 @@ from orchestrator.settle import (
     same_reading,
     settle,
 )
+from orchestrator.shard import Shard
 from orchestrator.state import Change, StateStore, utc_now
 from orchestrator.verify import NOT_VERIFIED, check_back
 from orchestrator.writer import StateWriter
@@ -95,6 +96,8 @@ class RunSettings:
     retry: RetrySettings = field(default_factory=RetrySettings)
     # Preflight: leave servers relaunched after this time alone (reported as skipped).
     skip_reinstalled_since: datetime | None = None
+    # Run only this part of the campaign (its feed, its recovery and its counts).
+    shard: Shard | None = None
     # After a job's SUCCESS, read the server: succeeded only if it is back (verify.py).
     verify: bool = True
     verify_reads: int = 4  # reads of a server still settling after SUCCESS, at most
@@ -195,7 +198,7 @@ class Runner:
         self._misconfigured = False
         self._quiet = QuietPeriod(settings.settle_quiet)
         self._sent_counters: dict[str, int] = {}
-        self.counts: dict[TargetState, int] = store.counts()
+        self.counts: dict[TargetState, int] = store.counts(settings.shard)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -243,7 +246,10 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             await self._writer.close()
-        counts = await asyncio.to_thread(self._store.counts)
+        try:
+            counts = await asyncio.to_thread(self._store.counts, self._settings.shard)
+        except StateError:
+            counts = dict(self.counts)  # the store went away (a lost database connection)
         return Outcome(
             counts=counts,
             deferred=self._deferred,
@@ -279,7 +285,9 @@ class Runner:
 
     async def _recover(self) -> None:
         """Take up targets an earlier process left between pending and final."""
-        unfinished = await self._writer.call(self._store.in_states, ACTIVE_STATES)
+        unfinished = await self._writer.call(
+            self._store.in_states, ACTIVE_STATES, self._settings.shard
+        )
         for target in unfinished:
             await self._take_slot()
             self._active[target.id] = target
@@ -310,7 +318,12 @@ class Runner:
             # read awaits) sets it again and the wait below returns at once.
             self._work.clear()
             if not self._stopping and not self._abort:
-                target = await self._next_pending()
+                try:
+                    target = await self._next_pending()
+                except StateError as exc:
+                    self._release_slot()
+                    self._fail_run(f"state file: {exc}")
+                    return
             if target is None:
                 self._release_slot()
                 if self._stopping or self._abort:
@@ -327,7 +340,10 @@ class Runner:
             async with self._feed_lock:
                 if not self._feed and not self._feed_done:
                     page = await self._writer.call(
-                        self._store.pending_after, self._feed_after, FEED_PAGE
+                        self._store.pending_after,
+                        self._feed_after,
+                        FEED_PAGE,
+                        self._settings.shard,
                     )
                     if page:
                         self._feed_after = page[-1].id

@@ -1,4 +1,5 @@
-"""The state file: one SQLite database per fleet run. The only module that speaks SQL.
+"""The state store: one SQLite database per fleet run (or a PostgreSQL schema, see
+`orchestrator.store.pg`). The only modules that speak SQL are this one and that one.
 
 Tables:
     meta      key/value: schema version, run id, inventory hash, extra columns
@@ -12,6 +13,12 @@ transition table and against the state the caller believed the target was in
 (`UPDATE ... WHERE state = old`), and writes the change and its event in one
 transaction. `synchronous=FULL` makes a commit survive power loss, not only a
 crash: the runner relies on an intent being durable before a request leaves.
+
+The SQL here is written in the dialect both stores accept (`?` placeholders,
+`INSERT ... ON CONFLICT`, `RETURNING`, `IS DISTINCT FROM`); what differs (the
+connection, `_transaction`, locking, the id column type, the schema check) is in
+small methods that `PgStore` overrides. A method added here with portable SQL
+works on both stores unchanged.
 """
 
 from __future__ import annotations
@@ -30,8 +37,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from orchestrator.errors import IncompleteImport, StateError
 from orchestrator.model import (
     InvocationInfo,
@@ -42,6 +47,7 @@ from orchestrator.model import (
     check_reopen,
     check_transition,
 )
+from orchestrator.shard import Shard, shard_hash
 
 SCHEMA_VERSION = 3
 # Columns added by each schema version (all nullable or defaulted), applied in order
@@ -89,6 +95,44 @@ TARGET_COLUMNS = (
 )
 
 
+# The schema, in SQL both stores accept; `{pk}` is the dialect's auto-numbered key
+# (targets are numbered in inventory order). Columns of later versions come from
+# MIGRATIONS, applied after these at creation as they are to an older store.
+TABLES = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    "CREATE TABLE runs (id {pk}, started_at TEXT, ended_at TEXT, inventory_path TEXT,"
+    " inventory_sha256 TEXT, options TEXT, outcome TEXT, pid INTEGER)",
+    """CREATE TABLE targets (
+        id {pk},
+        project_id TEXT NOT NULL,
+        server_id TEXT NOT NULL,
+        region TEXT, keyname TEXT NOT NULL, userid TEXT NOT NULL,
+        mode TEXT, byol INTEGER, extra TEXT, line INTEGER,
+        state TEXT NOT NULL,
+        job_id TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+        error_code TEXT, fail_reason TEXT,
+        launched_at_before TEXT, intent_at TEXT, submitted_at TEXT,
+        finished_at TEXT, updated_at TEXT,
+        UNIQUE (project_id, server_id)
+    )""",
+    "CREATE TABLE events (id {pk}, target_id INTEGER, at TEXT, invocation INTEGER,"
+    " from_state TEXT, to_state TEXT, detail TEXT)",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER)",
+)
+INDEXES = (
+    "CREATE INDEX idx_targets_state_id ON targets (state, id)",
+    "CREATE INDEX idx_events_target_id ON events (target_id)",
+)
+
+
+class StoreFailure(StateError):
+    """The database behind the state store failed (a driver's error, translated)."""
+
+
+class StateExists(StateError):
+    """The state store to be created exists already."""
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -134,10 +178,19 @@ class Event:
 class StateStore:
     """A state file opened for reading, or (with the lock held) for a run."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+    # The dialect's auto-numbered primary key, for TABLES.
+    ID_TYPE = "INTEGER PRIMARY KEY"
+    # A shard's condition on `server_id`, comparing its hash modulo ? to ?.
+    SHARD_HASH = "orch_shard_hash(server_id)"
+
+    def __init__(
+        self, path: Path, conn: Any, lock_fd: int | None, *, location: str | None = None
+    ) -> None:
         self.path = path
+        # Where the state lives, as shown to people (the file, or DSN and campaign).
+        self.location = location or str(path)
+        # A sqlite3.Connection, or for PostgreSQL an adapter with the same calls.
         self._conn = conn
-        self._db = sqlite_utils.Database(conn)
         self._lock_fd = lock_fd
         self.invocation: int | None = None
         self._feed_limited = False  # see limit_feed
@@ -240,55 +293,14 @@ class StateStore:
         self.close()
 
     def _create_schema(self) -> None:
-        db = self._db
         with _translated("create the schema"):
-            db.table("meta").create({"key": str, "value": str}, pk="key")
-            db.table("runs").create(
-                {
-                    "id": int,
-                    "started_at": str,
-                    "ended_at": str,
-                    "inventory_path": str,
-                    "inventory_sha256": str,
-                    "options": str,
-                    "outcome": str,
-                    "pid": int,
-                },
-                pk="id",
-            )
-            db.execute(
-                """CREATE TABLE targets (
-                    id INTEGER PRIMARY KEY,
-                    project_id TEXT NOT NULL,
-                    server_id TEXT NOT NULL,
-                    region TEXT, keyname TEXT NOT NULL, userid TEXT NOT NULL,
-                    mode TEXT, byol INTEGER, extra TEXT, line INTEGER,
-                    state TEXT NOT NULL,
-                    job_id TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-                    error_code TEXT, fail_reason TEXT,
-                    launched_at_before TEXT, intent_at TEXT, submitted_at TEXT,
-                    finished_at TEXT, updated_at TEXT,
-                    UNIQUE (project_id, server_id)
-                )"""
-            )
+            for statement in TABLES:
+                self._conn.execute(statement.format(pk=self.ID_TYPE))
             for version in sorted(MIGRATIONS):
                 for column in MIGRATIONS[version]:
-                    db.execute(f"ALTER TABLE targets ADD COLUMN {column}")
-            db.table("targets").create_index(["state", "id"])
-            db.table("events").create(
-                {
-                    "id": int,
-                    "target_id": int,
-                    "at": str,
-                    "invocation": int,
-                    "from_state": str,
-                    "to_state": str,
-                    "detail": str,
-                },
-                pk="id",
-            )
-            db.table("events").create_index(["target_id"])
-            db.table("counters").create({"name": str, "value": int}, pk="name")
+                    self._conn.execute(f"ALTER TABLE targets ADD COLUMN {column}")
+            for statement in INDEXES:
+                self._conn.execute(statement)
 
     def _import(
         self,
@@ -347,7 +359,7 @@ class StateStore:
 
     def _check(self, *, migrate: bool) -> None:
         try:
-            tables = set(self._db.table_names())
+            tables = self._table_names()
             if "meta" not in tables:
                 if tables <= OUR_TABLES:
                     # Killed while the file was being created: nothing was imported.
@@ -373,6 +385,13 @@ class StateStore:
                 f"state file {self.path} has schema version {version}; this orchestrator "
                 f"reads version {SCHEMA_VERSION}. Use the orchestrator version that made it."
             )
+        self._integrity_check()
+
+    def _table_names(self) -> set[str]:
+        rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in rows}
+
+    def _integrity_check(self) -> None:
         with _translated("check the state file"):
             result = self._conn.execute("PRAGMA quick_check").fetchone()
         if result is None or result[0] != "ok":
@@ -413,7 +432,7 @@ class StateStore:
         with _translated("record the run"), self._transaction():
             cursor = self._conn.execute(
                 "INSERT INTO runs (started_at, inventory_path, inventory_sha256, options, pid)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (
                     utc_now(),
                     inventory_path or meta.get("inventory_path"),
@@ -422,7 +441,7 @@ class StateStore:
                     os.getpid(),
                 ),
             )
-        self.invocation = int(cursor.lastrowid or 0)
+            self.invocation = int(cursor.fetchone()[0])
         return self.invocation
 
     def end_invocation(self, outcome: str) -> None:
@@ -449,7 +468,7 @@ class StateStore:
         counters = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
         return RunInfo(
             run_id=meta["run_id"],
-            state_path=str(self.path),
+            state_path=self.location,
             inventory_path=meta.get("inventory_path"),
             inventory_sha256=meta.get("inventory_sha256", ""),
             created_at=meta.get("created_at", ""),
@@ -473,11 +492,22 @@ class StateStore:
 
     # -- reads -------------------------------------------------------------------
 
-    def counts(self) -> dict[TargetState, int]:
+    def counts(self, shard: Shard | None = None) -> dict[TargetState, int]:
+        """Targets by state: of the whole campaign, or of one shard."""
+        where, params = self._shard_filter(shard, "WHERE")
         counts = {state: 0 for state in TargetState}
-        for state, n in self._conn.execute("SELECT state, count(*) FROM targets GROUP BY state"):
-            counts[TargetState(state)] = n
+        rows = self._conn.execute(
+            f"SELECT state, count(*) FROM targets {where} GROUP BY state", params
+        )
+        for state, n in rows:
+            counts[TargetState(state)] = int(n)
         return counts
+
+    def _shard_filter(self, shard: Shard | None, keyword: str) -> tuple[str, list[Any]]:
+        """The SQL condition (after `keyword`) that keeps the targets of `shard`."""
+        if shard is None:
+            return "", []
+        return f"{keyword} mod({self.SHARD_HASH}, ?) = ?", [shard.count, shard.index - 1]
 
     def get(self, target_id: int) -> Target:
         row = self._conn.execute(
@@ -494,21 +524,25 @@ class StateStore:
         ).fetchone()
         return _target(row) if row else None
 
-    def in_states(self, states: Iterable[TargetState]) -> list[Target]:
+    def in_states(self, states: Iterable[TargetState], shard: Shard | None = None) -> list[Target]:
         names = [s.value for s in states]
         marks = ",".join("?" * len(names))
+        where, params = self._shard_filter(shard, "AND")
         rows = self._conn.execute(
-            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state IN ({marks}) ORDER BY id", names
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state IN ({marks}) {where} ORDER BY id",
+            [*names, *params],
         )
         return [_target(row) for row in rows]
 
-    def pending_after(self, after_id: int, limit: int) -> list[Target]:
-        """The next page of pending targets; only those of `limit_feed`, when it was called."""
-        only = " AND id IN (SELECT id FROM temp.feed_only)" if self._feed_limited else ""
+    def pending_after(self, after_id: int, limit: int, shard: Shard | None = None) -> list[Target]:
+        """The next page of pending targets (of `shard`); only those of `limit_feed`, when
+        it was called."""
+        only = " AND id IN (SELECT id FROM feed_only)" if self._feed_limited else ""
+        where, params = self._shard_filter(shard, "AND")
         rows = self._conn.execute(
-            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state = ? AND id > ?{only}"
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE state = ? AND id > ?{only} {where}"
             " ORDER BY id LIMIT ?",
-            (TargetState.PENDING.value, after_id, limit),
+            (TargetState.PENDING.value, after_id, *params, limit),
         )
         return [_target(row) for row in rows]
 
@@ -520,10 +554,12 @@ class StateStore:
         lives in a temporary table of this connection: never in the state file.
         """
         with _translated("select the targets to retry"):
-            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS feed_only (id INTEGER PRIMARY KEY)")
-            self._conn.execute("DELETE FROM temp.feed_only")
+            # Unqualified: both SQLite and PostgreSQL look in the temporary schema first.
+            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS feed_only (id BIGINT PRIMARY KEY)")
+            self._conn.execute("DELETE FROM feed_only")
             self._conn.executemany(
-                "INSERT OR IGNORE INTO temp.feed_only (id) VALUES (?)", ((i,) for i in target_ids)
+                "INSERT INTO feed_only (id) VALUES (?) ON CONFLICT DO NOTHING",
+                [(i,) for i in target_ids],
             )
         self._feed_limited = True
 
@@ -559,8 +595,9 @@ class StateStore:
                     "UPDATE targets SET keyname = ?, userid = ?, mode = ?, byol = ?,"
                     " cloud_init = ?, updated_at = ?"
                     " WHERE project_id = ? AND server_id = ? AND state = ?"
-                    " AND (keyname IS NOT ? OR userid IS NOT ? OR mode IS NOT ? OR byol IS NOT ?"
-                    " OR cloud_init IS NOT ?)",
+                    " AND (keyname IS DISTINCT FROM ? OR userid IS DISTINCT FROM ?"
+                    " OR mode IS DISTINCT FROM ? OR byol IS DISTINCT FROM ?"
+                    " OR cloud_init IS DISTINCT FROM ?)",
                     (
                         spec.keyname,
                         spec.userid,
@@ -687,11 +724,13 @@ class StateStore:
                             change.detail,
                         ),
                     )
-            for name, value in (counters or {}).items():
+            # In name order: concurrent writers (shards on PostgreSQL) then lock the
+            # counter rows in one order and cannot deadlock.
+            for name, value in sorted((counters or {}).items()):
                 if value:
                     self._conn.execute(
                         "INSERT INTO counters (name, value) VALUES (?, ?)"
-                        " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                        " ON CONFLICT(name) DO UPDATE SET value = counters.value + excluded.value",
                         (name, value),
                     )
         return applied
@@ -779,6 +818,8 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
+        # The shard hash, computed as PostgreSQL and Python compute it (orchestrator.shard).
+        conn.create_function("orch_shard_hash", 1, shard_hash, deterministic=True)
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
@@ -856,7 +897,7 @@ def _create_locked(path: Path) -> int:
             os.link(temp, path)  # atomic: fails if the name exists
         except FileExistsError:
             os.close(fd)
-            raise StateError(f"state file {path} already exists") from None
+            raise StateExists(f"state file {path} already exists") from None
         except OSError as exc:
             os.close(fd)
             raise StateError(f"cannot create state file {path}: {exc.strerror}") from exc
@@ -902,6 +943,8 @@ def _translated(action: str) -> Iterator[None]:
         raise StateError(f"could not {action}: {reason}; nothing already recorded is lost") from exc
     except sqlite3.DatabaseError as exc:
         raise StateError(f"could not {action}: {exc}") from exc
+    except StoreFailure as exc:
+        raise StoreFailure(f"could not {action}: {exc}") from exc
 
 
 def _target(row: Sequence[Any]) -> Target:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from orchestrator.status.view import (
     StatusSnapshot,
     TargetRef,
 )
+from orchestrator.store import is_dsn, pg_location
 
 BUSY_TIMEOUT_MS = 250
 UNKNOWN_CODE = "unknown"
@@ -96,27 +97,55 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def read_status(
-    path: Path,
+    path: Path | str,
     *,
     examples: int = 5,
     listed: int = 20,
     now: datetime | None = None,
+    campaign: str | None = None,
 ) -> StatusSnapshot:
-    """The status of the state file at `path`; `examples` server IDs per error code,
-    `listed` in-doubt and deferred targets at most."""
+    """The status of the state file at `path` (or of `campaign` in the PostgreSQL
+    database `path`); `examples` server IDs per error code, `listed` in-doubt and
+    deferred targets at most."""
     now = now or _now()
+    if is_dsn(path):
+        return _read_campaign(str(path), campaign, examples, listed, now)
+    path = Path(path)
     with _connect(path) as conn:
         conn.execute("BEGIN")  # one snapshot for every query below
         try:
-            return _read(conn, path, examples, listed, now)
+            tables = {
+                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            return _read(conn, str(path), tables, examples, listed, now, _alive)
         finally:
             conn.execute("ROLLBACK")
 
 
-def _read(
-    conn: sqlite3.Connection, path: Path, examples: int, listed: int, now: datetime
+def _read_campaign(
+    dsn: str, campaign: str | None, examples: int, listed: int, now: datetime
 ) -> StatusSnapshot:
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    """The same queries on a PostgreSQL campaign, from any host: whether its run is
+    still running is whether a runner holds the campaign's lock, not a local pid."""
+    from orchestrator.store.pg import PgStore
+
+    location = pg_location(dsn, campaign)
+    with location.open(readonly=True) as store:
+        assert isinstance(store, PgStore)
+        with store.snapshot() as (conn, tables, running):
+            return _read(conn, location.label, tables, examples, listed, now, lambda _: running)
+
+
+def _read(
+    conn: Any,
+    path: str,
+    tables: set[str],
+    examples: int,
+    listed: int,
+    now: datetime,
+    alive: Callable[[int | None], bool],
+) -> StatusSnapshot:
+    """`conn`: a sqlite3 connection, or the PostgreSQL store's (same `?` queries)."""
     if not {"meta", "runs", "targets", "events"} <= tables:
         raise StateError(f"{path} is not an orchestrator state file (or was never finished)")
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -142,7 +171,7 @@ def _read(
     runs = conn.execute(
         "SELECT id, started_at, ended_at, outcome, pid, options FROM runs ORDER BY id"
     ).fetchall()
-    invocation = _invocation(conn, runs, counts, total, now) if runs else None
+    invocation = _invocation(conn, runs, counts, total, now, alive) if runs else None
     counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
     options: dict[str, Any] = {}
     if runs and runs[-1][5]:
@@ -151,7 +180,7 @@ def _read(
 
     return StatusSnapshot(
         run_id=meta["run_id"],
-        state_path=str(path),
+        state_path=path,
         inventory_path=meta.get("inventory_path"),
         created_at=meta.get("created_at", ""),
         generated_at=_iso(now),
@@ -174,7 +203,7 @@ def _read(
     )
 
 
-def _failures(conn: sqlite3.Connection, examples: int) -> list[FailureGroup]:
+def _failures(conn: Any, examples: int) -> list[FailureGroup]:
     groups = conn.execute(
         "SELECT coalesce(error_code, ?) AS code, count(*) FROM targets WHERE state = ?"
         " GROUP BY code ORDER BY count(*) DESC, code",
@@ -194,7 +223,7 @@ def _failures(conn: sqlite3.Connection, examples: int) -> list[FailureGroup]:
     return out
 
 
-def _deferred(conn: sqlite3.Connection, listed: int) -> tuple[int, list[DeferredTarget]]:
+def _deferred(conn: Any, listed: int) -> tuple[int, list[DeferredTarget]]:
     """Pending targets with a "deferred: ..." event: left for a later run, and why."""
     rows = conn.execute(
         "SELECT project_id, server_id, why FROM ("
@@ -202,7 +231,7 @@ def _deferred(conn: sqlite3.Connection, listed: int) -> tuple[int, list[Deferred
         "    (SELECT e.detail FROM events e WHERE e.target_id = t.id"
         "       AND e.detail LIKE 'deferred:%' ORDER BY e.id DESC LIMIT 1) AS why"
         "  FROM targets t WHERE t.state = ?"
-        ") WHERE why IS NOT NULL ORDER BY id",
+        ") AS d WHERE why IS NOT NULL ORDER BY id",
         (TargetState.PENDING.value,),
     )
     count = 0
@@ -215,16 +244,17 @@ def _deferred(conn: sqlite3.Connection, listed: int) -> tuple[int, list[Deferred
 
 
 def _invocation(
-    conn: sqlite3.Connection,
+    conn: Any,
     runs: list[tuple[Any, ...]],
     counts: dict[str, int],
     total: int,
     now: datetime,
+    alive: Callable[[int | None], bool],
 ) -> InvocationView:
     _number, started_at, ended_at, outcome, pid, _options = runs[-1]
     if ended_at:
         state = "ended"
-    elif _alive(pid):
+    elif alive(pid):
         state = "running"
     else:
         state = "interrupted"

@@ -26,16 +26,17 @@ def _running(snap: StatusSnapshot) -> bool:
 
 
 def watch_status(
-    path: Path,
+    path: Path | str,
     interval: float,
     *,
     as_json: bool = False,
     examples: int = 5,
     console: Console | None = None,
+    campaign: str | None = None,
 ) -> int:
     """Refresh until the run stops running (or Ctrl-C); the last status's exit code."""
     console = console or Console()
-    snap = read_status(path, examples=examples)
+    snap = read_status(path, examples=examples, campaign=campaign)
     if as_json or not console.is_terminal:
         try:
             while True:
@@ -47,7 +48,7 @@ def watch_status(
                 if not _running(snap):
                     break
                 time.sleep(interval)
-                snap = read_status(path, examples=examples)
+                snap = read_status(path, examples=examples, campaign=campaign)
         except KeyboardInterrupt:
             pass
         return snap.exit_code
@@ -55,7 +56,7 @@ def watch_status(
         try:
             while _running(snap):
                 time.sleep(interval)
-                snap = read_status(path, examples=examples)
+                snap = read_status(path, examples=examples, campaign=campaign)
                 live.update(Text(render_text(snap)), refresh=True)
         except KeyboardInterrupt:
             pass

@@ -2,7 +2,9 @@
 
     make_inventory(count, projects=, seed=)   a valid CSV inventory in the tmp dir
     start_sim(inventory, **config)            an in-process Simulator whose fleet is the inventory
-    run_campaign(inventory, sim=, settings=)  campaign.open_state + campaign.execute, in-process
+    run_campaign(inventory, sim=, settings=, location=)
+                                              campaign.open_state + campaign.execute, in-process
+                                              (location: another store, e.g. PostgreSQL)
     fast_settings(**changes)                  RunSettings for a run of seconds
     sim_process(*args, env=)                  `orchestrator simulate` as a subprocess: its URL
     sim_stats(url)                            GET /_sim/stats
@@ -34,6 +36,7 @@ from orchestrator.runner import RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
 from orchestrator.simulator.process import SimulatorProcess, read_stats
 from orchestrator.state import Event, StateStore
+from orchestrator.store import StateLocation
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_TOKEN = "integration-token-5c1f"
@@ -114,12 +117,15 @@ class Campaign:
 
     result: Result
     state_path: Path
+    location: StateLocation | None = None  # a PostgreSQL campaign, else the file
 
     @property
     def exit_code(self) -> int:
         return self.result.outcome.exit_code
 
     def store(self) -> StateStore:
+        if self.location is not None:
+            return self.location.open(readonly=True)
         return StateStore.open(self.state_path, readonly=True)
 
     def targets(self) -> list[Any]:
@@ -147,6 +153,7 @@ def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
         credentials: Credentials | None = None,
         state_path: Path | None = None,
         simulate: SimulatorConfig | None = None,
+        location: StateLocation | None = None,
     ) -> Campaign:
         if sim is not None:
             endpoint = sim.url
@@ -166,13 +173,14 @@ def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
             simulate=simulate,
             live_progress=False,
             options={"test": True},
+            location=location,
         )
         store = open_state(inv)
         try:
             result = await execute(inv, store)
         finally:
             store.close()
-        return Campaign(result, state_path)
+        return Campaign(result, state_path, location)
 
     return run
 

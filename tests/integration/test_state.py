@@ -1,4 +1,7 @@
-"""The state store on real SQLite files: import, transitions, events, locking, damage."""
+"""The state store on real SQLite files: import, transitions, events, locking, damage.
+
+Tests taking the `store` fixture run on PostgreSQL too (tests/conftest.py's `backend`).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,8 +63,9 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(path: Path) -> Iterator[StateStore]:
-    store = create(path, specs(25))
+def store(new_location: Callable[..., Any]) -> Iterator[StateStore]:
+    """A store of 25 targets, on SQLite and on PostgreSQL (the `backend` parameter)."""
+    store = new_location().create(specs(25), inventory_path="fleet.csv", inventory_sha256=SHA)
     yield store
     store.close()
 
@@ -665,7 +670,15 @@ def test_a_full_disk_fails_the_change_and_keeps_what_was_committed(path: Path) -
     assert rows == [(1, "submitting"), (2, "submitting"), (3, "pending")]
 
 
-def test_writes_are_durable_for_another_connection(store: StateStore) -> None:
+def test_writes_are_durable_for_another_connection(store: StateStore, backend: str) -> None:
     store.apply([Change(9, S.PENDING, S.SUBMITTING, "intent", {"attempts": 1})])
-    rows = raw(store.path, "SELECT state, attempts FROM targets WHERE id = 9")
+    query = "SELECT state, attempts FROM targets WHERE id = 9"
+    if backend == "sqlite":
+        rows = raw(store.path, query)
+    else:
+        import psycopg
+
+        dsn = store.location.partition(" ")[0]
+        with psycopg.connect(dsn, options=f"-csearch_path={store.path}") as conn:
+            rows = conn.execute(query).fetchall()
     assert rows == [("submitting", 1)]
