@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -35,11 +36,15 @@ from orchestrator.errors import (
 )
 from orchestrator.iam import credentials_for
 from orchestrator.inventory import InventoryDefaults, InventoryReader
-from orchestrator.model import TargetSpec
+from orchestrator.model import TargetSpec, TargetState
 from orchestrator.network import CaBundle, new_session
-from orchestrator.pacing import RateLimiter
+from orchestrator.pacing import AdaptivePacing, RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
+from orchestrator.rollout.gate import Confirm, RolloutGate
+from orchestrator.rollout.options import RolloutOptions
+from orchestrator.rollout.report import ADAPTIVE_META_KEY, rollout_summary
+from orchestrator.rollout.setup import prepare_rollout
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig
 from orchestrator.state import StateStore, file_sha256
@@ -66,6 +71,10 @@ class Invocation:
     # Re-run with other request options, accepted: targets not sent yet get them.
     apply_request_options: bool = False
     group_by: str | None = None  # report.md/html: counts by this inventory column
+    rollout: RolloutOptions = field(default_factory=RolloutOptions)
+    ack_failures: bool = False  # --ack-failures: earlier failures stop counting
+    confirm: Confirm | None = None  # --confirm-waves: asks the operator before each wave
+    adaptive: bool = True  # follow the service's throttling below --rate / --poll-rate
 
 
 @dataclass
@@ -268,6 +277,9 @@ async def _cloud(
 async def execute(inv: Invocation, store: StateStore) -> Result:
     """Run the state file's targets to the end (or to a stop) and write the report."""
     stop, halt = asyncio.Event(), asyncio.Event()
+    # Before the invocation is recorded: a resume that contradicts the fixed plan
+    # is refused with nothing written.
+    rollout = prepare_rollout(store, inv.rollout, ack=inv.ack_failures, confirm=inv.confirm)
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
     try:
@@ -278,6 +290,11 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
             _cloud(inv, store, session) as cloud,
         ):
             endpoints, credentials = cloud
+            adaptive = None
+            if inv.adaptive:
+                adaptive = AdaptivePacing(
+                    {"reinstall": s.rate, "job": s.poll_rate, "server": s.poll_rate}
+                )
             client = EcsClient(
                 session,
                 endpoints,
@@ -285,12 +302,14 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 submit_limiter=RateLimiter(s.rate),
                 poll_limiter=RateLimiter(s.poll_rate),
                 timeouts=Timeouts(),
+                adaptive=adaptive,
             )
-            runner = Runner(store, client, s)
+            runner = Runner(store, client, s, rollout=rollout.gate)
             meter = ProgressMeter(sum(runner.counts.values()))
             with _signals(stop, halt):
                 async with ProgressDisplay(meter, lambda: runner.counts, live=inv.live_progress):
                     outcome = await runner.run(stop, halt)
+            _rollout_end(store, rollout.gate, outcome, client.adaptive_rates())
     finally:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):
@@ -300,11 +319,30 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     report_error = None
     if not halt.is_set():
         try:
-            report = write_campaign_report(inv.report_dir, store, group_by=inv.group_by)
+            report = write_campaign_report(
+                inv.report_dir, store, group_by=inv.group_by, rollout=rollout_summary(store)
+            )
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)
     return Result(outcome, report, run.run_id, report_error)
+
+
+def _rollout_end(
+    store: StateStore, gate: RolloutGate, outcome: Outcome, rates: dict[str, Any]
+) -> None:
+    """Record what the rollout left and why, and the rates pacing settled at."""
+    left = outcome.counts.get(TargetState.PENDING, 0)
+    gate.finish(left if not outcome.stopped else 0)
+    with contextlib.suppress(StateError):
+        store.add_rollout(gate.take_records())
+        if rates:
+            store.set_meta(ADAPTIVE_META_KEY, json.dumps(rates))
+    for name, rate in rates.items():
+        log.info(
+            "pacing: %s settled at %.1f/s of %g/s (%d throttled, %d cuts)",
+            name, rate["rate"], rate["ceiling"], rate["throttles"], rate["cuts"],
+        )  # fmt: skip
 
 
 def _label(outcome: Outcome) -> str:

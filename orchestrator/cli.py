@@ -33,6 +33,14 @@ from orchestrator.campaign import (
     execute,
     open_state,
 )
+from orchestrator.cli_rollout import (
+    confirm_on_terminal,
+    plan_lines,
+    plan_options,
+    rollout_from,
+    rollout_options,
+    status_lines,
+)
 from orchestrator.endpoints import Endpoints, check_endpoint
 from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
 from orchestrator.inventory import (
@@ -50,6 +58,8 @@ from orchestrator.report import (
     summary_to_dict,
     write_campaign_report,
 )
+from orchestrator.rollout.options import RolloutOptions
+from orchestrator.rollout.report import rollout_summary
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
@@ -61,7 +71,8 @@ Exit codes:
   1  the run finished and some targets failed
   2  invalid input or usage, an unusable state file or report
      directory, or credentials refused; nothing unsafe was done
-  3  stopped before finishing (interrupted, or work deferred): resume
+  3  stopped before finishing (interrupted, work deferred, the window
+     closed, a canary failed or a failure budget tripped): resume
 """
 
 
@@ -111,7 +122,7 @@ GROUP_BY_OPTION = click.option(
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option(
             "--endpoint",
             help="ECS endpoint for every project, e.g. https://ecs.eu-de.otc.t-systems.com",
@@ -227,6 +238,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
         GROUP_BY_OPTION,
+        rollout_options,
         click.option(
             "--sim-job-seconds",
             default="1:3",
@@ -404,6 +416,9 @@ def _invocation(
         live_progress=False if opts.get("no_live") else None,
         group_by=opts.get("group_by") or saved.get("group_by"),
     )
+    inv.rollout = rollout_from(opts, saved)
+    inv.ack_failures = bool(opts.get("ack_failures"))
+    inv.confirm = confirm_on_terminal if inv.rollout.confirm_waves else None
     request_options = _request_options(defaults) if inventory is not None else None
     if request_options is not None:
         changed = _changed_request_options(saved, request_options)
@@ -454,6 +469,7 @@ def _invocation(
         "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
         "ca_bundle_source": inv.ca.source,
         "group_by": inv.group_by,
+        "rollout": inv.rollout.to_dict(),
     }
     return inv
 
@@ -552,6 +568,8 @@ def _start(
     )
     if outcome.aborted:
         click.echo(f"stopped: {outcome.aborted}", err=True)
+    if outcome.held:
+        click.echo(f"held: {outcome.held}", err=True)
     if result.report is not None:
         click.echo(f"report: {result.report.directory}")
         for path in (
@@ -676,7 +694,10 @@ def resume(state_path: Path, **opts: Any) -> int:
 def status(state_path: Path, as_json: bool, failures: int) -> int:
     """Print counts by state and the failures."""
     with StateStore.open(state_path, readonly=True) as store:
-        summary = summary_to_dict(build_summary(store.run_info(), store.iter_targets()))
+        rollout = rollout_summary(store)
+        summary = summary_to_dict(
+            build_summary(store.run_info(), store.iter_targets(), rollout=rollout)
+        )
         failed = [
             {
                 "project_id": t.project_id,
@@ -693,6 +714,8 @@ def status(state_path: Path, as_json: bool, failures: int) -> int:
     click.echo(f"run {summary['run_id']} ({summary['state_path']}): {summary['total']} targets")
     for state, n in summary["counts"].items():
         click.echo(f"  {state:<11} {n}")
+    for line in status_lines(rollout):
+        click.echo(line)
     if failed:
         click.echo("failures:")
         for f in failed:
@@ -720,7 +743,9 @@ def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> i
         target_dir = report_dir or Path(run.options.get("report_dir") or "reports")
         group_by = group_by or run.options.get("group_by")
         check_group_by(run, group_by)
-        paths = write_campaign_report(target_dir, store, group_by=group_by)
+        paths = write_campaign_report(
+            target_dir, store, group_by=group_by, rollout=rollout_summary(store)
+        )
     click.echo(f"report: {paths.directory}")
     click.echo(f"  {paths.report_html}")
     return 0
@@ -741,11 +766,15 @@ def report(state_path: Path, report_dir: Path | None, group_by: str | None) -> i
 @click.option("--max-in-flight", type=int, default=200, show_default=True)
 @click.option(
     "--job-seconds",
+    "--expected-job-seconds",
+    "job_seconds",
     type=float,
     default=300.0,
     show_default=True,
     help="Expected duration of one reinstall, for the estimate.",
 )
+@click.option("--pause-between-waves", type=float, default=0.0, metavar="S")
+@plan_options
 @guarded
 def plan(
     inventory: Path,
@@ -759,6 +788,8 @@ def plan(
     rate: float,
     max_in_flight: int,
     job_seconds: float,
+    pause_between_waves: float,
+    **rollout: Any,
 ) -> int:
     """Validate INVENTORY and show what a run would do, without sending anything."""
     _positive("--rate", rate)
@@ -798,6 +829,14 @@ def plan(
         f"{max_in_flight} in flight of ~{job_seconds:g} s jobs allow "
         f"{max_in_flight / job_seconds:.1f}/s)"
     )
+    options = RolloutOptions(
+        **{k: v for k, v in rollout.items() if v is not None},
+        pause_between_waves=pause_between_waves,
+    ).check()
+    for line in plan_lines(
+        per_project, options, rate=rate, max_in_flight=max_in_flight, job_seconds=job_seconds
+    ):
+        click.echo(line)
     if reader.problem_count or regions.problems:
         raise InventoryError(
             reader.problems + regions.problems,

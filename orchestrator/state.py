@@ -6,6 +6,7 @@ Tables:
     targets   one row per server: state, job_id, attempts, errors, timestamps
     events    append-only: every state change of every target, with why
     counters  requests sent by kind, throttling answers
+    rollout   append-only: every rollout decision (window, wave, budget, breaker)
 
 Every state change goes through `apply`, which checks it against the
 transition table and against the state the caller believed the target was in
@@ -42,7 +43,7 @@ from orchestrator.model import (
     check_transition,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Columns added by each schema version (all nullable or defaulted), applied in order
 # when a run opens an older state file: a state file outlives the version that made it.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -54,8 +55,23 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "job_begin_at TEXT",
         "job_end_at TEXT",
     ),
+    3: ("wave INTEGER",),  # the rollout wave, fixed at the first run (NULL before)
 }
-OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters"})
+# Tables added by a schema version, created with it (or when an older file is upgraded).
+MIGRATION_TABLES: dict[int, tuple[str, ...]] = {
+    3: (
+        """CREATE TABLE IF NOT EXISTS rollout (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            invocation INTEGER,
+            kind TEXT NOT NULL,
+            project_id TEXT,
+            wave INTEGER,
+            detail TEXT NOT NULL
+        )""",
+    ),
+}
+OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters", "rollout"})
 IMPORT_BATCH = 5000
 
 # Columns a state change may set besides `state` (never user-supplied names).
@@ -82,7 +98,7 @@ TARGET_COLUMNS = (
     "id, project_id, server_id, region, keyname, userid, mode, byol, extra, line, state, job_id,"
     " attempts, error_code, fail_reason, launched_at_before, intent_at, submitted_at,"
     " finished_at, updated_at, first_launched_at, status_before, updated_before, not_accepted,"
-    " job_begin_at, job_end_at"
+    " job_begin_at, job_end_at, wave"
 )
 
 
@@ -126,6 +142,32 @@ class Event:
     from_state: str | None
     to_state: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalRecord:
+    """A final target, for replaying the rollout's ledger in the order targets ended."""
+
+    seq: int  # id of the target's last event: stable across resumes
+    target_id: int
+    project_id: str
+    state: TargetState
+    error_code: str | None
+    wave: int | None
+    intent_at: str | None
+    finished_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    """One rollout decision: a wave started, a budget tripped, the window closed, ..."""
+
+    kind: str
+    detail: str
+    project_id: str | None = None
+    wave: int | None = None
+    at: str = field(default_factory=utc_now)
+    invocation: int | None = None
 
 
 class StateStore:
@@ -270,6 +312,9 @@ class StateStore:
             for version in sorted(MIGRATIONS):
                 for column in MIGRATIONS[version]:
                     db.execute(f"ALTER TABLE targets ADD COLUMN {column}")
+            for version in sorted(MIGRATION_TABLES):
+                for statement in MIGRATION_TABLES[version]:
+                    db.execute(statement)
             db.table("targets").create_index(["state", "id"])
             db.table("events").create(
                 {
@@ -381,6 +426,8 @@ class StateStore:
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for column in MIGRATIONS.get(step, ()):
                     self._conn.execute(f"ALTER TABLE targets ADD COLUMN {column}")
+                for statement in MIGRATION_TABLES.get(step, ()):
+                    self._conn.execute(statement)
             self._conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
@@ -605,6 +652,75 @@ class StateStore:
             for row in rows:
                 yield Event(*row[1:])
             last = rows[-1][0]
+
+    # -- rollout -----------------------------------------------------------------
+
+    def waves_fixed(self) -> bool:
+        """Whether every target has its wave (fixed at the first run with rollout)."""
+        row = self._conn.execute("SELECT 1 FROM targets WHERE wave IS NULL LIMIT 1").fetchone()
+        return row is None
+
+    def fix_waves(self, waves: Sequence[int]) -> None:
+        """Give the targets, in inventory order, the waves `waves` (one per target)."""
+        with _translated("record the rollout waves"), self._transaction():
+            ids = [r[0] for r in self._conn.execute("SELECT id FROM targets ORDER BY id")]
+            if len(ids) != len(waves):
+                raise StateError(f"{len(waves)} waves for {len(ids)} targets")
+            self._conn.executemany(
+                "UPDATE targets SET wave = ? WHERE id = ?", list(zip(waves, ids, strict=True))
+            )
+
+    def sizes(self, column: str) -> dict[Any, int]:
+        """Targets per project (`project_id`) or per wave (`wave`)."""
+        if column not in ("project_id", "wave"):
+            raise ValueError(column)
+        rows = self._conn.execute(f"SELECT {column}, count(*) FROM targets GROUP BY {column}")
+        return {key: int(n) for key, n in rows}
+
+    def final_records(self) -> list[FinalRecord]:
+        """Every final target, in the order they became final (their last event)."""
+        names = ",".join("?" * 3)
+        rows = self._conn.execute(
+            "SELECT (SELECT max(e.id) FROM events e WHERE e.target_id = t.id) AS seq,"
+            " t.id, t.project_id, t.state, t.error_code, t.wave, t.intent_at, t.finished_at"
+            f" FROM targets t WHERE t.state IN ({names}) ORDER BY seq, t.id",
+            [TargetState.SUCCEEDED.value, TargetState.FAILED.value, TargetState.SKIPPED.value],
+        )
+        return [
+            FinalRecord(seq or 0, tid, project, TargetState(state), code, wave, intent, finished)
+            for seq, tid, project, state, code, wave, intent, finished in rows
+        ]
+
+    def wave_state_counts(self) -> dict[int, dict[str, int]]:
+        """Targets by wave and state, for the report and `status`."""
+        found: dict[int, dict[str, int]] = {}
+        for wave, state, n in self._conn.execute(
+            "SELECT wave, state, count(*) FROM targets GROUP BY wave, state ORDER BY wave"
+        ):
+            found.setdefault(int(wave or 1), {})[state] = int(n)
+        return found
+
+    def last_event_id(self) -> int:
+        row = self._conn.execute("SELECT max(id) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def add_rollout(self, records: Sequence[RolloutRecord]) -> None:
+        """Append rollout decisions (one transaction)."""
+        if not records:
+            return
+        with _translated("record rollout decisions"), self._transaction():
+            self._conn.executemany(
+                "INSERT INTO rollout (at, invocation, kind, project_id, wave, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.at, self.invocation, r.kind, r.project_id, r.wave, r.detail) for r in records],
+            )
+
+    def rollout_records(self) -> list[RolloutRecord]:
+        """Every rollout decision, oldest first (a few per run: not paged)."""
+        rows = self._conn.execute(
+            "SELECT kind, detail, project_id, wave, at, invocation FROM rollout ORDER BY id"
+        )
+        return [RolloutRecord(*row) for row in rows]
 
     # -- writes ------------------------------------------------------------------
 
@@ -844,6 +960,7 @@ def _target(row: Sequence[Any]) -> Target:
         not_accepted,
         job_begin_at,
         job_end_at,
+        wave,
     ) = row
     spec = TargetSpec(
         project_id=project_id,
@@ -875,4 +992,5 @@ def _target(row: Sequence[Any]) -> Target:
         not_accepted=not_accepted or 0,
         job_begin_at=job_begin_at,
         job_end_at=job_end_at,
+        wave=wave,
     )

@@ -311,7 +311,7 @@ def test_targets_csv_parses_back_with_region_and_extra_columns(tmp_path: Path) -
     assert len(rows) == 3
     assert list(rows[0]) == [
         "project_id", "server_id", "state", "job_id", "error_code", "fail_reason", "attempts",
-        "submitted_at", "finished_at", "duration_s", "region", "owner", "rack",
+        "submitted_at", "finished_at", "duration_s", "region", "wave", "owner", "rack",
     ]  # fmt: skip
     assert rows[0]["server_id"] == "srv-00000"
     assert rows[0]["state"] == "succeeded"

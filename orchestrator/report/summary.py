@@ -85,6 +85,7 @@ class Summary:
     # group value -> counts by state (non-zero only), largest groups first
     groups: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     history: History | None = None  # every invocation, when the caller read them
+    rollout: Mapping[str, Any] | None = None  # orchestrator.rollout.report.rollout_summary
 
 
 def target_duration(target: Target) -> float | None:
@@ -229,6 +230,7 @@ def build_summary(
     generated_at: str | None = None,
     group_by: str | None = None,
     history: History | None = None,
+    rollout: Mapping[str, Any] | None = None,
 ) -> Summary:
     """Summarise a run in one pass over `targets`.
 
@@ -290,6 +292,7 @@ def build_summary(
             }
         ),
         history=history,
+        rollout=rollout,
     )
 
 
@@ -337,4 +340,5 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "group_by": summary.group_by,
         "groups": _plain(summary.groups),
         "campaign": history_to_dict(summary.history) if summary.history else None,
+        "rollout": _plain(summary.rollout) if summary.rollout is not None else None,
     }

@@ -2,7 +2,8 @@
 
     make_inventory(count, projects=, seed=)   a valid CSV inventory in the tmp dir
     start_sim(inventory, **config)            an in-process Simulator whose fleet is the inventory
-    run_campaign(inventory, sim=, settings=)  campaign.open_state + campaign.execute, in-process
+    run_campaign(inventory, sim=, settings=, rollout=, ack_failures=)
+                                              campaign.open_state + campaign.execute, in-process
     fast_settings(**changes)                  RunSettings for a run of seconds
     sim_process(*args, env=)                  `orchestrator simulate` as a subprocess: its URL
     sim_stats(url)                            GET /_sim/stats
@@ -30,6 +31,7 @@ from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.campaign import Invocation, Result, execute, open_state
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.retry_policy import RetrySettings
+from orchestrator.rollout.options import RolloutOptions
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
 from orchestrator.simulator.process import SimulatorProcess, read_stats
@@ -147,6 +149,8 @@ def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
         credentials: Credentials | None = None,
         state_path: Path | None = None,
         simulate: SimulatorConfig | None = None,
+        rollout: RolloutOptions | None = None,
+        ack_failures: bool = False,
     ) -> Campaign:
         if sim is not None:
             endpoint = sim.url
@@ -166,6 +170,8 @@ def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
             simulate=simulate,
             live_progress=False,
             options={"test": True},
+            rollout=rollout or RolloutOptions(),
+            ack_failures=ack_failures,
         )
         store = open_state(inv)
         try:
