@@ -53,7 +53,7 @@ def test_a_state_file_of_a_newer_schema_is_refused_untouched(
 
     assert result.returncode == 2
     assert "schema version 99" in result.stderr
-    assert "reads version 2" in result.stderr
+    assert "reads version 3" in result.stderr
     assert digest(state) == before
 
 
