@@ -347,8 +347,8 @@ class Runner:
             # Runs after the pacer allowed the request and right before it leaves.
             if committed:
                 return
-            if self._stopping or self._abort:
-                raise _Stopped
+            if self._stopping or self._abort or not self._rollout.still_allowed(target):
+                raise _Stopped  # a stop, or a trip while this one waited for the pacer
             launched = before.launched_at if before else None
             committed.append(
                 await self._change(

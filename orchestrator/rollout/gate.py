@@ -6,6 +6,7 @@ targets parked behind --project-max-in-flight, the operator's wave
 confirmations. The runner calls four things:
 
     decide(target, active)   before sending: SEND, WAIT or HOLD (decide.Decision)
+    still_allowed(target)    right before the request leaves: no trip since decide()
     keep(target, d)          a target that may not go: put back (True), parked or left
     wait(target, d, wake)    until it is worth asking again (asks the operator if need be)
     unpark(active)           a parked target whose project has room again, if any
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from orchestrator.failures import hint
 from orchestrator.model import Target, TargetState
 from orchestrator.rollout.budget import FailureLedger, Outcome, Trip
 from orchestrator.rollout.decide import (
@@ -135,6 +137,11 @@ class RolloutGate:
         )
         wave = target.wave or 1
         decision = decide(now, TargetRef(target.project_id, wave), self.settings, view)
+        if decision.reason is Reason.CANARY_FAILED and self.ledger.codes:
+            # Name the likely cause, as the breaker does: the canary is the first to see it.
+            likely = hint(self.ledger.codes.most_common(1)[0][0])
+            if likely:
+                decision = replace(decision, why=f"{decision.why}: {likely}")
         if decision.send:
             self.closes_at = self.settings.schedule.closes_at(now)
             if wave not in self._started_waves:
@@ -144,6 +151,16 @@ class RolloutGate:
             return decision
         self._remember(decision, target, wave)
         return decision
+
+    def still_allowed(self, target: Target) -> bool:
+        """Right before a request leaves: no trip or hold came since `decide` said SEND
+        (a target may wait for the pacer a while, and failures keep coming meanwhile)."""
+        if self.held is not None or self.ledger.run_trip is not None:
+            return False
+        if self.ledger.project_trip(target.project_id) is not None:
+            return False
+        first = self.waves.get(1)
+        return not (self.settings.canary and first is not None and first.failed > 0)
 
     def _remember(self, decision: Decision, target: Target, wave: int) -> None:
         project = target.project_id if decision.scope is Scope.PROJECT else None
