@@ -219,8 +219,8 @@ def plan_lines(
                 lines.append(
                     f"window: {options.window or ''}{' ' + options.tz if options.tz else ''} "
                     f"next opening {start.isoformat()} to {opening.end.isoformat()} "
-                    f"({span:.1f} h; the last reinstall starts by "
-                    f"{job_seconds:g} s before the end)".replace("window:  ", "window: ")
+                    f"({span:.1f} h; no reinstall starts in its last "
+                    f"{job_seconds:g} s)".replace("window:  ", "window: ")
                 )
                 if total > max(usable, 0):
                     nights = math.ceil(total / usable) if usable > 0 else None
