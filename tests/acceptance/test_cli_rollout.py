@@ -75,9 +75,9 @@ def test_waves_canary_and_project_cap_survive_kill_and_resume(
     cli_start: Callable[..., subprocess.Popen[str]],
     fast: list[str],
 ) -> None:
-    inventory = make_inventory(24, projects=2, seed=5)
+    inventory = make_inventory(16, projects=2, seed=5)
     state = workdir / "fleet.state.sqlite"
-    sim = ("--fleet", inventory, "--job-seconds", "0.5:0.8")
+    sim = ("--fleet", inventory, "--job-seconds", "0.3:0.5")
     with sim_process(*sim, env={"SIM_TOKEN": SIM_TOKEN}) as url:
         proc = cli_start(
             "run", inventory, "--endpoint", url, "--state", state, "--rate", "50", *fast,
@@ -91,7 +91,7 @@ def test_waves_canary_and_project_cap_survive_kill_and_resume(
         )
         kill(proc)
         plan = [t.wave for t in targets(state)]
-        assert plan == [1] * 2 + [2] * 4 + [3] * 12 + [4] * 6
+        assert plan == [1] * 2 + [2] * 4 + [3] * 8 + [4] * 2
 
         done = cli("resume", "--state", state, *fast, env=ENV)
         assert done.returncode == 0, done.stderr
@@ -104,9 +104,9 @@ def test_waves_canary_and_project_cap_survive_kill_and_resume(
         assert set(stats["reinstalls_by_server"].values()) == {1}
 
     status = cli("status", "--state", state)
-    assert "wave 3   12 targets: 12 succeeded" in status.stdout, status.stdout
+    assert "wave 3   8 targets: 8 succeeded" in status.stdout, status.stdout
     report = json.loads(next((workdir / "reports").glob("*/summary.json")).read_text())
-    assert [w["total"] for w in report["rollout"]["waves"]] == [2, 4, 12, 6]
+    assert [w["total"] for w in report["rollout"]["waves"]] == [2, 4, 8, 2]
     assert report["options"]["rollout"]["project_max_in_flight"] == 2  # from the state file
 
 
@@ -257,3 +257,48 @@ def test_plan_shows_waves_window_and_estimate(
     assert "80 in flight (--project-max-in-flight 20)" in out
     assert "window: 02:00-05:00 Europe/Berlin next opening" in out
     assert "nothing was sent" in out
+
+
+def test_project_budget_trip_survives_kill_and_needs_an_ack(
+    workdir: Path,
+    make_inventory: Callable[..., Path],
+    sim_process: Callable[..., Any],
+    sim_stats: Callable[[str], dict[str, Any]],
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+    cli_start: Callable[..., subprocess.Popen[str]],
+    fast: list[str],
+) -> None:
+    inventory = make_inventory(16, projects=2, seed=11)
+    fleet = load_fleet(inventory)
+    bad = fleet[0][0]
+    missing = [pair for pair in fleet if pair[0] == bad][:2]
+    state = workdir / "fleet.state.sqlite"
+    partial = workdir / "partial.csv"
+    partial.write_text(
+        "project_id,server_id\n" + "".join(f"{p},{s}\n" for p, s in fleet if (p, s) not in missing),
+        encoding="utf-8",
+    )
+    with sim_process("--fleet", partial, "--job-seconds", "0.3:0.5",
+                     env={"SIM_TOKEN": SIM_TOKEN}) as url:  # fmt: skip
+        proc = cli_start(
+            "run", inventory, "--endpoint", url, "--state", state, *fast, "--rate", "10",
+            "--max-in-flight", "2", "--max-failures-per-project", "1", env=ENV,
+        )  # fmt: skip
+        wait_for(lambda: "trip:project_budget" in kinds(state), proc, "the budget never tripped")
+        kill(proc)
+        sent_to_bad = {s for s in sim_stats(url)["reinstalls_by_server"]
+                       if (bad, s) in fleet}  # fmt: skip
+
+        again = cli("resume", "--state", state, *fast, env=ENV)
+        assert again.returncode == 3, again.stderr
+        assert f"--max-failures-per-project 1 exceeded in project {bad}" in again.stderr
+        after = {s for s in sim_stats(url)["reinstalls_by_server"] if (bad, s) in fleet}
+        assert after == sent_to_bad  # the tripped project got nothing after the kill
+        others = [t for t in targets(state) if t.project_id != bad]
+        assert all(t.state == "succeeded" for t in others)  # the other project finished
+
+        acked = cli("resume", "--state", state, *fast, "--ack-failures", env=ENV)
+        assert acked.returncode == 1, acked.stderr  # the two missing servers stay failed
+        final = targets(state)
+        assert sum(t.state == "failed" for t in final) == 2
+        assert all(t.is_final for t in final)
