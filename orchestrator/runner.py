@@ -218,7 +218,9 @@ class Runner:
                         break
                 elif self._finished():
                     break
-                await self._writer.call(self._store.add_rollout, self._rollout.take_records())
+                records = self._rollout.take_records()
+                if records:  # rare: a wave started, a trip, a hold
+                    await self._writer.call(self._store.add_rollout, records)
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await wait_event(self._changed, 0.5)

@@ -165,7 +165,8 @@ class RolloutGate:
     def _remember(self, decision: Decision, target: Target, wave: int) -> None:
         project = target.project_id if decision.scope is Scope.PROJECT else None
         in_wave = wave if decision.scope is Scope.WAVE else 0
-        key = (decision.action, decision.reason, project, in_wave)
+        # `until` too: with --keep-going each night's "next opening" is its own record.
+        key = (decision.action, decision.reason, project, in_wave, decision.until)
         if decision.action is Action.HOLD:
             if decision.scope is Scope.RUN:
                 self.held = decision
