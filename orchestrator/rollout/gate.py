@@ -284,7 +284,7 @@ class RolloutGate:
             over = (self.last_final_at - self.closes_at).total_seconds()
             self._note(
                 "overran",
-                f"accepted jobs ran {over:.0f} s past the close of the window at "
+                f"accepted jobs ran {over:.1f} s past the close of the window at "
                 f"{self.closes_at.isoformat()}",
             )
         if left_pending:

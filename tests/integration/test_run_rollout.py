@@ -237,3 +237,31 @@ async def test_adaptive_pacing_settles_under_the_rate_limit_and_is_reported(
     assert stats["throttled"] / total <= 0.2, (stats["throttled"], total)
     md = campaign.result.report.report_md.read_text()
     assert "Pacing settled: job eu-de at" in md
+
+
+async def test_jobs_that_run_past_the_deadline_are_followed_and_the_overrun_reported(
+    make_inventory: Callable[..., Path],
+    start_sim: Callable[..., Awaitable[Simulator]],
+    run_campaign: Callable[..., Awaitable[Any]],
+    fast_settings: Callable[..., Any],
+) -> None:
+    inventory = make_inventory(12, projects=2)
+    # Jobs take about a second, but the operator expects 0.2 s: the last ones sent
+    # before the cutoff end after the deadline. They are followed, not abandoned.
+    sim = await start_sim(inventory, job_seconds=(0.9, 1.0))
+    deadline = datetime.now(UTC) + timedelta(seconds=2)
+    campaign = await run_campaign(
+        inventory,
+        sim=sim,
+        settings=fast_settings(max_in_flight=2),
+        rollout=RolloutOptions(deadline=iso(deadline), expected_job_seconds=0.2),
+    )
+    sent = [t for t in campaign.targets() if t.intent_at is not None]
+    assert sent and all(t.state is S.SUCCEEDED for t in sent)
+    assert max(at(t.finished_at) for t in sent) > deadline
+    summary = rollout_summary(campaign.store())
+    assert summary is not None
+    assert summary["overran"] is not None
+    over = float(summary["overran"].split(" ran ")[1].split(" s ")[0])
+    assert over > 0
+    assert "Overran: accepted jobs ran" in campaign.result.report.report_md.read_text()
