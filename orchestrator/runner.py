@@ -249,7 +249,13 @@ class Runner:
     def _finished(self) -> bool:
         if self._rollout.held is not None:  # nothing more is sent: follow what runs
             return not self._active
-        return self._feed_done and not self._feed and not self._requeued and not self._active
+        return (
+            self._feed_done
+            and not self._feed
+            and not self._requeued
+            and not self._active
+            and not self._rollout.parked
+        )
 
     def _following(self) -> bool:
         # Targets still worth draining: those a reinstall may be running for.
@@ -295,11 +301,11 @@ class Runner:
                     return
                 await self._work.wait()  # until something goes back to pending
                 continue
-            decision = self._rollout.decide(target, self._active.values())
+            decision = self._rollout.decide(target, self._active)
             if not decision.send:
                 self._release_slot()
                 if self._rollout.keep(target, decision):
-                    self._requeued.appendleft(target)  # first again when it may go
+                    self._requeued.append(target)  # before the rest of the feed
                 self._changed.set()
                 if self._rollout.held is not None:
                     return  # nothing more is sent in this run
@@ -309,7 +315,7 @@ class Runner:
             await self._step(target, self._submit(target))
 
     async def _next_pending(self) -> Target | None:
-        parked = self._rollout.unpark(self._active.values())
+        parked = self._rollout.unpark(self._active)
         if parked is not None:
             return parked
         if self._requeued:

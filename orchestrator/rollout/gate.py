@@ -53,8 +53,13 @@ log = logging.getLogger("orchestrator.rollout")
 # Asks the operator whether wave `wave` (of `size` targets) may start.
 Confirm = Callable[[int, int], Awaitable[bool]]
 
-# A waiting submitter looks again at least this often (a stop, a clock jump).
+# A submitter waiting for a time looks again at least this often (a stop, a clock jump).
 LONGEST_WAIT = 30.0
+# One waiting for an event (a wave becoming final) looks again this often: the wake-up
+# event is shared by every submitter, and one of them may clear it before another waits.
+EVENT_WAIT = 1.0
+# Nothing under way and nothing done for this long while a wave waits: it cannot finish.
+STUCK_AFTER = 5.0
 # The learned duration is re-sorted at most this often (100k durations, many asks).
 ESTIMATE_EVERY = 5.0
 
@@ -96,6 +101,8 @@ class RolloutGate:
         self.held: Decision | None = None  # the run-wide HOLD, once there is one
         self.held_projects: dict[str, Decision] = {}
         self.closes_at: datetime | None = None  # end of the opening of the latest send
+        self._progress_at = now()  # the latest send or final target
+        self._blocked: set[int] = set()  # asked and told "earlier wave" since then
         self.last_final_at: datetime | None = None
 
     @classmethod
@@ -119,14 +126,14 @@ class RolloutGate:
             self._estimated_at = clock
         return self._estimate
 
-    def decide(self, target: Target, active: Iterable[Target]) -> Decision:
+    def decide(self, target: Target, active: Mapping[int, Target]) -> Decision:
         """May `target` be sent now? Records and logs each new kind of answer once."""
         if self.held is not None:
             return self.held
         now = self._now()
         in_flight: Counter[str] = Counter()
         if self.settings.project_max_in_flight is not None:
-            in_flight.update(t.project_id for t in active)
+            in_flight.update(t.project_id for t in active.values())
         view = RolloutView(
             started_at=self.started_at,
             expected_seconds=self.expected.seconds,
@@ -142,7 +149,16 @@ class RolloutGate:
             likely = hint(self.ledger.codes.most_common(1)[0][0])
             if likely:
                 decision = replace(decision, why=f"{decision.why}: {likely}")
+        if decision.reason is Reason.WAVE_NOT_READY and self._stuck(now, target, active):
+            decision = Decision(
+                Action.HOLD,
+                Reason.WAVE_NOT_READY,
+                f"{decision.why}, and none of it is under way: its other targets were "
+                "deferred in this run; resume later to finish it",
+                scope=Scope.RUN,
+            )
         if decision.send:
+            self._progress(now)
             self.closes_at = self.settings.schedule.closes_at(now)
             if wave not in self._started_waves:
                 self._started_waves.add(wave)
@@ -161,6 +177,20 @@ class RolloutGate:
             return False
         first = self.waves.get(1)
         return not (self.settings.canary and first is not None and first.failed > 0)
+
+    def _progress(self, now: datetime) -> None:
+        self._progress_at = now
+        self._blocked.clear()
+
+    def _stuck(self, now: datetime, target: Target, active: Mapping[int, Target]) -> bool:
+        """An earlier wave is not final, yet nothing runs, waits for a cap, or happened
+        for a while, and this target came round again (every queued one was tried in
+        between): the wave's unfinished targets were deferred (server busy, retries
+        spent) and are not sent again in this run, so later waves would wait forever."""
+        again = target.id in self._blocked
+        self._blocked.add(target.id)
+        quiet = (now - self._progress_at).total_seconds()
+        return again and not active and not self._parked and quiet >= STUCK_AFTER
 
     def _remember(self, decision: Decision, target: Target, wave: int) -> None:
         project = target.project_id if decision.scope is Scope.PROJECT else None
@@ -205,7 +235,7 @@ class RolloutGate:
         if decision.reason is Reason.WAVE_NOT_CONFIRMED:
             await self._ask(target.wave or 1)
             return
-        timeout = LONGEST_WAIT
+        timeout = LONGEST_WAIT if decision.until is not None else EVENT_WAIT
         if decision.until is not None:
             timeout = min(timeout, max((decision.until - self._now()).total_seconds(), 0.0))
         with contextlib.suppress(TimeoutError):
@@ -228,12 +258,17 @@ class RolloutGate:
             )
             self._note("hold:wave_not_confirmed", self.held.why, wave=wave, level=logging.WARNING)
 
-    def unpark(self, active: Iterable[Target]) -> Target | None:
+    @property
+    def parked(self) -> int:
+        """Targets waiting for their project's --project-max-in-flight: the run is not done."""
+        return len(self._parked)
+
+    def unpark(self, active: Mapping[int, Target]) -> Target | None:
         """A parked target whose project is below --project-max-in-flight now."""
         cap = self.settings.project_max_in_flight
         if not self._parked or cap is None:
             return None
-        in_flight = Counter(t.project_id for t in active)
+        in_flight = Counter(t.project_id for t in active.values())
         for i, target in enumerate(self._parked):
             if in_flight[target.project_id] < cap:
                 del self._parked[i]
@@ -246,6 +281,7 @@ class RolloutGate:
         """A target became final: wave counts, the failure ledger, the learned duration."""
         now = self._now()
         self.last_final_at = now
+        self._progress(now)
         seq, self._seq = self._seq, self._seq + 1
         wave = target.wave or 1
         counted = seq > self._acked_through

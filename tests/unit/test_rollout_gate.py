@@ -42,31 +42,31 @@ def gate(options: RolloutOptions, waves: dict[int, int], **kwargs: object) -> Ro
         {w: WaveCounts(total=n) for w, n in waves.items()},
         fallback_seconds=options.expected_job_seconds,
         started_at=NOW,
-        now=lambda: NOW,
+        now=kwargs.pop("now", lambda: NOW),  # type: ignore[arg-type]
         **kwargs,  # type: ignore[arg-type]
     )
 
 
 def test_a_project_at_its_cap_is_parked_and_unparked_when_it_has_room() -> None:
     g = gate(RolloutOptions(project_max_in_flight=1), {1: 4})
-    running = [target(1, "p1")]
+    running = {1: target(1, "p1")}
     waiting = target(2, "p1")
     decision = g.decide(waiting, running)
     assert decision.reason is Reason.PROJECT_IN_FLIGHT
     assert g.keep(waiting, decision) is False  # parked, not put back at the head
     assert g.decide(target(3, "p2"), running).send  # the other project goes meanwhile
     assert g.unpark(running) is None
-    assert g.unpark([]) == waiting
+    assert g.unpark({}) == waiting
 
 
 def test_a_failed_canary_holds_the_run_and_stops_sends_waiting_for_the_pacer() -> None:
     g = gate(RolloutOptions(canary=2), {1: 2, 2: 5})
     sent = target(2, wave=1)
-    assert g.decide(target(1, wave=1), []).send
-    assert g.decide(sent, []).send
+    assert g.decide(target(1, wave=1), {}).send
+    assert g.decide(sent, {}).send
     g.record_final(target(1, wave=1, state=TargetState.FAILED, error_code="Ecs.0100"))
     assert not g.still_allowed(sent)  # decided before the failure: not sent after it
-    decision = g.decide(target(3, wave=2), [])
+    decision = g.decide(target(3, wave=2), {})
     assert decision.action is Action.HOLD and decision.reason is Reason.CANARY_FAILED
     assert "add --stop-server" in decision.why  # the likely cause, named
     assert g.held is decision
@@ -91,7 +91,7 @@ def test_the_breaker_trips_once_and_is_recorded_with_its_hint() -> None:
 def test_waiting_for_the_window_returns_at_its_time_not_before() -> None:
     opens = NOW + timedelta(seconds=0.2)
     g = gate(RolloutOptions(not_before=opens.isoformat()), {1: 1})
-    decision = g.decide(target(1), [])
+    decision = g.decide(target(1), {})
     assert decision.reason is Reason.NOT_YET_OPEN and decision.until == opens
     assert g.keep(target(1), decision) is True
 
@@ -112,12 +112,12 @@ def test_a_declined_wave_holds_the_run() -> None:
         return wave == 1
 
     g = gate(RolloutOptions(confirm_waves=True, waves="1"), {1: 1, 2: 1}, confirm=confirm)
-    first = g.decide(target(1, wave=1), [])
+    first = g.decide(target(1, wave=1), {})
     assert first.reason is Reason.WAVE_NOT_CONFIRMED
     asyncio.run(g.wait(target(1, wave=1), first, asyncio.Event()))
-    assert g.decide(target(1, wave=1), []).send
+    assert g.decide(target(1, wave=1), {}).send
     g.record_final(target(1, wave=1, state=TargetState.SUCCEEDED))
-    second = g.decide(target(2, wave=2), [])
+    second = g.decide(target(2, wave=2), {})
     asyncio.run(g.wait(target(2, wave=2), second, asyncio.Event()))
     assert asked == [1, 2]
     assert g.held is not None and "wave 2 was not confirmed" in g.held.why
@@ -165,3 +165,19 @@ def test_the_fixed_plan_refuses_other_waves(given: dict[str, object], message: s
 def test_bad_options_are_usage_errors(options: RolloutOptions, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         options.check()
+
+
+def test_a_wave_that_cannot_finish_in_this_run_holds_instead_of_waiting_forever() -> None:
+    clock = [NOW]
+    g = gate(RolloutOptions(waves="2"), {1: 2, 2: 1}, now=lambda: clock[0])
+    g.record_final(target(1, wave=1, state=TargetState.SUCCEEDED))
+    # Target 2 of wave 1 was deferred (server busy): pending, not under way, not queued.
+    later = target(3, wave=2)
+    assert g.decide(later, {}).reason is Reason.WAVE_NOT_READY
+    clock[0] += timedelta(seconds=10)
+    # Something still under way in wave 1: keep waiting.
+    assert g.decide(later, {2: target(2, wave=1)}).action is Action.WAIT
+    decision = g.decide(later, {})
+    assert decision.action is Action.HOLD
+    assert "deferred in this run" in decision.why
+    assert g.held is decision
