@@ -17,6 +17,7 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,17 @@ from orchestrator.errors import (
 )
 from orchestrator.iam import credentials_for
 from orchestrator.inventory import InventoryDefaults, InventoryReader
-from orchestrator.livestats import FailureTap, LiveStats, in_flight
-from orchestrator.model import TargetSpec
+from orchestrator.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
+from orchestrator.model import TargetSpec, TargetState
 from orchestrator.network import CaBundle, new_session
-from orchestrator.pacing import RateLimiter
+from orchestrator.pacing import AdaptivePacing, RateLimiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
 from orchestrator.retry_select import RetryPlan, RetryRequest, reopen_selected
+from orchestrator.rollout.gate import Confirm, RolloutGate
+from orchestrator.rollout.options import RolloutOptions
+from orchestrator.rollout.report import ADAPTIVE_META_KEY, rollout_summary
+from orchestrator.rollout.setup import prepare_rollout
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.selection import Selection, SelectionFilter, check_same_selection
 from orchestrator.simulator import Simulator, SimulatorConfig
@@ -84,6 +89,11 @@ class Invocation:
     @property
     def state(self) -> StateLocation:
         return self.location or SqliteLocation(self.state_path)
+
+    rollout: RolloutOptions = field(default_factory=RolloutOptions)
+    ack_failures: bool = False  # --ack-failures: earlier failures stop counting
+    confirm: Confirm | None = None  # --confirm-waves: asks the operator before each wave
+    adaptive: bool = True  # follow the service's throttling below --rate / --poll-rate
 
 
 @dataclass
@@ -375,6 +385,9 @@ async def connected(
 async def execute(inv: Invocation, store: StateStore) -> Result:
     """Run the state file's targets to the end (or to a stop) and write the report."""
     stop, halt = asyncio.Event(), asyncio.Event()
+    # Before the invocation is recorded: a resume that contradicts the fixed plan
+    # is refused with nothing written.
+    rollout = prepare_rollout(store, inv.rollout, ack=inv.ack_failures, confirm=inv.confirm)
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
     sent: dict[str, int] = {}
@@ -396,6 +409,11 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
             _cloud(inv, store, session) as cloud,
         ):
             endpoints, credentials = cloud
+            adaptive = None
+            if inv.adaptive:
+                adaptive = AdaptivePacing(
+                    {"reinstall": s.rate, "job": s.poll_rate, "server": s.poll_rate}
+                )
             client = EcsClient(
                 session,
                 endpoints,
@@ -404,8 +422,9 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 poll_limiter=RateLimiter(s.poll_rate),
                 timeouts=Timeouts(),
                 user_data=inv.user_data.encoded if inv.user_data else None,
+                adaptive=adaptive,
             )
-            runner = Runner(store, client, s)
+            runner = Runner(store, client, s, rollout=rollout.gate)
             total = sum(runner.counts.values())
             tap = FailureTap()
             run_log = logging.getLogger("orchestrator.run")
@@ -425,6 +444,10 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                     max_in_flight=s.max_in_flight,
                     recent_failures=tap.recent(),
                     deferred=runner.deferred,
+                    submit_rate_adaptive=_adapted(client, "reinstall"),
+                    query_rate_adaptive=_adapted(client, "job"),
+                    wave=_wave_info(rollout.gate),
+                    window=_window_info(rollout.gate),
                 )
 
             try:
@@ -437,6 +460,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                         title=f"ECS reinstall · {inv.state_path.name}",
                     ):
                         outcome = await runner.run(stop, halt)
+                _rollout_end(store, rollout.gate, outcome, client.adaptive_rates())
             finally:
                 run_log.removeHandler(tap)
                 sent = dict(client.requests)
@@ -456,11 +480,30 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     report_error = None
     if not halt.is_set():
         try:
-            report = write_campaign_report(inv.report_dir, store, group_by=inv.group_by)
+            report = write_campaign_report(
+                inv.report_dir, store, group_by=inv.group_by, rollout=rollout_summary(store)
+            )
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)
     return Result(outcome, report, run.run_id, report_error, sent)
+
+
+def _rollout_end(
+    store: StateStore, gate: RolloutGate, outcome: Outcome, rates: dict[str, Any]
+) -> None:
+    """Record what the rollout left and why, and the rates pacing settled at."""
+    left = outcome.counts.get(TargetState.PENDING, 0)
+    gate.finish(left if not outcome.stopped else 0)
+    with contextlib.suppress(StateError):
+        store.add_rollout(gate.take_records())
+        if rates:
+            store.set_meta(ADAPTIVE_META_KEY, json.dumps(rates))
+    for name, rate in rates.items():
+        log.info(
+            "pacing: %s settled at %.1f/s of %g/s (%d throttled, %d cuts)",
+            name, rate["rate"], rate["ceiling"], rate["throttles"], rate["cuts"],
+        )  # fmt: skip
 
 
 def _label(outcome: Outcome) -> str:
@@ -469,3 +512,30 @@ def _label(outcome: Outcome) -> str:
     if outcome.complete:
         return "complete"
     return "stopped" if outcome.stopped else "deferred"
+
+
+def _adapted(client: EcsClient, kind: str) -> float | None:
+    """The lowest adapted rate of one API across endpoints, where pacing adapts."""
+    rates = [r["rate"] for name, r in client.adaptive_rates().items() if name.startswith(kind)]
+    return min(rates) if rates else None
+
+
+def _wave_info(gate: RolloutGate | None) -> WaveInfo | None:
+    if gate is None or len(gate.waves) < 2:
+        return None
+    for number, counts in sorted(gate.waves.items()):
+        if not counts.done:
+            return WaveInfo(number, len(gate.waves), counts.total, counts.final)
+    return None
+
+
+def _window_info(gate: RolloutGate | None) -> WindowInfo | None:
+    if gate is None:
+        return None
+    schedule = gate.settings.schedule
+    if schedule.not_before is None and schedule.deadline is None and schedule.window is None:
+        return None
+    now = datetime.now(UTC)
+    opens = None if schedule.is_open(now) else schedule.next_open(now)
+    note = gate.status() or None
+    return WindowInfo(opens_at=opens, closes_at=schedule.closes_at(now), note=note)

@@ -11,6 +11,7 @@ Exit codes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -34,6 +35,15 @@ from orchestrator.campaign import (
     execute,
     open_state,
 )
+from orchestrator.cli_rollout import (
+    confirm_on_terminal,
+    plan_lines,
+    plan_options,
+    rollout_from,
+    rollout_options,
+    status_fields,
+    status_lines,
+)
 from orchestrator.endpoints import Endpoints, check_endpoint
 from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
 from orchestrator.inventory import (
@@ -53,6 +63,8 @@ from orchestrator.report import (
     write_campaign_report,
 )
 from orchestrator.retry_select import STATES_IS, RetryRequest, plan_retry
+from orchestrator.rollout.options import RolloutOptions
+from orchestrator.rollout.report import rollout_summary
 from orchestrator.runner import RunSettings
 from orchestrator.selection import Selection, SelectionFilter, left_out_text
 from orchestrator.shard import parse_shard
@@ -70,7 +82,8 @@ Exit codes:
   1  the run finished and some targets failed
   2  invalid input or usage, an unusable state file or report
      directory, or credentials refused; nothing unsafe was done
-  3  stopped before finishing (interrupted, or work deferred): resume
+  3  stopped before finishing (interrupted, work deferred, the window
+     closed, a canary failed or a failure budget tripped): resume
 """
 
 
@@ -148,7 +161,7 @@ def _resume(inv: Invocation) -> str:
 
 
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option(
             "--endpoint",
             help="ECS endpoint for every project, e.g. https://ecs.eu-de.otc.t-systems.com",
@@ -314,6 +327,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
         GROUP_BY_OPTION,
+        rollout_options,
         click.option(
             "--sim-job-seconds",
             default="1:3",
@@ -537,6 +551,9 @@ def _invocation(
         group_by=opts.get("group_by") or saved.get("group_by"),
     )
     inv.user_data = _user_data(opts, saved)
+    inv.rollout = rollout_from(opts, saved)
+    inv.ack_failures = bool(opts.get("ack_failures"))
+    inv.confirm = confirm_on_terminal if inv.rollout.confirm_waves else None
     request_options = _request_options(defaults, inv.user_data) if inventory is not None else None
     if request_options is not None:
         changed = _changed_request_options(saved, request_options)
@@ -596,6 +613,7 @@ def _invocation(
         "shard": str(settings.shard) if settings.shard else None,
         # Where the user data came from and its hash: never its content.
         "user_data": inv.user_data.describe() if inv.user_data else None,
+        "rollout": inv.rollout.to_dict(),
     }
     return inv
 
@@ -719,6 +737,8 @@ def _start(
         credentials_refused=outcome.credentials_refused,
     ):
         click.echo(line.text, err=line.err)
+    if outcome.held:
+        click.echo(f"held: {outcome.held}", err=True)
     if result.report is not None:
         click.echo(f"report: {result.report.directory}")
         for path in (
@@ -1057,7 +1077,16 @@ def status(
         state_location(state_path, campaign)  # refuses --campaign with a state file
     if watch is None:
         snap = read_status(where, examples=failures, campaign=campaign)
-        click.echo(json.dumps(status_to_dict(snap), indent=2) if as_json else render_text(snap))
+        with state_location(state_path, campaign).open(readonly=True) as store:
+            rollout = rollout_summary(store)
+        wave, window = status_fields(rollout)
+        snap = dataclasses.replace(snap, wave=wave, window=window)
+        if as_json:
+            click.echo(json.dumps(status_to_dict(snap), indent=2))
+        else:
+            click.echo(render_text(snap))
+            for line in status_lines(rollout):
+                click.echo(line)
         return snap.exit_code
     return watch_status(where, watch, as_json=as_json, examples=failures, campaign=campaign)
 
@@ -1085,7 +1114,9 @@ def report(
         target_dir = report_dir or Path(saved or "reports")
         group_by = group_by or run.options.get("group_by")
         check_group_by(run, group_by)
-        paths = write_campaign_report(target_dir, store, group_by=group_by)
+        paths = write_campaign_report(
+            target_dir, store, group_by=group_by, rollout=rollout_summary(store)
+        )
         counts = store.counts()
     click.echo(f"report: {paths.directory}")
     click.echo(f"  {paths.report_html}")
@@ -1107,6 +1138,8 @@ def report(
 @click.option("--max-in-flight", type=int, default=200, show_default=True)
 @click.option(
     "--job-seconds",
+    "--expected-job-seconds",
+    "job_seconds",
     type=float,
     default=300.0,
     show_default=True,
@@ -1115,6 +1148,8 @@ def report(
 @preflight_options
 @cloud_init_options
 @selection_options
+@click.option("--pause-between-waves", type=float, default=0.0, metavar="S")
+@plan_options
 @guarded
 def plan(
     inventory: Path,
@@ -1130,6 +1165,7 @@ def plan(
     job_seconds: float,
     cloud_init: bool | None,
     user_data: Path | None,
+    pause_between_waves: float,
     **opts: Any,
 ) -> int:
     """Validate INVENTORY and show what a run would do, without sending anything."""
@@ -1182,19 +1218,17 @@ def plan(
         click.echo(f"  selection: {note or f'{selected.selected} selected, none left out'}")
     if reader.columns:
         click.echo("  extra columns kept for the report: " + ", ".join(reader.columns))
-    by_rate = n / rate
-    # The last reinstall starts after all are sent (rate) and after every earlier
-    # wave of --max-in-flight has finished (slots); then it takes one job's time.
-    waves_before_last = max(math.ceil(n / max_in_flight) - 1, 0)
-    shortest = max(by_rate, waves_before_last * job_seconds) + (job_seconds if n else 0.0)
-    click.echo(
-        f"shortest possible duration: {shortest / 60:.1f} min "
-        f"(sending at {rate:g}/s takes {by_rate / 60:.1f} min; "
-        f"{max_in_flight} in flight of ~{job_seconds:g} s jobs allow "
-        f"{max_in_flight / job_seconds:.1f}/s)"
-    )
     if selected.selection.active and n == 0:
         raise UsageError("--only-project/--exclude/--limit leave no server of the inventory")
+    rollout_keys = RolloutOptions.__dataclass_fields__
+    options = RolloutOptions(
+        **{k: v for k, v in opts.items() if k in rollout_keys and v is not None},
+        pause_between_waves=pause_between_waves,
+    ).check()
+    for line in plan_lines(
+        per_project, options, rate=rate, max_in_flight=max_in_flight, job_seconds=job_seconds
+    ):
+        click.echo(line)
     click.echo("no problems found; nothing was sent")
     state_path: Path | None = opts.get("state_path")
     if state_path is not None:

@@ -174,6 +174,21 @@ class EcsClient:
             return _server_view(server_id, payload["server"])
         raise self._failure(status, headers, payload, acted_unknown=False, path=path)
 
+    def adaptive_rates(self) -> dict[str, dict[str, float]]:
+        """The adapted rate per API and endpoint ("reinstall eu-de"), for the live view and
+        the report: the rate in force, its ceiling, throttling answers and cuts."""
+        if self._adaptive is None:
+            return {}
+        return {
+            f"{kind} {endpoint}": {
+                "rate": round(c.rate, 2),
+                "ceiling": c.ceiling,
+                "throttles": c.throttles,
+                "cuts": c.cuts,
+            }
+            for (kind, endpoint), c in sorted(self._adaptive.controllers().items())
+        }
+
     # -- one request, errors translated ---------------------------------------
 
     async def _pace(self, kind: str, region: str | None, limiter: RateLimiter | Unlimited) -> None:

@@ -162,6 +162,7 @@ class Target:
     updated_at: str | None = None
     job_begin_at: str | None = None  # the job's own begin_time, where the service gave it
     job_end_at: str | None = None  # the job's own end_time
+    wave: int | None = None  # rollout wave (from 1), fixed at the first run
 
     @property
     def project_id(self) -> str:

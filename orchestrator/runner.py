@@ -6,8 +6,9 @@
                "maybe accepted" (follow it); only a quiet period with agreeing
                readings means "not accepted" (see settle.py)
     submit     a few submit workers take pending targets in inventory order,
-               within --max-in-flight: check the server, commit the intent,
-               send, commit the job_id
+               within --max-in-flight, each one only if the rollout gate says
+               so (window, wave, budgets, per-project cap: orchestrator.rollout):
+               check the server, commit the intent, send, commit the job_id
     follow     a few poll workers take whatever is due from one heap: job
                queries, in-doubt settlements, servers followed without a job
     verify     a job's SUCCESS counts once the server shows it is back (verify.py):
@@ -50,6 +51,7 @@ from orchestrator.errors import (
 )
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState
 from orchestrator.retry_policy import RetrySettings, retrying
+from orchestrator.rollout.gate import RolloutGate
 from orchestrator.schedule import Backoff, DueQueue, wait_event
 from orchestrator.settle import (
     DEFAULT_SKEW,
@@ -123,6 +125,7 @@ class Outcome:
     # Aborted for a fault of the configuration (wrong endpoint, never reachable):
     # nothing unsafe was done, fix and run again.
     misconfigured: bool = False
+    held: str | None = None  # why the rollout stopped sending (window, canary, budget)
 
     @property
     def complete(self) -> bool:
@@ -165,8 +168,10 @@ class Runner:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[dict[TargetState, int]], None] | None = None,
+        rollout: RolloutGate | None = None,
     ) -> None:
         self._store = store
+        self._rollout = rollout or RolloutGate.unrestricted()
         self._client = client
         self._settings = settings
         self._clock = clock
@@ -237,6 +242,9 @@ class Runner:
                         break
                 elif self._finished():
                     break
+                records = self._rollout.take_records()
+                if records:  # rare: a wave started, a trip, a hold
+                    await self._writer.call(self._store.add_rollout, records)
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await wait_event(self._changed, 0.5)
@@ -245,6 +253,8 @@ class Runner:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            with contextlib.suppress(StateError):
+                await self._writer.call(self._store.add_rollout, self._rollout.take_records())
             await self._writer.close()
         try:
             counts = await asyncio.to_thread(self._store.counts, self._settings.shard)
@@ -257,6 +267,7 @@ class Runner:
             aborted=self._abort,
             credentials_refused=self._credentials_refused,
             misconfigured=self._misconfigured,
+            held=self._rollout.why_held(),
         )
 
     @property
@@ -269,12 +280,15 @@ class Runner:
         return self._stop.is_set()
 
     def _finished(self) -> bool:
+        if self._rollout.held is not None:  # nothing more is sent: follow what runs
+            return not self._active
         return (
             self._feed_done
             and not self._feed
             and not self._requeued
             and not self._active
             and not self._busy_wait
+            and not self._rollout.parked
         )
 
     def _following(self) -> bool:
@@ -330,10 +344,23 @@ class Runner:
                     return
                 await self._work.wait()  # until something goes back to pending
                 continue
+            decision = self._rollout.decide(target, self._active)
+            if not decision.send:
+                self._release_slot()
+                if self._rollout.keep(target, decision):
+                    self._requeued.append(target)  # before the rest of the feed
+                self._changed.set()
+                if self._rollout.held is not None:
+                    return  # nothing more is sent in this run
+                await self._rollout.wait(target, decision, self._work)
+                continue
             self._active[target.id] = target
             await self._step(target, self._submit(target))
 
     async def _next_pending(self) -> Target | None:
+        parked = self._rollout.unpark(self._active)
+        if parked is not None:
+            return parked
         if self._requeued:
             return self._requeued.popleft()
         if not self._feed and not self._feed_done:
@@ -374,8 +401,8 @@ class Runner:
             # Runs after the pacer allowed the request and right before it leaves.
             if committed:
                 return
-            if self._stopping or self._abort:
-                raise _Stopped
+            if self._stopping or self._abort or not self._rollout.still_allowed(target):
+                raise _Stopped  # a stop, or a trip while this one waited for the pacer
             launched = before.launched_at if before else None
             committed.append(
                 await self._change(
@@ -999,6 +1026,9 @@ class Runner:
         updated = replace(target, state=new, **fields)
         if updated.id in self._active:
             self._active[updated.id] = updated
+        if new in FINAL_STATES:
+            self._rollout.record_final(updated)
+            self._work.set()  # a wave, a project's cap or a budget may have moved
         self.counts[old] = self.counts.get(old, 0) - 1
         self.counts[new] = self.counts.get(new, 0) + 1
         log.info(

@@ -7,6 +7,7 @@ Tables:
     targets   one row per server: state, job_id, attempts, errors, timestamps
     events    append-only: every state change of every target, with why
     counters  requests sent by kind, throttling answers
+    rollout   append-only: every rollout decision (window, wave, budget, breaker)
 
 Every state change goes through `apply`, which checks it against the
 transition table and against the state the caller believed the target was in
@@ -37,6 +38,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
+
 from orchestrator.errors import IncompleteImport, StateError
 from orchestrator.model import (
     InvocationInfo,
@@ -49,7 +52,7 @@ from orchestrator.model import (
 )
 from orchestrator.shard import Shard, shard_hash
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Columns added by each schema version (all nullable or defaulted), applied in order
 # when a run opens an older state file: a state file outlives the version that made it.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -63,8 +66,23 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # The Cloud-Init API per target (older state files: none of them).
     3: ("cloud_init INTEGER NOT NULL DEFAULT 0",),
+    4: ("wave INTEGER",),  # the rollout wave, fixed at the first run (NULL before)
 }
-OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters"})
+# Tables added by a schema version, created with it (or when an older file is upgraded).
+MIGRATION_TABLES: dict[int, tuple[str, ...]] = {
+    4: (
+        """CREATE TABLE IF NOT EXISTS rollout (
+            id {pk},
+            at TEXT NOT NULL,
+            invocation INTEGER,
+            kind TEXT NOT NULL,
+            project_id TEXT,
+            wave INTEGER,
+            detail TEXT NOT NULL
+        )""",
+    ),
+}
+OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters", "rollout"})
 IMPORT_BATCH = 5000
 
 # Columns a state change may set besides `state` (never user-supplied names).
@@ -91,7 +109,7 @@ TARGET_COLUMNS = (
     "id, project_id, server_id, region, keyname, userid, mode, byol, extra, line, state, job_id,"
     " attempts, error_code, fail_reason, launched_at_before, intent_at, submitted_at,"
     " finished_at, updated_at, first_launched_at, status_before, updated_before, not_accepted,"
-    " job_begin_at, job_end_at, cloud_init"
+    " job_begin_at, job_end_at, cloud_init, wave"
 )
 
 
@@ -173,6 +191,32 @@ class Event:
     from_state: str | None
     to_state: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalRecord:
+    """A final target, for replaying the rollout's ledger in the order targets ended."""
+
+    seq: int  # id of the target's last event: stable across resumes
+    target_id: int
+    project_id: str
+    state: TargetState
+    error_code: str | None
+    wave: int | None
+    intent_at: str | None
+    finished_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    """One rollout decision: a wave started, a budget tripped, the window closed, ..."""
+
+    kind: str
+    detail: str
+    project_id: str | None = None
+    wave: int | None = None
+    at: str = field(default_factory=utc_now)
+    invocation: int | None = None
 
 
 class StateStore:
@@ -301,6 +345,9 @@ class StateStore:
                     self._conn.execute(f"ALTER TABLE targets ADD COLUMN {column}")
             for statement in INDEXES:
                 self._conn.execute(statement)
+            for version in sorted(MIGRATION_TABLES):
+                for statement in MIGRATION_TABLES[version]:
+                    self._conn.execute(statement.format(pk=self.ID_TYPE))
 
     def _import(
         self,
@@ -388,8 +435,7 @@ class StateStore:
         self._integrity_check()
 
     def _table_names(self) -> set[str]:
-        rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        return {row[0] for row in rows}
+        return set(sqlite_utils.Database(self._conn).table_names())
 
     def _integrity_check(self) -> None:
         with _translated("check the state file"):
@@ -405,6 +451,8 @@ class StateStore:
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for column in MIGRATIONS.get(step, ()):
                     self._conn.execute(f"ALTER TABLE targets ADD COLUMN {column}")
+                for statement in MIGRATION_TABLES.get(step, ()):
+                    self._conn.execute(statement.format(pk=self.ID_TYPE))
             self._conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
@@ -684,6 +732,75 @@ class StateStore:
             for row in rows:
                 yield Event(*row[1:])
             last = rows[-1][0]
+
+    # -- rollout -----------------------------------------------------------------
+
+    def waves_fixed(self) -> bool:
+        """Whether every target has its wave (fixed at the first run with rollout)."""
+        row = self._conn.execute("SELECT 1 FROM targets WHERE wave IS NULL LIMIT 1").fetchone()
+        return row is None
+
+    def fix_waves(self, waves: Sequence[int]) -> None:
+        """Give the targets, in inventory order, the waves `waves` (one per target)."""
+        with _translated("record the rollout waves"), self._transaction():
+            ids = [r[0] for r in self._conn.execute("SELECT id FROM targets ORDER BY id")]
+            if len(ids) != len(waves):
+                raise StateError(f"{len(waves)} waves for {len(ids)} targets")
+            self._conn.executemany(
+                "UPDATE targets SET wave = ? WHERE id = ?", list(zip(waves, ids, strict=True))
+            )
+
+    def sizes(self, column: str) -> dict[Any, int]:
+        """Targets per project (`project_id`) or per wave (`wave`)."""
+        if column not in ("project_id", "wave"):
+            raise ValueError(column)
+        rows = self._conn.execute(f"SELECT {column}, count(*) FROM targets GROUP BY {column}")
+        return {key: int(n) for key, n in rows}
+
+    def final_records(self) -> list[FinalRecord]:
+        """Every final target, in the order they became final (their last event)."""
+        names = ",".join("?" * 3)
+        rows = self._conn.execute(
+            "SELECT (SELECT max(e.id) FROM events e WHERE e.target_id = t.id) AS seq,"
+            " t.id, t.project_id, t.state, t.error_code, t.wave, t.intent_at, t.finished_at"
+            f" FROM targets t WHERE t.state IN ({names}) ORDER BY seq, t.id",
+            [TargetState.SUCCEEDED.value, TargetState.FAILED.value, TargetState.SKIPPED.value],
+        )
+        return [
+            FinalRecord(seq or 0, tid, project, TargetState(state), code, wave, intent, finished)
+            for seq, tid, project, state, code, wave, intent, finished in rows
+        ]
+
+    def wave_state_counts(self) -> dict[int, dict[str, int]]:
+        """Targets by wave and state, for the report and `status`."""
+        found: dict[int, dict[str, int]] = {}
+        for wave, state, n in self._conn.execute(
+            "SELECT wave, state, count(*) FROM targets GROUP BY wave, state ORDER BY wave"
+        ):
+            found.setdefault(int(wave or 1), {})[state] = int(n)
+        return found
+
+    def last_event_id(self) -> int:
+        row = self._conn.execute("SELECT max(id) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def add_rollout(self, records: Sequence[RolloutRecord]) -> None:
+        """Append rollout decisions (one transaction)."""
+        if not records:
+            return
+        with _translated("record rollout decisions"), self._transaction():
+            self._conn.executemany(
+                "INSERT INTO rollout (at, invocation, kind, project_id, wave, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.at, self.invocation, r.kind, r.project_id, r.wave, r.detail) for r in records],
+            )
+
+    def rollout_records(self) -> list[RolloutRecord]:
+        """Every rollout decision, oldest first (a few per run: not paged)."""
+        rows = self._conn.execute(
+            "SELECT kind, detail, project_id, wave, at, invocation FROM rollout ORDER BY id"
+        )
+        return [RolloutRecord(*row) for row in rows]
 
     # -- writes ------------------------------------------------------------------
 
@@ -976,6 +1093,7 @@ def _target(row: Sequence[Any]) -> Target:
         job_begin_at,
         job_end_at,
         cloud_init,
+        wave,
     ) = row
     spec = TargetSpec(
         project_id=project_id,
@@ -1008,4 +1126,5 @@ def _target(row: Sequence[Any]) -> Target:
         not_accepted=not_accepted or 0,
         job_begin_at=job_begin_at,
         job_end_at=job_end_at,
+        wave=wave,
     )

@@ -239,7 +239,7 @@ def test_run_fields_requests_and_throttled_pass_through() -> None:
         "inventory_path", "inventory_sha256", "options", "total", "counts", "complete",
         "failures_by_error_code", "duration_s", "requests", "throttled", "generated_at",
         "failures_by_project", "duration_source", "group_by", "groups", "campaign",
-        "selection",
+        "selection", "rollout",
     ]  # fmt: skip
     assert data["requests"] == {"reinstall": 7, "job": 30, "server": 4}
     assert data["throttled"] == 3
@@ -314,7 +314,7 @@ def test_targets_csv_parses_back_with_region_and_extra_columns(tmp_path: Path) -
     assert len(rows) == 3
     assert list(rows[0]) == [
         "project_id", "server_id", "state", "job_id", "error_code", "fail_reason", "attempts",
-        "submitted_at", "finished_at", "duration_s", "region", "owner", "rack",
+        "submitted_at", "finished_at", "duration_s", "region", "wave", "owner", "rack",
     ]  # fmt: skip
     assert rows[0]["server_id"] == "srv-00000"
     assert rows[0]["state"] == "succeeded"
@@ -329,8 +329,8 @@ def test_targets_csv_parses_back_with_region_and_extra_columns(tmp_path: Path) -
     assert b"\r" not in raw
     assert b"\n" in raw
     # Numbers are written plain: attempts and duration unquoted, no neutralising.
-    assert ",12.346,eu-de,team-a,r1\n" in raw.decode()
-    assert ",nope,3,,,,,,\n" in raw.decode()
+    assert ",12.346,eu-de,,team-a,r1\n" in raw.decode()
+    assert ",nope,3,,,,,,,\n" in raw.decode()
 
 
 def test_extra_column_named_like_ours_is_renamed_not_lost(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "finished_at",
     "duration_s",
     "region",
+    "wave",
 )
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP
@@ -96,12 +97,14 @@ def csv_row(target: Target, extra_keys: Sequence[str]) -> list[str | int | float
         target.fail_reason,
     ]
     stamps = [target.submitted_at, target.finished_at]
-    extras = [target.spec.region, *(target.spec.extra.get(key) for key in extra_keys)]
+    extras = [target.spec.extra.get(key) for key in extra_keys]
     return [
         *(_text(value) for value in texts),
         target.attempts,  # numbers stay numbers: no quote, no neutralising
         *(_text(value) for value in stamps),
         round(duration, 3) if duration is not None else "",
+        _text(target.spec.region),
+        target.wave if target.wave is not None else "",
         *(_text(value) for value in extras),
     ]
 
@@ -290,6 +293,49 @@ def _duration_note(stats: DurationStats) -> str:
     )
 
 
+def _rollout_lines(summary: Summary) -> list[str]:
+    """The Rollout section: the plan, each wave, every decision, what was left and why."""
+    rollout = summary.rollout
+    if rollout is None:
+        return []
+    plan = rollout.get("plan") or {}
+    lines = ["", "## Rollout", ""]
+    sizes = plan.get("sizes") or []
+    lines.append(
+        f"- Plan: waves {md_cell(plan.get('waves') or 'one wave')}"
+        + (f", canary {plan['canary']}" if plan.get("canary") else "")
+        + (f" (sizes {', '.join(map(str, sizes))})" if sizes else "")
+    )
+    if rollout.get("left_pending"):
+        lines.append(f"- Left: {md_cell(rollout['left_pending'])}")
+    if rollout.get("overran"):
+        lines.append(f"- Overran: {md_cell(rollout['overran'])}")
+    for trip in rollout.get("trips") or []:
+        lines.append(f"- Tripped: {md_cell(trip)}")
+    for name, rate in (rollout.get("adaptive_rates") or {}).items():
+        lines.append(
+            f"- Pacing settled: {md_cell(name)} at {rate['rate']:g}/s of {rate['ceiling']:g}/s"
+            f" ({rate['throttles']} throttled answers, {rate['cuts']} cuts)"
+        )
+    waves = rollout.get("waves") or []
+    if waves:
+        states = [s.value for s in TargetState]
+        lines += ["", *_table(["wave", "total", *states], [
+            [w["wave"], w["total"], *(w.get(s, 0) for s in states)] for w in waves
+        ])]  # fmt: skip
+    decisions = rollout.get("decisions") or []
+    if decisions:
+        lines += ["", "Decisions:", ""]
+        lines += _table(
+            ["at", "run", "decision", "project", "wave", "detail"],
+            [
+                [d["at"], d["invocation"], d["kind"], d["project_id"], d["wave"], d["detail"]]
+                for d in decisions[-MARKDOWN_ROW_CAP:]
+            ],
+        )
+    return lines
+
+
 def render_markdown(
     summary: Summary,
     listings: Listings,
@@ -364,6 +410,7 @@ def render_markdown(
     else:
         lines.append("No target failed.")
 
+    lines += _rollout_lines(summary)
     lines += ["", "## Failed targets", ""]
     if failed.total:
         lines += _table(

@@ -87,6 +87,7 @@ class Summary:
     history: History | None = None  # every invocation, when the caller read them
     # --only-project/--exclude/--limit of the run: what was left out ({}: nothing)
     selection: Mapping[str, Any] = field(default_factory=dict)
+    rollout: Mapping[str, Any] | None = None  # orchestrator.rollout.report.rollout_summary
 
 
 def target_duration(target: Target) -> float | None:
@@ -231,6 +232,7 @@ def build_summary(
     generated_at: str | None = None,
     group_by: str | None = None,
     history: History | None = None,
+    rollout: Mapping[str, Any] | None = None,
 ) -> Summary:
     """Summarise a run in one pass over `targets`.
 
@@ -293,6 +295,7 @@ def build_summary(
         ),
         history=history,
         selection=MappingProxyType(dict(run.selection)),
+        rollout=rollout,
     )
 
 
@@ -341,4 +344,5 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "groups": _plain(summary.groups),
         "campaign": history_to_dict(summary.history) if summary.history else None,
         "selection": _plain(summary.selection) or None,
+        "rollout": _plain(summary.rollout) if summary.rollout is not None else None,
     }

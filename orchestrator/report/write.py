@@ -12,10 +12,10 @@ import contextlib
 import csv
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from orchestrator.errors import ReportError
 from orchestrator.model import InvocationInfo, RunInfo, Target
@@ -111,7 +111,11 @@ def write_targets_csv(
 
 
 def write_campaign_report(
-    report_dir: Path, source: ReportSource, *, group_by: str | None = None
+    report_dir: Path,
+    source: ReportSource,
+    *,
+    group_by: str | None = None,
+    rollout: Mapping[str, Any] | None = None,
 ) -> ReportPaths:
     """The whole report of a state file: every target, every invocation, every event."""
     return write_report(
@@ -121,6 +125,7 @@ def write_campaign_report(
         events=source.events_iter,
         invocations=source.invocations(),
         group_by=group_by,
+        rollout=rollout,
     )
 
 
@@ -132,6 +137,7 @@ def write_report(
     events: Callable[[], Iterable[EventLike]] | None = None,
     invocations: Sequence[InvocationInfo] = (),
     group_by: str | None = None,
+    rollout: Mapping[str, Any] | None = None,
 ) -> ReportPaths:
     """Write `<report_dir>/<run_id>/{summary.json,targets.csv,report.md,report.html}`.
 
@@ -161,7 +167,7 @@ def write_report(
     created = _make_directory(paths.directory)
     staged: list[tuple[Path, Path]] = []
     try:
-        summary = build_summary(run, targets(), group_by=group_by, history=history)
+        summary = build_summary(run, targets(), group_by=group_by, history=history, rollout=rollout)
         staged += _stage([paths.summary_json], lambda outs: outs[0].write(summary_json(summary)))
 
         listings = Listings()

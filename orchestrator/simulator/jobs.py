@@ -8,6 +8,7 @@ status at any moment is a pure function of the job and the time (see `phases`).
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -185,6 +186,7 @@ class JobBook:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._pending: list[tuple[float, str]] = []
+        self._by_project: Counter[str] = Counter()  # unfinished jobs per project
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -196,9 +198,13 @@ class JobBook:
     def in_progress(self) -> int:
         return len(self._pending)
 
+    def in_progress_of(self, project_id: str) -> int:
+        return self._by_project[project_id]
+
     def add(self, job: Job) -> None:
         self._jobs[job.job_id] = job
         heapq.heappush(self._pending, (job.end, job.job_id))
+        self._by_project[job.project_id] += 1
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -208,5 +214,6 @@ class JobBook:
         ended = []
         while self._pending and self._pending[0][0] <= now:
             _, job_id = heapq.heappop(self._pending)
+            self._by_project[self._jobs[job_id].project_id] -= 1
             ended.append(self._jobs[job_id])
         return ended

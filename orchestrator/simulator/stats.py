@@ -50,6 +50,8 @@ class Stats:
     request_times: dict[str, deque[float]] = field(default_factory=_request_times)
     # Most jobs under way at once (queued, powering off or rebuilding), seen at accepts.
     max_concurrent_rebuilding: int = 0
+    # The same per project: --project-max-in-flight measured at the service.
+    max_concurrent_by_project: Counter[str] = field(default_factory=Counter)
     tokens_issued: Counter[str] = field(default_factory=Counter)  # IAM, by project
     token_refusals: int = 0  # IAM token requests answered with an error
     denied: int = 0  # ECS requests refused by a project's policy (403 Pdp.0001)
@@ -64,10 +66,15 @@ class Stats:
         self.overlapping_attempts += 1
         self.overlapping_by_server[server_id] += 1
 
-    def rebuilding(self, now_rebuilding: int) -> None:
-        """Note how many jobs are under way right after a reinstall was accepted."""
+    def rebuilding(
+        self, now_rebuilding: int, project_id: str | None = None, in_project: int = 0
+    ) -> None:
+        """Note how many jobs are under way (in all, and in the project of the one just
+        accepted) right after a reinstall was accepted."""
         if now_rebuilding > self.max_concurrent_rebuilding:
             self.max_concurrent_rebuilding = now_rebuilding
+        if project_id is not None and in_project > self.max_concurrent_by_project[project_id]:
+            self.max_concurrent_by_project[project_id] = in_project
 
     def as_dict(self, jobs_in_progress: int) -> dict[str, Any]:
         ended = {status: self.jobs_ended.get(status, 0) for status in ("SUCCESS", "FAIL")}
@@ -97,6 +104,7 @@ class Stats:
             "errors_by_code": dict(self.errors_by_code),
             "request_times": {kind: list(self.request_times[kind]) for kind in API_KINDS},
             "max_concurrent_rebuilding": self.max_concurrent_rebuilding,
+            "max_concurrent_by_project": dict(self.max_concurrent_by_project),
             "rebuilding_now": jobs_in_progress,
             "tokens_issued": dict(self.tokens_issued),
             "token_refusals": self.token_refusals,

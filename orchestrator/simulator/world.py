@@ -124,7 +124,9 @@ class World:
         stats.reinstalls_by_server[server.server_id] += 1
         stats.reinstalls_by_api[request.api] += 1
         # One unfinished job per server, and ended jobs were settled above.
-        stats.rebuilding(self.jobs.in_progress)
+        stats.rebuilding(
+            self.jobs.in_progress, job.project_id, self.jobs.in_progress_of(job.project_id)
+        )
         return job
 
     def snapshot(self, now: float) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
     make_inventory(count, projects=, seed=)   a valid CSV inventory in the tmp dir
     start_sim(inventory, **config)            an in-process Simulator whose fleet is the inventory
-    run_campaign(inventory, sim=, settings=, location=)
+    run_campaign(inventory, sim=, settings=, location=, rollout=, ack_failures=)
                                               campaign.open_state + campaign.execute, in-process
                                               (location: another store, e.g. PostgreSQL)
     fast_settings(**changes)                  RunSettings for a run of seconds
@@ -32,6 +32,7 @@ from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.campaign import Invocation, Result, execute, open_state
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.retry_policy import RetrySettings
+from orchestrator.rollout.options import RolloutOptions
 from orchestrator.runner import RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
 from orchestrator.simulator.process import SimulatorProcess, read_stats
@@ -154,6 +155,8 @@ def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
         state_path: Path | None = None,
         simulate: SimulatorConfig | None = None,
         location: StateLocation | None = None,
+        rollout: RolloutOptions | None = None,
+        ack_failures: bool = False,
     ) -> Campaign:
         if sim is not None:
             endpoint = sim.url
@@ -174,6 +177,8 @@ def run_campaign(tmp_path: Path, report_dir: Path) -> RunCampaign:
             live_progress=False,
             options={"test": True},
             location=location,
+            rollout=rollout or RolloutOptions(),
+            ack_failures=ack_failures,
         )
         store = open_state(inv)
         try:

@@ -1,0 +1,158 @@
+"""Setting a run's rollout up from its state file: the fixed plan, the ack, the replayed ledger.
+
+At the first run the waves are assigned (inventory order) and the plan is
+written to the state file; every later invocation reads it back, so a resume
+after a kill, the next night or from another shell continues the same plan.
+The failure ledger is rebuilt by replaying every final target in the order it
+became final, so a trip survives a restart; `--ack-failures` records the
+point up to which failures stop counting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from orchestrator.model import TargetState
+from orchestrator.rollout.budget import FailureLedger, Outcome
+from orchestrator.rollout.gate import Confirm, RolloutGate
+from orchestrator.rollout.options import PLAN_META_KEY, RolloutOptions
+from orchestrator.rollout.waves import WaveCounts, assign_waves, wave_sizes
+from orchestrator.state import FinalRecord
+
+__all__ = ["ACK_META_KEY", "Prepared", "RolloutSource", "fixed_plan", "prepare_rollout"]
+
+ACK_META_KEY = "rollout_acked_through"  # events up to this id no longer count as failures
+
+
+class RolloutSource(Protocol):
+    """What the rollout needs of a state store (StateStore, or the PostgreSQL one)."""
+
+    def meta_value(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def waves_fixed(self) -> bool: ...
+    def fix_waves(self, waves: list[int]) -> None: ...
+    def sizes(self, column: str) -> dict[Any, int]: ...
+    def final_records(self) -> list[FinalRecord]: ...
+    def last_event_id(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    gate: RolloutGate
+    options: RolloutOptions  # on the fixed plan
+
+
+def fixed_plan(store: RolloutSource) -> dict[str, Any] | None:
+    raw = store.meta_value(PLAN_META_KEY)
+    return json.loads(raw) if raw else None
+
+
+def prepare_rollout(
+    store: RolloutSource,
+    options: RolloutOptions,
+    *,
+    ack: bool = False,
+    confirm: Confirm | None = None,
+    now: datetime | None = None,
+) -> Prepared:
+    """Fix (or read back) the plan, apply --ack-failures, and build the run's gate."""
+    plan = fixed_plan(store)
+    options = options.check() if plan is None else options.with_plan(plan).check()
+    waves, canary = options.wave_sizes()
+    if plan is None or not store.waves_fixed():
+        total = sum(store.sizes("wave").values())
+        store.fix_waves(assign_waves(total, waves, canary))
+        store.set_meta(
+            PLAN_META_KEY,
+            json.dumps({**options.plan(), "sizes": wave_sizes(total, waves, canary)}),
+        )
+    run_limit, project_limit, consecutive = options.budgets()
+    projects = store.sizes("project_id")
+    finals = store.final_records()
+    acked = int(store.meta_value(ACK_META_KEY) or 0)
+
+    def ledger(acked_through: int) -> FailureLedger:
+        book = FailureLedger(
+            sum(projects.values()),
+            projects,
+            max_failures=run_limit,
+            max_failures_per_project=project_limit,
+            max_consecutive=consecutive,
+            acked_through=acked_through,
+        )
+        for r in finals:
+            if r.state is not TargetState.SKIPPED:
+                book.record(
+                    Outcome(
+                        r.seq, r.target_id, r.project_id, r.state is TargetState.SUCCEEDED,
+                        r.error_code,
+                    )
+                )  # fmt: skip
+        return book
+
+    book = ledger(acked)
+    acknowledged = None
+    if ack:
+        acknowledged = (book.failures, book.trips())
+        acked = store.last_event_id()
+        store.set_meta(ACK_META_KEY, str(acked))
+        book = ledger(acked)
+    gate = RolloutGate(
+        options.settings(),
+        book,
+        _wave_counts(store.sizes("wave"), finals, acked),
+        durations=_durations(finals),
+        fallback_seconds=options.expected_job_seconds,
+        started_at=now or datetime.now(UTC),
+        acked_through=acked,
+        next_seq=max(store.last_event_id(), acked) + 1,
+        started_waves={r.wave or 1 for r in finals},
+        confirm=confirm,
+    )
+    if acknowledged is not None:
+        gate.note_ack(*acknowledged)
+    return Prepared(gate, options)
+
+
+def _wave_counts(
+    totals: dict[Any, int], finals: Iterable[FinalRecord], acked: int
+) -> dict[int, WaveCounts]:
+    counts = {int(w or 1): WaveCounts(total=n) for w, n in totals.items()}
+    final: dict[int, int] = {}
+    failed: dict[int, int] = {}
+    last: dict[int, datetime] = {}
+    for r in finals:
+        w = r.wave or 1
+        final[w] = final.get(w, 0) + 1
+        if r.state is TargetState.FAILED and r.seq > acked:
+            failed[w] = failed.get(w, 0) + 1
+        at = _parse(r.finished_at)
+        if at is not None and (w not in last or at > last[w]):
+            last[w] = at
+    return {
+        w: WaveCounts(c.total, final.get(w, 0), failed.get(w, 0), last.get(w))
+        for w, c in counts.items()
+    }
+
+
+def _durations(finals: Iterable[FinalRecord]) -> list[float]:
+    """Intent to end of every succeeded target: what the cutoff has to predict."""
+    found = []
+    for r in finals:
+        start, end = _parse(r.intent_at), _parse(r.finished_at)
+        if r.state is TargetState.SUCCEEDED and start is not None and end is not None:
+            found.append((end - start).total_seconds())
+    return found
+
+
+def _parse(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
