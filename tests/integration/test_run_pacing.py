@@ -48,7 +48,10 @@ async def test_reinstalls_arrive_at_the_configured_rate(
     times = sorted(stats["request_times"]["reinstall"])
     assert len(times) == 100
     assert stats["requests"]["server"] >= 100  # preflight on: one read per target at least
-    assert busiest_window(times) <= 20 + 1
+    # Arrivals are stamped by the in-process simulator on the same event loop, so a
+    # stall of the loop bunches their stamps by a request or two (seen on a loaded
+    # 2-core machine); the strict bound (rate + burst) is benchmarks/pacing.py's.
+    assert busiest_window(times) <= 20 + 3
     achieved = (len(times) - 1) / (times[-1] - times[0])
     # CI-tolerant: the strict figure (within 2%) is benchmarks/pacing.py's.
     assert 18.0 <= achieved <= 22.0, f"{achieved:.2f} reinstalls/s"
