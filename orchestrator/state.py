@@ -52,7 +52,7 @@ from orchestrator.model import (
 )
 from orchestrator.shard import Shard, shard_hash
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Columns added by each schema version (all nullable or defaulted), applied in order
 # when a run opens an older state file: a state file outlives the version that made it.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -81,9 +81,21 @@ MIGRATION_TABLES: dict[int, tuple[str, ...]] = {
             detail TEXT NOT NULL
         )""",
     ),
+    # Throttled answers over time (one row per commit that saw any), for the
+    # report's timeline: the counters table holds only the totals.
+    5: (
+        """CREATE TABLE IF NOT EXISTS samples (
+            id {pk},
+            at TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value INTEGER NOT NULL
+        )""",
+    ),
 }
-OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters", "rollout"})
+OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters", "rollout", "samples"})
 IMPORT_BATCH = 5000
+# Counters whose increments are also kept with their time (table `samples`).
+SAMPLED_COUNTERS = frozenset({"throttled"})
 
 # Columns a state change may set besides `state` (never user-supplied names).
 CHANGEABLE = frozenset(
@@ -718,6 +730,20 @@ class StateStore:
             for number, started, ended, outcome, options, pid in rows
         ]
 
+    def samples_iter(self, name: str, batch: int = 5000) -> Iterator[tuple[str, int]]:
+        """(at, value) of a sampled counter over time, oldest first, read in pages."""
+        last = 0
+        while True:
+            rows = self._conn.execute(
+                "SELECT id, at, value FROM samples WHERE name = ? AND id > ? ORDER BY id LIMIT ?",
+                (name, last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for _, at, value in rows:
+                yield str(at), int(value)
+            last = rows[-1][0]
+
     def events_iter(self, batch: int = 5000) -> Iterator[Event]:
         """Every event in the order written, read in pages so memory stays flat."""
         last = 0
@@ -849,6 +875,11 @@ class StateStore:
                         "INSERT INTO counters (name, value) VALUES (?, ?)"
                         " ON CONFLICT(name) DO UPDATE SET value = counters.value + excluded.value",
                         (name, value),
+                    )
+                if value and name in SAMPLED_COUNTERS:
+                    self._conn.execute(
+                        "INSERT INTO samples (at, name, value) VALUES (?, ?, ?)",
+                        (utc_now(), name, value),
                     )
         return applied
 

@@ -169,6 +169,9 @@ def make_campaign(path: Path, count: int, *, batch: int = 5000) -> Campaign:
                 "UPDATE runs SET started_at = ?, ended_at = ? WHERE id = ?",
                 (started, ended, number),
             )
+        # The throttled answers' samples carry the wall clock too: pin them to the moment
+        # of the first invocation's throttled deferrals.
+        conn.execute("UPDATE samples SET at = ?", (iso(T0 + timedelta(seconds=11 * STEP)),))
     return Campaign(
         path=path,
         count=count,

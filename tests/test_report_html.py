@@ -163,10 +163,12 @@ def test_failures_by_project_add_up(campaign: Campaign, report: ReportPaths) -> 
     assert list(by_project.values()) == sorted(by_project.values(), reverse=True)
 
 
-def test_timeline_marks_throttling_recorded_in_events(report: ReportPaths) -> None:
+def test_timeline_marks_every_throttled_answer_from_the_samples(report: ReportPaths) -> None:
+    # The state file keeps each throttled answer with its time (3 in the fixture): those,
+    # not the events that happen to mention throttling, are drawn.
     html = report.report_html.read_text(encoding="utf-8")
     marks = re.findall(r"<title>[^<]*: (\d+) throttled</title>", html)
-    assert sum(int(m) for m in marks) == len([n for n in range(1, COUNT + 1) if n % 11 == 0])
+    assert sum(int(m) for m in marks) == 3
     submitted = re.findall(r"<title>[^<]*: (\d+) submitted</title>", html)
     assert sum(int(m) for m in submitted) == COUNT
 

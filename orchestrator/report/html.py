@@ -317,7 +317,8 @@ def html_head(summary: Summary, bins: Sequence[Bin], rows: TargetRows) -> str:
             ]
         ),
         '<p class="small muted">Vertical lines: each invocation\'s start (solid) and end '
-        "(dashed). Throttled answers are marked where an event recorded one; the total "
+        "(dashed). Throttled answers are marked when they came (state files made before"
+        " this version: only where an event recorded one); the total "
         f"({summary.throttled:,}) counts every throttled answer.</p></section>",
         f'<section id="durations"><h2>Job durations</h2>{_durations(summary)}</section>',
         f'<section id="failures"><h2>Failures</h2>{_failures(summary)}</section>',

@@ -79,7 +79,17 @@ class Timeline:
     last_activity: dict[int, str] = field(default_factory=dict)  # invocation -> latest `at`
     events: int = 0
     throttle_events: int = 0
+    throttle_samples: int = 0  # throttled answers from the samples, where the file has them
+    count_event_throttles: bool = True  # off when samples give every throttled answer
     _latest: dict[int, float] = field(default_factory=dict)  # invocation -> latest epoch
+
+    def add_throttled(self, at: str, count: int) -> None:
+        """Throttled answers counted at `at` (the state file's samples)."""
+        moment = parse_timestamp(at)
+        if moment is None:
+            return
+        self._row(moment.timestamp())[THROTTLED] += count
+        self.throttle_samples += count
 
     def add(self, event: EventLike) -> None:
         moment = parse_timestamp(event.at)
@@ -94,7 +104,7 @@ class Timeline:
                 self.last_activity[event.invocation] = event.at
         row = self._row(epoch)
         to_state, from_state = event.to_state, event.from_state
-        if is_throttle(event.detail):
+        if self.count_event_throttles and is_throttle(event.detail):
             row[THROTTLED] += 1
             self.throttle_events += 1
         if from_state == to_state:
@@ -165,8 +175,14 @@ class Timeline:
         return result
 
 
-def build_timeline(events: Iterable[EventLike]) -> Timeline:
-    timeline = Timeline()
+def build_timeline(
+    events: Iterable[EventLike], throttled: Iterable[tuple[str, int]] | None = None
+) -> Timeline:
+    """The timeline of the events; throttled answers from `throttled` samples where
+    given (each answer, at its commit), else from the events that mention them."""
+    timeline = Timeline(count_event_throttles=throttled is None)
+    for at, count in throttled or ():
+        timeline.add_throttled(at, count)
     for event in events:
         timeline.add(event)
     return timeline

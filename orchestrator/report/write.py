@@ -64,6 +64,7 @@ class ReportSource(Protocol):
     def run_info(self) -> RunInfo: ...
     def iter_targets(self, batch: int = ...) -> Iterable[Target]: ...
     def events_iter(self, batch: int = ...) -> Iterable[EventLike]: ...
+    def samples_iter(self, name: str, batch: int = ...) -> Iterable[tuple[str, int]]: ...
     def invocations(self) -> list[InvocationInfo]: ...
 
 
@@ -123,6 +124,7 @@ def write_campaign_report(
         source.run_info(),
         source.iter_targets,
         events=source.events_iter,
+        throttled=list(source.samples_iter("throttled")),
         invocations=source.invocations(),
         group_by=group_by,
         rollout=rollout,
@@ -135,6 +137,7 @@ def write_report(
     targets: Callable[[], Iterable[Target]],
     *,
     events: Callable[[], Iterable[EventLike]] | None = None,
+    throttled: Sequence[tuple[str, int]] | None = None,
     invocations: Sequence[InvocationInfo] = (),
     group_by: str | None = None,
     rollout: Mapping[str, Any] | None = None,
@@ -158,7 +161,9 @@ def write_report(
                 deferred.add(getattr(event, "target_id", -1))
             yield event
 
-    timeline = build_timeline(watched(events())) if events is not None else Timeline()
+    timeline = (
+        build_timeline(watched(events()), throttled or None) if events is not None else Timeline()
+    )
     history = (
         build_history(invocations, timeline.last_activity, safe=safe_options)
         if invocations
