@@ -176,3 +176,57 @@ async def test_shards_run_one_after_the_other_cover_the_campaign_once(
     assert sim.stats()["reinstalls_by_server"] == {server: 1 for _, server in fleet}
     with second.store() as store:
         assert store.counts()[S.SUCCEEDED] == 24
+
+
+async def test_rollout_waves_budgets_and_ack_work_the_same_on_both_stores(
+    new_location: Callable[..., Any],
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """The rollout's state (waves fixed at the first run, decisions, trips, the ack) is
+    kept by the store: a resume on either store continues the same plan."""
+    from orchestrator.rollout.options import RolloutOptions
+    from orchestrator.rollout.report import rollout_summary
+
+    inventory = make_inventory(12, projects=2, seed=23)
+    fleet = load_fleet(inventory)
+    bad_project = fleet[0][0]
+    missing = [pair for pair in fleet if pair[0] == bad_project][:2]
+    sim = await start_sim(inventory, fleet=tuple(p for p in fleet if p not in missing))
+    settings = fast_settings(max_in_flight=1, rate=20.0)
+
+    # A budget trip holds the bad project; a resume sends nothing until the ack.
+    budget = RolloutOptions(max_failures_per_project="1")
+    location = new_location()
+    first = await run_campaign(
+        inventory, sim=sim, settings=settings, rollout=budget, location=location
+    )
+    assert first.exit_code == 3
+    with first.store() as store:
+        summary = rollout_summary(store)
+    assert summary is not None and summary["trips"]
+    sent = sum(sim.stats()["reinstalls_by_server"].values())
+    again = await run_campaign(
+        inventory, sim=sim, settings=settings, rollout=budget, location=location
+    )
+    assert again.exit_code == 3
+    assert sum(sim.stats()["reinstalls_by_server"].values()) == sent
+    acked = await run_campaign(
+        inventory, sim=sim, settings=settings, rollout=budget, location=location,
+        ack_failures=True,
+    )  # fmt: skip
+    assert acked.exit_code == 1  # every target final; the missing ones failed
+    with acked.store() as store:
+        states = {t.server_id: t.state for t in store.iter_targets()}
+    assert [states[s] for _, s in missing] == [S.FAILED, S.FAILED]
+    assert sum(s is S.SUCCEEDED for s in states.values()) == 10
+
+    # Waves are fixed in the store at the first run and kept by a resume.
+    waved = await run_campaign(
+        inventory, sim=sim, settings=settings, rollout=RolloutOptions(waves="4,100%"),
+        location=new_location("waved"),
+    )  # fmt: skip
+    with waved.store() as store:
+        assert [t.wave for t in store.iter_targets()] == [1] * 4 + [2] * 8
