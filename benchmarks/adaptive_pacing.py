@@ -10,7 +10,9 @@ Common.1503), then runs the orchestrator's runner in this process with
   (target <= 5 %);
 - limit used, per API: accepted requests beyond the simulator's initial burst
   (its bucket starts full, L tokens) / (L x the span from that API's first to
-  its last request) (target >= 80 %; the verdict checks the reinstall API,
+  its last request) (target >= 80 %; the verdict checks the API that binds,
+  the most used one: with verification on, each reinstall needs two server
+  reads, so the server API binds at half the reinstall limit;
   which has work queued from start to end);
 - the rate each limiter settled at, and how often it was cut.
 
@@ -89,7 +91,7 @@ def main() -> int:
     print(f"pacing              {'fixed' if args.fixed else 'adaptive (AIMD x0.7)'}")
     print(f"requests            {requests} = {total}")
     print(f"throttled           {stats['throttled']} = {throttled_share:.2%} (target <= 5 %)")
-    used_ok = not args.fixed
+    busiest = 0.0  # the most used API's share of its limit (the one that binds)
     if args.fixed:
         print("limit used          n/a: throttles per API are counted by the adaptive hook")
     for kind in [k for k in ("reinstall", "job", "server") if k in pacing]:
@@ -108,14 +110,13 @@ def main() -> int:
             f"limit used {kind:9}{used:7.1%}  ({accepted} accepted in {span:.1f} s, "
             f"{throttled} throttled)"
         )
-        if kind == "reinstall":
-            used_ok = used >= 0.80
+        busiest = max(busiest, used)
     for kind, controller in pacing.items():
         print(
             f"settled {kind:12}{controller.rate:7.1f}/s of {controller.ceiling:g} "
             f"({controller.cuts} cuts for {controller.throttles} throttled answers)"
         )
-    ok = exit_code == 0 and throttled_share <= 0.05 and used_ok
+    ok = exit_code == 0 and throttled_share <= 0.05 and busiest >= 0.80
     print(f"verdict             {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

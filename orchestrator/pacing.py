@@ -374,6 +374,12 @@ class AimdSettings:
     hold: float = 0.2
     # Good answers after a silence raise the rate by at most this many seconds' worth.
     max_step_seconds: float = 1.0
+    # A cut never goes below this share of what the service accepted over the last
+    # `window` seconds: on loopback a throttled answer comes back within milliseconds,
+    # so "once per round trip" alone could cut dozens of times before the service's
+    # bucket refills, down to the floor, from where additive increase takes minutes.
+    keep_accepted: float = 0.9
+    window: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.decrease < 1:
@@ -405,6 +411,7 @@ class AdaptiveRate:
         self._step = self._settings.recovery * self._rate
         self._last_cut = -math.inf
         self._last_step = -math.inf
+        self._accepted: deque[float] = deque()  # times of good answers, last `window` s
         self.throttles = 0  # throttling answers seen
         self.cuts = 0  # of which cut the rate
         if self._rate != limiter.rate:
@@ -432,7 +439,12 @@ class AdaptiveRate:
                 return False  # sent before the last cut: that cut answered it
         elif now - self._last_cut < self._settings.hold:
             return False
-        self._rate = max(self._settings.floor, self._rate * self._settings.decrease)
+        accepted = self._accepted_rate(now)
+        self._rate = max(
+            self._settings.floor,
+            self._rate * self._settings.decrease,
+            min(self._rate, accepted * self._settings.keep_accepted),
+        )
         self._rate = min(self._rate, self._ceiling)
         self._step = self._settings.recovery * self._rate
         self._last_cut = self._last_step = now
@@ -440,11 +452,21 @@ class AdaptiveRate:
         self._limiter.set_rate(self._rate)
         return True
 
+    def _accepted_rate(self, now: float) -> float:
+        """Good answers per second over the last `window` seconds."""
+        horizon = now - self._settings.window
+        while self._accepted and self._accepted[0] < horizon:
+            self._accepted.popleft()
+        return len(self._accepted) / self._settings.window
+
     def on_ok(self) -> None:
         """A good answer: regain rate additively, by the time since the last step."""
+        now = self._clock()
+        self._accepted.append(now)
+        if len(self._accepted) > 4 * self._rate * self._settings.window + 16:
+            self._accepted_rate(now)  # keep the deque to about one window
         if self._rate >= self._ceiling:
             return
-        now = self._clock()
         elapsed = min(now - self._last_step, self._settings.max_step_seconds)
         self._last_step = now
         if elapsed <= 0:
