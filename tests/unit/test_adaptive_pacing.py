@@ -180,3 +180,25 @@ def test_without_a_limit_it_stays_at_the_ceiling() -> None:
     throttled, used = simulate(50.0, 1000.0, seconds=60.0, rtt=0.005)
     assert throttled == 0
     assert used == pytest.approx(50.0 / 1000.0, rel=0.01)
+
+
+def test_a_cut_keeps_most_of_what_the_service_just_accepted() -> None:
+    # On loopback, throttled answers sent after each cut come back within a millisecond:
+    # "once per round trip" alone would cut 20 times in 20 ms, to the floor.
+    adaptive, _, clock = make(1000.0)
+    for _ in range(50):  # the service accepted 50 in the last second
+        clock.now += 0.01
+        adaptive.on_ok()
+    for _ in range(20):
+        clock.now += 0.001
+        adaptive.on_throttle(sent_at=clock.now - 0.0005)
+    assert adaptive.rate == pytest.approx(45.0)  # 90 % of 50/s, not 1000 * 0.7**20
+    clock.now += 5.0  # a second later nothing was accepted: the rule no longer holds it
+    adaptive.on_throttle(sent_at=clock.now)
+    assert adaptive.rate == pytest.approx(45.0 * 0.7)
+
+
+def test_a_collapse_burst_then_good_answers_settle_near_the_limit() -> None:
+    # The shape that collapsed the rate in benchmarks/adaptive_pacing.py.
+    throttled, used = simulate(1000.0, 50.0, seconds=120.0, rtt=0.0005)
+    assert throttled <= 0.05 and used >= 0.80, (throttled, used)
