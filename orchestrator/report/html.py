@@ -139,10 +139,22 @@ def _card(value: object, label: str, cls: str = "") -> str:
 
 
 def _options(options: Mapping[str, Any]) -> str:
-    shown = [(k, v) for k, v in options.items() if v not in (None, False, "")]
+    shown = _flat_options(options)
     if not shown:
         return '<span class="muted">defaults</span>'
     return " ".join(f"<code>{esc(k)}={esc(v)}</code>" for k, v in shown)
+
+
+def _flat_options(options: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Options as name=value pairs, nested groups (credentials, rollout) flattened as
+    group.name, and the unset ones (None, False, empty) left out."""
+    shown: list[tuple[str, Any]] = []
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            shown += _flat_options(value, f"{prefix}{key}.")
+        elif value not in (None, False, "", [], ()):
+            shown.append((prefix + str(key), value))
+    return shown
 
 
 def _campaign(history: History | None, summary: Summary) -> str:
