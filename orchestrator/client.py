@@ -43,6 +43,7 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import TargetSpec
+from orchestrator.network import proxy_for
 from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
 from orchestrator.reachability import Reachability
 
@@ -250,6 +251,7 @@ class EcsClient:
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                **proxy_for(self._session, base_url),
             ) as resp:
                 raw = await _read_capped(resp.content, MAX_BODY_BYTES + 1)
                 status = resp.status

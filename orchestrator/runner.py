@@ -45,7 +45,7 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState
-from orchestrator.retry_policy import RetrySettings, retrying
+from orchestrator.retry_policy import RetrySettings, brief, call_retrying, retrying
 from orchestrator.schedule import Backoff, DueQueue, wait_event
 from orchestrator.settle import (
     DEFAULT_SKEW,
@@ -810,12 +810,7 @@ class Runner:
         """A read, retried briefly (a poll comes round again anyway) or, when `patient`,
         with the full budget a reinstall gets (nothing else will retry it this run)."""
         settings = self._settings.retry
-        if not patient:
-            settings = replace(settings, attempts=min(3, settings.attempts))
-        async for attempt in retrying(settings):
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await call_retrying(settings if patient else brief(settings), call)
 
     async def _change(self, target: Target, new: TargetState, detail: str, **fields: Any) -> Target:
         """Commit one state change (durable when this returns) and mirror it in memory."""

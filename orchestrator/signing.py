@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -19,8 +21,23 @@ DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 def sdk_date(now: datetime) -> str:
-    """The `X-Sdk-Date` value for a moment: UTC, `YYYYMMDDTHHMMSSZ`."""
-    return now.astimezone(UTC).strftime(DATE_FORMAT)
+    """The `X-Sdk-Date` value for a moment: UTC, `YYYYMMDDTHHMMSSZ`.
+
+    Formatted once per second, not per request: the value has a one-second grain.
+    """
+    global _last_date
+    second = math.floor(now.timestamp())
+    last = _last_date
+    if last[0] == second:
+        return last[1]
+    text = datetime.fromtimestamp(second, UTC).strftime(DATE_FORMAT)
+    _last_date = (second, text)
+    return text
+
+
+_last_date: tuple[float, str] = (math.nan, "")
+# Path characters that RFC 3986 encoding leaves alone: such a path is its own encoding.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")
 
 
 def parse_sdk_date(value: str) -> datetime:
@@ -34,6 +51,8 @@ def _encode(value: str) -> str:
 
 
 def canonical_uri(path: str) -> str:
+    if _PLAIN_PATH.fullmatch(path):  # every ECS path of ours: IDs are hex and dashes
+        return path if path.endswith("/") else path + "/"
     segments = path.split("/")
     encoded = "/".join(_encode(segment) for segment in segments)
     return encoded if encoded.endswith("/") else encoded + "/"

@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +58,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters"})
 IMPORT_BATCH = 5000
+# Durability of state changes: "intent" (default) commits a batch holding an intent
+# with synchronous=FULL and the others with NORMAL; "full" every one with FULL (as
+# before issue 10); "normal" none (for the durability benchmark only: not safe).
+SYNC_ENV = "ORCHESTRATOR_STATE_SYNC"
 
 # Columns a state change may set besides `state` (never user-supplied names).
 CHANGEABLE = frozenset(
@@ -87,7 +92,16 @@ TARGET_COLUMNS = (
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now, as `YYYY-MM-DDTHH:MM:SS.ffffffZ`; the seconds part is formatted once per second."""
+    global _last_second
+    now = time.time()
+    second = int(now)
+    if _last_second[0] != second:
+        _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_last_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
+_last_second: tuple[int, str] = (-1, "")
 
 
 def file_sha256(path: Path) -> str:
@@ -137,6 +151,7 @@ class StateStore:
         self._db = sqlite_utils.Database(conn)
         self._lock_fd = lock_fd
         self.invocation: int | None = None
+        self._sync = os.environ.get(SYNC_ENV, "intent")
 
     # -- opening ---------------------------------------------------------------
 
@@ -619,7 +634,14 @@ class StateStore:
         for change in changes:
             validate(change)
         applied: list[bool] = []
-        with _translated("write state changes"), self._transaction():
+        # FULL only where the promise needs it: an intent must be on disk before its
+        # request leaves. Any other change comes after an answer and, lost to a power
+        # failure, is found again from the service (the README, "Durability"). The WAL
+        # is appended in order, so the next FULL commit makes every earlier one durable.
+        relaxed = self._sync == "normal" or (
+            self._sync != "full" and all(c.new is not TargetState.SUBMITTING for c in changes)
+        )
+        with _translated("write state changes"), self._relaxed(relaxed), self._transaction():
             for change in changes:
                 sets = ["state = ?", "updated_at = ?"]
                 values: list[Any] = [change.new.value, change.at]
@@ -662,6 +684,18 @@ class StateStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (target_id, utc_now(), self.invocation, state.value, state.value, detail),
             )
+
+    @contextlib.contextmanager
+    def _relaxed(self, relaxed: bool) -> Iterator[None]:
+        """synchronous=NORMAL for one transaction, then FULL again for everything else."""
+        if not relaxed:
+            yield
+            return
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            self._conn.execute("PRAGMA synchronous = FULL")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
