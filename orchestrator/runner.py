@@ -45,7 +45,7 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState
-from orchestrator.retry_policy import RetrySettings, brief, call_retrying, retrying
+from orchestrator.retry_policy import RetrySettings, brief, call_retrying
 from orchestrator.schedule import Backoff, DueQueue, wait_event
 from orchestrator.settle import (
     DEFAULT_SKEW,
@@ -353,13 +353,16 @@ class Runner:
                 raise _Stopped
 
         tries = 0
+
+        async def send() -> str:
+            nonlocal tries
+            if committed and (self._stopping or self._abort):
+                raise _Stopped
+            tries += 1
+            return await self._client.reinstall(spec, before_send=commit_intent)
+
         try:
-            async for attempt in retrying(self._settings.retry):
-                with attempt:
-                    if committed and (self._stopping or self._abort):
-                        raise _Stopped
-                    tries += 1
-                    job_id = await self._client.reinstall(spec, before_send=commit_intent)
+            job_id = await call_retrying(self._settings.retry, send)
         except _Stopped:
             if committed:
                 why = (
