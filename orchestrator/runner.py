@@ -46,7 +46,7 @@ from orchestrator.errors import (
 )
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState
 from orchestrator.retry_policy import RetrySettings, brief, call_retrying
-from orchestrator.schedule import Backoff, DueQueue, wait_event
+from orchestrator.schedule import Backoff, DueQueue, JobLengths, wait_event
 from orchestrator.settle import (
     DEFAULT_SKEW,
     Before,
@@ -173,6 +173,7 @@ class Runner:
         self._credentials_refused = False
         self._misconfigured = False
         self._quiet = QuietPeriod(settings.settle_quiet)
+        self._lengths = JobLengths(getattr(settings, "expected_job_seconds", None))
         self._sent_counters: dict[str, int] = {}
         self.counts: dict[TargetState, int] = store.counts()
 
@@ -187,6 +188,10 @@ class Runner:
         learned = await self._writer.call(self._store.meta_value, "settle_quiet_learned")
         if learned:
             self._quiet.observe(float(learned) / self._quiet.margin)
+        # Polling learns from the jobs this state file has seen end (issue 10, point 6).
+        self._lengths = JobLengths(
+            self._lengths.expected, await self._writer.call(self._store.job_lengths)
+        )
         await self._recover()
         workers = [
             asyncio.create_task(self._submitter(), name=f"submit-{i}")
@@ -514,7 +519,8 @@ class Runner:
         follow_ = self._follow.get(target.id)
         if follow_ is None:
             follow_ = _Follow(
-                Backoff(self._settings.first_poll, self._settings.poll_cap), self._clock()
+                self._lengths.backoff(self._settings.first_poll, self._settings.poll_cap),
+                self._clock(),
             )
             self._follow[target.id] = follow_
         if by_server is not None:
@@ -589,6 +595,8 @@ class Runner:
             info.job_started = True
             await self._learn_quiet(target)
         times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
+        if job.status in ("SUCCESS", "FAIL"):
+            self._observe_length(target, job)
         if job.server_id is not None and job.server_id != target.server_id:
             target = await self._change(
                 target,
@@ -614,6 +622,12 @@ class Runner:
             if target.state is S.SUBMITTED:
                 target = await self._change(target, S.RUNNING, f"job {job.job_id} {job.status}")
             self._schedule(target)
+
+    def _observe_length(self, target: Target, job: JobView) -> None:
+        """A job ended: its length (job id to the service's end time) tunes later polling."""
+        submitted, ended = parse_time(target.submitted_at), parse_time(job.end_time)
+        if submitted is not None and ended is not None:
+            self._lengths.observe((ended - submitted).total_seconds())
 
     async def _learn_quiet(self, target: Target) -> None:
         """A job seen started: if it took longer than the quiet period assumes, raise it."""

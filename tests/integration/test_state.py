@@ -715,3 +715,28 @@ def test_only_batches_without_an_intent_are_committed_with_normal_sync(
         # Whatever the batch, the connection is left at FULL for every other write.
         assert store._conn.execute("PRAGMA synchronous").fetchone() == (2,)
         assert store.get(1).job_id == "j-1"
+
+
+def test_job_lengths_are_read_from_the_jobs_that_ended(path: Path) -> None:
+    with create(path) as store:
+        for n, (end, finished) in enumerate(
+            [("2027-01-15T08:00:20.000Z", None), (None, "2027-01-15T08:00:35.500000Z")], 1
+        ):
+            store.apply([Change(n, S.PENDING, S.SUBMITTING, "intent")])
+            store.apply(
+                [
+                    Change(
+                        n,
+                        S.SUBMITTING,
+                        S.SUBMITTED,
+                        "accepted",
+                        {"job_id": f"j-{n}", "submitted_at": "2027-01-15T08:00:00.000000Z"},
+                    )
+                ]
+            )
+            fields = {"job_end_at": end, "finished_at": finished or "2027-01-15T08:00:21Z"}
+            store.apply([Change(n, S.SUBMITTED, S.SUCCEEDED, "done", fields)])
+        store.apply([Change(3, S.PENDING, S.SUBMITTING, "intent")])  # not ended: not counted
+        # The service's end time where there is one, else when the end was seen; newest first.
+        assert store.job_lengths() == pytest.approx([35.5, 20.0], abs=0.01)
+        assert store.job_lengths(limit=1) == pytest.approx([35.5], abs=0.01)
