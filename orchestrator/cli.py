@@ -10,7 +10,6 @@ Exit codes:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -24,7 +23,7 @@ from typing import Any, NoReturn
 
 import click
 
-from orchestrator import cloudconfig, regions
+from orchestrator import cloudconfig, eventloop, regions
 from orchestrator.campaign import (
     Invocation,
     RegionCheck,
@@ -551,7 +550,7 @@ def _start(
                 ", ".join(f"{k}={v}" for k, v in about.items()),
                 inv.ca.source,
             )
-        result = asyncio.run(execute(inv, store))
+        result = eventloop.run(execute(inv, store))
     finally:
         store.close()
     outcome = result.outcome
