@@ -256,6 +256,12 @@ def setup_logging(
         raise ValueError(f"log format must be one of {LOG_FORMATS}, got {fmt!r}")
     secrets = [s for s in secrets if s]
     wanted = _level(level)
+    # No format here shows the caller's file and line, the thread or the process:
+    # skip finding them for every record (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger("orchestrator")
     for old in root.handlers:
         old.close()
