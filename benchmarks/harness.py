@@ -151,6 +151,16 @@ def wait_rusage(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, An
     return proc.returncode, usage
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (the simulator), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
