@@ -255,7 +255,8 @@ class EcsClient:
             ) as resp:
                 raw = await _read_capped(resp.content, MAX_BODY_BYTES + 1)
                 status = resp.status
-                resp_headers = {k: v for k, v in resp.headers.items()}
+                # Only a refusal's headers are read (Retry-After): a success's are not copied.
+                resp_headers = dict(resp.headers.items()) if status >= 300 else {}
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never made: nothing reached the service.
             self.requests[kind] -= 1

@@ -18,6 +18,7 @@ from urllib.parse import quote
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_HEADER = "X-Sdk-Date"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # the body hash of every GET
 
 
 def sdk_date(now: datetime) -> str:
@@ -85,7 +86,7 @@ def canonical_request(
             canonical_query(query),
             canonical_headers,
             ";".join(signed),
-            hashlib.sha256(body).hexdigest(),
+            hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256,
         ]
     )
 
@@ -103,7 +104,7 @@ def signature(
     date = next(v for k, v in headers.items() if k.lower() == DATE_HEADER.lower())
     request = canonical_request(method, path, query, headers, signed, body)
     string_to_sign = "\n".join([ALGORITHM, date, hashlib.sha256(request.encode()).hexdigest()])
-    return hmac.new(secret_key.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key.encode(), string_to_sign.encode(), "sha256").hex()
 
 
 def authorization(
