@@ -139,7 +139,7 @@ FIRST_SHARE = 0.6
 AGE_SHARE = 0.3
 MIN_SAMPLES = 5  # job lengths seen before they outweigh the configured first poll
 KEPT = 1000  # the latest job lengths kept: the recent past describes the fleet best
-LONGEST_FLOOR = 1.0  # learned waits are never shorter than this (or --first-poll)
+LONGEST_FLOOR = 0.2  # learned waits are never shorter than this (or --first-poll)
 
 
 class JobLengths:

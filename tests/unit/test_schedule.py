@@ -243,8 +243,10 @@ async def test_items_due_together_are_taken_by_several_workers() -> None:
         (None, 5.0, 60.0, [5.0, 7.5, 11.25, 16.875]),
         # 20 s jobs: first at 12 s, then 30 % of the age (12 -> 3.6 -> 4.68 -> 6.08)
         (20.0, 5.0, 60.0, [12.0, 3.6, 4.68, 6.084]),
-        # 2 s jobs with --first-poll 5: asked after 1.2 s, not held 5 s; waits >= 1 s
-        (2.0, 5.0, 60.0, [1.2, 1.0, 1.0, 1.0]),
+        # 2 s jobs with --first-poll 5: asked after 1.2 s, not held 5 s
+        (2.0, 5.0, 60.0, [1.2, 0.36, 0.468, 0.6084]),
+        # ... but never asked more often than every 0.2 s (or --first-poll if shorter)
+        (0.5, 5.0, 60.0, [0.3, 0.2, 0.2, 0.21]),
         # 10-minute jobs: first after 6 minutes (not capped), then at most --poll-cap
         (600.0, 5.0, 60.0, [360.0, 60.0, 60.0, 60.0]),
         # instant jobs with a fast --first-poll: never sooner than it
