@@ -12,6 +12,9 @@ transition table and against the state the caller believed the target was in
 (`UPDATE ... WHERE state = old`), and writes the change and its event in one
 transaction. `synchronous=FULL` makes a commit survive power loss, not only a
 crash: the runner relies on an intent being durable before a request leaves.
+A batch without an intent is committed with NORMAL (it survives a crash, and what
+a power loss can take from it the service's own record gives back on resume;
+benchmarks/README.md, "Durability"); every other write stays FULL.
 """
 
 from __future__ import annotations
