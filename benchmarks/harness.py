@@ -138,6 +138,8 @@ def run_cli(
 
 def wait_rusage(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, Any]:
     """Wait for the child; wait4 gives this child's own peak memory and CPU time."""
+    if proc.returncode is not None:  # already reaped (by poll): no rusage left to read
+        return proc.returncode, os.struct_rusage((0.0,) * 16)
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

@@ -365,6 +365,7 @@ def resume(args: argparse.Namespace, work: Path) -> int:
     write_csv(inventory, count, 20, 1)
     orch_env, sim_env = aksk_env()
     state = work / "resume.sqlite"
+    # One simulator for both: the resume must talk to the endpoint the run used.
     with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
         command = [
             console_script(), "run", str(inventory), "--endpoint", sim.url, "--state", str(state),
@@ -377,26 +378,30 @@ def resume(args: argparse.Namespace, work: Path) -> int:
             time.sleep(0.5)
         first.send_signal(signal.SIGINT)
         first.wait(timeout=600)
-    with sqlite3.connect(state) as conn:
-        done = conn.execute(
-            "SELECT count(*) FROM targets WHERE state IN ('succeeded', 'failed', 'skipped')"
-        ).fetchone()[0]
-    with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
+        with sqlite3.connect(state) as conn:
+            done = conn.execute(
+                "SELECT count(*) FROM targets WHERE state IN ('succeeded', 'failed', 'skipped')"
+            ).fetchone()[0]
+        time.sleep(1.0)  # nothing in flight at the simulator from the first run
         started = time.time()
         second = subprocess.Popen(
             [console_script(), "resume", "--state", str(state), "--endpoint", sim.url,
              *run_flags(work / "reports", *UNPACED)],
-            cwd=work, env=orch_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=work, env=orch_env, stdout=subprocess.DEVNULL,
+            stderr=open(work / "resume.err", "wb"),  # noqa: SIM115
         )  # fmt: skip
         first_request = None
-        while second.poll() is None and first_request is None:
+        while first_request is None and time.time() - started < args.deadline:
             times = sim.stats()["request_times"]
             arrivals = [t for kind in ("reinstall", "job", "server") for t in times[kind]]
-            if arrivals:
-                first_request = min(arrivals) - started
+            later = [t for t in arrivals if t >= started]
+            if later:
+                first_request = min(later) - started
+            elif second.poll() is not None:
+                break
             else:
                 time.sleep(0.05)
-        code, usage = wait_rusage(second, args.deadline)  # type: ignore[arg-type]
+        code, usage = wait_rusage(second, args.deadline)
     row = {
         "targets": count,
         "final_before_resume": done,
