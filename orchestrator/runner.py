@@ -426,7 +426,7 @@ class Runner:
             job_id=job_id,
             submitted_at=utc_now(),
         )
-        self._schedule(target, self._settings.first_poll)
+        self._schedule(target)  # the first wait: --first-poll, or what was learned
 
     async def _preflight(self, target: Target) -> ServerView | None:
         """Read the server before sending; None when the target was settled, deferred
