@@ -10,7 +10,6 @@ Exit codes:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -25,7 +24,7 @@ from typing import Any, NoReturn
 
 import click
 
-from orchestrator import cloudconfig, regions
+from orchestrator import cloudconfig, eventloop, regions
 from orchestrator.campaign import (
     Invocation,
     RegionCheck,
@@ -373,6 +372,7 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
+        expected_job_seconds=opts.get("expected_job_seconds"),
         # Never taken from the latest invocation: that may have been another shard's.
         shard=parse_shard(opts.get("shard")),
         verify=bool(pick("verify", True)),
@@ -716,7 +716,7 @@ def _start(
                 inv.ca.source,
             )
         try:
-            result = asyncio.run(execute(inv, store))
+            result = eventloop.run(execute(inv, store))
         except StoreFailure as exc:
             # The database went away during the run: whatever was sent is recorded as
             # intent; a resume (from any host) settles it. Not finished: exit 3.
@@ -1288,7 +1288,7 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
                 states=states,
             )
 
-    result = asyncio.run(check())
+    result = eventloop.run(check())
     if result.aborted:
         # Nothing could be read: an earlier preflight report stays as it was.
         click.echo(f"error: {result.aborted}; nothing was sent", err=True)

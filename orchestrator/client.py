@@ -44,6 +44,7 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import TargetSpec
+from orchestrator.network import proxy_for
 from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
 from orchestrator.reachability import Reachability
 
@@ -284,10 +285,12 @@ class EcsClient:
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                **proxy_for(self._session, base_url),
             ) as resp:
                 raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
                 status = resp.status
-                resp_headers = {k: v for k, v in resp.headers.items()}
+                # Only a refusal's headers are read (Retry-After): a success's are not copied.
+                resp_headers = dict(resp.headers.items()) if status >= 300 else {}
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never made: nothing reached the service.
             self.requests[kind] -= 1

@@ -43,6 +43,7 @@ from orchestrator.errors import (
     Throttled,
     UsageError,
 )
+from orchestrator.network import proxy_for
 
 TOKEN_HEADER = "X-Subject-Token"
 # Only `ecs`: `compute` is Nova (/v2.1), another API even where it shares the host.
@@ -203,6 +204,7 @@ class IamAuth:
                 headers={"Content-Type": "application/json;charset=utf8"},
                 timeout=self._timeout,
                 allow_redirects=False,
+                **proxy_for(self._session, self._url),
             ) as resp:
                 raw = await read_capped(resp.content, MAX_BODY)
                 headers = {k: v for k, v in resp.headers.items()}

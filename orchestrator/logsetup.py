@@ -16,6 +16,11 @@ field names are listed in the README, section "Logs":
     error_code                                   job_id / error_code null when unknown
     counts, final, total, ...                    on an interval summary (event "progress")
 
+The log file is written through a buffer, not flushed per line: a line reaches
+the disk within a second (`BufferedFileHandler`), a warning or worse at once, and
+everything at exit or stop. Flushing every state change cost a system call per
+line (issue 10); the state file, not the log, is what a resume relies on.
+
 Secrets are blanked twice: a filter on the message (as before), and the
 formatted line itself, raw and JSON-escaped, since extras reach JSON unfiltered.
 """
@@ -26,6 +31,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -114,6 +121,59 @@ class _TextFormatter(logging.Formatter):
         return text if record.levelno < logging.WARNING else f"{record.levelname}: {text}"
 
 
+class _FileFormatter(logging.Formatter):
+    """The text log file's format; the time's seconds are formatted once per second."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._second = -1
+        self._text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime(self.default_time_format, self.converter(record.created))
+        return f"{self._text},{int(record.msecs):03d}"
+
+
+class BufferedFileHandler(logging.FileHandler):
+    """A log file flushed every `interval` seconds, at once for a warning, and at close.
+
+    The same lines as a FileHandler, in the same order; a background thread
+    flushes what a quiet run has buffered, so no line waits longer than `interval`.
+    `logging.shutdown` (at exit, also after a stop signal) and `close` flush the rest.
+    """
+
+    def __init__(self, filename: Path, interval: float = 1.0, encoding: str = "utf-8") -> None:
+        super().__init__(filename, encoding=encoding)
+        self._interval = interval
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_every, name="log-flush", daemon=True)
+        self._flusher.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write(text + self.terminator)
+            if record.levelno >= logging.WARNING:
+                self.stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _flush_every(self) -> None:
+        while not self._closed.wait(self._interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        super().close()
+
+
 class _ConsoleFilter(logging.Filter):
     """The console gets warnings, the progress lines and, at DEBUG, every state change."""
 
@@ -196,6 +256,12 @@ def setup_logging(
         raise ValueError(f"log format must be one of {LOG_FORMATS}, got {fmt!r}")
     secrets = [s for s in secrets if s]
     wanted = _level(level)
+    # No format here shows the caller's file and line, the thread or the process:
+    # skip finding them for every record (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger("orchestrator")
     for old in root.handlers:
         old.close()
@@ -219,12 +285,8 @@ def setup_logging(
         log_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_file, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
         os.close(fd)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_inner: logging.Formatter = (
-            JsonLines()
-            if fmt == "json"
-            else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-        )
+        handler = BufferedFileHandler(log_file)
+        file_inner: logging.Formatter = JsonLines() if fmt == "json" else _FileFormatter()
         handler.setFormatter(Redacting(file_inner, secrets))
         handler.addFilter(_FileFilter(wanted))
         handler.addFilter(redact)

@@ -1,6 +1,10 @@
 """How the orchestrator reaches the cloud from an operator's network: proxies and CAs.
 
-Proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY (aiohttp's `trust_env`).
+Proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, looked up once per origin
+(`proxy_for`), not per request: aiohttp's `trust_env` does the lookup and reads
+~/.netrc in a worker thread for every request, which at fleet scale cost more CPU
+than the requests themselves (issue 10). The session is made without `trust_env`;
+every caller of `session.request` passes `**proxy_for(session, url)`.
 The trusted CAs are the system's, or one bundle file: `--ca-bundle`, else the
 cloud's `cacert` (clouds.yaml / OS_CACERT), else REQUESTS_CA_BUNDLE, else
 SSL_CERT_FILE. Certificate checks cannot be turned off: there is no --insecure.
@@ -8,12 +12,17 @@ SSL_CERT_FILE. Certificate checks cannot be turned off: there is no --insecure.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from orchestrator.errors import UsageError
 
@@ -57,4 +66,34 @@ def new_session(limit: int, bundle: CaBundle, *, proxies: bool = True) -> aiohtt
     """The one pooled session of a run: proxies from the environment (not for the
     in-process simulator), CAs as chosen."""
     connector = aiohttp.TCPConnector(limit=limit, ssl=ssl_context(bundle))
-    return aiohttp.ClientSession(connector=connector, trust_env=proxies)
+    session = aiohttp.ClientSession(connector=connector, trust_env=False)
+    if proxies:
+        _PROXIED[session] = {}
+    return session
+
+
+# Sessions whose requests follow the environment's proxies, and what each origin resolved to.
+_PROXIED: weakref.WeakKeyDictionary[aiohttp.ClientSession, dict[str, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def proxy_for(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """`proxy` / `proxy_auth` keyword arguments for a request to `url` on `session`.
+
+    The environment is read once per origin (scheme, host, port) and kept for the
+    session's life: a run does not pick up a proxy changed while it runs.
+    """
+    origins = _PROXIED.get(session)
+    if origins is None:
+        return {}
+    scheme, _, rest = url.partition("://")
+    origin = scheme + "://" + rest.split("/", 1)[0]
+    found = origins.get(origin)
+    if found is None:
+        found = {}
+        with contextlib.suppress(LookupError):
+            proxy, auth = get_env_proxy_for_url(URL(origin))
+            found = {"proxy": proxy, "proxy_auth": auth}
+        origins[origin] = found
+    return found

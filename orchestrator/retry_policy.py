@@ -21,8 +21,12 @@ tenacity policies built from it are what the runner wraps its calls in.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -43,6 +47,8 @@ from orchestrator.errors import (
     RunCannotGoOn,
     Throttled,
 )
+
+T = TypeVar("T")
 
 
 class Decision(StrEnum):
@@ -71,6 +77,12 @@ class RetrySettings:
     max_delay: float = 120.0  # seconds spent retrying one call at most
     backoff_base: float = 0.5  # first backoff, doubled each time, with full jitter
     backoff_cap: float = 30.0
+
+
+@functools.cache
+def brief(settings: RetrySettings) -> RetrySettings:
+    """The budget of a read that comes round again anyway: at most 3 tries (made once)."""
+    return dataclasses.replace(settings, attempts=min(3, settings.attempts))
 
 
 class wait_retry_after:
@@ -119,3 +131,32 @@ def retrying(settings: RetrySettings) -> AsyncRetrying:
         ),
         reraise=True,
     )
+
+
+async def call_retrying(settings: RetrySettings, call: Callable[[], Awaitable[T]]) -> T:
+    """`call()` under `retrying(settings)`, without entering tenacity when it first succeeds.
+
+    Nearly every call succeeds at once, and building tenacity's per-call state
+    cost more CPU than the request (issue 10). A first failure is handed to the
+    same policy as its first attempt, so what follows (the backoff, Retry-After,
+    the attempt and delay limits, what is raised) is exactly what `retrying` does;
+    only its delay limit counts from the first failure rather than the first try.
+    """
+    try:
+        return await call()
+    except Exception as exc:
+        if decide(exc) is not Decision.RETRY:
+            raise
+        first: Exception | None = exc
+
+    async def again() -> T:
+        nonlocal first
+        if first is not None:
+            failed, first = first, None
+            raise failed
+        return await call()
+
+    async for attempt in retrying(settings):
+        with attempt:
+            return await again()
+    raise AssertionError("unreachable")  # pragma: no cover

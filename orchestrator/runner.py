@@ -50,9 +50,9 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState
-from orchestrator.retry_policy import RetrySettings, retrying
+from orchestrator.retry_policy import RetrySettings, brief, call_retrying
 from orchestrator.rollout.gate import RolloutGate
-from orchestrator.schedule import Backoff, DueQueue, wait_event
+from orchestrator.schedule import Backoff, DueQueue, JobLengths, wait_event
 from orchestrator.settle import (
     DEFAULT_SKEW,
     Before,
@@ -98,6 +98,9 @@ class RunSettings:
     retry: RetrySettings = field(default_factory=RetrySettings)
     # Preflight: leave servers relaunched after this time alone (reported as skipped).
     skip_reinstalled_since: datetime | None = None
+    # --expected-job-seconds as given: the first job query's timing until this state
+    # file has seen jobs end (then their lengths decide).
+    expected_job_seconds: float | None = None
     # Run only this part of the campaign (its feed, its recovery and its counts).
     shard: Shard | None = None
     # After a job's SUCCESS, read the server: succeeded only if it is back (verify.py).
@@ -202,6 +205,7 @@ class Runner:
         self._credentials_refused = False
         self._misconfigured = False
         self._quiet = QuietPeriod(settings.settle_quiet)
+        self._lengths = JobLengths(settings.expected_job_seconds)
         self._sent_counters: dict[str, int] = {}
         self.counts: dict[TargetState, int] = store.counts(settings.shard)
 
@@ -216,6 +220,10 @@ class Runner:
         learned = await self._writer.call(self._store.meta_value, "settle_quiet_learned")
         if learned:
             self._quiet.observe(float(learned) / self._quiet.margin)
+        # Polling learns from the jobs this state file has seen end (issue 10, point 6).
+        self._lengths = JobLengths(
+            self._lengths.expected, await self._writer.call(self._store.job_lengths)
+        )
         await self._recover()
         workers = [
             asyncio.create_task(self._submitter(), name=f"submit-{i}")
@@ -426,13 +434,16 @@ class Runner:
                 raise _Stopped
 
         tries = 0
+
+        async def send() -> str:
+            nonlocal tries
+            if committed and (self._stopping or self._abort):
+                raise _Stopped
+            tries += 1
+            return await self._client.reinstall(spec, before_send=commit_intent)
+
         try:
-            async for attempt in retrying(self._settings.retry):
-                with attempt:
-                    if committed and (self._stopping or self._abort):
-                        raise _Stopped
-                    tries += 1
-                    job_id = await self._client.reinstall(spec, before_send=commit_intent)
+            job_id = await call_retrying(self._settings.retry, send)
         except _Stopped:
             if committed:
                 why = (
@@ -491,7 +502,7 @@ class Runner:
             job_id=job_id,
             submitted_at=utc_now(),
         )
-        self._schedule(target, self._settings.first_poll)
+        self._schedule(target)  # the first wait: --first-poll, or what was learned
 
     async def _preflight(self, target: Target) -> ServerView | None:
         """Read the server before sending; None when the target was settled, deferred
@@ -622,7 +633,8 @@ class Runner:
         follow_ = self._follow.get(target.id)
         if follow_ is None:
             follow_ = _Follow(
-                Backoff(self._settings.first_poll, self._settings.poll_cap), self._clock()
+                self._lengths.backoff(self._settings.first_poll, self._settings.poll_cap),
+                self._clock(),
             )
             self._follow[target.id] = follow_
         if by_server is not None:
@@ -702,6 +714,8 @@ class Runner:
             info.job_started = True
             await self._learn_quiet(target)
         times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
+        if job.status in ("SUCCESS", "FAIL"):
+            self._observe_length(target, job)
         if job.server_id is not None and job.server_id != target.server_id:
             target = await self._change(
                 target,
@@ -775,6 +789,12 @@ class Runner:
                 )
             delay = self._settings.first_poll * 2 ** (info.verify_reads - 1)
             self._schedule(target, min(delay, self._settings.poll_cap))
+
+    def _observe_length(self, target: Target, job: JobView) -> None:
+        """A job ended: its length (job id to the service's end time) tunes later polling."""
+        submitted, ended = parse_time(target.submitted_at), parse_time(job.end_time)
+        if submitted is not None and ended is not None:
+            self._lengths.observe((ended - submitted).total_seconds())
 
     async def _learn_quiet(self, target: Target) -> None:
         """A job seen started: if it took longer than the quiet period assumes, raise it."""
@@ -1004,12 +1024,7 @@ class Runner:
         """A read, retried briefly (a poll comes round again anyway) or, when `patient`,
         with the full budget a reinstall gets (nothing else will retry it this run)."""
         settings = self._settings.retry
-        if not patient:
-            settings = replace(settings, attempts=min(3, settings.attempts))
-        async for attempt in retrying(settings):
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await call_retrying(settings if patient else brief(settings), call)
 
     async def _change(self, target: Target, new: TargetState, detail: str, **fields: Any) -> Target:
         """Commit one state change (durable when this returns) and mirror it in memory."""

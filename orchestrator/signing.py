@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -16,11 +18,27 @@ from urllib.parse import quote
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_HEADER = "X-Sdk-Date"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # the body hash of every GET
 
 
 def sdk_date(now: datetime) -> str:
-    """The `X-Sdk-Date` value for a moment: UTC, `YYYYMMDDTHHMMSSZ`."""
-    return now.astimezone(UTC).strftime(DATE_FORMAT)
+    """The `X-Sdk-Date` value for a moment: UTC, `YYYYMMDDTHHMMSSZ`.
+
+    Formatted once per second, not per request: the value has a one-second grain.
+    """
+    global _last_date
+    second = math.floor(now.timestamp())
+    last = _last_date
+    if last[0] == second:
+        return last[1]
+    text = datetime.fromtimestamp(second, UTC).strftime(DATE_FORMAT)
+    _last_date = (second, text)
+    return text
+
+
+_last_date: tuple[float, str] = (math.nan, "")
+# Path characters that RFC 3986 encoding leaves alone: such a path is its own encoding.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")
 
 
 def parse_sdk_date(value: str) -> datetime:
@@ -34,6 +52,8 @@ def _encode(value: str) -> str:
 
 
 def canonical_uri(path: str) -> str:
+    if _PLAIN_PATH.fullmatch(path):  # every ECS path of ours: IDs are hex and dashes
+        return path if path.endswith("/") else path + "/"
     segments = path.split("/")
     encoded = "/".join(_encode(segment) for segment in segments)
     return encoded if encoded.endswith("/") else encoded + "/"
@@ -66,7 +86,7 @@ def canonical_request(
             canonical_query(query),
             canonical_headers,
             ";".join(signed),
-            hashlib.sha256(body).hexdigest(),
+            hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256,
         ]
     )
 
@@ -84,7 +104,7 @@ def signature(
     date = next(v for k, v in headers.items() if k.lower() == DATE_HEADER.lower())
     request = canonical_request(method, path, query, headers, signed, body)
     string_to_sign = "\n".join([ALGORITHM, date, hashlib.sha256(request.encode()).hexdigest()])
-    return hmac.new(secret_key.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key.encode(), string_to_sign.encode(), "sha256").hex()
 
 
 def authorization(

@@ -20,6 +20,10 @@ The SQL here is written in the dialect both stores accept (`?` placeholders,
 connection, `_transaction`, locking, the id column type, the schema check) is in
 small methods that `PgStore` overrides. A method added here with portable SQL
 works on both stores unchanged.
+
+A batch without an intent is committed with NORMAL (it survives a crash, and what
+a power loss can take from it the service's own record gives back on resume;
+benchmarks/README.md, "Durability"); every other write stays FULL.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import secrets
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,6 +101,10 @@ OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters", "rollou
 IMPORT_BATCH = 5000
 # Counters whose increments are also kept with their time (table `samples`).
 SAMPLED_COUNTERS = frozenset({"throttled"})
+# Durability of state changes: "intent" (default) commits a batch holding an intent
+# with synchronous=FULL and the others with NORMAL; "full" every one with FULL (as
+# before issue 10); "normal" none (for the durability benchmark only: not safe).
+SYNC_ENV = "ORCHESTRATOR_STATE_SYNC"
 
 # Columns a state change may set besides `state` (never user-supplied names).
 CHANGEABLE = frozenset(
@@ -164,7 +173,16 @@ class StateExists(StateError):
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now, as `YYYY-MM-DDTHH:MM:SS.ffffffZ`; the seconds part is formatted once per second."""
+    global _last_second
+    now = time.time()
+    second = int(now)
+    if _last_second[0] != second:
+        _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_last_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+
+
+_last_second: tuple[int, str] = (-1, "")
 
 
 def file_sha256(path: Path) -> str:
@@ -250,6 +268,7 @@ class StateStore:
         self._lock_fd = lock_fd
         self.invocation: int | None = None
         self._feed_limited = False  # see limit_feed
+        self._sync = os.environ.get(SYNC_ENV, "intent")
 
     # -- opening ---------------------------------------------------------------
 
@@ -594,6 +613,26 @@ class StateStore:
         )
         return [_target(row) for row in rows]
 
+    def job_lengths(self, limit: int = 1000) -> list[float]:
+        """Seconds from job id to job end of the latest jobs that ended (for polling).
+
+        The service's end time where it gave one, else when the end was seen.
+        Newest targets first, by id: no sort of the whole table, so a resume of a
+        large file stays quick. Computed here, not in SQL, so both stores share it.
+        """
+        rows = self._conn.execute(
+            "SELECT submitted_at, coalesce(job_end_at, finished_at) FROM targets"
+            " WHERE state IN ('succeeded', 'failed') AND submitted_at IS NOT NULL"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        lengths = []
+        for submitted, ended in rows:
+            start, end = _when(submitted), _when(ended)
+            if start is not None and end is not None and end >= start:
+                lengths.append((end - start).total_seconds())
+        return lengths
+
     def pending_after(self, after_id: int, limit: int, shard: Shard | None = None) -> list[Target]:
         """The next page of pending targets (of `shard`); only those of `limit_feed`, when
         it was called."""
@@ -841,7 +880,14 @@ class StateStore:
         for change in changes:
             validate(change)
         applied: list[bool] = []
-        with _translated("write state changes"), self._transaction():
+        # FULL only where the promise needs it: an intent must be on disk before its
+        # request leaves. Any other change comes after an answer and, lost to a power
+        # failure, is found again from the service (the README, "Durability"). The WAL
+        # is appended in order, so the next FULL commit makes every earlier one durable.
+        relaxed = self._sync == "normal" or (
+            self._sync != "full" and all(c.new is not TargetState.SUBMITTING for c in changes)
+        )
+        with _translated("write state changes"), self._relaxed(relaxed), self._transaction():
             for change in changes:
                 sets = ["state = ?", "updated_at = ?"]
                 values: list[Any] = [change.new.value, change.at]
@@ -937,6 +983,18 @@ class StateStore:
                 )
                 reopened += 1
         return reopened
+
+    @contextlib.contextmanager
+    def _relaxed(self, relaxed: bool) -> Iterator[None]:
+        """synchronous=NORMAL for one transaction, then FULL again for everything else."""
+        if not relaxed:
+            yield
+            return
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            self._conn.execute("PRAGMA synchronous = FULL")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -1159,3 +1217,14 @@ def _target(row: Sequence[Any]) -> Target:
         job_end_at=job_end_at,
         wave=wave,
     )
+
+
+def _when(value: Any) -> datetime | None:
+    """An ISO 8601 time of the state file (or the service), as an aware datetime."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator.logsetup import STATE_CHANGE_FIELDS, console_handler, setup_logging
+from orchestrator.logsetup import (
+    STATE_CHANGE_FIELDS,
+    BufferedFileHandler,
+    console_handler,
+    setup_logging,
+)
 
 SECRET = 'tok"en\\with-quote-and-ü-31f0'  # JSON escapes it: the raw form is not enough
 
@@ -46,7 +53,14 @@ def state_change(**extra: Any) -> None:
     )
 
 
+def flushed() -> None:
+    """The log file is buffered (flushed each second): write out what is pending."""
+    for handler in logging.getLogger("orchestrator").handlers:
+        handler.flush()
+
+
 def lines(path: Path) -> list[dict[str, Any]]:
+    flushed()
     text = path.read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines()]  # every line must parse
 
@@ -84,6 +98,7 @@ def test_secrets_are_blanked_in_messages_and_in_extra_fields(
     setup_logging(log_file, "DEBUG", secrets=[SECRET], fmt=fmt)
     logging.getLogger("orchestrator.client").warning("answer echoed %s back", SECRET)
     state_change(error_code=f"X {SECRET}")
+    flushed()
 
     written = log_file.read_text(encoding="utf-8") + capsys.readouterr().err
     assert "***" in written
@@ -123,3 +138,46 @@ def test_console_lines_go_to_the_redirect_while_one_is_set(
     logging.getLogger("orchestrator.run").warning("after")
     assert caught == ["WARNING: stop requested"]
     assert capsys.readouterr().err == "WARNING: after\n"
+
+
+def test_the_log_file_is_buffered_but_a_warning_and_close_reach_the_disk(tmp_path: Path) -> None:
+    log_file = tmp_path / "run.log"
+    handler = BufferedFileHandler(log_file, interval=3600.0)  # no timed flush in this test
+    log = logging.getLogger("orchestrator.test-buffered")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        log.info("one")
+        assert log_file.read_text() == ""  # buffered: no write per line
+        log.warning("two")
+        assert log_file.read_text() == "one\ntwo\n"  # a warning flushes, with what came before
+        log.info("three")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert log_file.read_text() == "one\ntwo\nthree\n"
+
+
+def test_a_quiet_log_is_flushed_within_the_interval(tmp_path: Path) -> None:
+    log_file = tmp_path / "run.log"
+    handler = BufferedFileHandler(log_file, interval=0.02)
+    record = logging.LogRecord("orchestrator.x", logging.INFO, __file__, 1, "waiting", None, None)
+    try:
+        handler.handle(record)
+        deadline = time.monotonic() + 5.0
+        while log_file.read_text() != "waiting\n" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert log_file.read_text() == "waiting\n"
+    finally:
+        handler.close()
+
+
+def test_text_log_lines_keep_their_format(tmp_path: Path) -> None:
+    log_file = tmp_path / "run.log"
+    setup_logging(log_file, "INFO")
+    logging.getLogger("orchestrator.run").info("a %s", "line")
+    flushed()
+    line = log_file.read_text().splitlines()[0]
+    # 2026-11-30 11:36:16,887 INFO orchestrator.run a line: as logging.Formatter writes it
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO orchestrator\.run a line", line)

@@ -23,6 +23,8 @@ from orchestrator.errors import (
 from orchestrator.retry_policy import (
     Decision,
     RetrySettings,
+    brief,
+    call_retrying,
     decide,
     retrying,
     wait_retry_after,
@@ -232,3 +234,46 @@ async def test_retrying_sleeps_what_the_service_asked() -> None:
     elapsed = time.monotonic() - start
     assert call.calls == 2
     assert 0.24 <= elapsed < 2.0
+
+
+def _scenarios() -> list[tuple[str, list[BaseException]]]:
+    return [
+        ("first try succeeds", []),
+        ("retried then ok", [RetryLater("1"), NotSent("2")]),
+        ("gives up after attempts", [ServiceBusy(str(n)) for n in range(10)]),
+        ("outcome unknown at once", [OutcomeUnknown("sent")]),
+        ("rejected at once", [Rejected("HTTP 400", status=400, code="Ecs.0605")]),
+        ("unknown after a refusal", [Throttled("t", retry_after=0.0), OutcomeUnknown("sent")]),
+        ("throttling does not count", [Throttled(str(n)) for n in range(5)] + [ServiceBusy("b")]),
+        ("a bug", [ValueError("bug")]),
+    ]
+
+
+@pytest.mark.parametrize(("name", "errors"), _scenarios(), ids=[n for n, _ in _scenarios()])
+async def test_the_fast_path_decides_as_the_policy_does(
+    name: str, errors: list[BaseException]
+) -> None:
+    # call_retrying skips tenacity when the first try succeeds; whatever happens,
+    # the calls made and the outcome must be those of `retrying` itself.
+    outcomes = []
+    for runner in ("policy", "fast"):
+        call = Flaky(*errors)
+        try:
+            if runner == "policy":
+                result: object = await _run(retrying(FAST), call)
+            else:
+                result = await call_retrying(FAST, call)
+        except Exception as exc:
+            result = exc
+        outcomes.append((call.calls, result))
+    (policy_calls, policy_result), (fast_calls, fast_result) = outcomes
+    assert fast_calls == policy_calls
+    assert fast_result is policy_result or fast_result == policy_result == "ok"
+
+
+def test_brief_settings_keep_everything_but_the_attempts() -> None:
+    settings = RetrySettings(attempts=6, max_delay=7.0)
+    short = brief(settings)
+    assert (short.attempts, short.max_delay) == (3, 7.0)
+    assert brief(settings) is short  # made once, not per query
+    assert brief(RetrySettings(attempts=2)).attempts == 2

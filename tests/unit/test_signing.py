@@ -222,6 +222,26 @@ def test_sdk_date_round_trip_and_utc() -> None:
     assert signing.parse_sdk_date("20261126T020005Z") == datetime(2026, 11, 26, 2, 0, 5, tzinfo=UTC)
 
 
+def test_sdk_date_is_formatted_once_per_second_and_right_at_each_second() -> None:
+    # The date is cached per second: within a second the same text, the next second
+    # a new one, and a moment given in another zone is still written in UTC.
+    base = datetime(2026, 11, 26, 23, 59, 59, 0, tzinfo=UTC)
+    seen = [signing.sdk_date(base + timedelta(microseconds=us)) for us in (0, 1, 500_000, 999_999)]
+    assert seen == ["20261126T235959Z"] * 4
+    assert signing.sdk_date(base + timedelta(seconds=1)) == "20261127T000000Z"
+    berlin = (base + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=1)))
+    assert signing.sdk_date(berlin) == "20261127T000000Z"
+    assert signing.sdk_date(base) == "20261126T235959Z"  # going back works too
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/0a1b/cloudservers/9f3c-77aa/reinstallos", "/v1/p/jobs/j-1.2~3_4/", "/"]
+)
+def test_plain_paths_take_the_fast_way_to_the_same_encoding(path: str) -> None:
+    encoded = "/".join(signing._encode(seg) for seg in path.split("/"))
+    assert signing.canonical_uri(path) == (encoded if encoded.endswith("/") else encoded + "/")
+
+
 @pytest.mark.parametrize("bad", ["", "2026-11-26T02:00:05Z", "20261126T020005", "20261326T020005Z"])
 def test_parse_sdk_date_rejects_malformed(bad: str) -> None:
     with pytest.raises(ValueError):

@@ -1,0 +1,187 @@
+"""What every issue-10 benchmark shares: the machine, the simulator, the CLI run, the output.
+
+Each benchmark starts the simulator as its own process (`SimulatorProcess`),
+runs the orchestrator as a user would (the `orchestrator` console script of the
+venv, a subprocess), and measures the child with `wait4`, which gives that one
+process's CPU time and peak RSS (ru_maxrss), not the benchmark's own.
+Output: the machine, one table, and one JSON line of figures (the last line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))
+
+AK = "BENCHACCESSKEY0000001"
+SK = "bench-secret-key-not-real-0000000000001"  # a benchmark's own, for the loopback simulator
+TOKEN = "bench-token-not-real"
+
+# Instant jobs: no queue, no power-off, REBUILD for 0 s (the simulator's in-process defaults
+# already set the first three to 0).
+INSTANT = ("--job-seconds", "0")
+
+
+def console_script() -> str:
+    """The `orchestrator` console script next to this interpreter (what a user runs)."""
+    script = Path(sys.executable).with_name("orchestrator")
+    if script.exists():
+        return str(script)
+    found = shutil.which("orchestrator")
+    if found is None:
+        raise SystemExit("the `orchestrator` console script is not installed: pip install -e .")
+    return found
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else -1.0
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "load1": round(load, 2),
+    }
+
+
+def print_machine() -> dict[str, Any]:
+    m = machine()
+    print(
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']},"
+        f" load {m['load1']}",
+        flush=True,
+    )
+    return m
+
+
+@dataclass
+class Run:
+    exit_code: int
+    wall: float  # seconds from start to exit
+    cpu: float  # the child's user + system CPU seconds
+    max_rss_mb: float  # the child's peak resident set
+    first_request_at: float | None = None  # seconds, when asked for
+
+
+def aksk_env() -> tuple[dict[str, str], dict[str, str]]:
+    """(orchestrator env, simulator env) for AK/SK signing."""
+    orch = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OS_", "HUAWEICLOUD_SDK_", "SIM_"))
+    }
+    orch.update({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK})
+    return orch, {"SIM_AK": AK, "SIM_SK": SK}
+
+
+def token_env() -> tuple[dict[str, str], dict[str, str]]:
+    orch = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OS_", "HUAWEICLOUD_SDK_", "SIM_"))
+    }
+    orch["OS_AUTH_TOKEN"] = TOKEN
+    return orch, {"SIM_TOKEN": TOKEN}
+
+
+def run_cli(
+    args: Sequence[str | Path],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    deadline: float = 3600.0,
+    log: Path | None = None,
+) -> Run:
+    """Run `orchestrator ARGS` to its end (killed after `deadline` s); its own rusage."""
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    started = time.monotonic()
+    try:
+        command = [console_script(), *map(str, args)]
+        profile = os.environ.get("BENCH_PYSPY")
+        if profile:
+            # BENCH_PYSPY=out.txt: sample every thread (the SQLite writer too), collapsed stacks.
+            command = [
+                str(Path(sys.executable).with_name("py-spy")), "record", "--threads",
+                "--nonblocking", "-r", "250", "-f", "raw", "-o", profile, "--", *command,
+            ]  # fmt: skip
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+        code, usage = wait_rusage(proc, deadline)
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+    wall = time.monotonic() - started
+    return Run(code, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def wait_rusage(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, Any]:
+    """Wait for the child; wait4 gives this child's own peak memory and CPU time."""
+    if proc.returncode is not None:  # already reaped (by poll): no rusage left to read
+        return proc.returncode, os.struct_rusage((0.0,) * 16)
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage
+        time.sleep(0.05)
+    proc.kill()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (the simulator), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def emit(target: str, figures: Mapping[str, Any], machine_info: Mapping[str, Any]) -> None:
+    """The one JSON line of figures, last on stdout."""
+    print(json.dumps({"target": target, **figures, "machine": machine_info}, sort_keys=False))
+
+
+def run_flags(report_dir: Path, *extra: str) -> list[str]:
+    return ["--no-live", "--report-dir", str(report_dir), *extra]

@@ -1,0 +1,436 @@
+"""The eight targets of issue 10, one function each (called by benchmarks/issue10.py)."""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness import (
+    INSTANT,
+    aksk_env,
+    console_script,
+    emit,
+    print_machine,
+    process_cpu,
+    run_cli,
+    run_flags,
+    table,
+    wait_rusage,
+)
+from make_inventory import write_csv
+
+from orchestrator.simulator.process import SimulatorProcess
+
+# No rate limit and a fast follow: what is measured is the orchestrator itself.
+UNPACED = (
+    "--rate", "100000", "--poll-rate", "100000", "--max-in-flight", "2000",
+    "--first-poll", "0.02", "--poll-cap", "0.2",
+)  # fmt: skip
+
+
+BURST = 1  # RateLimiter's default burst, as the CLI builds it
+# Makespan: the operator says how long jobs take (2 s); --expected-job-seconds 2 where
+# the rollout work adds it. The default --first-poll 5 would hold each slot 5 s.
+MAKESPAN_POLL = ("--first-poll", "2", "--poll-cap", "1")
+PACED = ("--poll-rate", "100000", "--max-in-flight", "2000", "--first-poll", "0.02",
+         "--poll-cap", "0.2")  # fmt: skip
+# Polling economy: the product's defaults (first query after 5 s, backoff to 60 s).
+POLLING_FLAGS: tuple[str, ...] = ()
+
+
+def _counts(args: argparse.Namespace, default: str) -> list[int]:
+    return [int(c) for c in (args.counts or default).split(",")]
+
+
+def _exactly_once(stats: dict[str, object], count: int) -> bool:
+    by_server = stats["reinstalls_by_server"]
+    assert isinstance(by_server, dict)
+    return len(by_server) == count and set(by_server.values()) == {1}
+
+
+def fleet_run(
+    work: Path,
+    count: int,
+    extra: tuple[str, ...] = (),
+    *,
+    deadline: float = 3600.0,
+    env: dict[str, str] | None = None,
+) -> dict[str, float | int | bool]:
+    """One AK/SK run of `count` instant jobs, unpaced; its figures."""
+    inventory = work / f"fleet-{count}.csv"
+    if not inventory.exists():
+        write_csv(inventory, count, 20, 1)
+    state = work / f"fleet-{count}-{len(list(work.glob('*.state.sqlite')))}.state.sqlite"
+    orch_env, sim_env = aksk_env()
+    with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
+        run = run_cli(
+            [
+                "run",
+                inventory,
+                "--endpoint",
+                sim.url,
+                "--state",
+                state,
+                *run_flags(work / "reports", *UNPACED, *extra),
+            ],
+            env={**orch_env, **(env or {})},
+            cwd=work,
+            deadline=deadline,
+            log=work / f"run-{count}.out",
+        )
+        stats = sim.stats()
+        sim_cpu = process_cpu(sim.pid)
+    return {
+        "targets": count,
+        "exit": run.exit_code,
+        "wall_s": round(run.wall, 2),
+        "targets_per_s": round(count / run.wall, 1),
+        "cpu_s": round(run.cpu, 2),
+        "cpu_ms_per_target": round(1000 * run.cpu / count, 3),
+        "peak_rss_mb": round(run.max_rss_mb, 1),
+        "exactly_once": _exactly_once(stats, count),
+        # The simulator shares the machine: what it used bounds what the run can reach.
+        "sim_cpu_ms_per_target": round(1000 * sim_cpu / count, 3),
+    }
+
+
+def overhead(args: argparse.Namespace, work: Path) -> int:
+    """Target 1: targets/s end to end and CPU per target, AK/SK, preflight on, no limit."""
+    m = print_machine()
+    results = [fleet_run(work, n, deadline=args.deadline) for n in _counts(args, "20000,100000")]
+    table(
+        [
+            "targets",
+            "exit",
+            "wall s",
+            "targets/s",
+            "CPU s",
+            "CPU ms/target",
+            "RSS MB",
+            "once",
+            "sim CPU ms/target",
+        ],
+        [list(r.values()) for r in results],
+    )
+    emit("overhead", {"runs": results}, m)
+    ok = all(r["exit"] == 0 and r["exactly_once"] for r in results)
+    return 0 if ok else 1
+
+
+def sdk(args: argparse.Namespace, work: Path) -> int:
+    """Target 2: the official SDK (8/32/128 threads) and the orchestrator, same simulator build."""
+    m = print_machine()
+    count = args.count or 5000
+    inventory = work / f"fleet-{count}.csv"
+    write_csv(inventory, count, 20, 1)
+    rows: list[list[object]] = []
+    sdk_runs: list[dict[str, object]] = []
+    try:
+        import huaweicloudsdkecs  # noqa: F401
+    except ImportError:
+        print("the SDK is not installed: pip install huaweicloudsdkecs huaweicloudsdkcore")
+        threads: list[int] = []
+    else:
+        threads = [int(t) for t in args.threads.split(",")]
+    orch_env, sim_env = aksk_env()
+    for n in threads:
+        with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
+            proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("sdk_client.py")), sim.url,
+                 str(inventory), str(n)],
+                env=orch_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            code, usage = wait_rusage(proc, args.deadline)
+            stats = sim.stats()
+        figures = json.loads(out.decode().strip().splitlines()[-1]) if code == 0 else {}
+        wall = float(figures.get("wall_s", 0) or 0)
+        cpu = usage.ru_utime + usage.ru_stime
+        run = {
+            "client": f"SDK {n} threads",
+            "targets_per_s": round(count / wall, 1) if wall else 0.0,
+            "cpu_ms_per_target": round(1000 * cpu / count, 3),
+            "succeeded": figures.get("succeeded", 0),
+            "exactly_once": _exactly_once(stats, count),
+        }
+        sdk_runs.append(run)
+        rows.append(list(run.values()))
+    ours = fleet_run(work, count, deadline=args.deadline)
+    rows.append(
+        ["orchestrator", ours["targets_per_s"], ours["cpu_ms_per_target"], count
+         if ours["exit"] == 0 else "?", ours["exactly_once"]]
+    )  # fmt: skip
+    table(["client", "targets/s", "CPU ms/target", "succeeded", "once"], rows)
+    best = max((float(str(r["targets_per_s"])) for r in sdk_runs), default=0.0)
+    ratio = round(float(ours["targets_per_s"]) / best, 2) if best else None
+    print(f"orchestrator / best SDK: {ratio}x (target: at least 5x)")
+    emit("sdk", {"targets": count, "sdk": sdk_runs, "orchestrator": ours, "ratio": ratio}, m)
+    return 0
+
+
+def memory(args: argparse.Namespace, work: Path) -> int:
+    """Target 3: peak RSS of run (import, run, report) and of status/report on the same file."""
+    m = print_machine()
+    results = []
+    for count in _counts(args, "100000,1000000"):
+        run = fleet_run(work, count, deadline=args.deadline)
+        state = sorted(work.glob(f"fleet-{count}-*.state.sqlite"))[-1]
+        status = run_cli(["status", "--state", state, "--json"], env=aksk_env()[0], cwd=work)
+        report = run_cli(
+            ["report", "--state", state, "--report-dir", work / "again"],
+            env=aksk_env()[0],
+            cwd=work,
+        )
+        results.append(
+            {
+                **run,
+                "status_rss_mb": round(status.max_rss_mb, 1),
+                "report_rss_mb": round(report.max_rss_mb, 1),
+                "report_s": round(report.wall, 1),
+            }
+        )
+    table(
+        ["targets", "exit", "targets/s", "CPU ms/target", "run RSS MB", "status RSS MB",
+         "report RSS MB", "report s"],
+        [[r["targets"], r["exit"], r["targets_per_s"], r["cpu_ms_per_target"], r["peak_rss_mb"],
+          r["status_rss_mb"], r["report_rss_mb"], r["report_s"]] for r in results],
+    )  # fmt: skip
+    emit("memory", {"runs": results}, m)
+    return 0
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    """Most arrivals in any closed window [t, t + window] starting at an arrival."""
+    best = 0
+    for i, t in enumerate(times):
+        best = max(best, bisect.bisect_right(times, t + window) - i)
+    return best
+
+
+def pacing(args: argparse.Namespace, work: Path) -> int:
+    """Target 4: reinstall rate at the service against --rate, and its 1-second peaks."""
+    m = print_machine()
+    orch_env, sim_env = aksk_env()
+    results = []
+    for rate in [float(r) for r in args.rates.split(",")]:
+        count = max(20, int(rate * args.seconds))
+        inventory = work / f"pacing-{rate:g}.csv"
+        write_csv(inventory, count, 20, 1)
+        with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
+            run = run_cli(
+                ["run", inventory, "--endpoint", sim.url, "--state", work / f"p{rate:g}.sqlite",
+                 *run_flags(work / "reports", "--rate", f"{rate:g}", *PACED)],
+                env=orch_env, cwd=work, deadline=args.deadline,
+            )  # fmt: skip
+            times = sorted(sim.stats()["request_times"]["reinstall"])
+        span = times[-1] - times[0] if len(times) > 1 else 0.0
+        achieved = (len(times) - 1) / span if span else 0.0
+        results.append(
+            {
+                "rate": rate,
+                "exit": run.exit_code,
+                "requests": len(times),
+                "achieved": round(achieved, 2),
+                "error_pct": round(100 * (achieved - rate) / rate, 2),
+                "max_1s": _max_in_window(times, 1.0),
+                "allowed_1s": int(rate) + BURST,
+            }
+        )
+    table(
+        ["--rate", "exit", "requests", "achieved/s", "error %", "max in 1 s", "rate+burst"],
+        [list(r.values()) for r in results],
+    )
+    emit("pacing", {"runs": results, "burst": BURST}, m)
+    return 0
+
+
+def makespan(args: argparse.Namespace, work: Path) -> int:
+    """Target 5: 2,000 targets, 2 s jobs, --rate 100, --max-in-flight 200, against the ideal."""
+    m = print_machine()
+    count, rate, inflight, job = args.count or 2000, 100.0, 200, 2.0
+    inventory = work / "makespan.csv"
+    write_csv(inventory, count, 20, 1)
+    orch_env, sim_env = aksk_env()
+    ideal = count / min(rate, inflight / job) + job
+    with SimulatorProcess("--fleet", inventory, "--job-seconds", f"{job:g}", env=sim_env) as sim:
+        run = run_cli(
+            ["run", inventory, "--endpoint", sim.url, "--state", work / "makespan.sqlite",
+             *run_flags(work / "reports", "--rate", f"{rate:g}", "--poll-rate", "100000",
+                        "--max-in-flight", str(inflight), *MAKESPAN_POLL)],
+            env=orch_env, cwd=work, deadline=args.deadline,
+        )  # fmt: skip
+        stats = sim.stats()
+    first = min(stats["request_times"]["server"] + stats["request_times"]["reinstall"])
+    last = max(stats["request_times"]["job"])
+    at_service = last - first
+    row = {
+        "targets": count,
+        "exit": run.exit_code,
+        "ideal_s": round(ideal, 2),
+        "process_s": round(run.wall, 2),
+        "at_service_s": round(at_service, 2),
+        "over_ideal_pct": round(100 * (at_service - ideal) / ideal, 1),
+        "process_over_ideal_pct": round(100 * (run.wall - ideal) / ideal, 1),
+    }
+    table(list(row), [list(row.values())])
+    emit("makespan", {**row, "poll_flags": list(MAKESPAN_POLL)}, m)
+    return 0
+
+
+def polling(args: argparse.Namespace, work: Path) -> int:
+    """Target 6: jobs of 0.5x-2x a median: detection lag and job queries per target.
+
+    Two phases on one state file and one simulator: a first run with nothing known
+    (the product's default polling), stopped by SIGINT once a quarter of the fleet
+    has ended; then `resume`, whose polling has learned from those jobs.
+    """
+    m = print_machine()
+    count, median = args.count or 300, args.median
+    inventory = work / "polling.csv"
+    write_csv(inventory, count, 20, 1)
+    orch_env, sim_env = aksk_env()
+    state = work / "polling.sqlite"
+    spread = f"{median / 2:g}:{median * 2:g}"
+    flags = ("--rate", "50", *POLLING_FLAGS)
+    with SimulatorProcess("--fleet", inventory, "--job-seconds", spread, env=sim_env) as sim:
+        first = subprocess.Popen(
+            [console_script(), "run", str(inventory), "--endpoint", sim.url, "--state",
+             str(state), *run_flags(work / "reports", *flags, "--max-in-flight",
+                                    str(max(1, count // 8)), "--drain-timeout", "300")],
+            cwd=work, env=orch_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        while first.poll() is None and sim.stats()["jobs"]["SUCCESS"] < count // 4:
+            time.sleep(0.5)
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=args.deadline)
+        queries_before = sim.stats()["requests"]["job"]
+        resumed_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        run = run_cli(
+            ["resume", "--state", state, "--endpoint", sim.url,
+             *run_flags(work / "reports", *flags, "--max-in-flight", str(count))],
+            env=orch_env, cwd=work, deadline=args.deadline,
+        )  # fmt: skip
+        queries_after = sim.stats()["requests"]["job"]
+    rows = []
+    with sqlite3.connect(state) as conn:
+        for phase, where in (("first run: defaults", "<"), ("resumed: learned", ">=")):
+            lags, durations = [], []
+            for begin, end, seen in conn.execute(
+                "SELECT job_begin_at, job_end_at, finished_at FROM targets"
+                f" WHERE state = 'succeeded' AND submitted_at {where} ?",
+                (resumed_at,),
+            ):
+                b, e, f = (_epoch(v) for v in (begin, end, seen))
+                if b is None or e is None or f is None or e <= b:
+                    continue
+                durations.append(e - b)
+                lags.append((f - e) / (e - b))
+            queries = queries_before if where == "<" else queries_after - queries_before
+            rows.append(
+                {
+                    "phase": phase,
+                    "targets": len(lags),
+                    "median_job_s": round(statistics.median(durations), 1) if durations else None,
+                    "mean_lag_pct": round(100 * statistics.fmean(lags), 1) if lags else None,
+                    "job_queries_per_target": round(queries / len(lags), 2) if lags else None,
+                }
+            )
+    table(["phase", "targets", "median job s", "mean lag %", "job queries/target"],
+          [list(r.values()) for r in rows])  # fmt: skip
+    emit("polling", {"job_s": spread, "exit": run.exit_code, "phases": rows}, m)
+    return 0
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def resume(args: argparse.Namespace, work: Path) -> int:
+    """Target 7: a 100,000-target state file stopped half done: time to the first request."""
+    m = print_machine()
+    count = args.count or 100_000
+    inventory = work / "resume.csv"
+    write_csv(inventory, count, 20, 1)
+    orch_env, sim_env = aksk_env()
+    state = work / "resume.sqlite"
+    # One simulator for both: the resume must talk to the endpoint the run used.
+    with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
+        command = [
+            console_script(), "run", str(inventory), "--endpoint", sim.url, "--state", str(state),
+            *run_flags(work / "reports", *UNPACED, "--drain-timeout", "5"),
+        ]  # fmt: skip
+        first = subprocess.Popen(
+            command, cwd=work, env=orch_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        while first.poll() is None and sim.stats()["reinstalls_total"] < count // 2:
+            time.sleep(0.5)
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=600)
+        with sqlite3.connect(state) as conn:
+            done = conn.execute(
+                "SELECT count(*) FROM targets WHERE state IN ('succeeded', 'failed', 'skipped')"
+            ).fetchone()[0]
+        time.sleep(1.0)  # nothing in flight at the simulator from the first run
+        started = time.time()
+        second = subprocess.Popen(
+            [console_script(), "resume", "--state", str(state), "--endpoint", sim.url,
+             *run_flags(work / "reports", *UNPACED)],
+            cwd=work, env=orch_env, stdout=subprocess.DEVNULL,
+            stderr=open(work / "resume.err", "wb"),  # noqa: SIM115
+        )  # fmt: skip
+        first_request = None
+        while first_request is None and time.time() - started < args.deadline:
+            times = sim.stats()["request_times"]
+            arrivals = [t for kind in ("reinstall", "job", "server") for t in times[kind]]
+            later = [t for t in arrivals if t >= started]
+            if later:
+                first_request = min(later) - started
+            elif second.poll() is not None:
+                break
+            else:
+                time.sleep(0.05)
+        code, usage = wait_rusage(second, args.deadline)
+    row = {
+        "targets": count,
+        "final_before_resume": done,
+        "first_request_s": round(first_request, 2) if first_request is not None else None,
+        "resume_exit": code,
+        "resume_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+    }
+    table(list(row), [list(row.values())])
+    emit("resume", row, m)
+    return 0
+
+
+def durability(args: argparse.Namespace, work: Path) -> int:
+    """Target 8: every commit synchronous=FULL, intent-only FULL (default), all NORMAL."""
+    m = print_machine()
+    count = args.count or 20_000
+    results = []
+    for policy in ("normal", "intent", "full"):
+        run = fleet_run(
+            work, count, deadline=args.deadline, env={"ORCHESTRATOR_STATE_SYNC": policy}
+        )
+        results.append({"sync": policy, **run})
+    base = float(results[0]["wall_s"])
+    for r in results:
+        r["slower_pct"] = round(100 * (float(r["wall_s"]) - base) / base, 1)
+    table(
+        ["sync", "wall s", "targets/s", "CPU ms/target", "slower than NORMAL %", "once"],
+        [[r["sync"], r["wall_s"], r["targets_per_s"], r["cpu_ms_per_target"], r["slower_pct"],
+          r["exactly_once"]] for r in results],
+    )  # fmt: skip
+    emit("durability", {"runs": results}, m)
+    return 0
