@@ -156,6 +156,12 @@ class PgStore(StateStore):
         """The server keeps its own pages consistent; nothing to check from here."""
 
     @contextlib.contextmanager
+    def _relaxed(self, relaxed: bool) -> Iterator[None]:
+        """Every commit waits for the server's WAL flush (synchronous_commit stays on):
+        a PostgreSQL campaign is the one meant to outlive its host."""
+        yield
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         # Nested uses (the import inside the creation) join the outer transaction.
         if self._depth:
