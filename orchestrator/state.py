@@ -282,7 +282,6 @@ class StateStore:
         inventory_sha256: str,
         extra_columns: Callable[[], Sequence[str]] = tuple,
         validate: Callable[[], None] | None = None,
-        meta: Mapping[str, str] | None = None,
     ) -> StateStore:
         """Create a state file and import the targets in one transaction.
 
@@ -303,7 +302,7 @@ class StateStore:
                 inventory_sha256,
                 extra_columns,
                 validate,
-                {**(meta or {}), "lock_holder": _me()},
+                {"lock_holder": _me()},
             )
             return store
         except BaseException:
