@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--median", type=float, default=20.0, help="polling: median job s")
     parser.add_argument("--keep", type=Path, help="work here and keep the files")
     parser.add_argument("--deadline", type=float, default=3600.0, help="kill a run after (s)")
+    parser.add_argument(
+        "--extra",
+        default="",
+        help="overhead/memory/durability: more orchestrator flags, e.g. '--no-verify'",
+    )
     args = parser.parse_args(argv)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,10 @@ def fleet_run(
 def overhead(args: argparse.Namespace, work: Path) -> int:
     """Target 1: targets/s end to end and CPU per target, AK/SK, preflight on, no limit."""
     m = print_machine()
-    results = [fleet_run(work, n, deadline=args.deadline) for n in _counts(args, "20000,100000")]
+    extra = tuple(args.extra.split())
+    results = [
+        fleet_run(work, n, extra, deadline=args.deadline) for n in _counts(args, "20000,100000")
+    ]
     table(
         [
             "targets",

@@ -11,6 +11,7 @@ a debugger never shows one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -118,10 +119,12 @@ class AkSkAuth(_Fixed):
         }
         if self.security_token:
             headers["X-Security-Token"] = self.security_token
-        headers["Authorization"] = signing.authorization(
-            self.access_key, self.secret_key, method, path, [], headers, body
-        )
+        headers["Authorization"] = self._signer.authorization(method, path, headers, body)
         return headers
+
+    @functools.cached_property
+    def _signer(self) -> signing.Signer:
+        return signing.Signer(self.access_key, self.secret_key)
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.secret_key, self.security_token) if s)

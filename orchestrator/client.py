@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from orchestrator.auth import Credentials
 from orchestrator.endpoints import Endpoints
@@ -84,9 +85,14 @@ class ServerView:
 
 @dataclass(frozen=True)
 class Timeouts:
+    """How long one request may take: to connect, and in all (connect, send, answer).
+
+    No separate read timeout: aiohttp re-arms one for every chunk received, a timer
+    per answer that costs more than it tells for answers of a few hundred bytes.
+    """
+
     connect: float = 10.0
-    read: float = 30.0
-    total: float = 60.0
+    total: float = 30.0
 
 
 class EcsClient:
@@ -115,14 +121,13 @@ class EcsClient:
         self._submit_limiter = submit_limiter or Unlimited()
         self._poll_limiter = poll_limiter or Unlimited()
         t = timeouts or Timeouts()
-        self._timeout = aiohttp.ClientTimeout(
-            total=t.total, sock_connect=t.connect, sock_read=t.read
-        )
+        self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
         self._adaptive = adaptive
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
         self.reachability = reachability or Reachability()
         self._user_data = user_data
+        self._bases: dict[str, _Base] = {}
 
     # -- the three calls ---------------------------------------------------
 
@@ -267,27 +272,32 @@ class EcsClient:
         unsent_is_unknown: bool,
     ) -> tuple[int, dict[str, str], bytes, dict[str, str]]:
         """Send once; returns status, answer headers, raw body and the headers sent."""
-        url = base_url + path
         if self.reachability.tripped:
             raise Unreachable(
                 self.reachability.describe(base_url), reached=self.reachability.reached
             )
-        host = urlsplit(base_url).netloc
-        headers: dict[str, str] = dict(JSON_HEADERS)
+        base = self._bases.get(base_url)
+        if base is None:
+            base = self._bases[base_url] = _Base.of(self._session, base_url)
+        headers: dict[str, str] = JSON_HEADERS
         if self._credentials is not None:
-            headers = self._credentials.headers(method, host, path, project_id, body, headers)
+            headers = self._credentials.headers(method, base.host, path, project_id, body, headers)
         self.requests[kind] += 1
         try:
             async with self._session.request(
                 method,
-                url,
+                base.url.with_path(base.prefix + path, encoded=True),
                 data=body if body else None,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
-                **proxy_for(self._session, base_url),
+                **base.proxy,
             ) as resp:
-                raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
+                length = resp.content_length
+                if length is not None and length <= MAX_BODY_BYTES:
+                    raw = await resp.read()  # the common case: one read of a known size
+                else:
+                    raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
                 status = resp.status
                 # Only a refusal's headers are read (Retry-After): a success's are not copied.
                 resp_headers = dict(resp.headers.items()) if status >= 300 else {}
@@ -370,6 +380,25 @@ async def read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    """What every request to one base URL shares, worked out once: the parsed URL
+    (our paths need no encoding: IDs are checked before anything is sent), the Host
+    the signature names and the proxy the environment gives it."""
+
+    url: URL
+    prefix: str  # the base URL's own path, if any, before ours
+    host: str
+    proxy: dict[str, Any]
+
+    @classmethod
+    def of(cls, session: aiohttp.ClientSession, base_url: str) -> _Base:
+        url = URL(base_url)
+        return cls(
+            url, url.raw_path.rstrip("/"), urlsplit(base_url).netloc, proxy_for(session, base_url)
+        )
 
 
 class _NotJson:

@@ -125,6 +125,49 @@ def authorization(
     return f"{ALGORITHM} Access={access_key}, SignedHeaders={';'.join(signed)}, Signature={sig}"
 
 
+class Signer:
+    """`authorization` for one key pair, with the per-request work cut to what changes.
+
+    A run signs every request with the same header names, so the sorted signed
+    names, which header is the date and the key's bytes are worked out once per
+    set of header names. The result is `authorization`'s, byte for byte (a test
+    compares both over the SDK's vectors and random headers).
+    """
+
+    def __init__(self, access_key: str, secret_key: str) -> None:
+        self._access_key = access_key
+        self._key = secret_key.encode()
+        self._plans: dict[tuple[str, ...], tuple[list[str], list[str], str, str]] = {}
+
+    def authorization(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> str:
+        """The `Authorization` value for a request without a query string."""
+        names = tuple(headers)
+        plan = self._plans.get(names)
+        if plan is None:
+            plan = self._plans[names] = self._plan(headers)
+        signed, originals, joined, date_name = plan
+        canonical_headers = "".join(
+            f"{name}:{headers[original].strip()}\n"
+            for name, original in zip(signed, originals, strict=True)
+        )
+        body_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        request = (
+            f"{method.upper()}\n{canonical_uri(path)}\n\n{canonical_headers}\n{joined}\n{body_hash}"
+        )
+        digest = hashlib.sha256(request.encode()).hexdigest()
+        to_sign = f"{ALGORITHM}\n{headers[date_name]}\n{digest}"
+        sig = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
+        return f"{ALGORITHM} Access={self._access_key}, SignedHeaders={joined}, Signature={sig}"
+
+    @staticmethod
+    def _plan(headers: Mapping[str, str]) -> tuple[list[str], list[str], str, str]:
+        signed = signed_header_names(headers)
+        # As `canonical_request`: of two names differing only in case, the later one's value.
+        original = {name.lower(): name for name in headers}
+        date_name = next(k for k in headers if k.lower() == DATE_HEADER.lower())
+        return signed, [original[n] for n in signed], ";".join(signed), date_name
+
+
 def parse_authorization(value: str) -> tuple[str, list[str], str] | None:
     """Split an Authorization header into (access key, signed headers, signature)."""
     if not value.startswith(ALGORITHM + " "):

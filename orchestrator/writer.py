@@ -53,8 +53,9 @@ class StateWriter:
         self._queue.append((change, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_soon(), name="state-flush")
-        # Shielded: a cancelled caller must not cancel the commit of other changes.
-        return await asyncio.shield(future)
+        # No shield needed: a cancelled caller cancels only its own future; the batch
+        # is committed by the flusher task all the same (flush skips done futures).
+        return await future
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(self._window)

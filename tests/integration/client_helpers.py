@@ -30,7 +30,7 @@ TOKEN = "client-test-token-d41d8cd98f00"
 AK = "HPUCLIENTTESTACCESSK"
 SK = "client-test-secret-key-never-leaked-42"
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
-FAST = Timeouts(connect=2.0, read=5.0, total=10.0)
+FAST = Timeouts(connect=2.0, total=10.0)
 
 _DEFAULT = object()
 
