@@ -38,9 +38,9 @@ UNPACED = (
 
 
 BURST = 1  # RateLimiter's default burst, as the CLI builds it
-# Makespan: the operator says how long jobs take (2 s); --expected-job-seconds 2 where
-# the rollout work adds it. The default --first-poll 5 would hold each slot 5 s.
-MAKESPAN_POLL = ("--first-poll", "2", "--poll-cap", "1")
+# Makespan: the operator says how long jobs take (2 s). Without it the default
+# --first-poll 5 would hold each slot 5 s.
+MAKESPAN_POLL = ("--expected-job-seconds", "2")
 PACED = ("--poll-rate", "100000", "--max-in-flight", "2000", "--first-poll", "0.02",
          "--poll-cap", "0.2")  # fmt: skip
 # Polling economy: the product's defaults (first query after 5 s, backoff to 60 s).
@@ -293,9 +293,10 @@ def makespan(args: argparse.Namespace, work: Path) -> int:
 def polling(args: argparse.Namespace, work: Path) -> int:
     """Target 6: jobs of 0.5x-2x a median: detection lag and job queries per target.
 
-    Two phases on one state file and one simulator: a first run with nothing known
-    (the product's default polling), stopped by SIGINT once a quarter of the fleet
-    has ended; then `resume`, whose polling has learned from those jobs.
+    Three phases on one simulator: a first run with nothing known (the product's
+    default polling), stopped by SIGINT once a quarter of the fleet has ended; then
+    `resume`, whose polling has learned from those jobs; then a first run on a new
+    state file told the median with `--expected-job-seconds`.
     """
     m = print_machine()
     count, median = args.count or 300, args.median
@@ -324,33 +325,49 @@ def polling(args: argparse.Namespace, work: Path) -> int:
             env=orch_env, cwd=work, deadline=args.deadline,
         )  # fmt: skip
         queries_after = sim.stats()["requests"]["job"]
+    # A new state file (nothing learned) whose operator says how long jobs take, on a
+    # new simulator (the first one's servers are running now: they would refuse).
+    with SimulatorProcess("--fleet", inventory, "--job-seconds", spread, env=sim_env) as sim:
+        told = work / "polling-told.sqlite"
+        told_run = run_cli(
+            ["run", inventory, "--endpoint", sim.url, "--state", told,
+             *run_flags(work / "reports", *flags, "--max-in-flight", str(count),
+                        "--expected-job-seconds", f"{median:g}")],
+            env=orch_env, cwd=work, deadline=args.deadline, log=work / "polling-told.out",
+        )  # fmt: skip
+        queries_told = sim.stats()["requests"]["job"]
     rows = []
-    with sqlite3.connect(state) as conn:
-        for phase, where in (("first run: defaults", "<"), ("resumed: learned", ">=")):
-            lags, durations = [], []
+    phases = (
+        ("first run: defaults", state, "<", queries_before),
+        ("resumed: learned", state, ">=", queries_after - queries_before),
+        (f"first run: --expected-job-seconds {median:g}", told, ">=", queries_told),
+    )
+    for phase, path, where, queries in phases:
+        lags, durations = [], []
+        with sqlite3.connect(path) as conn:
             for begin, end, seen in conn.execute(
                 "SELECT job_begin_at, job_end_at, finished_at FROM targets"
                 f" WHERE state = 'succeeded' AND submitted_at {where} ?",
-                (resumed_at,),
+                (resumed_at if path == state else "",),
             ):
                 b, e, f = (_epoch(v) for v in (begin, end, seen))
                 if b is None or e is None or f is None or e <= b:
                     continue
                 durations.append(e - b)
                 lags.append((f - e) / (e - b))
-            queries = queries_before if where == "<" else queries_after - queries_before
-            rows.append(
-                {
-                    "phase": phase,
-                    "targets": len(lags),
-                    "median_job_s": round(statistics.median(durations), 1) if durations else None,
-                    "mean_lag_pct": round(100 * statistics.fmean(lags), 1) if lags else None,
-                    "job_queries_per_target": round(queries / len(lags), 2) if lags else None,
-                }
-            )
+        rows.append(
+            {
+                "phase": phase,
+                "targets": len(lags),
+                "median_job_s": round(statistics.median(durations), 1) if durations else None,
+                "mean_lag_pct": round(100 * statistics.fmean(lags), 1) if lags else None,
+                "job_queries_per_target": round(queries / len(lags), 2) if lags else None,
+            }
+        )
     table(["phase", "targets", "median job s", "mean lag %", "job queries/target"],
           [list(r.values()) for r in rows])  # fmt: skip
-    emit("polling", {"job_s": spread, "exit": run.exit_code, "phases": rows}, m)
+    exits = {"resume": run.exit_code, "told": told_run.exit_code}
+    emit("polling", {"job_s": spread, "exit": exits, "phases": rows}, m)
     return 0
 
 
