@@ -60,8 +60,11 @@ LONGEST_WAIT = 30.0
 EVENT_WAIT = 1.0
 # Nothing under way and nothing done for this long while a wave waits: it cannot finish.
 STUCK_AFTER = 5.0
-# The learned duration is re-sorted at most this often (100k durations, many asks).
+# The learned duration is re-sorted at most this often (many asks per second).
 ESTIMATE_EVERY = 5.0
+# It is the p90 of the latest this many: recent jobs say most about the next ones, and a
+# million-target run neither keeps nor sorts a million durations.
+DURATIONS_KEPT = 2000
 
 
 class RolloutGate:
@@ -83,7 +86,7 @@ class RolloutGate:
         self.settings = settings
         self.ledger = ledger
         self.waves: dict[int, WaveCounts] = dict(waves)
-        self._durations = list(durations)
+        self._durations: deque[float] = deque(durations, maxlen=DURATIONS_KEPT)
         self._fallback = fallback_seconds
         self._estimate: Estimate | None = None
         self._estimated_at = -1e18

@@ -16,7 +16,7 @@ from orchestrator.errors import UsageError
 from orchestrator.model import Target, TargetSpec, TargetState
 from orchestrator.rollout import FailureLedger, WaveCounts
 from orchestrator.rollout.decide import Action, Reason
-from orchestrator.rollout.gate import RolloutGate
+from orchestrator.rollout.gate import DURATIONS_KEPT, RolloutGate
 from orchestrator.rollout.options import RolloutOptions
 
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -181,3 +181,13 @@ def test_a_wave_that_cannot_finish_in_this_run_holds_instead_of_waiting_forever(
     assert decision.action is Action.HOLD
     assert "deferred in this run" in decision.why
     assert g.held is decision
+
+
+def test_the_expected_duration_is_the_p90_of_the_latest_jobs_only() -> None:
+    # 1,000 old hour-long jobs, then the latest 2,000 at 60 s: a million-target run
+    # keeps (and sorts) only the latest 2,000.
+    old, recent = [3600.0] * 1000, [60.0] * DURATIONS_KEPT
+    g = gate(RolloutOptions(), {1: 10}, durations=old + recent)
+    assert DURATIONS_KEPT == 2000
+    assert g.expected.seconds == 60.0
+    assert "2000 finished jobs" in g.expected.source
