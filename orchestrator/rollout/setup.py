@@ -11,14 +11,15 @@ point up to which failures stop counting.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from orchestrator.model import TargetState
 from orchestrator.rollout.budget import FailureLedger, Outcome
-from orchestrator.rollout.gate import Confirm, RolloutGate
+from orchestrator.rollout.gate import DURATIONS_KEPT, Confirm, RolloutGate
 from orchestrator.rollout.options import PLAN_META_KEY, RolloutOptions
 from orchestrator.rollout.waves import WaveCounts, assign_waves, wave_sizes
 from orchestrator.state import FinalRecord
@@ -36,7 +37,7 @@ class RolloutSource(Protocol):
     def waves_fixed(self) -> bool: ...
     def fix_waves(self, waves: list[int]) -> None: ...
     def sizes(self, column: str) -> dict[Any, int]: ...
-    def final_records(self) -> list[FinalRecord]: ...
+    def final_records(self) -> Iterator[FinalRecord]: ...
     def last_event_id(self) -> int: ...
 
 
@@ -72,11 +73,10 @@ def prepare_rollout(
         )
     run_limit, project_limit, consecutive = options.budgets()
     projects = store.sizes("project_id")
-    finals = store.final_records()
     acked = int(store.meta_value(ACK_META_KEY) or 0)
 
     def ledger(acked_through: int) -> FailureLedger:
-        book = FailureLedger(
+        return FailureLedger(
             sum(projects.values()),
             projects,
             max_failures=run_limit,
@@ -84,33 +84,26 @@ def prepare_rollout(
             max_consecutive=consecutive,
             acked_through=acked_through,
         )
-        for r in finals:
-            if r.state is not TargetState.SKIPPED:
-                book.record(
-                    Outcome(
-                        r.seq, r.target_id, r.project_id, r.state is TargetState.SUCCEEDED,
-                        r.error_code,
-                    )
-                )  # fmt: skip
-        return book
 
-    book = ledger(acked)
+    # One pass over the finals (a cursor: a resumed million-target run does not hold
+    # them all), replaying the ledger and counting waves and durations as it goes.
+    replay = _Replay.of(store, ledger(acked), acked)
     acknowledged = None
     if ack:
-        acknowledged = (book.failures, book.trips())
+        acknowledged = (replay.book.failures, replay.book.trips())
         acked = store.last_event_id()
         store.set_meta(ACK_META_KEY, str(acked))
-        book = ledger(acked)
+        replay = _Replay.of(store, ledger(acked), acked)
     gate = RolloutGate(
         options.settings(),
-        book,
-        _wave_counts(store.sizes("wave"), finals, acked),
-        durations=_durations(finals),
+        replay.book,
+        replay.wave_counts(store.sizes("wave")),
+        durations=replay.durations(),
         fallback_seconds=options.expected_job_seconds,
         started_at=now or datetime.now(UTC),
         acked_through=acked,
         next_seq=max(store.last_event_id(), acked) + 1,
-        started_waves={r.wave or 1 for r in finals},
+        started_waves=replay.started_waves,
         confirm=confirm,
     )
     if acknowledged is not None:
@@ -118,35 +111,57 @@ def prepare_rollout(
     return Prepared(gate, options)
 
 
-def _wave_counts(
-    totals: dict[Any, int], finals: Iterable[FinalRecord], acked: int
-) -> dict[int, WaveCounts]:
-    counts = {int(w or 1): WaveCounts(total=n) for w, n in totals.items()}
-    final: dict[int, int] = {}
-    failed: dict[int, int] = {}
-    last: dict[int, datetime] = {}
-    for r in finals:
+class _Replay:
+    """What a run needs from the targets already final, gathered in one pass in the
+    order they became final: the ledger, each wave's counts, the latest durations."""
+
+    def __init__(self, book: FailureLedger, acked: int) -> None:
+        self.book = book
+        self.acked = acked
+        self.final: dict[int, int] = {}
+        self.failed: dict[int, int] = {}
+        self.last: dict[int, datetime] = {}
+        self.started_waves: set[int] = set()
+        # Intent and end of the latest succeeded targets, parsed only at the end.
+        self._times: deque[tuple[str | None, str | None]] = deque(maxlen=DURATIONS_KEPT)
+
+    @classmethod
+    def of(cls, store: RolloutSource, book: FailureLedger, acked: int) -> _Replay:
+        replay = cls(book, acked)
+        for r in store.final_records():
+            replay.add(r)
+        return replay
+
+    def add(self, r: FinalRecord) -> None:
+        if r.state is not TargetState.SKIPPED:
+            succeeded = r.state is TargetState.SUCCEEDED
+            self.book.record(Outcome(r.seq, r.target_id, r.project_id, succeeded, r.error_code))
         w = r.wave or 1
-        final[w] = final.get(w, 0) + 1
-        if r.state is TargetState.FAILED and r.seq > acked:
-            failed[w] = failed.get(w, 0) + 1
+        self.started_waves.add(w)
+        self.final[w] = self.final.get(w, 0) + 1
+        if r.state is TargetState.FAILED and r.seq > self.acked:
+            self.failed[w] = self.failed.get(w, 0) + 1
         at = _parse(r.finished_at)
-        if at is not None and (w not in last or at > last[w]):
-            last[w] = at
-    return {
-        w: WaveCounts(c.total, final.get(w, 0), failed.get(w, 0), last.get(w))
-        for w, c in counts.items()
-    }
+        if at is not None and (w not in self.last or at > self.last[w]):
+            self.last[w] = at
+        if r.state is TargetState.SUCCEEDED:
+            self._times.append((r.intent_at, r.finished_at))
 
+    def wave_counts(self, totals: dict[Any, int]) -> dict[int, WaveCounts]:
+        counts = {int(w or 1): WaveCounts(total=n) for w, n in totals.items()}
+        return {
+            w: WaveCounts(c.total, self.final.get(w, 0), self.failed.get(w, 0), self.last.get(w))
+            for w, c in counts.items()
+        }
 
-def _durations(finals: Iterable[FinalRecord]) -> list[float]:
-    """Intent to end of every succeeded target: what the cutoff has to predict."""
-    found = []
-    for r in finals:
-        start, end = _parse(r.intent_at), _parse(r.finished_at)
-        if r.state is TargetState.SUCCEEDED and start is not None and end is not None:
-            found.append((end - start).total_seconds())
-    return found
+    def durations(self) -> list[float]:
+        """Intent to end of the latest succeeded targets: what the cutoff has to predict."""
+        found = []
+        for intent, finished in self._times:
+            start, end = _parse(intent), _parse(finished)
+            if start is not None and end is not None:
+                found.append((end - start).total_seconds())
+        return found
 
 
 def _parse(text: str | None) -> datetime | None:
