@@ -25,8 +25,10 @@ from typing import Any
 import aiohttp
 import pytest
 from client_helpers import free_port
+from gateway import LOSE, Action, Gateway, Request
 from hostile_server import HostileServer
 
+import orchestrator.runner as runner_module
 from orchestrator.auth import TokenAuth
 from orchestrator.campaign import Invocation, open_state
 from orchestrator.client import EcsClient, Timeouts
@@ -34,8 +36,10 @@ from orchestrator.endpoints import Endpoints
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.model import Target, TargetState
 from orchestrator.reachability import Reachability
+from orchestrator.retry_policy import RetrySettings
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.simulator import Simulator, load_fleet
+from orchestrator.simulator.errors import ApiFault
 from orchestrator.state import Change, StateStore
 
 StartSim = Callable[..., Awaitable[Simulator]]
@@ -320,6 +324,63 @@ async def test_a_failed_rebuild_followed_by_server_is_failed_not_succeeded(
     assert_never_twice(sim.stats(), inventory)
 
 
+async def test_a_doubt_with_a_job_id_found_rebuilding_is_decided_by_the_jobs_fail(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """Finding 3 (second half): a target in doubt that has a job id (its job queries
+    kept failing) and is found rebuilding lost the job id and was followed from the
+    server, so the job's FAIL was never read. Kept, the job's end decides: failed
+    with the job's own code, never succeeded."""
+    inventory = make_inventory(1, projects=1, seed=84)
+    # The job FAILs after 3 s of REBUILD; the server goes back to SHUTOFF, launched_at
+    # unchanged (followed from the server, that is Orchestrator.NotVerified instead).
+    sim = await start_sim(
+        inventory, job_fail_rate=1.0, fail_to_error_rate=0.0, job_seconds=(3.0, 3.0)
+    )
+    gw = await stack.enter_async_context(Gateway(sim.url))
+
+    def rebuild_reads() -> list[float]:
+        return [c.at for c in gw.calls if c.request.kind == "server" and c.status == "REBUILD"]
+
+    def job_api_down_until_rebuild_seen(request: Request) -> Action:
+        # The preflight read shows SHUTOFF, so the first REBUILD read is the settlement's.
+        if request.kind == "job" and not rebuild_reads():
+            return ApiFault("APIGW.0203")  # 503: the job API is down for now
+        return None
+
+    gw.rule = job_api_down_until_rebuild_seen
+    campaign = await run_campaign(
+        inventory,
+        endpoint=gw.url,
+        credentials=TokenAuth(sim.config.token or ""),
+        settings=fast_settings(query_failures_to_settle=2, settle_quiet=3.0, job_timeout=10.0),
+    )
+
+    [target] = campaign.targets()
+    details = [e.detail for e in campaign.events(target.id)]
+    # In doubt that way: its job queries failed, the job id was known.
+    assert gw.count("job", fate="APIGW.0203") >= 2, details
+    assert any(d.startswith("job query kept failing") for d in details), details
+    assert any("settled: following, server is rebuilding" in d for d in details), details
+    # The job was asked after the server was seen rebuilding, and its FAIL was read.
+    stats = sim.stats()
+    assert max(stats["request_times"]["job"], default=0.0) > min(rebuild_reads())
+    fails = [c.answer for c in gw.calls if c.request.kind == "job" and c.status == "FAIL"]
+    assert fails, details
+    job = fails[-1]
+    assert job is not None and target.job_id == job["job_id"]
+    assert target.state is S.FAILED, details
+    assert (target.error_code, target.fail_reason) == (job["error_code"], job["fail_reason"])
+    assert not any(e.to_state == S.SUCCEEDED.value for e in campaign.events(target.id))
+    assert campaign.exit_code == 1
+    assert stats["jobs"]["FAIL"] == 1
+    assert_never_twice(stats, inventory)
+
+
 class StopOnNotAccepted(StateStore):
     """Asks for a stop as soon as a "not accepted" settlement is committed, so that
     the run ends between that settlement and the resend."""
@@ -370,6 +431,87 @@ async def test_the_resend_cap_is_stored_and_holds_across_a_resume(
     assert outcome.exit_code == 1
     # The resume sent once more (a cap of 1 resend in all), not max_resends + 1 afresh.
     assert api.count("reinstall") == 2
+
+
+async def test_targets_deferred_after_recovery_past_the_first_feed_page_are_not_fed_again(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    fast_settings: Callable[..., RunSettings],
+    stack: contextlib.AsyncExitStack,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Finding 4: feed paging re-read targets deferred after recovery. Two targets on
+    the third page of the feed are in doubt at the resume; settled "not accepted",
+    resent once (the cap) and refused past the retry budget, they are deferred; the
+    feed, reaching their page later in the run, sent them again."""
+    monkeypatch.setattr(runner_module, "FEED_PAGE", 2)
+    inventory = make_inventory(6, projects=1, seed=85)
+    sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
+    gw = await stack.enter_async_context(Gateway(sim.url))
+    run = Driven(tmp_path, inventory, gw.url, sim.config.token or "")
+    retry = RetrySettings(attempts=4, max_delay=10.0, backoff_base=0.02, backoff_cap=0.2)
+    # Two in flight at most: the two recovered targets hold both slots, so the feed
+    # reads its pages only as they leave, and reaches the third after they were deferred.
+    common: dict[str, Any] = {"max_in_flight": 2, "max_resends": 1, "settle_quiet": 0.5}
+    settings = fast_settings(retry=retry, **common)
+
+    # Run 1, on the third page only: both reinstalls are lost on the way (the
+    # simulator never sees them) and the run stops while they are in doubt.
+    store = run.open()
+    targets = sorted(store.iter_targets(), key=lambda t: t.id)
+    early, late = targets[:4], targets[4:]
+    late_ids = {t.id for t in late}
+    store.limit_feed(late_ids)
+    gw.rule = lambda request: LOSE if request.kind == "reinstall" else None
+    stop = asyncio.Event()
+
+    async def stop_once_in_doubt(runner: Runner) -> None:
+        while {t.state for t in run.targets() if t.id in late_ids} != {S.IN_DOUBT}:
+            await asyncio.sleep(0.02)
+        stop.set()
+
+    first = await run.run(
+        fast_settings(settle_delay=5.0, drain_timeout=0, **common),
+        store=store,
+        stop=stop,
+        during=stop_once_in_doubt,
+    )
+    assert first.stopped and gw.count("reinstall", fate="lost") == 2, run.explain()
+    states = {t.id: t.state for t in run.targets()}
+    assert [states[t.id] for t in targets] == [S.PENDING] * 4 + [S.IN_DOUBT] * 2
+
+    # Run 2 (the resume): the service refuses the late two as busy, before acting.
+    busy = ApiFault("Ecs.0603")
+    late_servers = {t.server_id for t in late}
+    gw.rule = lambda r: busy if r.kind == "reinstall" and r.ident in late_servers else None
+    sent_before = {s: gw.count("reinstall", s) for s in late_servers}
+
+    second = await run.run(settings)
+
+    after = {t.id: t for t in run.targets()}
+    assert [after[t.id].state for t in early] == [S.SUCCEEDED] * 4, run.explain()
+    for t in late:  # deferred, not lost: pending for the next invocation
+        assert after[t.id].state is S.PENDING, run.explain()
+        assert after[t.id].not_accepted == 1
+        assert after[t.id].attempts == 1 + 1  # the lost send, and the one resend allowed
+    assert second.deferred == 2
+    # One resend each in this run, tried within its retry budget; before the fix the
+    # feed sent each a second time when it read the third page.
+    sent = {s: gw.count("reinstall", s) - sent_before[s] for s in late_servers}
+    assert sent == {s: retry.attempts for s in late_servers}
+    assert sim.stats()["reinstalls_by_server"] == {t.server_id: 1 for t in early}
+
+    # Run 3: the service takes them now; each is reinstalled once.
+    gw.rule = lambda request: None
+    third = await run.run(settings)
+
+    assert third.exit_code == 0, run.explain()
+    assert {t.state for t in run.targets()} == {S.SUCCEEDED}
+    assert {s: gw.count("reinstall", s) - sent_before[s] - sent[s] for s in late_servers} == {
+        s: 1 for s in late_servers
+    }
+    assert_never_twice(sim.stats(), inventory)
 
 
 # -- 5: a target requeued while the last feed page is read is still sent ---------------------
