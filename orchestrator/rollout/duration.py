@@ -9,8 +9,9 @@ end before the window (or the deadline) closes.
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ __all__ = [
     "MIN_SAMPLES",
     "PERCENTILE",
     "Estimate",
+    "RunningPercentile",
     "expected_job_seconds",
     "may_start",
 ]
@@ -53,6 +55,52 @@ def expected_job_seconds(
         )
     rank = max(1, math.ceil(percentile * len(usable)))
     return Estimate(usable[rank - 1], f"p{round(percentile * 100)} of {len(usable)} finished jobs")
+
+
+class RunningPercentile:
+    """The nearest-rank percentile of a growing set of durations, kept as they come.
+
+    `expected_job_seconds` sorts every duration; a gate asking again and again
+    during a million-target run would sort a million floats every few seconds
+    (CPU per target growing with the fleet). Two heaps split the values at the
+    rank instead: `_low` (a max-heap, negated) holds the `rank` smallest, `_high`
+    the rest, so an add costs O(log n) and the answer is `_low`'s top: the same
+    value as `expected_job_seconds` gives for the same durations.
+    """
+
+    def __init__(self, durations: Iterable[float] = (), percentile: float = PERCENTILE) -> None:
+        self.percentile = percentile
+        self._low: list[float] = []  # negated: the largest of the low part on top
+        self._high: list[float] = []
+        for value in durations:
+            self.add(value)
+
+    def __len__(self) -> int:
+        return len(self._low) + len(self._high)
+
+    def add(self, value: float) -> None:
+        if not (math.isfinite(value) and value >= 0):
+            return  # not a usable duration, as in expected_job_seconds
+        if self._low and value <= -self._low[0]:
+            heapq.heappush(self._low, -value)
+        else:
+            heapq.heappush(self._high, value)
+        rank = max(1, math.ceil(self.percentile * len(self)))
+        while len(self._low) > rank:
+            heapq.heappush(self._high, -heapq.heappop(self._low))
+        while len(self._low) < rank and self._high:
+            heapq.heappush(self._low, -heapq.heappop(self._high))
+
+    def estimate(self, fallback: float, *, min_samples: int = MIN_SAMPLES) -> Estimate:
+        """What `expected_job_seconds(durations, fallback)` says, without sorting."""
+        n = len(self)
+        if n < min_samples:
+            return Estimate(
+                fallback,
+                f"--expected-job-seconds {fallback:g} (fewer than {min_samples} finished jobs: "
+                f"{n})",
+            )
+        return Estimate(-self._low[0], f"p{round(self.percentile * 100)} of {n} finished jobs")
 
 
 def may_start(now: datetime, expected_seconds: float, closes_at: datetime | None) -> bool:

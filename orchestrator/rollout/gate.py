@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -41,7 +40,7 @@ from orchestrator.rollout.decide import (
     TargetRef,
     decide,
 )
-from orchestrator.rollout.duration import Estimate, expected_job_seconds
+from orchestrator.rollout.duration import Estimate, RunningPercentile
 from orchestrator.rollout.waves import WaveCounts
 from orchestrator.schedule import wait_event
 from orchestrator.state import RolloutRecord
@@ -60,8 +59,6 @@ LONGEST_WAIT = 30.0
 EVENT_WAIT = 1.0
 # Nothing under way and nothing done for this long while a wave waits: it cannot finish.
 STUCK_AFTER = 5.0
-# The learned duration is re-sorted at most this often (100k durations, many asks).
-ESTIMATE_EVERY = 5.0
 
 
 class RolloutGate:
@@ -83,10 +80,9 @@ class RolloutGate:
         self.settings = settings
         self.ledger = ledger
         self.waves: dict[int, WaveCounts] = dict(waves)
-        self._durations = list(durations)
+        # Kept split at its p90 as durations come: no sort of every duration per ask.
+        self._durations = RunningPercentile(durations)
         self._fallback = fallback_seconds
-        self._estimate: Estimate | None = None
-        self._estimated_at = -1e18
         self.started_at = started_at
         self._acked_through = acked_through
         self._seq = next_seq
@@ -120,11 +116,7 @@ class RolloutGate:
 
     @property
     def expected(self) -> Estimate:
-        clock = time.monotonic()
-        if self._estimate is None or clock - self._estimated_at >= ESTIMATE_EVERY:
-            self._estimate = expected_job_seconds(self._durations, self._fallback)
-            self._estimated_at = clock
-        return self._estimate
+        return self._durations.estimate(self._fallback)
 
     def decide(self, target: Target, active: Mapping[int, Target]) -> Decision:
         """May `target` be sent now? Records and logs each new kind of answer once."""
@@ -297,7 +289,7 @@ class RolloutGate:
         if target.state is TargetState.SUCCEEDED:
             took = _seconds(target.intent_at, now)
             if took is not None:
-                self._durations.append(took)
+                self._durations.add(took)
         if target.state is TargetState.SKIPPED:
             return
         trips = self.ledger.record(

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from orchestrator.errors import UsageError
 from orchestrator.rollout.duration import (
     DEFAULT_EXPECTED_JOB_SECONDS,
+    RunningPercentile,
     expected_job_seconds,
     may_start,
 )
@@ -248,6 +249,23 @@ def test_expected_job_seconds(
 
 def test_expected_job_seconds_default() -> None:
     assert expected_job_seconds([]).seconds == DEFAULT_EXPECTED_JOB_SECONDS
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=-10, max_value=1e5),
+            st.sampled_from([0.0, 1.0, 1.0, float("nan"), float("inf")]),
+        ),
+        max_size=120,
+    )
+)
+def test_running_percentile_agrees_with_sorting(durations: list[float]) -> None:
+    """The gate's incremental p90 is, after every add, what a full sort gives."""
+    running = RunningPercentile()
+    for n, value in enumerate(durations, 1):
+        running.add(value)
+        assert running.estimate(600.0) == expected_job_seconds(durations[:n], 600.0)
 
 
 @pytest.mark.parametrize(
