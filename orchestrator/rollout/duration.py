@@ -72,6 +72,7 @@ class RunningPercentile:
         self.percentile = percentile
         self._low: list[float] = []  # negated: the largest of the low part on top
         self._high: list[float] = []
+        self._said: tuple[tuple[int, float, int], Estimate] | None = None  # the last answer, reused
         for value in durations:
             self.add(value)
 
@@ -94,13 +95,21 @@ class RunningPercentile:
     def estimate(self, fallback: float, *, min_samples: int = MIN_SAMPLES) -> Estimate:
         """What `expected_job_seconds(durations, fallback)` says, without sorting."""
         n = len(self)
+        key = (n, fallback, min_samples)
+        if self._said is not None and self._said[0] == key:
+            return self._said[1]  # asked once per target sent: no new text each time
         if n < min_samples:
-            return Estimate(
+            estimate = Estimate(
                 fallback,
                 f"--expected-job-seconds {fallback:g} (fewer than {min_samples} finished jobs: "
                 f"{n})",
             )
-        return Estimate(-self._low[0], f"p{round(self.percentile * 100)} of {n} finished jobs")
+        else:
+            estimate = Estimate(
+                -self._low[0], f"p{round(self.percentile * 100)} of {n} finished jobs"
+            )
+        self._said = (key, estimate)
+        return estimate
 
 
 def may_start(now: datetime, expected_seconds: float, closes_at: datetime | None) -> bool:
