@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=3600.0, help="kill a run after (s)")
     args = parser.parse_args(argv)
     if args.keep:
+        args.keep = args.keep.resolve()  # the runs use it as their cwd too
         args.keep.mkdir(parents=True, exist_ok=True)
         return int(TARGETS[args.target](args, args.keep))
     with tempfile.TemporaryDirectory(prefix=f"issue10-{args.target}-") as tmp:

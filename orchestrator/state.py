@@ -821,8 +821,13 @@ class StateStore:
         rows = self._conn.execute(f"SELECT {column}, count(*) FROM targets GROUP BY {column}")
         return {key: int(n) for key, n in rows}
 
-    def final_records(self) -> list[FinalRecord]:
-        """Every final target, in the order they became final (their last event)."""
+    def final_records(self) -> Iterator[FinalRecord]:
+        """Every final target, in the order they became final (their last event).
+
+        Streamed from the query (the database sorts), never held together: a
+        resume of a million-target file would otherwise hold ~400 MB of them.
+        Read it to the end before the next write on this store.
+        """
         names = ",".join("?" * 3)
         rows = self._conn.execute(
             "SELECT (SELECT max(e.id) FROM events e WHERE e.target_id = t.id) AS seq,"
@@ -830,10 +835,10 @@ class StateStore:
             f" FROM targets t WHERE t.state IN ({names}) ORDER BY seq, t.id",
             [TargetState.SUCCEEDED.value, TargetState.FAILED.value, TargetState.SKIPPED.value],
         )
-        return [
-            FinalRecord(seq or 0, tid, project, TargetState(state), code, wave, intent, finished)
-            for seq, tid, project, state, code, wave, intent, finished in rows
-        ]
+        for seq, tid, project, state, code, wave, intent, finished in rows:
+            yield FinalRecord(
+                seq or 0, tid, project, TargetState(state), code, wave, intent, finished
+            )
 
     def wave_state_counts(self) -> dict[int, dict[str, int]]:
         """Targets by wave and state, for the report and `status`."""

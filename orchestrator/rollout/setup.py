@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ class RolloutSource(Protocol):
     def waves_fixed(self) -> bool: ...
     def fix_waves(self, waves: list[int]) -> None: ...
     def sizes(self, column: str) -> dict[Any, int]: ...
-    def final_records(self) -> list[FinalRecord]: ...
+    def final_records(self) -> Iterable[FinalRecord]: ...
     def last_event_id(self) -> int: ...
 
 
@@ -72,10 +72,9 @@ def prepare_rollout(
         )
     run_limit, project_limit, consecutive = options.budgets()
     projects = store.sizes("project_id")
-    finals = store.final_records()
     acked = int(store.meta_value(ACK_META_KEY) or 0)
 
-    def ledger(acked_through: int) -> FailureLedger:
+    def replayed(acked_through: int) -> _Replayed:
         book = FailureLedger(
             sum(projects.values()),
             projects,
@@ -84,33 +83,25 @@ def prepare_rollout(
             max_consecutive=consecutive,
             acked_through=acked_through,
         )
-        for r in finals:
-            if r.state is not TargetState.SKIPPED:
-                book.record(
-                    Outcome(
-                        r.seq, r.target_id, r.project_id, r.state is TargetState.SUCCEEDED,
-                        r.error_code,
-                    )
-                )  # fmt: skip
-        return book
+        return _replay(store.final_records(), book, acked_through)
 
-    book = ledger(acked)
+    past = replayed(acked)
     acknowledged = None
     if ack:
-        acknowledged = (book.failures, book.trips())
+        acknowledged = (past.book.failures, past.book.trips())
         acked = store.last_event_id()
         store.set_meta(ACK_META_KEY, str(acked))
-        book = ledger(acked)
+        past = replayed(acked)
     gate = RolloutGate(
         options.settings(),
-        book,
-        _wave_counts(store.sizes("wave"), finals, acked),
-        durations=_durations(finals),
+        past.book,
+        past.wave_counts(store.sizes("wave")),
+        durations=past.durations,
         fallback_seconds=options.expected_job_seconds,
         started_at=now or datetime.now(UTC),
         acked_through=acked,
         next_seq=max(store.last_event_id(), acked) + 1,
-        started_waves={r.wave or 1 for r in finals},
+        started_waves=past.started_waves,
         confirm=confirm,
     )
     if acknowledged is not None:
@@ -118,35 +109,50 @@ def prepare_rollout(
     return Prepared(gate, options)
 
 
-def _wave_counts(
-    totals: dict[Any, int], finals: Iterable[FinalRecord], acked: int
-) -> dict[int, WaveCounts]:
-    counts = {int(w or 1): WaveCounts(total=n) for w, n in totals.items()}
-    final: dict[int, int] = {}
-    failed: dict[int, int] = {}
-    last: dict[int, datetime] = {}
+@dataclass
+class _Replayed:
+    """What one pass over the final targets, in the order they ended, gives the gate."""
+
+    book: FailureLedger
+    final: dict[int, int] = field(default_factory=dict)  # per wave
+    failed: dict[int, int] = field(default_factory=dict)  # per wave, after the ack
+    last: dict[int, datetime] = field(default_factory=dict)  # per wave: the latest end
+    durations: list[float] = field(default_factory=list)  # intent to end, succeeded ones
+    started_waves: set[int] = field(default_factory=set)
+
+    def wave_counts(self, totals: dict[Any, int]) -> dict[int, WaveCounts]:
+        counts = {int(w or 1): WaveCounts(total=n) for w, n in totals.items()}
+        return {
+            w: WaveCounts(c.total, self.final.get(w, 0), self.failed.get(w, 0), self.last.get(w))
+            for w, c in counts.items()
+        }
+
+
+def _replay(finals: Iterable[FinalRecord], book: FailureLedger, acked: int) -> _Replayed:
+    """One pass over the final targets (streamed from the store, never held together):
+    the failure ledger, the per-wave counts, the durations, the waves already begun."""
+    past = _Replayed(book)
     for r in finals:
+        if r.state is not TargetState.SKIPPED:
+            book.record(
+                Outcome(
+                    r.seq, r.target_id, r.project_id, r.state is TargetState.SUCCEEDED,
+                    r.error_code,
+                )
+            )  # fmt: skip
         w = r.wave or 1
-        final[w] = final.get(w, 0) + 1
+        past.started_waves.add(w)
+        past.final[w] = past.final.get(w, 0) + 1
         if r.state is TargetState.FAILED and r.seq > acked:
-            failed[w] = failed.get(w, 0) + 1
-        at = _parse(r.finished_at)
-        if at is not None and (w not in last or at > last[w]):
-            last[w] = at
-    return {
-        w: WaveCounts(c.total, final.get(w, 0), failed.get(w, 0), last.get(w))
-        for w, c in counts.items()
-    }
-
-
-def _durations(finals: Iterable[FinalRecord]) -> list[float]:
-    """Intent to end of every succeeded target: what the cutoff has to predict."""
-    found = []
-    for r in finals:
-        start, end = _parse(r.intent_at), _parse(r.finished_at)
+            past.failed[w] = past.failed.get(w, 0) + 1
+        end = _parse(r.finished_at)
+        if end is not None and (w not in past.last or end > past.last[w]):
+            past.last[w] = end
+        # Intent to end of every succeeded target: what the cutoff has to predict.
+        start = _parse(r.intent_at)
         if r.state is TargetState.SUCCEEDED and start is not None and end is not None:
-            found.append((end - start).total_seconds())
-    return found
+            past.durations.append((end - start).total_seconds())
+    return past
 
 
 def _parse(text: str | None) -> datetime | None:
