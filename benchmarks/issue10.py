@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="10,50,200", help="pacing: --rate settings")
     parser.add_argument("--seconds", type=float, default=30.0, help="pacing: seconds per rate")
     parser.add_argument("--median", type=float, default=20.0, help="polling: median job s")
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="memory: status/report on a state file from make_state.py, without the run",
+    )
     parser.add_argument("--keep", type=Path, help="work here and keep the files")
     parser.add_argument("--deadline", type=float, default=3600.0, help="kill a run after (s)")
     parser.add_argument(
@@ -55,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.keep:
+        args.keep = args.keep.resolve()  # the runs use it as their cwd too
         args.keep.mkdir(parents=True, exist_ok=True)
         return int(TARGETS[args.target](args, args.keep))
     with tempfile.TemporaryDirectory(prefix=f"issue10-{args.target}-") as tmp:

@@ -824,7 +824,9 @@ class StateStore:
     def final_records(self) -> Iterator[FinalRecord]:
         """Every final target, in the order they became final (their last event).
 
-        A cursor, read as it is consumed: run nothing else on this store until it ends.
+        Streamed from the query (the database sorts), never held together: a
+        resume of a million-target file would otherwise hold ~400 MB of them.
+        Read it to the end before the next write on this store.
         """
         names = ",".join("?" * 3)
         rows = self._conn.execute(

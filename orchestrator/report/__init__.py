@@ -10,9 +10,9 @@ write_campaign_report(report_dir, store)    the same from a state file: every
 check_group_by(run, column)                 UsageError unless --group-by COLUMN exists
 """
 
+from orchestrator.report.durations import DurationStats
 from orchestrator.report.render import render_markdown
 from orchestrator.report.summary import (
-    DurationStats,
     Summary,
     build_summary,
     check_group_by,

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.model import Target, TargetState
+from orchestrator.report.durations import DurationStats
 from orchestrator.report.summary import (
-    DurationStats,
     Summary,
     summary_to_dict,
     target_duration,

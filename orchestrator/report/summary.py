@@ -1,27 +1,30 @@
 """The run summary: a pure function of the run record and its targets.
 
-`build_summary` walks the targets once and keeps only counters and the list of
-durations (one float per final target), so it stays small for 100k+ targets.
+`build_summary` walks the targets once and keeps only counters; the durations go
+to a `DurationCollector` (durations.py), which holds a bounded number of them in
+memory and the rest in a scratch file, so a million targets cost no more memory
+than a few thousand.
 `summary_to_dict` is the one definition of what `summary.json` holds; the CLI's
 `status --json` prints the same dict.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from orchestrator.errors import UsageError
 from orchestrator.model import FINAL_STATES, RunInfo, Target, TargetState
+from orchestrator.report.durations import DurationCollector, DurationStats
+
+# Defined here before they had their own module: still importable from here.
+from orchestrator.report.durations import histogram as histogram
+from orchestrator.report.durations import nearest_rank as nearest_rank
 from orchestrator.report.history import History, history_to_dict
 from orchestrator.report.times import parse_timestamp, utc_now_iso
-
-# Nearest-rank percentiles reported for target durations, as whole percents.
-PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 
 # An options key containing any of these (case-insensitive) is dropped from
 # reports. Plain substrings on purpose: dropping a harmless key such as
@@ -29,9 +32,6 @@ PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 SECRET_KEY_MARKERS: tuple[str, ...] = ("token", "secret", "sk", "password")
 
 UNKNOWN_ERROR_CODE = "unknown"
-
-# Bars of the duration histogram.
-HISTOGRAM_BINS = 24
 
 # Distinct values counted for --group-by; the rest are counted under OTHER_GROUP,
 # so grouping by a per-server column (say "name") cannot hold a million keys.
@@ -41,22 +41,6 @@ EMPTY_GROUP = "(empty)"
 
 # Columns every target has, usable with --group-by besides the inventory's extras.
 BUILTIN_GROUP_COLUMNS: tuple[str, ...] = ("project_id", "region", "mode", "error_code")
-
-
-@dataclass(frozen=True, slots=True)
-class DurationStats:
-    """Seconds from submission (or intent) to the end, over final targets."""
-
-    count: int
-    p50: float | None = None
-    p90: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    # (low, high, count) per bar; the last bar also holds everything above `high`.
-    histogram: tuple[tuple[float, float, int], ...] = ()
-    from_job_times: int = 0  # durations taken from the job's own begin/end times
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,64 +99,6 @@ def _job_duration(target: Target) -> float | None:
     if begin is None or end is None or end < begin:
         return None
     return (end - begin).total_seconds()
-
-
-def nearest_rank(sorted_values: Sequence[float], percent: int) -> float:
-    """The nearest-rank percentile: the smallest value with at least `percent`%
-    of the values at or below it, i.e. `sorted_values[ceil(percent/100 * n) - 1]`.
-
-    Always one of the observed values, never interpolated; integer arithmetic
-    keeps e.g. p90 of 1..100 at exactly 90 instead of drifting on float error.
-    """
-    if not sorted_values:
-        raise ValueError("no values")
-    rank = -(-percent * len(sorted_values) // 100)  # ceil without floats
-    return sorted_values[max(rank, 1) - 1]
-
-
-def duration_stats(durations: Iterable[float], *, from_job_times: int = 0) -> DurationStats:
-    """Percentiles, max, mean and histogram of `durations`, rounded to milliseconds."""
-    values = sorted(durations)
-    if not values:
-        return DurationStats(count=0)
-    by_percent = {p: round(nearest_rank(values, p), 3) for p in PERCENTILES}
-    return DurationStats(
-        count=len(values),
-        p50=by_percent[50],
-        p90=by_percent[90],
-        p95=by_percent[95],
-        p99=by_percent[99],
-        max=round(values[-1], 3),
-        mean=round(math.fsum(values) / len(values), 3),
-        histogram=histogram(values),
-        from_job_times=from_job_times,
-    )
-
-
-def histogram(
-    sorted_values: Sequence[float], bins: int = HISTOGRAM_BINS
-) -> tuple[tuple[float, float, int], ...]:
-    """Equal-width bars from the smallest value up to p99 (or the max).
-
-    A few stragglers (one job that hit --job-timeout among thousands of 2 s
-    jobs) would otherwise squeeze every other job into the first bar, so when
-    the max is far above p99 the last bar is open-ended and holds them.
-    """
-    if not sorted_values:
-        return ()
-    low, top = sorted_values[0], sorted_values[-1]
-    p99 = nearest_rank(sorted_values, 99)
-    high = p99 if top > 2 * p99 and p99 > low else top
-    if high <= low:
-        return ((round(low, 3), round(top, 3), len(sorted_values)),)
-    width = (high - low) / bins
-    counts = [0] * bins
-    for value in sorted_values:
-        counts[min(int((value - low) / width), bins - 1)] += 1
-    return tuple(
-        (round(low + i * width, 3), round(low + (i + 1) * width, 3), n)
-        for i, n in enumerate(counts)
-    )
 
 
 def is_secret_key(key: object) -> bool:
@@ -246,23 +172,22 @@ def build_summary(
     failures: Counter[str] = Counter()
     failed_projects: Counter[str] = Counter()
     groups: dict[str, Counter[str]] = {}
-    durations: list[float] = []
-    from_job_times = 0
-    for target in targets:
-        counts[target.state] += 1
-        if target.state == TargetState.FAILED:
-            failures[target.error_code or UNKNOWN_ERROR_CODE] += 1
-            failed_projects[target.project_id] += 1
-        if group_by is not None:
-            key = group_value(target, group_by)
-            if key not in groups and len(groups) >= GROUP_CAP:
-                key = OTHER_GROUP
-            groups.setdefault(key, Counter())[target.state.value] += 1
-        duration = target_duration(target)
-        if duration is not None:
-            durations.append(duration)
-            if _job_duration(target) is not None:
-                from_job_times += 1
+    # Durations go to a collector that keeps a bounded number in memory (durations.py).
+    with DurationCollector() as durations:
+        for target in targets:
+            counts[target.state] += 1
+            if target.state == TargetState.FAILED:
+                failures[target.error_code or UNKNOWN_ERROR_CODE] += 1
+                failed_projects[target.project_id] += 1
+            if group_by is not None:
+                key = group_value(target, group_by)
+                if key not in groups and len(groups) >= GROUP_CAP:
+                    key = OTHER_GROUP
+                groups.setdefault(key, Counter())[target.state.value] += 1
+            duration = target_duration(target)
+            if duration is not None:
+                durations.add(duration, from_job_times=_job_duration(target) is not None)
+        duration_s = durations.stats()
 
     total = sum(counts.values())
     final = sum(counts[state] for state in FINAL_STATES)
@@ -281,7 +206,7 @@ def build_summary(
         counts=MappingProxyType({state.value: counts[state] for state in TargetState}),
         complete=final == total,
         failures_by_error_code=MappingProxyType(_by_count(failures)),
-        duration_s=duration_stats(durations, from_job_times=from_job_times),
+        duration_s=duration_s,
         requests=MappingProxyType(dict(run.requests)),
         throttled=run.throttled,
         generated_at=generated_at if generated_at is not None else utc_now_iso(),

@@ -146,9 +146,10 @@ def write_report(
 
     `targets` is called twice (summary pass, then one pass that writes the CSV
     and the page's rows together) and must return a fresh iterable each time;
-    `events` is read once, for the timeline. Memory: one float per final target,
-    the timeline's per-second counters, the --group-by counters, and the targets
-    listed in report.md (capped per section); never the targets themselves.
+    `events` is read once, for the timeline. Memory: a few thousand durations (the
+    rest in a scratch file, see durations.py), the timeline's per-second counters,
+    the --group-by counters, the ids of deferred targets, and the targets listed in
+    report.md (capped per section); never the targets themselves.
     """
     paths = report_paths(report_dir, run.run_id)
     deferred: set[int] = set()
