@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import itertools
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,3 +104,54 @@ async def test_max_in_flight_bounds_servers_rebuilding_at_once(
     assert stats["max_concurrent_rebuilding"] == 5
     assert stats["rebuilding_now"] == 0
     assert set(stats["reinstalls_by_server"].values()) == {1}
+
+
+def _hold_write_lock(state_path: Path, seconds: float) -> None:
+    """Another writer on the state file: the run's commits wait for it (busy_timeout),
+    as they do behind a long WAL checkpoint, while the pacer keeps granting."""
+    conn = sqlite3.connect(str(state_path), isolation_level=None, timeout=5.0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def test_a_stalled_intent_commit_does_not_bunch_the_reinstalls(
+    tmp_path: Path,
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., Any],
+) -> None:
+    """Intents granted while the state file cannot commit leave together once it can;
+    the send-side spacing spreads them again, so no 1-s window at the service holds
+    more than rate + burst."""
+    rate, burst, count, stall = 40, 1, 120, 0.8
+    inventory = make_inventory(count, projects=4, seed=63)
+    sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
+    state_path = tmp_path / "stalled.state.sqlite"
+
+    async def stall_commits_once_sending() -> None:
+        while sim.stats()["requests"]["reinstall"] < 20:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(_hold_write_lock, state_path, stall)
+
+    staller = asyncio.create_task(stall_commits_once_sending())
+    campaign = await run_campaign(
+        inventory,
+        sim=sim,
+        state_path=state_path,
+        settings=fast_settings(rate=float(rate), poll_rate=200.0, preflight=False),
+    )
+    await staller
+
+    assert campaign.exit_code == 0
+    stats = sim.stats()
+    times = sorted(stats["request_times"]["reinstall"])
+    assert len(times) == count and stats["reinstalls_total"] == count
+    # The stall did hold the sends back (else this test proves nothing)...
+    assert max(b - a for a, b in itertools.pairwise(times)) >= stall * 0.6
+    # ...and what was granted meanwhile did not leave in one bunch.
+    assert busiest_window(times) <= rate + burst
