@@ -132,15 +132,23 @@ class EcsClient:
     # -- the three calls ---------------------------------------------------
 
     async def reinstall(
-        self, spec: TargetSpec, before_send: Callable[[], Awaitable[None]] | None = None
+        self,
+        spec: TargetSpec,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+        last_check: Callable[[], None] | None = None,
     ) -> str:
-        """Send one reinstall; `before_send` runs once the pacer allows it, right before
-        the request goes out (the runner commits its intent there)."""
+        """Send one reinstall; `before_send` runs once the pacer allows it (the runner
+        commits its intent there); then the request waits for its send slot (see
+        `RateLimiter.space`) and `last_check` runs right before it goes out: whatever
+        it raises stops the send (the runner's stop while it waited there)."""
         path = f"/{spec.api}/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
         body = json.dumps(spec.reinstall_body(self._user_data), separators=(",", ":")).encode()
         await self._pace("reinstall", spec.region, self._submit_limiter)
         if before_send is not None:
             await before_send()
+        await self._space("reinstall", spec.region, self._submit_limiter)
+        if last_check is not None:
+            last_check()
         status, headers, payload = await self._send(
             "reinstall", "POST", spec.region, spec.project_id, path, body, unsent_is_unknown=True
         )
@@ -158,6 +166,7 @@ class EcsClient:
 
     async def job(self, project_id: str, job_id: str, region: str | None = None) -> JobView:
         await self._pace("job", region, self._poll_limiter)
+        await self._space("job", region, self._poll_limiter)
         path = f"/v1/{project_id}/jobs/{job_id}"
         status, headers, payload = await self._send("job", "GET", region, project_id, path, b"")
         if status == 200 and isinstance(payload, dict) and _error_of(payload) is None:
@@ -174,6 +183,7 @@ class EcsClient:
         self, project_id: str, server_id: str, region: str | None = None
     ) -> ServerView:
         await self._pace("server", region, self._poll_limiter)
+        await self._space("server", region, self._poll_limiter)
         path = f"/v1/{project_id}/cloudservers/{server_id}"
         status, headers, payload = await self._send("server", "GET", region, project_id, path, b"")
         if status == 200 and isinstance(payload, dict) and isinstance(payload.get("server"), dict):
@@ -203,6 +213,13 @@ class EcsClient:
         if self._adaptive is not None:
             await self._adaptive.acquire(kind, _pacing_key(region))
         await limiter.acquire()
+
+    async def _space(self, kind: str, region: str | None, limiter: RateLimiter | Unlimited) -> None:
+        # The send slots, after whatever ran since the grant (the intent's commit):
+        # a stall there releases many requests at once, and these spread them again.
+        if self._adaptive is not None:
+            await self._adaptive.space(kind, _pacing_key(region))
+        await limiter.space()
 
     async def _send(
         self,

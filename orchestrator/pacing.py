@@ -26,6 +26,20 @@ interval apart after a late wake-up; a window of a whole number of intervals
 (e.g. any 1-second window at an integer rate) still holds at most
 `burst + rate * T`.
 
+Re-spacing before the send: the token is taken before the runner commits the
+intent (a durable intent must never queue in the pacer, where a crash would
+leave it in doubt), so whatever stalls between the grant and the send (a slow
+group commit of the state file, an IAM token fetch) holds granted requests
+back and then lets them all leave at once: a window at the service then holds
+far more than `burst + rate * T`. `RateLimiter.space()`, awaited right before
+the request leaves, is a second bucket at the same rate and burst (it follows
+`set_rate`) on the send side, so sends keep the same bound as grants. While it
+spreads a bunch out, it also holds the grants back, so that the requests
+granted meanwhile do not queue behind the bunch for ever: a request waits in
+the spacer about the bunch's length (bunch / rate) and no more than
+`_SPACING_SLACK` after it. The time a stall took is lost to the rate: sending
+it at once is exactly the bunch the service would count against us.
+
 `Unlimited` has the same interface and never waits (no `--rate`, and tests).
 Both are bound to one event loop at a time.
 
@@ -68,6 +82,20 @@ __all__ = [
 # intervals of headroom on top.
 _LATE_WAKEUP_ALLOWANCE = 0.5
 
+# How far ahead (seconds, or intervals if more) the spacer may hold requests before the
+# grants are held back: an intent waits in the spacer about this long at most once a
+# bunch has been spread. It absorbs the usual jitter of a commit (tens of ms) without
+# costing the rate; only a real stall holds the grants back.
+_SPACING_SLACK = 0.05
+_SPACING_SLACK_INTERVALS = 2.0
+
+# The send side makes up to this much of a token of lateness (a late wake-up, a request
+# that came late), on both paths: every request passes it, most of them through its
+# timer, and at 200/s a loaded event loop is late by a few ms (half an interval) all the
+# time; losing that at each send would cost the rate. Below one token, any window of a
+# whole number of intervals still holds at most `burst + rate * T` sends.
+_SPACING_ALLOWANCE = 0.9
+
 # A wake-up this early (seconds) under an injected clock counts as on time.
 _EARLY_TOLERANCE = 1e-6
 
@@ -90,6 +118,8 @@ class Limiter(Protocol):
     def set_rate(self, rate: float) -> None: ...
 
     async def acquire(self) -> None: ...
+
+    async def space(self) -> None: ...
 
     async def __aenter__(self) -> None: ...
 
@@ -142,6 +172,11 @@ class RateLimiter:
         self._timer_due = 0.0  # the `_next` the pending timer was armed for
         self._loop: asyncio.AbstractEventLoop | None = None
         self._granted = 0
+        self._spacer: RateLimiter | None = None  # the send side, made by the first `space`
+        # Tokens of lateness made up: after an idle spell (none, so an idle bucket
+        # holds exactly `burst`) and after a late wake-up (see the module docstring).
+        self._idle_allowance = 0.0
+        self._late_allowance = _LATE_WAKEUP_ALLOWANCE
 
     def __repr__(self) -> str:
         return (
@@ -189,6 +224,8 @@ class RateLimiter:
         self._interval = 1.0 / new_rate
         if self._timer is not None:
             self._arm()
+        if self._spacer is not None:
+            self._spacer.set_rate(new_rate)  # the send side follows the rate in force
 
     async def acquire(self) -> None:
         """Wait, in FIFO order, for one token.
@@ -204,7 +241,7 @@ class RateLimiter:
             self._timer = None
         if not self._waiters:
             now = self._now(loop)
-            self._cap(now, allowance=0.0)
+            self._cap(now, allowance=self._idle_allowance)
             if self._next <= now:
                 self._grant()
                 return
@@ -222,6 +259,34 @@ class RateLimiter:
                 self._refund()
             raise
 
+    async def space(self) -> None:
+        """Wait, right before a request granted by `acquire` leaves, for its send slot.
+
+        Sends are paced by a second bucket of the same rate and burst, so a bunch
+        released at once by a stall after the grant is spread out again. While a
+        bunch is being spread, grants are held back until it has nearly left (see
+        the module docstring), which bounds how long a request waits here.
+        """
+        spacer = self._spacer
+        if spacer is None:
+            spacer = self._spacer = RateLimiter(
+                self._rate, self._burst, clock=self._clock or time.monotonic
+            )
+            spacer._idle_allowance = spacer._late_allowance = _SPACING_ALLOWANCE
+        loop = asyncio.get_running_loop()
+        now = spacer._now(loop)
+        due = spacer._due(now)
+        if due > now:
+            slack = max(_SPACING_SLACK, _SPACING_SLACK_INTERVALS * self._interval)
+            if self._next < due - slack:
+                self._next = due - slack  # a queued waiter's timer re-arms for it
+        await spacer.acquire()
+
+    @property
+    def spacing(self) -> int:
+        """Requests waiting for their send slot in `space`."""
+        return 0 if self._spacer is None else self._spacer.waiting
+
     async def __aenter__(self) -> None:
         await self.acquire()
 
@@ -234,6 +299,11 @@ class RateLimiter:
         return None
 
     # -- internals --------------------------------------------------------
+
+    def _due(self, now: float) -> float:
+        """When a caller arriving at `now` would be granted (behind those queued)."""
+        first = max(self._next, now - (self._burst - 1 + self._idle_allowance) * self._interval)
+        return first + self.waiting * self._interval
 
     def _now(self, loop: asyncio.AbstractEventLoop | None) -> float:
         if self._clock is not None:
@@ -280,7 +350,7 @@ class RateLimiter:
             # and a delay converted to another clock can come back an ulp short:
             # the timer is due, so the token is, instead of re-arming for 1e-16 s.
             now = max(now, self._timer_due)
-        self._cap(now, allowance=_LATE_WAKEUP_ALLOWANCE)
+        self._cap(now, allowance=self._late_allowance)
         waiters = self._waiters
         while waiters and self._next <= now:
             fut = waiters.popleft()
@@ -343,6 +413,9 @@ class Unlimited:
 
     async def acquire(self) -> None:
         self._granted += 1
+
+    async def space(self) -> None:
+        """Nothing to re-space."""
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -522,6 +595,12 @@ class AdaptivePacing:
         pair = self._pair(kind, endpoint)
         if pair is not None:
             await pair[0].acquire()
+
+    async def space(self, kind: str, endpoint: str) -> None:
+        """Right before the request leaves: its send slot at this API's adapted rate."""
+        pair = self._pair(kind, endpoint)
+        if pair is not None:
+            await pair[0].space()
 
     def on_answer(self, kind: str, endpoint: str, throttled: bool, sent_at: float) -> None:
         """An answer (below 500) to a request of `kind` sent to `endpoint` at `sent_at`."""

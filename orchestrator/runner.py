@@ -433,6 +433,12 @@ class Runner:
             if self._stopping or self._abort:
                 raise _Stopped
 
+        def last_check() -> None:
+            # After the intent, the request may wait for its send slot (the pacer's
+            # re-spacing): a stop or a trip that came meanwhile still stops it, unsent.
+            if self._stopping or self._abort or not self._rollout.still_allowed(target):
+                raise _Stopped
+
         tries = 0
 
         async def send() -> str:
@@ -440,7 +446,9 @@ class Runner:
             if committed and (self._stopping or self._abort):
                 raise _Stopped
             tries += 1
-            return await self._client.reinstall(spec, before_send=commit_intent)
+            return await self._client.reinstall(
+                spec, before_send=commit_intent, last_check=last_check
+            )
 
         try:
             job_id = await call_retrying(self._settings.retry, send)

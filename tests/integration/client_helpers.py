@@ -77,6 +77,10 @@ class RecordingLimiter:
         await self.inner.acquire()
         self.log.append("acquired")
 
+    async def space(self) -> None:
+        await self.inner.space()
+        self.log.append("spaced")
+
 
 def free_port() -> int:
     """A loopback port nobody listens on (bound, then released)."""

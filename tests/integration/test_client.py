@@ -449,11 +449,16 @@ async def test_before_send_runs_once_after_the_pacer_and_before_the_request(
             log.append("before_send")
             seen_by_service.append(sim.stats()["requests"]["reinstall"])
 
+        def last_check() -> None:
+            log.append("last_check")
+
         started = time.monotonic()
-        await client.reinstall(spec(110), before_send)
-        await client.reinstall(spec(111), before_send)
+        await client.reinstall(spec(110), before_send, last_check)
+        await client.reinstall(spec(111), before_send, last_check)
         elapsed = time.monotonic() - started
-        assert log == ["acquired", "before_send", "acquired", "before_send"]
+        # The token, the intent, the send slot, the last look at the stop, the send.
+        once = ["acquired", "before_send", "spaced", "last_check"]
+        assert log == once + once
         # When the hook ran, the service had not yet seen that call's request.
         assert seen_by_service == [0, 1]
         assert sim.stats()["requests"]["reinstall"] == 2

@@ -23,7 +23,9 @@ async def test_an_unexpected_exception_stops_the_run_with_state_consistent(
     inventory = make_inventory(10)
     sim = await start_sim(inventory)
 
-    async def broken(self: EcsClient, spec: TargetSpec, before_send: Any = None) -> str:
+    async def broken(
+        self: EcsClient, spec: TargetSpec, before_send: Any = None, last_check: Any = None
+    ) -> str:
         raise RuntimeError("injected bug")
 
     # Fault injection: the one code path that cannot fail for real here.

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import itertools
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from orchestrator.auth import TokenAuth
+from orchestrator.campaign import Invocation, open_state
+from orchestrator.client import EcsClient
+from orchestrator.endpoints import Endpoints
+from orchestrator.inventory import InventoryDefaults
+from orchestrator.model import TargetState
+from orchestrator.pacing import RateLimiter
+from orchestrator.runner import Runner, RunSettings
 from orchestrator.simulator import Simulator
+from orchestrator.state import StateStore
 
 StartSim = Callable[..., Awaitable[Simulator]]
 RunCampaign = Callable[..., Awaitable[Any]]
@@ -100,3 +114,125 @@ async def test_max_in_flight_bounds_servers_rebuilding_at_once(
     assert stats["max_concurrent_rebuilding"] == 5
     assert stats["rebuilding_now"] == 0
     assert set(stats["reinstalls_by_server"].values()) == {1}
+
+
+def _hold_write_lock(state_path: Path, seconds: float) -> None:
+    """Another writer on the state file: the run's commits wait for it (busy_timeout),
+    as they do behind a long WAL checkpoint, while the pacer keeps granting."""
+    conn = sqlite3.connect(str(state_path), isolation_level=None, timeout=5.0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def test_a_stalled_intent_commit_does_not_bunch_the_reinstalls(
+    tmp_path: Path,
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., Any],
+) -> None:
+    """Intents granted while the state file cannot commit leave together once it can;
+    the send-side spacing spreads them again, so no 1-s window at the service holds
+    more than rate + burst."""
+    rate, burst, count, stall = 40, 1, 120, 0.8
+    inventory = make_inventory(count, projects=4, seed=63)
+    sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
+    state_path = tmp_path / "stalled.state.sqlite"
+
+    async def stall_commits_once_sending() -> None:
+        while sim.stats()["requests"]["reinstall"] < 20:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(_hold_write_lock, state_path, stall)
+
+    staller = asyncio.create_task(stall_commits_once_sending())
+    campaign = await run_campaign(
+        inventory,
+        sim=sim,
+        state_path=state_path,
+        settings=fast_settings(rate=float(rate), poll_rate=200.0, preflight=False),
+    )
+    await staller
+
+    assert campaign.exit_code == 0
+    stats = sim.stats()
+    times = sorted(stats["request_times"]["reinstall"])
+    assert len(times) == count and stats["reinstalls_total"] == count
+    # The stall did hold the sends back (else this test proves nothing)...
+    assert max(b - a for a, b in itertools.pairwise(times)) >= stall * 0.6
+    # ...and what was granted meanwhile did not leave in one bunch.
+    assert busiest_window(times) <= rate + burst
+
+
+async def test_a_stop_while_intents_wait_for_their_send_slot_sends_none_of_them(
+    tmp_path: Path,
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    fast_settings: Callable[..., Any],
+) -> None:
+    """The rule for a stop that comes while a committed intent waits for its send slot:
+    it is not sent, and goes back to pending with the attempt not counted (as a stop
+    that comes while its intent is committed). Driven on a real state file: a stall of
+    the state file bunches the intents, the stop comes while they are being spread."""
+    rate, count = 40.0, 120
+    inventory = make_inventory(count, projects=4, seed=64)
+    sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
+    inv = Invocation(
+        state_path=tmp_path / "stopped.state.sqlite",
+        report_dir=tmp_path / "reports",
+        settings=RunSettings(),
+        inventory=inventory,
+        defaults=InventoryDefaults(),
+        endpoint=sim.url,
+        live_progress=False,
+    )
+    store = open_state(inv)
+    store.begin_invocation({"test": True}, str(inventory))
+    stop = asyncio.Event()
+
+    async def stall_then_stop() -> None:
+        while sim.stats()["requests"]["reinstall"] < 10:
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(_hold_write_lock, inv.state_path, 0.8)
+        await asyncio.sleep(0.15)  # the ~32 intents held by the stall are being spread
+        stop.set()
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = EcsClient(
+                session,
+                Endpoints(endpoint=sim.url),
+                TokenAuth(sim.config.token or ""),
+                submit_limiter=RateLimiter(rate),
+            )
+            runner = Runner(store, client, fast_settings(rate=rate, preflight=False))
+            side = asyncio.create_task(stall_then_stop())
+            await asyncio.wait_for(runner.run(stop), 30.0)
+            await side
+    finally:
+        store.end_invocation("test")
+        store.close()
+
+    sent = sim.stats()["reinstalls_by_server"]
+    with StateStore.open(inv.state_path, readonly=True) as done:
+        targets = list(done.iter_targets())
+        unsent = [
+            t
+            for t in targets
+            if [(e.to_state, e.detail) for e in done.events(t.id)][-2:]
+            == [
+                ("submitting", "intent to send a reinstall"),
+                ("pending", "stopped before the request left; not sent"),
+            ]
+        ]
+    # Most of the bunch was still waiting for its slot when the stop came...
+    assert len(unsent) >= 10, [t.state for t in targets]
+    # ...and none of it reached the service, nor counts as an attempt.
+    assert all(t.server_id not in sent and t.attempts == 0 for t in unsent)
+    assert all(t.state is TargetState.PENDING for t in unsent)
+    # Everything else that was sent was sent once; nothing was left in doubt.
+    assert all(n == 1 for n in sent.values())
+    assert not [t for t in targets if t.state in (TargetState.SUBMITTING, TargetState.IN_DOUBT)]

@@ -1,0 +1,300 @@
+"""The send-side spacing of `RateLimiter.space`, on a virtual-time event loop.
+
+Workers do what the runner does: take a token (`acquire`), "commit the intent"
+(a delay chosen by the test: a stall holds every commit until it ends), wait
+for the send slot (`space`) and "send" (a time stamp). The loop's clock jumps
+to the next timer, so seconds of pacing are checked exactly, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import random
+import selectors
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
+
+
+class _Selector(selectors.DefaultSelector):
+    """A blocking select advances virtual time by its timeout (plus `lateness()`, as a
+    loaded event loop wakes late) instead of sleeping."""
+
+    def __init__(self, lateness: Callable[[], float] | None) -> None:
+        super().__init__()
+        self.now = 0.0
+        self._lateness = lateness
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        events = super().select(0)
+        if events or timeout == 0:
+            return events
+        if timeout is None:
+            raise RuntimeError("nothing scheduled: the test would block forever")
+        self.now += timeout + (self._lateness() if self._lateness else 0.0)
+        return events
+
+
+class VirtualLoop(asyncio.SelectorEventLoop):
+    def __init__(self, lateness: Callable[[], float] | None = None) -> None:
+        self._virtual = _Selector(lateness)
+        super().__init__(self._virtual)
+
+    def time(self) -> float:
+        return self._virtual.now
+
+
+def run_virtual(
+    main: Callable[[], Awaitable[Any]], lateness: Callable[[], float] | None = None
+) -> Any:
+    loop = VirtualLoop(lateness)
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def max_in_window(stamps: list[float], width: float = 1.0) -> int:
+    """The most stamps in any closed window [t, t + width]."""
+    stamps = sorted(stamps)
+    return max(
+        (bisect.bisect_right(stamps, t + width + 1e-9) - i for i, t in enumerate(stamps)),
+        default=0,
+    )
+
+
+@dataclass
+class Trace:
+    granted: list[float] = field(default_factory=list)
+    committed: list[float] = field(default_factory=list)  # ready to send, before `space`
+    sent: list[float] = field(default_factory=list)
+    most_in_between: int = 0  # most requests granted and not yet sent at once
+
+    def waits(self) -> list[float]:
+        """Seconds each request spent in `space` (sends are in commit order)."""
+        return [s - c for c, s in zip(sorted(self.committed), self.sent, strict=False)]
+
+
+async def paced_run(
+    limiter: RateLimiter,
+    seconds: float,
+    *,
+    commit: Callable[[float], float] = lambda now: 0.005,
+    space: bool = True,
+    workers: int = 400,
+    at: Callable[[float], None] | None = None,
+) -> Trace:
+    """`workers` submitters for `seconds`; `commit(now)` is how long the intent's commit
+    takes when granted at `now`; `at(now)` runs after each send (rate changes)."""
+    loop = asyncio.get_running_loop()
+    trace = Trace()
+    in_between = 0
+
+    async def submitter() -> None:
+        nonlocal in_between
+        while True:
+            await limiter.acquire()
+            now = loop.time()
+            if now >= seconds:
+                return
+            trace.granted.append(now)
+            in_between += 1
+            trace.most_in_between = max(trace.most_in_between, in_between)
+            await asyncio.sleep(commit(now))
+            trace.committed.append(loop.time())
+            if space:
+                await limiter.space()
+            in_between -= 1
+            trace.sent.append(loop.time())
+            if at is not None:
+                at(loop.time())
+
+    await asyncio.gather(*(submitter() for _ in range(workers)))
+    return trace
+
+
+def stall(start: float, length: float, usual: float = 0.005) -> Callable[[float], float]:
+    """Commits take `usual`, except that none ends between `start` and `start + length`."""
+
+    def commit(now: float) -> float:
+        end = now + usual
+        return start + length - now if start <= end < start + length else usual
+
+    return commit
+
+
+# -- the bunch is spread again --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(200.0, 1), (50.0, 1), (10.0, 1), (200.0, 5)])
+def test_a_stall_after_the_grant_does_not_bunch_the_sends(rate: float, burst: int) -> None:
+    commit = stall(start=2.0, length=0.5)
+
+    unspaced = run_virtual(
+        lambda: paced_run(RateLimiter(rate, burst), 6.0, commit=commit, space=False)
+    )
+    spaced = run_virtual(lambda: paced_run(RateLimiter(rate, burst), 6.0, commit=commit))
+
+    # Without spacing, what was granted during the stall leaves at once...
+    assert max_in_window(unspaced.sent) >= rate + 0.4 * rate
+    # ...with it, the sends keep the grants' own bound.
+    assert max_in_window(spaced.sent) <= rate + burst
+    assert max_in_window(spaced.sent, 0.1) <= rate * 0.1 + burst
+
+
+def test_grants_are_held_back_so_no_queue_stays_behind_the_bunch() -> None:
+    """After the bunch has been spread, requests wait no longer in `space` than the
+    slack (0.05 s at 200/s): the grants made room instead of queueing behind it."""
+    rate, length = 200.0, 0.5
+    trace = run_virtual(
+        lambda: paced_run(RateLimiter(rate), 8.0, commit=stall(start=2.0, length=length))
+    )
+    waits = trace.waits()
+    bunch_over = 2.0 + 2 * length + 0.1  # the stall, the bunch spread at the rate, a margin
+    after = [w for w, c in zip(waits, sorted(trace.committed), strict=False) if c > bunch_over]
+    assert after and max(after) <= 0.05 + 1e-6
+    # During the bunch a request waits at most the bunch's length (bunch / rate).
+    assert max(waits) <= length + 0.05 + 1e-6
+    # What is granted and not yet sent stays about the bunch, never a growing queue.
+    assert trace.most_in_between <= rate * (length + 0.05) + 3
+
+
+def test_the_time_a_stall_took_is_lost_and_no_more() -> None:
+    rate, seconds, length = 100.0, 10.0, 0.5
+    trace = run_virtual(
+        lambda: paced_run(RateLimiter(rate), seconds, commit=stall(start=3.0, length=length))
+    )
+    # The bunch goes at the rate, so the stall's sending time is not made up...
+    assert len(trace.sent) <= rate * (seconds - length) + 0.05 * rate + 2
+    # ...but nothing beyond it is lost: the rest of the run is at the full rate.
+    assert len(trace.sent) >= rate * (seconds - length) - 0.05 * rate - 2
+
+
+def test_the_usual_commit_jitter_costs_no_rate() -> None:
+    """Commits of 2-40 ms, varying from one to the next (below the slack): the sends
+    stay within the bound and the run loses no rate to the spacing."""
+    rate, seconds = 200.0, 10.0
+    jitter = [0.002, 0.03, 0.004, 0.04, 0.01, 0.002, 0.025]
+    n = iter(range(1 << 30))
+
+    def commit(now: float) -> float:
+        return jitter[next(n) % len(jitter)]
+
+    trace = run_virtual(lambda: paced_run(RateLimiter(rate), seconds, commit=commit))
+    assert len(trace.sent) >= rate * seconds - 2
+    assert max_in_window(trace.sent) <= rate + 1
+    assert max(trace.waits()) <= 0.05
+
+
+def test_a_late_event_loop_costs_the_send_side_no_rate() -> None:
+    """Every wake-up late by up to 2 ms at 200/s (0.4 of an interval, as a loaded loop
+    here is): the send side makes the lateness up instead of losing it at each send,
+    so the sends keep the grants' rate, within the same window bound."""
+    rate, seconds = 200.0, 10.0
+    late = random.Random(7)
+    trace = run_virtual(
+        lambda: paced_run(RateLimiter(rate), seconds, commit=lambda now: 0.004),
+        lateness=lambda: late.uniform(0.0, 0.002),
+    )
+    assert len(trace.sent) >= len(trace.granted) - 2
+    assert len(trace.granted) >= rate * seconds * 0.99
+    assert max_in_window(trace.sent) <= rate + 1
+    assert max(trace.waits()) <= 0.05
+
+
+def test_no_stall_no_wait() -> None:
+    trace = run_virtual(lambda: paced_run(RateLimiter(50.0, 2), 3.0))
+    assert max(trace.waits()) <= 1e-9
+    assert len(trace.sent) == len(trace.granted)
+
+
+# -- the rate in force ----------------------------------------------------------------------
+
+
+def test_the_spacing_follows_a_rate_cut_while_a_bunch_waits() -> None:
+    """A rate cut (adaptive pacing) while a bunch is being spread: the rest of the
+    bunch goes at the new rate, not at the one it was queued under."""
+    limiter = RateLimiter(200.0)
+    cut_at = 2.6  # the bunch of the stall [2.0, 2.5) is being spread
+
+    def cut(now: float) -> None:
+        if now >= cut_at and limiter.rate == 200.0:
+            limiter.set_rate(50.0)
+
+    trace = run_virtual(
+        lambda: paced_run(limiter, 5.0, commit=stall(start=2.0, length=0.5), at=cut)
+    )
+    after_cut = [t for t in trace.sent if t > cut_at + 0.01]
+    assert max_in_window(after_cut) <= 50 + 1
+    gaps = [b - a for a, b in itertools.pairwise(after_cut)]
+    assert min(gaps) >= 1 / 50.0 - 1e-9
+
+
+def test_adaptive_pacing_spaces_each_endpoint_at_its_own_rate() -> None:
+    async def main() -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        pacing = AdaptivePacing({"reinstall": 20.0}, clock=loop.time)
+        sent: dict[str, list[float]] = {"eu-de": [], "eu-nl": []}
+        pacing.on_answer("reinstall", "eu-nl", True, sent_at=loop.time())  # cut to 14/s
+
+        async def one(endpoint: str) -> None:
+            await pacing.acquire("reinstall", endpoint)
+            await asyncio.sleep(max(0.0, 1.0 - loop.time()))  # every commit ends at 1.0
+            await pacing.space("reinstall", endpoint)
+            sent[endpoint].append(loop.time())
+
+        await asyncio.gather(*(one(e) for e in sent for _ in range(10)))
+        await pacing.space("job", "eu-de")  # a kind without a ceiling: never waits
+        return sent
+
+    sent = run_virtual(main)
+    for endpoint, rate in (("eu-de", 20.0), ("eu-nl", 14.0)):
+        assert len(sent[endpoint]) == 10
+        # At most n + burst in any n intervals of this endpoint's own rate...
+        for n in range(1, 10):
+            assert max_in_window(sent[endpoint], n / rate) <= n + 1
+        # ...and no slower: the bunch took 9 intervals less the lateness made up.
+        assert sent[endpoint][-1] - sent[endpoint][0] == pytest.approx((9 - 0.9) / rate)
+
+
+# -- the edges ------------------------------------------------------------------------------
+
+
+def test_unlimited_never_waits_to_send() -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        limiter = Unlimited()
+        for _ in range(1000):
+            await limiter.acquire()
+            await limiter.space()
+        return loop.time()
+
+    assert run_virtual(main) == 0.0
+
+
+def test_a_request_cancelled_in_the_spacer_gives_its_slot_back() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(10.0)
+        sent: list[float] = []
+
+        async def one() -> None:
+            await limiter.space()
+            sent.append(loop.time())
+
+        tasks = [asyncio.create_task(one()) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        assert limiter.spacing == 2
+        tasks[2].cancel()  # waiting for its slot at 0.11 s
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert limiter.spacing == 0
+        return sent
+
+    # An idle send side makes up 0.9 of a token: the second goes 0.01 s after the first.
+    assert run_virtual(main) == pytest.approx([0.0, 0.01, 0.11])
