@@ -46,9 +46,14 @@ class Throttled(ApiFault):
         self.retry_after = None if style == "202" else max(1, math.ceil(wait))
 
 
+# `json.dumps`'s output, without its per-call argument handling and the circular
+# reference bookkeeping: answers are fresh trees of plain dicts and lists.
+_encode = json.JSONEncoder(check_circular=False).encode
+
+
 def _json(payload: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=json.dumps(payload).encode(), status=status, content_type="application/json"
+        body=_encode(payload).encode(), status=status, content_type="application/json"
     )
 
 
@@ -87,7 +92,8 @@ class SimulatorApp:
         """The checks every API request passes before acting; returns (body, now)."""
         if self._latency:
             await asyncio.sleep(self._latency)
-        body = await request.read()
+        # A GET has no body: skip the payload stream's machinery (b"" either way).
+        body = await request.read() if request.body_exists else b""
         now = self._clock()
         stats = self.world.stats
         if self._auth.enabled:
@@ -96,7 +102,8 @@ class SimulatorApp:
                     request.method,
                     # The SDK unquotes the path before encoding it for the canonical URI.
                     request.path,
-                    list(request.query.items()),
+                    # No query string (every ECS call of ours): no query parsing.
+                    list(request.query.items()) if request.query_string else (),
                     request.headers,
                     body,
                     project_id,
