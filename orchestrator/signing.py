@@ -37,6 +37,11 @@ def sdk_date(now: datetime) -> str:
 
 
 _last_date: tuple[float, str] = (math.nan, "")
+# An Authorization header exactly as the SDK lays it out, with no space or comma in a
+# value: the general parse below gives the same three fields for it.
+_PLAIN_AUTHORIZATION = re.compile(
+    ALGORITHM + r" Access=([^\s,]+), SignedHeaders=([^\s,]+), Signature=([^\s,]+)"
+)
 # Path characters that RFC 3986 encoding leaves alone: such a path is its own encoding.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")
 
@@ -143,6 +148,10 @@ def authorization(
 
 def parse_authorization(value: str) -> tuple[str, list[str], str] | None:
     """Split an Authorization header into (access key, signed headers, signature)."""
+    # The SDK's own layout (and ours) in one match; anything else takes the general path.
+    plain = _PLAIN_AUTHORIZATION.fullmatch(value)
+    if plain is not None:
+        return plain[1], plain[2].split(";"), plain[3]
     if not value.startswith(ALGORITHM + " "):
         return None
     fields: dict[str, str] = {}

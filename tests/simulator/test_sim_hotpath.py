@@ -1,4 +1,4 @@
-"""The simulator's per-second caches answer exactly what formatting afresh would."""
+"""The simulator's hot-path shortcuts answer exactly as the long way round would."""
 
 from __future__ import annotations
 
@@ -64,3 +64,42 @@ async def test_a_date_seen_before_is_refused_once_it_is_stale(
     assert "15 minutes" in answer.body["error"]["message"]
     assert SK not in json.dumps(answer.body)
     assert (await api.stats())["unauthorized"] == 1
+
+
+def _parse_authorization_in_general(value: str) -> tuple[str, list[str], str] | None:
+    """The general parse, field by field, that the one-match fast path must agree with."""
+    if not value.startswith("SDK-HMAC-SHA256 "):
+        return None
+    fields: dict[str, str] = {}
+    for part in value[len("SDK-HMAC-SHA256 ") :].split(","):
+        name, sep, val = part.strip().partition("=")
+        if not sep:
+            return None
+        fields[name] = val
+    try:
+        return fields["Access"], fields["SignedHeaders"].split(";"), fields["Signature"]
+    except KeyError:
+        return None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host;x-sdk-date, Signature=ab12",
+        "SDK-HMAC-SHA256 Access=A=K, SignedHeaders=host, Signature=s==",
+        "SDK-HMAC-SHA256 Access=AK1,SignedHeaders=host, Signature=ab12",
+        "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature=ab12 ",
+        "SDK-HMAC-SHA256 Access=AK1,  SignedHeaders=host,\tSignature=ab12",
+        "SDK-HMAC-SHA256 Signature=ab12, Access=AK1, SignedHeaders=host",
+        "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature=ab12, Access=AK2",
+        "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host",
+        "SDK-HMAC-SHA256 Access=, SignedHeaders=host, Signature=ab12",
+        "SDK-HMAC-SHA256  Access=AK1, SignedHeaders=host, Signature=ab12",
+        "sdk-hmac-sha256 Access=AK1, SignedHeaders=host, Signature=ab12",
+        "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature=ab12\n",
+        "Bearer abc",
+        "",
+    ],
+)
+def test_authorization_fast_path_agrees_with_the_general_parse(value: str) -> None:
+    assert signing.parse_authorization(value) == _parse_authorization_in_general(value)
