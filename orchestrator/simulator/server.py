@@ -5,10 +5,9 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from aiohttp import web
-
-from orchestrator.simulator.app import SimulatorApp, build_app
+from orchestrator.simulator.app import SimulatorApp
 from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.http import LeanServer
 
 # In-flight handlers get this long to finish when the simulator stops; idle
 # keep-alive connections are closed at once.
@@ -24,12 +23,12 @@ class Simulator:
         self.config = config if config is not None else SimulatorConfig()
         self.host = host
         self.port = port
-        self._runner: web.AppRunner | None = None
+        self._server: LeanServer | None = None
         self._app: SimulatorApp | None = None
 
     @property
     def url(self) -> str:
-        if self._runner is None:
+        if self._server is None:
             raise RuntimeError("the simulator is not running")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
@@ -41,26 +40,17 @@ class Simulator:
         return self._app.stats()
 
     async def start(self) -> None:
-        if self._runner is not None:
+        if self._server is not None:
             raise RuntimeError("the simulator is already running")
-        app, self._app = build_app(self.config)
-        runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._app = SimulatorApp(self.config)
+        server = LeanServer(self._app)
+        self.port = await server.start(self.host, self.port)
+        self._server = server
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close(SHUTDOWN_TIMEOUT)
 
     async def __aenter__(self) -> Simulator:
         await self.start()
