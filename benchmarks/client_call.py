@@ -63,7 +63,9 @@ def main() -> int:
         write_csv(inventory, 2000, 20, 1)
         with inventory.open(newline="") as f:
             rows = list(csv.DictReader(f))
-        with SimulatorProcess("--fleet", inventory, "--job-seconds", "0", env=aksk_env()[1]) as sim:
+        with SimulatorProcess(
+            "--http", "lean", "--fleet", inventory, "--job-seconds", "0", env=aksk_env()[1]
+        ) as sim:
             if args.uvloop:
                 import uvloop
 

@@ -3,9 +3,13 @@
 Each API request passes the same gate: count it, wait the configured latency,
 authenticate, rate-limit, then the injected error and busy faults, all before
 anything is acted on. A reinstall that was acted on may still lose its answer:
-dropped (connection closed), replaced by a 5xx, or held back (slow). Handlers
-stay lean because one process must answer thousands of requests per second:
-no logging per request, no middleware.
+dropped (connection closed), replaced by a 5xx, or held back (slow).
+
+The handlers see a `Call` and return an `Answer`, free of any HTTP library, so
+two servers share them: `orchestrator.simulator.http` (the lean one `Simulator`
+runs, because one process must answer thousands of requests per second) and
+aiohttp's (`build_app`, for a caller that wants an `aiohttp.web.Application`,
+e.g. behind TLS). No logging per request, no middleware.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +38,7 @@ from orchestrator.simulator.world import World
 REINSTALL = "reinstall"
 JOB = "job"
 SERVER = "server"
+JSON_TYPE = "application/json"
 
 
 class Throttled(ApiFault):
@@ -46,10 +53,54 @@ class Throttled(ApiFault):
         self.retry_after = None if style == "202" else max(1, math.ceil(wait))
 
 
-def _json(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(payload).encode(), status=status, content_type="application/json"
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as the handlers see it."""
+
+    method: str
+    path: str  # percent-decoded, as the SDK's canonical URI starts from
+    query: Sequence[tuple[str, str]]
+    headers: Mapping[str, str]  # case-insensitive
+    body: bytes
+    base_url: str  # scheme://host of this request, for the IAM's catalog
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What to send back; `drop`: close the connection instead of answering."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = JSON_TYPE
+    drop: bool = False
+
+
+Handler = Callable[..., Awaitable[Answer]]
+
+# Encoded once: `json.dumps`'s output without its per-call argument handling and
+# circular-reference bookkeeping (answers are fresh trees of plain dicts and lists).
+_encode = json.JSONEncoder(check_circular=False).encode
+
+
+def _json(payload: Any, status: int = 200) -> Answer:
+    return Answer(status, _encode(payload).encode())
+
+
+# A route's `{name}` matches what aiohttp's router matches: one path segment.
+_SEGMENT = r"(?P<{}>[^{{}}/]+)"
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    return re.compile(
+        "".join(_SEGMENT.format(p) if i % 2 else re.escape(p) for i, p in enumerate(parts))
     )
+
+
+def _unquote_safe(value: str) -> str:
+    """A path parameter matched in the "safe" path, decoded as aiohttp decodes it."""
+    return value.replace("%2F", "/").replace("%25", "%")
 
 
 class SimulatorApp:
@@ -67,40 +118,93 @@ class SimulatorApp:
         self._limiter = RateLimiter(config.rate_limit)
         self._faults = Faults(config)
         self._latency = config.latency_ms / 1000.0
+        # Whether a handler may ever wait (latency, slow answers): without either,
+        # every handler finishes without suspending and a server may run it inline.
+        self.may_wait = self._latency > 0 or config.slow_answer_rate > 0
+        # (method, template, handler): aiohttp's GET routes also answer HEAD.
+        self.routes: tuple[tuple[str, str, Handler], ...] = (
+            ("POST", "/v1/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall),
+            ("POST", "/v2/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall_v2),
+            ("GET", "/v1/{project_id}/jobs/{job_id}", self.get_job),
+            ("GET", "/v1/{project_id}/cloudservers/{server_id}", self.get_server),
+            ("GET", "/_sim/stats", self.get_stats),
+            ("POST", "/v3/auth/tokens", self.issue_token),
+        )
+        self._compiled: tuple[tuple[str, re.Pattern[str], Handler], ...] = tuple(
+            (route[0], _pattern(route[1]), route[2]) for route in self.routes
+        )
 
     def stats(self) -> dict[str, Any]:
         return self.world.snapshot(self._clock())
 
+    def route(self, method: str, path_safe: str) -> tuple[Handler, dict[str, str]] | set[str]:
+        """The handler and path parameters for a request, or the methods the path allows
+        (empty: no such path). `path_safe` keeps `%2F` and `%25` encoded, as aiohttp's
+        router matches; parameters are decoded like aiohttp's."""
+        allowed: set[str] = set()
+        for route_method, pattern, handler in self._compiled:
+            match = pattern.fullmatch(path_safe)
+            if match is None:
+                continue
+            methods = {"GET", "HEAD"} if route_method == "GET" else {route_method}
+            if method in methods:
+                params = match.groupdict()
+                if "%" in path_safe:
+                    params = {k: _unquote_safe(v) for k, v in params.items()}
+                return handler, params
+            allowed |= methods
+        return allowed
+
     def build(self) -> web.Application:
+        """The same routes as an aiohttp application."""
         app = web.Application()
-        app.router.add_post("/v1/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall)
-        app.router.add_post(
-            "/v2/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall_v2
-        )
-        app.router.add_get("/v1/{project_id}/jobs/{job_id}", self.get_job)
-        app.router.add_get("/v1/{project_id}/cloudservers/{server_id}", self.get_server)
-        app.router.add_get("/_sim/stats", self.get_stats)
-        app.router.add_post("/v3/auth/tokens", self.issue_token)
+        for route in self.routes:
+            adapter = self._aiohttp_handler(route[2])
+            if route[0] == "GET":
+                app.router.add_get(route[1], adapter)
+            else:
+                app.router.add_post(route[1], adapter)
         return app
 
-    async def _gate(self, request: web.Request, kind: str, project_id: str) -> tuple[bytes, float]:
-        """The checks every API request passes before acting; returns (body, now)."""
+    @staticmethod
+    def _aiohttp_handler(
+        handler: Handler,
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            call = Call(
+                request.method,
+                request.path,
+                list(request.query.items()) if request.query_string else (),
+                request.headers,
+                await request.read() if request.body_exists else b"",
+                f"{request.scheme}://{request.host}",
+            )
+            answer = await handler(call, **request.match_info)
+            if answer.drop:
+                if request.transport is not None:
+                    request.transport.close()
+                # Writing to the closing transport fails inside aiohttp, which then
+                # drops the response quietly: the client sees a disconnect.
+                return web.Response(status=200)
+            response = web.Response(
+                body=answer.body or None, status=answer.status, content_type=answer.content_type
+            )
+            for name, value in answer.headers:
+                response.headers[name] = value
+            return response
+
+        return handle
+
+    async def _gate(self, call: Call, kind: str, project_id: str) -> float:
+        """The checks every API request passes before acting; returns the time after them."""
         if self._latency:
             await asyncio.sleep(self._latency)
-        body = await request.read()
         now = self._clock()
         stats = self.world.stats
         if self._auth.enabled:
             try:
                 self._auth.check(
-                    request.method,
-                    # The SDK unquotes the path before encoding it for the canonical URI.
-                    request.path,
-                    list(request.query.items()),
-                    request.headers,
-                    body,
-                    project_id,
-                    now,
+                    call.method, call.path, call.query, call.headers, call.body, project_id, now
                 )
             except ApiFault:
                 stats.unauthorized += 1
@@ -120,36 +224,37 @@ class SimulatorApp:
         if fault is not None:
             stats.busy += 1
             raise fault
-        return body, now
+        return now
 
-    def _error(self, fault: ApiFault) -> web.Response:
+    def _error(self, fault: ApiFault) -> Answer:
         self.world.stats.errors_by_code[fault.code] += 1
-        response = web.Response(
-            body=fault.body(), status=fault.status, content_type="application/json"
-        )
+        headers: tuple[tuple[str, str], ...] = ()
         if isinstance(fault, Throttled) and fault.retry_after is not None:
-            response.headers["Retry-After"] = str(fault.retry_after)
-        return response
+            headers = (("Retry-After", str(fault.retry_after)),)
+        return Answer(fault.status, fault.body(), headers)
 
-    async def reinstall(self, request: web.Request) -> web.StreamResponse:
+    async def reinstall(self, call: Call, project_id: str, server_id: str) -> Answer:
         """POST /v1/.../reinstallos: an image without Cloud-Init."""
-        return await self._reinstall(request, "v1", parse_reinstall)
+        return await self._reinstall(call, project_id, server_id, "v1", parse_reinstall)
 
-    async def reinstall_v2(self, request: web.Request) -> web.StreamResponse:
+    async def reinstall_v2(self, call: Call, project_id: str, server_id: str) -> Answer:
         """POST /v2/.../reinstallos: an image with Cloud-Init (user data)."""
-        return await self._reinstall(request, "v2", parse_reinstall_v2)
+        return await self._reinstall(call, project_id, server_id, "v2", parse_reinstall_v2)
 
     async def _reinstall(
-        self, request: web.Request, api: str, parse: Callable[[bytes], ReinstallRequest]
-    ) -> web.StreamResponse:
+        self,
+        call: Call,
+        project_id: str,
+        server_id: str,
+        api: str,
+        parse: Callable[[bytes], ReinstallRequest],
+    ) -> Answer:
         now = self._clock()
         self.world.stats.arrived(REINSTALL, now)
-        project_id = request.match_info["project_id"]
-        server_id = request.match_info["server_id"]
         self.world.reinstall_arrived(project_id, server_id, api, now)
         try:
-            body, now = await self._gate(request, REINSTALL, project_id)
-            job = self.world.reinstall(project_id, server_id, parse(body), now)
+            now = await self._gate(call, REINSTALL, project_id)
+            job = self.world.reinstall(project_id, server_id, parse(call.body), now)
         except ApiFault as fault:
             return self._error(fault)
         # Acted on: from here on only the answer can go wrong.
@@ -157,11 +262,7 @@ class SimulatorApp:
         if self._faults.drop():
             # Applied but unanswered: the client cannot tell whether it was accepted.
             stats.dropped += 1
-            if request.transport is not None:
-                request.transport.close()
-            # Writing to the closing transport fails inside aiohttp, which then
-            # drops the response quietly: the client sees a disconnect.
-            return web.Response(status=200)
+            return Answer(200, drop=True)
         after = self._faults.error_after_acting()
         if self._faults.slow():
             stats.slow_answers += 1
@@ -172,44 +273,37 @@ class SimulatorApp:
             return self._error(after)
         return _json({"job_id": job.job_id})
 
-    async def get_job(self, request: web.Request) -> web.Response:
+    async def get_job(self, call: Call, project_id: str, job_id: str) -> Answer:
         self.world.stats.arrived(JOB, self._clock())
-        project_id = request.match_info["project_id"]
         try:
-            _, now = await self._gate(request, JOB, project_id)
-            job = self.world.job(project_id, request.match_info["job_id"], now)
+            now = await self._gate(call, JOB, project_id)
+            job = self.world.job(project_id, job_id, now)
         except ApiFault as fault:
             return self._error(fault)
         return _json(job_body(job, now))
 
-    async def get_server(self, request: web.Request) -> web.Response:
+    async def get_server(self, call: Call, project_id: str, server_id: str) -> Answer:
         self.world.stats.arrived(SERVER, self._clock())
-        project_id = request.match_info["project_id"]
         try:
-            _, now = await self._gate(request, SERVER, project_id)
-            server = self.world.server(project_id, request.match_info["server_id"], now)
+            now = await self._gate(call, SERVER, project_id)
+            server = self.world.server(project_id, server_id, now)
         except ApiFault as fault:
             return self._error(fault)
         return _json(server_body(server, now))
 
-    async def issue_token(self, request: web.Request) -> web.Response:
+    async def issue_token(self, call: Call) -> Answer:
         """IAM: POST /v3/auth/tokens (password method), 201 with X-Subject-Token."""
         if not self.iam.enabled:
-            return web.Response(status=404)
-        body = await request.read()
-        base_url = f"{request.scheme}://{request.host}"
+            return Answer(404, content_type="application/octet-stream")
         try:
-            token, payload = self.iam.issue(body, base_url, self._clock())
+            token, payload = self.iam.issue(call.body, call.base_url, self._clock())
         except IamError as error:
             self.world.stats.token_refusals += 1
-            return web.Response(
-                body=error.body(), status=error.status, content_type="application/json"
-            )
-        response = _json(payload, status=201)
-        response.headers["X-Subject-Token"] = token
-        return response
+            return Answer(error.status, error.body())
+        answer = _json(payload, status=201)
+        return Answer(answer.status, answer.body, (("X-Subject-Token", token),))
 
-    async def get_stats(self, request: web.Request) -> web.Response:
+    async def get_stats(self, call: Call) -> Answer:
         return _json(self.stats())
 
 

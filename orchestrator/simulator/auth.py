@@ -7,6 +7,7 @@ Failure messages name what was wrong, never a header's value.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Iterable, Mapping
 
@@ -75,7 +76,7 @@ class Authenticator:
         if not verify_signature(self._ak, self._sk, method, path, query, headers, body):
             raise ApiFault("APIGW.0301", "The request signature does not match.")
         try:
-            signed_at = signing.parse_sdk_date(headers.get("X-Sdk-Date", "")).timestamp()
+            signed_at = sdk_timestamp(headers.get("X-Sdk-Date", ""))
         except ValueError:
             raise ApiFault("APIGW.0301", "X-Sdk-Date is missing or malformed.") from None
         if abs(now - signed_at) > MAX_CLOCK_SKEW:
@@ -88,3 +89,15 @@ class Authenticator:
 
 # The simulator's signature check is the shared signer's, named here so tests pin it.
 verify_signature = signing.verify
+
+
+# A few seconds' worth of distinct X-Sdk-Date values: every request signed within
+# the same second carries the same one, so `strptime` runs about once per second.
+@functools.lru_cache(maxsize=64)
+def sdk_timestamp(value: str) -> float:
+    """Epoch seconds of an X-Sdk-Date value; ValueError (never cached) when malformed.
+
+    Only the parse is cached: how far the value is from the clock is still judged
+    per request, so a stale date is refused however often it was seen before.
+    """
+    return signing.parse_sdk_date(value).timestamp()

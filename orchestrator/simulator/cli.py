@@ -15,7 +15,7 @@ import click
 
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
-from orchestrator.simulator.server import Simulator
+from orchestrator.simulator.server import HttpServer, Simulator
 
 _RATE = click.FloatRange(0.0, 1.0)
 
@@ -73,6 +73,15 @@ def _users(
     show_default=True,
     type=click.IntRange(0, 65535),
     help="Port to listen on; 0 picks a free port (the URL is printed first).",
+)
+@click.option(
+    "--http",
+    "http",
+    type=click.Choice(["aiohttp", "lean"]),
+    default="aiohttp",
+    show_default=True,
+    help="HTTP server: aiohttp's, or the simulator's own lean HTTP/1.1 protocol (about 40 %"
+    " less CPU per request; the fleet-scale benchmarks use it).",
 )
 @click.option(
     "--seed",
@@ -293,6 +302,7 @@ def _users(
 def simulate(
     host: str,
     port: int,
+    http: HttpServer,
     seed: int,
     fleet: tuple[tuple[str, str], ...] | None,
     missing_rate: float,
@@ -368,16 +378,16 @@ def simulate(
         token_ttl=token_ttl,
         denied_projects=denied_projects,
     )
-    asyncio.run(_serve(config, host, port))
+    asyncio.run(_serve(config, host, port, http))
 
 
-async def _serve(config: SimulatorConfig, host: str, port: int) -> None:
+async def _serve(config: SimulatorConfig, host: str, port: int, http: HttpServer) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with Simulator(config, host=host, port=port) as sim:
+        async with Simulator(config, host=host, port=port, http=http) as sim:
             click.echo(sim.url)
             sys.stdout.flush()
             kinds = {

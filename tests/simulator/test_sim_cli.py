@@ -134,7 +134,7 @@ def test_flags_and_env_vars_reach_the_config(
 ) -> None:
     seen: list[tuple[SimulatorConfig, str, int]] = []
 
-    async def fake_serve(config: SimulatorConfig, host: str, port: int) -> None:
+    async def fake_serve(config: SimulatorConfig, host: str, port: int, http: str) -> None:
         seen.append((config, host, port))
 
     monkeypatch.setattr(cli_module, "_serve", fake_serve)
@@ -177,7 +177,7 @@ def test_flags_and_env_vars_reach_the_config(
 def _config_of(args: list[str], monkeypatch: pytest.MonkeyPatch) -> SimulatorConfig:
     seen: list[SimulatorConfig] = []
 
-    async def fake_serve(config: SimulatorConfig, host: str, port: int) -> None:
+    async def fake_serve(config: SimulatorConfig, host: str, port: int, http: str) -> None:
         seen.append(config)
 
     monkeypatch.setattr(cli_module, "_serve", fake_serve)
@@ -224,3 +224,18 @@ def test_simulator_process_starts_with_in_process_defaults_that_args_override(
     config = _config_of(args, monkeypatch)
     assert config.queue_seconds == (5.0, 30.0)  # the caller's flag came last and won
     assert (config.power_off_seconds, config.fail_to_error_rate) == ((0.0, 0.0), 1.0)
+
+
+@pytest.mark.parametrize(("args", "expected"), [([], "aiohttp"), (["--http", "lean"], "lean")])
+def test_the_http_server_is_aiohttps_unless_lean_is_asked_for(
+    args: list[str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen: list[str] = []
+
+    async def fake_serve(config: SimulatorConfig, host: str, port: int, http: str) -> None:
+        chosen.append(http)
+
+    monkeypatch.setattr(cli_module, "_serve", fake_serve)
+    result = CliRunner().invoke(simulate, args, env={"SIM_AK": None, "SIM_SK": None})
+    assert result.exit_code == 0, result.output
+    assert chosen == [expected]
