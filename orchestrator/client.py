@@ -296,9 +296,12 @@ class EcsClient:
         base = self._bases.get(base_url)
         if base is None:
             base = self._bases[base_url] = _Base.of(self._session, base_url)
-        headers: dict[str, str] = JSON_HEADERS
-        if self._credentials is not None:
-            headers = self._credentials.headers(method, base.host, path, project_id, body, headers)
+        if self._credentials is not None:  # a new dict: JSON_HEADERS is not touched
+            headers = self._credentials.headers(
+                method, base.host, path, project_id, body, JSON_HEADERS
+            )
+        else:
+            headers = dict(JSON_HEADERS)
         self.requests[kind] += 1
         try:
             async with self._session.request(
