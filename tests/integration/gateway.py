@@ -32,6 +32,7 @@ from typing import Any, Final, TypeAlias
 
 import aiohttp
 from aiohttp import web
+from loopback import serve
 
 from orchestrator.simulator.errors import ApiFault
 
@@ -113,14 +114,7 @@ class Gateway:
     async def start(self) -> Gateway:
         assert self.upstream.startswith("http://127.0.0.1:")  # loopback only
         self._session = aiohttp.ClientSession()
-        app = web.Application(client_max_size=1 << 20)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self.port = await serve(self._handle)
         return self
 
     async def stop(self) -> None:

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+from loopback import serve
 
 LAUNCHED_BEFORE = "2024-01-01T00:00:00.000000"
 OTHER_SERVER = "00000000-0000-4000-8000-000000000bad"
@@ -88,14 +89,7 @@ class HostileServer:
         return dict(late)
 
     async def start(self) -> HostileServer:
-        app = web.Application(client_max_size=1 << 20)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._runner = runner
-        self.port = runner.addresses[0][1]
+        self._runner, self.port = await serve(self._dispatch)
         return self
 
     async def stop(self) -> None:
