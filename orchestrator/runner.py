@@ -160,6 +160,7 @@ class _Follow:
     job_started: bool = False  # the job was seen past INIT
     verifying: JobView | None = None  # the job said SUCCESS: the server is being checked
     verify_reads: int = 0
+    job_forgotten: bool = False  # the service no longer knows the job (Common.0011)
 
 
 class Runner:
@@ -693,6 +694,7 @@ class Runner:
                 lambda: self._client.job(target.project_id, job_id, target.spec.region)
             )
         except NotFound:
+            info.job_forgotten = True  # it cannot decide anything now: the server will
             target = await self._change(
                 target, S.IN_DOUBT, f"the service no longer knows job {job_id}"
             )
@@ -860,8 +862,9 @@ class Runner:
         info.previous = server
         if s.verdict is Verdict.FOLLOW:
             target = await self._change(target, S.RUNNING, f"settled: following, {s.reason}")
-            # Where the service gave a job id, the job's own end decides.
-            info.by_server = target.job_id is None
+            # Where the service gave a job id, the job's own end decides, unless the
+            # service has forgotten the job: asking it again would only come back here.
+            info.by_server = target.job_id is None or info.job_forgotten
             info.seen_rebuild = is_rebuilding(server)
             self._schedule(target)
         elif s.verdict is Verdict.WAIT:

@@ -381,6 +381,44 @@ async def test_a_doubt_with_a_job_id_found_rebuilding_is_decided_by_the_jobs_fai
     assert_never_twice(stats, inventory)
 
 
+async def test_a_forgotten_job_of_a_failed_rebuild_is_followed_from_the_server(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """A job the service no longer knows (Common.0011) cannot decide anything: settled
+    with its job id kept, the target went back to the job, which was forgotten again,
+    in doubt again, ... until --job-timeout. Followed from the server instead, a
+    rebuild that ends without a relaunch fails at once (never resent, never succeeded)."""
+    inventory = make_inventory(1, projects=1, seed=85)
+    # The rebuild FAILs after 2 s: the server goes back to SHUTOFF, launched_at unchanged.
+    sim = await start_sim(
+        inventory, job_fail_rate=1.0, fail_to_error_rate=0.0, job_seconds=(2.0, 2.0)
+    )
+    gw = await stack.enter_async_context(Gateway(sim.url))
+    gw.rule = lambda request: ApiFault("Common.0011") if request.kind == "job" else None
+    campaign = await run_campaign(
+        inventory,
+        endpoint=gw.url,
+        credentials=TokenAuth(sim.config.token or ""),
+        settings=fast_settings(settle_quiet=3.0, job_timeout=20.0),
+    )
+
+    [target] = campaign.targets()
+    details = [e.detail for e in campaign.events(target.id)]
+    assert any("no longer knows job" in d for d in details), details
+    assert target.state is S.FAILED, details
+    assert target.error_code == "Orchestrator.NotVerified", details
+    # Not by --job-timeout: once forgotten, the job is not asked about in a loop.
+    assert gw.count("job", fate="Common.0011") <= 3, details
+    assert not any(e.to_state == S.SUCCEEDED.value for e in campaign.events(target.id))
+    stats = sim.stats()
+    assert stats["jobs"]["FAIL"] == 1
+    assert_never_twice(stats, inventory)
+
+
 class StopOnNotAccepted(StateStore):
     """Asks for a stop as soon as a "not accepted" settlement is committed, so that
     the run ends between that settlement and the resend."""
