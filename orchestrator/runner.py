@@ -406,12 +406,17 @@ class Runner:
 
         committed: list[Target] = []
 
+        def last_check() -> None:
+            # Before the intent (after the pacer) and again right before the request
+            # leaves (after its send slot): a stop or a trip meanwhile stops it, unsent.
+            if self._stopping or self._abort or not self._rollout.still_allowed(target):
+                raise _Stopped
+
         async def commit_intent() -> None:
             # Runs after the pacer allowed the request and right before it leaves.
             if committed:
                 return
-            if self._stopping or self._abort or not self._rollout.still_allowed(target):
-                raise _Stopped  # a stop, or a trip while this one waited for the pacer
+            last_check()
             launched = before.launched_at if before else None
             committed.append(
                 await self._change(
@@ -432,12 +437,6 @@ class Runner:
             # A stop that arrived while the intent was being committed still
             # stops this send: the intent goes back to pending, unsent.
             if self._stopping or self._abort:
-                raise _Stopped
-
-        def last_check() -> None:
-            # After the intent, the request may wait for its send slot (the pacer's
-            # re-spacing): a stop or a trip that came meanwhile still stops it, unsent.
-            if self._stopping or self._abort or not self._rollout.still_allowed(target):
                 raise _Stopped
 
         tries = 0

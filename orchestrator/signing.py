@@ -195,6 +195,11 @@ def parse_authorization(value: str) -> tuple[str, list[str], str] | None:
     plain = _PLAIN_AUTHORIZATION.fullmatch(value)
     if plain is not None:
         return plain[1], plain[2].split(";"), plain[3]
+    return parse_authorization_fields(value)
+
+
+def parse_authorization_fields(value: str) -> tuple[str, list[str], str] | None:
+    """`parse_authorization` field by field: any spacing and order the SDK may send."""
     if not value.startswith(ALGORITHM + " "):
         return None
     fields: dict[str, str] = {}

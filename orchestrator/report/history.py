@@ -55,10 +55,6 @@ class History:
     span_s: float | None  # first start to last end
 
 
-def _parse(value: str | None) -> datetime | None:
-    return parse_timestamp(value)
-
-
 def build_history(
     invocations: Sequence[InvocationInfo],
     last_activity: Mapping[int, str] | None = None,
@@ -88,7 +84,7 @@ def build_history(
             )
             if end is not None:
                 how += f" (last activity {end})"
-        start_at, end_at = _parse(inv.started_at), _parse(end)
+        start_at, end_at = parse_timestamp(inv.started_at), parse_timestamp(end)
         duration = (
             max((end_at - start_at).total_seconds(), 0.0)
             if start_at is not None and end_at is not None
@@ -106,11 +102,11 @@ def build_history(
                 options=safe(inv.options) if safe is not None else dict(inv.options),
             )
         )
-    starts = [s.started_at for s in spans if _parse(s.started_at) is not None]
-    ends = [s.ended_at for s in spans if _parse(s.ended_at) is not None]
-    first = min(starts, key=lambda v: _parse(v) or datetime.max) if starts else None
-    last = max(ends, key=lambda v: _parse(v) or datetime.min) if ends else None
-    first_at, last_at = _parse(first), _parse(last)
+    starts = [s.started_at for s in spans if parse_timestamp(s.started_at) is not None]
+    ends = [s.ended_at for s in spans if parse_timestamp(s.ended_at) is not None]
+    first = min(starts, key=lambda v: parse_timestamp(v) or datetime.max) if starts else None
+    last = max(ends, key=lambda v: parse_timestamp(v) or datetime.min) if ends else None
+    first_at, last_at = parse_timestamp(first), parse_timestamp(last)
     span = (
         round(max((last_at - first_at).total_seconds(), 0.0), 3)
         if first_at is not None and last_at is not None

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from orchestrator.model import TargetState
+from orchestrator.report.times import parse_timestamp
 from orchestrator.rollout.budget import FailureLedger, Outcome
 from orchestrator.rollout.gate import DURATIONS_KEPT, Confirm, RolloutGate
 from orchestrator.rollout.options import PLAN_META_KEY, RolloutOptions
@@ -141,7 +142,7 @@ class _Replay:
         self.final[w] = self.final.get(w, 0) + 1
         if r.state is TargetState.FAILED and r.seq > self.acked:
             self.failed[w] = self.failed.get(w, 0) + 1
-        at = _parse(r.finished_at)
+        at = parse_timestamp(r.finished_at)
         if at is not None and (w not in self.last or at > self.last[w]):
             self.last[w] = at
         if r.state is TargetState.SUCCEEDED:
@@ -158,16 +159,7 @@ class _Replay:
         """Intent to end of the latest succeeded targets: what the cutoff has to predict."""
         found = []
         for intent, finished in self._times:
-            start, end = _parse(intent), _parse(finished)
+            start, end = parse_timestamp(intent), parse_timestamp(finished)
             if start is not None and end is not None:
                 found.append((end - start).total_seconds())
         return found
-
-
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from orchestrator.errors import StateError
 from orchestrator.model import TargetState
+from orchestrator.report.times import parse_timestamp
 from orchestrator.status.view import (
     DeferredTarget,
     FailureGroup,
@@ -45,16 +46,6 @@ def _now() -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _alive(pid: int | None) -> bool:
@@ -258,8 +249,8 @@ def _invocation(
         state = "running"
     else:
         state = "interrupted"
-    start = _parse(started_at)
-    end = _parse(ended_at) if ended_at else (now if state == "running" else None)
+    start = parse_timestamp(started_at)
+    end = parse_timestamp(ended_at) if ended_at else (now if state == "running" else None)
     elapsed = (end - start).total_seconds() if start and end else None
     final_since = 0
     if started_at:
