@@ -372,14 +372,15 @@ async def connected(
         _cloud(inv, None, session) as cloud,
     ):
         endpoints, credentials = cloud
-        yield EcsClient(
+        async with EcsClient(
             session,
             endpoints,
             credentials,
             submit_limiter=RateLimiter(s.rate),
             poll_limiter=RateLimiter(s.poll_rate),
             timeouts=Timeouts(),
-        )
+        ) as client:
+            yield client
 
 
 async def execute(inv: Invocation, store: StateStore) -> Result:
@@ -414,7 +415,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 adaptive = AdaptivePacing(
                     {"reinstall": s.rate, "job": s.poll_rate, "server": s.poll_rate}
                 )
-            client = EcsClient(
+            async with EcsClient(
                 session,
                 endpoints,
                 credentials,
@@ -423,47 +424,47 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 timeouts=Timeouts(),
                 user_data=inv.user_data.encoded if inv.user_data else None,
                 adaptive=adaptive,
-            )
-            runner = Runner(store, client, s, rollout=rollout.gate)
-            total = sum(runner.counts.values())
-            tap = FailureTap()
-            run_log = logging.getLogger("orchestrator.run")
-            run_log.addHandler(tap)
+            ) as client:
+                runner = Runner(store, client, s, rollout=rollout.gate)
+                total = sum(runner.counts.values())
+                tap = FailureTap()
+                run_log = logging.getLogger("orchestrator.run")
+                run_log.addHandler(tap)
 
-            def snapshot() -> LiveStats:
-                # Read-only, a few times a second: copies, never the live dicts.
-                counts = dict(runner.counts)
-                return LiveStats(
-                    counts=counts,
-                    total=total,
-                    requests=dict(client.requests),
-                    throttled=client.throttled,
-                    submit_limit=s.rate,
-                    query_limit=s.poll_rate,
-                    in_flight=in_flight(counts),
-                    max_in_flight=s.max_in_flight,
-                    recent_failures=tap.recent(),
-                    deferred=runner.deferred,
-                    submit_rate_adaptive=_adapted(client, "reinstall"),
-                    query_rate_adaptive=_adapted(client, "job"),
-                    wave=_wave_info(rollout.gate),
-                    window=_window_info(rollout.gate),
-                )
+                def snapshot() -> LiveStats:
+                    # Read-only, a few times a second: copies, never the live dicts.
+                    counts = dict(runner.counts)
+                    return LiveStats(
+                        counts=counts,
+                        total=total,
+                        requests=dict(client.requests),
+                        throttled=client.throttled,
+                        submit_limit=s.rate,
+                        query_limit=s.poll_rate,
+                        in_flight=in_flight(counts),
+                        max_in_flight=s.max_in_flight,
+                        recent_failures=tap.recent(),
+                        deferred=runner.deferred,
+                        submit_rate_adaptive=_adapted(client, "reinstall"),
+                        query_rate_adaptive=_adapted(client, "job"),
+                        wave=_wave_info(rollout.gate),
+                        window=_window_info(rollout.gate),
+                    )
 
-            try:
-                with _signals(stop, halt):
-                    async with ProgressDisplay(
-                        ProgressMeter(total),
-                        snapshot,
-                        live=inv.live_progress,
-                        console=inv.console,
-                        title=f"ECS reinstall · {inv.state_path.name}",
-                    ):
-                        outcome = await runner.run(stop, halt)
-                _rollout_end(store, rollout.gate, outcome, client.adaptive_rates())
-            finally:
-                run_log.removeHandler(tap)
-                sent = dict(client.requests)
+                try:
+                    with _signals(stop, halt):
+                        async with ProgressDisplay(
+                            ProgressMeter(total),
+                            snapshot,
+                            live=inv.live_progress,
+                            console=inv.console,
+                            title=f"ECS reinstall · {inv.state_path.name}",
+                        ):
+                            outcome = await runner.run(stop, halt)
+                    _rollout_end(store, rollout.gate, outcome, client.adaptive_rates())
+                finally:
+                    run_log.removeHandler(tap)
+                    sent = dict(client.requests)
     finally:
         label = "interrupted" if outcome is None else _label(outcome)
         with contextlib.suppress(StateError):

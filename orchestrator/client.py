@@ -1,12 +1,16 @@
-"""The ECS API client: three calls, and the one place aiohttp errors are translated.
+"""The ECS API client: three calls, and the one place transport errors are translated.
 
     reinstall(spec) -> job_id          POST /v1/{project}/cloudservers/{server}/reinstallos
                                        (/v2/... for a Cloud-Init target, with its user data)
     job(project, job_id) -> JobView    GET  /v1/{project}/jobs/{job_id}
     server(project, server) -> ServerView  GET /v1/{project}/cloudservers/{server}
 
-Nothing above this module sees an aiohttp exception: every failure becomes one
-of the errors in `orchestrator.errors`, chosen by what the caller may do next.
+The calls go over `orchestrator.http1`'s lean keep-alive pool, or through aiohttp's
+session where a proxy is configured for the endpoint (CONNECT, proxy credentials).
+Both transports' failures come here as `http1.ConnectFailed` (nothing was sent) or
+`http1.NoAnswer` (maybe sent); nothing above this module sees either, or an aiohttp
+exception: every failure becomes one of the errors in `orchestrator.errors`, chosen
+by what the caller may do next.
 For a reinstall the key question is whether the request could have been acted
 on: a refusal (429, 202 Common.0024, 501 Ecs.0603, a failed connect) may be sent
 again; a timeout, a dropped connection or a 5xx after sending may not.
@@ -27,6 +31,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from orchestrator import http1
 from orchestrator.auth import Credentials
 from orchestrator.endpoints import Endpoints
 from orchestrator.errors import (
@@ -45,7 +50,7 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import TargetSpec
-from orchestrator.network import proxy_for
+from orchestrator.network import proxy_for, tls_for
 from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
 from orchestrator.reachability import Reachability
 
@@ -87,8 +92,7 @@ class ServerView:
 class Timeouts:
     """How long one request may take: to connect, and in all (connect, send, answer).
 
-    No separate read timeout: aiohttp re-arms one for every chunk received, a timer
-    per answer that costs more than it tells for answers of a few hundred bytes.
+    No separate read timeout: an answer of a few hundred bytes either comes or not.
     """
 
     connect: float = 10.0
@@ -96,7 +100,12 @@ class Timeouts:
 
 
 class EcsClient:
-    """Sends the three ECS calls through one pooled session, paced by the limiters given."""
+    """Sends the three ECS calls over one connection pool, paced by the limiters given.
+
+    `session` is the run's aiohttp session: its connection limit and TLS context are
+    the pool's too, and requests through a proxy use it. `aclose` (or `async with`)
+    closes the pool's connections; the session is its owner's to close.
+    """
 
     def __init__(
         self,
@@ -121,13 +130,29 @@ class EcsClient:
         self._submit_limiter = submit_limiter or Unlimited()
         self._poll_limiter = poll_limiter or Unlimited()
         t = timeouts or Timeouts()
+        self._timeouts = t
         self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
+        connector = session.connector
+        self._pool = http1.Pool(
+            limit=connector.limit if connector is not None and connector.limit else 100,
+            tls=tls_for(session),
+            max_body=MAX_BODY_BYTES,
+        )
         self._adaptive = adaptive
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
         self.reachability = reachability or Reachability()
         self._user_data = user_data
         self._bases: dict[str, _Base] = {}
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+    async def __aenter__(self) -> EcsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # -- the three calls ---------------------------------------------------
 
@@ -304,6 +329,45 @@ class EcsClient:
             headers = dict(JSON_HEADERS)
         self.requests[kind] += 1
         try:
+            if base.proxy:
+                status, resp_headers, raw = await self._via_session(
+                    method, base, path, body, headers
+                )
+            else:
+                answer = await self._pool.request(
+                    base.origin,
+                    method,
+                    base.prefix + path,
+                    headers,
+                    body,
+                    connect_timeout=self._timeouts.connect,
+                    total_timeout=self._timeouts.total,
+                )
+                status, raw = answer.status, answer.body
+                # Only a refusal's headers are read (Retry-After).
+                resp_headers = answer.headers if status >= 300 else {}
+        except http1.ConnectFailed as exc:
+            # The connection was never made: nothing reached the service.
+            self.requests[kind] -= 1
+            if self.reachability.failed(str(exc)):
+                raise Unreachable(
+                    self.reachability.describe(base_url), reached=self.reachability.reached
+                ) from None
+            raise NotSent(f"{kind}: cannot connect ({str(exc).partition(':')[0]})") from None
+        except http1.NoAnswer as exc:
+            # Sent, or maybe sent: the service may have acted on it.
+            message = f"{kind}: no answer ({exc})"
+            if unsent_is_unknown:
+                raise OutcomeUnknown(message) from None
+            raise RetryLater(message) from None
+        self.reachability.answered()
+        return status, resp_headers, raw, headers
+
+    async def _via_session(
+        self, method: str, base: _Base, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request through aiohttp (a proxy is configured), failures as http1's."""
+        try:
             async with self._session.request(
                 method,
                 base.url.with_path(base.prefix + path, encoded=True),
@@ -313,31 +377,13 @@ class EcsClient:
                 allow_redirects=False,
                 **base.proxy,
             ) as resp:
-                length = resp.content_length
-                if length is not None and length <= MAX_BODY_BYTES:
-                    raw = await resp.read()  # the common case: one read of a known size
-                else:
-                    raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
-                status = resp.status
-                # Only a refusal's headers are read (Retry-After): a success's are not copied.
-                resp_headers = dict(resp.headers.items()) if status >= 300 else {}
+                raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
+                headers = dict(resp.headers.items()) if resp.status >= 300 else {}
+                return resp.status, headers, raw
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # The connection was never made: nothing reached the service.
-            self.requests[kind] -= 1
-            error = f"{type(exc).__name__}: {str(exc)[:200]}"
-            if self.reachability.failed(error):
-                raise Unreachable(
-                    self.reachability.describe(base_url), reached=self.reachability.reached
-                ) from None
-            raise NotSent(f"{kind}: cannot connect ({type(exc).__name__})") from None
+            raise http1.ConnectFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
-            # Sent, or maybe sent: the service may have acted on it.
-            message = f"{kind}: no answer ({type(exc).__name__})"
-            if unsent_is_unknown:
-                raise OutcomeUnknown(message) from None
-            raise RetryLater(message) from None
-        self.reachability.answered()
-        return status, resp_headers, raw, headers
+            raise http1.NoAnswer(type(exc).__name__) from None
 
     def _failure(
         self,
@@ -409,6 +455,7 @@ class _Base:
     the signature names and the proxy the environment gives it."""
 
     url: URL
+    origin: http1.Origin
     prefix: str  # the base URL's own path, if any, before ours
     host: str
     proxy: dict[str, Any]
@@ -417,7 +464,11 @@ class _Base:
     def of(cls, session: aiohttp.ClientSession, base_url: str) -> _Base:
         url = URL(base_url)
         return cls(
-            url, url.raw_path.rstrip("/"), urlsplit(base_url).netloc, proxy_for(session, base_url)
+            url,
+            http1.Origin.of(base_url),
+            url.raw_path.rstrip("/"),
+            urlsplit(base_url).netloc,
+            proxy_for(session, base_url),
         )
 
 

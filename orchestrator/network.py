@@ -65,11 +65,23 @@ def ssl_context(bundle: CaBundle) -> ssl.SSLContext:
 def new_session(limit: int, bundle: CaBundle, *, proxies: bool = True) -> aiohttp.ClientSession:
     """The one pooled session of a run: proxies from the environment (not for the
     in-process simulator), CAs as chosen."""
-    connector = aiohttp.TCPConnector(limit=limit, ssl=ssl_context(bundle))
+    tls = ssl_context(bundle)
+    connector = aiohttp.TCPConnector(limit=limit, ssl=tls)
     session = aiohttp.ClientSession(connector=connector, trust_env=False)
+    _TLS[session] = tls
     if proxies:
         _PROXIED[session] = {}
     return session
+
+
+# The TLS context each session was made with, for the lean pool that sends beside it
+# (`client.EcsClient`): one choice of CAs for every request of a run.
+_TLS: weakref.WeakKeyDictionary[aiohttp.ClientSession, ssl.SSLContext] = weakref.WeakKeyDictionary()
+
+
+def tls_for(session: aiohttp.ClientSession) -> ssl.SSLContext | None:
+    """The TLS context `new_session` gave `session` (None: not made there; the system's CAs)."""
+    return _TLS.get(session)
 
 
 # Sessions whose requests follow the environment's proxies, and what each origin resolved to.
