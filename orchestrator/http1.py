@@ -108,11 +108,14 @@ class Pool:
         data = self._encode(origin, method, target, headers, body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + total_timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise NoAnswer("timeout waiting for a free connection") from None
+        if self._slots.locked():  # only then a timer: the common case has a free slot
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise NoAnswer("timeout waiting for a free connection") from None
+        else:
+            await self._slots.acquire()
         try:
             conn = self._idle_connection(origin, loop.time())
             if conn is None:
