@@ -39,6 +39,7 @@ __all__ = ["Answer", "ConnectFailed", "NoAnswer", "Origin", "Pool"]
 
 MAX_HEAD_BYTES = 64 * 1024
 _CRLF = b"\r\n"
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 class ConnectFailed(Exception):
@@ -240,7 +241,9 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self._pool._forget(self)
         parser = self._parser
-        if parser is not None and parser.until_close and parser.head_done:
+        # Only a clean close (a FIN) ends a body read until the close: after a reset,
+        # what came may be any part of it.
+        if exc is None and parser is not None and parser.until_close and parser.head_done:
             parser.keep_alive = False
             self._finish(parser)
         else:
@@ -299,6 +302,12 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
+
+
+def _digits(text: str) -> bool:
+    """Only ASCII digits, at least one (str.isdigit() alone is also true of "²", which
+    int() refuses: an exception out of data_received, not a malformed answer)."""
+    return text.isascii() and text.isdigit()
 
 
 class _BadAnswer(Exception):
@@ -369,12 +378,10 @@ class _Parser:
                     return False
                 size = bytes(buf[:end]).split(b";", 1)[0].strip()
                 del buf[: end + 2]
-                try:
-                    self._remaining = int(size, 16)
-                except ValueError:
-                    raise _BadAnswer("bad chunk size") from None
-                if self._remaining < 0:
+                # Hex digits only: int() would also take "-0", "0x10" or "1_0".
+                if not size or size.strip(_HEX_DIGITS):
                     raise _BadAnswer("bad chunk size")
+                self._remaining = int(size, 16)
                 self._state = _CHUNK_DATA if self._remaining else _TRAILER
             elif state == _CHUNK_DATA:
                 take = min(self._remaining, len(buf))
@@ -424,7 +431,7 @@ class _Parser:
         lines = head.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not _digits(code):
             raise _BadAnswer("bad status line")
         status = int(code)
         headers: dict[str, str] = {}
@@ -459,7 +466,7 @@ class _Parser:
             self._state = _UNTIL_CLOSE
             self.keep_alive = False
             return
-        if not length.isdigit():
+        if not _digits(length):
             raise _BadAnswer("bad Content-Length")
         self._remaining = int(length)
         self._state = _LENGTH if self._remaining else _DONE
