@@ -342,7 +342,10 @@ class _Parser:
         body = bytes(self._body)
         encoding = self.headers.get("content-encoding", "identity").lower()
         if encoding in ("gzip", "deflate", "x-gzip") and body:
-            body = self._decoded(body, encoding)
+            # A body cut at max_body + 1 bytes stays cut: decoded, the truncated stream
+            # could come out under the limit and pass for a whole answer.
+            if len(body) <= self._max_body:
+                body = self._decoded(body, encoding)
         elif encoding not in ("identity", ""):
             raise _BadAnswer(f"unsupported content encoding {encoding[:20]!r}")
         return Answer(self.status, self.headers, body)
@@ -476,6 +479,9 @@ class _Parser:
         try:
             inflater = zlib.decompressobj(wbits)
             # Bounded: a small compressed body must not inflate into gigabytes.
-            return inflater.decompress(body, self._max_body + 1)
+            decoded = inflater.decompress(body, self._max_body + 1)
         except zlib.error:
             raise _BadAnswer(f"body is not valid {encoding}") from None
+        if len(decoded) <= self._max_body and not inflater.eof:
+            raise _BadAnswer(f"{encoding} body stops short")  # all read, the stream unended
+        return decoded
