@@ -39,6 +39,7 @@ __all__ = ["Answer", "ConnectFailed", "NoAnswer", "Origin", "Pool"]
 
 MAX_HEAD_BYTES = 64 * 1024
 _CRLF = b"\r\n"
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 class ConnectFailed(Exception):
@@ -243,7 +244,9 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self._pool._forget(self)
         parser = self._parser
-        if parser is not None and parser.until_close and parser.head_done:
+        # Only a clean close (a FIN) ends a body read until the close: after a reset,
+        # what came may be any part of it.
+        if exc is None and parser is not None and parser.until_close and parser.head_done:
             parser.keep_alive = False
             self._finish(parser)
         else:
@@ -304,6 +307,12 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(error)
 
 
+def _digits(text: str) -> bool:
+    """Only ASCII digits, at least one (str.isdigit() alone is also true of "²", which
+    int() refuses: an exception out of data_received, not a malformed answer)."""
+    return text.isascii() and text.isdigit()
+
+
 class _BadAnswer(Exception):
     """What could not be parsed (the message names the part, never a header's value)."""
 
@@ -336,7 +345,10 @@ class _Parser:
         body = bytes(self._body)
         encoding = self.headers.get("content-encoding", "identity").lower()
         if encoding in ("gzip", "deflate", "x-gzip") and body:
-            body = self._decoded(body, encoding)
+            # A body cut at max_body + 1 bytes stays cut: decoded, the truncated stream
+            # could come out under the limit and pass for a whole answer.
+            if len(body) <= self._max_body:
+                body = self._decoded(body, encoding)
         elif encoding not in ("identity", ""):
             raise _BadAnswer(f"unsupported content encoding {encoding[:20]!r}")
         return Answer(self.status, self.headers, body)
@@ -372,12 +384,10 @@ class _Parser:
                     return False
                 size = bytes(buf[:end]).split(b";", 1)[0].strip()
                 del buf[: end + 2]
-                try:
-                    self._remaining = int(size, 16)
-                except ValueError:
-                    raise _BadAnswer("bad chunk size") from None
-                if self._remaining < 0:
+                # Hex digits only: int() would also take "-0", "0x10" or "1_0".
+                if not size or size.strip(_HEX_DIGITS):
                     raise _BadAnswer("bad chunk size")
+                self._remaining = int(size, 16)
                 self._state = _CHUNK_DATA if self._remaining else _TRAILER
             elif state == _CHUNK_DATA:
                 take = min(self._remaining, len(buf))
@@ -427,7 +437,7 @@ class _Parser:
         lines = head.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not _digits(code):
             raise _BadAnswer("bad status line")
         status = int(code)
         headers: dict[str, str] = {}
@@ -462,7 +472,7 @@ class _Parser:
             self._state = _UNTIL_CLOSE
             self.keep_alive = False
             return
-        if not length.isdigit():
+        if not _digits(length):
             raise _BadAnswer("bad Content-Length")
         self._remaining = int(length)
         self._state = _LENGTH if self._remaining else _DONE
@@ -472,6 +482,9 @@ class _Parser:
         try:
             inflater = zlib.decompressobj(wbits)
             # Bounded: a small compressed body must not inflate into gigabytes.
-            return inflater.decompress(body, self._max_body + 1)
+            decoded = inflater.decompress(body, self._max_body + 1)
         except zlib.error:
             raise _BadAnswer(f"body is not valid {encoding}") from None
+        if len(decoded) <= self._max_body and not inflater.eof:
+            raise _BadAnswer(f"{encoding} body stops short")  # all read, the stream unended
+        return decoded
