@@ -196,7 +196,10 @@ class Pool:
         # The message never quotes the header: it may be a credential.
         if head.count("\n") != len(lines) or head.count("\r") != len(lines):
             raise ValueError("a request header contains a line break")
-        return head.encode("latin-1") + body
+        try:
+            return head.encode("latin-1") + body
+        except UnicodeEncodeError:  # its message would quote a character of the header
+            raise ValueError("a request header is not latin-1 text") from None
 
     def _forget(self, conn: _Connection) -> None:
         self._open.discard(conn)

@@ -660,6 +660,19 @@ async def test_line_break_in_a_header_value_is_refused_without_quoting_it(
     assert server.requests == []
 
 
+async def test_a_header_value_outside_latin_1_is_refused_without_quoting_it(
+    serve: Serve,
+) -> None:
+    server = await serve(answering(ok()))
+    async with Pool(limit=1) as pool:
+        with pytest.raises(ValueError) as caught:
+            await pool.request(server.origin, "GET", "/", {"X-Auth-Token": "s3cr3t\u20ac"})
+        assert pool.connections_made == 0
+    assert "s3cr3t" not in str(caught.value) and "\u20ac" not in str(caught.value)
+    assert "\\u20ac" not in str(caught.value) and "latin-1" in str(caught.value)
+    assert server.requests == []
+
+
 async def test_simple_get_is_exactly_these_bytes(serve: Serve) -> None:
     server = await serve(answering(ok()))
     async with Pool(limit=1) as pool:
