@@ -1,8 +1,11 @@
 """CPU per ECS call of the orchestrator's client alone: `EcsClient.server` against the
 simulator in its own process, AK/SK signed, 200 at a time. No state, no runner: what
-one request costs the client, to compare with the whole run's CPU per target.
+one request costs the client, to compare with the whole run's CPU per target. Then
+the same signed GET through aiohttp's session (what the client used before
+`orchestrator/http1.py`, and still uses through a proxy), alternated with the client
+so that both see the same machine.
 
-    .venv/bin/python benchmarks/client_call.py [--calls 20000] [--uvloop]
+    .venv/bin/python benchmarks/client_call.py [--calls 20000] [--rounds 2] [--uvloop]
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from harness import AK, SK, aksk_env, emit, print_machine
 from make_inventory import write_csv
 
 from orchestrator.auth import AkSkAuth
-from orchestrator.client import EcsClient
+from orchestrator.client import JSON_HEADERS, EcsClient
 from orchestrator.endpoints import Endpoints
 from orchestrator.network import CaBundle, new_session
 from orchestrator.simulator.process import SimulatorProcess
@@ -30,22 +33,36 @@ from orchestrator.simulator.process import SimulatorProcess
 CONCURRENT = 200
 
 
-async def measure(url: str, rows: list[dict[str, str]], calls: int) -> dict[str, float]:
-    session = new_session(2000, CaBundle(None, "system"))
-    client = EcsClient(session, Endpoints(endpoint=url), AkSkAuth(AK, SK))
+async def measure(url: str, rows: list[dict[str, str]], calls: int, via: str) -> dict[str, float]:
+    """`via` "client": EcsClient.server (the http1 pool); "aiohttp": the same signed GET
+    through aiohttp's session, read whole."""
+    session = new_session(2000, CaBundle(None, "system"), proxies=False)
+    auth = AkSkAuth(AK, SK)
+    client = EcsClient(session, Endpoints(endpoint=url), auth)
+    host = url.split("://", 1)[1]
     queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     for i in range(calls):
         queue.put_nowait(rows[i % len(rows)])
 
+    async def call(row: dict[str, str]) -> None:
+        if via == "client":
+            await client.server(row["project_id"], row["server_id"])
+            return
+        path = f"/v1/{row['project_id']}/cloudservers/{row['server_id']}"
+        headers = auth.headers("GET", host, path, row["project_id"], b"", JSON_HEADERS)
+        async with session.get(url + path, headers=headers) as resp:
+            await resp.read()
+            assert resp.status == 200, resp.status
+
     async def worker() -> None:
         while not queue.empty():
-            row = queue.get_nowait()
-            await client.server(row["project_id"], row["server_id"])
+            await call(queue.get_nowait())
 
-    await client.server(rows[0]["project_id"], rows[0]["server_id"])  # connect, warm up
+    await call(rows[0])  # connect, warm up
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CONCURRENT)))
     after, ended = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    await client.aclose()
     await session.close()
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return {"calls": calls, "calls_per_s": round(calls / (ended - started)),
@@ -55,9 +72,11 @@ async def measure(url: str, rows: list[dict[str, str]], calls: int) -> dict[str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2, help="client/aiohttp pairs")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     args = parser.parse_args()
     machine = print_machine()
+    results: dict[str, list[dict[str, float]]] = {"client": [], "aiohttp": []}
     with tempfile.TemporaryDirectory() as tmp:
         inventory = Path(tmp) / "fleet.csv"
         write_csv(inventory, 2000, 20, 1)
@@ -66,15 +85,20 @@ def main() -> int:
         with SimulatorProcess(
             "--http", "lean", "--fleet", inventory, "--job-seconds", "0", env=aksk_env()[1]
         ) as sim:
-            if args.uvloop:
-                import uvloop
+            for _ in range(args.rounds):
+                for via in results:
+                    job = measure(sim.url, rows, args.calls, via)
+                    if args.uvloop:
+                        import uvloop
 
-                figures = uvloop.run(measure(sim.url, rows, args.calls))
-            else:
-                figures = asyncio.run(measure(sim.url, rows, args.calls))
-    print(f"{figures['calls']} calls: {figures['calls_per_s']}/s, "
-          f"{figures['cpu_ms_per_call']} ms CPU per call")  # fmt: skip
-    emit("client_call", figures, machine)
+                        results[via].append(uvloop.run(job))
+                    else:
+                        results[via].append(asyncio.run(job))
+    for via, runs in results.items():
+        label = "EcsClient (http1 pool)" if via == "client" else "aiohttp session"
+        figures = ", ".join(f"{r['cpu_ms_per_call']} ms ({r['calls_per_s']}/s)" for r in runs)
+        print(f"{label:24} {args.calls} calls per round: {figures} CPU per call")
+    emit("client_call", {"calls": args.calls, **results}, machine)
     return 0
 
 

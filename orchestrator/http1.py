@@ -158,7 +158,9 @@ class Pool:
         loop = asyncio.get_running_loop()
         tls = None
         if origin.scheme == "https":
-            tls = self._tls or ssl.create_default_context()
+            if self._tls is None:  # once: loading the system's CAs takes milliseconds
+                self._tls = ssl.create_default_context()
+            tls = self._tls
         try:
             async with asyncio.timeout(max(timeout, 0.0)):
                 _, conn = await loop.create_connection(
