@@ -109,12 +109,14 @@ def run_cli(
     cwd: Path,
     deadline: float = 3600.0,
     log: Path | None = None,
+    command: Sequence[str] | None = None,
 ) -> Run:
-    """Run `orchestrator ARGS` to its end (killed after `deadline` s); its own rusage."""
+    """Run `orchestrator ARGS` to its end (killed after `deadline` s); its own rusage.
+    `command`: another program (and its first arguments) in place of the console script."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     started = time.monotonic()
     try:
-        command = [console_script(), *map(str, args)]
+        command = [*(command or [console_script()]), *map(str, args)]
         profile = os.environ.get("BENCH_PYSPY")
         if profile:
             # BENCH_PYSPY=out.txt: sample every thread (the SQLite writer too), collapsed stacks.

@@ -1,0 +1,119 @@
+"""Where a 1-second window of reinstalls goes over `--rate` + burst: at the sender or on the way.
+
+Runs `orchestrator run --rate R` (R × seconds instant targets, AK/SK) against the
+simulator in its own process, with the orchestrator's send times recorded from
+inside it: when each reinstall got its send slot (`EcsClient._space`) and when its
+bytes were handed to the socket (`http1._Connection.exchange`), wall clock. The
+simulator stamps arrivals with the same clock. Prints the busiest closed 1 s window
+of each series and the delay from write to arrival. `issue10.py pacing` measures
+only the arrivals; this shows which side a window over the limit comes from.
+
+    .venv/bin/python benchmarks/pacing_jitter.py [--rate 200] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import INSTANT, aksk_env, emit, print_machine, run_cli, run_flags, table
+from make_inventory import write_csv
+from targets import BURST, LEAN_HTTP, PACED
+
+from orchestrator.simulator.process import SimulatorProcess
+
+# Runs inside the orchestrator's process (`python -c`): patch, run the CLI, dump.
+RECORDER = """
+import atexit, json, sys, time
+from orchestrator import client, http1
+path, out = sys.argv.pop(1), {"slots": [], "writes": []}
+exchange, space = http1._Connection.exchange, client.EcsClient._space
+async def recorded_exchange(self, data, deadline):
+    if data.startswith(b"POST"):
+        out["writes"].append(time.time())
+    return await exchange(self, data, deadline)
+async def recorded_space(self, kind, region, limiter):
+    await space(self, kind, region, limiter)
+    if kind == "reinstall":
+        out["slots"].append(time.time())
+http1._Connection.exchange, client.EcsClient._space = recorded_exchange, recorded_space
+atexit.register(lambda: json.dump(out, open(path, "w")))
+from orchestrator.cli import main
+sys.argv[0] = "orchestrator"
+sys.exit(main())
+"""
+
+
+def busiest(times: list[float], window: float = 1.0) -> int:
+    """Most stamps in any closed window [t, t + window] starting at a stamp."""
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_right(ordered, t + window) - i for i, t in enumerate(ordered)), default=0
+    )
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    m = print_machine()
+    orch_env, sim_env = aksk_env()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        inventory = work / "fleet.csv"
+        write_csv(inventory, max(20, int(args.rate * args.seconds)), 20, 1)
+        record = work / "sends.json"
+        with SimulatorProcess(*LEAN_HTTP, "--fleet", inventory, *INSTANT, env=sim_env) as sim:
+            run = run_cli(
+                ["run", inventory, "--endpoint", sim.url, "--state", work / "state.sqlite",
+                 *run_flags(work / "reports", "--rate", f"{args.rate:g}", *PACED)],
+                env=orch_env, cwd=work, deadline=args.seconds * 10 + 60,
+                command=[sys.executable, "-c", RECORDER, str(record)],
+            )  # fmt: skip
+            arrivals = sorted(sim.stats()["request_times"]["reinstall"])
+        sends = json.loads(record.read_text())
+    slots, writes = sends["slots"], sorted(sends["writes"])
+    delays = [1000 * (a - w) for a, w in zip(arrivals, writes, strict=False)]
+    figures = {
+        "rate": args.rate,
+        "exit": run.exit_code,
+        "allowed_1s": int(args.rate) + BURST,
+        "busiest_1s": {
+            "send_slot": busiest(slots),
+            "socket_write": busiest(writes),
+            "arrival": busiest(arrivals),
+        },
+        "write_to_arrival_ms": {
+            "p50": round(percentile(delays, 0.5), 2),
+            "p99": round(percentile(delays, 0.99), 2),
+            "max": round(max(delays, default=0.0), 2),
+        },
+    }
+    table(
+        ["series", "stamps", "busiest 1 s", "rate+burst"],
+        [
+            [name, len(times), busiest(times), figures["allowed_1s"]]
+            for name, times in (("send slot", slots), ("socket write", writes),
+                                ("arrival at the simulator", arrivals))
+        ],
+    )  # fmt: skip
+    d = figures["write_to_arrival_ms"]
+    print(f"write -> arrival: p50 {d['p50']} ms, p99 {d['p99']} ms, max {d['max']} ms")
+    emit("pacing_jitter", figures, m)
+    return 0 if run.exit_code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
