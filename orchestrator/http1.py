@@ -373,14 +373,9 @@ class _Parser:
                 del buf[: end + 4]
                 self._head(head)
             elif state == _LENGTH:
-                take = min(self._remaining, len(buf))
-                self._keep(buf[:take])
-                del buf[:take]
-                self._remaining -= take
-                if self._state != _DONE:
-                    if self._remaining:
-                        return False
-                    self._state = _DONE
+                if not self._counted(buf):
+                    return False
+                self._state = _DONE
             elif state == _CHUNK_SIZE:
                 end = buf.find(_CRLF)
                 if end < 0:
@@ -395,13 +390,9 @@ class _Parser:
                 self._remaining = int(size, 16)
                 self._state = _CHUNK_DATA if self._remaining else _TRAILER
             elif state == _CHUNK_DATA:
-                take = min(self._remaining, len(buf))
-                self._keep(buf[:take])
-                del buf[:take]
-                self._remaining -= take
-                if self._state != _DONE:
-                    if self._remaining:
-                        return False
+                if not self._counted(buf):
+                    return False
+                if self._state != _DONE:  # not cut at max_body
                     self._state = _CHUNK_END
             elif state == _CHUNK_END:
                 if len(buf) < 2:
@@ -428,6 +419,15 @@ class _Parser:
                 if buf:  # more than the answer: a confused server, do not reuse
                     self.keep_alive = False
                 return True
+
+    def _counted(self, buf: bytearray) -> bool:
+        """Keep up to `_remaining` bytes from `buf`: True once they have all come (or
+        the body was cut at max_body)."""
+        take = min(self._remaining, len(buf))
+        self._keep(buf[:take])
+        del buf[:take]
+        self._remaining -= take
+        return not self._remaining or self._state == _DONE
 
     def _keep(self, chunk: bytes | bytearray) -> None:
         room = self._max_body + 1 - len(self._body)
