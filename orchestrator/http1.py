@@ -33,6 +33,7 @@ import ssl
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 __all__ = ["Answer", "ConnectFailed", "NoAnswer", "Origin", "Pool"]
@@ -161,16 +162,26 @@ class Pool:
             if self._tls is None:  # once: loading the system's CAs takes milliseconds
                 self._tls = ssl.create_default_context()
             tls = self._tls
+
+        def factory() -> _Connection:
+            return _Connection(self, self._max_body)
+
+        hostname = origin.host if tls else None
+        # Happy eyeballs (RFC 8305, as aiohttp does): a dual-stack name whose IPv6 is
+        # broken connects over IPv4 after 0.25 s instead of spending the connect timeout.
+        # The standard loop has it; uvloop's create_connection takes no such argument.
+        if isinstance(loop, asyncio.BaseEventLoop):
+            connecting = loop.create_connection(
+                factory, origin.host, origin.port, ssl=tls, server_hostname=hostname,
+                happy_eyeballs_delay=0.25,
+            )  # fmt: skip
+        else:
+            connecting = loop.create_connection(
+                factory, origin.host, origin.port, ssl=tls, server_hostname=hostname
+            )
         try:
             async with asyncio.timeout(max(timeout, 0.0)):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self, self._max_body),
-                    origin.host,
-                    origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls else None,
-                    happy_eyeballs_delay=0.25,
-                )
+                _, conn = await connecting
         except TimeoutError:
             raise ConnectFailed("ConnectionTimeoutError: connect timed out") from None
         except OSError as exc:  # refused, unreachable, no such name, TLS refused
@@ -224,8 +235,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, but is one).
+        self._transport = cast(asyncio.Transport, transport)
         self._pool._open.add(self)
 
     def data_received(self, data: bytes) -> None:
