@@ -1,8 +1,10 @@
 """A lean HTTP/1.1 client for the ECS calls: a keep-alive pool of `asyncio.Protocol`s.
 
 aiohttp's request machinery (a request and a response object, header multidicts, a
-payload stream, a timer per read, tracing hooks) cost ≈ 0.18 ms of CPU per call,
-more than everything else the orchestrator does for a call (issue 10). The ECS
+payload stream, a connector lookup, tracing hooks) costs ≈ 0.135 ms of CPU for a bare
+signed GET, the largest share of the orchestrator's CPU at fleet scale (issue 10);
+`EcsClient.server` over this pool costs 0.073 ms, its own work included
+(benchmarks/client_call.py). The ECS
 calls need little of it: small JSON requests to one or a few origins, answers of
 a few KiB. This pool writes a request in one `write` and parses the answer from
 `data_received`, without a task or a stream per request.
