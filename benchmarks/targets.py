@@ -175,7 +175,7 @@ def sdk(args: argparse.Namespace, work: Path) -> int:
         }
         sdk_runs.append(run)
         rows.append(list(run.values()))
-    ours = fleet_run(work, count, deadline=args.deadline)
+    ours = fleet_run(work, count, tuple(args.extra.split()), deadline=args.deadline)
     rows.append(
         ["orchestrator", ours["targets_per_s"], ours["cpu_ms_per_target"], count
          if ours["exit"] == 0 else "?", ours["exactly_once"]]
