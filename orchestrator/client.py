@@ -62,6 +62,10 @@ JOB_STATUSES = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
 # The service's own error codes look like Ecs.0114 or Common.0011; a 404 without
 # one comes from something else on the path (a wrong endpoint, a gateway).
 SERVICE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
+# A reinstall goes only on a connection idle at most this long (seconds), else on a new
+# one: on a connection the service is just closing it would get no answer, a doubt
+# to settle from the server. Reads, which can simply be sent again, take any.
+REINSTALL_FRESH_WITHIN = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +346,7 @@ class EcsClient:
                     body,
                     connect_timeout=self._timeouts.connect,
                     total_timeout=self._timeouts.total,
+                    fresh_within=REINSTALL_FRESH_WITHIN if unsent_is_unknown else None,
                 )
                 status, raw = answer.status, answer.body
                 # Only a refusal's headers are read (Retry-After).

@@ -17,8 +17,9 @@ whether a failed request may have been acted on. What the pool does:
 - one connection per request in flight, at most `limit` at once; a finished
   connection goes back to its origin's idle list (the newest is used first) and
   one idle longer than `keepalive` seconds is closed rather than reused, as aiohttp
-  does (a server closes idle connections, and a reinstall written on one it just
-  closed would be a needless doubt);
+  does; a request that must not be sent twice can ask for a connection idle less
+  than `fresh_within` (a server closes idle connections when it likes, and a
+  reinstall written on one it is just closing would be a needless doubt);
 - bodies by Content-Length, chunked or until the close; 1xx answers skipped;
   gzip/deflate decoded though never asked for; a body over `max_body` is cut at
   `max_body + 1` bytes (the caller refuses it) and its connection closed;
@@ -107,8 +108,15 @@ class Pool:
         *,
         connect_timeout: float = 10.0,
         total_timeout: float = 30.0,
+        fresh_within: float | None = None,
     ) -> Answer:
-        """Send one request and read its whole answer, within `total_timeout` seconds."""
+        """Send one request and read its whole answer, within `total_timeout` seconds.
+
+        `fresh_within`: reuse a connection only if it was idle at most this long, else
+        open a new one (the idle ones stay for other requests). For a request that must
+        not be sent twice: one written on a connection the server is just closing gets
+        no answer, and could not be told from one that was acted on.
+        """
         data = self._encode(origin, method, target, headers, body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + total_timeout
@@ -121,7 +129,7 @@ class Pool:
         else:
             await self._slots.acquire()
         try:
-            conn = self._idle_connection(origin, loop.time())
+            conn = self._idle_connection(origin, loop.time(), fresh_within)
             if conn is None:
                 conn = await self._connect(origin, min(connect_timeout, deadline - loop.time()))
             answer, reusable = await conn.exchange(data, deadline)
@@ -148,13 +156,19 @@ class Pool:
 
     # -- internals -------------------------------------------------------------
 
-    def _idle_connection(self, origin: Origin, now: float) -> _Connection | None:
+    def _idle_connection(
+        self, origin: Origin, now: float, fresh_within: float | None
+    ) -> _Connection | None:
         idle = self._idle.get(origin)
         while idle:
-            conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self._keepalive:
-                return conn
-            conn.close()
+            conn = idle[-1]  # the newest: the likeliest to be alive
+            if conn.closed or now - conn.idle_since >= self._keepalive:
+                idle.pop()
+                conn.close()
+                continue
+            if fresh_within is not None and now - conn.idle_since > fresh_within:
+                return None  # the newest is already too old for this request
+            return idle.pop()
         return None
 
     async def _connect(self, origin: Origin, timeout: float) -> _Connection:

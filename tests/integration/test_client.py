@@ -33,6 +33,7 @@ from client_helpers import (
     spec,
 )
 
+from orchestrator import client as client_module
 from orchestrator.auth import AkSkAuth, TokenAuth
 from orchestrator.client import JobView, ServerView, Timeouts
 from orchestrator.errors import (
@@ -83,6 +84,23 @@ async def test_reinstall_returns_the_job_id(http: aiohttp.ClientSession, clock: 
         # A second server gets its own job.
         assert await client.reinstall(spec(2)) != job_id
         assert sim.stats()["reinstalls_total"] == 2
+
+
+async def test_a_reinstall_goes_only_on_a_freshly_used_connection(
+    http: aiohttp.ClientSession, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "REINSTALL_FRESH_WITHIN", 0.1)
+    async with sim_client(http, clock=clock) as (_sim, client):
+        await client.server(PROJECT, server_id(1))
+        await client.reinstall(spec(1))  # right after the read: its connection
+        assert client._pool.connections_made == 1
+        await client.server(PROJECT, server_id(2))
+        await asyncio.sleep(0.2)
+        await client.reinstall(spec(2))  # the idle connection is too old for it
+        assert client._pool.connections_made == 2
+        await asyncio.sleep(0.2)
+        await client.server(PROJECT, server_id(3))  # a read takes an idle one
+        assert client._pool.connections_made == 2
 
 
 async def test_reinstall_sends_the_body_of_the_spec(

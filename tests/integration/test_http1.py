@@ -582,6 +582,25 @@ async def test_connection_idle_longer_than_keepalive_is_closed_not_reused(serve:
         assert server.open == 1  # the stale one was closed, not just left aside
 
 
+async def test_fresh_within_opens_a_new_connection_and_leaves_the_idle_one(
+    serve: Serve,
+) -> None:
+    server = await serve(answering(ok(b"a"), ok(b"b"), ok(b"c"), ok(b"d")))
+    async with Pool(limit=2) as pool:
+        await get(pool, server)
+        await asyncio.sleep(0.15)
+        # Idle 0.15 s: too old for a request that must not go on a stale connection...
+        answer = await pool.request(server.origin, "POST", "/", {}, fresh_within=0.1)
+        assert answer.body == b"b"
+        assert pool.connections_made == 2
+        await asyncio.sleep(0.02)
+        assert server.open == 2  # ...and the older one was left open for others
+        # Idle 0.02 s: fresh enough; and a request without the condition takes any.
+        await pool.request(server.origin, "POST", "/", {}, fresh_within=0.1)
+        await get(pool, server)
+        assert pool.connections_made == 2
+
+
 @pytest.mark.parametrize(
     ("answer", "reused"),
     [
