@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
@@ -327,7 +326,7 @@ class EcsClient:
             base = self._bases[base_url] = _Base.of(self._session, base_url)
         if self._credentials is not None:  # a new dict: JSON_HEADERS is not touched
             headers = self._credentials.headers(
-                method, base.host, path, project_id, body, JSON_HEADERS
+                method, base.origin.authority, path, project_id, body, JSON_HEADERS
             )
         else:
             headers = dict(JSON_HEADERS)
@@ -383,8 +382,8 @@ class EcsClient:
                 **base.proxy,
             ) as resp:
                 raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
-                headers = dict(resp.headers.items()) if resp.status >= 300 else {}
-                return resp.status, headers, raw
+                answered = dict(resp.headers.items()) if resp.status >= 300 else {}
+                return resp.status, answered, raw
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise http1.ConnectFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -460,20 +459,15 @@ class _Base:
     the signature names and the proxy the environment gives it."""
 
     url: URL
-    origin: http1.Origin
+    origin: http1.Origin  # its `authority` is the Host the signature names
     prefix: str  # the base URL's own path, if any, before ours
-    host: str
     proxy: dict[str, Any]
 
     @classmethod
     def of(cls, session: aiohttp.ClientSession, base_url: str) -> _Base:
         url = URL(base_url)
         return cls(
-            url,
-            http1.Origin.of(base_url),
-            url.raw_path.rstrip("/"),
-            urlsplit(base_url).netloc,
-            proxy_for(session, base_url),
+            url, http1.Origin.of(base_url), url.raw_path.rstrip("/"), proxy_for(session, base_url)
         )
 
 
