@@ -119,10 +119,12 @@ def run_cli(
         command = [*(command or [console_script()]), *map(str, args)]
         profile = os.environ.get("BENCH_PYSPY")
         if profile:
-            # BENCH_PYSPY=out.txt: sample every thread (the SQLite writer too), collapsed stacks.
+            # BENCH_PYSPY=out.txt: sample every thread (the SQLite writer too), collapsed stacks;
+            # BENCH_PYSPY_ARGS: more py-spy flags (--gil: only the thread holding the GIL).
             command = [
                 str(Path(sys.executable).with_name("py-spy")), "record", "--threads",
-                "--nonblocking", "-r", "250", "-f", "raw", "-o", profile, "--", *command,
+                "--nonblocking", "-r", "250", "-f", "raw", "-o", profile,
+                *os.environ.get("BENCH_PYSPY_ARGS", "").split(), "--", *command,
             ]  # fmt: skip
         proc = subprocess.Popen(
             command,

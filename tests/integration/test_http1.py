@@ -501,6 +501,41 @@ async def test_server_that_never_answers_is_no_answer_within_total_timeout(serve
     assert len(server.requests) == 1
 
 
+async def test_an_earlier_deadline_never_times_out_the_next_exchange(serve: Serve) -> None:
+    # Deadlines are kept per tick for the whole pool: a connection reused after a
+    # quick answer must not be timed out when its first request's deadline passes.
+    async def script(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(ok(b"quick"))
+        await peer.request()
+        await asyncio.sleep(0.4)  # past the first request's deadline
+        await peer.send(ok(b"slow"))
+        await peer.until_client_leaves()
+
+    server = await serve(script)
+    async with Pool(limit=1) as pool:
+        assert (await get(pool, server, total_timeout=0.15)).body == b"quick"
+        assert (await get(pool, server, total_timeout=5)).body == b"slow"
+        assert pool.connections_made == 1
+
+
+async def test_requests_due_in_one_tick_all_time_out(serve: Serve) -> None:
+    async def silent(peer: Peer) -> None:
+        await peer.request()
+        await peer.until_client_leaves()
+
+    server = await serve(silent)
+    async with Pool(limit=5) as pool:
+        started = time.monotonic()
+        outcomes = await asyncio.gather(
+            *(get(pool, server, total_timeout=0.2) for _ in range(5)), return_exceptions=True
+        )
+        elapsed = time.monotonic() - started
+    assert all(isinstance(o, NoAnswer) and "timeout" in str(o) for o in outcomes), outcomes
+    assert 0.19 <= elapsed < 2.0
+    assert len(server.requests) == 5
+
+
 async def test_no_free_slot_within_total_timeout_is_no_answer(serve: Serve) -> None:
     async def slow(peer: Peer) -> None:
         await peer.request()
