@@ -56,10 +56,12 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secrets:
             message = record.getMessage()
-            if any(s in message for s in self._secrets):
-                for secret in self._secrets:
+            for secret in self._secrets:
+                if secret in message:
                     message = message.replace(secret, "***")
-                record.msg, record.args = message, None
+            # Kept formatted: the formatter and the next handler's filter then take
+            # the message as it is instead of formatting it again.
+            record.msg, record.args = message, None
         return True
 
 

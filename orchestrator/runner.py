@@ -32,7 +32,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -49,7 +49,7 @@ from orchestrator.errors import (
     StateError,
     WrongEndpoint,
 )
-from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState
+from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState, evolve
 from orchestrator.retry_policy import RetrySettings, brief, call_retrying
 from orchestrator.rollout.gate import RolloutGate
 from orchestrator.schedule import Backoff, DueQueue, JobLengths, wait_event
@@ -1048,7 +1048,7 @@ class Runner:
                 f"target {target.project_id}/{target.server_id} was not {old.value}"
                 " in the state file"
             )
-        updated = replace(target, state=new, **fields)
+        updated = evolve(target, state=new, **fields)
         if updated.id in self._active:
             self._active[updated.id] = updated
         if new in FINAL_STATES:

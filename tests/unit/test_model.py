@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -16,6 +17,7 @@ from orchestrator.model import (
     TargetSpec,
     TargetState,
     check_transition,
+    evolve,
 )
 from orchestrator.simulator.reinstall import parse_reinstall
 
@@ -158,3 +160,20 @@ def test_target_key_and_finality() -> None:
     assert (running.project_id, running.server_id) == spec.key
     assert not running.is_final
     assert done.is_final
+
+
+def test_evolve_is_dataclasses_replace_for_every_field() -> None:
+    spec = TargetSpec("p1", "s1", "key", "root", 2)
+    target = Target(7, spec, S.SUBMITTING, attempts=1, job_id="j0", wave=3)
+    for index, f in enumerate(dataclasses.fields(Target)):
+        value = f"value {index}"  # any value, only its place is checked
+        assert evolve(target, **{f.name: value}) == dataclasses.replace(target, **{f.name: value})
+    several = {"state": S.SUBMITTED, "job_id": "j1", "submitted_at": "now", "error_code": None}
+    assert evolve(target, **several) == dataclasses.replace(target, **several)
+    assert evolve(target) == target and evolve(target) is not target
+
+
+def test_evolve_refuses_an_unknown_field() -> None:
+    target = Target(1, TargetSpec("p", "s", "k", "u", 2), S.PENDING)
+    with pytest.raises(TypeError, match="no field 'jobid'"):
+        evolve(target, jobid="typo")
