@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -30,7 +32,7 @@ from orchestrator.report.render import (
     summary_json,
 )
 from orchestrator.report.retry_csv import RETRY_CSV, RetryInventory, is_deferral
-from orchestrator.report.summary import build_summary, safe_options
+from orchestrator.report.summary import Summary, build_summary, safe_options
 from orchestrator.report.timeline import EventLike, Timeline, build_timeline
 
 SUMMARY_JSON = "summary.json"
@@ -97,6 +99,19 @@ def write_targets_csv(
 
     `out` must be opened with newline="" so the csv module controls line endings.
     """
+    for _ in _written(out, run, targets, listings, html):
+        pass
+
+
+def _written(
+    out: TextIO,
+    run: RunInfo,
+    targets: Iterable[Target],
+    listings: TargetSink | None,
+    html: tuple[TextIO, TargetRows] | None,
+) -> Iterator[Target]:
+    """`write_targets_csv` as a pass-through: each target is written, then handed on
+    (to the summary), so that a report reads the state file once."""
     extra_keys = [key for _, key in csv_extra_columns(run.extra_columns)]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(csv_header(run.extra_columns))
@@ -109,6 +124,7 @@ def write_targets_csv(
             html_out, rows = html
             html_out.write(separator + rows.row(target))
             separator = ROW_SEPARATOR
+        yield target
 
 
 def write_campaign_report(
@@ -144,9 +160,9 @@ def write_report(
 ) -> ReportPaths:
     """Write `<report_dir>/<run_id>/{summary.json,targets.csv,report.md,report.html}`.
 
-    `targets` is called twice (summary pass, then one pass that writes the CSV
-    and the page's rows together) and must return a fresh iterable each time;
-    `events` is read once, for the timeline. Memory: a few thousand durations (the
+    `targets` is called once: one pass writes the CSV, retry.csv and the page's
+    rows (to a scratch file, as the page's head needs the summary) and builds the
+    summary; `events` is read once, for the timeline. Memory: a few thousand durations (the
     rest in a scratch file, see durations.py), the timeline's per-second counters,
     the --group-by counters, the ids of deferred targets, and the targets listed in
     report.md (capped per section); never the targets themselves.
@@ -173,26 +189,39 @@ def write_report(
     created = _make_directory(paths.directory)
     staged: list[tuple[Path, Path]] = []
     try:
-        summary = build_summary(run, targets(), group_by=group_by, history=history, rollout=rollout)
-        staged += _stage([paths.summary_json], lambda outs: outs[0].write(summary_json(summary)))
-
         listings = Listings()
         rows = TargetRows.for_columns(run.extra_columns)
-        head = html_head(summary, timeline.bins(TIMELINE_BINS), rows)
-
         retry: list[RetryInventory] = []
+        summaries: list[Summary] = []
+        # The page's rows go to a scratch file in the same pass: the page's head
+        # needs the summary, which is known only once every target was seen.
+        with _scratch(paths.report_html) as page_rows:
 
-        def stream(outs: Sequence[TextIO]) -> None:
-            csv_out, html_out, retry_out = outs
-            retry.append(RetryInventory(retry_out, run.extra_columns, deferred))
-            html_out.write(head)
-            write_targets_csv(
-                csv_out, run, targets(), _Both(listings, retry[0]), html=(html_out, rows)
+            def stream(outs: Sequence[TextIO]) -> None:
+                csv_out, retry_out = outs
+                retry.append(RetryInventory(retry_out, run.extra_columns, deferred))
+                passing = _written(
+                    csv_out, run, targets(), _Both(listings, retry[0]), (page_rows, rows)
+                )
+                summaries.append(
+                    build_summary(run, passing, group_by=group_by, history=history, rollout=rollout)
+                )
+
+            assert paths.retry_csv is not None
+            staged += _stage([paths.targets_csv, paths.retry_csv], stream)
+            summary = summaries[0]
+            staged += _stage(
+                [paths.summary_json], lambda outs: outs[0].write(summary_json(summary))
             )
-            html_out.write(html_tail())
+            head = html_head(summary, timeline.bins(TIMELINE_BINS), rows)
 
-        assert paths.retry_csv is not None
-        staged += _stage([paths.targets_csv, paths.report_html, paths.retry_csv], stream)
+            def page(outs: Sequence[TextIO]) -> None:
+                outs[0].write(head)
+                page_rows.seek(0)
+                shutil.copyfileobj(page_rows, outs[0])
+                outs[0].write(html_tail())
+
+            staged += _stage([paths.report_html], page)
         notes = retry[0].notes(run.created_at, run.options.get("user_data"))
         markdown = render_markdown(summary, listings, extra_columns=run.extra_columns, notes=notes)
         staged += _stage([paths.report_md], lambda outs: outs[0].write(markdown))
@@ -264,6 +293,20 @@ def _stage(
             _discard(temp)
         raise
     return list(zip(temps, finals, strict=True))
+
+
+@contextlib.contextmanager
+def _scratch(beside: Path) -> Iterator[TextIO]:
+    """An unnamed temp file in `beside`'s folder (not /tmp, which may be memory)."""
+    try:
+        # Handed to `with` below; the try only names the folder if it cannot be made.
+        scratch = tempfile.TemporaryFile(  # noqa: SIM115
+            "w+", encoding="utf-8", newline="", dir=beside.parent
+        )
+    except OSError as exc:
+        raise _error(beside, exc) from exc
+    with scratch:
+        yield scratch
 
 
 def _discard(path: Path) -> None:
