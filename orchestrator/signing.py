@@ -7,6 +7,7 @@ one implementation, and both are checked against the SDK's own test vectors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -19,6 +20,8 @@ ALGORITHM = "SDK-HMAC-SHA256"
 DATE_HEADER = "X-Sdk-Date"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()  # the body hash of every GET
+_SHA256_BLOCK = 64  # bytes: HMAC pads (or first hashes) the key to this
+_LINES_CAP = 1024
 
 
 def sdk_date(now: datetime) -> str:
@@ -125,7 +128,32 @@ def signature(
 
 def _sign(secret_key: str, date: str, request: str) -> str:
     string_to_sign = "\n".join([ALGORITHM, date, hashlib.sha256(request.encode()).hexdigest()])
-    return hmac.digest(secret_key.encode(), string_to_sign.encode(), "sha256").hex()
+    return _hmac_hex(_keyed(secret_key.encode()), string_to_sign.encode())
+
+
+_Keyed = tuple["hashlib._Hash", "hashlib._Hash"]
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> _Keyed:
+    """HMAC-SHA256's (RFC 2104) inner and outer hash states for a key, made once per
+    key: `hmac.digest` sets OpenSSL's HMAC up again for every call, at 3x the cost
+    of copying these (issue 10; the client signs, the simulator checks, per request)."""
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(
+        bytes(b ^ 0x5C for b in key)
+    )
+
+
+def _hmac_hex(keyed: _Keyed, message: bytes) -> str:
+    """hmac.digest(key, message, "sha256").hex(), from `_keyed(key)`."""
+    inner = keyed[0].copy()
+    inner.update(message)
+    outer = keyed[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 def authorization(
@@ -157,8 +185,11 @@ class Signer:
 
     def __init__(self, access_key: str, secret_key: str) -> None:
         self._access_key = access_key
-        self._key = secret_key.encode()
+        self._keyed = _keyed(secret_key.encode())
         self._plans: dict[tuple[str, ...], tuple[list[str], list[str], str, str]] = {}
+        # Canonical header lines by header values: a run sends few distinct ones per
+        # second (the date, the project); capped, cleared when full.
+        self._lines: dict[tuple[object, ...], str] = {}
 
     def authorization(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> str:
         """The `Authorization` value for a request without a query string."""
@@ -167,17 +198,22 @@ class Signer:
         if plan is None:
             plan = self._plans[names] = self._plan(headers)
         signed, originals, joined, date_name = plan
-        canonical_headers = "".join(
-            f"{name}:{headers[original].strip()}\n"
-            for name, original in zip(signed, originals, strict=True)
-        )
+        values = (names, *headers.values())
+        canonical_headers = self._lines.get(values)
+        if canonical_headers is None:
+            if len(self._lines) >= _LINES_CAP:
+                self._lines.clear()
+            canonical_headers = self._lines[values] = "".join(
+                f"{name}:{headers[original].strip()}\n"
+                for name, original in zip(signed, originals, strict=True)
+            )
         body_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         request = (
             f"{method.upper()}\n{canonical_uri(path)}\n\n{canonical_headers}\n{joined}\n{body_hash}"
         )
         digest = hashlib.sha256(request.encode()).hexdigest()
         to_sign = f"{ALGORITHM}\n{headers[date_name]}\n{digest}"
-        sig = hmac.digest(self._key, to_sign.encode(), "sha256").hex()
+        sig = _hmac_hex(self._keyed, to_sign.encode())
         return f"{ALGORITHM} Access={self._access_key}, SignedHeaders={joined}, Signature={sig}"
 
     @staticmethod

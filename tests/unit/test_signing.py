@@ -301,12 +301,30 @@ _NAMES = st.text(alphabet="AbCdxX-_", min_size=1, max_size=6)
     path=st.sampled_from(["/v1/p/cloudservers/s/reinstallos", "/v1/p/jobs/j/", "/a b/ü"]),
     body=st.binary(max_size=20),
     date_name=st.sampled_from(["X-Sdk-Date", "x-sdk-date"]),
+    # Any key: the Signer's own HMAC hashes one longer than SHA-256's 64-byte block.
+    secret=st.one_of(st.just(SK), st.text(min_size=1, max_size=100)),
 )
 def test_signer_equals_authorization(
-    extra: dict[str, str], method: str, path: str, body: bytes, date_name: str
+    extra: dict[str, str], method: str, path: str, body: bytes, date_name: str, secret: str
 ) -> None:
     headers = {**extra, "Host": "h:1", date_name: "20261126T020000Z"}
+    signer = signing.Signer(AK, secret)
+    expected = signing.authorization(AK, secret, method, path, [], headers, body)
+    assert signer.authorization(method, path, headers, body) == expected
+    assert signer.authorization(method, path, headers, body) == expected
+
+
+def test_one_signer_over_changing_header_values_and_a_full_cache() -> None:
+    # The canonical header lines are kept by value: every new date, project or host
+    # must sign as `authorization` does, also after the cache was cleared.
     signer = signing.Signer(AK, SK)
-    expected = signing.authorization(AK, SK, method, path, [], headers, body)
-    assert signer.authorization(method, path, headers, body) == expected
-    assert signer.authorization(method, path, headers, body) == expected
+    for n in range(signing._LINES_CAP + 50):
+        headers = {
+            "Content-Type": "application/json",
+            "Host": f"ecs.example:{n % 7}",
+            "X-Project-Id": f"project-{n % 13}",
+            "X-Sdk-Date": f"20261126T02{n // 60 % 60:02d}{n % 60:02d}Z",
+        }
+        path = f"/v1/project-{n % 13}/jobs/job-{n}"
+        expected = signing.authorization(AK, SK, "GET", path, [], headers, b"")
+        assert signer.authorization("GET", path, headers, b"") == expected, n
