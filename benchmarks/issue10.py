@@ -1,7 +1,7 @@
 """The benchmark suite of issue 10 (fleet-scale performance): one flag per target.
 
     .venv/bin/python benchmarks/issue10.py overhead   [--counts 20000,100000]
-    .venv/bin/python benchmarks/issue10.py sdk        [--count 5000] [--threads 8,32,128]
+    .venv/bin/python benchmarks/issue10.py sdk  [--count 5000] [--threads 8,32,128] [--rounds 3]
     .venv/bin/python benchmarks/issue10.py memory     [--counts 100000,1000000]
     .venv/bin/python benchmarks/issue10.py pacing     [--rates 10,50,200] [--seconds 30]
     .venv/bin/python benchmarks/issue10.py makespan   [--count 2000]
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts", help="comma-separated fleet sizes (overhead, memory)")
     parser.add_argument("--count", type=int, help="fleet size (sdk, makespan, polling, ...)")
     parser.add_argument("--threads", default="8,32,128", help="sdk: thread pool sizes")
+    parser.add_argument("--rounds", type=int, default=3, help="sdk: rounds (median ratio)")
     parser.add_argument("--rates", default="10,50,200", help="pacing: --rate settings")
     parser.add_argument("--seconds", type=float, default=30.0, help="pacing: seconds per rate")
     parser.add_argument("--median", type=float, default=20.0, help="polling: median job s")
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extra",
         default="",
-        help="overhead/memory/durability: more orchestrator flags, e.g. '--no-verify'",
+        help="overhead/sdk/memory/durability: more orchestrator flags, e.g. '--no-verify'",
     )
     args = parser.parse_args(argv)
     if args.keep:
