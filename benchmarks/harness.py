@@ -10,6 +10,8 @@ Output: the machine, one table, and one JSON line of figures (the last line).
 
 from __future__ import annotations
 
+import compileall
+import functools
 import json
 import os
 import platform
@@ -45,6 +47,16 @@ def console_script() -> str:
     if found is None:
         raise SystemExit("the `orchestrator` console script is not installed: pip install -e .")
     return found
+
+
+@functools.cache
+def ensure_bytecode() -> None:
+    """Byte-compile the package once, as `pip install` does for a user's install.
+
+    Where PYTHONDONTWRITEBYTECODE is set (this project's machines set it), an editable
+    install is compiled from source at every start: ~0.2 s of CPU per run that no user
+    pays. Python still reads bytecode that exists, so compiling once is enough."""
+    compileall.compile_dir(REPO / "orchestrator", quiet=1)
 
 
 def machine() -> dict[str, Any]:
@@ -113,6 +125,7 @@ def run_cli(
 ) -> Run:
     """Run `orchestrator ARGS` to its end (killed after `deadline` s); its own rusage.
     `command`: another program (and its first arguments) in place of the console script."""
+    ensure_bytecode()
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     started = time.monotonic()
     try:
