@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.errors import UsageError
-from orchestrator.model import InvocationInfo, RunInfo, Target, TargetSpec, TargetState
+from orchestrator.model import InvocationInfo, RunInfo, Target, TargetSpec, TargetState, evolve
 from orchestrator.report import build_summary, summary_to_dict, target_duration
 from orchestrator.report.history import build_history
 from orchestrator.report.html import json_for_script
@@ -175,6 +175,18 @@ def test_job_times_beat_observed_times() -> None:
     assert target_duration(target(3, job_begin_at=iso(3), job_end_at=iso(1), **observed)) == 5.7
     stats = build_summary(run_info(), [own, target(2, **observed)]).duration_s
     assert (stats.count, stats.from_job_times) == (2, 1)
+
+
+def test_a_duration_is_remembered_for_one_target_object_only() -> None:
+    # The report asks three times per target in a row; a later target with the same
+    # id (another read of the store, another state) must get its own answer.
+    first = target(1, submitted_at=iso(0), finished_at=iso(4))
+    assert target_duration(first) == target_duration(first) == 4.0
+    later = evolve(first, finished_at=iso(9))
+    assert later.id == first.id
+    assert target_duration(later) == 9.0
+    assert target_duration(evolve(later, state=TargetState.RUNNING)) is None
+    assert target_duration(first) == 4.0
 
 
 def test_histogram_keeps_stragglers_in_an_open_last_bar() -> None:

@@ -81,16 +81,33 @@ def target_duration(target: Target) -> float | None:
     measure the reinstall, not how soon we happened to poll. Otherwise
     `finished_at - (submitted_at or intent_at)`, as the orchestrator saw it.
     """
-    if not target.is_final:
-        return None
-    own = _job_duration(target)
-    if own is not None:
-        return own
-    start = parse_timestamp(target.submitted_at or target.intent_at)
-    end = parse_timestamp(target.finished_at)
-    if start is None or end is None:
-        return None
-    return (end - start).total_seconds()
+    return _duration(target)[0]
+
+
+# The report's one pass asks for each target's duration three times in a row (the
+# CSV row, the page's row, the summary): the latest answer is kept for that target
+# object (a Target is frozen, and the slot holds it, so its identity is not reused).
+_latest: tuple[Target | None, tuple[float | None, bool]] = (None, (None, False))
+
+
+def _duration(target: Target) -> tuple[float | None, bool]:
+    """(`target_duration`, whether it came from the job's own times)."""
+    global _latest
+    known, answer = _latest
+    if known is target:
+        return answer
+    answer = (None, False)
+    if target.is_final:
+        own = _job_duration(target)
+        if own is not None:
+            answer = (own, True)
+        else:
+            start = parse_timestamp(target.submitted_at or target.intent_at)
+            end = parse_timestamp(target.finished_at)
+            if start is not None and end is not None:
+                answer = ((end - start).total_seconds(), False)
+    _latest = (target, answer)
+    return answer
 
 
 def _job_duration(target: Target) -> float | None:
@@ -184,9 +201,9 @@ def build_summary(
                 if key not in groups and len(groups) >= GROUP_CAP:
                     key = OTHER_GROUP
                 groups.setdefault(key, Counter())[target.state.value] += 1
-            duration = target_duration(target)
+            duration, from_job_times = _duration(target)
             if duration is not None:
-                durations.add(duration, from_job_times=_job_duration(target) is not None)
+                durations.add(duration, from_job_times=from_job_times)
         duration_s = durations.stats()
 
     total = sum(counts.values())
