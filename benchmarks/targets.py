@@ -153,10 +153,10 @@ def sdk(args: argparse.Namespace, work: Path) -> int:
         threads = [int(t) for t in args.threads.split(",")]
     rows: list[list[object]] = []
     rounds: list[dict[str, object]] = []
+    extra = tuple(args.extra.split())
     for number in range(1, args.rounds + 1):
         # This machine's speed drifts by 10-20 % within minutes: the clients of one
         # round run back to back, and every other round the orchestrator goes first.
-        extra = tuple(args.extra.split())
         ours = fleet_run(work, count, extra, deadline=args.deadline) if number % 2 == 0 else None
         sdk_runs = [_sdk_run(work, inventory, count, n, args.deadline) for n in threads]
         if ours is None:
