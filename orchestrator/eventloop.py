@@ -15,6 +15,8 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from orchestrator import collector
+
 T = TypeVar("T")
 LOOP_ENV = "ORCHESTRATOR_LOOP"
 
@@ -34,10 +36,12 @@ def loop_name() -> str:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on the loop `loop_name` names."""
-    if loop_name() == "uvloop":
-        import uvloop
+    """`asyncio.run(main)` on the loop `loop_name` names, the collector tuned for it
+    (`orchestrator.collector`)."""
+    with collector.tuned():
+        if loop_name() == "uvloop":
+            import uvloop
 
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(main)
-    return asyncio.run(main)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+        return asyncio.run(main)
