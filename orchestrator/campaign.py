@@ -51,7 +51,7 @@ from orchestrator.rollout.report import ADAPTIVE_META_KEY, rollout_summary
 from orchestrator.rollout.setup import prepare_rollout
 from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.selection import Selection, SelectionFilter, check_same_selection
-from orchestrator.simulator import Simulator, SimulatorConfig
+from orchestrator.simulator import SimulatorConfig
 from orchestrator.state import StateExists, StateStore, file_sha256
 from orchestrator.store import SqliteLocation, StateLocation
 from orchestrator.userdata import UserData
@@ -352,6 +352,8 @@ async def _cloud(
         # or a separator that the simulator's own simple reader does not know.
         config = replace(config, fleet=tuple(t.spec.key for t in store.iter_targets()))
     config = replace(config, token=token)
+    from orchestrator.simulator import Simulator  # only for --simulate: aiohttp's web stack
+
     async with Simulator(config) as sim:
         logging.getLogger("orchestrator.progress").info("simulator listening on %s", sim.url)
         yield Endpoints(sim.url), TokenAuth(token)

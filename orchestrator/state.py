@@ -43,8 +43,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from orchestrator.errors import IncompleteImport, StateError
 from orchestrator.model import (
     InvocationInfo,
@@ -465,6 +463,8 @@ class StateStore:
         self._integrity_check()
 
     def _table_names(self) -> set[str]:
+        import sqlite_utils  # here: ~35 ms of imports every command would pay otherwise
+
         return set(sqlite_utils.Database(self._conn).table_names())
 
     def _integrity_check(self) -> None:

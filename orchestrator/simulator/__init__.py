@@ -16,11 +16,27 @@ start/stop), `cli` (the `simulate` command), `process` (`SimulatorProcess`: the
 `simulate` command as a child process, for tests and benchmarks).
 """
 
-from orchestrator.simulator.auth import verify_signature
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from orchestrator.simulator.config import SimulatorConfig
-from orchestrator.simulator.fleetfile import load_fleet
-from orchestrator.simulator.process import SimulatorProcess
-from orchestrator.simulator.server import Simulator
+
+if TYPE_CHECKING:
+    from orchestrator.simulator.auth import verify_signature
+    from orchestrator.simulator.fleetfile import load_fleet
+    from orchestrator.simulator.process import SimulatorProcess
+    from orchestrator.simulator.server import Simulator
+
+# Imported on first use: the server pulls in aiohttp's web stack (~50 ms), which a
+# run against a real endpoint, `status` or `report` never needs.
+_LAZY = {
+    "Simulator": "server",
+    "SimulatorProcess": "process",
+    "load_fleet": "fleetfile",
+    "verify_signature": "auth",
+}
 
 __all__ = [
     "Simulator",
@@ -29,3 +45,12 @@ __all__ = [
     "load_fleet",
     "verify_signature",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -11,12 +11,15 @@ import gc
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
-from orchestrator.simulator.server import HttpServer, Simulator
+
+if TYPE_CHECKING:
+    from orchestrator.simulator.server import HttpServer
 
 _RATE = click.FloatRange(0.0, 1.0)
 
@@ -387,6 +390,10 @@ async def _serve(config: SimulatorConfig, host: str, port: int, http: HttpServer
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # Here, not at the top: the main CLI registers this command without paying for
+    # the server's imports (aiohttp's web stack) on every other command.
+    from orchestrator.simulator.server import Simulator
+
     try:
         async with Simulator(config, host=host, port=port, http=http) as sim:
             # The fleet and everything built at start live as long as the process: kept out
