@@ -37,6 +37,29 @@ TOKEN = "bench-token-not-real"
 # already set the first three to 0).
 INSTANT = ("--job-seconds", "0")
 
+# `run_cli(..., command=[sys.executable, "-c", SEND_RECORDER, OUT])`: the orchestrator's
+# CLI with each reinstall's send slot and socket write stamped (wall clock, as the
+# simulator stamps arrivals); the stamps are dumped to OUT as JSON at exit.
+SEND_RECORDER = """
+import atexit, json, sys, time
+from orchestrator import client, http1
+path, out = sys.argv.pop(1), {"slots": [], "writes": []}
+exchange, space = http1._Connection.exchange, client.EcsClient._space
+async def recorded_exchange(self, data, deadline):
+    if data.startswith(b"POST"):
+        out["writes"].append(time.time())
+    return await exchange(self, data, deadline)
+async def recorded_space(self, kind, region, limiter):
+    await space(self, kind, region, limiter)
+    if kind == "reinstall":
+        out["slots"].append(time.time())
+http1._Connection.exchange, client.EcsClient._space = recorded_exchange, recorded_space
+atexit.register(lambda: json.dump(out, open(path, "w")))
+from orchestrator.cli import main
+sys.argv[0] = "orchestrator"
+sys.exit(main())
+"""
+
 
 def console_script() -> str:
     """The `orchestrator` console script next to this interpreter (what a user runs)."""

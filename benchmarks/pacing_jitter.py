@@ -22,32 +22,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import INSTANT, aksk_env, emit, print_machine, run_cli, run_flags, table
+from harness import (
+    INSTANT,
+    SEND_RECORDER,
+    aksk_env,
+    emit,
+    print_machine,
+    run_cli,
+    run_flags,
+    table,
+)
 from make_inventory import write_csv
 from targets import BURST, LEAN_HTTP, PACED
 
 from orchestrator.simulator.process import SimulatorProcess
-
-# Runs inside the orchestrator's process (`python -c`): patch, run the CLI, dump.
-RECORDER = """
-import atexit, json, sys, time
-from orchestrator import client, http1
-path, out = sys.argv.pop(1), {"slots": [], "writes": []}
-exchange, space = http1._Connection.exchange, client.EcsClient._space
-async def recorded_exchange(self, data, deadline):
-    if data.startswith(b"POST"):
-        out["writes"].append(time.time())
-    return await exchange(self, data, deadline)
-async def recorded_space(self, kind, region, limiter):
-    await space(self, kind, region, limiter)
-    if kind == "reinstall":
-        out["slots"].append(time.time())
-http1._Connection.exchange, client.EcsClient._space = recorded_exchange, recorded_space
-atexit.register(lambda: json.dump(out, open(path, "w")))
-from orchestrator.cli import main
-sys.argv[0] = "orchestrator"
-sys.exit(main())
-"""
 
 
 def busiest(times: list[float], window: float = 1.0) -> int:
@@ -80,7 +68,7 @@ def main() -> int:
                 ["run", inventory, "--endpoint", sim.url, "--state", work / "state.sqlite",
                  *run_flags(work / "reports", "--rate", f"{args.rate:g}", *PACED)],
                 env=orch_env, cwd=work, deadline=args.seconds * 10 + 60,
-                command=[sys.executable, "-c", RECORDER, str(record)],
+                command=[sys.executable, "-c", SEND_RECORDER, str(record)],
             )  # fmt: skip
             arrivals = sorted(sim.stats()["request_times"]["reinstall"])
         sends = json.loads(record.read_text())
