@@ -215,13 +215,16 @@ async def test_busy_server_is_rechecked_and_reinstalled_in_the_same_run(
 ) -> None:
     inventory = with_mode(make_inventory(6), tmp_path / "modes.csv")
     specs = list(InventoryReader(inventory, InventoryDefaults()))
-    sim = await start_sim(inventory, seed=2, job_seconds=(1.0, 1.0))
+    # The run's first read must come while the other reinstall still runs: 2.5 s leave
+    # room for a loaded machine's start of the run (1 s did not, under xdist on 2 cores);
+    # three re-checks 1 s apart then outlast it.
+    sim = await start_sim(inventory, seed=2, job_seconds=(2.5, 2.5))
     busy = specs[0]
     async with aiohttp.ClientSession() as session:
         other = make_client(session, sim.url, TokenAuth(sim.config.token or ""))
-        await other.reinstall(busy)  # someone else's: rebuilding for 1 s
+        await other.reinstall(busy)  # someone else's: rebuilding for 2.5 s
 
-    settings = fast_settings(busy_rechecks=3, busy_recheck_delay=0.4)
+    settings = fast_settings(busy_rechecks=3, busy_recheck_delay=1.0)
     result, store = await run_with(tmp_path, inventory, sim, settings)
     with store:
         targets = {t.server_id: t for t in store.iter_targets()}
