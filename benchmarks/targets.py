@@ -299,6 +299,7 @@ def pacing(args: argparse.Namespace, work: Path) -> int:
         writes = sorted(json.loads(record.read_text())["writes"])
         allowed = int(rate) + BURST
         sent, seen = _achieved(writes), _achieved(arrivals)
+        busiest_sent = _max_in_window(writes, 1.0)
         results.append(
             {
                 "rate": rate,
@@ -306,11 +307,11 @@ def pacing(args: argparse.Namespace, work: Path) -> int:
                 "requests": len(arrivals),
                 "achieved_sender": round(sent, 2),
                 "error_pct_sender": round(100 * (sent - rate) / rate, 2),
-                "max_1s_sender": _max_in_window(writes, 1.0),
+                "max_1s_sender": busiest_sent,
                 "achieved_simulator": round(seen, 2),
                 "max_1s_simulator": _max_in_window(arrivals, 1.0),
                 "allowed_1s": allowed,
-                "met": abs(sent - rate) <= 0.02 * rate and _max_in_window(writes, 1.0) <= allowed,
+                "met": abs(sent - rate) <= 0.02 * rate and busiest_sent <= allowed,
             }
         )
     table(

@@ -41,7 +41,7 @@ from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
 from orchestrator.model import TargetSpec, TargetState
 from orchestrator.network import CaBundle, new_session
-from orchestrator.pacing import DELIVERY_GUARD, AdaptivePacing, RateLimiter
+from orchestrator.pacing import AdaptivePacing, make_limiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
 from orchestrator.retry_select import RetryPlan, RetryRequest, reopen_selected
@@ -378,8 +378,8 @@ async def connected(
             session,
             endpoints,
             credentials,
-            submit_limiter=RateLimiter(s.rate, guard=DELIVERY_GUARD),
-            poll_limiter=RateLimiter(s.poll_rate, guard=DELIVERY_GUARD),
+            submit_limiter=make_limiter(s.rate),
+            poll_limiter=make_limiter(s.poll_rate),
             timeouts=Timeouts(),
         ) as client:
             yield client
@@ -421,8 +421,8 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 session,
                 endpoints,
                 credentials,
-                submit_limiter=RateLimiter(s.rate, guard=DELIVERY_GUARD),
-                poll_limiter=RateLimiter(s.poll_rate, guard=DELIVERY_GUARD),
+                submit_limiter=make_limiter(s.rate),
+                poll_limiter=make_limiter(s.poll_rate),
                 timeouts=Timeouts(),
                 user_data=inv.user_data.encoded if inv.user_data else None,
                 adaptive=adaptive,

@@ -43,7 +43,7 @@ it at once is exactly the bunch the service would count against us.
 Delivery guard: perfect spacing fills a closed 1-second window to exactly
 `rate + burst`, so any difference in the requests' delays on the way (the
 sender's own event loop, the network, the receiver's scheduling) makes a
-window at the service hold more. The run's limiters are built with
+window at the service hold more. The run's limiters (`make_limiter`) are built with
 `guard=DELIVERY_GUARD` (0.01): tokens come every `(1 + guard) / rate` seconds,
 so a sender window of `1 + guard` seconds holds what a 1-second window may,
 and a window at the service holds at most `rate + burst` (integer rates) while
@@ -457,8 +457,9 @@ class Unlimited:
 
 
 def make_limiter(rate: float | None, burst: int = 1) -> RateLimiter | Unlimited:
-    """The limiter for a `--rate`/`--poll-rate` option: None means unlimited."""
-    return Unlimited() if rate is None else RateLimiter(rate, burst)
+    """The limiter for a `--rate`/`--poll-rate` option, with the delivery guard;
+    None means unlimited."""
+    return Unlimited() if rate is None else RateLimiter(rate, burst, guard=DELIVERY_GUARD)
 
 
 @dataclass(frozen=True, slots=True)
