@@ -41,7 +41,7 @@ from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
 from orchestrator.model import TargetSpec, TargetState
 from orchestrator.network import CaBundle, new_session
-from orchestrator.pacing import AdaptivePacing, make_limiter
+from orchestrator.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
 from orchestrator.retry_select import RetryPlan, RetryRequest, reopen_selected
@@ -415,13 +415,14 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
             adaptive = None
             if inv.adaptive:
                 adaptive = AdaptivePacing(
-                    {"reinstall": s.rate, "job": s.poll_rate, "server": s.poll_rate}
+                    {"reinstall": s.rate, "job": s.poll_rate, "server": s.poll_rate},
+                    leads={"reinstall": INTENT_LEAD},
                 )
             async with EcsClient(
                 session,
                 endpoints,
                 credentials,
-                submit_limiter=make_limiter(s.rate),
+                submit_limiter=make_limiter(s.rate, lead=INTENT_LEAD),
                 poll_limiter=make_limiter(s.poll_rate),
                 timeouts=Timeouts(),
                 user_data=inv.user_data.encoded if inv.user_data else None,

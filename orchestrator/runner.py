@@ -50,6 +50,7 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState, evolve
+from orchestrator.pacing import INTENT_LEAD
 from orchestrator.retry_policy import RetrySettings, brief, call_retrying
 from orchestrator.rollout.gate import RolloutGate
 from orchestrator.schedule import Backoff, DueQueue, JobLengths, wait_event
@@ -112,7 +113,8 @@ class RunSettings:
     busy_recheck_delay: float = 60.0
 
     def submit_workers(self) -> int:
-        return max(2, min(self.max_in_flight, math.ceil(self.rate) + 4, 256))
+        # A second's worth, plus the intents committed ahead of their send slot.
+        return max(2, min(self.max_in_flight, math.ceil(self.rate * (1 + INTENT_LEAD)) + 4, 256))
 
     def poll_workers(self) -> int:
         return max(4, min(math.ceil(self.poll_rate) + 4, 256))

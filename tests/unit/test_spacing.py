@@ -89,9 +89,11 @@ async def paced_run(
     space: bool = True,
     workers: int = 400,
     at: Callable[[float], None] | None = None,
+    hold: float = 0.0,
 ) -> Trace:
     """`workers` submitters for `seconds`; `commit(now)` is how long the intent's commit
-    takes when granted at `now`; `at(now)` runs after each send (rate changes)."""
+    takes when granted at `now`; `at(now)` runs after each send (rate changes); each
+    submitter waits `hold` seconds after a send before it asks again."""
     loop = asyncio.get_running_loop()
     trace = Trace()
     in_between = 0
@@ -114,6 +116,8 @@ async def paced_run(
             trace.sent.append(loop.time())
             if at is not None:
                 at(loop.time())
+            if hold:
+                await asyncio.sleep(hold)
 
     await asyncio.gather(*(submitter() for _ in range(workers)))
     return trace
@@ -212,6 +216,84 @@ def test_no_stall_no_wait() -> None:
     trace = run_virtual(lambda: paced_run(RateLimiter(50.0, 2), 3.0))
     assert max(trace.waits()) <= 1e-9
     assert len(trace.sent) == len(trace.granted)
+
+
+# -- the intent lead ------------------------------------------------------------------------
+
+
+def sent_by(trace: Trace, seconds: float) -> int:
+    return sum(1 for t in trace.sent if t <= seconds)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(200.0, 1), (50.0, 1), (10.0, 1), (200.0, 5)])
+def test_a_stall_shorter_than_the_lead_costs_no_rate(rate: float, burst: int) -> None:
+    """Intents committed half a second ahead: a 0.4 s stall of the commits only
+    empties part of that queue, and the sends go on at the rate through it."""
+    seconds, length = 10.0, 0.4
+    commit = stall(start=3.0, length=length)
+
+    ahead = run_virtual(
+        lambda: paced_run(RateLimiter(rate, burst, lead=0.5), seconds, commit=commit)
+    )
+    on_time = run_virtual(lambda: paced_run(RateLimiter(rate, burst), seconds, commit=commit))
+
+    # Without the lead the stall's time is lost (the test can tell the two apart)...
+    assert sent_by(on_time, seconds) <= rate * (seconds - length) + 0.05 * rate + burst + 1
+    # ...with it, none is: every send slot of the run was used...
+    assert sent_by(ahead, seconds) >= rate * seconds + burst - 2
+    # ...and no window holds more than the bound, the lead notwithstanding.
+    assert max_in_window(ahead.sent) <= rate + burst
+    assert max_in_window(ahead.sent, 0.1) <= rate * 0.1 + burst
+    # What is committed and not yet sent is the lead's worth, not more.
+    assert ahead.most_in_between <= rate * 0.5 + burst + 2
+
+
+def test_a_stall_longer_than_the_lead_loses_only_the_excess() -> None:
+    rate, seconds, length, lead = 100.0, 10.0, 0.8, 0.5
+    trace = run_virtual(
+        lambda: paced_run(
+            RateLimiter(rate, lead=lead), seconds, commit=stall(start=3.0, length=length)
+        )
+    )
+    lost = length - lead
+    assert sent_by(trace, seconds) == pytest.approx(rate * (seconds - lost), abs=0.05 * rate + 3)
+    assert max_in_window(trace.sent) <= rate + 1
+
+
+def test_no_queue_builds_ahead_when_the_rate_is_not_what_waits() -> None:
+    """50 submitters that each hold their target a second after sending (as a slot held
+    by a running job) ask for 50/s against a 200/s limit: after the opening, no request
+    waits for its send slot, so the lead costs a slot-bound run no time."""
+    trace = run_virtual(lambda: paced_run(RateLimiter(200.0, lead=0.5), 6.0, workers=50, hold=1.0))
+    waits = trace.waits()
+    after_opening = [w for w, c in zip(waits, sorted(trace.committed), strict=False) if c > 1.0]
+    assert len(after_opening) >= 200
+    assert max(after_opening) <= 1e-9
+    # The opening itself: the 50 granted at once were spread at the rate.
+    assert max(waits) == pytest.approx(49 / 200.0, abs=0.01)
+
+
+def test_adaptive_pacing_gives_the_lead_to_its_kind_only() -> None:
+    async def main() -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        pacing = AdaptivePacing(
+            {"reinstall": 20.0, "job": 20.0}, leads={"reinstall": 0.5}, clock=loop.time
+        )
+        granted: dict[str, list[float]] = {"reinstall": [], "job": []}
+
+        async def one(kind: str) -> None:
+            await pacing.acquire(kind, "eu-de")
+            granted[kind].append(loop.time())
+
+        await asyncio.gather(*(one(kind) for kind in granted for _ in range(15)))
+        return granted
+
+    granted = run_virtual(main)
+    # Tokens every 50 ms: reinstalls are granted half a second (10 tokens) early.
+    assert granted["reinstall"].count(0.0) == 11
+    assert granted["job"].count(0.0) == 1
+    assert granted["job"][-1] == pytest.approx(14 / 20.0)
+    assert granted["reinstall"][-1] == pytest.approx(14 / 20.0 - 0.5)
 
 
 # -- the rate in force ----------------------------------------------------------------------
