@@ -218,6 +218,14 @@ class EcsClient:
             return _server_view(server_id, payload["server"])
         raise self._failure(status, headers, payload, acted_unknown=False, path=path)
 
+    def stop_sending(self, error: Callable[[], BaseException]) -> int:
+        """A stop: every reinstall waiting for its send slot raises `error()` now instead
+        of going out when its slot comes (see `RateLimiter.interrupt_spacing`)."""
+        interrupted = 0
+        if self._adaptive is not None:
+            interrupted += self._adaptive.interrupt_spacing("reinstall", error)
+        return interrupted + self._submit_limiter.interrupt_spacing(error)
+
     def adaptive_rates(self) -> dict[str, dict[str, float]]:
         """The adapted rate per API and endpoint ("reinstall eu-de"), for the live view and
         the report: the rate in force, its ceiling, throttling answers and cuts."""

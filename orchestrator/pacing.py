@@ -37,8 +37,9 @@ the request leaves, is a second bucket at the same rate and burst (it follows
 spreads a bunch out, it also holds the grants back, so that the requests
 granted meanwhile do not queue behind the bunch for ever: a request waits in
 the spacer about the bunch's length (bunch / rate) and no more than
-`_SPACING_SLACK` after it. The time a stall took is lost to the rate: sending
-it at once is exactly the bunch the service would count against us.
+`_SPACING_SLACK` (plus the limiter's lead, below) after it. The time a stall
+took is lost to the rate: sending it at once is exactly the bunch the service
+would count against us.
 
 Delivery guard: perfect spacing fills a closed 1-second window to exactly
 `rate + burst`, so any difference in the requests' delays on the way (the
@@ -60,11 +61,11 @@ for its due slot in `space`. A stall shorter than the lead only empties part of
 that queue of committed intents; sends go on at the rate. The lead never lets
 more out: the send side is the same bucket with the same bound; it only moves
 the grant, and with it the intent, earlier. What it costs: up to
-`INTENT_LEAD * rate` more intents are durable and unsent at any moment (each
-settled from the server after a crash, as any intent in doubt is, and put back
-unsent at a stop when its slot comes, by the runner's last check); and a queue
-only builds when targets wait for the rate, so it takes no in-flight slot from
-jobs when the rate is not what limits the run.
+`INTENT_LEAD * rate` more intents are durable and unsent at any moment: after a
+crash each is settled from the server, as any intent in doubt is; at a stop they
+are put back unsent at once (`interrupt_spacing`). The queue only builds while
+targets wait for the rate, so it takes no in-flight slot from jobs when the rate
+is not what limits the run.
 
 `Unlimited` has the same interface and never waits (no `--rate`, and tests).
 Both are bound to one event loop at a time.
@@ -157,6 +158,8 @@ class Limiter(Protocol):
     async def acquire(self) -> None: ...
 
     async def space(self) -> None: ...
+
+    def interrupt_spacing(self, error: Callable[[], BaseException]) -> int: ...
 
     async def __aenter__(self) -> None: ...
 
@@ -348,6 +351,12 @@ class RateLimiter:
         """Requests waiting for their send slot in `space`."""
         return 0 if self._spacer is None else self._spacer.waiting
 
+    def interrupt_spacing(self, error: Callable[[], BaseException]) -> int:
+        """Raise `error()` in every request waiting for its send slot, at once: a stop,
+        when none of them is to be sent (their intents are put back sooner than their
+        slots would come). Returns how many there were; their slots are not used."""
+        return 0 if self._spacer is None else self._spacer._fail_waiters(error)
+
     async def __aenter__(self) -> None:
         await self.acquire()
 
@@ -425,6 +434,19 @@ class RateLimiter:
         if waiters:
             self._arm()
 
+    def _fail_waiters(self, error: Callable[[], BaseException]) -> int:
+        failed = 0
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():  # a done one was cancelled by its caller
+                fut.set_exception(error())
+                failed += 1
+        self._cancelled_in_queue = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return failed
+
     def _drop_cancelled_head(self) -> None:
         # Only futures cancelled by their caller are ever done while queued.
         waiters = self._waiters
@@ -478,6 +500,10 @@ class Unlimited:
 
     async def space(self) -> None:
         """Nothing to re-space."""
+
+    def interrupt_spacing(self, error: Callable[[], BaseException]) -> int:
+        """No request ever waits here."""
+        return 0
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -671,6 +697,14 @@ class AdaptivePacing:
         pair = self._pair(kind, endpoint)
         if pair is not None:
             await pair[0].space()
+
+    def interrupt_spacing(self, kind: str, error: Callable[[], BaseException]) -> int:
+        """`RateLimiter.interrupt_spacing` for every endpoint's limiter of `kind`."""
+        return sum(
+            pair[0].interrupt_spacing(error)
+            for (each, _), pair in self._limiters.items()
+            if each == kind
+        )
 
     def on_answer(self, kind: str, endpoint: str, throttled: bool, sent_at: float) -> None:
         """An answer (below 500) to a request of `kind` sent to `endpoint` at `sent_at`."""

@@ -189,6 +189,9 @@ class Runner:
         self._feed: deque[Target] = deque()
         self._requeued: deque[Target] = deque()
         self._not_refed: set[int] = set()  # deferred this run: the feed must not send them again
+        # Intents being committed or committed and not yet sent (waiting for their send
+        # slot): a stop puts each back to pending, and the run waits for that to be done.
+        self._unsent: set[int] = set()
         # Servers busy with someone else's operation, waiting for a re-check: id ->
         # (target, when it is due). They hold no slot while they wait.
         self._busy_wait: dict[int, tuple[Target, float]] = {}
@@ -244,12 +247,16 @@ class Runner:
                     self._work.set()
                     if drain_deadline is None:
                         drain_deadline = self._clock() + self._settings.drain_timeout
+                        # Intents waiting for their send slot go back now, not when it comes.
+                        self._client.stop_sending(_Stopped)
                         log.warning(
                             "stop requested: no new reinstalls; following %d for up to %.0f s",
                             len(self._active),
                             self._settings.drain_timeout,
                         )
-                    if not self._following() or self._clock() >= drain_deadline:
+                    if not self._following() or (
+                        self._clock() >= drain_deadline and not self._unsent
+                    ):
                         break
                 elif self._finished():
                     break
@@ -366,7 +373,10 @@ class Runner:
                 await self._rollout.wait(target, decision, self._work)
                 continue
             self._active[target.id] = target
-            await self._step(target, self._submit(target))
+            try:
+                await self._step(target, self._submit(target))
+            finally:
+                self._unsent.discard(target.id)
 
     async def _next_pending(self) -> Target | None:
         parked = self._rollout.unpark(self._active)
@@ -413,12 +423,14 @@ class Runner:
             # leaves (after its send slot): a stop or a trip meanwhile stops it, unsent.
             if self._stopping or self._abort or not self._rollout.still_allowed(target):
                 raise _Stopped
+            self._unsent.discard(target.id)  # it leaves now (or no intent was made yet)
 
         async def commit_intent() -> None:
             # Runs after the pacer allowed the request and right before it leaves.
             if committed:
                 return
             last_check()
+            self._unsent.add(target.id)
             launched = before.launched_at if before else None
             committed.append(
                 await self._change(

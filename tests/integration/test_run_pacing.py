@@ -224,9 +224,10 @@ async def test_reinstalls_go_on_while_an_intent_commit_stalls_shorter_than_the_l
     assert busiest_window(times) <= rate + burst
 
 
-@pytest.mark.parametrize("lead", [0.0, INTENT_LEAD])
+@pytest.mark.parametrize(("lead", "drain"), [(0.0, 10.0), (INTENT_LEAD, 10.0), (INTENT_LEAD, 0.0)])
 async def test_a_stop_while_intents_wait_for_their_send_slot_sends_none_of_them(
     lead: float,
+    drain: float,
     tmp_path: Path,
     make_inventory: Callable[..., Path],
     start_sim: StartSim,
@@ -235,7 +236,9 @@ async def test_a_stop_while_intents_wait_for_their_send_slot_sends_none_of_them(
     """The rule for a stop that comes while a committed intent waits for its send slot:
     it is not sent, and goes back to pending with the attempt not counted (as a stop
     that comes while its intent is committed). Driven on a real state file: a stall of
-    the state file bunches the intents, the stop comes while they are being spread."""
+    the state file bunches the intents, the stop comes while they are being spread.
+    With the intent lead, half a second's worth wait there at any time: the stop puts
+    them back at once, and the run waits for that even with --drain-timeout 0."""
     rate, count = 40.0, 120
     inventory = make_inventory(count, projects=4, seed=64)
     sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
@@ -267,7 +270,8 @@ async def test_a_stop_while_intents_wait_for_their_send_slot_sends_none_of_them(
                 TokenAuth(sim.config.token or ""),
                 submit_limiter=RateLimiter(rate, lead=lead),
             )
-            runner = Runner(store, client, fast_settings(rate=rate, preflight=False))
+            settings = fast_settings(rate=rate, preflight=False, drain_timeout=drain)
+            runner = Runner(store, client, settings)
             side = asyncio.create_task(stall_then_stop())
             await asyncio.wait_for(runner.run(stop), 30.0)
             await side

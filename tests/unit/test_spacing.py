@@ -360,6 +360,67 @@ def test_unlimited_never_waits_to_send() -> None:
     assert run_virtual(main) == 0.0
 
 
+def test_a_stop_interrupts_every_request_waiting_for_its_send_slot() -> None:
+    class Stopped(Exception):
+        pass
+
+    async def main() -> tuple[list[str], float]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(10.0, lead=0.5)
+        outcomes: list[str] = []
+
+        async def one() -> None:
+            await limiter.acquire()
+            try:
+                await limiter.space()
+                outcomes.append(f"sent {loop.time():.2f}")
+            except Stopped:
+                outcomes.append(f"stopped {loop.time():.2f}")
+
+        tasks = [asyncio.create_task(one()) for _ in range(8)]
+        await asyncio.sleep(0.15)  # 7 granted (the lead); 3 sent, 4 wait for a slot
+        assert (limiter.spacing, limiter.waiting) == (4, 1)
+        assert limiter.interrupt_spacing(Stopped) == 4
+        assert limiter.spacing == 0
+        assert limiter.interrupt_spacing(Stopped) == 0
+        await asyncio.sleep(0.5)  # the one still waiting for a token gets one, and goes
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return outcomes, loop.time()
+
+    outcomes, _ = run_virtual(main)
+    # At once, not as their slots (0.21-0.51 s) would have come; the last one granted
+    # takes the first of those slots, unused by them.
+    assert outcomes == ["sent 0.00", "sent 0.01", "sent 0.11", *["stopped 0.15"] * 4, "sent 0.21"]
+    assert Unlimited().interrupt_spacing(Stopped) == 0
+
+
+def test_adaptive_pacing_interrupts_its_kind_only() -> None:
+    async def main() -> list[str]:
+        leads = {"reinstall": 0.5, "job": 0.5}
+        pacing = AdaptivePacing({"reinstall": 10.0, "job": 10.0}, leads=leads)
+        outcomes: list[str] = []
+
+        async def one(kind: str, endpoint: str) -> None:
+            await pacing.acquire(kind, endpoint)
+            try:
+                await pacing.space(kind, endpoint)
+                outcomes.append(f"{kind} sent")
+            except LookupError:
+                outcomes.append(f"{kind} stopped")
+
+        pairs = [("reinstall", "eu-de"), ("reinstall", "eu-nl"), ("job", "eu-de")]
+        tasks = [asyncio.create_task(one(*pair)) for pair in pairs for _ in range(4)]
+        await asyncio.sleep(0.05)  # per limiter: 4 granted, 2 sent, 2 wait for a slot
+        assert pacing.interrupt_spacing("reinstall", LookupError) == 4
+        await asyncio.gather(*tasks)
+        return outcomes
+
+    outcomes = sorted(run_virtual(main))
+    assert outcomes == sorted(["reinstall sent"] * 4 + ["reinstall stopped"] * 4 + ["job sent"] * 4)
+
+
 def test_a_request_cancelled_in_the_spacer_gives_its_slot_back() -> None:
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
