@@ -10,6 +10,7 @@ Output: the machine, one table, and one JSON line of figures (the last line).
 
 from __future__ import annotations
 
+import bisect
 import compileall
 import functools
 import json
@@ -234,6 +235,14 @@ def process_cpu(pid: int) -> float:
         return float("nan")
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def busiest(times: Sequence[float], window: float = 1.0) -> int:
+    """Most stamps in any closed window [t, t + window] starting at a stamp."""
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_right(ordered, t + window) - i for i, t in enumerate(ordered)), default=0
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -14,7 +14,6 @@ only the arrivals; this shows which side a window over the limit comes from.
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from harness import (
     INSTANT,
     SEND_RECORDER,
     aksk_env,
+    busiest,
     emit,
     print_machine,
     run_cli,
@@ -36,14 +36,6 @@ from make_inventory import write_csv
 from targets import BURST, LEAN_HTTP, PACED
 
 from orchestrator.simulator.process import SimulatorProcess
-
-
-def busiest(times: list[float], window: float = 1.0) -> int:
-    """Most stamps in any closed window [t, t + window] starting at a stamp."""
-    ordered = sorted(times)
-    return max(
-        (bisect.bisect_right(ordered, t + window) - i for i, t in enumerate(ordered)), default=0
-    )
 
 
 def percentile(values: list[float], share: float) -> float:

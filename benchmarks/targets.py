@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
 import json
 import signal
@@ -19,6 +18,7 @@ from harness import (
     INSTANT,
     SEND_RECORDER,
     aksk_env,
+    busiest,
     console_script,
     emit,
     ensure_bytecode,
@@ -264,14 +264,6 @@ def memory(args: argparse.Namespace, work: Path) -> int:
     return 0
 
 
-def _max_in_window(times: list[float], window: float) -> int:
-    """Most arrivals in any closed window [t, t + window] starting at an arrival."""
-    best = 0
-    for i, t in enumerate(times):
-        best = max(best, bisect.bisect_right(times, t + window) - i)
-    return best
-
-
 def pacing(args: argparse.Namespace, work: Path) -> int:
     """Target 4: the reinstall rate against --rate, and its 1-second peaks, at two points.
 
@@ -299,7 +291,7 @@ def pacing(args: argparse.Namespace, work: Path) -> int:
         writes = sorted(json.loads(record.read_text())["writes"])
         allowed = int(rate) + BURST
         sent, seen = _achieved(writes), _achieved(arrivals)
-        busiest_sent = _max_in_window(writes, 1.0)
+        busiest_sent = busiest(writes)
         results.append(
             {
                 "rate": rate,
@@ -309,7 +301,7 @@ def pacing(args: argparse.Namespace, work: Path) -> int:
                 "error_pct_sender": round(100 * (sent - rate) / rate, 2),
                 "max_1s_sender": busiest_sent,
                 "achieved_simulator": round(seen, 2),
-                "max_1s_simulator": _max_in_window(arrivals, 1.0),
+                "max_1s_simulator": busiest(arrivals),
                 "allowed_1s": allowed,
                 "met": abs(sent - rate) <= 0.02 * rate and busiest_sent <= allowed,
             }
