@@ -119,16 +119,20 @@ async def test_max_in_flight_bounds_servers_rebuilding_at_once(
     assert set(stats["reinstalls_by_server"].values()) == {1}
 
 
-def _hold_write_lock(state_path: Path, seconds: float) -> None:
+def _hold_write_lock(state_path: Path, seconds: float) -> tuple[float, float]:
     """Another writer on the state file: the run's commits wait for it (busy_timeout),
-    as they do behind a long WAL checkpoint, while the pacer keeps granting."""
+    as they do behind a long WAL checkpoint, while the pacer keeps granting. Returns
+    when the lock was held, on the simulator's clock (wall time)."""
     conn = sqlite3.connect(str(state_path), isolation_level=None, timeout=5.0)
     try:
         conn.execute("BEGIN IMMEDIATE")
+        start = time.time()
         time.sleep(seconds)
+        end = time.time()
         conn.execute("COMMIT")
     finally:
         conn.close()
+    return start, end
 
 
 async def test_a_stalled_intent_commit_does_not_bunch_the_reinstalls(
@@ -185,23 +189,11 @@ async def test_reinstalls_go_on_while_an_intent_commit_stalls_shorter_than_the_l
     inventory = make_inventory(count, projects=4, seed=65)
     sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
     state_path = tmp_path / "lead.state.sqlite"
-    held: list[float] = []
 
-    def hold_write_lock() -> None:
-        conn = sqlite3.connect(str(state_path), isolation_level=None, timeout=5.0)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            held.append(time.time())  # the simulator's clock
-            time.sleep(stall)
-            held.append(time.time())
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-
-    async def stall_commits_once_sending() -> None:
+    async def stall_commits_once_sending() -> tuple[float, float]:
         while sim.stats()["requests"]["reinstall"] < 40:
             await asyncio.sleep(0.02)
-        await asyncio.to_thread(hold_write_lock)
+        return await asyncio.to_thread(_hold_write_lock, state_path, stall)
 
     staller = asyncio.create_task(stall_commits_once_sending())
     campaign = await run_campaign(
@@ -210,13 +202,12 @@ async def test_reinstalls_go_on_while_an_intent_commit_stalls_shorter_than_the_l
         state_path=state_path,
         settings=fast_settings(rate=float(rate), poll_rate=200.0, preflight=False),
     )
-    await staller
+    start, end = await staller
 
     assert campaign.exit_code == 0
     stats = sim.stats()
     times = sorted(stats["request_times"]["reinstall"])
     assert len(times) == count and set(stats["reinstalls_by_server"].values()) == {1}
-    start, end = held
     during = [t for t in times if start <= t <= end]
     # 14 send slots in the stall: on time, most of them are used (a loaded machine's
     # event loop may miss a few); without the lead none but the slack's one or two are.
