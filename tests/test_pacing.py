@@ -244,19 +244,24 @@ def test_the_delivery_guard_keeps_windows_at_the_service_within_rate_plus_burst(
         assert max_in_window(arrivals(exact), 1.0) > rate + 1
 
 
-def test_the_guard_follows_rate_changes_and_is_checked() -> None:
+def _grants_after_a_rate_change(limiter: RateLimiter, rate: float) -> list[float]:
+    """Grant times over 5 s after `limiter` granted for 2 s and was set to `rate`."""
     stamps: list[float] = []
 
     async def main(loop: VirtualTimeLoop) -> None:
-        limiter = RateLimiter(100, guard=0.25)
         tasks = await _workers(limiter, 10, stamps)
         await asyncio.sleep(2.0)
-        limiter.set_rate(20)
+        limiter.set_rate(rate)
         stamps.clear()
         await asyncio.sleep(5.0)
         await _stop(tasks)
 
     run_virtual(main)
+    return stamps
+
+
+def test_the_guard_follows_rate_changes_and_is_checked() -> None:
+    stamps = _grants_after_a_rate_change(RateLimiter(100, guard=0.25), 20)
     # 20/s slowed by a quarter: a token every 62.5 ms.
     assert len(stamps) == pytest.approx(5.0 * 20 / 1.25, abs=1)
     for bad in (-0.1, 1.0, math.nan):
@@ -281,18 +286,7 @@ def test_the_lead_grants_each_token_that_long_before_it_is_due() -> None:
 
 
 def test_the_lead_keeps_the_rate_and_follows_rate_changes() -> None:
-    stamps: list[float] = []
-
-    async def main(loop: VirtualTimeLoop) -> None:
-        limiter = RateLimiter(100, lead=0.5)
-        tasks = await _workers(limiter, 10, stamps)
-        await asyncio.sleep(2.0)
-        limiter.set_rate(20)
-        stamps.clear()
-        await asyncio.sleep(5.0)
-        await _stop(tasks)
-
-    run_virtual(main)
+    stamps = _grants_after_a_rate_change(RateLimiter(100, lead=0.5), 20)
     # Once ahead, it stays ahead by the same time: the rate is the rate in force.
     assert len(stamps) == pytest.approx(5.0 * 20, abs=1)
     assert min(b - a for a, b in itertools.pairwise(stamps)) == pytest.approx(1 / 20)

@@ -135,6 +135,35 @@ def _hold_write_lock(state_path: Path, seconds: float) -> tuple[float, float]:
     return start, end
 
 
+async def _run_with_one_stall(
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., Any],
+    inventory: Path,
+    sim: Simulator,
+    state_path: Path,
+    *,
+    rate: float,
+    stall: float,
+    after: int,
+) -> tuple[Any, tuple[float, float]]:
+    """Run the campaign at `rate`, the state file locked for `stall` seconds once `after`
+    reinstalls have arrived: the campaign, and when the lock was held."""
+
+    async def stall_commits_once_sending() -> tuple[float, float]:
+        while sim.stats()["requests"]["reinstall"] < after:
+            await asyncio.sleep(0.02)
+        return await asyncio.to_thread(_hold_write_lock, state_path, stall)
+
+    staller = asyncio.create_task(stall_commits_once_sending())
+    campaign = await run_campaign(
+        inventory,
+        sim=sim,
+        state_path=state_path,
+        settings=fast_settings(rate=float(rate), poll_rate=200.0, preflight=False),
+    )
+    return campaign, await staller
+
+
 async def test_a_stalled_intent_commit_does_not_bunch_the_reinstalls(
     tmp_path: Path,
     make_inventory: Callable[..., Path],
@@ -149,21 +178,16 @@ async def test_a_stalled_intent_commit_does_not_bunch_the_reinstalls(
     rate, burst, count, stall = 40, 1, 120, 1.2
     inventory = make_inventory(count, projects=4, seed=63)
     sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
-    state_path = tmp_path / "stalled.state.sqlite"
-
-    async def stall_commits_once_sending() -> None:
-        while sim.stats()["requests"]["reinstall"] < 20:
-            await asyncio.sleep(0.02)
-        await asyncio.to_thread(_hold_write_lock, state_path, stall)
-
-    staller = asyncio.create_task(stall_commits_once_sending())
-    campaign = await run_campaign(
+    campaign, _ = await _run_with_one_stall(
+        run_campaign,
+        fast_settings,
         inventory,
-        sim=sim,
-        state_path=state_path,
-        settings=fast_settings(rate=float(rate), poll_rate=200.0, preflight=False),
+        sim,
+        tmp_path / "stalled.state.sqlite",
+        rate=rate,
+        stall=stall,
+        after=20,
     )
-    await staller
 
     assert campaign.exit_code == 0
     stats = sim.stats()
@@ -188,21 +212,16 @@ async def test_reinstalls_go_on_while_an_intent_commit_stalls_shorter_than_the_l
     rate, burst, count, stall = 40, 1, 120, 0.35
     inventory = make_inventory(count, projects=4, seed=65)
     sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
-    state_path = tmp_path / "lead.state.sqlite"
-
-    async def stall_commits_once_sending() -> tuple[float, float]:
-        while sim.stats()["requests"]["reinstall"] < 40:
-            await asyncio.sleep(0.02)
-        return await asyncio.to_thread(_hold_write_lock, state_path, stall)
-
-    staller = asyncio.create_task(stall_commits_once_sending())
-    campaign = await run_campaign(
+    campaign, (start, end) = await _run_with_one_stall(
+        run_campaign,
+        fast_settings,
         inventory,
-        sim=sim,
-        state_path=state_path,
-        settings=fast_settings(rate=float(rate), poll_rate=200.0, preflight=False),
+        sim,
+        tmp_path / "lead.state.sqlite",
+        rate=rate,
+        stall=stall,
+        after=40,
     )
-    start, end = await staller
 
     assert campaign.exit_code == 0
     stats = sim.stats()
