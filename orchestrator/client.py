@@ -32,6 +32,7 @@ from yarl import URL
 
 from orchestrator import http1
 from orchestrator.auth import Credentials
+from orchestrator.clocks import ServiceClock
 from orchestrator.endpoints import Endpoints
 from orchestrator.errors import (
     ApiError,
@@ -76,6 +77,9 @@ class JobView:
     fail_reason: str | None
     begin_time: str | None = None  # the job's own times, as the service reports them
     end_time: str | None = None
+    # When the work began (its first sub-job's begin_time): the job may have waited
+    # in INIT since begin_time. None where the answer does not say.
+    started_time: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,7 @@ class EcsClient:
         reachability: Reachability | None = None,
         adaptive: AdaptivePacing | None = None,
         user_data: str | None = None,
+        service_clock: ServiceClock | None = None,
     ) -> None:
         """`adaptive` adds a limiter per API and endpoint whose rate follows the
         service's throttling, under `submit_limiter`/`poll_limiter` as ceilings.
@@ -147,6 +152,8 @@ class EcsClient:
         self.reachability = reachability or Reachability()
         self._user_data = user_data
         self._bases: dict[str, _Base] = {}
+        # The service's clock, learned from the Date header of every answer.
+        self.service_clock = service_clock or ServiceClock()
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -279,9 +286,10 @@ class EcsClient:
                 catalog_url = creds.catalog_endpoint(project_id, region or self._endpoints.region)
             base_url = self._endpoints.for_region(region, catalog_url)
             sent_at = time.monotonic()
-            status, resp_headers, raw, headers = await self._request(
+            status, resp_headers, raw, headers, date = await self._request(
                 kind, method, base_url, path, project_id, body, unsent_is_unknown
             )
+            self.service_clock.observe(date, sent_at, time.monotonic())
             # A 401 acted on nothing: renew the token once and send again.
             renewable = status == 401 and attempt == 1 and creds is not None
             if renewable and creds is not None and await creds.renew(project_id, headers):
@@ -323,8 +331,9 @@ class EcsClient:
         project_id: str,
         body: bytes,
         unsent_is_unknown: bool,
-    ) -> tuple[int, dict[str, str], bytes, dict[str, str]]:
-        """Send once; returns status, answer headers, raw body and the headers sent."""
+    ) -> tuple[int, dict[str, str], bytes, dict[str, str], str | None]:
+        """Send once; returns status, answer headers (of a refusal), raw body, the
+        headers sent and the answer's Date header."""
         if self.reachability.tripped:
             raise Unreachable(
                 self.reachability.describe(base_url), reached=self.reachability.reached
@@ -341,7 +350,7 @@ class EcsClient:
         self.requests[kind] += 1
         try:
             if base.proxy:
-                status, resp_headers, raw = await self._via_session(
+                status, resp_headers, raw, date = await self._via_session(
                     method, base, path, body, headers
                 )
             else:
@@ -358,6 +367,7 @@ class EcsClient:
                 status, raw = answer.status, answer.body
                 # Only a refusal's headers are read (Retry-After).
                 resp_headers = answer.headers if status >= 300 else {}
+                date = answer.headers.get("date")
         except http1.ConnectFailed as exc:
             # The connection was never made: nothing reached the service.
             self.requests[kind] -= 1
@@ -373,11 +383,11 @@ class EcsClient:
                 raise OutcomeUnknown(message) from None
             raise RetryLater(message) from None
         self.reachability.answered()
-        return status, resp_headers, raw, headers
+        return status, resp_headers, raw, headers, date
 
     async def _via_session(
         self, method: str, base: _Base, path: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, dict[str, str], bytes, str | None]:
         """One request through aiohttp (a proxy is configured), failures as http1's."""
         try:
             async with self._session.request(
@@ -391,7 +401,7 @@ class EcsClient:
             ) as resp:
                 raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
                 answered = dict(resp.headers.items()) if resp.status >= 300 else {}
-                return resp.status, answered, raw
+                return resp.status, answered, raw, resp.headers.get("Date")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise http1.ConnectFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -540,13 +550,14 @@ def _job_view(job_id: str, payload: dict[str, Any]) -> JobView:
     if status not in JOB_STATUSES:
         raise BadResponse(f"job answer has an unknown status {str(status)[:40]!r}")
     entities = payload.get("entities")
-    server_id = None
+    server_id = started = None
     if isinstance(entities, dict):
         server_id = _str_or_none(entities.get("server_id"), 64)
         sub_jobs = entities.get("sub_jobs")
-        if server_id is None and isinstance(sub_jobs, list) and sub_jobs:
-            first = sub_jobs[0]
-            if isinstance(first, dict) and isinstance(first.get("entities"), dict):
+        first = sub_jobs[0] if isinstance(sub_jobs, list) and sub_jobs else None
+        if isinstance(first, dict):
+            started = _str_or_none(first.get("begin_time"), 64)
+            if server_id is None and isinstance(first.get("entities"), dict):
                 server_id = _str_or_none(first["entities"].get("server_id"), 64)
     return JobView(
         job_id=job_id,
@@ -556,6 +567,7 @@ def _job_view(job_id: str, payload: dict[str, Any]) -> JobView:
         fail_reason=_str_or_none(payload.get("fail_reason")),
         begin_time=_str_or_none(payload.get("begin_time"), 64),
         end_time=_str_or_none(payload.get("end_time"), 64),
+        started_time=started,
     )
 
 

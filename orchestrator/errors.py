@@ -19,7 +19,8 @@
         ├── BadResponse            an answer we cannot use (not JSON, missing fields)
         └── RunCannotGoOn          the fault is not one target's: stop the run
             ├── WrongEndpoint      a 404 without the service's error body: a wrong URL
-            └── Unreachable        connection or TLS failures repeat across targets
+            ├── Unreachable        connection or TLS failures repeat across targets
+            └── ClockSkewed        this host's clock is too far from the service's
 
 Secrets never go into any message here: the client builds messages from codes,
 statuses and IDs only.
@@ -170,3 +171,7 @@ class WrongEndpoint(RunCannotGoOn):
 
 class Unreachable(RunCannotGoOn):
     """The endpoint cannot be reached (connection or TLS failures)."""
+
+
+class ClockSkewed(RunCannotGoOn):
+    """This host's clock is too far from the service's to send a reinstall."""

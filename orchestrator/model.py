@@ -158,6 +158,11 @@ class Target:
     updated_before: str | None = None  # server `updated` read before the latest attempt
     not_accepted: int = 0  # times settled "not accepted" (the resend cap), across resumes
     intent_at: str | None = None  # when the latest intent to send was committed
+    # The same moment on the service's clock (orchestrator.clocks), for comparisons with
+    # the times the service writes, and how far that may be off, in seconds. None where
+    # the service's clock was not known (or the intent is older than this field).
+    intent_service_at: str | None = None
+    intent_error: float | None = None
     submitted_at: str | None = None  # when the job_id arrived
     finished_at: str | None = None
     updated_at: str | None = None

@@ -32,15 +32,17 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from orchestrator.client import EcsClient, JobView, ServerView
+from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
 from orchestrator.errors import (
     ApiError,
     AuthFailed,
     BadResponse,
+    ClockSkewed,
     NotFound,
     OutcomeUnknown,
     Rejected,
@@ -55,7 +57,7 @@ from orchestrator.retry_policy import RetrySettings, brief, call_retrying
 from orchestrator.rollout.gate import RolloutGate
 from orchestrator.schedule import Backoff, DueQueue, JobLengths, wait_event
 from orchestrator.settle import (
-    DEFAULT_SKEW,
+    LOCAL_INTENT_ERROR,
     Before,
     Clock,
     QuietPeriod,
@@ -77,6 +79,8 @@ T = TypeVar("T")
 
 S = TargetState
 FEED_PAGE = 1000
+# Seconds a job id the store refused is tried again at the end of a run, at least.
+RECORD_PATIENCE = 5.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,13 @@ class RunSettings:
     preflight: bool = True  # read the server before sending (launched_at, rebuilding)
     query_failures_to_settle: int = 5  # a job query failing this often: settle from the server
     max_resends: int = 3  # reinstalls settled as "not accepted" sent again at most this often
-    skew: timedelta = DEFAULT_SKEW
+    # Nothing is sent while this host's wall clock is further than this (seconds) from
+    # the service's, as its answers' Date headers show: a clock that far off is a host
+    # to fix (its windows and deadlines would be off too) before a disk is wiped.
+    max_clock_skew: float = 60.0
+    # Seconds the service's own clocks (the one behind Date, those behind launched_at
+    # and updated) may disagree: times closer than this to an intent "cannot tell".
+    clock_margin: float = SERVICE_CLOCKS_AGREE_WITHIN
     retry: RetrySettings = field(default_factory=RetrySettings)
     # Preflight: leave servers relaunched after this time alone (reported as skipped).
     skip_reinstalled_since: datetime | None = None
@@ -131,6 +141,9 @@ class Outcome:
     # nothing unsafe was done, fix and run again.
     misconfigured: bool = False
     held: str | None = None  # why the rollout stopped sending (window, canary, budget)
+    # Job ids the service returned that could not be recorded: a resume must be given
+    # them (--known-job), or it would settle those targets from the servers alone.
+    unrecorded: list[Answer] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -150,6 +163,20 @@ class _Stopped(Exception):
 
 
 @dataclass
+class Answer:
+    """A job id the service returned that the state store could not record."""
+
+    target: Target  # as it was committed: submitting
+    job_id: str
+    submitted_at: str
+    status: str | None = None  # the job's status, as last asked while the record was retried
+
+    def describe(self) -> str:
+        where = f"{self.target.project_id}/{self.target.server_id}"
+        return f"{where} job {self.job_id} ({self.status or 'status unknown'})"
+
+
+@dataclass
 class _Follow:
     backoff: Backoff
     started: float
@@ -162,7 +189,10 @@ class _Follow:
     job_started: bool = False  # the job was seen past INIT
     verifying: JobView | None = None  # the job said SUCCESS: the server is being checked
     verify_reads: int = 0
-    job_forgotten: bool = False  # the service no longer knows the job (Common.0011)
+    # The job cannot decide: the service no longer knows it (Common.0011). The server
+    # is followed instead.
+    job_unusable: bool = False
+    seen_launched_at: str | None = None  # launched_at as first read after the intent
 
 
 class Runner:
@@ -211,6 +241,13 @@ class Runner:
         self._credentials_refused = False
         self._misconfigured = False
         self._quiet = QuietPeriod(settings.settle_quiet)
+        self._service_clock = client.service_clock
+        # Since when (monotonic) this process watches each reinstall that may be under
+        # way: its intent, when made here; else when this process took it up.
+        self._watched_since: dict[int, float] = {}
+        self._sent_at: dict[int, float] = {}  # when (monotonic) this process sent each
+        # Job ids the service returned that the state store could not record (yet).
+        self._answers: dict[int, Answer] = {}
         self._lengths = JobLengths(settings.expected_job_seconds)
         self._sent_counters: dict[str, int] = {}
         self.counts: dict[TargetState, int] = store.counts(settings.shard)
@@ -271,6 +308,8 @@ class Runner:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            if self._answers and not halt.is_set():
+                await self._record_answers()
             with contextlib.suppress(StateError):
                 await self._writer.call(self._store.add_rollout, self._rollout.take_records())
             await self._writer.close()
@@ -286,6 +325,7 @@ class Runner:
             credentials_refused=self._credentials_refused,
             misconfigured=self._misconfigured,
             held=self._rollout.why_held(),
+            unrecorded=list(self._answers.values()),
         )
 
     @property
@@ -323,6 +363,9 @@ class Runner:
         for target in unfinished:
             await self._take_slot()
             self._active[target.id] = target
+            # Whatever an earlier process (or another host) saw, this one has seen nothing
+            # yet: its quiet period starts now, whatever the clocks say.
+            self._watched_since[target.id] = self._clock()
             if target.state is S.SUBMITTING:
                 # The intent was durable; whether the request left is unknown. Reading
                 # the server at once is safe: "not accepted" still needs the quiet
@@ -416,6 +459,10 @@ class Runner:
                 return
             before = server
 
+        elif not self._service_clock.known:
+            # The intent is stamped on the service's clock: learn it first.
+            await self._learn_service_clock(target)
+
         committed: list[Target] = []
 
         def last_check() -> None:
@@ -423,7 +470,11 @@ class Runner:
             # leaves (after its send slot): a stop or a trip meanwhile stops it, unsent.
             if self._stopping or self._abort or not self._rollout.still_allowed(target):
                 raise _Stopped
+            self._check_skew()
             self._unsent.discard(target.id)  # it leaves now (or no intent was made yet)
+            if committed:
+                # The quiet period counts from here: the service cannot act before.
+                self._watched_since[target.id] = self._sent_at[target.id] = self._clock()
 
         async def commit_intent() -> None:
             # Runs after the pacer allowed the request and right before it leaves.
@@ -432,6 +483,7 @@ class Runner:
             last_check()
             self._unsent.add(target.id)
             launched = before.launched_at if before else None
+            stamp = self._service_clock.now()
             committed.append(
                 await self._change(
                     target,
@@ -439,6 +491,8 @@ class Runner:
                     "intent to send a reinstall",
                     attempts=target.attempts + 1,
                     intent_at=utc_now(),
+                    intent_service_at=None if stamp is None else stamp.iso(),
+                    intent_error=None if stamp is None else round(stamp.error, 3),
                     launched_at_before=launched,
                     first_launched_at=target.first_launched_at or launched,
                     status_before=before.status if before else None,
@@ -517,14 +571,113 @@ class Runner:
             )
             self._schedule(target, self._settings.settle_delay)
             return
-        target = await self._change(
-            committed[0],
-            S.SUBMITTED,
-            f"accepted as job {job_id}",
-            job_id=job_id,
-            submitted_at=utc_now(),
+        # Logged before its commit: if the commit fails, the log still has the job id.
+        log.info(
+            "%s/%s accepted as job %s",
+            target.project_id,
+            target.server_id,
+            job_id,
+            extra={
+                "project_id": target.project_id,
+                "server_id": target.server_id,
+                "job_id": job_id,
+            },
         )
+        submitted_at = utc_now()
+        try:
+            target = await self._change(
+                committed[0],
+                S.SUBMITTED,
+                f"accepted as job {job_id}",
+                job_id=job_id,
+                submitted_at=submitted_at,
+            )
+        except StateError as exc:
+            self._answer_not_recorded(committed[0], job_id, submitted_at, exc)
+            return
         self._schedule(target)  # the first wait: --first-poll, or what was learned
+
+    def _answer_not_recorded(
+        self, target: Target, job_id: str, submitted_at: str, exc: StateError
+    ) -> None:
+        """The service returned a job id and the state store failed to record it. The
+        id must not be lost: a resume that did not know it would settle the target from
+        the server alone, and a job still queued there shows nothing. It is kept here,
+        recorded again before the run ends, and listed at the end if that fails too."""
+        self._answers[target.id] = Answer(target, job_id, submitted_at)
+        log.error(
+            "%s/%s: job %s could not be recorded in the state file: %s",
+            target.project_id,
+            target.server_id,
+            job_id,
+            exc,
+            extra={
+                "project_id": target.project_id,
+                "server_id": target.server_id,
+                "job_id": job_id,
+            },
+        )
+        self._fail_run(f"state file: {exc}")
+
+    async def _record_answers(self) -> None:
+        """Record the job ids the store refused, trying again for --drain-timeout (at
+        least RECORD_PATIENCE) and asking each job meanwhile, so that what stays
+        unrecorded is listed with its latest status."""
+        deadline = self._clock() + max(self._settings.drain_timeout, RECORD_PATIENCE)
+        pause = 0.5
+        while True:
+            for target_id, answer in list(self._answers.items()):
+                try:
+                    await self._change(
+                        answer.target,
+                        S.SUBMITTED,
+                        f"accepted as job {answer.job_id} (recorded late)",
+                        job_id=answer.job_id,
+                        submitted_at=answer.submitted_at,
+                    )
+                except StateError:
+                    continue
+                del self._answers[target_id]
+                log.warning("%s recorded after all", answer.describe())
+            if not self._answers or self._clock() >= deadline:
+                return
+            for answer in self._answers.values():
+                t = answer.target
+                with contextlib.suppress(ApiError):
+                    job = await self._client.job(t.project_id, answer.job_id, t.spec.region)
+                    answer.status = job.status
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    async def _learn_service_clock(self, target: Target) -> None:
+        """One read of the target's server, for the Date of its answer (without
+        preflight, nothing else would be read before the first reinstall)."""
+        with contextlib.suppress(ApiError):
+            await self._query(
+                lambda: self._client.server(
+                    target.project_id, target.server_id, target.spec.region
+                ),
+                patient=True,
+            )
+        if not self._service_clock.known:
+            log.warning(
+                "the service's answers carry no Date header: intents are stamped without the"
+                " service's time, and a lost answer whose server has no earlier reading is"
+                " reported as unverified, never sent again"
+            )
+
+    def _check_skew(self) -> None:
+        skew = self._service_clock.skew()
+        limit = self._settings.max_clock_skew
+        if skew is not None and abs(skew) > limit:
+            ahead = "ahead of" if skew > 0 else "behind"
+            raise ClockSkewed(
+                f"this host's clock is {abs(skew):.0f} s {ahead} the service's (the Date"
+                f" header of its answers); nothing is sent while they differ by more than"
+                f" --max-clock-skew {limit:g} s: set this host's clock right (NTP), then"
+                " resume",
+                reached=True,
+            )
 
     async def _preflight(self, target: Target) -> ServerView | None:
         """Read the server before sending; None when the target was settled, deferred
@@ -652,6 +805,7 @@ class Runner:
     def _schedule(
         self, target: Target, delay: float | None = None, *, by_server: bool | None = None
     ) -> None:
+        self._watched_since.setdefault(target.id, self._clock())
         follow_ = self._follow.get(target.id)
         if follow_ is None:
             follow_ = _Follow(
@@ -686,20 +840,6 @@ class Runner:
 
     async def _poll_job(self, target: Target) -> None:
         info = self._follow[target.id]
-        if self._timed_out(target):
-            await self._change(
-                target,
-                S.FAILED,
-                f"job {target.job_id} did not end within {self._settings.job_timeout:.0f} s",
-                error_code="Orchestrator.JobTimeout",
-                fail_reason=(
-                    f"job did not end within --job-timeout {self._settings.job_timeout:.0f} s"
-                    f" (last status {info.last_status or 'unknown'});"
-                    " the server may still be rebuilding"
-                ),
-                finished_at=utc_now(),
-            )
-            return
         assert target.job_id is not None
         job_id = target.job_id
         try:
@@ -707,7 +847,7 @@ class Runner:
                 lambda: self._client.job(target.project_id, job_id, target.spec.region)
             )
         except NotFound:
-            info.job_forgotten = True  # it cannot decide anything now: the server will
+            info.job_unusable = True  # it cannot decide anything now: the server will
             target = await self._change(
                 target, S.IN_DOUBT, f"the service no longer knows job {job_id}"
             )
@@ -721,21 +861,44 @@ class Runner:
             return
         except ApiError as exc:
             info.failures += 1
-            if info.failures >= self._settings.query_failures_to_settle:
+            if self._timed_out(target):
+                await self._job_timed_out(target)
+            elif info.failures >= self._settings.query_failures_to_settle:
                 target = await self._change(target, S.IN_DOUBT, f"job query kept failing: {exc}")
                 self._schedule(target, 0.0)
             else:
                 self._schedule(target)
             return
         info.failures = 0
+        # The job is asked before the timeout is judged: a run that was paused (a
+        # stopped process, a suspended VM) past --job-timeout finds a job that ended.
+        if job.status not in ("SUCCESS", "FAIL") and self._timed_out(target):
+            info.last_status = job.status
+            await self._job_timed_out(target)
+            return
         await self._on_job(target, job)
+
+    async def _job_timed_out(self, target: Target) -> None:
+        info = self._follow[target.id]
+        await self._change(
+            target,
+            S.FAILED,
+            f"job {target.job_id} did not end within {self._settings.job_timeout:.0f} s",
+            error_code="Orchestrator.JobTimeout",
+            fail_reason=(
+                f"job did not end within --job-timeout {self._settings.job_timeout:.0f} s"
+                f" (last status {info.last_status or 'unknown'});"
+                " the server may still be rebuilding"
+            ),
+            finished_at=utc_now(),
+        )
 
     async def _on_job(self, target: Target, job: JobView) -> None:
         info = self._follow[target.id]
         info.last_status = job.status
         if job.status != "INIT" and not info.job_started:
             info.job_started = True
-            await self._learn_quiet(target)
+            await self._learn_quiet(target, job)
         times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
         if job.status in ("SUCCESS", "FAIL"):
             self._observe_length(target, job)
@@ -785,7 +948,14 @@ class Runner:
         if server is None:
             check = Settlement(Verdict.WAIT, "the server could not be read after SUCCESS")
         else:
-            check = check_back(server, self._before(target), self._clock_for(target))
+            clock = self._clock_for(target)
+            if parse_time(job.begin_time) is not None:
+                # The job began after the request arrived, and its time is the service's
+                # own: a relaunch after it is this job's, more sharply than the intent's.
+                clock = replace(
+                    clock, intent_at=job.begin_time, intent_error=self._settings.clock_margin
+                )
+            check = check_back(server, self._before(target), clock)
         if check.verdict is Verdict.SUCCEEDED:
             await self._change(
                 target,
@@ -819,12 +989,26 @@ class Runner:
         if submitted is not None and ended is not None:
             self._lengths.observe((ended - submitted).total_seconds())
 
-    async def _learn_quiet(self, target: Target) -> None:
-        """A job seen started: if it took longer than the quiet period assumes, raise it."""
-        intent = parse_time(target.intent_at)
-        if intent is None:
+    async def _learn_quiet(self, target: Target, job: JobView) -> None:
+        """A job seen started: if it took longer to start than the quiet period assumes,
+        raise the period (within its ceiling). Measured on the service's clock alone, so
+        a step of this host's clock teaches nothing: from the intent (stamped on that
+        clock) or, for an intent stamped on this host's clock, from the job's own
+        begin_time, to its start (its sub-job's begin_time, else the service's now)."""
+        start = parse_time(job.started_time)
+        if start is None:
+            now = self._service_clock.now()
+            start = None if now is None else now.at
+        clock = self._clock_for(target)
+        origin = None if clock.intent_error >= LOCAL_INTENT_ERROR else parse_time(clock.intent_at)
+        if origin is not None:
+            # The intent's earliest possible time: a delay is never learned short.
+            origin -= timedelta(seconds=clock.intent_error)
+        else:
+            origin = parse_time(job.begin_time)
+        if start is None or origin is None:
             return
-        took = (datetime.now(UTC) - intent).total_seconds()
+        took = (start - origin).total_seconds()
         if self._quiet.observe(took):
             log.warning(
                 "a job took %.0f s to start; the settle quiet period is raised to %.0f s",
@@ -836,20 +1020,39 @@ class Runner:
             )
 
     def _clock_for(self, target: Target) -> Clock:
+        intent_at: str | None
+        if target.intent_service_at is not None and target.intent_error is not None:
+            intent_at, error = target.intent_service_at, target.intent_error
+            error += self._settings.clock_margin
+        else:
+            # Stamped on this host's clock only (no Date seen, or an older version).
+            intent_at, error = target.intent_at, LOCAL_INTENT_ERROR
+        sent = self._sent_at.get(target.id)
+        # Sent by this process: its moment on the service's clock, as known now.
+        known = None if sent is None else self._service_clock.at(sent)
+        if known is not None:
+            intent_at, error = known.iso(), known.error + self._settings.clock_margin
         return Clock(
-            intent_at=target.intent_at,
-            now=datetime.now(UTC),
-            quiet=self._quiet.delta,
-            skew=self._settings.skew,
+            intent_at=intent_at,
+            intent_error=error,
+            watched=self._watched(target.id),
+            quiet=self._quiet.seconds,
         )
 
-    @staticmethod
-    def _before(target: Target) -> Before:
+    def _watched(self, target_id: int) -> float:
+        """Seconds this process has watched a reinstall that may be under way: since its
+        intent when this process made it, else since it took it up (monotonic)."""
+        since = self._watched_since.get(target_id)
+        return 0.0 if since is None else self._clock() - since
+
+    def _before(self, target: Target) -> Before:
+        info = self._follow.get(target.id)
         return Before(
             launched_at=target.launched_at_before,
             status=target.status_before,
             updated=target.updated_before,
             first_launched_at=target.first_launched_at,
+            seen_launched_at=None if info is None else info.seen_launched_at,
         )
 
     async def _settle(self, target: Target) -> None:
@@ -857,10 +1060,8 @@ class Runner:
         server = await self._read_server(target, "settled: the server no longer exists")
         if server is None:
             if self._unchanged(target):
-                if self._timed_out(target):
-                    # Still in doubt: leave it so, reported, for a later run to settle.
-                    log.error("%s/%s still in doubt", target.project_id, target.server_id)
-                    self._drop(target.id)
+                if self._watched(target.id) > self._doubt_limit:
+                    await self._leave_in_doubt(target, "the server could not be read")
                 else:
                     self._schedule(target)
             return
@@ -877,11 +1078,14 @@ class Runner:
             target = await self._change(target, S.RUNNING, f"settled: following, {s.reason}")
             # Where the service gave a job id, the job's own end decides, unless the
             # service has forgotten the job: asking it again would only come back here.
-            info.by_server = target.job_id is None or info.job_forgotten
+            info.by_server = target.job_id is None or info.job_unusable
             info.seen_rebuild = is_rebuilding(server)
             self._schedule(target)
         elif s.verdict is Verdict.WAIT:
-            self._schedule(target)
+            if self._watched(target.id) > self._doubt_limit:
+                await self._leave_in_doubt(target, s.reason)
+            else:
+                self._schedule(target)
         elif s.verdict is Verdict.SUCCEEDED:
             await self._change(target, S.SUCCEEDED, f"settled: {s.reason}", finished_at=utc_now())
         elif s.verdict in (Verdict.FAILED, Verdict.UNVERIFIED):
@@ -907,6 +1111,23 @@ class Runner:
             )
         else:
             await self._not_accepted(target, s.reason)
+
+    @property
+    def _doubt_limit(self) -> float:
+        """Seconds a doubt is watched at most in one run: a job's whole time, and the
+        longest quiet period learning may reach. Past it the doubt is left as it is."""
+        return self._settings.job_timeout + self._quiet.ceiling
+
+    async def _leave_in_doubt(self, target: Target, why: str) -> None:
+        """A doubt this run cannot settle: left in doubt, reported, never sent; a later
+        run takes it up again (exit 3)."""
+        note = (
+            f"still in doubt after {self._watched(target.id):.0f} s watched ({why});"
+            " not sent again: a later run settles it"
+        )
+        log.error("%s/%s %s", target.project_id, target.server_id, note)
+        await self._writer.call(self._store.note, target.id, target.state, note)
+        self._drop(target.id)
 
     async def _failed_job(self, target: Target) -> JobView | None:
         """The target's job, if it has one and the service says it FAILed (one try)."""
@@ -947,23 +1168,15 @@ class Runner:
 
     async def _follow_server(self, target: Target) -> None:
         info = self._follow[target.id]
-        if self._timed_out(target):
-            await self._change(
-                target,
-                S.FAILED,
-                "server still rebuilding after --job-timeout",
-                error_code="Orchestrator.JobTimeout",
-                fail_reason=(
-                    f"no end of the rebuild seen within {self._settings.job_timeout:.0f} s"
-                    f" (last status {info.last_status or 'unknown'})"
-                ),
-                finished_at=utc_now(),
-            )
-            return
+        # The server is read before the timeout is judged: a run paused past
+        # --job-timeout may find the rebuild ended meanwhile.
         server = await self._read_server(target, "the server disappeared while rebuilding")
         if server is None:
             if self._unchanged(target):
-                self._schedule(target)
+                if self._timed_out(target):
+                    await self._rebuild_timed_out(target)
+                else:
+                    self._schedule(target)
             return
         info.last_status = server.status
         now = self._clock()
@@ -982,7 +1195,10 @@ class Runner:
         )
         info.seen_rebuild = info.seen_rebuild or is_rebuilding(server)
         if verdict.verdict is Verdict.FOLLOW:
-            self._schedule(target)
+            if self._timed_out(target):
+                await self._rebuild_timed_out(target)
+            else:
+                self._schedule(target)
         elif verdict.verdict is Verdict.FAILED:
             await self._change(
                 target,
@@ -999,13 +1215,31 @@ class Runner:
         else:
             await self._change(target, S.SUCCEEDED, verdict.reason, finished_at=utc_now())
 
+    async def _rebuild_timed_out(self, target: Target) -> None:
+        info = self._follow[target.id]
+        await self._change(
+            target,
+            S.FAILED,
+            "server still rebuilding after --job-timeout",
+            error_code="Orchestrator.JobTimeout",
+            fail_reason=(
+                f"no end of the rebuild seen within {self._settings.job_timeout:.0f} s"
+                f" (last status {info.last_status or 'unknown'})"
+            ),
+            finished_at=utc_now(),
+        )
+
     async def _read_server(self, target: Target, gone: str) -> ServerView | None:
         """The server as it is now, or None: then it was failed (gone), the run was
         stopped (credentials), or the read failed and the caller tries again later."""
         try:
-            return await self._query(
+            server = await self._query(
                 lambda: self._client.server(target.project_id, target.server_id, target.spec.region)
             )
+            info = self._follow.get(target.id)
+            if info is not None and info.seen_launched_at is None:
+                info.seen_launched_at = server.launched_at
+            return server
         except NotFound as exc:
             await self._change(
                 target,
@@ -1100,6 +1334,8 @@ class Runner:
         """The target no longer needs this run's attention: free its slot."""
         if self._active.pop(target_id, None) is not None:
             self._follow.pop(target_id, None)
+            self._watched_since.pop(target_id, None)
+            self._sent_at.pop(target_id, None)
             self._release_slot()
             self._changed.set()
 
@@ -1122,7 +1358,7 @@ class Runner:
     def _cannot_go_on(self, exc: RunCannotGoOn) -> None:
         # Exit 2 when the fault is surely the configuration: a wrong URL, or an
         # endpoint that never answered this run. Otherwise 3: resume later.
-        if isinstance(exc, WrongEndpoint) or not exc.reached:
+        if isinstance(exc, WrongEndpoint | ClockSkewed) or not exc.reached:
             self._misconfigured = True
         self._fail_run(str(exc))
 

@@ -11,8 +11,14 @@ powered off (`ACTIVE`, task state `powering-off`, then `SHUTOFF`) before it show
   one read before sending, `updated` moved, `launched_at` moved, a job id) means
   "maybe accepted": follow the server, never resend;
 * "not accepted" (the only verdict that allows sending again) needs a quiet
-  period measured from the intent, and at least two readings that agree and
-  show that nothing moved.
+  period watched by this process (on its monotonic clock, from the intent when
+  this process made it, else from when it took the doubt up), and at least two
+  readings that agree and show that nothing moved.
+
+Times the service wrote (`launched_at`, `updated`) are compared only with times
+on the service's clock (the intent is stamped on it, see `orchestrator.clocks`),
+each with the error that clock may have: within it, the answer is "cannot tell",
+never a guess either way.
 
 The assumption this rests on, stated in the README: a reinstall the service acts
 on shows activity on the server within the quiet period.
@@ -27,7 +33,12 @@ from enum import StrEnum
 from orchestrator.client import ServerView
 
 REBUILD_TASK_STATES = frozenset({"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"})
-DEFAULT_SKEW = timedelta(minutes=5)
+# How far an intent stamped by an older version, on this host's wall clock rather
+# than the service's, may be off the service's clock.
+LOCAL_INTENT_ERROR = 300.0
+# The quiet period is raised by what jobs are seen to take, up to this many times
+# the period given (--settle-quiet).
+CEILING_FACTOR = 4.0
 # Statuses a server rests in; anything else is a server in transition.
 STABLE_STATUSES = frozenset({"ACTIVE", "SHUTOFF"})
 
@@ -55,16 +66,19 @@ class Before:
     status: str | None = None
     updated: str | None = None
     first_launched_at: str | None = None  # before the first attempt, never overwritten
+    # Without any of those (no preflight): launched_at as this process first read it
+    # after the intent. A newer value since then is a relaunch after the intent.
+    seen_launched_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Clock:
-    """When the intent was committed and when the server was read (wall clock, UTC)."""
+    """The times a decision about one reinstall may use."""
 
-    intent_at: str | None
-    now: datetime
-    quiet: timedelta
-    skew: timedelta = DEFAULT_SKEW
+    intent_at: str | None  # the intent, on the service's clock (see orchestrator.clocks)
+    intent_error: float  # seconds intent_at may be off the service's clock, either way
+    watched: float  # seconds this process has watched since the intent (monotonic)
+    quiet: float  # the quiet period, seconds
 
 
 def is_rebuilding(server: ServerView) -> bool:
@@ -127,19 +141,15 @@ def settle(
         return Settlement(
             Verdict.UNVERIFIED, f"cannot tell whether it was accepted ({how}); not sent again"
         )
-    intent = parse_time(clock.intent_at)
-    if intent is None:
-        return Settlement(Verdict.UNVERIFIED, "the intent time is unknown; not sent again")
-    quiet_until = intent + clock.quiet
-    if clock.now < quiet_until:
-        left = (quiet_until - clock.now).total_seconds()
+    if clock.watched < clock.quiet:
+        left = clock.quiet - clock.watched
         return Settlement(Verdict.WAIT, f"nothing moved yet; the quiet period ends in {left:.0f} s")
     if previous is None or not same_reading(previous, server):
         return Settlement(Verdict.WAIT, "nothing moved; a second, agreeing reading is needed")
-    quiet = int(clock.quiet.total_seconds())
     return Settlement(
         Verdict.NOT_ACCEPTED,
-        f"nothing moved for {quiet} s after the intent, two readings agree ({how})",
+        f"nothing moved in {clock.watched:.0f} s watched since the intent (quiet period"
+        f" {clock.quiet:.0f} s), two readings agree ({how})",
     )
 
 
@@ -172,7 +182,7 @@ def follow(
         return Settlement(
             Verdict.FAILED, f"rebuild ended but the server was not relaunched ({how})"
         )
-    if resting and still_for >= clock.quiet.total_seconds():
+    if resting and still_for >= clock.quiet:
         return Settlement(
             Verdict.FAILED,
             f"server resting ({server.status}) and unchanged for {still_for:.0f} s without"
@@ -196,8 +206,9 @@ def activity(server: ServerView, before: Before, clock: Clock) -> list[str]:
             updated = parse_time(server.updated)
             intent = parse_time(clock.intent_at)
             # Without an earlier value, anything updated near or after the intent
-            # (clock skew allowed) may be our reinstall at work.
-            if updated is None or intent is None or updated >= intent - clock.skew:
+            # (within the error of the clocks) may be our reinstall at work.
+            error = timedelta(seconds=clock.intent_error)
+            if updated is None or intent is None or updated >= intent - error:
                 signs.append(f"updated {server.updated}, near or after the intent")
     return signs
 
@@ -228,33 +239,49 @@ def relaunched_since(
     intent = parse_time(clock.intent_at)
     if current is None or intent is None:
         return None, "launched_at or the intent time unknown, and no earlier value recorded"
-    skew = int(clock.skew.total_seconds())
-    if current >= intent - clock.skew:
+    error = timedelta(seconds=clock.intent_error)
+    within = f"{clock.intent_error:.1f} s"
+    seen = parse_time(before.seen_launched_at)
+    if seen is not None and current > seen:
         return True, (
-            f"launched_at {now_launched} is after the intent {clock.intent_at} less "
-            f"{skew} s allowed for clock skew (no earlier value recorded)"
+            f"launched_at moved from {before.seen_launched_at} (read after the intent) to"
+            f" {now_launched}"
         )
-    return False, (
-        f"launched_at {now_launched} is before the intent {clock.intent_at} less "
-        f"{skew} s of clock skew (no earlier value recorded)"
+    if current > intent + error:
+        return True, (
+            f"launched_at {now_launched} is after the intent {clock.intent_at} (service"
+            f" clock, within {within}; no earlier value recorded)"
+        )
+    if current < intent - error:
+        return False, (
+            f"launched_at {now_launched} is before the intent {clock.intent_at} (service"
+            f" clock, within {within}; no earlier value recorded)"
+        )
+    return None, (
+        f"launched_at {now_launched} is within {within} of the intent {clock.intent_at}:"
+        " cannot tell which came first (no earlier value recorded)"
     )
 
 
 @dataclass
 class QuietPeriod:
-    """The quiet period: never lowered, raised when this run sees a job take longer
-    than it to show activity (the service is slower than assumed)."""
+    """The quiet period: never lowered; raised when a job is seen to take longer than
+    it to show activity (the service is slower than assumed), but never above
+    `ceiling`, so that no evidence, right or wrong, makes a wait unbounded."""
 
     seconds: float
     margin: float = 2.0  # raised to this many times the slowest start seen
+    ceiling: float = 0.0  # 0: CEILING_FACTOR times the period given
+
+    def __post_init__(self) -> None:
+        if self.ceiling <= 0:
+            self.ceiling = self.seconds * CEILING_FACTOR
 
     def observe(self, seconds_to_activity: float) -> bool:
-        """Record how long a job took to show activity; True if the period was raised."""
-        if seconds_to_activity * self.margin <= self.seconds:
+        """Record how long a job took to show activity (measured on the service's
+        clock); True if the period was raised."""
+        wanted = min(seconds_to_activity * self.margin, self.ceiling)
+        if not wanted > self.seconds:  # also refuses NaN
             return False
-        self.seconds = seconds_to_activity * self.margin
+        self.seconds = wanted
         return True
-
-    @property
-    def delta(self) -> timedelta:
-        return timedelta(seconds=self.seconds)

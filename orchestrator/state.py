@@ -55,7 +55,7 @@ from orchestrator.model import (
 )
 from orchestrator.shard import Shard, shard_hash
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Columns added by each schema version (all nullable or defaulted), applied in order
 # when a run opens an older state file: a state file outlives the version that made it.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -70,6 +70,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The Cloud-Init API per target (older state files: none of them).
     3: ("cloud_init INTEGER NOT NULL DEFAULT 0",),
     4: ("wave INTEGER",),  # the rollout wave, fixed at the first run (NULL before)
+    # The intent on the service's clock, and how far that may be off.
+    6: ("intent_service_at TEXT", "intent_error REAL"),
 }
 # Tables added by a schema version, created with it (or when an older file is upgraded).
 MIGRATION_TABLES: dict[int, tuple[str, ...]] = {
@@ -117,6 +119,8 @@ CHANGEABLE = frozenset(
         "updated_before",
         "not_accepted",
         "intent_at",
+        "intent_service_at",
+        "intent_error",
         "submitted_at",
         "finished_at",
         "job_begin_at",
@@ -128,7 +132,7 @@ TARGET_COLUMNS = (
     "id, project_id, server_id, region, keyname, userid, mode, byol, extra, line, state, job_id,"
     " attempts, error_code, fail_reason, launched_at_before, intent_at, submitted_at,"
     " finished_at, updated_at, first_launched_at, status_before, updated_before, not_accepted,"
-    " job_begin_at, job_end_at, cloud_init, wave"
+    " job_begin_at, job_end_at, cloud_init, wave, intent_service_at, intent_error"
 )
 
 
@@ -1187,6 +1191,8 @@ def _target(row: Sequence[Any]) -> Target:
         job_end_at,
         cloud_init,
         wave,
+        intent_service_at,
+        intent_error,
     ) = row
     spec = TargetSpec(
         project_id=project_id,
@@ -1210,6 +1216,8 @@ def _target(row: Sequence[Any]) -> Target:
         fail_reason=fail_reason,
         launched_at_before=launched_at_before,
         intent_at=intent_at,
+        intent_service_at=intent_service_at,
+        intent_error=intent_error,
         submitted_at=submitted_at,
         finished_at=finished_at,
         updated_at=updated_at,

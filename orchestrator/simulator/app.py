@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
@@ -109,7 +110,8 @@ class SimulatorApp:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.world = World(config)
-        self._clock = config.clock
+        offset, clock = config.clock_offset, config.clock
+        self._clock: Callable[[], float] = (lambda: clock() + offset) if offset else clock
         self.iam = Iam(config)
         # The IAM's issued-token counter is the stats' one, so snapshots show it.
         self.iam.issued = self.world.stats.tokens_issued
@@ -159,7 +161,7 @@ class SimulatorApp:
         """The same routes as an aiohttp application."""
         app = web.Application()
         for route in self.routes:
-            adapter = self._aiohttp_handler(route[2])
+            adapter = self._aiohttp_handler(route[2], self._clock)
             if route[0] == "GET":
                 app.router.add_get(route[1], adapter)
             else:
@@ -168,7 +170,7 @@ class SimulatorApp:
 
     @staticmethod
     def _aiohttp_handler(
-        handler: Handler,
+        handler: Handler, clock: Callable[[], float]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             call = Call(
@@ -191,6 +193,8 @@ class SimulatorApp:
             )
             for name, value in answer.headers:
                 response.headers[name] = value
+            # The service's clock, not this machine's: aiohttp would write its own.
+            response.headers["Date"] = formatdate(clock(), usegmt=True)
             return response
 
         return handle

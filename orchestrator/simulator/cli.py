@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import signal
 import sys
 from pathlib import Path
@@ -303,6 +304,15 @@ def _users(
     metavar="PROJECT_ID",
     help="ECS requests in this project get 403 Pdp.0001 (repeat for more).",
 )
+@click.option(
+    "--clock-offset",
+    default=0.0,
+    show_default=True,
+    type=float,
+    metavar="SECONDS",
+    help="The service's clock runs this far ahead of this machine's (negative: behind): "
+    "Date headers, launched_at, updated and job times, and its signature checks.",
+)
 def simulate(
     host: str,
     port: int,
@@ -337,6 +347,7 @@ def simulate(
     users: tuple[tuple[str, str, str], ...],
     token_ttl: float,
     denied_projects: tuple[str, ...],
+    clock_offset: float,
 ) -> None:
     """Run a simulated ECS API (reinstall v1 and v2, job status, server details) with faults.
 
@@ -350,6 +361,8 @@ def simulate(
     """
     if (ak is None) != (sk is None):
         raise click.UsageError("--ak and --sk must be given together")
+    if not math.isfinite(clock_offset):
+        raise click.UsageError("--clock-offset must be a finite number of seconds")
     config = SimulatorConfig(
         seed=seed,
         fleet=fleet,
@@ -381,6 +394,7 @@ def simulate(
         users=users,
         token_ttl=token_ttl,
         denied_projects=denied_projects,
+        clock_offset=clock_offset,
     )
     asyncio.run(_serve(config, host, port, http))
 

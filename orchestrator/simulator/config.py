@@ -86,6 +86,10 @@ class SimulatorConfig:
     # Regions whose ECS endpoint the token's catalog lists: all of them this simulator.
     regions: tuple[str, ...] = ("eu-de", "eu-nl", "eu-ch2")
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    # Seconds the service's clock is ahead of `clock` (negative: behind): every time
+    # it writes (Date headers, launched_at, updated, job times) and judges (a
+    # signature's X-Sdk-Date, a token's expiry) is on that clock.
+    clock_offset: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _RATE_FIELDS:
@@ -106,6 +110,8 @@ class SimulatorConfig:
             raise ValueError(f"rate_limit must be a positive requests/s or None, got {limit!r}")
         if self.throttle_style not in ("429", "202"):
             raise ValueError(f"throttle_style must be '429' or '202', got {self.throttle_style!r}")
+        if not math.isfinite(self.clock_offset):
+            raise ValueError(f"clock_offset must be a finite number, got {self.clock_offset!r}")
         if not (self.latency_ms >= 0 and math.isfinite(self.latency_ms)):
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms!r}")
         if (self.ak is None) != (self.sk is None):

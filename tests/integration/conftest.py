@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_server import HostileServer
+from never_twice_helpers import Drive, Driven
 
 from orchestrator.auth import Credentials, TokenAuth
 from orchestrator.campaign import Invocation, Result, execute, open_state
@@ -53,6 +55,8 @@ def _fast_settings(**changes: Any) -> RunSettings:
         poll_cap=0.5,
         settle_delay=0.2,
         settle_quiet=1.0,
+        # The simulator's answers and timestamps come from one clock.
+        clock_margin=0.0,
         drain_timeout=10.0,
         job_timeout=60.0,
         retry=RetrySettings(attempts=6, max_delay=60.0, backoff_base=0.05, backoff_cap=1.0),
@@ -221,3 +225,20 @@ def sim_process() -> Callable[..., contextlib.AbstractContextManager[str]]:
 def sim_stats() -> Callable[[str], dict[str, Any]]:
     """sim_stats(url) -> the GET /_sim/stats answer of a simulator."""
     return _sim_stats
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[contextlib.AsyncExitStack]:
+    async with contextlib.AsyncExitStack() as exits:
+        yield exits
+
+
+@pytest.fixture
+def driven(tmp_path: Path) -> Drive:
+    """driven(inventory, simulator or hostile server) -> Driven on its URL."""
+
+    def make(inventory: Path, api: Simulator | HostileServer) -> Driven:
+        token = api.config.token if isinstance(api, Simulator) else None
+        return Driven(tmp_path, inventory, api.url, token or "x")
+
+    return make

@@ -11,7 +11,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -182,9 +181,8 @@ async def test_server_view_before_during_and_after(
         assert parse_time(before.launched_at) is not None
         intent_at = "2027-01-15T08:00:00.000000Z"
         evidence = Before(before.launched_at, before.status, before.updated, before.launched_at)
-        quiet = timedelta(seconds=60)
-        soon = SettleClock(intent_at, datetime(2027, 1, 15, 8, 0, 1, tzinfo=UTC), quiet)
-        late = SettleClock(intent_at, datetime(2027, 1, 15, 8, 5, 0, tzinfo=UTC), quiet)
+        soon = SettleClock(intent_at, 2.0, watched=1.0, quiet=60.0)
+        late = SettleClock(intent_at, 2.0, watched=300.0, quiet=60.0)
         await client.reinstall(spec(5))
         during = await client.server(PROJECT, server_id(5))
         assert (during.status, during.task_state) == ("REBUILD", "rebuilding")

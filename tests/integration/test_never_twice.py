@@ -14,30 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from client_helpers import free_port
 from gateway import LOSE, Action, Gateway, Request
 from hostile_server import HostileServer
+from never_twice_helpers import Drive, Driven, assert_never_twice, with_mode
 
 import orchestrator.runner as runner_module
 from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, open_state
-from orchestrator.client import EcsClient, Timeouts
-from orchestrator.endpoints import Endpoints
-from orchestrator.inventory import InventoryDefaults
-from orchestrator.model import Target, TargetState
+from orchestrator.model import TargetState
 from orchestrator.reachability import Reachability
 from orchestrator.retry_policy import RetrySettings
-from orchestrator.runner import Outcome, Runner, RunSettings
+from orchestrator.runner import Runner, RunSettings
 from orchestrator.simulator import Simulator, load_fleet
 from orchestrator.simulator.errors import ApiFault
 from orchestrator.state import Change, StateStore
@@ -45,122 +40,6 @@ from orchestrator.state import Change, StateStore
 StartSim = Callable[..., Awaitable[Simulator]]
 RunCampaign = Callable[..., Awaitable[Any]]
 S = TargetState
-RUN_LIMIT = 30.0  # seconds: a run that takes longer hangs (each here takes a few)
-
-
-def with_mode(inventory: Path, mode: str = "withStopServer") -> Path:
-    """The inventory with a `mode` column (reinstall of running servers)."""
-    with inventory.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    out = inventory.with_name(f"{inventory.stem}-{mode}.csv")
-    with out.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, [*rows[0].keys(), "mode"])
-        writer.writeheader()
-        writer.writerows({**row, "mode": mode} for row in rows)
-    return out
-
-
-def assert_never_twice(stats: dict[str, Any], inventory: Path) -> None:
-    """The simulator saw exactly one reinstall per server and no request on top of a job."""
-    assert stats["overlapping_servers"] == [], stats["overlapping_by_server"]
-    assert stats["reinstalled_after_success"] == []
-    assert stats["reinstalls_by_server"] == {s: 1 for _, s in load_fleet(inventory)}
-
-
-def history(targets: Sequence[Target], store: StateStore) -> str:
-    return "\n".join(
-        f"{t.server_id[:8]} {t.state.value}: "
-        + " | ".join(f"{e.to_state}: {e.detail}" for e in store.events(t.id))
-        for t in targets
-    )
-
-
-class Driven:
-    """A Runner on a real state file and a real client against the simulator."""
-
-    def __init__(self, tmp_path: Path, inventory: Path, url: str, token: str) -> None:
-        self.state_path = tmp_path / f"{inventory.stem}.state.sqlite"
-        self.inventory = inventory
-        self.url = url
-        self.token = token
-        self.report_dir = tmp_path / "reports"
-
-    def open(self, store_class: type[StateStore] = StateStore) -> StateStore:
-        inv = Invocation(
-            state_path=self.state_path,
-            report_dir=self.report_dir,
-            settings=RunSettings(),
-            inventory=self.inventory,
-            defaults=InventoryDefaults(),
-            endpoint=self.url,
-            live_progress=False,
-        )
-        store = open_state(inv)
-        if store_class is not StateStore:
-            # The same open connection and lock, seen through the test's subclass.
-            store.__class__ = store_class
-        store.begin_invocation({"test": True}, str(self.inventory))
-        return store
-
-    async def run(
-        self,
-        settings: RunSettings,
-        *,
-        store: StateStore | None = None,
-        stop: asyncio.Event | None = None,
-        reachability: Reachability | None = None,
-        url: str | None = None,
-        during: Callable[[Runner], Coroutine[Any, Any, None]] | None = None,
-    ) -> Outcome:
-        store = store or self.open()
-        stop = stop or asyncio.Event()
-        try:
-            async with aiohttp.ClientSession() as session:
-                client = EcsClient(
-                    session,
-                    Endpoints(endpoint=url or self.url),
-                    TokenAuth(self.token),
-                    timeouts=Timeouts(),
-                    reachability=reachability,
-                )
-                runner = Runner(store, client, settings)
-                side = asyncio.create_task(during(runner)) if during else None
-                try:
-                    return await asyncio.wait_for(runner.run(stop), RUN_LIMIT)
-                finally:
-                    if side is not None:
-                        side.cancel()
-        finally:
-            store.end_invocation("test")
-            store.close()
-
-    def targets(self) -> list[Target]:
-        with StateStore.open(self.state_path, readonly=True) as store:
-            return list(store.iter_targets())
-
-    def explain(self) -> str:
-        with StateStore.open(self.state_path, readonly=True) as store:
-            return history(list(store.iter_targets()), store)
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[contextlib.AsyncExitStack]:
-    async with contextlib.AsyncExitStack() as exits:
-        yield exits
-
-
-Drive = Callable[[Path, Simulator | HostileServer], Driven]
-
-
-@pytest.fixture
-def driven(tmp_path: Path) -> Drive:
-    """driven(inventory, simulator or hostile server) -> Driven on its URL."""
-
-    def make(inventory: Path, api: Simulator | HostileServer) -> Driven:
-        token = api.config.token if isinstance(api, Simulator) else None
-        return Driven(tmp_path, inventory, api.url, token or "x")
-
-    return make
 
 
 # -- 1: a reinstall acted on but answered 5xx is never sent twice ------------------------

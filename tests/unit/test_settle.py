@@ -2,7 +2,9 @@
 
 The rules are asymmetric (settle.py): any sign of activity since the intent means
 "maybe accepted" (follow, never resend); "not accepted" needs the quiet period
-since the intent and two agreeing readings in which nothing moved.
+watched since the intent (monotonic) and two agreeing readings in which nothing
+moved. Times the service wrote are compared with the intent on the service's
+clock, within the error of that clock: inside it, "cannot tell".
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 
 from orchestrator.client import ServerView
 from orchestrator.settle import (
-    DEFAULT_SKEW,
+    LOCAL_INTENT_ERROR,
     Before,
     Clock,
     QuietPeriod,
@@ -35,9 +37,10 @@ BEFORE = "2020-03-01T10:00:00.000000"  # the simulator's launched_at format: no 
 LATER = "2020-03-01T10:00:00.000001"
 EARLIER = "2020-02-28T09:00:00.000000"
 UPDATED = "2020-03-01T10:00:00Z"  # `updated` as read before sending
-INTENT = "2027-01-15T08:00:00.000000Z"  # the state store's utc_now() format
+INTENT = "2027-01-15T08:00:00.000000+00:00"  # ServiceTime.iso(): the service's clock
 INTENT_AT = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 QUIET = timedelta(seconds=600)
+ERROR = 2.0  # seconds the intent may be off the service's clock
 DURING = INTENT_AT + timedelta(seconds=30)  # inside the quiet period
 AFTER = INTENT_AT + QUIET + timedelta(seconds=1)  # the quiet period is over
 
@@ -69,7 +72,10 @@ def before(
 
 
 def clock(now: datetime = AFTER, intent: str | None = INTENT, **changes: object) -> Clock:
-    return replace(Clock(intent_at=intent, now=now, quiet=QUIET), **changes)  # type: ignore[arg-type]
+    """The clock of a reinstall watched since INTENT_AT, `now - INTENT_AT` seconds in."""
+    watched = (now - INTENT_AT).total_seconds()
+    base = Clock(intent_at=intent, intent_error=ERROR, watched=watched, quiet=QUIET.total_seconds())
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 # -- activity: every sign means "maybe accepted" -> FOLLOW, before or after the quiet period
@@ -152,19 +158,31 @@ def test_not_accepted_names_the_quiet_period() -> None:
     assert "600 s" in result.reason
 
 
-def test_the_quiet_period_is_measured_from_the_intent() -> None:
+def test_the_quiet_period_is_the_time_watched() -> None:
     now = INTENT_AT + timedelta(seconds=100)
-    short = clock(now, quiet=timedelta(seconds=99))
-    long = clock(now, quiet=timedelta(seconds=101))
+    short = clock(now, quiet=99.0)
+    long = clock(now, quiet=101.0)
     assert settle(server(), before(), short, previous=server()).verdict is V.NOT_ACCEPTED
     assert settle(server(), before(), long, previous=server()).verdict is V.WAIT
 
 
+@pytest.mark.parametrize("intent", [INTENT, "2030-01-01T00:00:00+00:00", "2001-01-01T00:00:00Z"])
+def test_the_quiet_period_does_not_read_the_intent_time(intent: str) -> None:
+    # However far the clock that stamped the intent was off, only what this process
+    # watched counts: a clock a day ahead neither ends nor stretches the wait.
+    during = settle(server(), before(), clock(DURING, intent=intent), previous=server())
+    after = settle(server(), before(), clock(AFTER, intent=intent), previous=server())
+    assert during.verdict is V.WAIT
+    assert after.verdict is V.NOT_ACCEPTED
+
+
 @pytest.mark.parametrize("intent", [None, "garbage"])
-def test_an_unknown_intent_time_is_never_not_accepted(intent: str | None) -> None:
+def test_an_unknown_intent_time_still_settles_from_readings_made_before(
+    intent: str | None,
+) -> None:
+    # With the server read before the request, the readings decide; no clock is compared.
     result = settle(server(), before(), clock(AFTER, intent=intent), previous=server())
-    assert result.verdict is V.UNVERIFIED
-    assert "not sent again" in result.reason
+    assert result.verdict is V.NOT_ACCEPTED, result.reason
 
 
 # -- ERROR: never resent
@@ -241,54 +259,65 @@ def test_a_changed_launch_time_that_cannot_be_compared_is_never_not_accepted() -
     assert result.verdict is not V.NOT_ACCEPTED, result.reason
 
 
-# -- no value from before the request: times compared with the intent, less the skew
+# -- no value from before the request: times compared with the intent, on the service's clock
 
 
 @pytest.mark.parametrize(
     ("launched_at", "verdict"),
     [
-        ("2027-01-15T08:00:05.000000", V.SUCCEEDED),  # after the intent
-        ("2027-01-15T07:58:00.000000", V.SUCCEEDED),  # 2 min before: within skew
-        ("2027-01-15T07:55:00.000000", V.SUCCEEDED),  # exactly intent - 5 min
-        ("2027-01-15T07:54:59.999999", V.NOT_ACCEPTED),  # just before intent - skew
+        ("2027-01-15T08:00:05.000000", V.SUCCEEDED),  # after the intent and its error
+        ("2027-01-15T08:00:02.000001", V.SUCCEEDED),  # just past the error
+        ("2027-01-15T08:00:01.000000", V.UNVERIFIED),  # within the error: cannot tell
+        ("2027-01-15T07:59:58.000000", V.UNVERIFIED),  # exactly intent - error
+        ("2027-01-15T07:59:57.999999", V.NOT_ACCEPTED),  # before it
         ("2026-12-01T00:00:00.000000", V.NOT_ACCEPTED),  # long before
-        ("2027-01-15T09:00:00+01:00", V.SUCCEEDED),  # 08:00 UTC, with a zone
+        ("2027-01-15T09:00:05+01:00", V.SUCCEEDED),  # 08:00:05 UTC, with a zone
         ("2027-01-15T08:54:00+01:00", V.NOT_ACCEPTED),  # 07:54 UTC
     ],
 )
-def test_no_before_launch_time_uses_intent_less_skew(launched_at: str, verdict: Verdict) -> None:
+def test_no_before_launch_time_is_compared_with_the_intent_on_the_service_clock(
+    launched_at: str, verdict: Verdict
+) -> None:
     view = server("ACTIVE", launched_at=launched_at, updated=None)
     prior = Before(status="ACTIVE")
     result = settle(view, prior, clock(AFTER), previous=view)
     assert result.verdict is verdict, result.reason
-    assert "clock skew" in result.reason
-    assert str(int(DEFAULT_SKEW.total_seconds())) in result.reason
+    assert "service clock" in result.reason or "cannot tell" in result.reason
 
 
-def test_the_skew_allowance_is_a_parameter() -> None:
+def test_the_intent_error_is_a_parameter() -> None:
     view = server("ACTIVE", launched_at="2027-01-15T07:30:00", updated=None)
     prior = Before(status="ACTIVE")
     narrow = settle(view, prior, clock(AFTER), previous=view)
-    wide = settle(view, prior, clock(AFTER, skew=timedelta(hours=1)), previous=view)
+    wide = settle(view, prior, clock(AFTER, intent_error=3600.0), previous=view)
     assert narrow.verdict is V.NOT_ACCEPTED
-    assert wide.verdict is V.SUCCEEDED
-    assert "3600" in wide.reason
+    # Within an hour of an intent an hour uncertain: cannot tell, so never sent again.
+    assert wide.verdict is V.UNVERIFIED
+    assert "3600.0 s" in wide.reason
+
+
+def test_an_intent_stamped_on_this_hosts_clock_is_compared_within_minutes() -> None:
+    # Stamped by an older version on the wall clock of a host up to minutes off.
+    view = server("ACTIVE", launched_at="2027-01-15T07:56:00", updated=None)
+    prior = Before(status="ACTIVE")
+    result = settle(view, prior, clock(AFTER, intent_error=LOCAL_INTENT_ERROR), previous=view)
+    assert result.verdict is V.UNVERIFIED, result.reason
 
 
 @pytest.mark.parametrize(
     ("updated", "verdict"),
     [
-        # No `updated` from before: updated near or after the intent (skew allowed) may
-        # be our reinstall at work; long before it, it is not.
+        # No `updated` from before: updated near or after the intent (within the clock's
+        # error) may be our reinstall at work; before it, it is not.
         ("2027-01-15T08:00:01Z", V.FOLLOW),
-        ("2027-01-15T07:57:00Z", V.FOLLOW),  # within the skew
-        ("2027-01-15T07:55:00Z", V.FOLLOW),  # exactly intent - skew
-        ("2027-01-15T07:54:59Z", V.NOT_ACCEPTED),
+        ("2027-01-15T07:59:59Z", V.FOLLOW),  # within the error
+        ("2027-01-15T07:59:58Z", V.FOLLOW),  # exactly intent - error
+        ("2027-01-15T07:59:57Z", V.NOT_ACCEPTED),
         ("2026-12-01T00:00:00Z", V.NOT_ACCEPTED),
         ("yesterday", V.FOLLOW),  # unreadable: err towards "maybe accepted"
     ],
 )
-def test_no_before_updated_is_compared_with_the_intent_less_skew(
+def test_no_before_updated_is_compared_with_the_intent_on_the_service_clock(
     updated: str, verdict: Verdict
 ) -> None:
     view = server(updated=updated)
@@ -374,12 +403,12 @@ def test_follow_table(
     ("launched_at", "seen", "verdict"),
     [
         ("2027-01-15T08:03:00", False, V.SUCCEEDED),  # after the intent: relaunched
-        ("2027-01-15T07:58:00", False, V.SUCCEEDED),  # within the skew
+        ("2027-01-15T08:00:01", False, V.FOLLOW),  # within the error: keep following
         ("2026-12-01T00:00:00", True, V.FAILED),  # long before, rebuild seen: failed
         ("2026-12-01T00:00:00", False, V.FOLLOW),
     ],
 )
-def test_follow_without_a_before_value_uses_the_intent_and_skew(
+def test_follow_without_a_before_value_uses_the_intent_on_the_service_clock(
     launched_at: str, seen: bool, verdict: Verdict
 ) -> None:
     view = server("SHUTOFF", launched_at=launched_at)
@@ -420,7 +449,6 @@ def test_quiet_period_rises_to_a_margin_over_the_slowest_start() -> None:
     assert quiet.seconds == 10.0
     assert quiet.observe(8.0) is True
     assert quiet.seconds == 16.0
-    assert quiet.delta == timedelta(seconds=16)
 
 
 @pytest.mark.parametrize("faster", [0.0, 1.0, 7.9, 8.0])
@@ -429,6 +457,22 @@ def test_quiet_period_is_never_lowered(faster: float) -> None:
     quiet.observe(8.0)
     assert quiet.observe(faster) is False
     assert quiet.seconds == 16.0
+
+
+@pytest.mark.parametrize("took", [86_417.0, float("inf")])
+def test_quiet_period_is_never_raised_past_its_ceiling(took: float) -> None:
+    # A day learned from a clock step (or anything absurd) raises it to the ceiling only.
+    quiet = QuietPeriod(600.0)
+    assert quiet.ceiling == 2400.0
+    assert quiet.observe(took) is True
+    assert quiet.seconds == 2400.0
+    assert quiet.observe(took) is False
+
+
+def test_quiet_period_ignores_nan() -> None:
+    quiet = QuietPeriod(600.0)
+    assert quiet.observe(float("nan")) is False
+    assert quiet.seconds == 600.0
 
 
 def test_quiet_period_margin_is_a_parameter() -> None:

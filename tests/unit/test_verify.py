@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from orchestrator.client import ServerView
@@ -14,9 +12,7 @@ V = Verdict
 OLD = "2025-01-01T00:00:00.000000"
 NEW = "2026-11-30T10:05:00.000000"
 INTENT = "2026-11-30T10:00:00+00:00"
-CLOCK = Clock(
-    intent_at=INTENT, now=datetime(2026, 11, 30, 10, 6, tzinfo=UTC), quiet=timedelta(seconds=600)
-)
+CLOCK = Clock(intent_at=INTENT, intent_error=2.0, watched=360.0, quiet=600.0)
 
 
 def server(status: str, launched_at: str | None = NEW, task_state: str | None = None) -> ServerView:
@@ -46,8 +42,10 @@ CASES = [
         Before("2026-01-01T00:00:00", "SHUTOFF", None, OLD),
         V.WAIT,
     ),
-    # Without a reading before (--no-preflight): against the intent less the skew.
-    (server("ACTIVE", "2026-11-30T09:58:00"), Before(), V.SUCCEEDED),
+    # Without a reading before (--no-preflight): against the intent on the service's clock.
+    (server("ACTIVE", "2026-11-30T10:00:05"), Before(), V.SUCCEEDED),
+    (server("ACTIVE", "2026-11-30T10:00:01"), Before(), V.WAIT),  # within the clock's error
+    (server("ACTIVE", "2026-11-30T09:58:00"), Before(), V.WAIT),  # before the intent
     (server("ACTIVE", "2026-11-30T09:00:00"), Before(), V.WAIT),
     (server("SHUTOFF", NEW), Before(), V.SUCCEEDED),
     # Only the first attempt's value known: it is the reference.
