@@ -38,6 +38,7 @@ from orchestrator.errors import (
 )
 from orchestrator.iam import credentials_for
 from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.known_jobs import KnownJob, apply_known_jobs
 from orchestrator.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
 from orchestrator.model import TargetSpec, TargetState
 from orchestrator.network import CaBundle, new_session
@@ -94,6 +95,10 @@ class Invocation:
     ack_failures: bool = False  # --ack-failures: earlier failures stop counting
     confirm: Confirm | None = None  # --confirm-waves: asks the operator before each wave
     adaptive: bool = True  # follow the service's throttling below --rate / --poll-rate
+    # --journal-lost: the state file's log is lost for good; settle every unfinished
+    # target from its server before anything is sent.
+    journal_lost: bool = False
+    known_jobs: tuple[KnownJob, ...] = ()  # --known-job / --known-jobs
 
 
 @dataclass
@@ -160,7 +165,7 @@ def _open_existing(inv: Invocation, location: StateLocation) -> StateStore | Non
     """Open the existing state with the checks a run needs; None when it was an import
     that never finished (then discarded, to be created again)."""
     try:
-        store = location.open(shard=inv.settings.shard)
+        store = location.open(shard=inv.settings.shard, journal_lost=inv.journal_lost)
     except IncompleteImport:
         if inv.inventory is None:
             raise
@@ -391,6 +396,9 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     # Before the invocation is recorded: a resume that contradicts the fixed plan
     # is refused with nothing written.
     rollout = prepare_rollout(store, inv.rollout, ack=inv.ack_failures, confirm=inv.confirm)
+    if inv.known_jobs:
+        taken = apply_known_jobs(store, inv.known_jobs)
+        log.warning("%d known job id(s) given back to their targets: followed by job", taken)
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
     outcome: Outcome | None = None
     sent: dict[str, int] = {}

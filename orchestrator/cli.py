@@ -17,7 +17,7 @@ import math
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,6 +28,7 @@ from orchestrator import cloudconfig, eventloop, regions
 from orchestrator.campaign import (
     Invocation,
     RegionCheck,
+    Result,
     check_report_dir,
     connected,
     default_state_path,
@@ -51,6 +52,7 @@ from orchestrator.inventory import (
     InventoryReader,
     check_encoding,
 )
+from orchestrator.known_jobs import known_jobs, write_unrecorded
 from orchestrator.logsetup import setup_logging
 from orchestrator.messages import end_of_run
 from orchestrator.model import FINAL_STATES, TargetState
@@ -64,12 +66,13 @@ from orchestrator.report import (
 from orchestrator.retry_select import STATES_IS, RetryRequest, plan_retry
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.report import rollout_summary
-from orchestrator.runner import RunSettings
+from orchestrator.runner import Answer, RunSettings
 from orchestrator.selection import Selection, SelectionFilter, left_out_text
 from orchestrator.shard import parse_shard
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
 from orchestrator.state import StateStore, StoreFailure
+from orchestrator.state import backup as state_backup
 from orchestrator.status import exit_code_for, read_status, render_text, status_to_dict
 from orchestrator.status.watch import watch_status
 from orchestrator.store import SqliteLocation, StateLocation, is_dsn, pg_location
@@ -262,11 +265,45 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Go on with a state file made for another --endpoint/--endpoint-template.",
         ),
         click.option(
+            "--journal-lost",
+            is_flag=True,
+            help=(
+                "The state file's -wal journal is lost for good (refused without this):"
+                " every target not final is settled from its server before anything is"
+                " sent to it."
+            ),
+        ),
+        click.option(
+            "--known-job",
+            "known_jobs",
+            multiple=True,
+            metavar="[PROJECT/]SERVER=JOB",
+            help=(
+                "A job id the service returned that the state file could not record (the"
+                " run lists them when that happens): the target follows that job."
+            ),
+        ),
+        click.option(
+            "--known-jobs",
+            "known_jobs_file",
+            type=click.Path(path_type=Path, dir_okay=False, exists=True),
+            help="A CSV file of project_id,server_id,job_id: as --known-job for each row.",
+        ),
+        click.option(
             "--no-preflight",
             is_flag=True,
             help=(
                 "Do not read each server before sending (saves a query; "
                 "in-doubt targets are then settled against the intent time)."
+            ),
+        ),
+        click.option(
+            "--max-clock-skew",
+            type=float,
+            metavar="S",
+            help=(
+                "Send nothing while this host's clock differs from the service's (the Date"
+                " header of its answers) by more than S seconds.  [default: 60]"
             ),
         ),
         click.option(
@@ -371,6 +408,7 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         drain_timeout=pick("drain_timeout", 60.0),
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
+        max_clock_skew=_positive("--max-clock-skew", pick("max_clock_skew", 60.0)),
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
         expected_job_seconds=opts.get("expected_job_seconds"),
         # Never taken from the latest invocation: that may have been another shard's.
@@ -553,6 +591,8 @@ def _invocation(
     inv.user_data = _user_data(opts, saved)
     inv.rollout = rollout_from(opts, saved)
     inv.ack_failures = bool(opts.get("ack_failures"))
+    inv.journal_lost = bool(opts.get("journal_lost"))
+    inv.known_jobs = known_jobs(opts.get("known_jobs") or (), opts.get("known_jobs_file"))
     inv.confirm = confirm_on_terminal if inv.rollout.confirm_waves else None
     request_options = _request_options(defaults, inv.user_data) if inventory is not None else None
     if request_options is not None:
@@ -593,6 +633,7 @@ def _invocation(
         "drain_timeout": settings.drain_timeout,
         "settle_quiet": settings.settle_quiet,
         "no_preflight": not settings.preflight,
+        "max_clock_skew": settings.max_clock_skew,
         "verify": settings.verify,
         "busy_rechecks": settings.busy_rechecks,
         "busy_recheck_delay": settings.busy_recheck_delay,
@@ -756,7 +797,32 @@ def _start(
             f"with: orchestrator report {location.resume_args()} --report-dir DIR",
             err=True,
         )
+    if outcome.unrecorded:
+        _list_unrecorded(outcome.unrecorded, result, inv)
     return outcome.exit_code
+
+
+def _list_unrecorded(answers: Sequence[Answer], result: Result, inv: Invocation) -> None:
+    """Job ids the service returned that the state store could not record: shown, and
+    written next to the report, so that a resume can be given them (--known-jobs)."""
+    click.echo(
+        f"error: {len(answers)} job id(s) the service returned could not be recorded in"
+        " the state file; a resume must be given them, or it would take those servers"
+        " for untouched while their jobs may still be queued:",
+        err=True,
+    )
+    for answer in answers:
+        click.echo(f"  {answer.describe()}", err=True)
+    folder = result.report.directory if result.report is not None else inv.report_dir
+    path = folder / f"unrecorded-jobs-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
+    rows = [(a.target.project_id, a.target.server_id, a.job_id) for a in answers]
+    try:
+        write_unrecorded(path, rows)
+        given = f"--known-jobs {path}"
+    except OSError as exc:
+        click.echo(f"  (could not write {path}: {exc.strerror})", err=True)
+        given = " ".join(f"--known-job {p}/{s}={j}" for p, s, j in rows)
+    click.echo(f"resume with: orchestrator resume {_resume(inv)} {given}", err=True)
 
 
 def _encoding(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -1079,6 +1145,8 @@ def status(
         snap = read_status(where, examples=failures, campaign=campaign)
         with state_location(state_path, campaign).open(readonly=True) as store:
             rollout = rollout_summary(store)
+            if store.journal_missing:
+                click.echo(f"warning: {store.journal_missing}", err=True)
         wave, window = status_fields(rollout)
         snap = dataclasses.replace(snap, wave=wave, window=window)
         if as_json:
@@ -1108,6 +1176,8 @@ def report(
     the same state: 0 all succeeded, 1 finished with failures, 3 not finished."""
     location = state_location(state_path, campaign)
     with location.open(readonly=True) as store:
+        if store.journal_missing:
+            click.echo(f"warning: {store.journal_missing}", err=True)
         run = store.run_info()
         # A PostgreSQL campaign's recorded folder is on whichever host ran it last.
         saved = run.options.get("report_dir") if isinstance(location, SqliteLocation) else None
@@ -1121,6 +1191,29 @@ def report(
     click.echo(f"report: {paths.directory}")
     click.echo(f"  {paths.report_html}")
     return exit_code_for({state.value: n for state, n in counts.items()})
+
+
+@cli.command()
+@click.option(
+    "--state",
+    "state_path",
+    required=True,
+    metavar="PATH",
+    help="The SQLite state file to copy.",
+)
+@click.argument("destination", type=click.Path(path_type=Path, dir_okay=False))
+@guarded
+def backup(state_path: str, destination: Path) -> int:
+    """Copy a state file into DESTINATION: one self-contained file, safe to move to
+    another host and resume there. While a run holds a state file it is two files
+    (the database and its -wal journal), and a copy of the first alone is refused;
+    so is a backup while a run holds it. A PostgreSQL campaign is backed up with
+    pg_dump."""
+    if is_dsn(state_path):
+        raise UsageError("backup copies a SQLite state file; back up PostgreSQL with pg_dump")
+    state_backup(Path(state_path), destination)
+    click.echo(f"state {state_path} copied to {destination}")
+    return 0
 
 
 @cli.command(epilog=EXIT_CODES)

@@ -49,7 +49,7 @@ from orchestrator.errors import (
     Unreachable,
     WrongEndpoint,
 )
-from orchestrator.model import TargetSpec
+from orchestrator.model import TargetSpec, plain_id
 from orchestrator.network import proxy_for, tls_for
 from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
 from orchestrator.reachability import Reachability
@@ -193,7 +193,7 @@ class EcsClient:
                 self.throttled += 1
                 raise Throttled("flow limit exceeded (202 Common.0024)", status=202, code=error[0])
             job_id = payload.get("job_id")
-            if isinstance(job_id, str) and _plain_id(job_id):
+            if isinstance(job_id, str) and plain_id(job_id):
                 return job_id
             # Delivered, maybe: a success status without a job id proves nothing.
             raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
@@ -520,10 +520,6 @@ def _retry_after(headers: dict[str, str]) -> float | None:
                 return None
             return min(max(seconds, 0.0), 300.0)
     return None
-
-
-def _plain_id(value: str) -> bool:
-    return 0 < len(value) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
 
 
 def _pacing_key(region: str | None) -> str:

@@ -34,6 +34,10 @@ from email.utils import parsedate_to_datetime
 # nothing; clouds run their hosts on NTP, within milliseconds. Two seconds is an
 # allowance far above that and far below the minutes a reinstall takes.
 SERVICE_CLOCKS_AGREE_WITHIN = 2.0
+# How far a time stamped on this host's clock, not the service's, may be off the
+# service's clock: a host without NTP drifts by minutes, not more, before someone
+# notices (the run itself refuses to send beyond --max-clock-skew).
+UNSYNCED_ERROR = 300.0
 # Answers whose `Date` bounds are kept: enough to narrow the error to a few tens
 # of milliseconds, few enough that a stepped service clock is forgotten quickly.
 KEPT_ANSWERS = 32

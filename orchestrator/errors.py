@@ -4,7 +4,8 @@
     ├── UsageError                 bad input or options: exit 2, nothing sent
     │   └── InventoryError         carries every problem found, with file/line/field
     ├── StateError                 the state file cannot be used (schema, corrupt, locked, disk)
-    │   └── IncompleteImport       an import was killed half-way: nothing was sent from it
+    │   ├── IncompleteImport       an import was killed half-way: nothing was sent from it
+    │   └── JournalLost            left by a crashed run, its -wal file missing: refused
     ├── ReportError                the report could not be written
     └── ApiError                   an answer (or its absence) from the ECS API
         ├── RetryLater             refused before acting: safe to send again later
@@ -78,6 +79,10 @@ class StateError(OrchestratorError):
 
 class IncompleteImport(StateError):
     """The state file holds an inventory import that never finished."""
+
+
+class JournalLost(StateError):
+    """The state file was left by a crashed run and its write-ahead log is missing."""
 
 
 class ReportError(OrchestratorError):

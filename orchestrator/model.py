@@ -84,6 +84,12 @@ class IllegalTransition(ValueError):
     """A state change that the transition table does not allow."""
 
 
+def plain_id(value: str) -> bool:
+    """An ID the API could have issued (a job's, a server's, a project's): 1 to 128
+    ASCII letters, digits, '-' and '_', nothing that could change a URL or a line."""
+    return 0 < len(value) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
+
+
 def check_transition(old: TargetState, new: TargetState) -> None:
     """Raise IllegalTransition unless old -> new is in the table."""
     if new not in TRANSITIONS[old]:

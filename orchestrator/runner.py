@@ -248,6 +248,8 @@ class Runner:
         self._sent_at: dict[int, float] = {}  # when (monotonic) this process sent each
         # Job ids the service returned that the state store could not record (yet).
         self._answers: dict[int, Answer] = {}
+        self._sending_marked = False  # the main state file says sending began
+        self._mark_lock = asyncio.Lock()
         self._lengths = JobLengths(settings.expected_job_seconds)
         self._sent_counters: dict[str, int] = {}
         self.counts: dict[TargetState, int] = store.counts(settings.shard)
@@ -482,6 +484,7 @@ class Runner:
                 return
             last_check()
             self._unsent.add(target.id)
+            await self._mark_sending()
             launched = before.launched_at if before else None
             stamp = self._service_clock.now()
             committed.append(
@@ -596,6 +599,22 @@ class Runner:
             self._answer_not_recorded(committed[0], job_id, submitted_at, exc)
             return
         self._schedule(target)  # the first wait: --first-poll, or what was learned
+
+    async def _mark_sending(self) -> None:
+        """Before the first intent of this invocation: the state file records, in its
+        main file, that sending begins (and when, on the service's clock)."""
+        if self._sending_marked:
+            return
+        async with self._mark_lock:
+            if self._sending_marked:
+                return
+            stamp = self._service_clock.now()
+            await self._writer.call(
+                self._store.mark_sending,
+                None if stamp is None else stamp.iso(),
+                None if stamp is None else stamp.error,
+            )
+            self._sending_marked = True
 
     def _answer_not_recorded(
         self, target: Target, job_id: str, submitted_at: str, exc: StateError

@@ -31,11 +31,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from orchestrator.client import ServerView
+from orchestrator.clocks import UNSYNCED_ERROR
 
 REBUILD_TASK_STATES = frozenset({"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"})
-# How far an intent stamped by an older version, on this host's wall clock rather
-# than the service's, may be off the service's clock.
-LOCAL_INTENT_ERROR = 300.0
+# How far an intent stamped on this host's wall clock rather than the service's (no
+# Date seen, or an older version) may be off the service's clock.
+LOCAL_INTENT_ERROR = UNSYNCED_ERROR
 # The quiet period is raised by what jobs are seen to take, up to this many times
 # the period given (--settle-quiet).
 CEILING_FACTOR = 4.0

@@ -21,9 +21,20 @@ connection, `_transaction`, locking, the id column type, the schema check) is in
 small methods that `PgStore` overrides. A method added here with portable SQL
 works on both stores unchanged.
 
-A batch without an intent is committed with NORMAL (it survives a crash, and what
-a power loss can take from it the service's own record gives back on resume;
-benchmarks/README.md, "Durability"); every other write stays FULL.
+A SQLite state file is two files while a run holds it: the database and its
+write-ahead log (`STATE-wal`), where every commit goes first. The main file says
+which it is (meta `journal`): `open` from the moment a run takes it until that run
+closes it cleanly and has written the log back into it (a checkpoint), `closed`
+after. A file that says `open` and whose log is missing lost its latest changes
+(the log was deleted after a crash, or the file was copied alone): it is refused,
+never taken for a new campaign (`JournalLost`; `--journal-lost` settles every
+unfinished target from its server instead). The import is written into the main
+file before anything is sent, and so is the moment sending begins.
+
+A file is only ever deleted when it is proven to be an import this tool began and
+never finished: the schema and a `creator` row are written before the file takes
+its name, so an empty file, a device or someone else's database is never mistaken
+for one.
 """
 
 from __future__ import annotations
@@ -36,15 +47,19 @@ import os
 import secrets
 import socket
 import sqlite3
+import stat
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import IncompleteImport, StateError
+from orchestrator.clocks import UNSYNCED_ERROR
+from orchestrator.errors import IncompleteImport, JournalLost, StateError
 from orchestrator.model import (
+    FINAL_STATES,
     InvocationInfo,
     RunInfo,
     Target,
@@ -98,13 +113,14 @@ MIGRATION_TABLES: dict[int, tuple[str, ...]] = {
     ),
 }
 OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters", "rollout", "samples"})
+SQLITE_HEADER = b"SQLite format 3\x00"
+# Written with the schema, before the file takes its name: proof that this tool made it.
+CREATOR = "ecs-reinstall-orchestrator"
+# A checkpoint waits for readers (`status`) this often before a run gives up starting.
+CHECKPOINT_TRIES = 50
 IMPORT_BATCH = 5000
 # Counters whose increments are also kept with their time (table `samples`).
 SAMPLED_COUNTERS = frozenset({"throttled"})
-# Durability of state changes: "intent" (default) commits a batch holding an intent
-# with synchronous=FULL and the others with NORMAL; "full" every one with FULL (as
-# before issue 10); "normal" none (for the durability benchmark only: not safe).
-SYNC_ENV = "ORCHESTRATOR_STATE_SYNC"
 
 # Columns a state change may set besides `state` (never user-supplied names).
 CHANGEABLE = frozenset(
@@ -270,7 +286,8 @@ class StateStore:
         self._lock_fd = lock_fd
         self.invocation: int | None = None
         self._feed_limited = False  # see limit_feed
-        self._sync = os.environ.get(SYNC_ENV, "intent")
+        # Opened for reading although its journal was lost: why what it shows is old.
+        self.journal_missing: str | None = None
 
     # -- opening ---------------------------------------------------------------
 
@@ -291,21 +308,15 @@ class StateStore:
         inventory: then nothing is kept, not even the file.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Created and locked in one step: the file is made and locked under a
-        # temporary name, then linked into place, so nobody ever sees it unlocked.
-        lock_fd = _create_locked(path)
+        # Made under a temporary name with its schema and `creator` row, locked, then
+        # linked into place: nobody ever sees it unlocked, and it is never without
+        # the proof that this tool made it.
+        lock_fd = _create_locked(path, _write_schema)
         store: StateStore | None = None
         try:
             store = cls(path, _connect(path), lock_fd)
-            store._create_schema()
-            store._import(
-                targets,
-                inventory_path,
-                inventory_sha256,
-                extra_columns,
-                validate,
-                {"lock_holder": _me()},
-            )
+            store._import(targets, inventory_path, inventory_sha256, extra_columns, validate, {})
+            store._open_journal()
             return store
         except BaseException:
             if store is not None:
@@ -315,18 +326,30 @@ class StateStore:
             raise
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
-        """Open an existing state file; for a run (not `readonly`) take its lock."""
-        if not path.exists():
-            raise StateError(f"state file {path} does not exist")
+    def open(cls, path: Path, *, readonly: bool = False, journal_lost: bool = False) -> StateStore:
+        """Open an existing state file; for a run (not `readonly`) take its lock.
+
+        A file whose journal was lost is refused (`JournalLost`), unless
+        `journal_lost`: then every target not final is put in doubt, to be settled
+        from its server before anything is sent (`suspect_unfinished`).
+        """
+        check_state_file(path)
         lock_fd = None if readonly else _lock(path)
         conn: sqlite3.Connection | None = None
         try:
+            lost = _journal_lost(path)
+            if lost is not None and not readonly and not journal_lost:
+                raise lost
             conn = _connect(path, readonly=readonly)
             store = cls(path, conn, lock_fd)
             store._check(migrate=not readonly)
+            if readonly and lost is not None:
+                # Read as it is (status, report), said aloud: the latest changes are lost.
+                store.journal_missing = str(lost)
             if not readonly:
-                store.set_meta("lock_holder", _me())
+                store._open_journal()
+                if lost is not None:
+                    store.suspect_unfinished()
             return store
         except BaseException:
             if conn is not None:
@@ -339,8 +362,9 @@ class StateStore:
         """Delete a state file whose import never finished, under its lock.
 
         Under the lock, so that a file another process is still creating is never
-        taken for an abandoned one.
+        taken for an abandoned one; and only a file `_check` proves this tool began.
         """
+        check_state_file(path)
         lock_fd = _lock(path)
         try:
             conn = _connect(path, readonly=True)
@@ -357,6 +381,10 @@ class StateStore:
             _unlock(lock_fd)
 
     def close(self) -> None:
+        if self._lock_fd is not None:
+            # A clean end: the log written back into the main file, which says so.
+            with contextlib.suppress(StateError, sqlite3.Error):
+                self._mark_journal("closed")
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
         _unlock(self._lock_fd)
@@ -367,19 +395,6 @@ class StateStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _create_schema(self) -> None:
-        with _translated("create the schema"):
-            for statement in TABLES:
-                self._conn.execute(statement.format(pk=self.ID_TYPE))
-            for version in sorted(MIGRATIONS):
-                for column in MIGRATIONS[version]:
-                    self._conn.execute(f"ALTER TABLE targets ADD COLUMN {column}")
-            for statement in INDEXES:
-                self._conn.execute(statement)
-            for version in sorted(MIGRATION_TABLES):
-                for statement in MIGRATION_TABLES[version]:
-                    self._conn.execute(statement.format(pk=self.ID_TYPE))
 
     def _import(
         self,
@@ -421,40 +436,43 @@ class StateStore:
                 self._conn.executemany(sql, batch)
             if validate is not None:
                 validate()
-            run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
             meta = {
                 **extra_meta,
-                "schema_version": str(SCHEMA_VERSION),
-                "run_id": run_id,
-                "created_at": now,
                 "inventory_path": inventory_path,
                 "inventory_sha256": inventory_sha256,
                 "extra_columns": json.dumps(list(extra_columns())),
                 "import_complete": "1",
             }
             self._conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)", list(meta.items())
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                list(meta.items()),
             )
 
     def _check(self, *, migrate: bool) -> None:
         try:
             tables = self._table_names()
             if "meta" not in tables:
-                if tables <= OUR_TABLES:
-                    # Killed while the file was being created: nothing was imported.
-                    raise IncompleteImport(
-                        f"state file {self.path} was never finished being created; "
-                        "nothing was sent from it: delete it and run again"
-                    )
-                raise StateError(f"{self.path} is not an orchestrator state file (no meta table)")
+                what = "holds no tables (an empty file?)" if not tables else "has no meta table"
+                raise StateError(
+                    f"{self.path} is not an orchestrator state file: it {what}. Nothing was"
+                    " changed; name a new path with --state, or an orchestrator state file"
+                )
             meta = self._meta()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"state file {self.path} is unreadable or corrupt: {exc}") from exc
-        known = {None, *(str(v) for v in range(1, SCHEMA_VERSION + 1))}
-        if meta.get("import_complete") != "1" and meta.get("schema_version") in known:
-            raise IncompleteImport(
-                f"state file {self.path} holds an inventory import that never finished; "
-                "nothing was sent from it: delete it and run again"
+        if meta.get("import_complete") != "1":
+            # Deleted and imported again only where this tool is proven to have begun it:
+            # its `creator` row, or (older versions) its own tables and an empty meta.
+            if meta.get("creator") == CREATOR or (not meta and tables <= OUR_TABLES):
+                raise IncompleteImport(
+                    f"state file {self.path} holds an inventory import that never finished;"
+                    " nothing was sent from it: run the same `orchestrator run INVENTORY`"
+                    " command again to import it anew"
+                )
+            raise StateError(
+                f"{self.path} is not an orchestrator state file (its meta table is not ours)."
+                " Nothing was changed"
             )
         version = meta.get("schema_version")
         if migrate and version is not None and version.isdigit() and int(version) >= 1:
@@ -491,6 +509,99 @@ class StateStore:
                 "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
             )
         return str(SCHEMA_VERSION)
+
+    # -- the journal (SQLite's -wal file) ----------------------------------------
+
+    def _open_journal(self) -> None:
+        """A run takes the file: the main file says so before any other change."""
+        self._mark_journal("open")
+        # One more commit, now in the log: a crashed run's log is never empty.
+        self.set_meta("lock_holder", _me())
+
+    def _mark_journal(self, state: str) -> None:
+        """Record in the main file whether changes may live in the log alone."""
+        with _translated("record the journal's state"), self._transaction():
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('journal', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (state,),
+            )
+            if state == "open":
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('journal_opened_at', ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (utc_now(),),
+                )
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Write the log back into the main file (and empty it)."""
+        for _ in range(CHECKPOINT_TRIES):
+            with _translated("write the journal into the state file"):
+                row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if row is None or not row[0]:
+                return
+            time.sleep(0.1)  # a reader (status) holds an older snapshot: wait for it
+        raise StateError(
+            f"could not write the journal of {self.path} into it: another program keeps"
+            " reading it; stop it and run again"
+        )
+
+    def mark_sending(self, service_at: str | None, error: float | None) -> None:
+        """Sending begins in this invocation: recorded in the main file, with the moment
+        on the service's clock where known (the reference `--journal-lost` settles by)."""
+        values = {
+            "sending_began_at": utc_now(),
+            "sending_began_service_at": service_at or "",
+            "sending_began_error": "" if error is None else f"{error:.3f}",
+        }
+        with _translated("record that sending began"), self._transaction():
+            self._conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                list(values.items()),
+            )
+        with contextlib.suppress(StateError):
+            # Where a reader blocks it, the journal's `open` mark is there already.
+            self._checkpoint()
+
+    def suspect_unfinished(self) -> int:
+        """The journal was lost: every target not final may have been sent since the
+        main file was last written. Each is put in doubt, its intent taken as the
+        moment sending last began, so that it is settled from its server (relaunched
+        after that moment, rebuilding, or quiet for the whole quiet period) before
+        anything is sent. Returns how many."""
+        meta = self._meta()
+        service_at = meta.get("sending_began_service_at") or None
+        error = float(meta["sending_began_error"]) if meta.get("sending_began_error") else None
+        if service_at is None or error is None:
+            # Only this host's clock is known for it: its error is the unsynced one.
+            service_at = meta.get("sending_began_at") or meta.get("journal_opened_at")
+            error = UNSYNCED_ERROR
+        unfinished = [s.value for s in TargetState if s not in FINAL_STATES]
+        marks = ",".join("?" * len(unfinished))
+        detail = (
+            "the state file's journal was lost: whether a reinstall was sent since"
+            f" {service_at} is unknown; settled from the server before anything is sent"
+        )
+        now = utc_now()
+        with _translated("put unfinished targets in doubt"), self._transaction():
+            self._conn.execute(
+                "INSERT INTO events (target_id, at, invocation, from_state, to_state, detail)"
+                f" SELECT id, ?, ?, state, ?, ? FROM targets WHERE state IN ({marks})",
+                (now, self.invocation, TargetState.IN_DOUBT.value, detail, *unfinished),
+            )
+            cursor = self._conn.execute(
+                "UPDATE targets SET state = ?, updated_at = ?, intent_service_at = ?,"
+                f" intent_error = ? WHERE state IN ({marks})",
+                (TargetState.IN_DOUBT.value, now, service_at, error, *unfinished),
+            )
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('journal_lost_at', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (now,),
+            )
+        return int(cursor.rowcount)
 
     # -- run bookkeeping -------------------------------------------------------
 
@@ -605,6 +716,13 @@ class StateStore:
             (project_id, server_id),
         ).fetchone()
         return _target(row) if row else None
+
+    def find_server(self, server_id: str) -> list[Target]:
+        """Every target of this server ID (one per project that lists it)."""
+        rows = self._conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE server_id = ? ORDER BY id", (server_id,)
+        ).fetchall()
+        return [_target(row) for row in rows]
 
     def in_states(self, states: Iterable[TargetState], shard: Shard | None = None) -> list[Target]:
         names = [s.value for s in states]
@@ -888,14 +1006,9 @@ class StateStore:
         for change in changes:
             validate(change)
         applied: list[bool] = []
-        # FULL only where the promise needs it: an intent must be on disk before its
-        # request leaves. Any other change comes after an answer and, lost to a power
-        # failure, is found again from the service (the README, "Durability"). The WAL
-        # is appended in order, so the next FULL commit makes every earlier one durable.
-        relaxed = self._sync == "normal" or (
-            self._sync != "full" and all(c.new is not TargetState.SUBMITTING for c in changes)
-        )
-        with _translated("write state changes"), self._relaxed(relaxed), self._transaction():
+        # Every commit is durable (synchronous=FULL): an intent must be on disk before
+        # its request leaves, and an answer (a job id) before the run relies on it.
+        with _translated("write state changes"), self._transaction():
             for change in changes:
                 sets = ["state = ?", "updated_at = ?"]
                 values: list[Any] = [change.new.value, change.at]
@@ -993,18 +1106,6 @@ class StateStore:
         return reopened
 
     @contextlib.contextmanager
-    def _relaxed(self, relaxed: bool) -> Iterator[None]:
-        """synchronous=NORMAL for one transaction, then FULL again for everything else."""
-        if not relaxed:
-            yield
-            return
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            yield
-        finally:
-            self._conn.execute("PRAGMA synchronous = FULL")
-
-    @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
@@ -1098,15 +1199,21 @@ def _lock(path: Path) -> int:
     return fd
 
 
-def _create_locked(path: Path) -> int:
-    """Create `path` owner-only and already locked; refuse if it exists."""
+def _create_locked(path: Path, prepare: Callable[[Path], None]) -> int:
+    """Create `path` owner-only and already locked, `prepare`d under a temporary name
+    before it takes its own; refuse if it exists."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
     try:
-        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise StateError(f"cannot create state file {path}: {exc.strerror}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            prepare(temp)
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             os.link(temp, path)  # atomic: fails if the name exists
         except FileExistsError:
@@ -1121,6 +1228,160 @@ def _create_locked(path: Path) -> int:
     info = os.fstat(fd)
     _HELD[(info.st_dev, info.st_ino)] = fd
     return fd
+
+
+def schema_statements(id_type: str) -> Iterator[str]:
+    """The statements that create the schema of this version, in the dialect given by
+    `id_type` (the auto-numbered key), columns of later versions included."""
+    for statement in TABLES:
+        yield statement.format(pk=id_type)
+    for version in sorted(MIGRATIONS):
+        for column in MIGRATIONS[version]:
+            yield f"ALTER TABLE targets ADD COLUMN {column}"
+    yield from INDEXES
+    for version in sorted(MIGRATION_TABLES):
+        for statement in MIGRATION_TABLES[version]:
+            yield statement.format(pk=id_type)
+
+
+def creation_meta() -> list[tuple[str, str]]:
+    """The meta rows written with the schema: who made the store, its version and run id."""
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return [
+        ("creator", CREATOR),
+        ("schema_version", str(SCHEMA_VERSION)),
+        ("run_id", run_id),
+        ("created_at", utc_now()),
+    ]
+
+
+def _write_schema(path: Path) -> None:
+    """The schema and the rows that prove this tool made the file, in one transaction,
+    in a rollback-journal database (no log file beside the temporary name)."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        with _translated("create the schema"):
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in schema_statements(StateStore.ID_TYPE):
+                conn.execute(statement)
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", creation_meta())
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def backup(path: Path, destination: Path) -> None:
+    """Copy a state file into `destination`, one self-contained file (SQLite's backup
+    API: the database and what its log holds), marked closed, owner-only. Refused while
+    a run holds the state file (the copy would be out of date at once) and when its
+    journal is lost (the copy would lose the same changes)."""
+    check_state_file(path)
+    lock_fd = _lock(path)
+    try:
+        lost = _journal_lost(path)
+        if lost is not None:
+            raise lost
+        try:
+            fd = os.open(destination, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot create {destination}: {exc.strerror}") from exc
+        os.close(fd)
+        try:
+            source = _connect(path, readonly=True)
+            try:
+                copy = sqlite3.connect(str(destination), isolation_level=None)
+                try:
+                    with _translated("copy the state file"):
+                        source.backup(copy)
+                        copy.execute("PRAGMA journal_mode = DELETE")
+                        copy.executemany(
+                            "INSERT INTO meta (key, value) VALUES (?, ?)"
+                            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                            [("journal", "closed"), ("copied_from", str(path)),
+                             ("copied_at", utc_now())],
+                        )  # fmt: skip
+                finally:
+                    copy.close()
+            finally:
+                source.close()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(destination)
+            raise
+    finally:
+        _unlock(lock_fd)
+
+
+def check_state_file(path: Path) -> None:
+    """A state file is a regular file (or a link to one): never a device, a pipe or a
+    directory, which the tool would otherwise open, and could replace."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise StateError(f"state file {path} does not exist") from None
+    except OSError as exc:
+        raise StateError(f"cannot read state file {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise StateError(
+            f"{path} is not a regular file (a device, a pipe or a directory): --state must"
+            " name an orchestrator state file, or a path where one can be created"
+        )
+    # Read before SQLite opens it: opening would already write a header into an empty
+    # file, and switch someone else's database to WAL.
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise StateError(f"cannot read state file {path}: {exc.strerror}") from exc
+    if head != SQLITE_HEADER:
+        what = "is empty" if not head else "is not a SQLite database"
+        raise StateError(
+            f"{path} is not an orchestrator state file: it {what}. Nothing was changed;"
+            " name a new path with --state, or an orchestrator state file"
+        )
+
+
+def _journal_lost(path: Path) -> JournalLost | None:
+    """The refusal for a state file left open by a run whose log is now missing, or
+    None. The main file alone is read (`immutable`), so that SQLite creates no empty
+    log in place of the lost one."""
+    wal = Path(f"{path}-wal")
+    with contextlib.suppress(FileNotFoundError):
+        if wal.stat().st_size > 0:
+            return None
+    uri = f"file:{urllib.parse.quote(str(path))}?immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            rows = dict(
+                conn.execute(
+                    "SELECT key, value FROM meta WHERE key IN"
+                    " ('journal', 'journal_opened_at', 'sending_began_at')"
+                ).fetchall()
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None  # not readable as ours: the checks after opening say why
+    if rows.get("journal") != "open":
+        return None
+    sent = rows.get("sending_began_at")
+    what = (
+        f"reinstalls were being sent from it (since {sent})"
+        if sent and sent >= (rows.get("journal_opened_at") or "")
+        else "reinstalls may have been sent from it"
+    )
+    return JournalLost(
+        f"state file {path} was left by a run that did not end cleanly (taken"
+        f" {rows.get('journal_opened_at', '?')}), and its journal {wal} is missing or"
+        f" empty: {what}, and the latest intents, job ids and results were in that"
+        " journal. Resuming without it could reinstall a server a second time. Put the"
+        f" journal back next to the state file (a state file is two files while a run"
+        " holds it: copy one with `orchestrator backup`), then run again. If it is lost"
+        " for good, add --journal-lost: every target not final is then settled from its"
+        " server before anything is sent"
+    )
 
 
 def _unlock(fd: int | None) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from orchestrator.errors import StateError
 from orchestrator.model import TargetState
 from orchestrator.report.times import parse_timestamp
+from orchestrator.state import check_state_file
 from orchestrator.status.view import (
     DeferredTarget,
     FailureGroup,
@@ -65,8 +66,7 @@ def _alive(pid: int | None) -> bool:
 
 @contextlib.contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    if not path.exists():
-        raise StateError(f"state file {path} does not exist")
+    check_state_file(path)  # a regular SQLite file: never a device or a pipe
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)

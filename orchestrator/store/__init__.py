@@ -50,7 +50,9 @@ class StateLocation(Protocol):
 
     def exists(self) -> bool: ...
 
-    def open(self, *, readonly: bool = False, shard: Shard | None = None) -> StateStore: ...
+    def open(
+        self, *, readonly: bool = False, shard: Shard | None = None, journal_lost: bool = False
+    ) -> StateStore: ...
 
     def create(
         self,
@@ -82,8 +84,10 @@ class SqliteLocation:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def open(self, *, readonly: bool = False, shard: Shard | None = None) -> StateStore:
-        return StateStore.open(self.path, readonly=readonly)
+    def open(
+        self, *, readonly: bool = False, shard: Shard | None = None, journal_lost: bool = False
+    ) -> StateStore:
+        return StateStore.open(self.path, readonly=readonly, journal_lost=journal_lost)
 
     def create(
         self,

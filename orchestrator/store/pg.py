@@ -41,7 +41,13 @@ from psycopg.pq import TransactionStatus
 from orchestrator.errors import StateError
 from orchestrator.model import TargetSpec
 from orchestrator.shard import Shard
-from orchestrator.state import StateExists, StateStore, StoreFailure
+from orchestrator.state import (
+    StateExists,
+    StateStore,
+    StoreFailure,
+    creation_meta,
+    schema_statements,
+)
 
 log = logging.getLogger("orchestrator.state")
 
@@ -155,11 +161,11 @@ class PgStore(StateStore):
     def _integrity_check(self) -> None:
         """The server keeps its own pages consistent; nothing to check from here."""
 
-    @contextlib.contextmanager
-    def _relaxed(self, relaxed: bool) -> Iterator[None]:
-        """Every commit waits for the server's WAL flush (synchronous_commit stays on):
-        a PostgreSQL campaign is the one meant to outlive its host."""
-        yield
+    def _mark_journal(self, state: str) -> None:
+        """The server's own log is never apart from its database: nothing to mark."""
+
+    def _checkpoint(self) -> None:
+        """The server checkpoints its own log."""
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -334,7 +340,10 @@ class PgLocation:
             ).fetchone()
         return row is not None
 
-    def open(self, *, readonly: bool = False, shard: Shard | None = None) -> StateStore:
+    def open(
+        self, *, readonly: bool = False, shard: Shard | None = None, journal_lost: bool = False
+    ) -> StateStore:
+        # `journal_lost` concerns SQLite's -wal file only: the server keeps its own log.
         store = PgStore(self, self._connect(readonly=readonly))
         try:
             if not readonly:
@@ -375,7 +384,11 @@ class PgLocation:
                     .format(sql.Identifier(self.schema))
                     .as_string(None)
                 )
-                store._create_schema()
+                for statement in schema_statements(store.ID_TYPE):
+                    store._conn.execute(statement)
+                store._conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)", creation_meta()
+                )
                 store._import(
                     targets, inventory_path, inventory_sha256, extra_columns, validate, {}
                 )

@@ -109,16 +109,20 @@ def test_an_unwritable_report_directory_is_refused_before_anything_is_sent(
     assert not list(workdir.rglob("*.sqlite")), "no state file may be created"
 
 
-def test_a_state_file_killed_while_being_created_is_started_over(
+def test_an_empty_file_named_as_the_state_is_refused_and_left_alone(
     cli: Cli, workdir: Path, sample_inventory: Path, fast: list[str]
 ) -> None:
+    # Nothing proves this tool made it (a state file takes its name only once it holds
+    # its schema and creator row), so it is never taken for an unfinished import and
+    # replaced: it may be anyone's file.
     inventory = small_inventory(workdir, sample_inventory)
     state = workdir / "fleet.sqlite"
-    state.write_bytes(b"")  # what a kill right after creating the file leaves
+    state.write_bytes(b"")
 
     result = cli("run", inventory, "--simulate", "--state", state, *fast)
 
-    assert result.returncode == 0, result.stderr
-    assert "never finished" in result.stderr
-    with StateStore.open(state, readonly=True) as store:
-        assert sum(store.counts().values()) == 6
+    assert result.returncode == 2, result.stderr
+    assert "is not an orchestrator state file" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert state.read_bytes() == b""
+    assert not Path(f"{state}-wal").exists()

@@ -404,6 +404,9 @@ def test_options_are_stored_exactly_as_given_and_nothing_else(path: Path) -> Non
     assert [json.loads(str(r[0])) for r in stored] == [options]
     meta = dict(raw(path, "SELECT key, value FROM meta"))
     assert set(meta) == {
+        "creator",  # proof that this tool made the file
+        "journal",  # whether changes may live in the -wal file alone (closed here)
+        "journal_opened_at",
         "schema_version",
         "run_id",
         "created_at",
@@ -571,7 +574,8 @@ def test_random_bytes_are_refused(path: Path, readonly: bool) -> None:
     with pytest.raises(StateError) as info:
         StateStore.open(path, readonly=readonly)
     assert str(path) in str(info.value)
-    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    # Refused from its first bytes, before SQLite opens (and might write to) it.
+    assert "is not a SQLite database" in str(info.value)
     assert path.read_bytes() == before
 
 
@@ -591,11 +595,15 @@ def test_a_foreign_sqlite_database_is_refused(path: Path) -> None:
         StateStore.open(path)
 
 
-def test_an_empty_file_is_an_unfinished_creation(path: Path) -> None:
-    # What a kill right after the file was created leaves: `run` starts it over.
+def test_an_empty_file_is_not_taken_for_an_unfinished_creation(path: Path) -> None:
+    # Nothing proves this tool made it: refused, never deleted.
     path.write_bytes(b"")
-    with pytest.raises(IncompleteImport, match="never finished"):
-        StateStore.open(path, readonly=True)
+    with pytest.raises(StateError, match="not an orchestrator state file") as info:
+        StateStore.open(path)
+    assert not isinstance(info.value, IncompleteImport)
+    with pytest.raises(StateError):
+        StateStore.discard_incomplete(path)
+    assert path.read_bytes() == b""
 
 
 def test_an_unfinished_import_is_refused(path: Path) -> None:
@@ -684,9 +692,6 @@ def test_writes_are_durable_for_another_connection(store: StateStore, backend: s
     assert rows == [("submitting", 1)]
 
 
-RELAXED = ["PRAGMA synchronous = NORMAL", "PRAGMA synchronous = FULL"]
-
-
 def _synchronous_during_commits(store: StateStore, changes: list[Change]) -> list[str]:
     """The PRAGMA synchronous statements SQLite saw while `changes` were applied."""
     seen: list[str] = []
@@ -699,34 +704,18 @@ def _synchronous_during_commits(store: StateStore, changes: list[Change]) -> lis
     return seen
 
 
-@pytest.mark.parametrize(
-    ("policy", "intent_batch", "other_batch"),
-    [
-        # default: an intent's batch keeps FULL (it must be on disk before the send);
-        # a batch of answers is NORMAL for its one transaction, then FULL again.
-        ("intent", [], RELAXED),
-        ("full", [], []),
-        ("normal", RELAXED, RELAXED),  # the durability benchmark's baseline only
-    ],
-)
-def test_only_batches_without_an_intent_are_committed_with_normal_sync(
-    path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    policy: str,
-    intent_batch: list[str],
-    other_batch: list[str],
-) -> None:
-    monkeypatch.setenv("ORCHESTRATOR_STATE_SYNC", policy)
+def test_every_commit_is_durable(path: Path) -> None:
+    # An intent must be on disk before its request leaves, a job id before the run
+    # relies on it: no batch is ever committed with a weaker sync.
     with create(path) as store:
         intents = [Change(n, S.PENDING, S.SUBMITTING, "intent") for n in (1, 2)]
-        assert _synchronous_during_commits(store, intents) == intent_batch
+        assert _synchronous_during_commits(store, intents) == []
         answers = [
             Change(1, S.SUBMITTING, S.SUBMITTED, "accepted", {"job_id": "j-1"}),
             Change(2, S.SUBMITTING, S.IN_DOUBT, "no answer"),
         ]
-        assert _synchronous_during_commits(store, answers) == other_batch
-        # Whatever the batch, the connection is left at FULL for every other write.
-        assert store._conn.execute("PRAGMA synchronous").fetchone() == (2,)
+        assert _synchronous_during_commits(store, answers) == []
+        assert store._conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
         assert store.get(1).job_id == "j-1"
 
 
