@@ -74,6 +74,7 @@ from orchestrator.status import exit_code_for, read_status, render_text, status_
 from orchestrator.status.watch import watch_status
 from orchestrator.store import SqliteLocation, StateLocation, is_dsn, pg_location
 from orchestrator.userdata import UserData, load_user_data
+from orchestrator.visible import echo, excepthook
 
 EXIT_CODES = """\b
 Exit codes:
@@ -88,10 +89,10 @@ Exit codes:
 
 def fail(exc: BaseException, code: int) -> NoReturn:
     """Print the error and its chain of causes, then exit."""
-    click.echo(f"error: {exc}", err=True)
+    echo(f"error: {exc}", err=True)
     cause = exc.__cause__
     while cause is not None:
-        click.echo(f"  caused by: {type(cause).__name__}: {cause}", err=True)
+        echo(f"  caused by: {type(cause).__name__}: {cause}", err=True)
         cause = cause.__cause__
     sys.exit(code)
 
@@ -654,7 +655,7 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
             "with --region"
         )
     if cloud and region and not regions.is_known(cloud, region):
-        click.echo(
+        echo(
             f"warning: region {region!r} is not among the known {cloud} regions; "
             f"trying {regions.ecs_endpoint(cloud, region)}",
             err=True,
@@ -720,8 +721,8 @@ def _start(
         except StoreFailure as exc:
             # The database went away during the run: whatever was sent is recorded as
             # intent; a resume (from any host) settles it. Not finished: exit 3.
-            click.echo(f"error: {exc}", err=True)
-            click.echo(f"not finished; continue with: orchestrator resume {_resume(inv)}", err=True)
+            echo(f"error: {exc}", err=True)
+            echo(f"not finished; continue with: orchestrator resume {_resume(inv)}", err=True)
             return 3
     finally:
         store.close()
@@ -736,11 +737,11 @@ def _start(
         aborted=outcome.aborted,
         credentials_refused=outcome.credentials_refused,
     ):
-        click.echo(line.text, err=line.err)
+        echo(line.text, err=line.err)
     if outcome.held:
-        click.echo(f"held: {outcome.held}", err=True)
+        echo(f"held: {outcome.held}", err=True)
     if result.report is not None:
-        click.echo(f"report: {result.report.directory}")
+        echo(f"report: {result.report.directory}")
         for path in (
             result.report.summary_json,
             result.report.targets_csv,
@@ -749,9 +750,9 @@ def _start(
             result.report.retry_csv,
         ):
             if path is not None:
-                click.echo(f"  {path}")
+                echo(f"  {path}")
     if result.report_error:
-        click.echo(
+        echo(
             f"error: {result.report_error}\n  the state is intact; write the report later "
             f"with: orchestrator report {location.resume_args()} --report-dir DIR",
             err=True,
@@ -1082,11 +1083,11 @@ def status(
         wave, window = status_fields(rollout)
         snap = dataclasses.replace(snap, wave=wave, window=window)
         if as_json:
-            click.echo(json.dumps(status_to_dict(snap), indent=2))
+            echo(json.dumps(status_to_dict(snap), indent=2))
         else:
-            click.echo(render_text(snap))
+            echo(render_text(snap))
             for line in status_lines(rollout):
-                click.echo(line)
+                echo(line)
         return snap.exit_code
     return watch_status(where, watch, as_json=as_json, examples=failures, campaign=campaign)
 
@@ -1198,26 +1199,26 @@ def plan(
             total=reader.problem_count + len(regions.problems),
         )
     layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
-    click.echo(
+    echo(
         f"inventory {inventory} ({layout}, {reader.encoding.label}): "
         f"{reader.rows} rows, {n + selected.total_left_out} valid targets"
         + (f", {n} selected" if selected.selection.active else "")
     )
-    click.echo("defaults: " + _defaults_text(reader.defaults_in_effect, defaults))
+    echo("defaults: " + _defaults_text(reader.defaults_in_effect, defaults))
     for project, count in sorted(per_project.items()):
-        click.echo(f"  project {project}: {count}")
-    click.echo("  mode: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
-    click.echo("  API: " + ", ".join(f"{a} {c}" for a, c in sorted(apis.items())))
+        echo(f"  project {project}: {count}")
+    echo("  mode: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
+    echo("  API: " + ", ".join(f"{a} {c}" for a, c in sorted(apis.items())))
     if data is not None:
-        click.echo(
+        echo(
             f"  user data: {data.path} ({data.size} bytes, sha256 {data.sha256[:12]}…),"
             f" sent to the {apis['Cloud-Init (v2)']} Cloud-Init target(s)"
         )
     if selected.selection.active:
         note = left_out_text(selected.record())
-        click.echo(f"  selection: {note or f'{selected.selected} selected, none left out'}")
+        echo(f"  selection: {note or f'{selected.selected} selected, none left out'}")
     if reader.columns:
-        click.echo("  extra columns kept for the report: " + ", ".join(reader.columns))
+        echo("  extra columns kept for the report: " + ", ".join(reader.columns))
     if selected.selection.active and n == 0:
         raise UsageError("--only-project/--exclude/--limit leave no server of the inventory")
     rollout_keys = RolloutOptions.__dataclass_fields__
@@ -1228,8 +1229,8 @@ def plan(
     for line in plan_lines(
         per_project, options, rate=rate, max_in_flight=max_in_flight, job_seconds=job_seconds
     ):
-        click.echo(line)
-    click.echo("no problems found; nothing was sent")
+        echo(line)
+    echo("no problems found; nothing was sent")
     state_path: Path | None = opts.get("state_path")
     if state_path is not None:
         show_resume(state_path)
@@ -1252,7 +1253,7 @@ def show_resume(state_path: Path) -> None:
     doubt = counts.get(TargetState.IN_DOUBT, 0) + counts.get(TargetState.SUBMITTING, 0)
     following = counts.get(TargetState.SUBMITTED, 0) + counts.get(TargetState.RUNNING, 0)
     pending = counts.get(TargetState.PENDING, 0)
-    click.echo(
+    echo(
         f"state {state_path}: a resume would leave {final} final target(s) alone "
         f"({', '.join(f'{n} {s.value}' for s, n in counts.items() if n and s in FINAL_STATES)}"
         f"{'' if final else 'none'}), settle {doubt} in doubt from the servers, "
@@ -1291,33 +1292,33 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
     result = eventloop.run(check())
     if result.aborted:
         # Nothing could be read: an earlier preflight report stays as it was.
-        click.echo(f"error: {result.aborted}; nothing was sent", err=True)
+        echo(f"error: {result.aborted}; nothing was sent", err=True)
         return result.exit_code
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
     directory = inv.report_dir / f"preflight-{inventory.stem}"
     csv_path, json_path = write_preflight(directory, result, str(inventory), checked_at)
     counts = result.counts()
     sent = ", ".join(f"{n} {kind}" for kind, n in sorted(result.requests.items()))
-    click.echo(f"preflight: {len(result.rows)} target(s) checked ({sent or 'no'} read(s))")
+    echo(f"preflight: {len(result.rows)} target(s) checked ({sent or 'no'} read(s))")
     for row_finding in Finding:
         if not counts[row_finding]:
             continue
         rows = [r for r in result.rows if r.verdict.finding is row_finding]
         first = rows[0].verdict
         mark = f"BLOCKS  {first.reason}" if first.blocks else "ok"
-        click.echo(f"  {row_finding.value:<18} {counts[row_finding]:>6}  {mark}")
+        echo(f"  {row_finding.value:<18} {counts[row_finding]:>6}  {mark}")
         if first.blocks:
             for r in rows[:PREFLIGHT_LISTED]:
                 # The reason once per finding; again only where it differs.
                 why = "" if r.verdict.reason == first.reason else f": {r.verdict.reason}"
-                click.echo(f"    {r.spec.project_id}/{r.spec.server_id}{why}")
+                echo(f"    {r.spec.project_id}/{r.spec.server_id}{why}")
             if len(rows) > PREFLIGHT_LISTED:
-                click.echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
-    click.echo(f"report: {csv_path}\n        {json_path}")
+                echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
+    echo(f"report: {csv_path}\n        {json_path}")
     if result.blocking:
-        click.echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
+        echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
     else:
-        click.echo("nothing blocks; no reinstall was sent")
+        echo("nothing blocks; no reinstall was sent")
     return result.exit_code
 
 
@@ -1345,4 +1346,5 @@ def _defaults_text(effective: dict[str, Any], cli: InventoryDefaults) -> str:
 
 
 def main() -> None:
+    sys.excepthook = excepthook
     cli(standalone_mode=True)

@@ -23,6 +23,10 @@ line (issue 10); the state file, not the log, is what a resume relies on.
 
 Secrets are blanked twice: a filter on the message (as before), and the
 formatted line itself, raw and JSON-escaped, since extras reach JSON unfiltered.
+
+Text lines (console and file) show control characters as escapes (`visible`): a
+message quotes service answers and inventory values, and an ESC from them must not
+reach a terminal (or a `tail -f` of the log). JSON lines escape them by themselves.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
+
+from orchestrator.visible import visible, visible_lines
 
 LOG_FORMATS = ("text", "json")
 PROGRESS_LOGGER = "orchestrator.progress"
@@ -77,6 +83,7 @@ class Redacting(logging.Formatter):
                 forms.add(secret)
                 forms.add(json.dumps(secret)[1:-1])
                 forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+                forms.add(visible(secret))  # as a text line shows it
         # Longest first, so a secret that contains another is blanked whole.
         self._forms = sorted(forms, key=len, reverse=True)
 
@@ -116,14 +123,27 @@ class JsonLines(JsonFormatter):
         return {**first, **log_data}
 
 
-class _TextFormatter(logging.Formatter):
+class _VisibleFormatter(logging.Formatter):
+    """A text line whose message is one line, its control characters shown as escapes."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return visible_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return visible_lines(super().formatStack(stack_info))
+
+
+class _TextFormatter(_VisibleFormatter):
     # Progress lines read as plain text; only warnings and errors carry a level.
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         return text if record.levelno < logging.WARNING else f"{record.levelname}: {text}"
 
 
-class _FileFormatter(logging.Formatter):
+class _FileFormatter(_VisibleFormatter):
     """The text log file's format; the time's seconds are formatted once per second."""
 
     def __init__(self) -> None:
