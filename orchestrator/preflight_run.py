@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import os
 from collections import Counter
@@ -38,6 +37,7 @@ from orchestrator.errors import (
 from orchestrator.model import FINAL_STATES, TargetSpec, TargetState
 from orchestrator.preflight import Finding, Verdict, classify
 from orchestrator.retry_policy import RetrySettings, retrying
+from orchestrator.spreadsheet import CsvWriter, neutralise
 
 PREFLIGHT_CSV = "preflight.csv"
 PREFLIGHT_JSON = "preflight.json"
@@ -229,21 +229,17 @@ def write_preflight(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with _atomic(csv_path) as fh:
-            writer = csv.writer(fh, lineterminator="\n")
+            writer = CsvWriter(fh)
             writer.writerow(CSV_COLUMNS)
             for row in result.rows:
-                writer.writerow(_safe_cells(csv_row(row)))
+                # A cell opened by a spreadsheet must not run as a formula.
+                writer.writerow([neutralise(cell) for cell in csv_row(row)])
         with _atomic(json_path) as fh:
             json.dump(summary(result, inventory, checked_at), fh, indent=2)
             fh.write("\n")
     except OSError as exc:
         raise ReportError(f"cannot write the preflight report in {directory}: {exc}") from exc
     return csv_path, json_path
-
-
-def _safe_cells(cells: list[str]) -> list[str]:
-    # A cell opened by a spreadsheet must not run as a formula.
-    return [("'" + c) if c[:1] in ("=", "+", "-", "@") else c for c in cells]
 
 
 @contextlib.contextmanager

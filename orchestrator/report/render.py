@@ -19,6 +19,7 @@ from orchestrator.report.summary import (
 )
 from orchestrator.report.times import parse_timestamp
 from orchestrator.selection import left_out_text
+from orchestrator.spreadsheet import neutralise
 
 CSV_COLUMNS: tuple[str, ...] = (
     "project_id",
@@ -34,10 +35,6 @@ CSV_COLUMNS: tuple[str, ...] = (
     "region",
     "wave",
 )
-
-# A spreadsheet reads a cell starting with one of these as a formula (OWASP
-# "CSV injection"); fail_reason comes from the API, extras from the inventory.
-FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 
 # Rows listed per section of report.md; the CSV always has every target.
 MARKDOWN_ROW_CAP = 500
@@ -56,11 +53,6 @@ def summary_json(summary: Summary) -> str:
 
 
 # -- CSV ----------------------------------------------------------------------
-
-
-def neutralise(cell: str) -> str:
-    """`cell` with a leading `'` if a spreadsheet would evaluate it."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
 def csv_extra_columns(extra_columns: Sequence[str]) -> list[tuple[str, str]]:

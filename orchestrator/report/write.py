@@ -9,7 +9,6 @@ never half a file. OS errors become `ReportError` naming the path.
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import shutil
 import tempfile
@@ -34,6 +33,7 @@ from orchestrator.report.render import (
 from orchestrator.report.retry_csv import RETRY_CSV, RetryInventory, is_deferral
 from orchestrator.report.summary import Summary, build_summary, safe_options
 from orchestrator.report.timeline import EventLike, Timeline, build_timeline
+from orchestrator.spreadsheet import CsvWriter
 
 SUMMARY_JSON = "summary.json"
 TARGETS_CSV = "targets.csv"
@@ -113,7 +113,7 @@ def _written(
     """`write_targets_csv` as a pass-through: each target is written, then handed on
     (to the summary), so that a report reads the state file once."""
     extra_keys = [key for _, key in csv_extra_columns(run.extra_columns)]
-    writer = csv.writer(out, lineterminator="\n")
+    writer = CsvWriter(out)
     writer.writerow(csv_header(run.extra_columns))
     separator = ""
     for target in targets:
