@@ -55,6 +55,7 @@ from orchestrator.logsetup import setup_logging
 from orchestrator.messages import end_of_run
 from orchestrator.model import FINAL_STATES, TargetState
 from orchestrator.network import ca_bundle
+from orchestrator.nofollow import PRIVATE_FILE, parse_mode
 from orchestrator.preflight import Finding
 from orchestrator.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.report import (
@@ -129,6 +130,25 @@ GROUP_BY_OPTION = click.option(
     metavar="COLUMN",
     help="In the report, count states by this column: project_id, region, mode, "
     "error_code or an inventory column such as owner.",
+)
+
+
+def _report_mode(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--report-mode: an octal file mode for the report's files, else exit 2."""
+    if value is None:
+        return None
+    try:
+        return parse_mode(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+REPORT_MODE_OPTION = click.option(
+    "--report-mode",
+    metavar="OCTAL",
+    callback=_report_mode,
+    help="Permissions of the report's files, e.g. 0640 for a group that reads them; its"
+    " folder gets the matching folder mode.  [default: 0600, as the state file]",
 )
 
 
@@ -327,6 +347,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
         GROUP_BY_OPTION,
+        REPORT_MODE_OPTION,
         rollout_options,
         click.option(
             "--sim-job-seconds",
@@ -524,6 +545,16 @@ def _changed_request_options(saved: dict[str, Any], now: dict[str, Any]) -> list
     ]
 
 
+def _saved_mode(given: int | None, saved: dict[str, Any]) -> int:
+    """--report-mode given now, else the state file's latest, else 0600."""
+    if given is not None:
+        return given
+    try:
+        return parse_mode(str(saved.get("report_mode") or "0600"))
+    except ValueError:
+        return PRIVATE_FILE  # a state file's value is never trusted to widen access
+
+
 def _invocation(
     location: StateLocation,
     inventory: Path | None,
@@ -550,6 +581,7 @@ def _invocation(
         defaults=defaults,
         live_progress=False if opts.get("no_live") else None,
         group_by=opts.get("group_by") or saved.get("group_by"),
+        report_mode=_saved_mode(opts.get("report_mode"), saved),
     )
     inv.user_data = _user_data(opts, saved)
     inv.rollout = rollout_from(opts, saved)
@@ -610,6 +642,7 @@ def _invocation(
         "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
         "ca_bundle_source": inv.ca.source,
         "group_by": inv.group_by,
+        "report_mode": f"{inv.report_mode:04o}",
         "state": location.label,  # never a password: a DSN with one is refused
         "shard": str(settings.shard) if settings.shard else None,
         # Where the user data came from and its hash: never its content.
@@ -693,7 +726,7 @@ def _start(
         retry.check()
     secrets = inv.cloud.secrets() if inv.cloud else ()
     setup_logging(None, opts["log_level"], secrets, fmt)
-    check_report_dir(inv.report_dir)
+    check_report_dir(inv.report_dir, inv.report_mode)
     store = open_state(inv)
     try:
         if retry is not None:
@@ -1101,9 +1134,14 @@ def status(
     help="Where to write it.  [default: the run's own report directory]",
 )
 @GROUP_BY_OPTION
+@REPORT_MODE_OPTION
 @guarded
 def report(
-    state_path: str, campaign: str | None, report_dir: Path | None, group_by: str | None
+    state_path: str,
+    campaign: str | None,
+    report_dir: Path | None,
+    group_by: str | None,
+    report_mode: int | None,
 ) -> int:
     """Write the report again from the state (of every shard). Exits as the run would for
     the same state: 0 all succeeded, 1 finished with failures, 3 not finished."""
@@ -1116,11 +1154,15 @@ def report(
         group_by = group_by or run.options.get("group_by")
         check_group_by(run, group_by)
         paths = write_campaign_report(
-            target_dir, store, group_by=group_by, rollout=rollout_summary(store)
+            target_dir,
+            store,
+            group_by=group_by,
+            rollout=rollout_summary(store),
+            mode=_saved_mode(report_mode, run.options),
         )
         counts = store.counts()
-    click.echo(f"report: {paths.directory}")
-    click.echo(f"  {paths.report_html}")
+    echo(f"report: {paths.directory}")
+    echo(f"  {paths.report_html}")
     return exit_code_for({state.value: n for state, n in counts.items()})
 
 

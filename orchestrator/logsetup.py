@@ -27,13 +27,15 @@ formatted line itself, raw and JSON-escaped, since extras reach JSON unfiltered.
 Text lines (console and file) show control characters as escapes (`visible`): a
 message quotes service answers and inventory values, and an ESC from them must not
 reach a terminal (or a `tail -f` of the log). JSON lines escape them by themselves.
+The log file is opened without following a symbolic link (`nofollow.open_append`):
+it lives beside the state file, maybe in a folder others can write to.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -43,6 +45,8 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from orchestrator.errors import UsageError
+from orchestrator.nofollow import LinkRefused, open_append
 from orchestrator.visible import visible, visible_lines
 
 LOG_FORMATS = ("text", "json")
@@ -187,6 +191,12 @@ class BufferedFileHandler(logging.FileHandler):
         except Exception:
             self.handleError(record)
 
+    def _open(self) -> io.TextIOWrapper:
+        # Never through a symbolic link: the file may sit in a folder others write to.
+        fd = open_append(Path(self.baseFilename))
+        raw = io.FileIO(fd, "a")
+        return io.TextIOWrapper(io.BufferedWriter(raw), encoding=self.encoding, errors=self.errors)
+
     def _flush_every(self) -> None:
         while not self._closed.wait(self._interval):
             self.flush()
@@ -305,9 +315,15 @@ def setup_logging(
 
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_file, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
-        os.close(fd)
-        handler = BufferedFileHandler(log_file)
+        try:
+            handler = BufferedFileHandler(log_file)
+        except LinkRefused:
+            raise UsageError(
+                f"log file {log_file} is a symbolic link; refusing to write through it"
+                " (someone may have planted it): remove it, or give another --log-file"
+            ) from None
+        except OSError as exc:
+            raise UsageError(f"cannot open log file {log_file}: {exc.strerror}") from None
         file_inner: logging.Formatter = JsonLines() if fmt == "json" else _FileFormatter()
         handler.setFormatter(Redacting(file_inner, secrets))
         handler.addFilter(_FileFilter(wanted))

@@ -283,3 +283,17 @@ def test_no_secret_in_the_wal_of_a_killed_run(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     leaks = [str(p) for p in files_under(work) if TOKEN.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_report_files_are_owner_only(runs: Callable[[str], Run]) -> None:
+    run = runs("token")
+    reports = run.work / "reports"
+    assert stat.S_IMODE(reports.stat().st_mode) == 0o700
+    (folder,) = [p for p in reports.iterdir() if p.is_dir()]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = sorted(folder.iterdir())
+    assert [p.name for p in files] == sorted(
+        ["summary.json", "targets.csv", "retry.csv", "report.md", "report.html"]
+    )
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
