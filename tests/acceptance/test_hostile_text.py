@@ -209,6 +209,9 @@ def test_service_text_never_acts_on_the_terminal_in_the_panel_status_and_log(
     assert b"\x1b" not in log and b"\x07" not in log
     assert SHOWN_REFUSAL.encode() in log
 
+    report = next((workdir / "reports").glob("*/report.md")).read_bytes()
+    assert b"\x1b" not in report and b"\x07" not in report
+
 
 def test_inventory_column_names_never_act_on_the_terminal(stub: Stub, workdir: Path) -> None:
     hostile = "owner\x1b]0;pwned\x07\x1b[2J"
