@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -42,6 +41,7 @@ from orchestrator.known_jobs import KnownJob, apply_known_jobs
 from orchestrator.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
 from orchestrator.model import TargetSpec, TargetState
 from orchestrator.network import CaBundle, new_session
+from orchestrator.nofollow import PRIVATE_FILE, folder_mode, make_dir, probe_writable
 from orchestrator.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
@@ -80,6 +80,7 @@ class Invocation:
     # Re-run with other request options, accepted: targets not sent yet get them.
     apply_request_options: bool = False
     group_by: str | None = None  # report.md/html: counts by this inventory column
+    report_mode: int = PRIVATE_FILE  # --report-mode: permissions of the report's files
     user_data: UserData | None = None  # sent with every Cloud-Init reinstall; never recorded
     selection: Selection = field(default_factory=Selection)  # run: part of the inventory
     # retry: what to send again, chosen (and checked) before the invocation starts
@@ -127,13 +128,16 @@ def default_state_path(inventory: Path, report_dir: Path) -> Path:
     return report_dir / f"{inventory.stem}.state.sqlite"
 
 
-def check_report_dir(report_dir: Path) -> None:
-    """Refuse to start a run whose report could not be written (before anything is sent)."""
+def check_report_dir(report_dir: Path, mode: int = PRIVATE_FILE) -> None:
+    """Refuse to start a run whose report could not be written (before anything is sent).
+
+    Made, when missing, for files of `mode` (owner-only by default). The probe is a
+    new file of a name nobody can guess, created without following a link: the
+    folder may be shared, and someone else's link under a fixed name would be followed.
+    """
     try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        probe = report_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_dir(report_dir, folder_mode(mode))
+        probe_writable(report_dir)
     except OSError as exc:
         raise UsageError(
             f"report directory {report_dir} is not writable: {exc.strerror}; "
@@ -493,7 +497,11 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     if not halt.is_set():
         try:
             report = write_campaign_report(
-                inv.report_dir, store, group_by=inv.group_by, rollout=rollout_summary(store)
+                inv.report_dir,
+                store,
+                group_by=inv.group_by,
+                rollout=rollout_summary(store),
+                mode=inv.report_mode,
             )
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.

@@ -57,6 +57,7 @@ from orchestrator.logsetup import setup_logging
 from orchestrator.messages import end_of_run
 from orchestrator.model import FINAL_STATES, TargetState
 from orchestrator.network import ca_bundle
+from orchestrator.nofollow import PRIVATE_FILE, parse_mode
 from orchestrator.preflight import Finding
 from orchestrator.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.report import (
@@ -77,6 +78,7 @@ from orchestrator.status import exit_code_for, read_status, render_text, status_
 from orchestrator.status.watch import watch_status
 from orchestrator.store import SqliteLocation, StateLocation, is_dsn, pg_location
 from orchestrator.userdata import UserData, load_user_data
+from orchestrator.visible import echo, excepthook
 
 EXIT_CODES = """\b
 Exit codes:
@@ -91,10 +93,10 @@ Exit codes:
 
 def fail(exc: BaseException, code: int) -> NoReturn:
     """Print the error and its chain of causes, then exit."""
-    click.echo(f"error: {exc}", err=True)
+    echo(f"error: {exc}", err=True)
     cause = exc.__cause__
     while cause is not None:
-        click.echo(f"  caused by: {type(cause).__name__}: {cause}", err=True)
+        echo(f"  caused by: {type(cause).__name__}: {cause}", err=True)
         cause = cause.__cause__
     sys.exit(code)
 
@@ -131,6 +133,25 @@ GROUP_BY_OPTION = click.option(
     metavar="COLUMN",
     help="In the report, count states by this column: project_id, region, mode, "
     "error_code or an inventory column such as owner.",
+)
+
+
+def _report_mode(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--report-mode: an octal file mode for the report's files, else exit 2."""
+    if value is None:
+        return None
+    try:
+        return parse_mode(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+REPORT_MODE_OPTION = click.option(
+    "--report-mode",
+    metavar="OCTAL",
+    callback=_report_mode,
+    help="Permissions of the report's files, e.g. 0640 for a group that reads them; its"
+    " folder gets the matching folder mode.  [default: 0600, as the state file]",
 )
 
 
@@ -363,6 +384,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
         GROUP_BY_OPTION,
+        REPORT_MODE_OPTION,
         rollout_options,
         click.option(
             "--sim-job-seconds",
@@ -561,6 +583,16 @@ def _changed_request_options(saved: dict[str, Any], now: dict[str, Any]) -> list
     ]
 
 
+def _saved_mode(given: int | None, saved: dict[str, Any]) -> int:
+    """--report-mode given now, else the state file's latest, else 0600."""
+    if given is not None:
+        return given
+    try:
+        return parse_mode(str(saved.get("report_mode") or "0600"))
+    except ValueError:
+        return PRIVATE_FILE  # a state file's value is never trusted to widen access
+
+
 def _invocation(
     location: StateLocation,
     inventory: Path | None,
@@ -587,6 +619,7 @@ def _invocation(
         defaults=defaults,
         live_progress=False if opts.get("no_live") else None,
         group_by=opts.get("group_by") or saved.get("group_by"),
+        report_mode=_saved_mode(opts.get("report_mode"), saved),
     )
     inv.user_data = _user_data(opts, saved)
     inv.rollout = rollout_from(opts, saved)
@@ -650,6 +683,7 @@ def _invocation(
         "ca_bundle": str(inv.ca.path) if inv.ca.path else None,
         "ca_bundle_source": inv.ca.source,
         "group_by": inv.group_by,
+        "report_mode": f"{inv.report_mode:04o}",
         "state": location.label,  # never a password: a DSN with one is refused
         "shard": str(settings.shard) if settings.shard else None,
         # Where the user data came from and its hash: never its content.
@@ -695,7 +729,7 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
             "with --region"
         )
     if cloud and region and not regions.is_known(cloud, region):
-        click.echo(
+        echo(
             f"warning: region {region!r} is not among the known {cloud} regions; "
             f"trying {regions.ecs_endpoint(cloud, region)}",
             err=True,
@@ -733,7 +767,7 @@ def _start(
         retry.check()
     secrets = inv.cloud.secrets() if inv.cloud else ()
     setup_logging(None, opts["log_level"], secrets, fmt)
-    check_report_dir(inv.report_dir)
+    check_report_dir(inv.report_dir, inv.report_mode)
     store = open_state(inv)
     try:
         if retry is not None:
@@ -761,8 +795,8 @@ def _start(
         except StoreFailure as exc:
             # The database went away during the run: whatever was sent is recorded as
             # intent; a resume (from any host) settles it. Not finished: exit 3.
-            click.echo(f"error: {exc}", err=True)
-            click.echo(f"not finished; continue with: orchestrator resume {_resume(inv)}", err=True)
+            echo(f"error: {exc}", err=True)
+            echo(f"not finished; continue with: orchestrator resume {_resume(inv)}", err=True)
             return 3
     finally:
         store.close()
@@ -777,11 +811,11 @@ def _start(
         aborted=outcome.aborted,
         credentials_refused=outcome.credentials_refused,
     ):
-        click.echo(line.text, err=line.err)
+        echo(line.text, err=line.err)
     if outcome.held:
-        click.echo(f"held: {outcome.held}", err=True)
+        echo(f"held: {outcome.held}", err=True)
     if result.report is not None:
-        click.echo(f"report: {result.report.directory}")
+        echo(f"report: {result.report.directory}")
         for path in (
             result.report.summary_json,
             result.report.targets_csv,
@@ -790,9 +824,9 @@ def _start(
             result.report.retry_csv,
         ):
             if path is not None:
-                click.echo(f"  {path}")
+                echo(f"  {path}")
     if result.report_error:
-        click.echo(
+        echo(
             f"error: {result.report_error}\n  the state is intact; write the report later "
             f"with: orchestrator report {location.resume_args()} --report-dir DIR",
             err=True,
@@ -1150,11 +1184,11 @@ def status(
         wave, window = status_fields(rollout)
         snap = dataclasses.replace(snap, wave=wave, window=window)
         if as_json:
-            click.echo(json.dumps(status_to_dict(snap), indent=2))
+            echo(json.dumps(status_to_dict(snap), indent=2))
         else:
-            click.echo(render_text(snap))
+            echo(render_text(snap))
             for line in status_lines(rollout):
-                click.echo(line)
+                echo(line)
         return snap.exit_code
     return watch_status(where, watch, as_json=as_json, examples=failures, campaign=campaign)
 
@@ -1168,9 +1202,14 @@ def status(
     help="Where to write it.  [default: the run's own report directory]",
 )
 @GROUP_BY_OPTION
+@REPORT_MODE_OPTION
 @guarded
 def report(
-    state_path: str, campaign: str | None, report_dir: Path | None, group_by: str | None
+    state_path: str,
+    campaign: str | None,
+    report_dir: Path | None,
+    group_by: str | None,
+    report_mode: int | None,
 ) -> int:
     """Write the report again from the state (of every shard). Exits as the run would for
     the same state: 0 all succeeded, 1 finished with failures, 3 not finished."""
@@ -1185,11 +1224,15 @@ def report(
         group_by = group_by or run.options.get("group_by")
         check_group_by(run, group_by)
         paths = write_campaign_report(
-            target_dir, store, group_by=group_by, rollout=rollout_summary(store)
+            target_dir,
+            store,
+            group_by=group_by,
+            rollout=rollout_summary(store),
+            mode=_saved_mode(report_mode, run.options),
         )
         counts = store.counts()
-    click.echo(f"report: {paths.directory}")
-    click.echo(f"  {paths.report_html}")
+    echo(f"report: {paths.directory}")
+    echo(f"  {paths.report_html}")
     return exit_code_for({state.value: n for state, n in counts.items()})
 
 
@@ -1291,26 +1334,26 @@ def plan(
             total=reader.problem_count + len(regions.problems),
         )
     layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
-    click.echo(
+    echo(
         f"inventory {inventory} ({layout}, {reader.encoding.label}): "
         f"{reader.rows} rows, {n + selected.total_left_out} valid targets"
         + (f", {n} selected" if selected.selection.active else "")
     )
-    click.echo("defaults: " + _defaults_text(reader.defaults_in_effect, defaults))
+    echo("defaults: " + _defaults_text(reader.defaults_in_effect, defaults))
     for project, count in sorted(per_project.items()):
-        click.echo(f"  project {project}: {count}")
-    click.echo("  mode: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
-    click.echo("  API: " + ", ".join(f"{a} {c}" for a, c in sorted(apis.items())))
+        echo(f"  project {project}: {count}")
+    echo("  mode: " + ", ".join(f"{m} {c}" for m, c in sorted(modes.items())))
+    echo("  API: " + ", ".join(f"{a} {c}" for a, c in sorted(apis.items())))
     if data is not None:
-        click.echo(
+        echo(
             f"  user data: {data.path} ({data.size} bytes, sha256 {data.sha256[:12]}…),"
             f" sent to the {apis['Cloud-Init (v2)']} Cloud-Init target(s)"
         )
     if selected.selection.active:
         note = left_out_text(selected.record())
-        click.echo(f"  selection: {note or f'{selected.selected} selected, none left out'}")
+        echo(f"  selection: {note or f'{selected.selected} selected, none left out'}")
     if reader.columns:
-        click.echo("  extra columns kept for the report: " + ", ".join(reader.columns))
+        echo("  extra columns kept for the report: " + ", ".join(reader.columns))
     if selected.selection.active and n == 0:
         raise UsageError("--only-project/--exclude/--limit leave no server of the inventory")
     rollout_keys = RolloutOptions.__dataclass_fields__
@@ -1321,8 +1364,8 @@ def plan(
     for line in plan_lines(
         per_project, options, rate=rate, max_in_flight=max_in_flight, job_seconds=job_seconds
     ):
-        click.echo(line)
-    click.echo("no problems found; nothing was sent")
+        echo(line)
+    echo("no problems found; nothing was sent")
     state_path: Path | None = opts.get("state_path")
     if state_path is not None:
         show_resume(state_path)
@@ -1345,7 +1388,7 @@ def show_resume(state_path: Path) -> None:
     doubt = counts.get(TargetState.IN_DOUBT, 0) + counts.get(TargetState.SUBMITTING, 0)
     following = counts.get(TargetState.SUBMITTED, 0) + counts.get(TargetState.RUNNING, 0)
     pending = counts.get(TargetState.PENDING, 0)
-    click.echo(
+    echo(
         f"state {state_path}: a resume would leave {final} final target(s) alone "
         f"({', '.join(f'{n} {s.value}' for s, n in counts.items() if n and s in FINAL_STATES)}"
         f"{'' if final else 'none'}), settle {doubt} in doubt from the servers, "
@@ -1384,33 +1427,33 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
     result = eventloop.run(check())
     if result.aborted:
         # Nothing could be read: an earlier preflight report stays as it was.
-        click.echo(f"error: {result.aborted}; nothing was sent", err=True)
+        echo(f"error: {result.aborted}; nothing was sent", err=True)
         return result.exit_code
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
     directory = inv.report_dir / f"preflight-{inventory.stem}"
     csv_path, json_path = write_preflight(directory, result, str(inventory), checked_at)
     counts = result.counts()
     sent = ", ".join(f"{n} {kind}" for kind, n in sorted(result.requests.items()))
-    click.echo(f"preflight: {len(result.rows)} target(s) checked ({sent or 'no'} read(s))")
+    echo(f"preflight: {len(result.rows)} target(s) checked ({sent or 'no'} read(s))")
     for row_finding in Finding:
         if not counts[row_finding]:
             continue
         rows = [r for r in result.rows if r.verdict.finding is row_finding]
         first = rows[0].verdict
         mark = f"BLOCKS  {first.reason}" if first.blocks else "ok"
-        click.echo(f"  {row_finding.value:<18} {counts[row_finding]:>6}  {mark}")
+        echo(f"  {row_finding.value:<18} {counts[row_finding]:>6}  {mark}")
         if first.blocks:
             for r in rows[:PREFLIGHT_LISTED]:
                 # The reason once per finding; again only where it differs.
                 why = "" if r.verdict.reason == first.reason else f": {r.verdict.reason}"
-                click.echo(f"    {r.spec.project_id}/{r.spec.server_id}{why}")
+                echo(f"    {r.spec.project_id}/{r.spec.server_id}{why}")
             if len(rows) > PREFLIGHT_LISTED:
-                click.echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
-    click.echo(f"report: {csv_path}\n        {json_path}")
+                echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
+    echo(f"report: {csv_path}\n        {json_path}")
     if result.blocking:
-        click.echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
+        echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
     else:
-        click.echo("nothing blocks; no reinstall was sent")
+        echo("nothing blocks; no reinstall was sent")
     return result.exit_code
 
 
@@ -1438,4 +1481,5 @@ def _defaults_text(effective: dict[str, Any], cli: InventoryDefaults) -> str:
 
 
 def main() -> None:
+    sys.excepthook = excepthook
     cli(standalone_mode=True)

@@ -14,7 +14,10 @@ The rules are openstacksdk's (`openstack.config.loader`), kept small:
 
 Passwords come only from files and the environment, never from the command
 line, so `ps` never shows one. `CloudConfig.describe()` is what may be logged and
-recorded: where the credentials came from and who they are, never a secret.
+recorded: where the credentials came from and who they are, never a secret. Even
+the identifiers are cut short there (`shortened`: the AK ID, the user and domain
+names; the auth URL down to its site), as in every message (`label`): a report is
+shared further than the credentials, and half of a login is still half of one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -45,6 +49,31 @@ ENV_AUTH_KEYS = {
     "OS_TENANT_ID": "project_id",
     "OS_TENANT_NAME": "project_name",
 }
+
+
+def shortened(value: str | None, head: int = 4, tail: int = 2) -> str | None:
+    """An identifier cut to its first `head` and last `tail` characters at most, and
+    to a third of it at most: enough to tell two apart, not to log in with."""
+    if not value:
+        return value
+    first = min(head, len(value) // 3)
+    last = min(tail, len(value) // 4)
+    return value[:first] + "…" + (value[-last:] if last else "")
+
+
+def url_site(url: str | None) -> str | None:
+    """`scheme://host[:port]` of a URL: its path, query and any user name dropped."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(unparsable URL)"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 @dataclass(frozen=True)
@@ -72,24 +101,24 @@ class CloudConfig:
     @property
     def label(self) -> str:
         """How to name these credentials in a message: cloud and user, never a secret."""
-        who = f"user {self.username!r}" if self.username else f"auth {self.auth_type}"
+        who = f"user {shortened(self.username)!r}" if self.username else f"auth {self.auth_type}"
         where = f"cloud {self.cloud!r}" if self.cloud else self.source
         return f"{where}, {who}"
 
     def describe(self) -> dict[str, Any]:
-        """What may be logged and recorded in the run's options."""
+        """What may be logged and recorded in the run's options: identifiers shortened."""
         return {
             "source": self.source,
             "file": self.file,
             "cloud": self.cloud,
             "auth_type": self.auth_type,
-            "auth_url": self.auth_url,
-            "username": self.username,
-            "user_domain": self.user_domain_name or self.user_domain_id,
+            "auth_url": url_site(self.auth_url),
+            "username": shortened(self.username),
+            "user_domain": shortened(self.user_domain_name or self.user_domain_id),
             "project_id": self.project_id,
             "project_name": self.project_name,
             "region": self.region_name,
-            "access_key": self.ak,
+            "access_key": shortened(self.ak),
         }
 
     def secrets(self) -> tuple[str, ...]:

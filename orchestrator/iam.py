@@ -33,7 +33,7 @@ import aiohttp
 
 from orchestrator.auth import AkSkAuth, Credentials, TokenAuth
 from orchestrator.client import read_capped
-from orchestrator.cloudconfig import CloudConfig
+from orchestrator.cloudconfig import CloudConfig, url_site
 from orchestrator.endpoints import check_endpoint
 from orchestrator.errors import (
     AuthFailed,
@@ -236,7 +236,7 @@ class IamAuth:
                 )
             self._password_refused = AuthFailed(
                 f"IAM refused the credentials of {self._config.label} "
-                f"(auth_url {self._config.auth_url}): {summary}",
+                f"(auth_url {url_site(self._config.auth_url)}): {summary}",
                 status=status,
                 code=_code(payload),
             )

@@ -23,13 +23,19 @@ line (issue 10); the state file, not the log, is what a resume relies on.
 
 Secrets are blanked twice: a filter on the message (as before), and the
 formatted line itself, raw and JSON-escaped, since extras reach JSON unfiltered.
+
+Text lines (console and file) show control characters as escapes (`visible`): a
+message quotes service answers and inventory values, and an ESC from them must not
+reach a terminal (or a `tail -f` of the log). JSON lines escape them by themselves.
+The log file is opened without following a symbolic link (`nofollow.open_append`):
+it lives beside the state file, maybe in a folder others can write to.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -38,6 +44,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
+
+from orchestrator.errors import UsageError
+from orchestrator.nofollow import LinkRefused, open_append
+from orchestrator.visible import visible, visible_lines
 
 LOG_FORMATS = ("text", "json")
 PROGRESS_LOGGER = "orchestrator.progress"
@@ -77,6 +87,7 @@ class Redacting(logging.Formatter):
                 forms.add(secret)
                 forms.add(json.dumps(secret)[1:-1])
                 forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+                forms.add(visible(secret))  # as a text line shows it
         # Longest first, so a secret that contains another is blanked whole.
         self._forms = sorted(forms, key=len, reverse=True)
 
@@ -116,14 +127,27 @@ class JsonLines(JsonFormatter):
         return {**first, **log_data}
 
 
-class _TextFormatter(logging.Formatter):
+class _VisibleFormatter(logging.Formatter):
+    """A text line whose message is one line, its control characters shown as escapes."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return visible_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return visible_lines(super().formatStack(stack_info))
+
+
+class _TextFormatter(_VisibleFormatter):
     # Progress lines read as plain text; only warnings and errors carry a level.
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         return text if record.levelno < logging.WARNING else f"{record.levelname}: {text}"
 
 
-class _FileFormatter(logging.Formatter):
+class _FileFormatter(_VisibleFormatter):
     """The text log file's format; the time's seconds are formatted once per second."""
 
     def __init__(self) -> None:
@@ -166,6 +190,12 @@ class BufferedFileHandler(logging.FileHandler):
             raise
         except Exception:
             self.handleError(record)
+
+    def _open(self) -> io.TextIOWrapper:
+        # Never through a symbolic link: the file may sit in a folder others write to.
+        fd = open_append(Path(self.baseFilename))
+        raw = io.FileIO(fd, "a")
+        return io.TextIOWrapper(io.BufferedWriter(raw), encoding=self.encoding, errors=self.errors)
 
     def _flush_every(self) -> None:
         while not self._closed.wait(self._interval):
@@ -285,9 +315,15 @@ def setup_logging(
 
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_file, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
-        os.close(fd)
-        handler = BufferedFileHandler(log_file)
+        try:
+            handler = BufferedFileHandler(log_file)
+        except LinkRefused:
+            raise UsageError(
+                f"log file {log_file} is a symbolic link; refusing to write through it"
+                " (someone may have planted it): remove it, or give another --log-file"
+            ) from None
+        except OSError as exc:
+            raise UsageError(f"cannot open log file {log_file}: {exc.strerror}") from None
         file_inner: logging.Formatter = JsonLines() if fmt == "json" else _FileFormatter()
         handler.setFormatter(Redacting(file_inner, secrets))
         handler.addFilter(_FileFilter(wanted))

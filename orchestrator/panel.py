@@ -8,6 +8,12 @@ Two defects of the first live table are avoided here by construction:
 - one redraw per `show` (the caller's timer), with the queued log lines printed in
   the same redraw, so a burst of warnings does not make a burst of redraws, and the
   panel never scrolls its header into the scrollback.
+
+Every cell, the title included, is a `rich.text.Text` made by `_plain`: rich parses a
+plain `str` as markup, and the failures listed here quote the service (an error code
+`[link=...]` would become a link, a `[/bold]` would stop the panel). Their control
+characters are shown as escapes (`visible`), so an ESC from the service never reaches
+the terminal either.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from orchestrator.livestats import LiveStats, WaveInfo, WindowInfo
 from orchestrator.logsetup import console_handler
 from orchestrator.model import TargetState
 from orchestrator.progress import ORDER, Reading, format_seconds
+from orchestrator.visible import visible, visible_lines
 
 STYLES = {
     TargetState.SUCCEEDED: "green",
@@ -34,6 +41,11 @@ STYLES = {
     TargetState.IN_DOUBT: "yellow",
     TargetState.PENDING: "dim",
 }
+
+
+def _plain(value: object, style: str = "") -> Text:
+    """`value` as literal text for rich: never markup, control characters escaped."""
+    return Text(visible(value), style=style)
 
 
 def _rate(current: float, limit: float, adaptive: float | None) -> Text:
@@ -88,23 +100,27 @@ def render(reading: Reading, title: str, now: datetime | None = None) -> Rendera
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
-    grid.add_row("submit", _rate(reading.submit_rate, s.submit_limit, s.submit_rate_adaptive))
-    grid.add_row("query", _rate(reading.query_rate, s.query_limit, s.query_rate_adaptive))
-    throttled = Text(str(s.throttled), style="yellow" if s.throttled else "")
-    grid.add_row("throttled", throttled)
-    grid.add_row("in flight", f"{s.in_flight} of {s.max_in_flight}")
-    if s.deferred:
-        grid.add_row("deferred", str(s.deferred))
-    if s.wave is not None:
-        grid.add_row("wave", _wave(s.wave))
-    if s.window is not None:
-        grid.add_row("window", _window(s.window, now))
-    for label, value in s.extra.items():
-        grid.add_row(label, value)
     grid.add_row(
-        "time",
-        f"elapsed {format_seconds(reading.elapsed)}   ETA {format_seconds(reading.eta)}"
-        f"   {reading.target_rate:.1f} targets/s",
+        _plain("submit"), _rate(reading.submit_rate, s.submit_limit, s.submit_rate_adaptive)
+    )
+    grid.add_row(_plain("query"), _rate(reading.query_rate, s.query_limit, s.query_rate_adaptive))
+    throttled = Text(str(s.throttled), style="yellow" if s.throttled else "")
+    grid.add_row(_plain("throttled"), throttled)
+    grid.add_row(_plain("in flight"), _plain(f"{s.in_flight} of {s.max_in_flight}"))
+    if s.deferred:
+        grid.add_row(_plain("deferred"), _plain(s.deferred))
+    if s.wave is not None:
+        grid.add_row(_plain("wave"), _plain(_wave(s.wave)))
+    if s.window is not None:
+        grid.add_row(_plain("window"), _plain(_window(s.window, now)))
+    for label, value in s.extra.items():
+        grid.add_row(_plain(label), _plain(value))
+    grid.add_row(
+        _plain("time"),
+        _plain(
+            f"elapsed {format_seconds(reading.elapsed)}   ETA {format_seconds(reading.eta)}"
+            f"   {reading.target_rate:.1f} targets/s"
+        ),
     )
     parts: list[RenderableType] = [bar, counts, grid]
     if s.recent_failures:
@@ -113,9 +129,11 @@ def render(reading: Reading, title: str, now: datetime | None = None) -> Rendera
         failures.add_column(no_wrap=True, min_width=36)
         failures.add_column(overflow="ellipsis", no_wrap=True, max_width=60)
         for note in reversed(s.recent_failures):  # newest first
-            failures.add_row(note.error_code or "?", note.server_id, note.detail)
+            failures.add_row(
+                _plain(note.error_code or "?"), _plain(note.server_id), _plain(note.detail)
+            )
         parts += [Text("last failures", style="dim"), failures]
-    return Panel(Group(*parts), title=title, title_align="left", expand=False)
+    return Panel(Group(*parts), title=_plain(title), title_align="left", expand=False)
 
 
 class LivePanel:
@@ -165,5 +183,6 @@ class LivePanel:
             return False
         lines, self._pending[:] = list(self._pending), []
         # Printing while Live is up puts the text above the panel and redraws it below.
-        self._console.print(Text("\n".join(lines)), highlight=False, markup=False)
+        text = visible_lines("\n".join(lines))  # escaped by the log's formatter already
+        self._console.print(Text(text), highlight=False, markup=False)
         return True

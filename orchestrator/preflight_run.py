@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import os
 from collections import Counter
@@ -23,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from orchestrator.client import EcsClient, ServerView
 from orchestrator.errors import (
@@ -36,8 +35,10 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import FINAL_STATES, TargetSpec, TargetState
+from orchestrator.nofollow import PRIVATE_FILE, create_beside, folder_mode, make_dir
 from orchestrator.preflight import Finding, Verdict, classify
 from orchestrator.retry_policy import RetrySettings, retrying
+from orchestrator.spreadsheet import CsvWriter, neutralise
 
 PREFLIGHT_CSV = "preflight.csv"
 PREFLIGHT_JSON = "preflight.json"
@@ -222,18 +223,28 @@ def csv_row(row: Checked) -> list[str]:
 
 
 def write_preflight(
-    directory: Path, result: Preflight, inventory: str, checked_at: str
+    directory: Path,
+    result: Preflight,
+    inventory: str,
+    checked_at: str,
+    mode: int = PRIVATE_FILE,
 ) -> tuple[Path, Path]:
-    """Write preflight.csv and preflight.json, each renamed into place when complete."""
+    """Write preflight.csv and preflight.json (permissions `mode`), each renamed into
+    place when complete.
+
+    The report folder may be shared: the folder `directory` is refused if it is a
+    symbolic link, and the temp files are made by `nofollow.create_beside`.
+    """
     csv_path, json_path = directory / PREFLIGHT_CSV, directory / PREFLIGHT_JSON
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with _atomic(csv_path) as fh:
-            writer = csv.writer(fh, lineterminator="\n")
+        make_dir(directory, folder_mode(mode), link_ok=False)
+        with _atomic(csv_path, mode) as fh:
+            writer = CsvWriter(fh)
             writer.writerow(CSV_COLUMNS)
             for row in result.rows:
-                writer.writerow(_safe_cells(csv_row(row)))
-        with _atomic(json_path) as fh:
+                # A cell opened by a spreadsheet must not run as a formula.
+                writer.writerow([neutralise(cell) for cell in csv_row(row)])
+        with _atomic(json_path, mode) as fh:
             json.dump(summary(result, inventory, checked_at), fh, indent=2)
             fh.write("\n")
     except OSError as exc:
@@ -241,17 +252,12 @@ def write_preflight(
     return csv_path, json_path
 
 
-def _safe_cells(cells: list[str]) -> list[str]:
-    # A cell opened by a spreadsheet must not run as a formula.
-    return [("'" + c) if c[:1] in ("=", "+", "-", "@") else c for c in cells]
-
-
 @contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Any]:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _atomic(path: Path, mode: int) -> Iterator[TextIO]:
+    tmp, out = create_beside(path, mode)
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            yield fh
+        with out:
+            yield out
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

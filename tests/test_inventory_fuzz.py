@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from orchestrator.errors import InventoryError
 from orchestrator.inventory import InventoryDefaults, read_inventory
 from orchestrator.model import TargetSpec
+from orchestrator.spreadsheet import neutralise
 
 FUZZ = settings(
     max_examples=200,
@@ -164,9 +165,21 @@ def as_csv(rows: list[TargetSpec], newline: str, delimiter: str = ",") -> str:
     )
     for t in rows:
         byol = "" if t.byol is None else str(t.byol).lower()
+        # Text cells as the product writes them (retry.csv): a leading formula
+        # character or quote gets one more quote, which the reader takes away again.
+        keyname, userid = neutralise(t.keyname), neutralise(t.userid)
+        extras = [neutralise(t.extra[c]) for c in EXTRA_COLUMNS]
         writer.writerow(
-            [t.project_id, t.server_id, t.region or "", t.keyname, t.userid, t.mode or "", byol]
-            + [t.extra[c] for c in EXTRA_COLUMNS]
+            [
+                t.project_id,
+                t.server_id,
+                t.region or "",
+                keyname,
+                userid,
+                t.mode or "",
+                byol,
+                *extras,
+            ]
         )
     return out.getvalue()
 

@@ -4,12 +4,14 @@ filters by state, search and sort from the URL fragment, and never runs hostile 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 from browser import chromium_or_skip, dump_dom
 from report_helpers import HOSTILE_NAME, HOSTILE_REASON, Campaign, make_campaign, server_id
 
-from orchestrator.report import ReportPaths, write_campaign_report
+from orchestrator.model import RunInfo, Target, TargetSpec, TargetState
+from orchestrator.report import ReportPaths, write_campaign_report, write_report
 from orchestrator.state import StateStore
 
 COUNT = 300
@@ -95,3 +97,76 @@ def test_sort_and_page_from_the_fragment(browser: str, report: ReportPaths) -> N
     assert "page 3 of 3" in dom and len(found) == PAGE
     ids = [re.search(r"00000000-0000-4000-8000-[0-9a-f]{12}", row).group(0) for row in found]  # type: ignore[union-attr]
     assert ids == [server_id(n) for n in range(PAGE, 0, -1)]
+
+
+# Inventory columns named like what every JavaScript object has; error codes too.
+PROTO_COLUMNS = ("hasOwnProperty", "__proto__", "constructor", "toString")
+PROTO_COUNT = 7
+
+
+@pytest.fixture(scope="module")
+def proto_report(tmp_path_factory: pytest.TempPathFactory) -> ReportPaths:
+    run = RunInfo(
+        run_id="run-proto",
+        state_path="/x/state.sqlite",
+        inventory_path="/x/fleet.csv",
+        inventory_sha256="ab" * 32,
+        created_at="2026-11-26T19:00:00Z",
+        started_at=None,
+        ended_at=None,
+        invocations=1,
+        options={},
+        requests={},
+        throttled=0,
+        extra_columns=PROTO_COLUMNS,
+    )
+
+    def targets() -> Iterator[Target]:
+        for n in range(1, PROTO_COUNT + 1):
+            rank = (n * 3) % PROTO_COUNT  # a sort order unlike the inventory's
+            spec = TargetSpec(
+                "0123456789abcdef0123456789abcdef",
+                server_id(n),
+                "kp",
+                "u1",
+                n + 1,
+                extra={key: f"{key}-{rank}" for key in PROTO_COLUMNS},
+            )
+            code = PROTO_COLUMNS[n % 3 + 1]  # "__proto__", "constructor", "toString"
+            yield Target(id=n, spec=spec, state=TargetState.FAILED, error_code=code)
+
+    return write_report(tmp_path_factory.mktemp("proto"), run, targets)
+
+
+def column_values(dom: str, label: str) -> list[str]:
+    head = re.search(r'<tr id="targets-head">(.*?)</tr>', dom, re.S)
+    assert head is not None
+    labels = [re.sub(r" [▲▼]$", "", h) for h in re.findall(r"<th[^>]*>(.*?)</th>", head.group(1))]
+    index = labels.index(label)
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row)[index] for row in rows(dom)]
+
+
+@pytest.mark.parametrize("column", PROTO_COLUMNS)
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+def test_columns_named_like_object_properties_draw_and_sort(
+    browser: str, proto_report: ReportPaths, column: str, direction: str
+) -> None:
+    dom = dump_dom(browser, proto_report.report_html, f"sort={column}&dir={direction}")
+    loaded(dom)
+    assert shown(dom) == PROTO_COUNT and len(rows(dom)) == PROTO_COUNT
+    values = column_values(dom, column)
+    expected = sorted(f"{column}-{(n * 3) % PROTO_COUNT}" for n in range(1, PROTO_COUNT + 1))
+    assert values == (expected if direction == "asc" else expected[::-1])
+
+
+def test_error_codes_named_like_object_properties_are_listed_and_filtered(
+    browser: str, proto_report: ReportPaths
+) -> None:
+    dom = dump_dom(browser, proto_report.report_html, "code=__proto__")
+    loaded(dom)
+    options = re.findall(r'<option value="([^"]*)">([^<]*)</option>', dom)
+    assert ("__proto__", "__proto__ (2)") in options
+    assert ("constructor", "constructor (3)") in options
+    assert ("toString", "toString (2)") in options
+    assert shown(dom) == 2
+    assert set(column_values(dom, "error code")) == {"__proto__"}

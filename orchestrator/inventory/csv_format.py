@@ -5,6 +5,11 @@ lines and quoted multi-line cells, the per-line and per-record byte limits,
 decoding each line in the file's encoding), the header row with its near-miss
 column names, and turning each record into one row for `RowChecker.target`.
 The separator comes from `dialect`, the encoding from `encoding`.
+
+A cell (header or value) that starts with the quote our CSV files put in front of
+a spreadsheet formula (`'=`, `'+`, `'-`, `'@`, a quote before a tab or a carriage
+return, and `''`) loses that one quote (`spreadsheet.restore`): so retry.csv reads
+back as the inventory it was written from.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from orchestrator.inventory.names import near_misses
 from orchestrator.inventory.rows import RowChecker
 from orchestrator.inventory.rules import KNOWN, header_key
 from orchestrator.model import TargetSpec
+from orchestrator.spreadsheet import restore
 
 
 def read_csv(
@@ -64,7 +70,7 @@ def read_csv(
         except csv.Error as err:
             rows.problem(lines.record_start, None, _csv_error_message(err))
             continue
-        cells = [cell.strip() for cell in cells]
+        cells = [restore(cell.strip()) for cell in cells]
         if not any(cells):
             continue  # a blank line, or a row of empty cells
         line = lines.record_start or lines.line_no
@@ -111,7 +117,7 @@ def _csv_header(
         if skip_sep_line:
             skip_sep_line = False
             continue
-        names = [cell.strip() for cell in cells]
+        names = [restore(cell.strip()) for cell in cells]
         if any(names):
             break
     line = lines.record_start

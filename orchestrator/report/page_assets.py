@@ -4,7 +4,10 @@ The script renders the target table from the JSON embedded in the page, one
 page of rows at a time (so 100,000 targets stay responsive), sorts and filters
 it, and keeps the view in the URL fragment (`#state=failed&q=web`), so a view
 can be bookmarked or sent. Every cell is set with textContent: text from the
-inventory or the API is never parsed as HTML.
+inventory or the API is never parsed as HTML. Lookups keyed by such text (column
+names, error codes, projects, the fragment's keys) use Map or objects without a
+prototype, so a column named `hasOwnProperty`, `__proto__` or `constructor` is a
+column like any other.
 
 On success the script sets `data-ready="1"` on <html>; any error lands in
 `data-error`, which headless tests read from the dumped DOM.
@@ -56,12 +59,16 @@ SCRIPT = r"""
   // The parsed rows are all the page needs: drop the text (it can be 100+ MB).
   holder.textContent = "";
   var cols = data.columns, rows = data.rows;
-  var C = {};
-  cols.forEach(function (c, i) { C[c.key] = i; });
-  var numeric = {};
-  cols.forEach(function (c, i) { if (c.numeric) { numeric[i] = true; } });
+  // Column index by key; keys are inventory column names: never an object's own
+  // properties (a column "hasOwnProperty" or "__proto__").
+  var byKey = new Map();
+  cols.forEach(function (c, i) { if (!byKey.has(c.key)) { byKey.set(c.key, i); } });
+  var C = Object.create(null);
+  ["state", "project_id", "error_code"].forEach(function (k) { C[k] = byKey.get(k); });
+  var numeric = cols.map(function (c) { return !!c.numeric; });
   var searchCols = cols.map(function (c, i) { return c.search ? i : -1; })
     .filter(function (i) { return i >= 0; });
+  var FILTERS = ["state", "project", "code", "q"];  // the fragment's text keys
   var view = { state: "", project: "", code: "", q: "", sort: -1, dir: 1, page: 0 };
   var el = function (id) { return document.getElementById(id); };
   var haystack = null;
@@ -72,16 +79,16 @@ SCRIPT = r"""
       if (!part) { return; }
       var kv = part.split("=");
       var k = decodeURIComponent(kv[0]), v = decodeURIComponent(kv.slice(1).join("="));
-      if (k === "sort") { view.sort = C.hasOwnProperty(v) ? C[v] : -1; }
+      if (k === "sort") { view.sort = byKey.has(v) ? byKey.get(v) : -1; }
       else if (k === "dir") { view.dir = v === "desc" ? -1 : 1; }
       else if (k === "page") { view.page = Math.max(0, (parseInt(v, 10) || 1) - 1); }
-      else if (view.hasOwnProperty(k)) { view[k] = v; }
+      else if (FILTERS.indexOf(k) >= 0) { view[k] = v; }
     });
   }
 
   function writeHash() {
     var parts = [];
-    ["state", "project", "code", "q"].forEach(function (k) {
+    FILTERS.forEach(function (k) {
       if (view[k]) { parts.push(k + "=" + encodeURIComponent(view[k])); }
     });
     if (view.sort >= 0) {
@@ -94,20 +101,20 @@ SCRIPT = r"""
   }
 
   function fillSelect(id, index, label) {
-    var counts = {};
+    var counts = new Map();  // values from the API: "__proto__" is a value like any other
     for (var i = 0; i < rows.length; i++) {
-      var v = rows[i][index] || "";
-      counts[v] = (counts[v] || 0) + 1;
+      var v = String(rows[i][index] || "");
+      counts.set(v, (counts.get(v) || 0) + 1);
     }
     var select = el(id);
-    var keys = Object.keys(counts).sort();
+    var keys = Array.from(counts.keys()).sort();
     var all = document.createElement("option");
     all.value = ""; all.textContent = "every " + label;
     select.appendChild(all);
     keys.forEach(function (k) {
       if (!k) { return; }
       var o = document.createElement("option");
-      o.value = k; o.textContent = k + " (" + counts[k] + ")";
+      o.value = k; o.textContent = k + " (" + counts.get(k) + ")";
       select.appendChild(o);
     });
   }

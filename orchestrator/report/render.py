@@ -6,6 +6,7 @@ Nothing here touches the file system; `orchestrator.report.write` does.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from orchestrator.report.summary import (
 )
 from orchestrator.report.times import parse_timestamp
 from orchestrator.selection import left_out_text
+from orchestrator.spreadsheet import neutralise
+from orchestrator.visible import visible
 
 CSV_COLUMNS: tuple[str, ...] = (
     "project_id",
@@ -34,10 +37,6 @@ CSV_COLUMNS: tuple[str, ...] = (
     "region",
     "wave",
 )
-
-# A spreadsheet reads a cell starting with one of these as a formula (OWASP
-# "CSV injection"); fail_reason comes from the API, extras from the inventory.
-FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 
 # Rows listed per section of report.md; the CSV always has every target.
 MARKDOWN_ROW_CAP = 500
@@ -56,11 +55,6 @@ def summary_json(summary: Summary) -> str:
 
 
 # -- CSV ----------------------------------------------------------------------
-
-
-def neutralise(cell: str) -> str:
-    """`cell` with a leading `'` if a spreadsheet would evaluate it."""
-    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
 def csv_extra_columns(extra_columns: Sequence[str]) -> list[tuple[str, str]]:
@@ -144,25 +138,47 @@ class Listings:
             self.not_final.offer(target)
 
 
+# One pass: a backslash of the input is escaped like the rest, so it cannot undo ours.
+_MD_ESCAPES = str.maketrans({char: "\\" + char for char in "\\|<>&[]!`"})
+
+
+class Md(str):
+    """Text that is Markdown already (ours, such as `**total**`): `md_cell` keeps it."""
+
+
 def md_cell(value: object) -> str:
-    """`value` as one Markdown table cell that cannot break the table.
+    """`value` as literal text in one Markdown table cell (or line), which cannot
+    break the table nor become markup.
 
     Backslashes are escaped first so an input `\\|` cannot turn our `\\|` back
-    into a bare pipe; `<` and `>` are escaped so text from the API is never
-    rendered as HTML.
+    into a bare pipe. `<`, `>` and `&` are escaped so that text from the API or an
+    inventory is never HTML where a renderer allows it (`<img onerror=...>`);
+    `[`, `]`, `!` and backticks so that it is never a link, an image (fetched from
+    anywhere the report is pasted) or a code span that swallows what follows.
+    Control characters are shown as escapes (`visible`), as for a terminal.
     """
     if value is None:
         return ""
+    if isinstance(value, Md):
+        return str(value)
     text = " ".join(str(value).splitlines())
     if len(text) > MARKDOWN_CELL_CAP:
         text = text[: MARKDOWN_CELL_CAP - 1] + "…"
-    for char in ("\\", "|", "<", ">"):
-        text = text.replace(char, "\\" + char)
-    return text
+    return visible(text).translate(_MD_ESCAPES)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+def md_code(value: object) -> str:
+    """`value` as one Markdown code span: shown as it is, never markup, whatever
+    backticks it holds (the fence is one backtick longer than its longest run)."""
+    text = visible(" ".join(str(value).splitlines()))
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _table(headers: Sequence[object], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(md_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(md_cell(cell) for cell in row) + " |" for row in rows]
     return lines
 
@@ -364,10 +380,12 @@ def render_markdown(
         *_campaign_lines(summary)[:2],
         f"- Throttled answers: {summary.throttled} ({percent(summary.throttled, requests)} "
         f"of {requests} requests)",
-        f"- State file: `{summary.state_path}`",
-        f"- Inventory: `{summary.inventory_path or '-'}` (sha256 `{summary.inventory_sha256}`)",
-        f"- Created: {summary.created_at}",
-        f"- Generated: {summary.generated_at}; see report.html for charts and every target",
+        f"- State file: {md_code(summary.state_path)}",
+        f"- Inventory: {md_code(summary.inventory_path or '-')}"
+        f" (sha256 {md_code(summary.inventory_sha256)})",
+        f"- Created: {md_cell(summary.created_at)}",
+        f"- Generated: {md_cell(summary.generated_at)}; see report.html for charts and every"
+        " target",
         *_selection_lines(summary),
         *notes,
         *_campaign_lines(summary)[2:],
@@ -376,7 +394,7 @@ def render_markdown(
         "",
         *_table(
             ["state", "count", "share"],
-            [*_state_rows(summary), ("**total**", total, percent(total, total))],
+            [*_state_rows(summary), (Md("**total**"), total, percent(total, total))],
         ),
         *_group_lines(summary),
         "",
@@ -425,7 +443,7 @@ def render_markdown(
     if not_final.total:
         lines += [
             f"{not_final.total} target(s) are not finished. The run can be resumed with "
-            f"`orchestrator resume --state {shlex.quote(summary.state_path)}`.",
+            f"{md_code('orchestrator resume --state ' + shlex.quote(summary.state_path))}.",
             "",
         ]
         lines += _table(

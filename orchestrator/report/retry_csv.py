@@ -6,18 +6,20 @@ values it was actually sent with (key pair, user, mode, BYOL, region,
 Cloud-Init, and the inventory's own extra columns), so that a new run gives
 each server what the first one meant to, never command-line defaults.
 
-Values are written as they are (no spreadsheet-formula escaping as in
-targets.csv): the file must read back to the same targets. User data is not a
-column; a run of retry.csv needs `--user-data` again (report.md says so).
+Cells that a spreadsheet would run as a formula get the same leading `'` as in
+targets.csv (`spreadsheet.neutralise`); the inventory reader takes exactly that
+quote away again (`spreadsheet.restore`), so the file reads back to the same
+targets. User data is not a column; a run of retry.csv needs `--user-data` again
+(report.md says so).
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Container, Sequence
 from typing import TextIO
 
 from orchestrator.model import Target, TargetState
+from orchestrator.spreadsheet import CsvWriter, neutralise
 
 RETRY_CSV = "retry.csv"
 COLUMNS = ("project_id", "server_id", "region", "keyname", "userid", "mode", "byol", "cloud_init")
@@ -39,12 +41,12 @@ class RetryInventory:
     def __init__(
         self, out: TextIO, extra_columns: Sequence[str], deferred_ids: Container[int]
     ) -> None:
-        self._writer = csv.writer(out, lineterminator="\n")
+        self._writer = CsvWriter(out)
         self._extra = list(dict.fromkeys(extra_columns))
         self._deferred = deferred_ids
         self.rows = 0
         self.cloud_init_rows = 0
-        self._writer.writerow([*COLUMNS, *self._extra])
+        self._writer.writerow([neutralise(name) for name in (*COLUMNS, *self._extra)])
 
     def wanted(self, target: Target) -> bool:
         if target.state in (TargetState.FAILED, TargetState.IN_DOUBT):
@@ -55,19 +57,18 @@ class RetryInventory:
         if not self.wanted(target):
             return
         spec = target.spec
-        self._writer.writerow(
-            [
-                spec.project_id,
-                spec.server_id,
-                spec.region or "",
-                spec.keyname,
-                spec.userid,
-                spec.mode or "",
-                _flag(spec.byol),
-                _flag(spec.cloud_init),
-                *(spec.extra.get(name, "") for name in self._extra),
-            ]
-        )
+        cells = [
+            spec.project_id,
+            spec.server_id,
+            spec.region or "",
+            spec.keyname,
+            spec.userid,
+            spec.mode or "",
+            _flag(spec.byol),
+            _flag(spec.cloud_init),
+            *(spec.extra.get(name, "") for name in self._extra),
+        ]
+        self._writer.writerow([neutralise(cell) for cell in cells])
         self.rows += 1
         self.cloud_init_rows += spec.cloud_init
 

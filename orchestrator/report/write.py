@@ -4,16 +4,19 @@ Each file is staged as a temp file next to its final name and renamed into
 place only once all four are written, so a failure (read-only folder, full
 disk, a state store error mid-stream) leaves the previous report, or nothing,
 never half a file. OS errors become `ReportError` naming the path.
+
+The report folder may be shared: temp files are created exclusively, under names
+nobody can guess, never through a link (`nofollow`), and the run's own folder is
+refused if it is a symbolic link. Files get `mode` (0600 unless the operator gave
+--report-mode), the run's folder the matching folder mode (0700).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any, Protocol, TextIO
 
 from orchestrator.errors import ReportError
 from orchestrator.model import InvocationInfo, RunInfo, Target
+from orchestrator.nofollow import PRIVATE_FILE, create_beside, folder_mode, make_dir
 from orchestrator.report.history import build_history
 from orchestrator.report.html import ROW_SEPARATOR, TargetRows, html_head, html_tail
 from orchestrator.report.render import (
@@ -34,6 +38,7 @@ from orchestrator.report.render import (
 from orchestrator.report.retry_csv import RETRY_CSV, RetryInventory, is_deferral
 from orchestrator.report.summary import Summary, build_summary, safe_options
 from orchestrator.report.timeline import EventLike, Timeline, build_timeline
+from orchestrator.spreadsheet import CsvWriter
 
 SUMMARY_JSON = "summary.json"
 TARGETS_CSV = "targets.csv"
@@ -113,7 +118,7 @@ def _written(
     """`write_targets_csv` as a pass-through: each target is written, then handed on
     (to the summary), so that a report reads the state file once."""
     extra_keys = [key for _, key in csv_extra_columns(run.extra_columns)]
-    writer = csv.writer(out, lineterminator="\n")
+    writer = CsvWriter(out)
     writer.writerow(csv_header(run.extra_columns))
     separator = ""
     for target in targets:
@@ -133,6 +138,7 @@ def write_campaign_report(
     *,
     group_by: str | None = None,
     rollout: Mapping[str, Any] | None = None,
+    mode: int = PRIVATE_FILE,
 ) -> ReportPaths:
     """The whole report of a state file: every target, every invocation, every event."""
     return write_report(
@@ -144,6 +150,7 @@ def write_campaign_report(
         invocations=source.invocations(),
         group_by=group_by,
         rollout=rollout,
+        mode=mode,
     )
 
 
@@ -157,8 +164,10 @@ def write_report(
     invocations: Sequence[InvocationInfo] = (),
     group_by: str | None = None,
     rollout: Mapping[str, Any] | None = None,
+    mode: int = PRIVATE_FILE,
 ) -> ReportPaths:
-    """Write `<report_dir>/<run_id>/{summary.json,targets.csv,report.md,report.html}`.
+    """Write `<report_dir>/<run_id>/{summary.json,targets.csv,report.md,report.html}`,
+    each file with permissions `mode`.
 
     `targets` is called once: one pass writes the CSV, retry.csv and the page's
     rows (to a scratch file, as the page's head needs the summary) and builds the
@@ -186,7 +195,7 @@ def write_report(
         if invocations
         else None
     )
-    created = _make_directory(paths.directory)
+    created = _make_directory(paths.directory, folder_mode(mode))
     staged: list[tuple[Path, Path]] = []
     try:
         listings = Listings()
@@ -208,10 +217,10 @@ def write_report(
                 )
 
             assert paths.retry_csv is not None
-            staged += _stage([paths.targets_csv, paths.retry_csv], stream)
+            staged += _stage([paths.targets_csv, paths.retry_csv], stream, mode)
             summary = summaries[0]
             staged += _stage(
-                [paths.summary_json], lambda outs: outs[0].write(summary_json(summary))
+                [paths.summary_json], lambda outs: outs[0].write(summary_json(summary)), mode
             )
             head = html_head(summary, timeline.bins(TIMELINE_BINS), rows)
 
@@ -221,10 +230,10 @@ def write_report(
                 shutil.copyfileobj(page_rows, outs[0])
                 outs[0].write(html_tail())
 
-            staged += _stage([paths.report_html], page)
+            staged += _stage([paths.report_html], page, mode)
         notes = retry[0].notes(run.created_at, run.options.get("user_data"))
         markdown = render_markdown(summary, listings, extra_columns=run.extra_columns, notes=notes)
-        staged += _stage([paths.report_md], lambda outs: outs[0].write(markdown))
+        staged += _stage([paths.report_md], lambda outs: outs[0].write(markdown), mode)
 
         for temp, final in staged:
             try:
@@ -254,30 +263,32 @@ class _Both:
         self._retry.offer(target)
 
 
-def _make_directory(directory: Path) -> bool:
-    """Create `directory` (and parents); True if this call created it."""
-    existed = directory.is_dir()
+def _make_directory(directory: Path, mode: int) -> bool:
+    """Create `directory` (and parents) with `mode`; True if this call created it.
+
+    A symbolic link in its place is refused: the run's folder is named by the tool
+    inside a folder others may write to, who could have pointed it anywhere."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        return make_dir(directory, mode, link_ok=False)
     except OSError as exc:
         raise _error(directory, exc) from exc
-    return not existed
 
 
 def _stage(
-    finals: Sequence[Path], write: Callable[[Sequence[TextIO]], object]
+    finals: Sequence[Path], write: Callable[[Sequence[TextIO]], object], mode: int
 ) -> list[tuple[Path, Path]]:
     """Write temp files beside `finals` (together: one pass may feed several), durably;
     return (temp, final) pairs."""
-    temps = [final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp") for final in finals]
+    temps: list[Path] = []
     current = finals[0]
     try:
         with contextlib.ExitStack() as stack:
             outs: list[TextIO] = []
-            for temp, final in zip(temps, finals, strict=True):
+            for final in finals:
                 current = final
-                # Mode "x": exclusive create, and permissions follow the umask as any file.
-                outs.append(stack.enter_context(open(temp, "x", encoding="utf-8", newline="")))
+                temp, out = create_beside(final, mode)
+                temps.append(temp)
+                outs.append(stack.enter_context(out))
             current = finals[0]
             write(outs)
             for out, final in zip(outs, finals, strict=True):

@@ -3,6 +3,10 @@
 The JSON document (`status_to_dict`) is versioned by `STATUS_SCHEMA`; its
 fields are listed in the README, section "Commands". `wave` and `window` are
 null until the rollout control (issue 8) records them in the state file.
+
+The text shows every value from the state file through `visible`: error codes and
+reasons are the service's words, and their control characters must not reach the
+terminal (nor a newline in one forge a line of the status).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from orchestrator.model import FINAL_STATES, TargetState
 from orchestrator.progress import ORDER, format_seconds
+from orchestrator.visible import visible as v
 
 STATUS_SCHEMA = "orchestrator.status/1"
 EXIT_MEANING = {
@@ -167,11 +172,11 @@ def status_to_dict(snap: StatusSnapshot) -> dict[str, Any]:
 def _invocation_line(inv: InvocationView, of: int) -> str:
     head = f"invocation {inv.number} of {of}: "
     if inv.state == "running":
-        head += f"running since {inv.started_at} (pid {inv.pid})"
+        head += f"running since {v(inv.started_at)} (pid {inv.pid})"
     elif inv.state == "interrupted":
-        head += f"started {inv.started_at}, its process is gone (killed?): resume to continue"
+        head += f"started {v(inv.started_at)}, its process is gone (killed?): resume to continue"
     else:
-        head += f"{inv.outcome or 'ended'}, {inv.started_at} to {inv.ended_at}"
+        head += f"{v(inv.outcome or 'ended')}, {v(inv.started_at)} to {v(inv.ended_at)}"
     head += f"\n  elapsed {format_seconds(inv.elapsed_s)}"
     if inv.state == "running":
         rate = f"{inv.targets_per_s:.1f} targets/s" if inv.targets_per_s else "no rate yet"
@@ -182,7 +187,7 @@ def _invocation_line(inv: InvocationView, of: int) -> str:
 
 def render_text(snap: StatusSnapshot) -> str:
     """The human-readable status (what `status` prints without --json)."""
-    out = [f"run {snap.run_id} ({snap.state_path}): {snap.total} targets"]
+    out = [f"run {v(snap.run_id)} ({v(snap.state_path)}): {snap.total} targets"]
     if snap.invocation is not None:
         out.append("  " + _invocation_line(snap.invocation, snap.invocations))
     else:
@@ -192,26 +197,29 @@ def render_text(snap: StatusSnapshot) -> str:
     for state in ORDER:
         out.append(f"  {state.value:<11} {snap.counts.get(state.value, 0)}")
     if snap.wave is not None:
-        out.append("  wave: " + ", ".join(f"{k} {v}" for k, v in snap.wave.items()))
+        out.append("  wave: " + ", ".join(f"{v(k)} {v(x)}" for k, x in snap.wave.items()))
     if snap.window is not None:
-        out.append("  window: " + ", ".join(f"{k} {v}" for k, v in snap.window.items()))
-    sent = ", ".join(f"{n} {kind}" for kind, n in sorted(snap.requests.items()))
+        out.append("  window: " + ", ".join(f"{v(k)} {v(x)}" for k, x in snap.window.items()))
+    sent = ", ".join(f"{n} {v(kind)}" for kind, n in sorted(snap.requests.items()))
     out.append(f"  requests: {sent or 'none'}; throttled answers: {snap.throttled}")
     if snap.failures:
         out.append("failures by error code:")
         for group in snap.failures:
-            out.append(f"  {group.error_code}: {group.count}")
-            out += [f"    {r.project_id}/{r.server_id}" for r in group.examples]
+            out.append(f"  {v(group.error_code)}: {group.count}")
+            out += [f"    {v(r.project_id)}/{v(r.server_id)}" for r in group.examples]
             more = group.count - len(group.examples)
             if more > 0:
                 out.append(f"    ... and {more} more")
     if snap.in_doubt:
         n = snap.counts.get(TargetState.IN_DOUBT.value, 0)
         out.append(f"in doubt ({n}), settled from the server on the next run:")
-        out += [f"  {r.project_id}/{r.server_id}: {r.detail or ''}".rstrip() for r in snap.in_doubt]
+        out += [
+            f"  {v(r.project_id)}/{v(r.server_id)}: {v(r.detail or '')}".rstrip()
+            for r in snap.in_doubt
+        ]
     if snap.deferred_count:
         out.append(f"deferred ({snap.deferred_count}), pending for a later run:")
-        out += [f"  {d.project_id}/{d.server_id}: {d.reason}" for d in snap.deferred]
+        out += [f"  {v(d.project_id)}/{v(d.server_id)}: {v(d.reason)}" for d in snap.deferred]
         if snap.deferred_count > len(snap.deferred):
             out.append(f"  ... and {snap.deferred_count - len(snap.deferred)} more")
     out.append(f"exit {snap.exit_code}: {EXIT_MEANING[snap.exit_code]}")

@@ -90,10 +90,11 @@ def test_clouds_yaml_password_gives_one_token_per_project(setup: Setup) -> None:
     assert recorded["os_cloud"] == "sim"
     creds = recorded["credentials"]
     assert isinstance(creds, dict)
-    assert creds["source"] == "clouds.yaml" and creds["username"] == USER
+    assert creds["source"] == "clouds.yaml" and creds["username"] == "a…e"  # USER, shortened
     assert creds["file"] == str(setup.home / ".config" / "openstack" / "clouds.yaml")
     log = (setup.work / "fleet.log").read_text()
-    assert "credentials: source=clouds.yaml" in log and f"username={USER}" in log
+    assert "credentials: source=clouds.yaml" in log and "username=a…e" in log
+    assert USER not in log
     leaks = [p for p in files_under(setup.work) if PASSWORD.encode() in p.read_bytes()]
     assert leaks == [] and PASSWORD not in done.stdout + done.stderr
 
@@ -159,7 +160,9 @@ def test_a_wrong_password_stops_with_exit_2_naming_cloud_and_user(setup: Setup) 
         done = run(setup, "--os-cloud", "sim")
         stats = sim.stats()
     assert done.code == 2, done.stderr
-    assert "'sim'" in done.stderr and f"'{USER}'" in done.stderr, done.stderr
+    # The user is named shortened, as every credential identifier in output.
+    assert "'sim'" in done.stderr and "'a…e'" in done.stderr, done.stderr
+    assert USER not in done.stderr
     assert "401" in done.stderr
     assert stats["reinstalls_total"] == 0
     everything = done.stdout + done.stderr

@@ -12,12 +12,14 @@ SQLite -wal that only a killed run leaves behind.
 
 from __future__ import annotations
 
+import json
 import signal
 import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from chaos_helpers import (
@@ -242,7 +244,9 @@ def test_a_wrong_password_ends_the_run_with_exit_2_naming_the_user(
     wrong_run = runs("wrong-password")
     stderr = wrong_run.done.stderr
     assert wrong_run.done.code == 2, f"exit {wrong_run.done.code}; stderr:\n{stderr[-2000:]}"
-    assert "'alice'" in stderr and "401" in stderr, stderr
+    # Named as output names every credential identifier: shortened.
+    assert "'a…e'" in stderr and "401" in stderr, stderr
+    assert "alice" not in stderr and "/v3" not in stderr
 
 
 @pytest.mark.parametrize("name", ["wrong-token", "wrong-token-no-preflight"])
@@ -283,3 +287,44 @@ def test_no_secret_in_the_wal_of_a_killed_run(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     leaks = [str(p) for p in files_under(work) if TOKEN.encode() in p.read_bytes()]
     assert leaks == []
+
+
+# (run, the full identifiers, how output shows them)
+IDENTIFIERS = {
+    "aksk": ((AK,), ("AKTE…4R",)),
+    "iam": (("alice", "/v3"), ("a…e",)),
+    "iam-clouds-yaml": (("alice", "/v3"), ("a…e",)),
+}
+
+
+@pytest.mark.parametrize("name", list(IDENTIFIERS))
+def test_credential_identifiers_are_shortened_everywhere(
+    runs: Callable[[str], Run], name: str
+) -> None:
+    run = runs(name)
+    full, shown = IDENTIFIERS[name]
+    places = {"stdout": run.done.stdout.encode(), "stderr": run.done.stderr.encode()}
+    places |= {str(p.relative_to(run.work)): p.read_bytes() for p in files_under(run.work)}
+    leaks = [f"{v!r} in {w}" for v in full for w, data in places.items() if v.encode() in data]
+    assert leaks == [], sorted(places)
+    summary = next(data for where, data in places.items() if where.endswith("summary.json"))
+    credentials = json.loads(summary)["options"]["credentials"]
+    for value in shown:
+        assert value in credentials.values(), credentials
+        assert value.encode() in places[str(run.log.relative_to(run.work))]
+    if credentials["auth_url"] is not None:
+        assert urlsplit(credentials["auth_url"]).path == ""  # the site only
+
+
+def test_report_files_are_owner_only(runs: Callable[[str], Run]) -> None:
+    run = runs("token")
+    reports = run.work / "reports"
+    assert stat.S_IMODE(reports.stat().st_mode) == 0o700
+    (folder,) = [p for p in reports.iterdir() if p.is_dir()]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = sorted(folder.iterdir())
+    assert [p.name for p in files] == sorted(
+        ["summary.json", "targets.csv", "retry.csv", "report.md", "report.html"]
+    )
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -140,7 +140,9 @@ async def test_a_wrong_password_is_tried_once_and_names_cloud_and_user(
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(r, AuthFailed) for r in results)
     message = str(results[0])
-    assert "cloud 'sim'" in message and "user 'alice'" in message and "401" in message
+    # The user named shortened, the auth URL by its site only (as in all output).
+    assert "cloud 'sim'" in message and "user 'a…e'" in message and "401" in message
+    assert "alice" not in message and f"(auth_url {sim.url}):" in message
     assert wrong not in message and PASSWORD not in message
     # One project-scoped try and one domain-scoped check, not one per project.
     assert sim.stats()["token_refusals"] == 2

@@ -19,7 +19,7 @@ from orchestrator.livestats import FailureNote, LiveStats, WaveInfo, in_flight
 from orchestrator.logsetup import setup_logging
 from orchestrator.model import TargetState as S
 from orchestrator.panel import render
-from orchestrator.progress import ProgressDisplay, ProgressMeter
+from orchestrator.progress import ProgressDisplay, ProgressMeter, Reading
 
 TITLE = "ECS reinstall · test-panel"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
@@ -143,3 +143,60 @@ def test_render_shows_rates_against_limits_waves_and_failures() -> None:
     assert "wave 2 of 4: 4/10 final" in text
     assert "Ecs.0100" in text and "srv-1" in text
     assert "window" not in text  # no window: no line for it
+
+
+LINK_CODE = "[link=https://evil.example/login]Ecs.0605 unlock here[/link]"
+
+
+def hostile_reading(failures: tuple[FailureNote, ...]) -> Reading:
+    stats = LiveStats(
+        counts={S.FAILED: len(failures), S.PENDING: 1},
+        total=len(failures) + 1,
+        requests={"reinstall": 2},
+        throttled=0,
+        submit_limit=10,
+        query_limit=50,
+        in_flight=0,
+        max_in_flight=200,
+        recent_failures=failures,
+        extra={"[bold]label": "[red]value"},
+    )
+    meter = ProgressMeter(stats.total)
+    meter.begin(stats)
+    return meter.read(stats)
+
+
+def test_service_text_is_shown_literally_never_as_markup() -> None:
+    reading = hostile_reading(
+        (
+            FailureNote("p" * 32, "srv-1", LINK_CODE, "[/bold] closes nothing [i]x"),
+            FailureNote("p" * 32, "srv-2", "Ecs.0100", "[blink]blinking[/blink] [link=x]y"),
+        )
+    )
+    console = Console(record=True, width=200, force_terminal=True, file=io.StringIO())
+    # A str cell would be parsed: "[/bold]" with nothing open raises MarkupError.
+    console.print(render(reading, "ECS reinstall · [bold]state[/].sqlite"))
+    text = console.export_text()
+    assert LINK_CODE in text
+    assert "[/bold] closes nothing [i]x" in text
+    assert "[blink]blinking[/blink] [link=x]y" in text
+    assert "[bold]label" in text and "[red]value" in text
+    assert "ECS reinstall · [bold]state[/].sqlite" in text
+    styles = [segment.style for segment in console._record_buffer if segment.style]
+    assert not any(style.link for style in styles), "a link came from service text"
+    assert not any(style.blink for style in styles)
+
+
+def test_service_control_characters_are_shown_as_escapes_in_the_panel() -> None:
+    reading = hostile_reading(
+        (FailureNote("p" * 32, "srv-1", "\x1b]0;pwned\x07", "gone \x1b[2J\x9b31m \u202eevil"),)
+    )
+    console, out = terminal()
+    console.print(render(reading, "title \x1b[5m"))
+    raw = out.getvalue()
+    for char in ("\x07", "\x9b", "\u202e", "\x1b]", "\x1b[2J", "\x1b[5m"):
+        assert char not in raw
+    text = ANSI.sub("", raw)
+    assert "\\x1b]0;pwned\\x07" in text
+    assert "gone \\x1b[2J\\x9b31m \\u202eevil" in text
+    assert "title \\x1b[5m" in text
