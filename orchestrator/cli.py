@@ -839,14 +839,14 @@ def _start(
 def _list_unrecorded(answers: Sequence[Answer], result: Result, inv: Invocation) -> None:
     """Job ids the service returned that the state store could not record: shown, and
     written next to the report, so that a resume can be given them (--known-jobs)."""
-    click.echo(
+    echo(
         f"error: {len(answers)} job id(s) the service returned could not be recorded in"
         " the state file; a resume must be given them, or it would take those servers"
         " for untouched while their jobs may still be queued:",
         err=True,
     )
     for answer in answers:
-        click.echo(f"  {answer.describe()}", err=True)
+        echo(f"  {answer.describe()}", err=True)
     folder = result.report.directory if result.report is not None else inv.report_dir
     path = folder / f"unrecorded-jobs-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
     rows = [(a.target.project_id, a.target.server_id, a.job_id) for a in answers]
@@ -854,9 +854,9 @@ def _list_unrecorded(answers: Sequence[Answer], result: Result, inv: Invocation)
         write_unrecorded(path, rows)
         given = f"--known-jobs {path}"
     except OSError as exc:
-        click.echo(f"  (could not write {path}: {exc.strerror})", err=True)
+        echo(f"  (could not write {path}: {exc.strerror})", err=True)
         given = " ".join(f"--known-job {p}/{s}={j}" for p, s, j in rows)
-    click.echo(f"resume with: orchestrator resume {_resume(inv)} {given}", err=True)
+    echo(f"resume with: orchestrator resume {_resume(inv)} {given}", err=True)
 
 
 def _encoding(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -1180,7 +1180,7 @@ def status(
         with state_location(state_path, campaign).open(readonly=True) as store:
             rollout = rollout_summary(store)
             if store.journal_missing:
-                click.echo(f"warning: {store.journal_missing}", err=True)
+                echo(f"warning: {store.journal_missing}", err=True)
         wave, window = status_fields(rollout)
         snap = dataclasses.replace(snap, wave=wave, window=window)
         if as_json:
@@ -1216,7 +1216,7 @@ def report(
     location = state_location(state_path, campaign)
     with location.open(readonly=True) as store:
         if store.journal_missing:
-            click.echo(f"warning: {store.journal_missing}", err=True)
+            echo(f"warning: {store.journal_missing}", err=True)
         run = store.run_info()
         # A PostgreSQL campaign's recorded folder is on whichever host ran it last.
         saved = run.options.get("report_dir") if isinstance(location, SqliteLocation) else None
@@ -1255,7 +1255,7 @@ def backup(state_path: str, destination: Path) -> int:
     if is_dsn(state_path):
         raise UsageError("backup copies a SQLite state file; back up PostgreSQL with pg_dump")
     state_backup(Path(state_path), destination)
-    click.echo(f"state {state_path} copied to {destination}")
+    echo(f"state {state_path} copied to {destination}")
     return 0
 
 

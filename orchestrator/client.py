@@ -225,6 +225,12 @@ class EcsClient:
             return _server_view(server_id, payload["server"])
         raise self._failure(status, headers, payload, acted_unknown=False, path=path)
 
+    def set_rates(self, submit: float, poll: float) -> None:
+        """The configured ceilings now: --rate and --poll-rate, or this runner's share of
+        them where several share a campaign."""
+        self._submit_limiter.set_rate(submit)
+        self._poll_limiter.set_rate(poll)
+
     def stop_sending(self, error: Callable[[], BaseException]) -> int:
         """A stop: every reinstall waiting for its send slot raises `error()` now instead
         of going out when its slot comes (see `RateLimiter.interrupt_spacing`)."""

@@ -29,6 +29,9 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
+import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -81,6 +84,10 @@ S = TargetState
 FEED_PAGE = 1000
 # Seconds a job id the store refused is tried again at the end of a run, at least.
 RECORD_PATIENCE = 5.0
+# A runner sharing a campaign says it is alive this often; one not seen for the lease
+# is counted out, and the others take its share of the rates.
+RUNNER_HEARTBEAT = 1.0
+RUNNER_LEASE = 5.0
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,8 @@ class Runner:
         self._sent_at: dict[int, float] = {}  # when (monotonic) this process sent each
         # Job ids the service returned that the state store could not record (yet).
         self._answers: dict[int, Answer] = {}
+        self._holder = f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(3)}"
+        self._runners = 1  # runners sharing the campaign (and its rates), this one included
         self._sending_marked = False  # the main state file says sending began
         self._mark_lock = asyncio.Lock()
         self._lengths = JobLengths(settings.expected_job_seconds)
@@ -262,6 +271,14 @@ class Runner:
         # Read directly by the submit path, so a stop takes effect at the very next
         # send, not when this loop next wakes.
         self._stop = stop
+        sharing = None
+        if self._store.SHARED:
+            # Before the first request: this runner's share of the campaign's rates, once
+            # every runner already there has had a heartbeat to count this one in.
+            await self._share_rates()
+            await asyncio.sleep(RUNNER_HEARTBEAT * 1.2)
+            await self._share_rates()
+            sharing = asyncio.create_task(self._keep_sharing(), name="share-rates")
         learned = await self._writer.call(self._store.meta_value, "settle_quiet_learned")
         if learned:
             self._quiet.observe(float(learned) / self._quiet.margin)
@@ -312,6 +329,11 @@ class Runner:
             await asyncio.gather(*workers, return_exceptions=True)
             if self._answers and not halt.is_set():
                 await self._record_answers()
+            if sharing is not None:
+                sharing.cancel()
+                await asyncio.gather(sharing, return_exceptions=True)
+                with contextlib.suppress(StateError):
+                    await self._writer.call(self._store.leave, self._holder)
             with contextlib.suppress(StateError):
                 await self._writer.call(self._store.add_rollout, self._rollout.take_records())
             await self._writer.close()
@@ -599,6 +621,35 @@ class Runner:
             self._answer_not_recorded(committed[0], job_id, submitted_at, exc)
             return
         self._schedule(target)  # the first wait: --first-poll, or what was learned
+
+    async def _share_rates(self) -> None:
+        """--rate and --poll-rate are the campaign's: each runner sharing it (a shard on
+        another host) takes an equal share, counted on the database's clock."""
+        shard = str(self._settings.shard) if self._settings.shard else None
+        try:
+            runners = await self._writer.call(
+                self._store.heartbeat, self._holder, shard, RUNNER_LEASE
+            )
+        except StateError as exc:
+            log.warning("could not count the runners sharing the campaign: %s", exc)
+            return  # the share stays as it was; the run's own writes will say more
+        if runners != self._runners:
+            self._runners = runners
+            s = self._settings
+            self._client.set_rates(s.rate / runners, s.poll_rate / runners)
+            if runners > 1:
+                log.info(
+                    "%d runners share the campaign: this one sends %.2f reinstalls and %.2f"
+                    " reads per second",
+                    runners,
+                    s.rate / runners,
+                    s.poll_rate / runners,
+                )
+
+    async def _keep_sharing(self) -> None:
+        while True:
+            await asyncio.sleep(RUNNER_HEARTBEAT)
+            await self._share_rates()
 
     async def _mark_sending(self) -> None:
         """Before the first intent of this invocation: the state file records, in its

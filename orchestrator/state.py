@@ -111,8 +111,20 @@ MIGRATION_TABLES: dict[int, tuple[str, ...]] = {
             value INTEGER NOT NULL
         )""",
     ),
+    # The runners sharing a campaign right now (PostgreSQL shards), each with when it
+    # was last seen on the database's clock (ms): --rate and --poll-rate are divided
+    # between them.
+    6: (
+        """CREATE TABLE IF NOT EXISTS runners (
+            holder TEXT PRIMARY KEY,
+            shard TEXT,
+            seen BIGINT NOT NULL
+        )""",
+    ),
 }
-OUR_TABLES = frozenset({"meta", "runs", "targets", "events", "counters", "rollout", "samples"})
+OUR_TABLES = frozenset(
+    {"meta", "runs", "targets", "events", "counters", "rollout", "samples", "runners"}
+)
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Written with the schema, before the file takes its name: proof that this tool made it.
 CREATOR = "ecs-reinstall-orchestrator"
@@ -274,6 +286,12 @@ class StateStore:
     ID_TYPE = "INTEGER PRIMARY KEY"
     # A shard's condition on `server_id`, comparing its hash modulo ? to ?.
     SHARD_HASH = "orch_shard_hash(server_id)"
+    # The database's clock, in milliseconds since the epoch: every host sharing a
+    # campaign reads the same one.
+    DB_NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)"
+    # Whether several runners (shards) may hold this store at once: a SQLite file is
+    # held by one process at a time.
+    SHARED = False
 
     def __init__(
         self, path: Path, conn: Any, lock_fd: int | None, *, location: str | None = None
@@ -602,6 +620,28 @@ class StateStore:
                 (now,),
             )
         return int(cursor.rowcount)
+
+    # -- runners sharing the campaign ---------------------------------------------
+
+    def heartbeat(self, holder: str, shard: str | None, lease: float) -> int:
+        """This runner is alive: recorded on the database's clock; runners not seen for
+        `lease` seconds are forgotten. Returns how many share the campaign now."""
+        with _translated("record this runner"), self._transaction():
+            self._conn.execute(
+                f"INSERT INTO runners (holder, shard, seen) VALUES (?, ?, {self.DB_NOW_MS})"
+                " ON CONFLICT(holder) DO UPDATE SET shard = excluded.shard, seen = excluded.seen",
+                (holder, shard),
+            )
+            self._conn.execute(
+                f"DELETE FROM runners WHERE seen < {self.DB_NOW_MS} - ?", (int(lease * 1000),)
+            )
+            row = self._conn.execute("SELECT COUNT(*) FROM runners").fetchone()
+        return max(1, int(row[0]) if row else 1)
+
+    def leave(self, holder: str) -> None:
+        """This runner ends: the others take its share at their next heartbeat."""
+        with _translated("record this runner's end"), self._transaction():
+            self._conn.execute("DELETE FROM runners WHERE holder = ?", (holder,))
 
     # -- run bookkeeping -------------------------------------------------------
 

@@ -16,10 +16,8 @@ hits depends on the machine's speed, which is the point.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -183,29 +181,48 @@ StateStore.create(
 """
 
 
-@pytest.mark.parametrize("moment", ["inside-import", "file-just-created", "journal-set-no-table"])
+KILL_SCHEMA = """
+import os, signal, sys
+from pathlib import Path
+import orchestrator.state as state_module
+from orchestrator.inventory import InventoryDefaults, InventoryReader
+from orchestrator.state import StateStore, file_sha256
+
+written = state_module._write_schema
+
+def write_then_die(temp: Path) -> None:
+    written(temp)  # the schema is in the temporary file; it never takes its name
+    os.kill(os.getpid(), signal.SIGKILL)
+
+state_module._write_schema = write_then_die
+inventory, path = Path(sys.argv[1]), Path(sys.argv[2])
+reader = InventoryReader(inventory, InventoryDefaults())
+StateStore.create(
+    path, reader, inventory_path=str(inventory), inventory_sha256=file_sha256(inventory)
+)
+"""
+
+
+@pytest.mark.parametrize("moment", ["inside-import", "schema-before-the-name"])
 def test_kill_while_the_state_file_is_created_then_run_again(tmp_path: Path, moment: str) -> None:
     """A first `run` killed while creating its state file must not block every later run.
 
     With a big inventory the import takes seconds, so an operator's kill -9 may well
     land there. Nothing was sent then: running the same command again must start over.
+    (A kill before that, while the schema is written, leaves only a temporary file:
+    the state file takes its name with its schema, so an empty file under its name is
+    never one of ours, and is refused: tests/acceptance/test_state_journal.py.)
     """
     inventory = make_inventory(tmp_path / "fleet.csv", 5, projects=1, seed=13)
     state, reports = tmp_path / "s.sqlite", tmp_path / "reports"
+    script = KILL_IMPORT if moment == "inside-import" else KILL_SCHEMA
+    killed = subprocess.run([sys.executable, "-c", script, str(inventory), str(state)], check=False)
+    assert killed.returncode == -signal.SIGKILL
     if moment == "inside-import":
-        killed = subprocess.run(
-            [sys.executable, "-c", KILL_IMPORT, str(inventory), str(state)], check=False
-        )
-        assert killed.returncode == -signal.SIGKILL
+        assert state.exists()
     else:
-        # The first instants of StateStore.create: the file exists (O_EXCL), then the
-        # connection switches it to WAL; every CREATE TABLE after that commits alone.
-        os.close(os.open(state, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        if moment == "journal-set-no-table":
-            conn = sqlite3.connect(state)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.close()
-    assert state.exists()
+        assert not state.exists()
+        assert list(tmp_path.glob(".s.sqlite.*.new"))  # the temporary file, left behind
     with SimProcess("--fleet", inventory, "--job-seconds", "0.1", env={"SIM_TOKEN": TOKEN}) as sim:
         done = run_cli(
             run_args(inventory, sim.url, state, reports, rate=50),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -265,3 +266,38 @@ def test_resume_help_says_options_come_from_the_state_file(cli: Cli) -> None:
     text = one_line(done.stdout)
     assert "taken from the state file" in text
     assert "including where the report goes" in text
+
+
+# -- a paused process is not a failed job --------------------------------------------------------
+
+
+def test_a_run_paused_past_the_job_timeout_asks_the_jobs_before_failing_them(
+    workdir: Path,
+    make_inventory: Callable[..., Path],
+    sim_process: Callable[..., Any],
+    sim_stats: Callable[[str], dict[str, Any]],
+    cli_start: Callable[..., subprocess.Popen[str]],
+) -> None:
+    """SIGSTOP past --job-timeout, then SIGCONT (a laptop lid, a paused VM): the
+    timeout was judged before the job was asked, and jobs that had ended SUCCESS
+    were reported "did not end within --job-timeout"."""
+    inventory = make_inventory(3, projects=1, seed=95)
+    state = workdir / "fleet.state.sqlite"
+    sim_args = ("--fleet", inventory, "--queue-seconds", "0", "--power-off-seconds", "0",
+                "--stopped-seconds", "0", "--job-seconds", "1")  # fmt: skip
+    with sim_process(*sim_args, env=SIM_ENV) as url:
+        args = ["--endpoint", url, "--state", state, "--job-timeout", "3", *POLL]
+        args += ["--first-poll", "0.5"]
+        proc = cli_start("run", inventory, *args, env=ENV)
+        deadline = time.monotonic() + 30
+        while sim_stats(url)["reinstalls_total"] < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(5)  # past --job-timeout; the jobs end meanwhile
+        proc.send_signal(signal.SIGCONT)
+        _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 0, err
+    assert set(states(state).values()) == {"succeeded"}

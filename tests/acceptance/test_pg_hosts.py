@@ -202,6 +202,41 @@ def test_two_shards_at_once_finish_the_campaign_and_a_third_is_refused(
     assert status["invocation"]["state"] == "ended"
 
 
+def test_shards_share_the_campaigns_rate_not_one_each(
+    pg_dsn: str,
+    campaign: str,
+    hosts: Callable[[str], Host],
+    make_inventory: Callable[..., Path],
+    sim_process: Callable[..., Any],
+    sim_stats: Callable[[str], dict[str, Any]],
+    fast: list[str],
+) -> None:
+    """Two shards at --rate 4 sent 8 reinstalls a second: --rate is the campaign's
+    (every shard multiplies the load on the cloud's limit otherwise)."""
+    inventory = make_inventory(40, projects=2, seed=93)
+    one, two = hosts("one"), hosts("two")
+    state = ["--state", pg_dsn, "--campaign", campaign]
+    with sim_process(
+        "--fleet", inventory, "--job-seconds", "0.3", env={"SIM_TOKEN": SIM_TOKEN}
+    ) as url:
+        common = [inventory, *state, "--endpoint", url, "--rate", "4", *fast]
+        first = one.start("run", *common, "--shard", "1/2")
+        second = two.start("run", *common, "--shard", "2/2")
+        _, err1 = first.communicate(timeout=90)
+        _, err2 = second.communicate(timeout=90)
+        final = sim_stats(url)
+
+    assert (first.returncode, second.returncode) == (0, 0), (err1, err2)
+    arrivals = sorted(final["request_times"]["reinstall"])
+    assert len(arrivals) == 40
+    # In any 2-second window at most 2 x 4 + one burst token per shard (a shard that
+    # starts alone sends at the whole rate until the other is counted, within 2 s).
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 2.0) for start in arrivals)
+    assert busiest <= 10, busiest
+    # 40 at 4 a second overall: about 10 s, not the 5 s of two shards at 4 each.
+    assert arrivals[-1] - arrivals[0] >= 8.0, arrivals[-1] - arrivals[0]
+
+
 def test_a_lost_database_connection_stops_sending_and_exits_3(
     pg_dsn: str,
     campaign: str,
