@@ -37,7 +37,17 @@ def is_loopback(host: str) -> bool:
 
 def check_endpoint(url: str) -> str:
     """Return the endpoint without a trailing slash, or raise UsageError."""
-    parts = urlsplit(url)
+    if not url.isprintable() or any(c.isspace() for c in url):
+        # Also what a service catalog's URL may hold: never sent, never shown raw.
+        raise UsageError(f"endpoint {url!r} must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number in 0-65535
+        (parts.hostname or "").encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        raise UsageError(f"endpoint {url!r} is not a usable URL: {exc}") from None
+    if port == 0:
+        raise UsageError(f"endpoint {url!r}: port 0 cannot be connected to")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UsageError(f"endpoint {url!r} must be an http(s) URL with a host")
     if parts.username or parts.password:
