@@ -238,6 +238,21 @@ async def _reinstall_refused_in_bad_text(
     return _json({"error": error}, 400)
 
 
+def _token_of(request: web.Request) -> str:
+    return request.headers.get("X-Auth-Token", "(none)")
+
+
+async def _reinstall_echo_403(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    # A policy refusal that quotes the caller's token back, as some gateways do.
+    message = f"policy denies token {_token_of(request)} in this project"
+    return _json({"error": {"code": "Pdp.0001", "message": message}}, 403)
+
+
+async def _reinstall_echo_404(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    # A bare 404 (a gateway, not ECS) whose body quotes the token: the run stops on it.
+    return _json({"message": f"no route for token {_token_of(request)}"}, 404)
+
+
 REINSTALL: dict[str, Handler] = {
     "ok": _reinstall_ok,
     "not_json": _reinstall_not_json,
@@ -249,6 +264,8 @@ REINSTALL: dict[str, Handler] = {
     "drop": _reinstall_drop,
     "deep": _reinstall_deep,
     "refused_in_bad_text": _reinstall_refused_in_bad_text,
+    "echo_403": _reinstall_echo_403,
+    "echo_404": _reinstall_echo_404,
 }
 
 
@@ -336,6 +353,11 @@ async def _job_fail_nul_reason(
     return _json(_job(api, job_id, status="FAIL", **fields))
 
 
+async def _job_fail_echo(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    fields = {"error_code": "Ecs.0101", "fail_reason": f"token {_token_of(request)} expired"}
+    return _json(_job(api, job_id, status="FAIL", **fields))
+
+
 JOB: dict[str, Handler] = {
     "ok": _job_ok,
     "unreadable_then_fail": _job_unreadable_then_fail,
@@ -351,6 +373,7 @@ JOB: dict[str, Handler] = {
     "fail_surrogate_code": _job_fail_surrogate_code,
     "fail_bad_reason": _job_fail_bad_reason,
     "fail_nul_reason": _job_fail_nul_reason,
+    "fail_echo": _job_fail_echo,
 }
 
 
