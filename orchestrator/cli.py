@@ -34,6 +34,13 @@ from orchestrator.campaign import (
     execute,
     open_state,
 )
+from orchestrator.cli_checks import (
+    check_region,
+    check_simulate_alone,
+    check_state_file,
+    log_file_option,
+    region_option,
+)
 from orchestrator.cli_rollout import (
     confirm_on_terminal,
     plan_lines,
@@ -43,6 +50,7 @@ from orchestrator.cli_rollout import (
     status_fields,
     status_lines,
 )
+from orchestrator.cli_types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
 from orchestrator.endpoints import Endpoints, check_endpoint
 from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
 from orchestrator.inventory import (
@@ -54,7 +62,7 @@ from orchestrator.inventory import (
 from orchestrator.logsetup import setup_logging
 from orchestrator.messages import end_of_run
 from orchestrator.model import FINAL_STATES, TargetState
-from orchestrator.network import ca_bundle
+from orchestrator.network import ca_bundle, ssl_context
 from orchestrator.preflight import Finding
 from orchestrator.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.report import (
@@ -151,7 +159,7 @@ def state_location(
             "--campaign names a campaign in a PostgreSQL database (--state postgresql://...);"
             " a SQLite state file is one campaign already"
         )
-    return SqliteLocation(Path(state))
+    return SqliteLocation(check_state_file(Path(state)))
 
 
 def _resume(inv: Invocation) -> str:
@@ -181,9 +189,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Whose known ECS endpoints to use by region when neither --endpoint nor "
             "the service catalog gives one.  [default: guessed from auth_url]",
         ),
-        click.option(
-            "--region",
-            metavar="REGION",
+        region_option(
             help="Region of targets whose row gives none, e.g. eu-de.  "
             "[default: region_name of the cloud, or OS_REGION_NAME]",
         ),
@@ -205,42 +211,42 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--rate",
-            type=float,
+            type=POSITIVE,
             help="Reinstall requests per second.  [default: 10]",
         ),
         click.option(
             "--poll-rate",
-            type=float,
+            type=POSITIVE,
             help="Job and server queries per second.  [default: 50]",
         ),
         click.option(
             "--max-in-flight",
-            type=int,
+            type=click.IntRange(min=1),
             help="Most servers being reinstalled at once.  [default: 200]",
         ),
         click.option(
             "--job-timeout",
-            type=float,
+            type=POSITIVE_SECONDS,
             help="Seconds before an unfinished job is failed.  [default: 3600]",
         ),
         click.option(
             "--first-poll",
-            type=float,
+            type=POSITIVE_SECONDS,
             help="Seconds before the first job query.  [default: 5; 0.5 with --simulate]",
         ),
         click.option(
             "--poll-cap",
-            type=float,
+            type=POSITIVE_SECONDS,
             help="Longest interval between job queries.  [default: 60; 2 with --simulate]",
         ),
         click.option(
             "--drain-timeout",
-            type=float,
+            type=SECONDS,
             help="After SIGINT/SIGTERM, follow accepted jobs this long.  [default: 60]",
         ),
         click.option(
             "--settle-quiet",
-            type=float,
+            type=POSITIVE_SECONDS,
             help=(
                 "A reinstall whose answer was lost counts as not accepted (and may be sent"
                 " again) only after this many seconds with no sign of activity on the server."
@@ -289,7 +295,8 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--busy-rechecks",
-            type=click.IntRange(min=0),
+            # Each waits twice the one before: 30 at the 60 s default is 2,000 years.
+            type=click.IntRange(min=0, max=30),
             help=(
                 "A server busy with an operation not of this run is read again this often"
                 " in the same run before it is deferred.  [default: 3]"
@@ -297,17 +304,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--busy-recheck-delay",
-            type=float,
+            type=POSITIVE_SECONDS,
             help=(
                 "Seconds before the first re-check of a busy server, doubled for each"
                 " next one.  [default: 60; 2 with --simulate]"
             ),
         ),
-        click.option(
-            "--log-file",
-            type=click.Path(path_type=Path),
-            help="Log of every state change.  [default: <state>.log]",
-        ),
+        log_file_option(help="Log of every state change.  [default: <state>.log]"),
         click.option(
             "--log-level",
             default="INFO",
@@ -335,7 +338,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--sim-job-fail-rate",
-            type=float,
+            type=SHARE,
             default=0.0,
             show_default=True,
             help="With --simulate: share of jobs that FAIL.",
@@ -365,10 +368,11 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         poll_rate=_positive("--poll-rate", pick("poll_rate", 50.0)),
         max_in_flight=int(_positive("--max-in-flight", pick("max_in_flight", 200))),
         job_timeout=_positive("--job-timeout", pick("job_timeout", 3600.0)),
-        first_poll=pick("first_poll", 0.5 if fast else 5.0),
-        poll_cap=pick("poll_cap", 2.0 if fast else 60.0),
-        settle_delay=pick("first_poll", 0.5 if fast else 5.0),
-        drain_timeout=pick("drain_timeout", 60.0),
+        # Checked again here: a state file's saved values did not all pass the types.
+        first_poll=_positive("--first-poll", pick("first_poll", 0.5 if fast else 5.0)),
+        poll_cap=_positive("--poll-cap", pick("poll_cap", 2.0 if fast else 60.0)),
+        settle_delay=_positive("--first-poll", pick("first_poll", 0.5 if fast else 5.0)),
+        drain_timeout=_not_negative("--drain-timeout", pick("drain_timeout", 60.0)),
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
@@ -398,6 +402,10 @@ def _since(text: str | None) -> datetime | None:
             f"--skip-reinstalled-since {text!r}: give a zone (Z or +01:00); the cloud's"
             " times are UTC"
         )
+    try:
+        parsed.astimezone(UTC)  # what every comparison does; year 9999 at -23:59 overflows
+    except OverflowError:
+        raise UsageError(f"--skip-reinstalled-since {text!r}: out of the range of times") from None
     return parsed
 
 
@@ -407,14 +415,20 @@ def _positive(flag: str, value: Any) -> float:
     return float(value)
 
 
+def _not_negative(flag: str, value: Any) -> float:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise UsageError(f"{flag} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
 def _job_seconds(text: str) -> tuple[float, float]:
     try:
         low, _, high = text.partition(":")
         pair = (float(low), float(high or low))
     except ValueError:
         raise UsageError(f"--sim-job-seconds {text!r}: expected MIN[:MAX] in seconds") from None
-    if not (0 <= pair[0] <= pair[1]):
-        raise UsageError(f"--sim-job-seconds {text!r}: need 0 <= MIN <= MAX")
+    if not (0 <= pair[0] <= pair[1]) or not math.isfinite(pair[1]):
+        raise UsageError(f"--sim-job-seconds {text!r}: need 0 <= MIN <= MAX, both finite")
     return pair
 
 
@@ -531,6 +545,7 @@ def _invocation(
 ) -> Invocation:
     """Options given now, else those of the latest invocation, else defaults; checked
     before the state file is touched, so a usage error leaves nothing behind."""
+    check_simulate_alone(opts)
     saved = _saved_options(location)
     _check_same_cloud(saved, opts)
     new_target = opts.get("endpoint") or opts.get("endpoint_template") or opts.get("os_cloud")
@@ -642,6 +657,8 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
         None if opts.get("endpoint") else saved.get("endpoint_template")
     )
     region = opts.get("region") or saved.get("region") or config.region_name
+    if region and not opts.get("region"):  # --region was checked when parsed
+        check_region(region, "the state file's region" if saved.get("region") else config.label)
     cloud = opts.get("cloud") or saved.get("cloud") or regions.guess_cloud(config.auth_url)
     if (
         inv.endpoint is None
@@ -672,6 +689,7 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
     inv.ca = ca_bundle(
         ca_option or (Path(saved_ca) if saved_ca else None), config.cacert, os.environ
     )
+    ssl_context(inv.ca)  # a file that is no PEM bundle: refused now, not mid-run
 
 
 def _start(
@@ -853,7 +871,7 @@ encoding_option = click.option(
 
 def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`plan`'s connection options: those of `run` that a read of the servers needs."""
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option(
             "--preflight",
             is_flag=True,
@@ -870,7 +888,7 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--os-cloud", metavar="NAME", help="As for run."),
         click.option("--cloud", type=click.Choice(["otc", "huawei"]), help="As for run."),
-        click.option("--region", metavar="REGION", help="As for run."),
+        region_option(help="As for run."),
         click.option(
             "--ca-bundle", type=click.Path(path_type=Path, dir_okay=False), help="As for run."
         ),
@@ -880,7 +898,7 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(path_type=Path),
             help="Where the preflight report goes.  [default: reports]",
         ),
-        click.option("--poll-rate", type=float, help="Server reads per second.  [default: 50]"),
+        click.option("--poll-rate", type=POSITIVE, help="Server reads per second.  [default: 50]"),
         click.option("--skip-reinstalled-since", metavar="TIME", help="As for run."),
         click.option("--accept-changed-endpoint", is_flag=True, help="As for run."),
         click.option("--sim-seed", type=int, default=0, show_default=True),
@@ -1058,7 +1076,7 @@ def retry(
 )
 @click.option(
     "--watch",
-    type=click.FloatRange(min=0.2),
+    type=Number(min=0.2, metavar="SECONDS"),
     is_flag=False,
     flag_value=2.0,
     default=None,
@@ -1134,13 +1152,13 @@ def report(
     "--endpoint-template", help="As for run: then every server needs a region, checked here."
 )
 @encoding_option
-@click.option("--rate", type=float, default=10.0, show_default=True)
-@click.option("--max-in-flight", type=int, default=200, show_default=True)
+@click.option("--rate", type=POSITIVE, default=10.0, show_default=True)
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option(
     "--job-seconds",
     "--expected-job-seconds",
     "job_seconds",
-    type=float,
+    type=POSITIVE_SECONDS,
     default=300.0,
     show_default=True,
     help="Expected duration of one reinstall, for the estimate.",
@@ -1148,7 +1166,7 @@ def report(
 @preflight_options
 @cloud_init_options
 @selection_options
-@click.option("--pause-between-waves", type=float, default=0.0, metavar="S")
+@click.option("--pause-between-waves", type=SECONDS, default=0.0, metavar="S")
 @plan_options
 @guarded
 def plan(
@@ -1169,8 +1187,9 @@ def plan(
     **opts: Any,
 ) -> int:
     """Validate INVENTORY and show what a run would do, without sending anything."""
-    _positive("--rate", rate)
-    _positive("--max-in-flight", max_in_flight)
+    check_simulate_alone({**opts, "endpoint": endpoint, "endpoint_template": endpoint_template})
+    if endpoint or endpoint_template:
+        Endpoints(endpoint, endpoint_template)  # a URL that cannot be used: exit 2 here too
     data = load_user_data(user_data) if user_data is not None else None
     defaults = InventoryDefaults(
         keyname,
