@@ -1090,7 +1090,7 @@ def status(
     """Counts by state, failures by error code, in-doubt and deferred targets, elapsed
     and ETA; during a run too (reads the state file without locking or slowing it).
     Exits as a run would for the same state: 0, 1, or 3 while not finished."""
-    where = state_path if is_dsn(state_path) else Path(state_path)
+    where = state_path if is_dsn(state_path) else check_state_file(Path(state_path))
     if campaign is not None and not is_dsn(state_path):
         state_location(state_path, campaign)  # refuses --campaign with a state file
     if watch is None:
@@ -1188,6 +1188,8 @@ def plan(
 ) -> int:
     """Validate INVENTORY and show what a run would do, without sending anything."""
     check_simulate_alone({**opts, "endpoint": endpoint, "endpoint_template": endpoint_template})
+    if opts.get("state_path") is not None:
+        check_state_file(opts["state_path"])  # a FIFO would block the read
     if endpoint or endpoint_template:
         Endpoints(endpoint, endpoint_template)  # a URL that cannot be used: exit 2 here too
     data = load_user_data(user_data) if user_data is not None else None

@@ -120,6 +120,8 @@ CASES: list[tuple[str, list[str], str, dict[str, str]]] = [
         {},
     ),
     ("status watch nan", ["status", "--state", "s.sqlite", "--watch", "nan"], "--watch", {}),
+    ("status state a FIFO", ["status", "--state", "fifo"], "--state", {}),  # it blocked
+    ("plan state a FIFO", [*PLAN, "--state", "fifo"], "--state", {}),
     ("simulate latency nan", ["simulate", "--latency-ms", "nan"], "--latency-ms", {}),
     ("simulate fail rate nan", ["simulate", "--job-fail-rate", "nan"], "--job-fail-rate", {}),
     ("simulate token-ttl inf", ["simulate", "--token-ttl", "inf"], "--token-ttl", {}),
