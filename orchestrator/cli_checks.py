@@ -87,10 +87,8 @@ def check_state_file(path: Path) -> Path:
     for an empty database and keep nothing."""
     try:
         info = os.stat(path)
-    except FileNotFoundError:
-        return path
-    except OSError as exc:
-        raise UsageError(f"--state {path}: cannot be used: {exc.strerror}") from None
+    except OSError:
+        return path  # none yet, or not reachable: creating or opening it says why
     if not stat.S_ISREG(info.st_mode):
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise UsageError(f"--state {path}: is {kind}; give a state file (or a new path)")
