@@ -45,6 +45,7 @@ from orchestrator.nofollow import PRIVATE_FILE, folder_mode, make_dir, probe_wri
 from orchestrator.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
+from orchestrator.report.summary import check_group_column
 from orchestrator.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.rollout.gate import Confirm, RolloutGate
 from orchestrator.rollout.options import RolloutOptions
@@ -208,6 +209,8 @@ def _create(inv: Invocation, location: StateLocation) -> StateStore:
 
     def validate() -> None:
         _validated(reader, regions)
+        # The inventory's columns are known only now; the state file is not made yet.
+        check_group_column(reader.columns, inv.group_by)
         if inv.selection.active and selected.selected == 0:
             raise UsageError(
                 f"{reader.path}: --only-project/--exclude/--limit leave no server of "

@@ -35,6 +35,13 @@ from orchestrator.campaign import (
     execute,
     open_state,
 )
+from orchestrator.cli_checks import (
+    check_region,
+    check_simulate_alone,
+    check_state_file,
+    log_file_option,
+    region_option,
+)
 from orchestrator.cli_rollout import (
     confirm_on_terminal,
     plan_lines,
@@ -44,6 +51,7 @@ from orchestrator.cli_rollout import (
     status_fields,
     status_lines,
 )
+from orchestrator.cli_types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
 from orchestrator.endpoints import Endpoints, check_endpoint
 from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
 from orchestrator.inventory import (
@@ -56,7 +64,7 @@ from orchestrator.known_jobs import known_jobs, write_unrecorded
 from orchestrator.logsetup import setup_logging
 from orchestrator.messages import end_of_run
 from orchestrator.model import FINAL_STATES, TargetState
-from orchestrator.network import ca_bundle
+from orchestrator.network import ca_bundle, ssl_context
 from orchestrator.nofollow import PRIVATE_FILE, parse_mode
 from orchestrator.preflight import Finding
 from orchestrator.preflight_run import Preflight, check_fleet, write_preflight
@@ -175,7 +183,7 @@ def state_location(
             "--campaign names a campaign in a PostgreSQL database (--state postgresql://...);"
             " a SQLite state file is one campaign already"
         )
-    return SqliteLocation(Path(state))
+    return SqliteLocation(check_state_file(Path(state)))
 
 
 def _resume(inv: Invocation) -> str:
@@ -205,9 +213,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Whose known ECS endpoints to use by region when neither --endpoint nor "
             "the service catalog gives one.  [default: guessed from auth_url]",
         ),
-        click.option(
-            "--region",
-            metavar="REGION",
+        region_option(
             help="Region of targets whose row gives none, e.g. eu-de.  "
             "[default: region_name of the cloud, or OS_REGION_NAME]",
         ),
@@ -229,42 +235,42 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--rate",
-            type=float,
+            type=POSITIVE,
             help="Reinstall requests per second.  [default: 10]",
         ),
         click.option(
             "--poll-rate",
-            type=float,
+            type=POSITIVE,
             help="Job and server queries per second.  [default: 50]",
         ),
         click.option(
             "--max-in-flight",
-            type=int,
+            type=click.IntRange(min=1),
             help="Most servers being reinstalled at once.  [default: 200]",
         ),
         click.option(
             "--job-timeout",
-            type=float,
+            type=POSITIVE_SECONDS,
             help="Seconds before an unfinished job is failed.  [default: 3600]",
         ),
         click.option(
             "--first-poll",
-            type=float,
+            type=POSITIVE_SECONDS,
             help="Seconds before the first job query.  [default: 5; 0.5 with --simulate]",
         ),
         click.option(
             "--poll-cap",
-            type=float,
+            type=POSITIVE_SECONDS,
             help="Longest interval between job queries.  [default: 60; 2 with --simulate]",
         ),
         click.option(
             "--drain-timeout",
-            type=float,
+            type=SECONDS,
             help="After SIGINT/SIGTERM, follow accepted jobs this long.  [default: 60]",
         ),
         click.option(
             "--settle-quiet",
-            type=float,
+            type=POSITIVE_SECONDS,
             help=(
                 "A reinstall whose answer was lost counts as not accepted (and may be sent"
                 " again) only after this many seconds with no sign of activity on the server."
@@ -347,7 +353,8 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--busy-rechecks",
-            type=click.IntRange(min=0),
+            # Each waits twice the one before: 30 at the 60 s default is 2,000 years.
+            type=click.IntRange(min=0, max=30),
             help=(
                 "A server busy with an operation not of this run is read again this often"
                 " in the same run before it is deferred.  [default: 3]"
@@ -355,17 +362,13 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--busy-recheck-delay",
-            type=float,
+            type=POSITIVE_SECONDS,
             help=(
                 "Seconds before the first re-check of a busy server, doubled for each"
                 " next one.  [default: 60; 2 with --simulate]"
             ),
         ),
-        click.option(
-            "--log-file",
-            type=click.Path(path_type=Path),
-            help="Log of every state change.  [default: <state>.log]",
-        ),
+        log_file_option(help="Log of every state change.  [default: <state>.log]"),
         click.option(
             "--log-level",
             default="INFO",
@@ -394,7 +397,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--sim-job-fail-rate",
-            type=float,
+            type=SHARE,
             default=0.0,
             show_default=True,
             help="With --simulate: share of jobs that FAIL.",
@@ -424,10 +427,11 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         poll_rate=_positive("--poll-rate", pick("poll_rate", 50.0)),
         max_in_flight=int(_positive("--max-in-flight", pick("max_in_flight", 200))),
         job_timeout=_positive("--job-timeout", pick("job_timeout", 3600.0)),
-        first_poll=pick("first_poll", 0.5 if fast else 5.0),
-        poll_cap=pick("poll_cap", 2.0 if fast else 60.0),
-        settle_delay=pick("first_poll", 0.5 if fast else 5.0),
-        drain_timeout=pick("drain_timeout", 60.0),
+        # Checked again here: a state file's saved values did not all pass the types.
+        first_poll=_positive("--first-poll", pick("first_poll", 0.5 if fast else 5.0)),
+        poll_cap=_positive("--poll-cap", pick("poll_cap", 2.0 if fast else 60.0)),
+        settle_delay=_positive("--first-poll", pick("first_poll", 0.5 if fast else 5.0)),
+        drain_timeout=_not_negative("--drain-timeout", pick("drain_timeout", 60.0)),
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
         max_clock_skew=_positive("--max-clock-skew", pick("max_clock_skew", 60.0)),
@@ -458,6 +462,10 @@ def _since(text: str | None) -> datetime | None:
             f"--skip-reinstalled-since {text!r}: give a zone (Z or +01:00); the cloud's"
             " times are UTC"
         )
+    try:
+        parsed.astimezone(UTC)  # what every comparison does; year 9999 at -23:59 overflows
+    except OverflowError:
+        raise UsageError(f"--skip-reinstalled-since {text!r}: out of the range of times") from None
     return parsed
 
 
@@ -467,14 +475,20 @@ def _positive(flag: str, value: Any) -> float:
     return float(value)
 
 
+def _not_negative(flag: str, value: Any) -> float:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise UsageError(f"{flag} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
 def _job_seconds(text: str) -> tuple[float, float]:
     try:
         low, _, high = text.partition(":")
         pair = (float(low), float(high or low))
     except ValueError:
         raise UsageError(f"--sim-job-seconds {text!r}: expected MIN[:MAX] in seconds") from None
-    if not (0 <= pair[0] <= pair[1]):
-        raise UsageError(f"--sim-job-seconds {text!r}: need 0 <= MIN <= MAX")
+    if not (0 <= pair[0] <= pair[1]) or not math.isfinite(pair[1]):
+        raise UsageError(f"--sim-job-seconds {text!r}: need 0 <= MIN <= MAX, both finite")
     return pair
 
 
@@ -601,6 +615,7 @@ def _invocation(
 ) -> Invocation:
     """Options given now, else those of the latest invocation, else defaults; checked
     before the state file is touched, so a usage error leaves nothing behind."""
+    check_simulate_alone(opts)
     saved = _saved_options(location)
     _check_same_cloud(saved, opts)
     new_target = opts.get("endpoint") or opts.get("endpoint_template") or opts.get("os_cloud")
@@ -717,6 +732,8 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
         None if opts.get("endpoint") else saved.get("endpoint_template")
     )
     region = opts.get("region") or saved.get("region") or config.region_name
+    if region and not opts.get("region"):  # --region was checked when parsed
+        check_region(region, "the state file's region" if saved.get("region") else config.label)
     cloud = opts.get("cloud") or saved.get("cloud") or regions.guess_cloud(config.auth_url)
     if (
         inv.endpoint is None
@@ -747,6 +764,7 @@ def _cloud_and_endpoints(inv: Invocation, opts: dict[str, Any], saved: dict[str,
     inv.ca = ca_bundle(
         ca_option or (Path(saved_ca) if saved_ca else None), config.cacert, os.environ
     )
+    ssl_context(inv.ca)  # a file that is no PEM bundle: refused now, not mid-run
 
 
 def _start(
@@ -953,7 +971,7 @@ encoding_option = click.option(
 
 def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`plan`'s connection options: those of `run` that a read of the servers needs."""
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option(
             "--preflight",
             is_flag=True,
@@ -970,7 +988,7 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--os-cloud", metavar="NAME", help="As for run."),
         click.option("--cloud", type=click.Choice(["otc", "huawei"]), help="As for run."),
-        click.option("--region", metavar="REGION", help="As for run."),
+        region_option(help="As for run."),
         click.option(
             "--ca-bundle", type=click.Path(path_type=Path, dir_okay=False), help="As for run."
         ),
@@ -980,7 +998,7 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(path_type=Path),
             help="Where the preflight report goes.  [default: reports]",
         ),
-        click.option("--poll-rate", type=float, help="Server reads per second.  [default: 50]"),
+        click.option("--poll-rate", type=POSITIVE, help="Server reads per second.  [default: 50]"),
         click.option("--skip-reinstalled-since", metavar="TIME", help="As for run."),
         click.option("--accept-changed-endpoint", is_flag=True, help="As for run."),
         click.option("--sim-seed", type=int, default=0, show_default=True),
@@ -1158,7 +1176,7 @@ def retry(
 )
 @click.option(
     "--watch",
-    type=click.FloatRange(min=0.2),
+    type=Number(min=0.2, metavar="SECONDS"),
     is_flag=False,
     flag_value=2.0,
     default=None,
@@ -1172,7 +1190,7 @@ def status(
     """Counts by state, failures by error code, in-doubt and deferred targets, elapsed
     and ETA; during a run too (reads the state file without locking or slowing it).
     Exits as a run would for the same state: 0, 1, or 3 while not finished."""
-    where = state_path if is_dsn(state_path) else Path(state_path)
+    where = state_path if is_dsn(state_path) else check_state_file(Path(state_path))
     if campaign is not None and not is_dsn(state_path):
         state_location(state_path, campaign)  # refuses --campaign with a state file
     if watch is None:
@@ -1270,13 +1288,13 @@ def backup(state_path: str, destination: Path) -> int:
     "--endpoint-template", help="As for run: then every server needs a region, checked here."
 )
 @encoding_option
-@click.option("--rate", type=float, default=10.0, show_default=True)
-@click.option("--max-in-flight", type=int, default=200, show_default=True)
+@click.option("--rate", type=POSITIVE, default=10.0, show_default=True)
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option(
     "--job-seconds",
     "--expected-job-seconds",
     "job_seconds",
-    type=float,
+    type=POSITIVE_SECONDS,
     default=300.0,
     show_default=True,
     help="Expected duration of one reinstall, for the estimate.",
@@ -1284,7 +1302,7 @@ def backup(state_path: str, destination: Path) -> int:
 @preflight_options
 @cloud_init_options
 @selection_options
-@click.option("--pause-between-waves", type=float, default=0.0, metavar="S")
+@click.option("--pause-between-waves", type=SECONDS, default=0.0, metavar="S")
 @plan_options
 @guarded
 def plan(
@@ -1305,8 +1323,11 @@ def plan(
     **opts: Any,
 ) -> int:
     """Validate INVENTORY and show what a run would do, without sending anything."""
-    _positive("--rate", rate)
-    _positive("--max-in-flight", max_in_flight)
+    check_simulate_alone({**opts, "endpoint": endpoint, "endpoint_template": endpoint_template})
+    if opts.get("state_path") is not None:
+        check_state_file(opts["state_path"])  # a FIFO would block the read
+    if endpoint or endpoint_template:
+        Endpoints(endpoint, endpoint_template)  # a URL that cannot be used: exit 2 here too
     data = load_user_data(user_data) if user_data is not None else None
     defaults = InventoryDefaults(
         keyname,

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from orchestrator.cli_types import POSITIVE_SECONDS, SECONDS
 from orchestrator.errors import UsageError
 from orchestrator.rollout.budget import DEFAULT_MAX_CONSECUTIVE
 from orchestrator.rollout.duration import DEFAULT_EXPECTED_JOB_SECONDS
@@ -67,13 +68,13 @@ def _common(fn: Callable[..., Any], *, with_run_only: bool) -> Callable[..., Any
         ),
         click.option(
             "--canary",
-            type=int,
+            type=click.IntRange(min=1),
             metavar="N",
             help="A first wave of N servers that must all succeed, else nothing else is sent.",
         ),
         click.option(
             "--project-max-in-flight",
-            type=int,
+            type=click.IntRange(min=1),
             metavar="N",
             help="Most servers of one project being reinstalled at once.",
         ),
@@ -88,7 +89,7 @@ def _common(fn: Callable[..., Any], *, with_run_only: bool) -> Callable[..., Any
             ),
             click.option(
                 "--expected-job-seconds",
-                type=float,
+                type=POSITIVE_SECONDS,
                 metavar="S",
                 help="Expected duration of one reinstall, for the --deadline/--window cutoff "
                 f"until 20 jobs have finished (then their p90 is used).  "
@@ -96,7 +97,7 @@ def _common(fn: Callable[..., Any], *, with_run_only: bool) -> Callable[..., Any
             ),
             click.option(
                 "--pause-between-waves",
-                type=float,
+                type=SECONDS,
                 metavar="S",
                 help="Seconds to wait after a wave is final before the next starts.",
             ),
@@ -117,7 +118,7 @@ def _common(fn: Callable[..., Any], *, with_run_only: bool) -> Callable[..., Any
             ),
             click.option(
                 "--max-consecutive-failures",
-                type=int,
+                type=click.IntRange(min=0),
                 metavar="N",
                 help="Pause a project after N failures in a row with the same code, naming the "
                 f"likely cause; 0 turns it off.  [default: {DEFAULT_MAX_CONSECUTIVE}]",

@@ -14,13 +14,14 @@ by what the caller may do next.
 For a reinstall the key question is whether the request could have been acted
 on: a refusal (429, 202 Common.0024, 501 Ecs.0603, a failed connect) may be sent
 again; a timeout, a dropped connection or a 5xx after sending may not.
+What an answer means (status, headers and body in; a result or an error out) is
+`orchestrator.answers`' pure functions; this module sends, and counts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,69 +31,32 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from orchestrator import http1
+from orchestrator import answers, http1
+from orchestrator.answers import MAX_BODY_BYTES, Answer
+from orchestrator.answers import JobView as JobView  # the client's results, named here too
+from orchestrator.answers import ServerView as ServerView
 from orchestrator.auth import Credentials
 from orchestrator.clocks import ServiceClock
 from orchestrator.endpoints import Endpoints
 from orchestrator.errors import (
-    ApiError,
-    AuthFailed,
-    BadResponse,
-    NotFound,
     NotSent,
     OutcomeUnknown,
-    ProjectRefused,
-    Rejected,
     RetryLater,
-    ServiceBusy,
     Throttled,
     Unreachable,
-    WrongEndpoint,
 )
-from orchestrator.model import TargetSpec, plain_id
+from orchestrator.model import TargetSpec
 from orchestrator.network import proxy_for, tls_for
 from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
 from orchestrator.reachability import Reachability
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1 << 20  # a job or server answer is a few KiB; more is hostile
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
-JOB_STATUSES = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
-# The service's own error codes look like Ecs.0114 or Common.0011; a 404 without
-# one comes from something else on the path (a wrong endpoint, a gateway).
-SERVICE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
 # A reinstall goes only on a connection idle at most this long (seconds), else on a new
 # one: on a connection the service is just closing it would get no answer, a doubt
 # to settle from the server. Reads, which can simply be sent again, take any.
 REINSTALL_FRESH_WITHIN = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    job_id: str
-    status: str  # INIT, RUNNING, SUCCESS or FAIL
-    server_id: str | None
-    error_code: str | None
-    fail_reason: str | None
-    begin_time: str | None = None  # the job's own times, as the service reports them
-    end_time: str | None = None
-    # When the work began (its first sub-job's begin_time): the job may have waited
-    # in INIT since begin_time. None where the answer does not say.
-    started_time: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ServerView:
-    server_id: str
-    status: str | None
-    vm_state: str | None
-    task_state: str | None
-    launched_at: str | None
-    updated: str | None = None  # moves with every change of the server
-    # Preflight evidence: None where the answer did not say.
-    locked: bool | None = None  # `locked`: the service refuses a reinstall (Ecs.0605)
-    system_disk: bool | None = None  # a system disk attached (none: Ecs.0105)
 
 
 @dataclass(frozen=True)
@@ -184,35 +148,25 @@ class EcsClient:
         await self._space("reinstall", spec.region, self._submit_limiter)
         if last_check is not None:
             last_check()
-        status, headers, payload = await self._send(
+        answer, where = await self._send(
             "reinstall", "POST", spec.region, spec.project_id, path, body, unsent_is_unknown=True
         )
-        if status in (200, 202, 204) and isinstance(payload, dict):
-            error = _error_of(payload)
-            if status == 202 and error and error[0] == "Common.0024":
-                self.throttled += 1
-                raise Throttled("flow limit exceeded (202 Common.0024)", status=202, code=error[0])
-            job_id = payload.get("job_id")
-            if isinstance(job_id, str) and plain_id(job_id):
-                return job_id
-            # Delivered, maybe: a success status without a job id proves nothing.
-            raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
-        raise self._failure(status, headers, payload, acted_unknown=True, path=path)
+        try:
+            return answers.reinstall_outcome(answer, where)
+        except Throttled:
+            self.throttled += 1
+            raise
 
     async def job(self, project_id: str, job_id: str, region: str | None = None) -> JobView:
         await self._pace("job", region, self._poll_limiter)
         await self._space("job", region, self._poll_limiter)
         path = f"/v1/{project_id}/jobs/{job_id}"
-        status, headers, payload = await self._send("job", "GET", region, project_id, path, b"")
-        if status == 200 and isinstance(payload, dict) and _error_of(payload) is None:
-            return _job_view(job_id, payload)
-        if _error_code(payload) == "Common.0011":
-            raise NotFound(
-                "the service does not know this job (Common.0011)",
-                status=status,
-                code="Common.0011",
-            )
-        raise self._failure(status, headers, payload, acted_unknown=False, path=path)
+        answer, where = await self._send("job", "GET", region, project_id, path, b"")
+        try:
+            return answers.job_outcome(answer, job_id, where)
+        except Throttled:
+            self.throttled += 1
+            raise
 
     async def server(
         self, project_id: str, server_id: str, region: str | None = None
@@ -220,10 +174,12 @@ class EcsClient:
         await self._pace("server", region, self._poll_limiter)
         await self._space("server", region, self._poll_limiter)
         path = f"/v1/{project_id}/cloudservers/{server_id}"
-        status, headers, payload = await self._send("server", "GET", region, project_id, path, b"")
-        if status == 200 and isinstance(payload, dict) and isinstance(payload.get("server"), dict):
-            return _server_view(server_id, payload["server"])
-        raise self._failure(status, headers, payload, acted_unknown=False, path=path)
+        answer, where = await self._send("server", "GET", region, project_id, path, b"")
+        try:
+            return answers.server_outcome(answer, server_id, where)
+        except Throttled:
+            self.throttled += 1
+            raise
 
     def set_rates(self, submit: float, poll: float) -> None:
         """The configured ceilings now: --rate and --poll-rate, or this runner's share of
@@ -280,7 +236,9 @@ class EcsClient:
         body: bytes,
         *,
         unsent_is_unknown: bool = False,
-    ) -> tuple[int, dict[str, str], Any]:
+    ) -> tuple[Answer, str]:
+        """Send once (twice after a 401 a renewed token may cure); the answer, read
+        (see `orchestrator.answers`), and the URL it came from."""
         creds = self._credentials
         for attempt in (1, 2):
             if creds is not None:
@@ -302,31 +260,10 @@ class EcsClient:
                 log.info("%s: HTTP 401 in project %s; token renewed", kind, project_id)
                 continue
             break
-        if len(raw) > MAX_BODY_BYTES:
-            raise BadResponse(
-                f"{kind}: answer body larger than {MAX_BODY_BYTES} bytes", status=status
-            )
-        payload: Any = None
-        if raw:
-            try:
-                payload = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                payload = _NotJson()
+        answer = answers.answer_of(kind, status, resp_headers, raw)
         if self._adaptive is not None and status < 500:
-            throttled = status == 429 or (status == 202 and _error_code(payload) == "Common.0024")
-            self._adaptive.on_answer(kind, _pacing_key(region), throttled, sent_at)
-        code = _error_code(payload)
-        if status == 404 and not (code and SERVICE_CODE.fullmatch(code)):
-            # Only the service's own 404 says the server is missing; a bare one means
-            # the URL is wrong, for every target alike. Named in full: the operator
-            # must see which endpoint (or template) produced it.
-            raise WrongEndpoint(
-                f"{base_url}{path} answered HTTP 404 without the ECS error body"
-                f" ({_snippet(payload)}): is the endpoint (or --endpoint-template) right?",
-                status=status,
-                reached=True,
-            )
-        return status, resp_headers, payload
+            self._adaptive.on_answer(kind, _pacing_key(region), answer.throttled, sent_at)
+        return answer, f"{base_url}{path}"
 
     async def _request(
         self,
@@ -413,55 +350,6 @@ class EcsClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise http1.NoAnswer(type(exc).__name__) from None
 
-    def _failure(
-        self,
-        status: int,
-        headers: dict[str, str],
-        payload: Any,
-        *,
-        acted_unknown: bool,
-        path: str = "",
-    ) -> ApiError:
-        code, message = _error_of(payload) or (None, "")
-        summary = (
-            f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
-        )
-        if status == 429 or (status == 202 and code == "Common.0024"):
-            self.throttled += 1
-            return Throttled(summary, status=status, code=code, retry_after=_retry_after(headers))
-        if status == 501 and code == "Ecs.0603":
-            return ServiceBusy(summary, status=status, code=code, retry_after=_retry_after(headers))
-        if status == 401:
-            return AuthFailed(summary, status=status, code=code)
-        if status == 403:
-            # A policy that denies ECS in one project (Pdp.0001), a frozen project:
-            # that project's targets fail with the service's words, the others go on.
-            return ProjectRefused(summary, status=status, code=code)
-        if status == 404:
-            if code and SERVICE_CODE.fullmatch(code):
-                return NotFound(summary, status=status, code=code)
-            # Only the service's own 404 says the server is missing; a bare one
-            # means the URL is wrong, for every target alike.
-            return WrongEndpoint(
-                f"{path} answered HTTP 404 without the ECS error body ({_snippet(payload)}): "
-                "is the endpoint (or --endpoint-template) right?",
-                status=status,
-                reached=True,
-            )
-        if 400 <= status < 500:
-            return Rejected(summary, status=status, code=code)
-        if status >= 500 or status in (200, 202, 204):
-            # The reference warns that HTTP codes may not be accurate: a 5xx on a
-            # reinstall does not prove it was not acted on.
-            if acted_unknown:
-                return OutcomeUnknown(summary, status=status, code=code)
-            if isinstance(payload, _NotJson) or status < 500:
-                return BadResponse(f"HTTP {status}: answer is not the expected JSON", status=status)
-            return RetryLater(summary, status=status, code=code)
-        if acted_unknown:
-            return OutcomeUnknown(summary, status=status, code=code)
-        return BadResponse(summary, status=status, code=code)
-
 
 async def read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
     """The whole body, or its first `limit` bytes: read(n) returns only what has arrived."""
@@ -495,112 +383,6 @@ class _Base:
         )
 
 
-class _NotJson:
-    """Marks an answer body that was not JSON."""
-
-
-def _error_of(payload: Any) -> tuple[str, str] | None:
-    if not isinstance(payload, dict):
-        return None
-    error = payload.get("error")
-    if isinstance(error, dict):
-        code = error.get("code")
-        message = error.get("message")
-        return (str(code)[:64] if code is not None else "", str(message or "")[:500])
-    if isinstance(payload.get("code"), str) and "message" in payload:
-        return (payload["code"][:64], str(payload.get("message") or "")[:500])
-    return None
-
-
-def _error_code(payload: Any) -> str | None:
-    error = _error_of(payload)
-    return error[0] if error else None
-
-
-def _retry_after(headers: dict[str, str]) -> float | None:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                seconds = float(value)
-            except ValueError:
-                return None
-            return min(max(seconds, 0.0), 300.0)
-    return None
-
-
 def _pacing_key(region: str | None) -> str:
     # One adaptive limiter per API and region: a region is one endpoint.
     return region or "-"
-
-
-def _snippet(payload: Any) -> str:
-    if payload is None:
-        return "empty body"
-    if isinstance(payload, _NotJson):
-        return "not JSON"
-    return json.dumps(payload)[:120]
-
-
-def _str_or_none(value: Any, limit: int = 2000) -> str | None:
-    if value is None or value == "":
-        return None
-    return str(value)[:limit]
-
-
-def _job_view(job_id: str, payload: dict[str, Any]) -> JobView:
-    status = payload.get("status")
-    if status not in JOB_STATUSES:
-        raise BadResponse(f"job answer has an unknown status {str(status)[:40]!r}")
-    entities = payload.get("entities")
-    server_id = started = None
-    if isinstance(entities, dict):
-        server_id = _str_or_none(entities.get("server_id"), 64)
-        sub_jobs = entities.get("sub_jobs")
-        first = sub_jobs[0] if isinstance(sub_jobs, list) and sub_jobs else None
-        if isinstance(first, dict):
-            started = _str_or_none(first.get("begin_time"), 64)
-            if server_id is None and isinstance(first.get("entities"), dict):
-                server_id = _str_or_none(first["entities"].get("server_id"), 64)
-    return JobView(
-        job_id=job_id,
-        status=status,
-        server_id=server_id,
-        error_code=_str_or_none(payload.get("error_code"), 64),
-        fail_reason=_str_or_none(payload.get("fail_reason")),
-        begin_time=_str_or_none(payload.get("begin_time"), 64),
-        end_time=_str_or_none(payload.get("end_time"), 64),
-        started_time=started,
-    )
-
-
-def _server_view(server_id: str, server: dict[str, Any]) -> ServerView:
-    if server.get("id") not in (None, server_id):
-        raise BadResponse("server answer is about another server")
-    return ServerView(
-        server_id=server_id,
-        status=_str_or_none(server.get("status"), 64),
-        vm_state=_str_or_none(server.get("OS-EXT-STS:vm_state"), 64),
-        task_state=_str_or_none(server.get("OS-EXT-STS:task_state"), 64),
-        launched_at=_str_or_none(server.get("OS-SRV-USG:launched_at"), 64),
-        updated=_str_or_none(server.get("updated"), 64),
-        locked=server.get("locked") if isinstance(server.get("locked"), bool) else None,
-        system_disk=_system_disk(server),
-    )
-
-
-def _system_disk(server: dict[str, Any]) -> bool | None:
-    """Whether a system disk is attached: a root device name, or a volume with boot
-    index 0. None when the answer does not allow telling (fields absent, volumes
-    without a boot index): a preflight then does not claim a problem."""
-    root = server.get("OS-EXT-SRV-ATTR:root_device_name")
-    volumes = server.get("os-extended-volumes:volumes_attached")
-    if isinstance(root, str) and root:
-        return True
-    if not isinstance(volumes, list):
-        return None
-    boot = [v.get("bootIndex") if isinstance(v, dict) else None for v in volumes]
-    if any(str(b) == "0" for b in boot if b is not None):
-        return True
-    if any(b is None for b in boot):
-        return None
-    return False

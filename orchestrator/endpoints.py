@@ -37,7 +37,17 @@ def is_loopback(host: str) -> bool:
 
 def check_endpoint(url: str) -> str:
     """Return the endpoint without a trailing slash, or raise UsageError."""
-    parts = urlsplit(url)
+    if not url.isprintable() or any(c.isspace() for c in url):
+        # Also what a service catalog's URL may hold: never sent, never shown raw.
+        raise UsageError(f"endpoint {url!r} must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number in 0-65535
+        (parts.hostname or "").encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        raise UsageError(f"endpoint {url!r} is not a usable URL: {exc}") from None
+    if port == 0:
+        raise UsageError(f"endpoint {url!r}: port 0 cannot be connected to")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UsageError(f"endpoint {url!r} must be an http(s) URL with a host")
     if parts.username or parts.password:
@@ -73,7 +83,9 @@ class Endpoints:
         elif self.template is not None:
             if "{region}" not in self.template:
                 raise UsageError("--endpoint-template must contain {region}")
-            check_endpoint(self.template.replace("{region}", "region"))
+            # A stand-in region that fits where a region may go: a host label, or
+            # (on loopback, in tests) the port; each real one is checked when used.
+            check_endpoint(self.template.replace("{region}", "1"))
         if self.cloud is not None and self.cloud not in CLOUDS:
             raise UsageError(f"--cloud {self.cloud!r}: known clouds are {', '.join(CLOUDS)}")
 

@@ -24,19 +24,24 @@
             └── ClockSkewed        this host's clock is too far from the service's
 
 Secrets never go into any message here: the client builds messages from codes,
-statuses and IDs only.
+statuses, IDs and the service's own words, and every message is blanked against
+`orchestrator.redact`'s secrets when the error is made (the service may quote a
+token back, IAM's messages too), so neither a log line nor the last line on
+stderr, the state file or a report can show one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator import redact
+
 
 class OrchestratorError(Exception):
     """The orchestrator failed."""
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
+        super().__init__(redact.blank(message or (self.__doc__ or "").strip()))
 
 
 class UsageError(OrchestratorError):
@@ -100,7 +105,7 @@ class ApiError(OrchestratorError):
         code: str | None = None,
     ) -> None:
         self.status = status
-        self.code = code
+        self.code = redact.blank(code) if code else code  # the service's words, too
         super().__init__(message)
 
 

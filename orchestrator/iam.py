@@ -14,7 +14,12 @@ Failures, by what the runner should do (nothing was sent to ECS in any of them):
     403, 404 for a project                           -> ProjectRefused
 
 The password goes into one request body and nowhere else; messages name the cloud,
-the user and the project, never a secret.
+the user and the project, never a secret. Every token IAM issues is added to
+`orchestrator.redact`'s registry before it is used, so an ECS error quoting it
+back is blanked like the password. IAM's answers are read as ECS's are
+(`orchestrator.answers`): a body nested too deep or not JSON is an unusable
+answer, its text cleaned; a token that cannot be sent in a header is refused
+as an unusable answer (RetryLater), not sent.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from orchestrator.auth import AkSkAuth, Credentials, TokenAuth
+from orchestrator import redact
+from orchestrator.answers import optional_text, parse_body, service_text
+from orchestrator.auth import AkSkAuth, Credentials, TokenAuth, header_problem
 from orchestrator.client import read_capped
 from orchestrator.cloudconfig import CloudConfig, url_site
 from orchestrator.endpoints import check_endpoint
@@ -73,7 +80,7 @@ def _epoch(value: Any) -> float | None:
         return None
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):  # not a time; a year Python's clock cannot hold
         return None
 
 
@@ -83,12 +90,16 @@ def ecs_from_catalog(catalog: list[Any], region: str | None) -> str | None:
     for service in catalog:
         if not isinstance(service, dict) or service.get("type") not in ECS_SERVICE_TYPES:
             continue
-        for ep in service.get("endpoints") or []:
+        endpoints = service.get("endpoints")
+        for ep in endpoints if isinstance(endpoints, list) else ():
             if not isinstance(ep, dict) or ep.get("interface", "public") != "public":
                 continue
             url = ep.get("url")
             if isinstance(url, str):
-                by_type[service["type"]].append((ep.get("region_id") or ep.get("region"), url))
+                where = ep.get("region_id") or ep.get("region")
+                by_type[service["type"]].append(
+                    (where if isinstance(where, str) else None, service_text(url, 2000))
+                )
     found = [pair for t in ECS_SERVICE_TYPES for pair in by_type[t]]
     if region is not None:
         urls = {url for where, url in found if where == region}
@@ -131,6 +142,7 @@ class IamAuth:
         # once instead of asking IAM again, one by one.
         self._refused: dict[str, ProjectRefused] = {}
         self.issued: dict[str, int] = {}  # tokens fetched, by project (for logs and tests)
+        redact.register(config.password)
 
     # -- the Credentials interface ----------------------------------------------------
 
@@ -213,11 +225,8 @@ class IamAuth:
             raise NotSent(f"IAM {what}: cannot connect ({type(exc).__name__})") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise RetryLater(f"IAM {what}: no answer ({type(exc).__name__})") from None
-        try:
-            payload = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
-            payload = None
-        return status, headers, payload
+        payload = parse_body(raw)
+        return status, headers, payload if isinstance(payload, dict | list) else None
 
     async def _fetch(self, project_id: str) -> _Token:
         what = f"token for project {project_id}"
@@ -225,6 +234,11 @@ class IamAuth:
         token = headers.get(TOKEN_HEADER)
         if status in (200, 201) and token and isinstance(payload, dict):
             self._password_ok = True
+            # Blanked before anything can quote it, usable or not.
+            redact.register(token)
+            problem = header_problem(token)
+            if problem is not None:
+                raise RetryLater(f"IAM {what}: the token in {TOKEN_HEADER} is unusable: {problem}")
             return self._token(token, payload)
         summary = _summary(status, payload)
         if status == 401:
@@ -291,9 +305,9 @@ def _code(payload: Any) -> str | None:
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, dict) and error.get("code") is not None:
-            return str(error.get("code"))[:64]
+            return optional_text(error.get("code"), 64)
         if payload.get("error_code") is not None:
-            return str(payload["error_code"])[:64]
+            return optional_text(payload["error_code"], 64)
     return None
 
 
@@ -302,12 +316,12 @@ def _summary(status: int, payload: Any) -> str:
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, dict):
-            message = str(error.get("message") or error.get("title") or "")
+            message = service_text(error.get("message") or error.get("title") or "", 300)
         else:
-            message = str(payload.get("error_msg") or "")
+            message = service_text(payload.get("error_msg") or "", 300)
     code = _code(payload)
     text = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
-    return text + (f": {message[:300]}" if message else "")
+    return text + (f": {message}" if message else "")
 
 
 def credentials_for(config: CloudConfig, session: aiohttp.ClientSession) -> Credentials:

@@ -23,6 +23,8 @@ line (issue 10); the state file, not the log, is what a resume relies on.
 
 Secrets are blanked twice: a filter on the message (as before), and the
 formatted line itself, raw and JSON-escaped, since extras reach JSON unfiltered.
+Both ask `orchestrator.redact`'s process-wide registry at each line, so a token
+IAM issues mid-run is blanked from its first mention on.
 
 Text lines (console and file) show control characters as escapes (`visible`): a
 message quotes service answers and inventory values, and an ESC from them must not
@@ -34,7 +36,6 @@ it lives beside the state file, maybe in a folder others can write to.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import sys
 import threading
@@ -45,6 +46,7 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from orchestrator import redact
 from orchestrator.errors import UsageError
 from orchestrator.nofollow import LinkRefused, open_append
 from orchestrator.visible import visible, visible_lines
@@ -57,46 +59,33 @@ STATE_CHANGE_FIELDS = ("project_id", "server_id", "from", "to", "job_id", "error
 
 
 class RedactSecrets(logging.Filter):
-    """Replace secret values in formatted messages with '***' (defence in depth)."""
+    """Replace secret values in formatted messages with '***' (defence in depth).
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    `secrets` are added to the process's registry (`orchestrator.redact`), which
+    is what every message is blanked against, including secrets added later."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        redact.register(*secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            message = record.getMessage()
-            for secret in self._secrets:
-                if secret in message:
-                    message = message.replace(secret, "***")
+        if redact.any_registered():
             # Kept formatted: the formatter and the next handler's filter then take
             # the message as it is instead of formatting it again.
-            record.msg, record.args = message, None
+            record.msg, record.args = redact.blank(record.getMessage()), None
         return True
 
 
 class Redacting(logging.Formatter):
     """Wraps a formatter and blanks secrets in its output, as written and as JSON escapes them."""
 
-    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._inner = inner
-        forms: set[str] = set()
-        for secret in secrets:
-            if secret and len(secret) >= 4:
-                forms.add(secret)
-                forms.add(json.dumps(secret)[1:-1])
-                forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-                forms.add(visible(secret))  # as a text line shows it
-        # Longest first, so a secret that contains another is blanked whole.
-        self._forms = sorted(forms, key=len, reverse=True)
+        redact.register(*secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = self._inner.format(record)
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, "***")
-        return text
+        return redact.blank(self._inner.format(record))
 
 
 def is_state_change(record: logging.LogRecord) -> bool:

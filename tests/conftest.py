@@ -4,6 +4,8 @@
                       unset, except under CI, where it must be set (.ci/run starts one)
     pg_campaign()     a new, empty campaign location in that database, dropped afterwards
     new_location()    parametrized over both stores: a new SQLite file or PG campaign
+    (autouse)         the process's secret registry (orchestrator.redact) is emptied
+                      after each test: one worker process runs many campaigns
 
 Start a database for a developer run with `eval "$(.ci/pg-start)"`.
 """
@@ -17,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    yield
+    from orchestrator import redact
+
+    redact.forget_all()
 
 
 @pytest.fixture(scope="session")

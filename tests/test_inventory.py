@@ -730,8 +730,9 @@ def test_json_extra_values_are_kept_as_text(tmp_path: Path) -> None:
             "unknown",
         ),
         ('[{"note": "\\ud800"}]', 1, "note", "surrogate"),
-        ("[" * 100_000, None, None, "invalid JSON"),
-        ("[" + "9" * 5000 + "]", None, None, "invalid JSON"),
+        # Read as a stream, entry by entry: the problem has the entry's line too.
+        ("[" * 100_000, 1, None, "invalid JSON: entry 1 is nested too deeply"),
+        ("[" + "9" * 5000 + "]", 1, None, "invalid JSON: entry 1: Exceeds the limit"),
     ],
 )
 def test_json_structure_problems(

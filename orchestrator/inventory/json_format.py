@@ -1,9 +1,10 @@
 """JSON inventories: a list of servers, or ``{"defaults": ..., "servers": [...]}``.
 
-Owns the layout walk that gives each entry its line number (json.loads gives
-no positions), keys given twice, near-miss keys (the rules of `names`, as for
-CSV columns), the file's "defaults", and turning each entry into one row for
-`RowChecker.target`. JSON is read whole, hence `max_json_bytes`.
+Owns keys given twice, near-miss keys (the rules of `names`, as for CSV
+columns), the file's "defaults", and turning each entry into one row for
+`RowChecker.target`. The document is read as a stream (`json_stream`): one
+entry in memory at a time, each with its line number, within the limits
+there (the length and the nesting of one entry) and `max_json_bytes`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
-from json.decoder import scanstring  # type: ignore[attr-defined]  # real, but not in typeshed
 from typing import Any
 
 from orchestrator.inventory.encoding import ByteStream, TextEncoding
+from orchestrator.inventory.json_stream import (
+    CHUNK_BYTES,
+    MAX_VALUE_CHARS,
+    JsonStop,
+    JsonText,
+    Layout,
+    TooBig,
+    walk,
+)
 from orchestrator.inventory.names import near_miss, near_misses
 from orchestrator.inventory.rows import RowChecker
 from orchestrator.inventory.rules import (
@@ -34,46 +41,48 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 def too_big_message(size: int, limit: int) -> str:
     return (
-        f"file is {size} bytes; JSON inventories are limited to {limit} "
-        "bytes because they are read whole; use CSV, which is read as a stream"
+        f"file is {size} bytes; JSON inventories are limited to {limit} bytes;"
+        " use CSV for a larger fleet"
     )
 
 
 def read_json(
-    stream: ByteStream, rows: RowChecker, *, encoding: TextEncoding, max_json_bytes: int
+    stream: ByteStream,
+    rows: RowChecker,
+    *,
+    encoding: TextEncoding,
+    max_json_bytes: int,
+    first_pass: ByteStream,
+    max_value_chars: int = MAX_VALUE_CHARS,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Iterator[TargetSpec]:
     """The valid targets of a JSON inventory; problems go to `rows`.
 
-    `stream` is positioned after the byte order mark, if any (`encoding.bom` bytes).
+    Two passes over the file, each holding one entry at a time: `first_pass` (the
+    file opened again, positioned as `stream`) checks the whole document and finds
+    its "defaults", wherever they are; then `stream` gives the entries. A syntax
+    error anywhere is then one problem and no target, as when the file was parsed
+    whole. Both streams are positioned after the byte order mark, if any.
     """
-    data = stream.read(max_json_bytes + 1)
-    if len(data) > max_json_bytes:  # it grew since it was checked
-        rows.fail(too_big_message(len(data), max_json_bytes))
+    decoder = json.JSONDecoder(object_pairs_hook=_object_pairs)
+    layout = Layout()
+    checking = JsonText(first_pass, encoding, max_bytes=max_json_bytes, chunk_bytes=chunk_bytes)
     try:
-        text = data.decode(encoding.codec)
-    except UnicodeDecodeError as err:
-        valid = data[: err.start].decode(encoding.codec, "replace")
-        line_start = valid.rfind("\n") + 1
-        column = len(valid[line_start:].encode(encoding.codec, "replace")) + 1
-        rows.problem(
-            valid.count("\n") + 1,
-            None,
-            encoding.decode_problem(
-                data[err.start : err.start + 1], column, encoding.bom + err.start
-            ),
-        )
-        return
-    del data
-    try:
-        layout = _json_layout(text)
-    except json.JSONDecodeError as err:
-        rows.problem(err.lineno, None, f"invalid JSON: {err.msg} (column {err.colno})")
-        return
-    except RecursionError:
-        rows.problem(None, None, "invalid JSON: nested too deeply")
-        return
-    except ValueError as err:  # e.g. an integer with more digits than Python converts
-        rows.problem(None, None, f"invalid JSON: {err}")
+        for _ in walk(checking, decoder, layout, max_value_chars):
+            pass
+    except TooBig as big:  # it grew since it was checked
+        rows.fail(too_big_message(big.size, max_json_bytes))
+    except JsonStop as stop:
+        if not stop.undecodable:
+            # As when the file was decoded whole: a byte that is not text, anywhere,
+            # is the problem to name (its JSON may look broken only for that).
+            try:
+                checking.decode_rest()
+            except JsonStop as undecodable:
+                stop = undecodable
+            except TooBig as big:
+                rows.fail(too_big_message(big.size, max_json_bytes))
+        rows.problem(stop.line, stop.field, stop.message)
         return
     for line, name, message in layout.problems:
         rows.problem(line, name, message)
@@ -81,12 +90,22 @@ def read_json(
     rows.begin_rows()
     columns: dict[str, None] = {}
     reported: set[str] = set()  # near-miss keys, reported at their first entry only
-    for number, (line, entry) in enumerate(layout.servers, 1):
-        if not rows.count_row(line):
-            break
-        target = _json_entry(rows, number, line, entry, columns, reported)
-        if target is not None:
-            yield target
+    again = Layout()
+    reading = JsonText(stream, encoding, max_bytes=max_json_bytes, chunk_bytes=chunk_bytes)
+    try:
+        for number, line, entry in walk(reading, decoder, again, max_value_chars):
+            if not rows.count_row(line):
+                break
+            target = _json_entry(rows, number, line, entry, columns, reported)
+            if target is not None:
+                yield target
+        else:
+            if (again.defaults, again.problems) != (layout.defaults, layout.problems):
+                rows.problem(None, None, "the file changed while it was read; read it again")
+    except TooBig as big:
+        rows.fail(too_big_message(big.size, max_json_bytes))
+    except JsonStop as stop:  # the file changed between the passes
+        rows.problem(stop.line, stop.field, stop.message)
     rows.columns = tuple(columns)
 
 
@@ -197,116 +216,6 @@ def _object_pairs(pairs: list[tuple[str, Any]]) -> _JsonObject:
             seen.add(key)
         obj.duplicate_keys = tuple(repeated)
     return obj
-
-
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-
-@dataclass(slots=True)
-class _JsonLayout:
-    """Where things are in a JSON inventory. json.loads gives no positions, so
-    the outer list (and the outer object) are walked by hand and each value is
-    decoded with raw_decode at a known offset: entries get real line numbers."""
-
-    servers: list[tuple[int, Any]] = dataclass_field(default_factory=list)  # (line, decoded entry)
-    defaults: Any = None
-    defaults_line: int | None = None
-    problems: list[tuple[int | None, str | None, str]] = dataclass_field(default_factory=list)
-
-
-def _json_layout(text: str) -> _JsonLayout:
-    """Parse the document; raise json.JSONDecodeError on a syntax error."""
-    decoder = json.JSONDecoder(object_pairs_hook=_object_pairs)
-    line_at = _LineCounter(text)
-    layout = _JsonLayout()
-    problems = layout.problems
-
-    def skip(i: int) -> int:
-        match = _WHITESPACE.match(text, i)
-        return match.end() if match else i
-
-    def expect(i: int, chars: str, what: str) -> str:
-        if text[i : i + 1] and text[i] in chars:
-            return text[i]
-        raise json.JSONDecodeError(f"Expecting {what}", text, i)
-
-    def walk_list(i: int) -> tuple[list[tuple[int, Any]], int]:
-        items: list[tuple[int, Any]] = []
-        i = skip(i + 1)
-        if text[i : i + 1] == "]":
-            return items, i + 1
-        while True:
-            value, end = decoder.raw_decode(text, i)
-            items.append((line_at(i), value))
-            i = skip(end)
-            if expect(i, ",]", "',' delimiter or ']'") == "]":
-                return items, i + 1
-            i = skip(i + 1)
-
-    i = skip(0)
-    if text[i : i + 1] == "[":
-        layout.servers, i = walk_list(i)
-    elif text[i : i + 1] == "{":
-        seen: set[str] = set()
-        i = skip(i + 1)
-        if text[i : i + 1] != "}":
-            while True:
-                expect(i, '"', "property name enclosed in double quotes")
-                key_line = line_at(i)
-                key, i = scanstring(text, i + 1)
-                i = skip(i)
-                expect(i, ":", "':' delimiter")
-                i = skip(i + 1)
-                if key in seen:
-                    problems.append((key_line, key, "is given twice at the top level"))
-                seen.add(key)
-                if key == "servers" and text[i : i + 1] == "[":
-                    layout.servers, i = walk_list(i)
-                else:
-                    value_line = line_at(i)
-                    value, i = decoder.raw_decode(text, i)
-                    if key == "servers":
-                        problems.append((value_line, key, "must be a list of server objects"))
-                    elif key == "defaults":
-                        layout.defaults, layout.defaults_line = value, value_line
-                    else:
-                        problems.append(
-                            (key_line, key, "unknown top-level key; expected 'defaults', 'servers'")
-                        )
-                i = skip(i)
-                if expect(i, ",}", "',' delimiter or '}'") == "}":
-                    break
-                i = skip(i + 1)
-        i += 1
-        if "servers" not in seen:
-            problems.append((1, "servers", "missing; give the servers as a list under 'servers'"))
-    else:
-        # Decode anyway, so a syntax error is reported as such.
-        _, i = decoder.raw_decode(text, i)
-        problems.append(
-            (line_at(skip(0)), None, "must be a list of servers, or an object with 'servers'")
-        )
-    i = skip(i)
-    if i != len(text):
-        raise json.JSONDecodeError("Extra data", text, i)
-    return layout
-
-
-class _LineCounter:
-    """Line number of an offset; offsets are asked in increasing order, so the
-    text is scanned once overall."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._pos = 0
-        self._line = 1
-
-    def __call__(self, pos: int) -> int:
-        if pos < self._pos:
-            return self._text.count("\n", 0, pos) + 1
-        self._line += self._text.count("\n", self._pos, pos)
-        self._pos = pos
-        return self._line
 
 
 def _json_text(value: Any) -> str:

@@ -68,9 +68,11 @@ class InventoryReader:
     Limits: `max_line_bytes` applies to each physical CSV line and to each
     CSV record as a whole, so an unclosed quote cannot pull the rest of the
     file into one cell. csv.field_size_limit is process-wide and left alone:
-    with the default limits no cell can reach it. JSON is read whole, hence
-    `max_json_bytes`. `columns` is known after the header (CSV) or after
-    the iteration (JSON); `sha256` after the iteration.
+    with the default limits no cell can reach it. JSON is read as a stream
+    too, twice (checked whole first), one entry at a time, each entry within
+    `json_stream`'s limits, the file within `max_json_bytes`. `columns` is
+    known after the header (CSV) or after the iteration (JSON); `sha256` after
+    the iteration.
     """
 
     def __init__(
@@ -209,12 +211,15 @@ class InventoryReader:
                         max_line_bytes=self.max_line_bytes,
                     )
                 else:
-                    yield from read_json(
-                        stream,
-                        self._rows,
-                        encoding=self.encoding,
-                        max_json_bytes=self.max_json_bytes,
-                    )
+                    with self.path.open("rb") as first_pass:
+                        first_pass.read(self.encoding.bom)
+                        yield from read_json(
+                            stream,
+                            self._rows,
+                            encoding=self.encoding,
+                            max_json_bytes=self.max_json_bytes,
+                            first_pass=first_pass,
+                        )
                 # After an early stop (the row limit), so sha256 still covers every byte.
                 while stream.read(1 << 20):
                     pass

@@ -134,17 +134,28 @@ def safe_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def group_columns(run: RunInfo) -> tuple[str, ...]:
     """The columns `--group-by` accepts for this run."""
+    return columns_to_group_by(run.extra_columns)
+
+
+def columns_to_group_by(extra_columns: Iterable[str]) -> tuple[str, ...]:
+    """The columns `--group-by` accepts for targets with these inventory columns."""
     return (
         *BUILTIN_GROUP_COLUMNS,
-        *(c for c in run.extra_columns if c not in BUILTIN_GROUP_COLUMNS),
+        *(c for c in extra_columns if c not in BUILTIN_GROUP_COLUMNS),
     )
 
 
 def check_group_by(run: RunInfo, column: str | None) -> None:
     """Raise UsageError unless `column` is None or a column the targets have."""
-    if column is not None and column not in group_columns(run):
+    check_group_column(run.extra_columns, column)
+
+
+def check_group_column(extra_columns: Iterable[str], column: str | None) -> None:
+    """The same, for an inventory being read (before its state file exists)."""
+    columns = columns_to_group_by(extra_columns)
+    if column is not None and column not in columns:
         raise UsageError(
-            f"--group-by {column!r}: no such column; choose one of " + ", ".join(group_columns(run))
+            f"--group-by {column!r}: no such column; choose one of " + ", ".join(columns)
         )
 
 

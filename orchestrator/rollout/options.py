@@ -10,6 +10,7 @@ invocation unless given again, like every other run option.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -49,9 +50,10 @@ class RolloutOptions:
         self.settings()
         self.wave_sizes()
         self.budgets()
-        if self.expected_job_seconds <= 0:
+        # Also what a state file saved: nan passes every comparison, so it is named.
+        if not (math.isfinite(self.expected_job_seconds) and self.expected_job_seconds > 0):
             raise UsageError(f"--expected-job-seconds: {self.expected_job_seconds} is not > 0")
-        if self.pause_between_waves < 0:
+        if not (math.isfinite(self.pause_between_waves) and self.pause_between_waves >= 0):
             raise UsageError(f"--pause-between-waves: {self.pause_between_waves} is not >= 0")
         if self.max_consecutive_failures < 0:
             raise UsageError(

@@ -58,6 +58,10 @@ def parse_instant(text: str, option: str) -> datetime:
         raise UsageError(
             f"{option}: {text!r} has no UTC offset; add one (e.g. +02:00) or Z for UTC"
         )
+    try:
+        parsed.astimezone(UTC)  # what every comparison does; year 9999 at -23:59 overflows
+    except OverflowError:
+        raise UsageError(f"{option}: {text!r} is out of the range of times") from None
     return parsed
 
 

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from orchestrator.cli_types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
 
 if TYPE_CHECKING:
     from orchestrator.simulator.server import HttpServer
 
-_RATE = click.FloatRange(0.0, 1.0)
+_RATE = SHARE
 
 
 def _job_seconds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
@@ -32,8 +33,8 @@ def _job_seconds(ctx: click.Context, param: click.Parameter, value: str) -> tupl
         high = float(high_text) if sep else low
     except ValueError:
         raise click.BadParameter(f"expected MIN or MIN:MAX seconds, got {value!r}") from None
-    if not (0.0 <= low <= high):
-        raise click.BadParameter(f"need 0 <= MIN <= MAX, got {value!r}")
+    if not (0.0 <= low <= high) or not math.isfinite(high):
+        raise click.BadParameter(f"need 0 <= MIN <= MAX, both finite, got {value!r}")
     return low, high
 
 
@@ -226,13 +227,13 @@ def _users(
 @click.option(
     "--slow-answer-seconds",
     default=75.0,
-    type=click.FloatRange(min=0.0),
+    type=SECONDS,
     show_default=True,
     help="How long a slow answer is held, in real seconds (longer than a client's timeout).",
 )
 @click.option(
     "--rate-limit",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=POSITIVE,
     metavar="RPS",
     help="Requests per second allowed per API (reinstall, job, server); default none.",
 )
@@ -254,7 +255,7 @@ def _users(
 @click.option(
     "--latency-ms",
     default=0.0,
-    type=click.FloatRange(min=0.0),
+    type=Number(min=0.0, metavar="MS"),
     show_default=True,
     help="Delay before answering each API request, in milliseconds.",
 )
@@ -294,7 +295,7 @@ def _users(
     "--token-ttl",
     default=86400.0,
     show_default=True,
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=POSITIVE_SECONDS,
     help="Seconds an IAM token is valid.",
 )
 @click.option(
@@ -408,8 +409,16 @@ async def _serve(config: SimulatorConfig, host: str, port: int, http: HttpServer
     # the server's imports (aiohttp's web stack) on every other command.
     from orchestrator.simulator.server import Simulator
 
+    sim = Simulator(config, host=host, port=port, http=http)
     try:
-        async with Simulator(config, host=host, port=port, http=http) as sim:
+        try:
+            await sim.start()
+        except OSError as exc:
+            # An address this host does not have, a port in use or not allowed: exit 2.
+            raise click.UsageError(
+                f"--host {host} --port {port}: cannot listen there: {exc.strerror or exc}"
+            ) from None
+        try:
             # The fleet and everything built at start live as long as the process: kept out
             # of the collector's generations, they are not walked again at every full
             # collection. Those walks held requests up to 15 ms at a 6,000-server fleet,
@@ -430,6 +439,8 @@ async def _serve(config: SimulatorConfig, host: str, port: int, http: HttpServer
                 err=True,
             )
             await stop.wait()
+        finally:
+            await sim.stop()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

@@ -8,6 +8,11 @@ state to be consistent where a test wants it to be: which servers it reinstalled
 
     async with HostileServer(reinstall="no_job_id", server="missing_fields") as api:
         ... api.url, api.requests, api.acted, api.posts_after_job_id()
+
+`only=SERVER_ID` keeps the chosen answers for that one server (its job too) and
+answers every other server well. It also plays IAM (`POST /v3/auth/tokens`, way
+chosen by `iam`, `iam_only=PROJECT_ID` likewise), issuing tokens that name their
+project, with a catalog pointing back at itself.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from loopback import serve
 LAUNCHED_BEFORE = "2024-01-01T00:00:00.000000"
 OTHER_SERVER = "00000000-0000-4000-8000-000000000bad"
 HUGE = 1536 * 1024  # bytes: more than the client's 1 MiB limit
+DEEP = 1000  # levels of nesting: past Python's recursion limit when parsed
+LONE_SURROGATE = "\udfff"  # JSON can say "\udfff"; UTF-8 cannot store it
+HOSTILE_TEXT = "disk \u0000 broke\x1b[31m red \u202e txet\ud800"
 
 _REINSTALL = re.compile(r"/v1/([^/]+)/cloudservers/([^/]+)/reinstallos")
 _JOB = re.compile(r"/v1/([^/]+)/jobs/([^/]+)")
@@ -50,6 +58,12 @@ def _huge(payload: dict[str, Any]) -> web.Response:
     return _json({**payload, "padding": "x" * HUGE})
 
 
+def _deep(payload: dict[str, Any], status: int = 200) -> web.Response:
+    """The answer with one more field nested DEEP levels down."""
+    body = json.dumps(payload)[:-1] + ', "nested": ' + "[" * DEEP + "]" * DEEP + "}"
+    return web.Response(body=body.encode(), status=status, content_type="application/json")
+
+
 @dataclass
 class Recorded:
     method: str
@@ -63,6 +77,10 @@ class HostileServer:
     job: str = "ok"
     server: str = "ok"
     act: bool = True  # whether a reinstall POST rebuilds the server, whatever it answers
+    only: str | None = None  # the one server answered badly; None: every server
+    iam: str = "ok"
+    iam_only: str | None = None  # the one project IAM answers badly; None: every project
+    issued: dict[str, str] = field(default_factory=dict)  # IAM token -> project
 
     requests: list[Recorded] = field(default_factory=list)
     acted: Counter[str] = field(default_factory=Counter)  # server_id -> reinstalls done
@@ -110,18 +128,27 @@ class HostileServer:
 
     # -- routing ---------------------------------------------------------------------
 
+    def _way(self, way: str, server_id: str | None) -> str:
+        return way if self.only is None or server_id == self.only else "ok"
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
-        await request.read()
+        body = await request.read()
+        if request.method == "POST" and path == "/v3/auth/tokens":
+            self.requests.append(Recorded("POST", request.raw_path, "iam"))
+            return _iam(self, body)
         if request.method == "POST" and (m := _REINSTALL.fullmatch(path)):
             self.requests.append(Recorded("POST", request.raw_path, "reinstall"))
-            return await REINSTALL[self.reinstall](self, request, m.group(2))
+            way = self._way(self.reinstall, m.group(2))
+            return await REINSTALL[way](self, request, m.group(2))
         if request.method == "GET" and (m := _JOB.fullmatch(path)):
             self.requests.append(Recorded("GET", request.raw_path, "job"))
-            return await JOB[self.job](self, request, m.group(2))
+            way = self._way(self.job, self.jobs.get(m.group(2)))
+            return await JOB[way](self, request, m.group(2))
         if request.method == "GET" and (m := _SERVER.fullmatch(path)):
             self.requests.append(Recorded("GET", request.raw_path, "server"))
-            return await SERVER[self.server](self, request, m.group(2))
+            way = self._way(self.server, m.group(2))
+            return await SERVER[way](self, request, m.group(2))
         self.requests.append(Recorded(request.method, request.raw_path, "unknown"))
         return _json({"error": {"code": "Common.0404", "message": "no such route"}}, 404)
 
@@ -198,6 +225,34 @@ async def _reinstall_drop(api: HostileServer, request: web.Request, sid: str) ->
     return web.Response(status=200)
 
 
+async def _reinstall_deep(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    api.do_reinstall(sid)
+    return _deep({"job_id": api.give_job(sid)})
+
+
+async def _reinstall_refused_in_bad_text(
+    api: HostileServer, request: web.Request, sid: str
+) -> web.Response:
+    # Refused before acting, in words no store or terminal should take as they are.
+    error = {"code": "Ecs." + LONE_SURROGATE, "message": HOSTILE_TEXT}
+    return _json({"error": error}, 400)
+
+
+def _token_of(request: web.Request) -> str:
+    return request.headers.get("X-Auth-Token", "(none)")
+
+
+async def _reinstall_echo_403(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    # A policy refusal that quotes the caller's token back, as some gateways do.
+    message = f"policy denies token {_token_of(request)} in this project"
+    return _json({"error": {"code": "Pdp.0001", "message": message}}, 403)
+
+
+async def _reinstall_echo_404(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    # A bare 404 (a gateway, not ECS) whose body quotes the token: the run stops on it.
+    return _json({"message": f"no route for token {_token_of(request)}"}, 404)
+
+
 REINSTALL: dict[str, Handler] = {
     "ok": _reinstall_ok,
     "not_json": _reinstall_not_json,
@@ -207,6 +262,10 @@ REINSTALL: dict[str, Handler] = {
     "job_id_escape": _reinstall_escape,
     "error_in_200": _reinstall_error_200,
     "drop": _reinstall_drop,
+    "deep": _reinstall_deep,
+    "refused_in_bad_text": _reinstall_refused_in_bad_text,
+    "echo_403": _reinstall_echo_403,
+    "echo_404": _reinstall_echo_404,
 }
 
 
@@ -269,6 +328,36 @@ async def _job_unreadable_then_fail(
     return _json(_job(api, job_id, status="FAIL", **fields))
 
 
+async def _job_deep(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    return _deep(_job(api, job_id))
+
+
+async def _job_fail_surrogate_code(
+    api: HostileServer, request: web.Request, job_id: str
+) -> web.Response:
+    return _json(_job(api, job_id, status="FAIL", error_code="Ecs." + LONE_SURROGATE))
+
+
+async def _job_fail_bad_reason(
+    api: HostileServer, request: web.Request, job_id: str
+) -> web.Response:
+    fields = {"error_code": "Ecs.0101", "fail_reason": HOSTILE_TEXT}
+    return _json(_job(api, job_id, status="FAIL", **fields))
+
+
+async def _job_fail_nul_reason(
+    api: HostileServer, request: web.Request, job_id: str
+) -> web.Response:
+    # Valid UTF-8 and valid for SQLite; PostgreSQL's text cannot hold NUL.
+    fields = {"error_code": "Ecs.0101", "fail_reason": "disk \u0000 broke"}
+    return _json(_job(api, job_id, status="FAIL", **fields))
+
+
+async def _job_fail_echo(api: HostileServer, request: web.Request, job_id: str) -> web.Response:
+    fields = {"error_code": "Ecs.0101", "fail_reason": f"token {_token_of(request)} expired"}
+    return _json(_job(api, job_id, status="FAIL", **fields))
+
+
 JOB: dict[str, Handler] = {
     "ok": _job_ok,
     "unreadable_then_fail": _job_unreadable_then_fail,
@@ -280,6 +369,11 @@ JOB: dict[str, Handler] = {
     "fail_bare": _job_fail_bare,
     "empty": _job_empty,
     "running_forever": _job_running_forever,
+    "deep": _job_deep,
+    "fail_surrogate_code": _job_fail_surrogate_code,
+    "fail_bad_reason": _job_fail_bad_reason,
+    "fail_nul_reason": _job_fail_nul_reason,
+    "fail_echo": _job_fail_echo,
 }
 
 
@@ -329,6 +423,10 @@ async def _server_error(api: HostileServer, request: web.Request, sid: str) -> w
     return _json({"server": fields})
 
 
+async def _server_deep(api: HostileServer, request: web.Request, sid: str) -> web.Response:
+    return _deep({"server": api.server_fields(sid)})
+
+
 SERVER: dict[str, Handler] = {
     "ok": _server_ok,
     "error_after_acting": _server_error,
@@ -338,4 +436,34 @@ SERVER: dict[str, Handler] = {
     "rebuilding": _server_rebuilding,
     "other_id": _server_other_id,
     "not_json": _server_not_json,
+    "deep": _server_deep,
 }
+
+
+# -- POST /v3/auth/tokens -----------------------------------------------------------------
+
+
+def _iam(api: HostileServer, body: bytes) -> web.Response:
+    scope = json.loads(body)["auth"]["scope"]
+    project = scope["project"]["id"] if "project" in scope else None
+    way = api.iam if api.iam_only is None or project == api.iam_only else "ok"
+    token = f"MIIhostile-{project or 'domain'}-{len(api.issued):04d}-token"
+    expires = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
+    catalog = [
+        {
+            "type": "ecs",
+            "endpoints": [{"interface": "public", "region": "eu-de", "url": f"{api.url}/v1"}],
+        }
+    ]
+    answer = {"token": {"expires_at": expires, "catalog": catalog}}
+    if way == "deep":
+        return _deep(answer, status=201)
+    if way == "token_not_latin1":
+        token = "MIIhostile-\u20ac-token"  # sent as UTF-8; no header can carry it back
+    api.issued[token] = project or ""
+    return web.Response(
+        body=json.dumps(answer).encode(),
+        status=201,
+        content_type="application/json",
+        headers={"X-Subject-Token": token},
+    )

@@ -17,6 +17,7 @@ from orchestrator.auth import (
     AkSkAuth,
     TokenAuth,
     from_env,
+    header_problem,
 )
 from orchestrator.errors import UsageError
 
@@ -169,3 +170,26 @@ def test_base_headers_are_kept_and_not_mutated() -> None:
     assert "Authorization" in headers
     for name, value in BASE.items():
         assert headers[name] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("MIIT0k3n", None),
+        ("caf\u00e9", None),  # latin-1: sendable, if unusual
+        ("tok\u20ac", "character 4 (U+20AC) is not latin-1 text"),
+        ("tok\r\nX-Evil: 1", "character 4 is a control character (U+000D)"),
+        ("tok\x7f", "character 4 is a control character (U+007F)"),
+    ],
+)
+def test_header_problem_says_why_without_quoting(value: str, problem: str | None) -> None:
+    assert header_problem(value) == problem
+
+
+def test_fixed_credentials_no_header_can_carry_are_refused() -> None:
+    with pytest.raises(UsageError, match="the token: character 2"):
+        TokenAuth("t\u20ac")
+    with pytest.raises(UsageError, match=r"the access key \(AK\): character 1"):
+        AkSkAuth("\n", SK)
+    with pytest.raises(UsageError, match=f"{ENV_TOKEN}: character 1"):
+        from_env({ENV_TOKEN: "\u0100x"})

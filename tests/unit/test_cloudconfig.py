@@ -180,3 +180,53 @@ def test_endpoint_precedence_and_known_regions() -> None:
         Endpoints(catalog=True).for_region("eu-de", "http://ecs.example.com")
     with pytest.raises(UsageError, match="give --endpoint"):
         Endpoints()
+
+
+# -- credentials that no header can carry: refused at load, named, never quoted -----------------
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OS_AUTH_TOKEN": "tok-\u20ac-secret"}, "OS_AUTH_TOKEN"),
+        ({"OS_TOKEN": "tok-\u0100-secret"}, "OS_TOKEN"),
+        ({"OS_AUTH_TOKEN": "tok-\x00-secret"}, "OS_AUTH_TOKEN"),
+        ({"HUAWEICLOUD_SDK_AK": "AK\u4e2d", "HUAWEICLOUD_SDK_SK": "sk"}, "HUAWEICLOUD_SDK_AK"),
+        (
+            {
+                "HUAWEICLOUD_SDK_AK": "AK",
+                "HUAWEICLOUD_SDK_SK": "sk",
+                "HUAWEICLOUD_SDK_SECURITY_TOKEN": "sts\u2028x",
+            },
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN",
+        ),
+    ],
+)
+def test_a_credential_no_header_can_carry_is_refused_at_load(
+    places: Places, env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        load(None, env, places)
+    message = str(caught.value)
+    assert message.startswith(f"{named}: character ") and "HTTP header" in message
+    assert "secret" not in message and "\u20ac" not in message
+
+
+def test_a_clouds_yaml_token_no_header_can_carry_names_its_file_and_line(places: Places) -> None:
+    path = home_file(places, "clouds.yaml", "clouds:\n  t:\n    auth:\n      token: tok-\u20ac\n")
+    with pytest.raises(UsageError) as caught:
+        load("t", {}, places)
+    assert str(caught.value).startswith(f"{path}:4: cloud 't': field 'auth.token': character 5")
+
+
+def test_a_hostile_catalog_is_one_projects_problem() -> None:
+    catalog = [
+        {"type": "ecs", "endpoints": 5},
+        {"type": ["ecs"], "endpoints": []},
+        {"type": "ecs", "endpoints": [{"region": ["eu-de"], "url": "https://x\x00y/v1"}]},
+    ]
+    assert ecs_from_catalog(catalog, "eu-de") is None  # a region that is not text: none
+    url = ecs_from_catalog(catalog, None)
+    assert url == "https://x\ufffdy"  # cleaned on arrival
+    with pytest.raises(ProjectRefused, match="catalog's ECS endpoint is unusable"):
+        Endpoints(catalog=True).for_region(None, url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from orchestrator.endpoints import Endpoints, check_endpoint, is_loopback
@@ -137,3 +139,20 @@ def test_template_is_checked_like_an_endpoint() -> None:
 def test_exactly_one_of_endpoint_and_template(kwargs: dict[str, str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         Endpoints(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("https://ecs.example:70000", "Port out of range"),
+        ("https://ecs.example:http", "Port could not be cast"),
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:0", "port 0"),
+        ("https://ecs.exa mple", "spaces or control characters"),
+        ("https://ecs.example/\x1b[31m", "spaces or control characters"),
+        ("https://" + "a" * 64 + ".example", "not a usable URL"),
+    ],
+)
+def test_endpoints_that_cannot_be_connected_to_are_usage_errors(url: str, words: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(words)):
+        check_endpoint(url)

@@ -1,0 +1,427 @@
+"""Reading the ECS API's answers: status, headers and raw body in; a result or an ApiError out.
+
+    answer_of(kind, status, headers, raw)  the body parsed once (or NOT_JSON), size checked
+    reinstall_outcome(answer, where)       -> job_id
+    job_outcome(answer, job_id, where)     -> JobView
+    server_outcome(answer, server_id, where) -> ServerView
+    classify(kind, status, headers, raw, subject, where)   the three above in one call
+    service_text(value, limit)             the one cleaning of every string taken from
+                                           an answer (ECS here, IAM in orchestrator.iam)
+
+Pure functions: nothing here sends, counts or sleeps (the client does), so every
+answer the service can give is classified the same way whoever asks, and a fuzz
+test can throw any bytes at it. Whatever an answer holds, the only exceptions
+raised are `orchestrator.errors`' ApiErrors: an answer that cannot be used is a
+bad answer for one target, never an internal error of the run.
+
+What a hostile or broken service can put in an answer, and what becomes of it:
+
+    a body that is not JSON, is nested deeper   NOT_JSON: classified as any unreadable
+    than MAX_DEPTH, or has a number Python      answer (OutcomeUnknown after a reinstall,
+    will not convert                            BadResponse or RetryLater for a read)
+    a body over MAX_BODY_BYTES                  BadResponse
+    a field of the wrong type                   as a missing field
+    text with unpaired surrogates, NUL and      `service_text`: surrogates and control
+    other control characters, a quoted secret   characters replaced, secrets blanked, cut
+                                                to the field's length, before anything
+                                                stores, logs or shows it
+    a Retry-After of nan, inf or junk           ignored (nan) or bounded
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from orchestrator import redact
+from orchestrator.errors import (
+    ApiError,
+    AuthFailed,
+    BadResponse,
+    NotFound,
+    OutcomeUnknown,
+    ProjectRefused,
+    Rejected,
+    RetryLater,
+    ServiceBusy,
+    Throttled,
+    WrongEndpoint,
+)
+
+MAX_BODY_BYTES: Final = 1 << 20  # a job or server answer is a few KiB; more is hostile
+# ECS answers are at most six levels deep; deeper is hostile, and a few hundred
+# levels would exhaust Python's recursion limit in whatever walks the value next.
+MAX_DEPTH: Final = 32
+JOB_STATUSES: Final = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
+# The service's own error codes look like Ecs.0114 or Common.0011; a 404 without
+# one comes from something else on the path (a wrong endpoint, a gateway).
+SERVICE_CODE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
+MAX_RETRY_AFTER: Final = 300.0
+
+# Characters no stored or shown text should carry: C0 and C1 controls and DEL
+# (NUL alone breaks PostgreSQL's text, ESC drives terminals), unpaired surrogates
+# (UTF-8 cannot encode them: SQLite's write fails), the bidirectional overrides
+# and isolates that reorder what a reader sees, and the line separators.
+_WHITESPACE_CONTROLS = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029]")
+_UNSAFE = re.compile(
+    r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+REPLACEMENT: Final = "\ufffd"
+
+
+def service_text(value: Any, limit: int) -> str:
+    """A value from an answer as text that is safe to store, log and show.
+
+    Whitespace controls become spaces, other control characters and unpaired
+    surrogates U+FFFD, registered secrets '***'; then the text is cut to `limit`
+    characters (after blanking, so a cut never leaves half a secret).
+    """
+    text = value if isinstance(value, str) else _scalar_text(value)
+    text = _UNSAFE.sub(REPLACEMENT, _WHITESPACE_CONTROLS.sub(" ", text))
+    return redact.blank(text)[:limit]
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool | int | float) or value is None:
+        return str(value)
+    # A list or object where text was expected: compact JSON, bounded by the
+    # body's size and MAX_DEPTH (checked when it was parsed).
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return f"<{type(value).__name__}>"
+
+
+def optional_text(value: Any, limit: int = 2000) -> str | None:
+    """`service_text`, with None for a field the answer leaves out or empty."""
+    if value is None or value == "":
+        return None
+    return service_text(value, limit)
+
+
+class _NotJson:
+    """Marks an answer body that is not usable JSON."""
+
+    def __repr__(self) -> str:
+        return "NOT_JSON"
+
+
+NOT_JSON: Final = _NotJson()
+
+
+def parse_body(raw: bytes) -> Any:
+    """The JSON value of a body: None when empty, NOT_JSON when it is not usable JSON."""
+    if not raw:
+        return None
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return NOT_JSON
+    return NOT_JSON if too_deep(raw, payload) else payload
+
+
+def too_deep(raw: bytes, payload: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether `payload` (parsed from `raw`) nests lists and objects deeper than `limit`."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False  # cannot be deeper than it has brackets: most answers stop here
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    job_id: str
+    status: str  # INIT, RUNNING, SUCCESS or FAIL
+    server_id: str | None
+    error_code: str | None
+    fail_reason: str | None
+    begin_time: str | None = None  # the job's own times, as the service reports them
+    end_time: str | None = None
+    # When the work began (its first sub-job's begin_time): the job may have waited
+    # in INIT since begin_time. None where the answer does not say.
+    started_time: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    server_id: str
+    status: str | None
+    vm_state: str | None
+    task_state: str | None
+    launched_at: str | None
+    updated: str | None = None  # moves with every change of the server
+    # Preflight evidence: None where the answer did not say.
+    locked: bool | None = None  # `locked`: the service refuses a reinstall (Ecs.0605)
+    system_disk: bool | None = None  # a system disk attached (none: Ecs.0105)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer as read: its status, the headers of a refusal, the parsed body."""
+
+    status: int
+    headers: Mapping[str, str]
+    payload: Any  # a JSON value, None for an empty body, or NOT_JSON
+
+    @property
+    def code(self) -> str | None:
+        """The service's error code, if the body carries an error."""
+        error = error_of(self.payload)
+        return error[0] if error else None
+
+    @property
+    def throttled(self) -> bool:
+        """429, or the 202 Common.0024 the reinstall API answers when flow-limited."""
+        return self.status == 429 or (self.status == 202 and self.code == "Common.0024")
+
+
+def answer_of(kind: str, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
+    """The answer to a `kind` request (reinstall, job, server), its body parsed."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadResponse(f"{kind}: answer body larger than {MAX_BODY_BYTES} bytes", status=status)
+    return Answer(status, headers, parse_body(raw))
+
+
+# -- the three calls ----------------------------------------------------------------------
+
+
+def reinstall_outcome(answer: Answer, where: str) -> str:
+    """The job id a reinstall was given, or the error that says what to do next."""
+    _check_endpoint(answer, where)
+    status, payload = answer.status, answer.payload
+    if status in (200, 202, 204) and isinstance(payload, dict):
+        error = error_of(payload)
+        if status == 202 and error and error[0] == "Common.0024":
+            raise Throttled("flow limit exceeded (202 Common.0024)", status=202, code=error[0])
+        job_id = payload.get("job_id")
+        if isinstance(job_id, str) and plain_id(job_id):
+            return job_id
+        # Delivered, maybe: a success status without a job id proves nothing.
+        raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
+    raise failure(answer, acted_unknown=True, where=where)
+
+
+def job_outcome(answer: Answer, job_id: str, where: str) -> JobView:
+    _check_endpoint(answer, where)
+    status, payload = answer.status, answer.payload
+    if status == 200 and isinstance(payload, dict) and error_of(payload) is None:
+        return job_view(job_id, payload)
+    if answer.code == "Common.0011":
+        raise NotFound(
+            "the service does not know this job (Common.0011)",
+            status=status,
+            code="Common.0011",
+        )
+    raise failure(answer, acted_unknown=False, where=where)
+
+
+def server_outcome(answer: Answer, server_id: str, where: str) -> ServerView:
+    _check_endpoint(answer, where)
+    payload = answer.payload
+    if answer.status == 200 and isinstance(payload, dict):
+        server = payload.get("server")
+        if isinstance(server, dict):
+            return server_view(server_id, server)
+    raise failure(answer, acted_unknown=False, where=where)
+
+
+def classify(
+    kind: str,
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    subject: str,
+    where: str,
+) -> str | JobView | ServerView:
+    """One answer of `kind` (reinstall, job, server) about `subject` (the job or
+    server id; unused for a reinstall), as the client reads it."""
+    answer = answer_of(kind, status, headers, raw)
+    if kind == "reinstall":
+        return reinstall_outcome(answer, where)
+    if kind == "job":
+        return job_outcome(answer, subject, where)
+    return server_outcome(answer, subject, where)
+
+
+def _check_endpoint(answer: Answer, where: str) -> None:
+    code = answer.code
+    if answer.status == 404 and not (code and SERVICE_CODE.fullmatch(code)):
+        # Only the service's own 404 says the server is missing; a bare one means
+        # the URL is wrong, for every target alike. Named in full: the operator
+        # must see which endpoint (or template) produced it.
+        raise WrongEndpoint(
+            f"{where} answered HTTP 404 without the ECS error body"
+            f" ({snippet(answer.payload)}): is the endpoint (or --endpoint-template) right?",
+            status=answer.status,
+            reached=True,
+        )
+
+
+def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError:
+    """The error an answer that is not the call's result stands for."""
+    status, payload = answer.status, answer.payload
+    code, message = error_of(payload) or (None, "")
+    summary = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    if answer.throttled:
+        return Throttled(summary, status=status, code=code, retry_after=retry_after(answer.headers))
+    if status == 501 and code == "Ecs.0603":
+        return ServiceBusy(
+            summary, status=status, code=code, retry_after=retry_after(answer.headers)
+        )
+    if status == 401:
+        return AuthFailed(summary, status=status, code=code)
+    if status == 403:
+        # A policy that denies ECS in one project (Pdp.0001), a frozen project:
+        # that project's targets fail with the service's words, the others go on.
+        return ProjectRefused(summary, status=status, code=code)
+    if status == 404:
+        if code and SERVICE_CODE.fullmatch(code):
+            return NotFound(summary, status=status, code=code)
+        return WrongEndpoint(
+            f"{where} answered HTTP 404 without the ECS error body ({snippet(payload)}): "
+            "is the endpoint (or --endpoint-template) right?",
+            status=status,
+            reached=True,
+        )
+    if 400 <= status < 500:
+        return Rejected(summary, status=status, code=code)
+    if status >= 500 or status in (200, 202, 204):
+        # The reference warns that HTTP codes may not be accurate: a 5xx on a
+        # reinstall does not prove it was not acted on.
+        if acted_unknown:
+            return OutcomeUnknown(summary, status=status, code=code)
+        if payload is NOT_JSON or status < 500:
+            return BadResponse(f"HTTP {status}: answer is not the expected JSON", status=status)
+        return RetryLater(summary, status=status, code=code)
+    if acted_unknown:
+        return OutcomeUnknown(summary, status=status, code=code)
+    return BadResponse(summary, status=status, code=code)
+
+
+# -- the fields ----------------------------------------------------------------------------
+
+
+def error_of(payload: Any) -> tuple[str, str] | None:
+    """(code, message) of an error body, cleaned; None when the body is no error."""
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message")
+        return (
+            service_text(code, 64) if code is not None else "",
+            service_text(message or "", 500),
+        )
+    if isinstance(payload.get("code"), str) and "message" in payload:
+        return (service_text(payload["code"], 64), service_text(payload.get("message") or "", 500))
+    return None
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                seconds = float(value)
+            except ValueError:
+                return None
+            if math.isnan(seconds):
+                return None
+            return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return None
+
+
+def plain_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
+
+
+def snippet(payload: Any) -> str:
+    if payload is None:
+        return "empty body"
+    if payload is NOT_JSON:
+        return "not JSON"
+    try:
+        text = json.dumps(payload)
+    except (ValueError, RecursionError):
+        text = f"<{type(payload).__name__}>"
+    return service_text(text, 120)
+
+
+def job_view(job_id: str, payload: Mapping[str, Any]) -> JobView:
+    status = payload.get("status")
+    if not isinstance(status, str) or status not in JOB_STATUSES:
+        raise BadResponse(f"job answer has an unknown status {service_text(status, 40)!r}")
+    entities = payload.get("entities")
+    server_id = started = None
+    if isinstance(entities, dict):
+        server_id = optional_text(entities.get("server_id"), 64)
+        sub_jobs = entities.get("sub_jobs")
+        first = sub_jobs[0] if isinstance(sub_jobs, list) and sub_jobs else None
+        if isinstance(first, dict):
+            started = optional_text(first.get("begin_time"), 64)
+            if server_id is None and isinstance(first.get("entities"), dict):
+                server_id = optional_text(first["entities"].get("server_id"), 64)
+    return JobView(
+        job_id=job_id,
+        status=status,
+        server_id=server_id,
+        error_code=optional_text(payload.get("error_code"), 64),
+        fail_reason=optional_text(payload.get("fail_reason")),
+        begin_time=optional_text(payload.get("begin_time"), 64),
+        end_time=optional_text(payload.get("end_time"), 64),
+        started_time=started,
+    )
+
+
+def server_view(server_id: str, server: Mapping[str, Any]) -> ServerView:
+    if server.get("id") not in (None, server_id):
+        raise BadResponse("server answer is about another server")
+    locked = server.get("locked")
+    return ServerView(
+        server_id=server_id,
+        status=optional_text(server.get("status"), 64),
+        vm_state=optional_text(server.get("OS-EXT-STS:vm_state"), 64),
+        task_state=optional_text(server.get("OS-EXT-STS:task_state"), 64),
+        launched_at=optional_text(server.get("OS-SRV-USG:launched_at"), 64),
+        updated=optional_text(server.get("updated"), 64),
+        locked=locked if isinstance(locked, bool) else None,
+        system_disk=_system_disk(server),
+    )
+
+
+def _system_disk(server: Mapping[str, Any]) -> bool | None:
+    """Whether a system disk is attached: a root device name, or a volume with boot
+    index 0. None when the answer does not allow telling (fields absent, volumes
+    without a boot index): a preflight then does not claim a problem."""
+    root = server.get("OS-EXT-SRV-ATTR:root_device_name")
+    volumes = server.get("os-extended-volumes:volumes_attached")
+    if isinstance(root, str) and root:
+        return True
+    if not isinstance(volumes, list):
+        return None
+    boot = [v.get("bootIndex") if isinstance(v, dict) else None for v in volumes]
+    if any(_index_text(b) == "0" for b in boot if b is not None):
+        return True
+    if any(b is None for b in boot):
+        return None
+    return False
+
+
+def _index_text(value: Any) -> str:
+    # A boot index is a number or a numeric string; anything else is not "0".
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
