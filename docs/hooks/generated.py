@@ -1,0 +1,475 @@
+"""MkDocs hook: the reference tables, generated from the code at every build.
+
+A page asks for a table with a line of its own, `<!-- generated: NAME -->`, and
+the hook puts the table there before the page is rendered. What a table says is
+read from the code (click's command tree, the exit codes text, the error codes
+set in the package, the retry decision, the transition table, the module
+docstrings, the log fields), so an option, a code or a module that changes
+changes the site with it. A name the hook does not know, or a code the package
+sets that has no meaning written below, fails the build (`mkdocs build --strict`
+runs in CI), so the reference cannot drift from the code without CI saying so.
+
+Nothing here is product code: it only imports the package and reads it.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import importlib
+import inspect
+import re
+import tokenize
+from collections.abc import Callable, Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+from mkdocs.exceptions import PluginError
+
+MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
+DISTRIBUTION = "ecs-reinstall-orchestrator"
+SCRIPT = "orchestrator"
+
+# The commands in the order an operator meets them; any command not named here
+# follows, alphabetically, so a new command is never left out.
+COMMAND_ORDER = ("run", "resume", "status", "report", "plan", "retry", "backup", "simulate")
+
+# What each error code the orchestrator sets means. The codes themselves are
+# found in the package (every string constant `Orchestrator.Name`); the build
+# fails when one is set there and not described here, or described here and
+# set nowhere.
+ORCHESTRATOR_CODES = {
+    "Orchestrator.JobTimeout": (
+        "The job (or the server's rebuild, when it is followed by the server) did not end"
+        " within `--job-timeout`; the job is asked once more first. The server may still be"
+        " rebuilding."
+    ),
+    "Orchestrator.ServerError": (
+        "Settled from the server: the reinstall was acted on and the server is now in"
+        " `ERROR`. Where the job says `FAIL`, the job's own code is reported instead."
+    ),
+    "Orchestrator.Unverified": (
+        "Whether the reinstall was acted on, or how it ended, cannot be told from the"
+        " server. Never sent again by a run; `orchestrator retry` leaves it out unless"
+        " `--i-checked-unverified`: check the server by hand first."
+    ),
+    "Orchestrator.NotVerified": (
+        "The job said `SUCCESS` (or the rebuild followed on the server ended) but the server"
+        " is not back: `ERROR`, not relaunched (`launched_at` not newer), or not stable after"
+        " a few reads. Never counted as a success."
+    ),
+    "Orchestrator.NotAccepted": (
+        "Settled from the server as never acted on more times than the resend cap allows"
+        " (the cap is kept in the state file, so it holds across resumes). Not sent again:"
+        " check the server, then `orchestrator retry`."
+    ),
+}
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    """Replace each marker line with the table it names."""
+
+    def table(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in GENERATORS:
+            raise PluginError(f"unknown generated table {name!r}; known: {sorted(GENERATORS)}")
+        return GENERATORS[name]().rstrip() + "\n"
+
+    return MARKER.sub(table, markdown)
+
+
+# --- text helpers -----------------------------------------------------------------
+
+
+def cell(text: str) -> str:
+    """Plain text made safe for a Markdown table cell: nothing in it becomes markup."""
+    text = html.escape(" ".join(text.split()), quote=False)
+    return re.sub(r"([\\`*_\[\]|])", r"\\\1", text)
+
+
+def code(text: str) -> str:
+    """Text in a code span inside a table cell (a `|` in it must not end the cell)."""
+    return "<code>" + html.escape(text, quote=False).replace("|", "&#124;") + "</code>"
+
+
+def table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    head = list(header)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def paragraphs(text: str) -> str:
+    """click's help text as Markdown: `\\b` paragraphs kept as written, others reflowed."""
+    out = []
+    for para in re.split(r"\n\s*\n", inspect.cleandoc(text)):
+        if para.startswith("\b"):
+            out.append("```text\n" + para.lstrip("\b").strip("\n") + "\n```")
+        else:
+            out.append(cell(para).replace("\\|", "|"))
+    return "\n\n".join(out)
+
+
+def first_paragraph(doc: str | None) -> str:
+    return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
+
+
+# --- the command line -------------------------------------------------------------
+
+
+def entry_module() -> ModuleType:
+    """The module of the `orchestrator` console script, wherever it lives."""
+    for ep in metadata.distribution(DISTRIBUTION).entry_points:
+        if ep.group == "console_scripts" and ep.name == SCRIPT:
+            return importlib.import_module(ep.module)
+    raise PluginError(f"no console script {SCRIPT!r} in {DISTRIBUTION}")
+
+
+def command_group() -> click.Group:
+    """The click group the console script runs: the one holding `run`."""
+    module = entry_module()
+    for value in vars(module).values():
+        if isinstance(value, click.Group) and "run" in value.commands:
+            return value
+    raise PluginError(f"no click group with a 'run' command in {module.__name__}")
+
+
+def ordered(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    first = [n for n in COMMAND_ORDER if n in names]
+    return first + sorted(names - set(first))
+
+
+TRAILING_EXTRA = re.compile(r"\s{2}\[([^\[\]]*)\]$")
+
+
+def split_extras(text: str) -> tuple[str, list[str]]:
+    """Help text and its trailing `[default: ...]`, `[x>=1]`, `[required]` groups, as
+    `--help` prints them (click's own and those written into the help text)."""
+    extras: list[str] = []
+    while (m := TRAILING_EXTRA.search(text)) is not None:
+        extras.insert(0, m.group(1))
+        text = text[: m.start()]
+    return text.strip(), extras
+
+
+def command_section(cmd: click.Command, ctx: click.Context, exit_codes: str | None) -> str:
+    name = ctx.info_name
+    parts = [f"## `{ctx.command_path}` {{#{name}}}", ""]
+    if cmd.help:
+        parts += [paragraphs(cmd.help), ""]
+    parts += ["```text", cmd.get_usage(ctx).removeprefix("Usage: "), "```", ""]
+    arguments = [p for p in cmd.get_params(ctx) if isinstance(p, click.Argument)]
+    if arguments:
+        rows = [
+            [code(a.make_metavar(ctx)), "required" if a.required else "optional"]
+            for a in arguments
+        ]
+        parts += ["Arguments:", "", table(["argument", ""], rows)]
+    rows = []
+    for param in cmd.get_params(ctx):
+        if not isinstance(param, click.Option) or param.hidden:
+            continue
+        record = param.get_help_record(ctx)
+        if record is None:
+            continue
+        declared, help_text = record
+        text, extras = split_extras(help_text)
+        rows.append([code(declared), cell(text), "; ".join(cell(e) for e in extras)])
+    parts += ["Options:", "", table(["option", "meaning", "default, limits"], rows)]
+    if exit_codes is not None and cmd.epilog == exit_codes:
+        parts += ["Exits with the [exit codes](exit-codes.md) of a run.", ""]
+    return "\n".join(parts)
+
+
+def cli_reference() -> str:
+    group = command_group()
+    exit_codes = getattr(entry_module(), "EXIT_CODES", None)
+    root = click.Context(group, info_name=SCRIPT)
+    parts = [paragraphs(group.help or ""), ""]
+    names = ordered(group.list_commands(root))
+    rows = []
+    for name in names:
+        cmd = group.get_command(root, name)
+        assert cmd is not None
+        rows.append([f"[`{SCRIPT} {name}`](#{name})", cell(cmd.get_short_help_str(200))])
+    parts += [table(["command", "what it does"], rows)]
+    for name in names:
+        cmd = group.get_command(root, name)
+        assert cmd is not None
+        ctx = click.Context(cmd, info_name=name, parent=root)
+        parts += [command_section(cmd, ctx, exit_codes)]
+    return "\n".join(parts)
+
+
+def exit_codes() -> str:
+    text = getattr(entry_module(), "EXIT_CODES", None)
+    if not isinstance(text, str):
+        raise PluginError("EXIT_CODES is gone from the console script's module")
+    meanings: dict[str, str] = {}
+    current = None
+    for line in text.replace("\b", "").splitlines():
+        if m := re.match(r"^\s+(\d)\s{2,}(.*)$", line):
+            current = m.group(1)
+            meanings[current] = m.group(2)
+        elif current is not None and line.strip():
+            meanings[current] += " " + line.strip()
+    if not meanings:
+        raise PluginError("no exit code found in EXIT_CODES")
+    return table(["code", "meaning"], ([f"`{c}`", cell(m)] for c, m in meanings.items()))
+
+
+# --- error codes ------------------------------------------------------------------
+
+
+def package_files() -> Iterator[tuple[str, Path]]:
+    package = importlib.import_module("orchestrator")
+    root = Path(package.__file__ or "").parent
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(("orchestrator", *path.relative_to(root).with_suffix("").parts))
+        yield module.removesuffix(".__init__"), path
+
+
+def string_constants(path: Path) -> Iterator[str]:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.value
+
+
+def orchestrator_codes() -> dict[str, list[str]]:
+    """Every `Orchestrator.Name` code in the package, and the modules that name it."""
+    found: dict[str, list[str]] = {}
+    for module, path in package_files():
+        if module.startswith("orchestrator.simulator"):
+            continue
+        for value in string_constants(path):
+            if re.fullmatch(r"Orchestrator\.[A-Z][A-Za-z]*", value):
+                modules = found.setdefault(value, [])
+                if module not in modules:
+                    modules.append(module)
+    return found
+
+
+def error_codes_orchestrator() -> str:
+    failures = importlib.import_module("orchestrator.failures")
+    found = orchestrator_codes()
+    undescribed = sorted(set(found) - set(ORCHESTRATOR_CODES))
+    unused = sorted(set(ORCHESTRATOR_CODES) - set(found))
+    if undescribed or unused:
+        raise PluginError(
+            "docs/hooks/generated.py ORCHESTRATOR_CODES is out of date:"
+            f" set in the package but not described {undescribed},"
+            f" described but set nowhere {unused}"
+        )
+    rows = []
+    for name in sorted(found):
+        rule = failures.rule(name)
+        hint = failures.hint(name)
+        rows.append(
+            [
+                f"`{name}`",
+                cell_md(ORCHESTRATOR_CODES[name]),
+                "yes" if rule.counts else "no",
+                cell(hint or ""),
+                ", ".join(f"`{m}`" for m in found[name]),
+            ]
+        )
+    return table(["code", "meaning", "counts in budgets", "hint when it repeats", "named in"], rows)
+
+
+def cell_md(text: str) -> str:
+    """Hand-written Markdown (code spans allowed) for a table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def error_codes_service() -> str:
+    failures = importlib.import_module("orchestrator.failures")
+    rows = []
+    for name, rule in failures.FAILURE_TABLE.items():
+        if name.startswith("Orchestrator."):
+            continue
+        rows.append(
+            [
+                f"`{name}`",
+                "never (flow control)" if name in failures.FLOW_CONTROL_CODES else "yes",
+                cell(rule.why),
+                cell(failures.hint(name) or ""),
+            ]
+        )
+    rows.append(["any other code, or none", "yes", cell(failures.rule(None).why), ""])
+    return table(["code", "counts in budgets", "why", "hint when it repeats"], rows)
+
+
+def error_classes() -> str:
+    """The API errors of `orchestrator.errors`, what answers they stand for (the tree in
+    its docstring) and what `retry_policy.decide` makes of each."""
+    errors = importlib.import_module("orchestrator.errors")
+    policy = importlib.import_module("orchestrator.retry_policy")
+    tree = re.findall(r"^(\s*)(?:[├└]── )(\w+)\s+(.*)$", errors.__doc__ or "", re.MULTILINE)
+    rows = []
+    for indent, name, said in tree:
+        cls = getattr(errors, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, errors.ApiError)):
+            continue
+        decision = policy.decide(cls.__new__(cls))
+        depth = (len(indent) - 8) // 4
+        rows.append(
+            ["&nbsp;" * 4 * max(depth - 1, 0) + f"`{name}`", cell(said), f"`{decision.value}`"]
+        )
+    if not rows:
+        raise PluginError("no ApiError subclass found in the tree of orchestrator.errors")
+    meanings = [
+        [f"`{d.value}`", cell(comment)] for d, comment in enum_comments(policy, "Decision")
+    ]
+    settings = policy.RetrySettings()
+    budget = [
+        [f"`{f}`", f"`{getattr(settings, f)}`", cell(comment)]
+        for f, comment in field_comments(policy, "RetrySettings")
+    ]
+    return "\n".join(
+        [
+            table(["error", "stands for", "decision"], rows),
+            "What each decision does:",
+            "",
+            table(["decision", "meaning"], meanings),
+            "The retry budget of one call (`RetrySettings`):",
+            "",
+            table(["setting", "default", "meaning"], budget),
+        ]
+    )
+
+
+def retry_policy_table() -> str:
+    """The per-call table the retry policy's docstring draws, as it is written."""
+    policy = importlib.import_module("orchestrator.retry_policy")
+    doc = inspect.cleandoc(policy.__doc__ or "")
+    block = [line for line in doc.splitlines() if line.startswith("    ")]
+    if not block:
+        raise PluginError("the table in orchestrator.retry_policy's docstring is gone")
+    return "```text\n" + "\n".join(line[4:] for line in block) + "\n```\n"
+
+
+# --- source comments --------------------------------------------------------------
+
+
+def line_comments(module: ModuleType) -> dict[int, str]:
+    path = Path(module.__file__ or "")
+    with path.open("rb") as source:
+        return {
+            tok.start[0]: tok.string.lstrip("#").strip()
+            for tok in tokenize.tokenize(source.readline)
+            if tok.type == tokenize.COMMENT
+        }
+
+
+def class_body(module: ModuleType, name: str) -> list[ast.stmt]:
+    tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node.body
+    raise PluginError(f"class {name} is gone from {module.__name__}")
+
+
+def enum_comments(module: ModuleType, name: str) -> list[tuple[Any, str]]:
+    """Each member of an enum with the comment on its line."""
+    comments = line_comments(module)
+    enum = getattr(module, name)
+    out = []
+    for node in class_body(module, name):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            out.append((enum[node.targets[0].id], comments.get(node.lineno, "")))
+    return out
+
+
+def field_comments(module: ModuleType, name: str) -> list[tuple[str, str]]:
+    """Each annotated field of a class with the comment on its line."""
+    comments = line_comments(module)
+    return [
+        (node.target.id, comments.get(node.lineno, ""))
+        for node in class_body(module, name)
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    ]
+
+
+# --- states, modules, logs ----------------------------------------------------------
+
+
+def states() -> str:
+    model = importlib.import_module("orchestrator.model")
+    rows = []
+    for state, comment in enum_comments(model, "TargetState"):
+        kind = (
+            "final"
+            if state in model.FINAL_STATES
+            else "a reinstall may be under way"
+            if state in model.ACTIVE_STATES
+            else ""
+        )
+        nexts = ", ".join(f"`{s.value}`" for s in sorted(model.TRANSITIONS[state])) or "none"
+        rows.append([f"`{state.value}`", cell(comment), kind, nexts])
+    operator = [
+        [f"`{old.value}`", ", ".join(f"`{s.value}`" for s in sorted(new))]
+        for old, new in model.OPERATOR_TRANSITIONS.items()
+    ]
+    return "\n".join(
+        [
+            table(["state", "meaning", "", "may move to"], rows),
+            "Only `orchestrator retry` (an operator's command, never a run) may also move:",
+            "",
+            table(["from", "to"], operator),
+        ]
+    )
+
+
+def modules() -> str:
+    """One row per module: its file and the first paragraph of its docstring."""
+    groups: dict[str, list[list[str]]] = {}
+    for module, path in package_files():
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        if not doc:
+            raise PluginError(f"{module} has no docstring: say in one line what it owns")
+        folder = "/".join(module.split(".")[: -1 if path.name != "__init__.py" else None])
+        groups.setdefault(folder, []).append([f"`{path.name}`", cell(first_paragraph(doc))])
+    out = []
+    for folder in sorted(groups, key=lambda f: (f.count("/"), f)):
+        out += [f"### `{folder}/`", "", table(["module", "owns"], groups[folder])]
+    return "\n".join(out)
+
+
+def log_fields() -> str:
+    logsetup = importlib.import_module("orchestrator.logsetup")
+    progress = importlib.import_module("orchestrator.progress")
+    livestats = importlib.import_module("orchestrator.livestats")
+    stats = livestats.LiveStats(
+        counts={},
+        total=0,
+        requests={},
+        throttled=0,
+        submit_limit=1.0,
+        query_limit=1.0,
+        in_flight=0,
+        max_in_flight=1,
+    )
+    summary = progress.ProgressMeter().read(stats).fields()
+    change = ", ".join(f"`{f}`" for f in logsetup.STATE_CHANGE_FIELDS)
+    interval = ", ".join(f"`{f}`" for f in summary if f != "event")
+    return table(
+        ["event", "fields besides `time`, `level`, `logger`, `event`, `message`"],
+        [["`state_change`", change], [f"`{summary['event']}`", interval]],
+    )
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "cli": cli_reference,
+    "exit-codes": exit_codes,
+    "error-codes-orchestrator": error_codes_orchestrator,
+    "error-codes-service": error_codes_service,
+    "error-classes": error_classes,
+    "retry-policy": retry_policy_table,
+    "states": states,
+    "modules": modules,
+    "log-fields": log_fields,
+}
