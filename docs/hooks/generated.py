@@ -70,7 +70,8 @@ ORCHESTRATOR_CODES = {
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
-    """Replace each marker line with the table it names."""
+    """Replace each marker line with the table it names, and check the hand-written
+    tables a `checked` marker stands before."""
 
     def table(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -78,7 +79,69 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
             raise PluginError(f"unknown generated table {name!r}; known: {sorted(GENERATORS)}")
         return GENERATORS[name]().rstrip() + "\n"
 
-    return MARKER.sub(table, markdown)
+    for match in CHECKED.finditer(markdown):
+        check_table(match.group(1), markdown[match.end() :])
+    return MARKER.sub(table, CHECKED.sub("", markdown))
+
+
+# --- hand-written tables, checked against the code ------------------------------------
+#
+# Some tables need prose per row that no code holds (what a summary.json field means,
+# what evidence a preflight finding rests on). They are written in the page, after a
+# line `<!-- checked: NAME -->`; the names in the first column (in backticks) must be
+# exactly the names the code has, or the build fails.
+
+CHECKED = re.compile(r"^<!-- checked: ([a-z-]+) -->\n", re.MULTILINE)
+
+
+def check_table(name: str, after: str) -> None:
+    if name not in CHECKS:
+        raise PluginError(f"unknown checked table {name!r}; known: {sorted(CHECKS)}")
+    lines = after.lstrip("\n").splitlines()
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    if len(rows) < 3:
+        raise PluginError(f"no table follows the marker 'checked: {name}'")
+    written: set[str] = set()
+    for row in rows[2:]:
+        first = row.strip("|").split(" | ")[0]
+        written.update(re.findall(r"`([^`]+)`", first))
+    expected = set(CHECKS[name]())
+    if written != expected:
+        raise PluginError(
+            f"the table 'checked: {name}' is out of step with the code:"
+            f" missing {sorted(expected - written)}, not in the code {sorted(written - expected)}"
+        )
+
+
+def returned_keys(module_name: str, function: str) -> list[str]:
+    """The keys of the dict literal a function returns (its top level only)."""
+    module = importlib.import_module(module_name)
+    tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Return) and isinstance(inner.value, ast.Dict):
+                    return [
+                        k.value
+                        for k in inner.value.keys
+                        if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                    ]
+    raise PluginError(f"{module_name}.{function} no longer returns a dict literal")
+
+
+def enum_values(module_name: str, name: str) -> list[str]:
+    return [member.value for member in getattr(importlib.import_module(module_name), name)]
+
+
+CHECKS: dict[str, Callable[[], Iterable[str]]] = {
+    "summary-json": lambda: returned_keys("orchestrator.report.summary", "summary_to_dict"),
+    "status-json": lambda: returned_keys("orchestrator.status.view", "status_to_dict"),
+    "preflight-findings": lambda: enum_values("orchestrator.preflight", "Finding"),
+}
 
 
 # --- text helpers -----------------------------------------------------------------
@@ -165,8 +228,7 @@ def command_section(cmd: click.Command, ctx: click.Context, exit_codes: str | No
     arguments = [p for p in cmd.get_params(ctx) if isinstance(p, click.Argument)]
     if arguments:
         rows = [
-            [code(a.make_metavar(ctx)), "required" if a.required else "optional"]
-            for a in arguments
+            [code(a.make_metavar(ctx)), "required" if a.required else "optional"] for a in arguments
         ]
         parts += ["Arguments:", "", table(["argument", ""], rows)]
     rows = []
@@ -308,22 +370,21 @@ def error_classes() -> str:
     its docstring) and what `retry_policy.decide` makes of each."""
     errors = importlib.import_module("orchestrator.errors")
     policy = importlib.import_module("orchestrator.retry_policy")
-    tree = re.findall(r"^(\s*)(?:[├└]── )(\w+)\s+(.*)$", errors.__doc__ or "", re.MULTILINE)
+    tree = re.findall(r"^([ │]*)[├└]── (\w+)\s+(.*)$", errors.__doc__ or "", re.MULTILINE)
     rows = []
+    top = None
     for indent, name, said in tree:
         cls = getattr(errors, name, None)
         if not (isinstance(cls, type) and issubclass(cls, errors.ApiError)):
             continue
+        top = len(indent) if top is None else top
+        # The errors are made without their arguments: `decide` asks only their class.
         decision = policy.decide(cls.__new__(cls))
-        depth = (len(indent) - 8) // 4
-        rows.append(
-            ["&nbsp;" * 4 * max(depth - 1, 0) + f"`{name}`", cell(said), f"`{decision.value}`"]
-        )
+        depth = (len(indent) - top) // 4
+        rows.append(["&nbsp;" * 4 * depth + f"`{name}`", cell(said), f"`{decision.value}`"])
     if not rows:
         raise PluginError("no ApiError subclass found in the tree of orchestrator.errors")
-    meanings = [
-        [f"`{d.value}`", cell(comment)] for d, comment in enum_comments(policy, "Decision")
-    ]
+    meanings = [[f"`{d.value}`", cell(comment)] for d, comment in enum_comments(policy, "Decision")]
     settings = policy.RetrySettings()
     budget = [
         [f"`{f}`", f"`{getattr(settings, f)}`", cell(comment)]
@@ -462,7 +523,15 @@ def log_fields() -> str:
     )
 
 
+def columns(module_name: str, name: str) -> str:
+    values = getattr(importlib.import_module(module_name), name)
+    return ", ".join(f"`{v}`" for v in values) + "\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "targets-csv-columns": lambda: columns("orchestrator.report.render", "CSV_COLUMNS"),
+    "retry-csv-columns": lambda: columns("orchestrator.report.retry_csv", "COLUMNS"),
+    "preflight-csv-columns": lambda: columns("orchestrator.preflight_run", "CSV_COLUMNS"),
     "cli": cli_reference,
     "exit-codes": exit_codes,
     "error-codes-orchestrator": error_codes_orchestrator,
