@@ -149,13 +149,24 @@ CHECKS: dict[str, Callable[[], Iterable[str]]] = {
 
 def cell(text: str) -> str:
     """Plain text made safe for a Markdown table cell: nothing in it becomes markup."""
-    text = html.escape(" ".join(text.split()), quote=False)
-    return re.sub(r"([\\`*_\[\]|])", r"\\\1", text)
+    return escaped(" ".join(text.split()))
 
 
-def code(text: str) -> str:
+def escaped(text: str) -> str:
+    return re.sub(r"([\\`*_\[\]|])", r"\\\1", html.escape(text, quote=False))
+
+
+def doc_cell(text: str) -> str:
+    """A docstring or comment for a table cell: its `code` spans (and RST's ``code``)
+    shown as code, everything else as plain text."""
+    parts = re.split(r"(``?[^`]+``?)", " ".join(text.split()))
+    return "".join(code(p.strip("`")) if p.startswith("`") else escaped(p) for p in parts)
+
+
+def code(text: str, css: str = "") -> str:
     """Text in a code span inside a table cell (a `|` in it must not end the cell)."""
-    return "<code>" + html.escape(text, quote=False).replace("|", "&#124;") + "</code>"
+    attr = f' class="{css}"' if css else ""
+    return f"<code{attr}>" + html.escape(text, quote=False).replace("|", "&#124;") + "</code>"
 
 
 def table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
@@ -240,7 +251,7 @@ def command_section(cmd: click.Command, ctx: click.Context, exit_codes: str | No
             continue
         declared, help_text = record
         text, extras = split_extras(help_text)
-        rows.append([code(declared), cell(text), "; ".join(cell(e) for e in extras)])
+        rows.append([code(declared, "option"), cell(text), "; ".join(cell(e) for e in extras)])
     parts += ["Options:", "", table(["option", "meaning", "default, limits"], rows)]
     if exit_codes is not None and cmd.epilog == exit_codes:
         parts += ["Exits with the [exit codes](exit-codes.md) of a run.", ""]
@@ -470,14 +481,14 @@ def states() -> str:
             else ""
         )
         nexts = ", ".join(f"`{s.value}`" for s in sorted(model.TRANSITIONS[state])) or "none"
-        rows.append([f"`{state.value}`", cell(comment), kind, nexts])
+        rows.append([f"`{state.value}`", doc_cell(comment), kind, nexts])
     operator = [
         [f"`{old.value}`", ", ".join(f"`{s.value}`" for s in sorted(new))]
         for old, new in model.OPERATOR_TRANSITIONS.items()
     ]
     return "\n".join(
         [
-            table(["state", "meaning", "", "may move to"], rows),
+            table(["state", "meaning", "kind", "may move to"], rows),
             "Only `orchestrator retry` (an operator's command, never a run) may also move:",
             "",
             table(["from", "to"], operator),
@@ -493,7 +504,7 @@ def modules() -> str:
         if not doc:
             raise PluginError(f"{module} has no docstring: say in one line what it owns")
         folder = "/".join(module.split(".")[: -1 if path.name != "__init__.py" else None])
-        groups.setdefault(folder, []).append([f"`{path.name}`", cell(first_paragraph(doc))])
+        groups.setdefault(folder, []).append([f"`{path.name}`", doc_cell(first_paragraph(doc))])
     out = []
     for folder in sorted(groups, key=lambda f: (f.count("/"), f)):
         out += [f"### `{folder}/`", "", table(["module", "owns"], groups[folder])]
