@@ -128,8 +128,9 @@ OUR_TABLES = frozenset(
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Written with the schema, before the file takes its name: proof that this tool made it.
 CREATOR = "ecs-reinstall-orchestrator"
-# A checkpoint waits for readers (`status`) this often before a run gives up starting.
-CHECKPOINT_TRIES = 50
+# A checkpoint waits for readers (`status`) this often (each time up to the busy
+# timeout) before a run gives up starting.
+CHECKPOINT_TRIES = 3
 IMPORT_BATCH = 5000
 # Counters whose increments are also kept with their time (table `samples`).
 SAMPLED_COUNTERS = frozenset({"throttled"})
@@ -555,11 +556,12 @@ class StateStore:
     def _checkpoint(self) -> None:
         """Write the log back into the main file (and empty it)."""
         for _ in range(CHECKPOINT_TRIES):
+            # A reader (status) holding an older snapshot makes SQLite wait for it, up
+            # to the busy timeout, before it answers "busy".
             with _translated("write the journal into the state file"):
                 row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if row is None or not row[0]:
                 return
-            time.sleep(0.1)  # a reader (status) holds an older snapshot: wait for it
         raise StateError(
             f"could not write the journal of {self.path} into it: another program keeps"
             " reading it; stop it and run again"
