@@ -51,6 +51,7 @@ from orchestrator.errors import (
     Throttled,
     WrongEndpoint,
 )
+from orchestrator.visible import visible
 
 MAX_BODY_BYTES: Final = 1 << 20  # a job or server answer is a few KiB; more is hostile
 # ECS answers are at most six levels deep; deeper is hostile, and a few hundred
@@ -63,26 +64,27 @@ SERVICE_CODE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
 MAX_RETRY_AFTER: Final = 300.0
 
 # Characters no stored or shown text should carry: C0 and C1 controls and DEL
-# (NUL alone breaks PostgreSQL's text, ESC drives terminals), unpaired surrogates
-# (UTF-8 cannot encode them: SQLite's write fails), the bidirectional overrides
-# and isolates that reorder what a reader sees, and the line separators.
+# (NUL alone breaks PostgreSQL's text, ESC drives terminals) and the bidirectional
+# overrides and isolates that reorder what a reader sees become visible escapes
+# (`orchestrator.visible`: what the service sent stays readable); whitespace
+# controls and line separators become spaces; unpaired surrogates (UTF-8 cannot
+# encode them: SQLite's write fails) become U+FFFD.
 _WHITESPACE_CONTROLS = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029]")
-_UNSAFE = re.compile(
-    r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 REPLACEMENT: Final = "\ufffd"
 
 
 def service_text(value: Any, limit: int) -> str:
     """A value from an answer as text that is safe to store, log and show.
 
-    Whitespace controls become spaces, other control characters and unpaired
-    surrogates U+FFFD, registered secrets '***'; then the text is cut to `limit`
-    characters (after blanking, so a cut never leaves half a secret).
+    Whitespace controls become spaces, other control characters visible escapes
+    (`\\x1b`), unpaired surrogates U+FFFD, registered secrets '***'; then the text
+    is cut to `limit` characters (after blanking, so a cut never leaves half a
+    secret).
     """
     text = value if isinstance(value, str) else _scalar_text(value)
-    text = _UNSAFE.sub(REPLACEMENT, _WHITESPACE_CONTROLS.sub(" ", text))
-    return redact.blank(text)[:limit]
+    text = visible(_WHITESPACE_CONTROLS.sub(" ", text))
+    return redact.blank(_SURROGATES.sub(REPLACEMENT, text))[:limit]
 
 
 def _scalar_text(value: Any) -> str:

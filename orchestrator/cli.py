@@ -52,6 +52,7 @@ from orchestrator.cli_rollout import (
     status_lines,
 )
 from orchestrator.cli_types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
+from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
 from orchestrator.endpoints import Endpoints, check_endpoint
 from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
 from orchestrator.inventory import (
@@ -326,7 +327,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--max-clock-skew",
-            type=float,
+            type=SECONDS,
             metavar="S",
             help=(
                 "Send nothing while this host's clock differs from the service's (the Date"
@@ -435,6 +436,8 @@ def settings_from(opts: dict[str, Any], saved: dict[str, Any], simulate: bool) -
         settle_quiet=_positive("--settle-quiet", pick("settle_quiet", 10.0 if fast else 600.0)),
         preflight=not (opts.get("no_preflight") or saved.get("no_preflight", False)),
         max_clock_skew=_positive("--max-clock-skew", pick("max_clock_skew", 60.0)),
+        # The built-in simulator writes every time from one clock.
+        clock_margin=0.0 if simulate else SERVICE_CLOCKS_AGREE_WITHIN,
         skip_reinstalled_since=_since(pick("skip_reinstalled_since", None)),
         expected_job_seconds=opts.get("expected_job_seconds"),
         # Never taken from the latest invocation: that may have been another shard's.

@@ -17,6 +17,7 @@ The region is the target's own, else `--region` (or the cloud's `region_name`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -35,6 +36,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# A host name (letters, digits, '-' and '.', after IDNA) or an IP address.
+_HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")
+
+
 def check_endpoint(url: str) -> str:
     """Return the endpoint without a trailing slash, or raise UsageError."""
     if not url.isprintable() or any(c.isspace() for c in url):
@@ -43,9 +48,11 @@ def check_endpoint(url: str) -> str:
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port that is not a number in 0-65535
-        (parts.hostname or "").encode("idna")
+        host = (parts.hostname or "").encode("idna").decode("ascii")
     except (ValueError, UnicodeError) as exc:
         raise UsageError(f"endpoint {url!r} is not a usable URL: {exc}") from None
+    if host and not _HOST.fullmatch(host):
+        raise UsageError(f"endpoint {url!r}: {host!r} is not a host name or address")
     if port == 0:
         raise UsageError(f"endpoint {url!r}: port 0 cannot be connected to")
     if parts.scheme not in ("https", "http") or not parts.hostname:

@@ -257,6 +257,8 @@ class Runner:
         self._answers: dict[int, Answer] = {}
         self._holder = f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(3)}"
         self._runners = 1  # runners sharing the campaign (and its rates), this one included
+        self._clock_probed = False  # a server was read for the service's clock (no preflight)
+        self._clock_lock = asyncio.Lock()
         self._sending_marked = False  # the main state file says sending began
         self._mark_lock = asyncio.Lock()
         self._lengths = JobLengths(settings.expected_job_seconds)
@@ -720,8 +722,16 @@ class Runner:
             pause = min(pause * 2, 5.0)
 
     async def _learn_service_clock(self, target: Target) -> None:
-        """One read of the target's server, for the Date of its answer (without
-        preflight, nothing else would be read before the first reinstall)."""
+        """One read of a server, once a run, for the Date of its answer (without
+        preflight, nothing else would be read before the first reinstall). Should it
+        fail, the clock is learned from the next answers, reinstalls' included."""
+        async with self._clock_lock:
+            if self._clock_probed:
+                return
+            self._clock_probed = True
+            await self._probe_service_clock(target)
+
+    async def _probe_service_clock(self, target: Target) -> None:
         with contextlib.suppress(ApiError):
             await self._query(
                 lambda: self._client.server(

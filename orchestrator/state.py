@@ -128,8 +128,9 @@ OUR_TABLES = frozenset(
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Written with the schema, before the file takes its name: proof that this tool made it.
 CREATOR = "ecs-reinstall-orchestrator"
-# A checkpoint waits for readers (`status`) this often before a run gives up starting.
-CHECKPOINT_TRIES = 50
+# A checkpoint waits for readers (`status`) this often (each time up to the busy
+# timeout) before a run gives up starting.
+CHECKPOINT_TRIES = 3
 IMPORT_BATCH = 5000
 # Counters whose increments are also kept with their time (table `samples`).
 SAMPLED_COUNTERS = frozenset({"throttled"})
@@ -326,6 +327,7 @@ class StateStore:
         inventory: then nothing is kept, not even the file.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_companions(path, new=True)
         # Made under a temporary name with its schema and `creator` row, locked, then
         # linked into place: nobody ever sees it unlocked, and it is never without
         # the proof that this tool made it.
@@ -555,11 +557,12 @@ class StateStore:
     def _checkpoint(self) -> None:
         """Write the log back into the main file (and empty it)."""
         for _ in range(CHECKPOINT_TRIES):
+            # A reader (status) holding an older snapshot makes SQLite wait for it, up
+            # to the busy timeout, before it answers "busy".
             with _translated("write the journal into the state file"):
                 row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if row is None or not row[0]:
                 return
-            time.sleep(0.1)  # a reader (status) holds an older snapshot: wait for it
         raise StateError(
             f"could not write the journal of {self.path} into it: another program keeps"
             " reading it; stop it and run again"
@@ -1353,9 +1356,26 @@ def backup(path: Path, destination: Path) -> None:
         _unlock(lock_fd)
 
 
+def check_companions(path: Path, *, new: bool = False) -> None:
+    """SQLite opens `STATE-wal` and `STATE-shm` itself, following links: one planted
+    beside the state file (a folder others can write to) would have it write its
+    log wherever the link points. A link there is refused; so is any companion of a
+    state file being created (it cannot be ours)."""
+    for suffix in ("-wal", "-shm"):
+        companion = Path(f"{path}{suffix}")
+        if companion.is_symlink() or (new and os.path.lexists(companion)):
+            what = "a symbolic link" if companion.is_symlink() else "already there"
+            raise StateError(
+                f"{companion} is {what}: SQLite would write the state's journal through"
+                " it. Nothing was changed; remove it, or keep state files in a folder only"
+                " you can write to"
+            )
+
+
 def check_state_file(path: Path) -> None:
     """A state file is a regular file (or a link to one): never a device, a pipe or a
     directory, which the tool would otherwise open, and could replace."""
+    check_companions(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:

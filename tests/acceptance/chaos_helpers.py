@@ -24,6 +24,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -496,3 +497,50 @@ def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.05
 
 def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+# libfaketime moves what the wall clock says in the processes it is preloaded into;
+# DONT_FAKE_MONOTONIC leaves their monotonic clock alone, as NTP or a restored VM do.
+FAKETIME_LIBRARY = Path(f"/usr/lib/{os.uname().machine}-linux-gnu/faketime/libfaketime.so.1")
+# Offsets this host's wall clock is stepped through (libfaketime's relative form).
+CLOCK_STEPS = ("+0", "+900", "-600", "+86400", "-30", "+3600", "+0")
+
+
+class ClockStepper:
+    """Steps the wall clock of every process started with `env()` through CLOCK_STEPS,
+    one step every `every` seconds, round and round, until stopped."""
+
+    def __init__(self, folder: Path, every: float = 1.5) -> None:
+        self.file = folder / "faketime.rc"
+        self.file.write_text(CLOCK_STEPS[0])
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._step, daemon=True)
+        self.steps = 0
+
+    @staticmethod
+    def available() -> bool:
+        return FAKETIME_LIBRARY.exists()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "LD_PRELOAD": str(FAKETIME_LIBRARY),
+            "FAKETIME_TIMESTAMP_FILE": str(self.file),
+            "FAKETIME_CACHE_DURATION": "1",
+            "DONT_FAKE_MONOTONIC": "1",
+        }
+
+    def _step(self) -> None:
+        for offset in itertools.cycle(CLOCK_STEPS[1:]):
+            if self._stop.wait(self._every):
+                return
+            self.file.write_text(offset)
+            self.steps += 1
+
+    def __enter__(self) -> ClockStepper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

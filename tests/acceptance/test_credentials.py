@@ -134,7 +134,9 @@ def test_a_token_that_expires_mid_run_is_renewed_and_nothing_is_sent_twice(
 
 def test_a_403_in_one_project_fails_its_targets_and_the_others_finish(setup: Setup) -> None:
     denied = setup.projects[0]
-    sim_args = ["--fleet", setup.inventory, "--job-seconds", "0.1:0.3", "--deny-project", denied]
+    # Rebuilds of 2.5 s: without preflight, a relaunch is told from the job's start on
+    # the service's clocks, allowed 2 s of disagreement (a real one takes minutes).
+    sim_args = ["--fleet", setup.inventory, "--job-seconds", "2.5:3", "--deny-project", denied]
     with SimProcess(*sim_args, env=SIM_USERS) as sim:
         write_clouds(setup.home, sim.url + "/v3")
         done = run(setup, "--os-cloud", "sim", "--no-preflight")
@@ -150,7 +152,9 @@ def test_a_403_in_one_project_fails_its_targets_and_the_others_finish(setup: Set
     assert set(by_project[denied]) == {"failed"}
     for other in setup.projects[1:]:
         assert set(by_project[other]) == {"succeeded"}
-    assert stats["denied"] == sum(by_project[denied].values())
+    # Each denied reinstall, and the one server read that learns the service's clock
+    # (without preflight) where it fell on the denied project.
+    assert stats["denied"] - sum(by_project[denied].values()) in (0, 1), stats["denied"]
 
 
 def test_a_wrong_password_stops_with_exit_2_naming_cloud_and_user(setup: Setup) -> None:

@@ -742,3 +742,30 @@ def test_job_lengths_are_read_from_the_jobs_that_ended(path: Path) -> None:
         # The service's end time where there is one, else when the end was seen; newest first.
         assert store.job_lengths() == pytest.approx([35.5, 20.0], abs=0.01)
         assert store.job_lengths(limit=1) == pytest.approx([35.5], abs=0.01)
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_a_journal_planted_as_a_link_is_refused_and_its_target_untouched(
+    path: Path, tmp_path: Path, suffix: str
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    closed_file(path)
+    Path(f"{path}{suffix}").symlink_to(victim)
+    with pytest.raises(StateError, match="symbolic link"):
+        StateStore.open(path)
+    with pytest.raises(StateError, match="symbolic link"):
+        StateStore.open(path, readonly=True)
+    assert victim.read_text() == "precious"
+
+
+def test_a_new_state_file_with_a_companion_already_there_is_refused(
+    path: Path, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    Path(f"{path}-wal").symlink_to(victim)
+    with pytest.raises(StateError, match="symbolic link"):
+        create(path)
+    assert not path.exists()
+    assert victim.read_text() == "precious"

@@ -161,6 +161,7 @@ def test_retry_after_is_a_finite_bounded_delay_or_none(value: str, seconds: floa
 def test_service_text_is_cleaned_blanked_then_cut() -> None:
     redact.register("tok-SECRET-1234")
     text = "a\x00b\tc\x1b[31m\u202e\udfff: tok-SECRET-1234 tail"
-    assert service_text(text, 1000) == "a\ufffdb c\ufffd[31m\ufffd\ufffd: *** tail"
+    # Controls shown as escapes (still readable), the surrogate replaced, the secret blanked.
+    assert service_text(text, 1000) == "a\\x00b c\\x1b[31m\\u202e\ufffd: *** tail"
     # Cut after blanking: never half a secret.
     assert service_text("x" * 10 + "tok-SECRET-1234", 14) == "x" * 10 + "***"

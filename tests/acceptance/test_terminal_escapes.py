@@ -42,7 +42,8 @@ ANSWERS = {
 REFUSAL = {"error": {"code": "Ecs.0100", "message": "refused \x1b]0;t\x07\x1b[2J\u2028fake line"}}
 # Written as the escapes `visible` shows.
 SHOWN_CODE = "\\x1b]0;pwned\\x07\\x1b[2J"
-SHOWN_REFUSAL = "refused \\x1b]0;t\\x07\\x1b[2J\\u2028fake line"
+# Cleaned on arrival: controls as escapes, the line separator a space.
+SHOWN_REFUSAL = "refused \\x1b]0;t\\x07\\x1b[2J fake line"
 # Bytes that act on a terminal (UTF-8 for the C1 and bidi characters).
 ACTING = (b"\x07", b"\x1b]", b"\x1b[2J", b"\xc2\x9b", "\u202e".encode())
 CSI = re.compile(rb"\x1b\[[0-9;?]*[a-zA-Z]")
@@ -194,10 +195,11 @@ def test_service_text_never_acts_on_the_terminal_in_the_panel_status_and_log(
     assert_inert(screen)
     assert SHOWN_CODE in text
     assert LINK_CODE in text  # as text: no OSC 8 hyperlink (asserted inert above)
-    # The state file holds the service's words as they were.
+    # The state file holds the service's words as they arrived, cleaned once: its
+    # control characters written as visible escapes, nothing else changed.
     with sqlite3.connect(state) as conn:
         codes = {row[0] for row in conn.execute("SELECT error_code FROM targets")}
-    assert codes == {TITLE_AND_CLEAR, LINK_CODE, "Ecs.0100"}
+    assert codes == {SHOWN_CODE, LINK_CODE, "Ecs.0100"}
 
     code, screen = in_pty(["status", "--state", state], workdir)
     assert code == 1, screen[-3000:]
@@ -231,7 +233,7 @@ def test_inventory_column_names_never_act_on_the_terminal(stub: Stub, workdir: P
     assert b"owner\\x1b]0;pwned\\x07\\x1b[2J" in screen
 
 
-def test_json_logs_keep_json_escapes(stub: Stub, workdir: Path) -> None:
+def test_json_logs_carry_the_cleaned_text(stub: Stub, workdir: Path) -> None:
     state = workdir / "json.state.sqlite"
     fast = ["--first-poll", "0.2", "--poll-cap", "0.5", "--settle-quiet", "1"]
     code, screen = in_pty(
@@ -246,4 +248,4 @@ def test_json_logs_keep_json_escapes(stub: Stub, workdir: Path) -> None:
         for line in state.with_suffix(".log").read_text(encoding="utf-8").splitlines()
         if '"to": "failed"' in line
     ]
-    assert {record["error_code"] for record in failed} == {TITLE_AND_CLEAR, LINK_CODE, "Ecs.0100"}
+    assert {record["error_code"] for record in failed} == {SHOWN_CODE, LINK_CODE, "Ecs.0100"}
