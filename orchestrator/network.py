@@ -33,6 +33,9 @@ from yarl import URL
 from orchestrator.errors import UsageError
 
 CA_ENV = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+# What the service's logs show as the client (aiohttp's default names Python's and
+# its own versions instead).
+USER_AGENT = "ecs-reinstall-orchestrator"
 
 
 @dataclass(frozen=True)
@@ -120,5 +123,8 @@ class Network:
         connection (through the proxy too: its own tunnel) and closes it after."""
         connector = aiohttp.TCPConnector(limit=limit, ssl=self.tls, force_close=fresh_connections)
         return aiohttp.ClientSession(
-            connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+            connector=connector,
+            headers={"User-Agent": USER_AGENT},
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
