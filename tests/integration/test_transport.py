@@ -692,23 +692,6 @@ async def test_a_cancelled_read_closes_its_connection_and_frees_its_place(
     assert (await client.server(PROJECT, server_id(1))).status == "SHUTOFF"  # limit 1: freed
 
 
-# -- the request on the wire -----------------------------------------------------------
-
-
-@pytest.mark.parametrize("value", ["s3cr3t-token\r\nX-Evil: 1", "s3cr3t-token\nX-Evil: 1"])
-async def test_a_line_break_in_a_header_is_refused_without_quoting_it(
-    serve: Serve, value: str
-) -> None:
-    server = await serve(answering(ok(server_json())))
-    async with aiohttp.ClientSession() as session:
-        client = EcsClient(session, Endpoints(endpoint=server.url), TokenAuth(value))
-        with pytest.raises(ValueError) as caught:
-            await client.server(PROJECT, server_id(1))
-        await client.aclose()
-    assert "s3cr3t" not in str(caught.value) and "Evil" not in str(caught.value)
-    assert server.requests == []
-
-
 # -- with the simulator ----------------------------------------------------------------
 
 
