@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import SIM_TOKEN
 
 from orchestrator.simulator import SimulatorProcess
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
+SIM_TOKEN = "https-acceptance-token-7d2e"
 ENV = {"OS_AUTH_TOKEN": SIM_TOKEN}
 SIM_ENV = {"SIM_TOKEN": SIM_TOKEN}
 
