@@ -1,11 +1,11 @@
 """CPU per ECS call of the orchestrator's client alone: `EcsClient.server` against the
 simulator in its own process, AK/SK signed, 200 at a time. No state, no runner: what
 one request costs the client, to compare with the whole run's CPU per target. Then
-the same signed GET through aiohttp's session (what the client used before
-`orchestrator/http1.py`, and still uses through a proxy), alternated with the client
-so that both see the same machine.
+the same signed GET straight through the aiohttp session the client sends on
+(what the client adds: pacing hooks, error translation, answer checks), alternated
+with the client so that both see the same machine.
 
-    .venv/bin/python benchmarks/client_call.py [--calls 20000] [--rounds 2] [--uvloop]
+    .venv/bin/python benchmarks/client_call.py [--calls 20000] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from make_inventory import write_csv
 from orchestrator.auth import AkSkAuth
 from orchestrator.client import JSON_HEADERS, EcsClient
 from orchestrator.endpoints import Endpoints
-from orchestrator.network import CaBundle, new_session
+from orchestrator.network import CaBundle, Network
 from orchestrator.simulator.process import SimulatorProcess
 
 CONCURRENT = 200
 
 
 async def measure(url: str, rows: list[dict[str, str]], calls: int, via: str) -> dict[str, float]:
-    """`via` "client": EcsClient.server (the http1 pool); "aiohttp": the same signed GET
-    through aiohttp's session, read whole."""
-    session = new_session(2000, CaBundle(None, "system"), proxies=False)
+    """`via` "client": EcsClient.server; "aiohttp": the same signed GET through the
+    same kind of session, read whole."""
+    session = Network.of(CaBundle(None, "system"), proxies=False).session(2000)
     auth = AkSkAuth(AK, SK)
     client = EcsClient(session, Endpoints(endpoint=url), auth)
     host = url.split("://", 1)[1]
@@ -73,7 +73,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2, help="client/aiohttp pairs")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     args = parser.parse_args()
     machine = print_machine()
     results: dict[str, list[dict[str, float]]] = {"client": [], "aiohttp": []}
@@ -82,20 +81,12 @@ def main() -> int:
         write_csv(inventory, 2000, 20, 1)
         with inventory.open(newline="") as f:
             rows = list(csv.DictReader(f))
-        with SimulatorProcess(
-            "--http", "lean", "--fleet", inventory, "--job-seconds", "0", env=aksk_env()[1]
-        ) as sim:
+        with SimulatorProcess("--fleet", inventory, "--job-seconds", "0", env=aksk_env()[1]) as sim:
             for _ in range(args.rounds):
                 for via in results:
-                    job = measure(sim.url, rows, args.calls, via)
-                    if args.uvloop:
-                        import uvloop
-
-                        results[via].append(uvloop.run(job))
-                    else:
-                        results[via].append(asyncio.run(job))
+                    results[via].append(asyncio.run(measure(sim.url, rows, args.calls, via)))
     for via, runs in results.items():
-        label = "EcsClient (http1 pool)" if via == "client" else "aiohttp session"
+        label = "EcsClient.server" if via == "client" else "aiohttp session alone"
         figures = ", ".join(f"{r['cpu_ms_per_call']} ms ({r['calls_per_s']}/s)" for r in runs)
         print(f"{label:24} {args.calls} calls per round: {figures} CPU per call")
     emit("client_call", {"calls": args.calls, **results}, machine)

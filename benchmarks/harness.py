@@ -39,22 +39,30 @@ TOKEN = "bench-token-not-real"
 INSTANT = ("--job-seconds", "0")
 
 # `run_cli(..., command=[sys.executable, "-c", SEND_RECORDER, OUT])`: the orchestrator's
-# CLI with each reinstall's send slot and socket write stamped (wall clock, as the
-# simulator stamps arrivals); the stamps are dumped to OUT as JSON at exit.
+# CLI with each reinstall's send slot and the write of its headers to the socket
+# stamped (wall clock, as the simulator stamps arrivals; the write through aiohttp's
+# public tracing hook); the stamps are dumped to OUT as JSON at exit.
 SEND_RECORDER = """
 import atexit, json, sys, time
-from orchestrator import client, http1
+import aiohttp
+from orchestrator import client, network
 path, out = sys.argv.pop(1), {"slots": [], "writes": []}
-exchange, space = http1._Connection.exchange, client.EcsClient._space
-async def recorded_exchange(self, data, deadline):
-    if data.startswith(b"POST"):
+async def headers_sent(session, context, params):
+    if params.method == "POST":
         out["writes"].append(time.time())
-    return await exchange(self, data, deadline)
+trace = aiohttp.TraceConfig()
+trace.on_request_headers_sent.append(headers_sent)
+trace.freeze()
+make_session, space = network.Network.session, client.EcsClient._space
+def traced_session(self, limit, **kwargs):
+    session = make_session(self, limit, **kwargs)
+    session.trace_configs.append(trace)
+    return session
 async def recorded_space(self, kind, region, limiter):
     await space(self, kind, region, limiter)
     if kind == "reinstall":
         out["slots"].append(time.time())
-http1._Connection.exchange, client.EcsClient._space = recorded_exchange, recorded_space
+network.Network.session, client.EcsClient._space = traced_session, recorded_space
 atexit.register(lambda: json.dump(out, open(path, "w")))
 from orchestrator.cli import main
 sys.argv[0] = "orchestrator"

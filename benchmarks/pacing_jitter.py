@@ -3,7 +3,7 @@
 Runs `orchestrator run --rate R` (R × seconds instant targets, AK/SK) against the
 simulator in its own process, with the orchestrator's send times recorded from
 inside it: when each reinstall got its send slot (`EcsClient._space`) and when its
-bytes were handed to the socket (`http1._Connection.exchange`), wall clock. The
+headers were written to the socket (aiohttp's `on_request_headers_sent`), wall clock. The
 simulator stamps arrivals with the same clock. Prints the busiest closed 1 s window
 of each series and the delay from write to arrival. `issue10.py pacing` measures
 only the arrivals; this shows which side a window over the limit comes from.
@@ -33,7 +33,7 @@ from harness import (
     table,
 )
 from make_inventory import write_csv
-from targets import BURST, LEAN_HTTP, PACED
+from targets import BURST, PACED
 
 from orchestrator.simulator.process import SimulatorProcess
 
@@ -55,7 +55,7 @@ def main() -> int:
         inventory = work / "fleet.csv"
         write_csv(inventory, max(20, int(args.rate * args.seconds)), 20, 1)
         record = work / "sends.json"
-        with SimulatorProcess(*LEAN_HTTP, "--fleet", inventory, *INSTANT, env=sim_env) as sim:
+        with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
             run = run_cli(
                 ["run", inventory, "--endpoint", sim.url, "--state", work / "state.sqlite",
                  *run_flags(work / "reports", "--rate", f"{args.rate:g}", *PACED)],

@@ -40,9 +40,6 @@ UNPACED = (
 )  # fmt: skip
 
 
-# The simulator's own lean HTTP server: on 2 shared cores, what the simulator spends
-# per request is taken from the orchestrator measured (tests use aiohttp's server).
-LEAN_HTTP = ("--http", "lean")
 BURST = 1  # RateLimiter's default burst, as the CLI builds it
 # Makespan: the operator says how long jobs take (2 s). Without it the default
 # --first-poll 5 would hold each slot 5 s.
@@ -80,7 +77,7 @@ def fleet_run(
         write_csv(inventory, count, 20, 1)
     state = work / f"fleet-{count}-{len(list(work.glob('*.state.sqlite')))}.state.sqlite"
     orch_env, sim_env = aksk_env()
-    with SimulatorProcess(*LEAN_HTTP, "--fleet", inventory, *INSTANT, env=sim_env) as sim:
+    with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
         run = run_cli(
             [
                 "run",
@@ -191,7 +188,7 @@ def _sdk_run(
     SDK's imports and reading the inventory, is kept as `work_targets_per_s`)."""
     ensure_bytecode()
     orch_env, sim_env = aksk_env()
-    with SimulatorProcess(*LEAN_HTTP, "--fleet", inventory, *INSTANT, env=sim_env) as sim:
+    with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
         started = time.monotonic()
         proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("sdk_client.py")), sim.url,
@@ -280,7 +277,7 @@ def pacing(args: argparse.Namespace, work: Path) -> int:
         inventory = work / f"pacing-{rate:g}.csv"
         write_csv(inventory, count, 20, 1)
         record = work / f"pacing-{rate:g}.sends.json"
-        with SimulatorProcess(*LEAN_HTTP, "--fleet", inventory, *INSTANT, env=sim_env) as sim:
+        with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
             run = run_cli(
                 ["run", inventory, "--endpoint", sim.url, "--state", work / f"p{rate:g}.sqlite",
                  *run_flags(work / "reports", "--rate", f"{rate:g}", *PACED)],
@@ -330,9 +327,7 @@ def makespan(args: argparse.Namespace, work: Path) -> int:
     write_csv(inventory, count, 20, 1)
     orch_env, sim_env = aksk_env()
     ideal = count / min(rate, inflight / job) + job
-    with SimulatorProcess(
-        *LEAN_HTTP, "--fleet", inventory, "--job-seconds", f"{job:g}", env=sim_env
-    ) as sim:
+    with SimulatorProcess("--fleet", inventory, "--job-seconds", f"{job:g}", env=sim_env) as sim:
         run = run_cli(
             ["run", inventory, "--endpoint", sim.url, "--state", work / "makespan.sqlite",
              *run_flags(work / "reports", "--rate", f"{rate:g}", "--poll-rate", "100000",
@@ -373,9 +368,7 @@ def polling(args: argparse.Namespace, work: Path) -> int:
     state = work / "polling.sqlite"
     spread = f"{median / 2:g}:{median * 2:g}"
     flags = ("--rate", "50", *POLLING_FLAGS)
-    with SimulatorProcess(
-        *LEAN_HTTP, "--fleet", inventory, "--job-seconds", spread, env=sim_env
-    ) as sim:
+    with SimulatorProcess("--fleet", inventory, "--job-seconds", spread, env=sim_env) as sim:
         first = subprocess.Popen(
             [console_script(), "run", str(inventory), "--endpoint", sim.url, "--state",
              str(state), *run_flags(work / "reports", *flags, "--max-in-flight",
@@ -396,9 +389,7 @@ def polling(args: argparse.Namespace, work: Path) -> int:
         queries_after = sim.stats()["requests"]["job"]
     # A new state file (nothing learned) whose operator says how long jobs take, on a
     # new simulator (the first one's servers are running now: they would refuse).
-    with SimulatorProcess(
-        *LEAN_HTTP, "--fleet", inventory, "--job-seconds", spread, env=sim_env
-    ) as sim:
+    with SimulatorProcess("--fleet", inventory, "--job-seconds", spread, env=sim_env) as sim:
         told = work / "polling-told.sqlite"
         told_run = run_cli(
             ["run", inventory, "--endpoint", sim.url, "--state", told,
@@ -457,7 +448,7 @@ def resume(args: argparse.Namespace, work: Path) -> int:
     orch_env, sim_env = aksk_env()
     state = work / "resume.sqlite"
     # One simulator for both: the resume must talk to the endpoint the run used.
-    with SimulatorProcess(*LEAN_HTTP, "--fleet", inventory, *INSTANT, env=sim_env) as sim:
+    with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
         command = [
             console_script(), "run", str(inventory), "--endpoint", sim.url, "--state", str(state),
             *run_flags(work / "reports", *UNPACED, "--drain-timeout", "5"),

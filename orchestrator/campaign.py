@@ -40,7 +40,7 @@ from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.known_jobs import KnownJob, apply_known_jobs
 from orchestrator.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
 from orchestrator.model import TargetSpec, TargetState
-from orchestrator.network import CaBundle, new_session
+from orchestrator.network import CaBundle, Network
 from orchestrator.nofollow import PRIVATE_FILE, folder_mode, make_dir, probe_writable
 from orchestrator.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
 from orchestrator.progress import ProgressDisplay, ProgressMeter
@@ -347,12 +347,12 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def _cloud(
-    inv: Invocation, store: StateStore | None, session: aiohttp.ClientSession
+    inv: Invocation, store: StateStore | None, session: aiohttp.ClientSession, network: Network
 ) -> AsyncIterator[tuple[Endpoints, Credentials | None]]:
     if inv.simulate is None:
         credentials = inv.credentials
         if inv.cloud is not None:
-            credentials = credentials_for(inv.cloud, session)
+            credentials = credentials_for(inv.cloud, session, network.proxies)
         if credentials is None:
             raise UsageError("no credentials in the environment")
         yield inv.endpoints or Endpoints(inv.endpoint, inv.endpoint_template), credentials
@@ -381,9 +381,11 @@ async def connected(
     if inv.simulate is not None and fleet is not None and inv.simulate.fleet is None:
         inv = replace(inv, simulate=replace(inv.simulate, fleet=tuple(fleet)))
     s = inv.settings
+    # The in-process simulator is on loopback: no proxy applies.
+    network = Network.of(inv.ca, proxies=inv.simulate is None)
     async with (
-        new_session(max(64, s.poll_workers()), inv.ca, proxies=inv.simulate is None) as session,
-        _cloud(inv, None, session) as cloud,
+        network.session(max(64, s.poll_workers())) as session,
+        _cloud(inv, None, session, network) as cloud,
     ):
         endpoints, credentials = cloud
         async with EcsClient(
@@ -393,6 +395,7 @@ async def connected(
             submit_limiter=make_limiter(s.rate),
             poll_limiter=make_limiter(s.poll_rate),
             timeouts=Timeouts(),
+            network=network,
         ) as client:
             yield client
 
@@ -422,9 +425,10 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
             )
         s = inv.settings
         limit = max(64, s.submit_workers() + s.poll_workers())
+        network = Network.of(inv.ca, proxies=inv.simulate is None)
         async with (
-            new_session(limit, inv.ca, proxies=inv.simulate is None) as session,
-            _cloud(inv, store, session) as cloud,
+            network.session(limit) as session,
+            _cloud(inv, store, session, network) as cloud,
         ):
             endpoints, credentials = cloud
             adaptive = None
@@ -442,6 +446,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                 timeouts=Timeouts(),
                 user_data=inv.user_data.encoded if inv.user_data else None,
                 adaptive=adaptive,
+                network=network,
             ) as client:
                 runner = Runner(store, client, s, rollout=rollout.gate)
                 total = sum(runner.counts.values())

@@ -10,6 +10,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -24,7 +25,7 @@ from typing import Any, NoReturn
 
 import click
 
-from orchestrator import cloudconfig, eventloop, regions
+from orchestrator import cloudconfig, regions
 from orchestrator.campaign import (
     Invocation,
     RegionCheck,
@@ -812,7 +813,7 @@ def _start(
                 inv.ca.source,
             )
         try:
-            result = eventloop.run(execute(inv, store))
+            result = asyncio.run(execute(inv, store))
         except StoreFailure as exc:
             # The database went away during the run: whatever was sent is recorded as
             # intent; a resume (from any host) settles it. Not finished: exit 3.
@@ -1448,7 +1449,7 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, opts: dict[str, 
                 states=states,
             )
 
-    result = eventloop.run(check())
+    result = asyncio.run(check())
     if result.aborted:
         # Nothing could be read: an earlier preflight report stays as it was.
         echo(f"error: {result.aborted}; nothing was sent", err=True)

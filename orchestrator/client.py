@@ -5,15 +5,18 @@
     job(project, job_id) -> JobView    GET  /v1/{project}/jobs/{job_id}
     server(project, server) -> ServerView  GET /v1/{project}/cloudservers/{server}
 
-The calls go over `orchestrator.http1`'s lean keep-alive pool, or through aiohttp's
-session where a proxy is configured for the endpoint (CONNECT, proxy credentials).
-Both transports' failures come here as `http1.ConnectFailed` (nothing was sent) or
-`http1.NoAnswer` (maybe sent); nothing above this module sees either, or an aiohttp
-exception: every failure becomes one of the errors in `orchestrator.errors`, chosen
-by what the caller may do next.
-For a reinstall the key question is whether the request could have been acted
-on: a refusal (429, 202 Common.0024, 501 Ecs.0603, a failed connect) may be sent
-again; a timeout, a dropped connection or a 5xx after sending may not.
+Every call goes through aiohttp. Reads share the run's session and its keep-alive
+connections; each reinstall goes on a connection of its own, opened for it and
+closed after (`Network.session(fresh_connections=True)`): a POST written on a
+kept-alive connection that the service is just closing would get no answer, and
+a reinstall without an answer is a doubt to settle from the server.
+
+aiohttp's failures are split here, and only here (`NOTHING_SENT`, `MAYBE_SENT`),
+into the errors of `orchestrator.errors`, chosen by what the caller may do next;
+nothing above this module sees an aiohttp exception. For a reinstall the key
+question is whether the request could have been acted on: a refusal (429, 202
+Common.0024, 501 Ecs.0603, a connection never made) may be sent again; a timeout,
+a dropped connection or a 5xx after sending may not.
 What an answer means (status, headers and body in; a result or an error out) is
 `orchestrator.answers`' pure functions; this module sends, and counts.
 """
@@ -22,16 +25,17 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
-from orchestrator import answers, http1
+from orchestrator import answers
 from orchestrator.answers import MAX_BODY_BYTES, Answer
 from orchestrator.answers import JobView as JobView  # the client's results, named here too
 from orchestrator.answers import ServerView as ServerView
@@ -46,22 +50,32 @@ from orchestrator.errors import (
     Unreachable,
 )
 from orchestrator.model import TargetSpec
-from orchestrator.network import proxy_for, tls_for
+from orchestrator.network import Network
 from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
 from orchestrator.reachability import Reachability
 
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
-# A reinstall goes only on a connection idle at most this long (seconds), else on a new
-# one: on a connection the service is just closing it would get no answer, a doubt
-# to settle from the server. Reads, which can simply be sent again, take any.
-REINSTALL_FRESH_WITHIN = 1.0
+
+# aiohttp's failures, by whether the request can have reached the service. The
+# connection was never made (refused, no such name, TLS refused or not trusted,
+# connect timed out, the proxy refused the tunnel): nothing was sent.
+NOTHING_SENT: tuple[type[Exception], ...] = (
+    aiohttp.ClientConnectorError,  # its TLS (certificate) and DNS subclasses too
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ClientHttpProxyError,  # the CONNECT was refused: the request never left
+)
+# Anything after the connection was made (dropped, reset, timed out, an answer that
+# cannot be parsed or decoded): the request was sent, or may have been.
+MAYBE_SENT: tuple[type[Exception], ...] = (TimeoutError, aiohttp.ClientError)
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """How long one request may take: to connect, and in all (connect, send, answer).
+    """How long one request may take: to get a connection (a free one of the pool, or
+    a new one: TCP and TLS), and in all (connect, send, answer). Past `connect`
+    nothing was sent; past `total` the request may have been.
 
     No separate read timeout: an answer of a few hundred bytes either comes or not.
     """
@@ -71,11 +85,13 @@ class Timeouts:
 
 
 class EcsClient:
-    """Sends the three ECS calls over one connection pool, paced by the limiters given.
+    """Sends the three ECS calls, paced by the limiters given.
 
-    `session` is the run's aiohttp session: its connection limit and TLS context are
-    the pool's too, and requests through a proxy use it. `aclose` (or `async with`)
-    closes the pool's connections; the session is its owner's to close.
+    `session` is the run's pooled session (made by `network.session`): reads go on
+    its keep-alive connections. Reinstalls go on a session of the client's own, made
+    at the first one with `network`'s TLS context and proxies and as many
+    connections at most as `session`, each opened for one request and closed after.
+    `aclose` (or `async with`) closes that one; `session` is its owner's to close.
     """
 
     def __init__(
@@ -91,9 +107,12 @@ class EcsClient:
         adaptive: AdaptivePacing | None = None,
         user_data: str | None = None,
         service_clock: ServiceClock | None = None,
+        network: Network | None = None,
     ) -> None:
-        """`adaptive` adds a limiter per API and endpoint whose rate follows the
-        service's throttling, under `submit_limiter`/`poll_limiter` as ceilings.
+        """`network`: the TLS context and proxies of every request (default: the
+        system's CAs, no proxy). `adaptive` adds a limiter per API and endpoint whose
+        rate follows the service's throttling, under `submit_limiter`/`poll_limiter`
+        as ceilings.
         `user_data` (base64, checked by `orchestrator.userdata`) goes with every
         Cloud-Init reinstall; it is never logged."""
         self._session = session
@@ -102,14 +121,9 @@ class EcsClient:
         self._submit_limiter = submit_limiter or Unlimited()
         self._poll_limiter = poll_limiter or Unlimited()
         t = timeouts or Timeouts()
-        self._timeouts = t
-        self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
-        connector = session.connector
-        self._pool = http1.Pool(
-            limit=connector.limit if connector is not None and connector.limit else 100,
-            tls=tls_for(session),
-            max_body=MAX_BODY_BYTES,
-        )
+        self._timeout = aiohttp.ClientTimeout(total=t.total, connect=t.connect)
+        self._network = network
+        self._fresh: aiohttp.ClientSession | None = None  # the reinstalls' session
         self._adaptive = adaptive
         self.requests: Counter[str] = Counter()  # sent, by kind
         self.throttled = 0
@@ -120,7 +134,9 @@ class EcsClient:
         self.service_clock = service_clock or ServiceClock()
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        fresh, self._fresh = self._fresh, None
+        if fresh is not None:
+            await fresh.close()
 
     async def __aenter__(self) -> EcsClient:
         return self
@@ -276,52 +292,41 @@ class EcsClient:
         unsent_is_unknown: bool,
     ) -> tuple[int, dict[str, str], bytes, dict[str, str], str | None]:
         """Send once; returns status, answer headers (of a refusal), raw body, the
-        headers sent and the answer's Date header."""
+        headers sent and the answer's Date header. A reinstall (`unsent_is_unknown`)
+        goes on a new connection of its own."""
         if self.reachability.tripped:
             raise Unreachable(
                 self.reachability.describe(base_url), reached=self.reachability.reached
             )
         base = self._bases.get(base_url)
         if base is None:
-            base = self._bases[base_url] = _Base.of(self._session, base_url)
+            base = self._bases[base_url] = _Base.of(base_url, self._get_network())
         if self._credentials is not None:  # a new dict: JSON_HEADERS is not touched
             headers = self._credentials.headers(
-                method, base.origin.authority, path, project_id, body, JSON_HEADERS
+                method, base.authority, path, project_id, body, JSON_HEADERS
             )
         else:
             headers = dict(JSON_HEADERS)
+        session = self._fresh_session() if unsent_is_unknown else self._session
         self.requests[kind] += 1
         try:
-            if base.proxy:
-                status, resp_headers, raw, date = await self._via_session(
-                    method, base, path, body, headers
-                )
-            else:
-                answer = await self._pool.request(
-                    base.origin,
-                    method,
-                    base.prefix + path,
-                    headers,
-                    body,
-                    connect_timeout=self._timeouts.connect,
-                    total_timeout=self._timeouts.total,
-                    fresh_within=REINSTALL_FRESH_WITHIN if unsent_is_unknown else None,
-                )
-                status, raw = answer.status, answer.body
-                # Only a refusal's headers are read (Retry-After).
-                resp_headers = answer.headers if status >= 300 else {}
-                date = answer.headers.get("date")
-        except http1.ConnectFailed as exc:
+            status, resp_headers, raw, date = await self._via_session(
+                session, method, base, path, body, headers
+            )
+        except NOTHING_SENT as exc:
             # The connection was never made: nothing reached the service.
             self.requests[kind] -= 1
-            if self.reachability.failed(str(exc)):
+            # An untrusted certificate is configuration, the same for every target.
+            lasting = isinstance(exc, aiohttp.ClientConnectorCertificateError)
+            if self.reachability.failed(_not_connected(exc), lasting=lasting):
                 raise Unreachable(
                     self.reachability.describe(base_url), reached=self.reachability.reached
                 ) from None
-            raise NotSent(f"{kind}: cannot connect ({str(exc).partition(':')[0]})") from None
-        except http1.NoAnswer as exc:
+            what = _not_connected(exc, brief=True)
+            raise NotSent(f"{kind}: cannot connect ({what})") from None
+        except MAYBE_SENT as exc:
             # Sent, or maybe sent: the service may have acted on it.
-            message = f"{kind}: no answer ({exc})"
+            message = f"{kind}: no answer ({type(exc).__name__})"
             if unsent_is_unknown:
                 raise OutcomeUnknown(message) from None
             raise RetryLater(message) from None
@@ -329,30 +334,53 @@ class EcsClient:
         return status, resp_headers, raw, headers, date
 
     async def _via_session(
-        self, method: str, base: _Base, path: str, body: bytes, headers: dict[str, str]
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        base: _Base,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
     ) -> tuple[int, dict[str, str], bytes, str | None]:
-        """One request through aiohttp (a proxy is configured), failures as http1's."""
-        try:
-            async with self._session.request(
-                method,
-                base.url.with_path(base.prefix + path, encoded=True),
-                data=body if body else None,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-                **base.proxy,
-            ) as resp:
-                raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
-                answered = dict(resp.headers.items()) if resp.status >= 300 else {}
-                return resp.status, answered, raw, resp.headers.get("Date")
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise http1.ConnectFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise http1.NoAnswer(type(exc).__name__) from None
+        """One request and its answer: status, headers (of a refusal), up to
+        MAX_BODY_BYTES + 1 bytes of its body, and its Date header.
+
+        aiohttp retries a request whose kept-alive connection turns out closed, but
+        only an idempotent one (GET, never POST): a reinstall is sent at most once.
+        """
+        async with session.request(
+            method,
+            base.url.with_path(base.prefix + path, encoded=True),
+            data=body if body else None,
+            headers=headers,
+            timeout=self._timeout,
+            allow_redirects=False,
+            proxy=base.proxy,
+        ) as resp:
+            raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
+            # Only a refusal's headers are read (Retry-After).
+            answered = dict(resp.headers.items()) if resp.status >= 300 else {}
+            return resp.status, answered, raw, resp.headers.get("Date")
+
+    def _get_network(self) -> Network:
+        if self._network is None:  # once: loading the system's CAs takes milliseconds
+            self._network = Network(ssl.create_default_context())
+        return self._network
+
+    def _fresh_session(self) -> aiohttp.ClientSession:
+        """The reinstalls' session: a new connection per request (made at the first)."""
+        if self._fresh is None:
+            limit = self._session.connector.limit if self._session.connector else 0
+            self._fresh = self._get_network().session(limit or 100, fresh_connections=True)
+        return self._fresh
 
 
 async def read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """The whole body, or its first `limit` bytes: read(n) returns only what has arrived."""
+    """The whole body, or its first `limit` bytes: read(n) returns only what has arrived.
+
+    aiohttp decodes a gzip or deflate body as it reads, in bounded steps (3.13.3 and
+    later), so `limit` caps the decoded size: a small compressed answer that would
+    inflate to gigabytes stops here at `limit` bytes, and the caller refuses it."""
     chunks: list[bytes] = []
     size = 0
     while size < limit:
@@ -371,16 +399,29 @@ class _Base:
     the signature names and the proxy the environment gives it."""
 
     url: URL
-    origin: http1.Origin  # its `authority` is the Host the signature names
+    authority: str  # the Host header: the URL's host[:port]
     prefix: str  # the base URL's own path, if any, before ours
-    proxy: dict[str, Any]
+    proxy: URL | None
 
     @classmethod
-    def of(cls, session: aiohttp.ClientSession, base_url: str) -> _Base:
+    def of(cls, base_url: str, network: Network) -> _Base:
         url = URL(base_url)
-        return cls(
-            url, http1.Origin.of(base_url), url.raw_path.rstrip("/"), proxy_for(session, base_url)
+        authority = urlsplit(base_url).netloc.rpartition("@")[2]
+        return cls(url, authority, url.raw_path.rstrip("/"), network.proxies.for_url(url))
+
+
+def _not_connected(exc: Exception, *, brief: bool = False) -> str:
+    """Why a connection was not made, for the operator (the error's own words only)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        if brief:
+            return "TLS certificate not trusted"
+        return (
+            f"the TLS certificate of {exc.host}:{exc.port} is not trusted"
+            f" ({str(exc.certificate_error)[:200]})"
         )
+    if brief:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _pacing_key(region: str | None) -> str:

@@ -35,11 +35,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from orchestrator import redact
 from orchestrator.answers import optional_text, parse_body, service_text
 from orchestrator.auth import AkSkAuth, Credentials, TokenAuth, header_problem
-from orchestrator.client import read_capped
+from orchestrator.client import MAYBE_SENT, NOTHING_SENT, read_capped
 from orchestrator.cloudconfig import CloudConfig, url_site
 from orchestrator.endpoints import check_endpoint
 from orchestrator.errors import (
@@ -50,7 +51,7 @@ from orchestrator.errors import (
     Throttled,
     UsageError,
 )
-from orchestrator.network import proxy_for
+from orchestrator.network import Proxies
 
 TOKEN_HEADER = "X-Subject-Token"
 # Only `ecs`: `compute` is Nova (/v2.1), another API even where it shares the host.
@@ -121,7 +122,9 @@ class IamAuth:
         *,
         clock: Callable[[], float] = time.time,
         timeout: float = 30.0,
+        proxies: Proxies | None = None,
     ) -> None:
+        """`proxies`: where the environment's proxies apply (default: none)."""
         assert config.auth_url and config.username and config.password
         self._session = session
         self._config = config
@@ -129,6 +132,7 @@ class IamAuth:
         if urlsplit(auth_url).path in ("", "/"):
             auth_url += "/v3"  # "https://iam.eu-de.otc.t-systems.com" means its v3 API
         self._url = auth_url + "/auth/tokens"
+        self._proxy = (proxies or Proxies(from_environment=False)).for_url(URL(self._url))
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._tokens: dict[str, _Token] = {}
@@ -216,14 +220,14 @@ class IamAuth:
                 headers={"Content-Type": "application/json;charset=utf8"},
                 timeout=self._timeout,
                 allow_redirects=False,
-                **proxy_for(self._session, self._url),
+                proxy=self._proxy,
             ) as resp:
                 raw = await read_capped(resp.content, MAX_BODY)
                 headers = {k: v for k, v in resp.headers.items()}
                 status = resp.status
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        except NOTHING_SENT as exc:
             raise NotSent(f"IAM {what}: cannot connect ({type(exc).__name__})") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except MAYBE_SENT as exc:
             raise RetryLater(f"IAM {what}: no answer ({type(exc).__name__})") from None
         payload = parse_body(raw)
         return status, headers, payload if isinstance(payload, dict | list) else None
@@ -324,10 +328,13 @@ def _summary(status: int, payload: Any) -> str:
     return text + (f": {message}" if message else "")
 
 
-def credentials_for(config: CloudConfig, session: aiohttp.ClientSession) -> Credentials:
-    """The credentials a resolved configuration stands for."""
+def credentials_for(
+    config: CloudConfig, session: aiohttp.ClientSession, proxies: Proxies | None = None
+) -> Credentials:
+    """The credentials a resolved configuration stands for (IAM's requests on `session`,
+    through `proxies`)."""
     if config.auth_type == "password":
-        return IamAuth(session, config)
+        return IamAuth(session, config, proxies=proxies)
     if config.auth_type == "token" and config.token:
         return TokenAuth(config.token)
     if config.auth_type == "aksk" and config.ak and config.sk:

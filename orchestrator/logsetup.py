@@ -18,8 +18,8 @@ field names are listed in the README, section "Logs":
 
 The log file is written through a buffer, not flushed per line: a line reaches
 the disk within a second (`BufferedFileHandler`), a warning or worse at once, and
-everything at exit or stop. Flushing every state change cost a system call per
-line (issue 10); the state file, not the log, is what a resume relies on.
+everything at exit or stop. Flushing every state change would cost a system call
+per line; the state file, not the log, is what a resume relies on.
 
 Secrets are blanked twice: a filter on the message (as before), and the
 formatted line itself, raw and JSON-escaped, since extras reach JSON unfiltered.

@@ -1,32 +1,41 @@
-"""How the orchestrator reaches the cloud from an operator's network: proxies and CAs.
+"""How the orchestrator reaches the cloud from an operator's network: CAs, proxies, sessions.
 
-Proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, looked up once per origin
-(`proxy_for`), not per request: aiohttp's `trust_env` does the lookup and reads
-~/.netrc in a worker thread for every request, which at fleet scale cost more CPU
-than the requests themselves (issue 10). The session is made without `trust_env`;
-every caller of `session.request` passes `**proxy_for(session, url)`.
+    Network.of(bundle, proxies=True)   the run's TLS context and proxies, chosen once
+    network.session(limit)             pooled keep-alive connections: reads, IAM
+    network.session(limit, fresh_connections=True)
+                                       a new connection for every request: reinstalls
+
 The trusted CAs are the system's, or one bundle file: `--ca-bundle`, else the
 cloud's `cacert` (clouds.yaml / OS_CACERT), else REQUESTS_CA_BUNDLE, else
 SSL_CERT_FILE. Certificate checks cannot be turned off: there is no --insecure.
+
+Proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read with the standard
+library (`urllib.request.getproxies`, `proxy_bypass`) once per origin and passed
+to each request. Sessions are made without aiohttp's `trust_env`, which would look
+the proxy up again for every request and also read ~/.netrc, adding its
+credentials as Basic auth to requests that carry the service's own (with AK/SK
+signing that even makes the request fail). Proxy credentials go in the proxy URL
+(`http://user:password@proxy:3128`). No session keeps cookies: the API is
+authenticated by token or signature on every request.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ssl
-import weakref
+import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from orchestrator.errors import UsageError
 
 CA_ENV = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+# What the service's logs show as the client (aiohttp's default names Python's and
+# its own versions instead).
+USER_AGENT = "ecs-reinstall-orchestrator"
 
 
 @dataclass(frozen=True)
@@ -62,50 +71,60 @@ def ssl_context(bundle: CaBundle) -> ssl.SSLContext:
         raise UsageError(f"CA bundle {bundle.path} ({bundle.source}): {exc}") from None
 
 
-def new_session(limit: int, bundle: CaBundle, *, proxies: bool = True) -> aiohttp.ClientSession:
-    """The one pooled session of a run: proxies from the environment (not for the
-    in-process simulator), CAs as chosen."""
-    tls = ssl_context(bundle)
-    connector = aiohttp.TCPConnector(limit=limit, ssl=tls)
-    session = aiohttp.ClientSession(connector=connector, trust_env=False)
-    _TLS[session] = tls
-    if proxies:
-        _PROXIED[session] = {}
-    return session
+class Proxies:
+    """The proxy for each origin (scheme, host, port), from the environment or none.
 
-
-# The TLS context each session was made with, for the lean pool that sends beside it
-# (`client.EcsClient`): one choice of CAs for every request of a run.
-_TLS: weakref.WeakKeyDictionary[aiohttp.ClientSession, ssl.SSLContext] = weakref.WeakKeyDictionary()
-
-
-def tls_for(session: aiohttp.ClientSession) -> ssl.SSLContext | None:
-    """The TLS context `new_session` gave `session` (None: not made there; the system's CAs)."""
-    return _TLS.get(session)
-
-
-# Sessions whose requests follow the environment's proxies, and what each origin resolved to.
-_PROXIED: weakref.WeakKeyDictionary[aiohttp.ClientSession, dict[str, dict[str, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def proxy_for(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    """`proxy` / `proxy_auth` keyword arguments for a request to `url` on `session`.
-
-    The environment is read once per origin (scheme, host, port) and kept for the
-    session's life: a run does not pick up a proxy changed while it runs.
+    The environment is read at an origin's first request and kept for the run: a run
+    does not pick up a proxy changed while it runs.
     """
-    origins = _PROXIED.get(session)
-    if origins is None:
-        return {}
-    scheme, _, rest = url.partition("://")
-    origin = scheme + "://" + rest.split("/", 1)[0]
-    found = origins.get(origin)
-    if found is None:
-        found = {}
-        with contextlib.suppress(LookupError):
-            proxy, auth = get_env_proxy_for_url(URL(origin))
-            found = {"proxy": proxy, "proxy_auth": auth}
-        origins[origin] = found
-    return found
+
+    def __init__(self, *, from_environment: bool = True) -> None:
+        self.from_environment = from_environment
+        self._origins: dict[URL, URL | None] = {}
+
+    def for_url(self, url: URL) -> URL | None:
+        """The proxy a request to `url` goes through; None: straight to it."""
+        if not self.from_environment:
+            return None
+        origin = url.origin()
+        try:
+            return self._origins[origin]
+        except KeyError:
+            found = self._origins[origin] = _environment_proxy(origin)
+            return found
+
+
+def _environment_proxy(origin: URL) -> URL | None:
+    if origin.host is None or urllib.request.proxy_bypass(origin.host_port_subcomponent or ""):
+        return None
+    value = urllib.request.getproxies().get(origin.scheme, "").strip()
+    if not value:
+        return None
+    # "proxy:3128" is accepted by curl and urllib alike: a proxy without a scheme is http.
+    return URL(value if "://" in value else f"http://{value}")
+
+
+@dataclass(frozen=True)
+class Network:
+    """The TLS context and the proxies of every request a run sends."""
+
+    tls: ssl.SSLContext
+    proxies: Proxies = field(default_factory=lambda: Proxies(from_environment=False))
+
+    @classmethod
+    def of(cls, bundle: CaBundle, *, proxies: bool = True) -> Network:
+        """Trust `bundle`; follow the environment's proxies unless `proxies` is false
+        (the in-process simulator: always on loopback)."""
+        return cls(ssl_context(bundle), Proxies(from_environment=proxies))
+
+    def session(self, limit: int, *, fresh_connections: bool = False) -> aiohttp.ClientSession:
+        """A session of at most `limit` connections at once. Its connections are kept
+        alive and reused, unless `fresh_connections`: then each request opens its own
+        connection (through the proxy too: its own tunnel) and closes it after."""
+        connector = aiohttp.TCPConnector(limit=limit, ssl=self.tls, force_close=fresh_connections)
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": USER_AGENT},
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )

@@ -153,7 +153,7 @@ class LivePanel:
             vertical_overflow="crop",
         )
         self.redraws = 0
-        self.cpu_seconds = 0.0  # this thread's CPU spent drawing (benchmarks/panel_cost.py)
+        self.cpu_seconds = 0.0  # this thread's CPU spent drawing: what the panel costs
 
     def __enter__(self) -> LivePanel:
         self._live.start()

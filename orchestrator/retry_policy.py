@@ -134,29 +134,8 @@ def retrying(settings: RetrySettings) -> AsyncRetrying:
 
 
 async def call_retrying(settings: RetrySettings, call: Callable[[], Awaitable[T]]) -> T:
-    """`call()` under `retrying(settings)`, without entering tenacity when it first succeeds.
-
-    Nearly every call succeeds at once, and building tenacity's per-call state
-    cost more CPU than the request (issue 10). A first failure is handed to the
-    same policy as its first attempt, so what follows (the backoff, Retry-After,
-    the attempt and delay limits, what is raised) is exactly what `retrying` does;
-    only its delay limit counts from the first failure rather than the first try.
-    """
-    try:
-        return await call()
-    except Exception as exc:
-        if decide(exc) is not Decision.RETRY:
-            raise
-        first: Exception | None = exc
-
-    async def again() -> T:
-        nonlocal first
-        if first is not None:
-            failed, first = first, None
-            raise failed
-        return await call()
-
+    """`call()` under `retrying(settings)`: its result, or the error it ends with."""
     async for attempt in retrying(settings):
         with attempt:
-            return await again()
+            return await call()
     raise AssertionError("unreachable")  # pragma: no cover

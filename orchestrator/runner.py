@@ -981,7 +981,7 @@ class Runner:
             await self._learn_quiet(target, job)
         times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
         if job.status in ("SUCCESS", "FAIL"):
-            self._observe_length(target, job)
+            self._observe_length(job)
         if job.server_id is not None and job.server_id != target.server_id:
             target = await self._change(
                 target,
@@ -1063,11 +1063,12 @@ class Runner:
             delay = self._settings.first_poll * 2 ** (info.verify_reads - 1)
             self._schedule(target, min(delay, self._settings.poll_cap))
 
-    def _observe_length(self, target: Target, job: JobView) -> None:
-        """A job ended: its length (job id to the service's end time) tunes later polling."""
-        submitted, ended = parse_time(target.submitted_at), parse_time(job.end_time)
-        if submitted is not None and ended is not None:
-            self._lengths.observe((ended - submitted).total_seconds())
+    def _observe_length(self, job: JobView) -> None:
+        """A job ended: its length, begin to end on the service's own clock, tunes later
+        polling (never this host's clock against the service's)."""
+        begun, ended = parse_time(job.begin_time), parse_time(job.end_time)
+        if begun is not None and ended is not None:
+            self._lengths.observe((ended - begun).total_seconds())
 
     async def _learn_quiet(self, target: Target, job: JobView) -> None:
         """A job seen started: if it took longer to start than the quiet period assumes,

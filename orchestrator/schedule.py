@@ -131,7 +131,7 @@ class Backoff:
         return self.current
 
 
-# Learned polling (issue 10, point 6): the first query at FIRST_SHARE of the typical
+# Learned polling: the first query at FIRST_SHARE of the typical
 # job length, then every AGE_SHARE of the job's age. For lengths spread over 0.5x-2x
 # of the typical one this sees a job end on average within ~15 % of its length,
 # with fewer than 4 queries per job (see tests/unit/test_schedule.py).

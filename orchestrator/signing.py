@@ -138,7 +138,7 @@ _Keyed = tuple["hashlib._Hash", "hashlib._Hash"]
 def _keyed(key: bytes) -> _Keyed:
     """HMAC-SHA256's (RFC 2104) inner and outer hash states for a key, made once per
     key: `hmac.digest` sets OpenSSL's HMAC up again for every call, at 3x the cost
-    of copying these (issue 10; the client signs, the simulator checks, per request)."""
+    of copying these (the client signs, the simulator checks, every request)."""
     if len(key) > _SHA256_BLOCK:
         key = hashlib.sha256(key).digest()
     key = key.ljust(_SHA256_BLOCK, b"\0")

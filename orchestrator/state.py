@@ -778,16 +778,18 @@ class StateStore:
         return [_target(row) for row in rows]
 
     def job_lengths(self, limit: int = 1000) -> list[float]:
-        """Seconds from job id to job end of the latest jobs that ended (for polling).
+        """Seconds from begin to end of the latest jobs that ended (for polling).
 
-        The service's end time where it gave one, else when the end was seen.
-        Newest targets first, by id: no sort of the whole table, so a resume of a
-        large file stays quick. Computed here, not in SQL, so both stores share it.
+        Both times are the service's own: a length measured from this host's clock to
+        the service's would take any difference between the clocks (or a step of this
+        host's) for job time. Newest targets first, by id: no sort of the whole
+        table, so a resume of a large file stays quick. Computed here, not in SQL, so
+        both stores share it.
         """
         rows = self._conn.execute(
-            "SELECT submitted_at, coalesce(job_end_at, finished_at) FROM targets"
-            " WHERE state IN ('succeeded', 'failed') AND submitted_at IS NOT NULL"
-            " ORDER BY id DESC LIMIT ?",
+            "SELECT job_begin_at, job_end_at FROM targets"
+            " WHERE state IN ('succeeded', 'failed') AND job_begin_at IS NOT NULL"
+            " AND job_end_at IS NOT NULL ORDER BY id DESC LIMIT ?",
             (limit,),
         ).fetchall()
         lengths = []

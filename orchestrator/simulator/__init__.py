@@ -11,9 +11,10 @@ of an accepted reinstall), `jobs` (job plans and answers), `reinstall` (request
 bodies of v1 and v2), `auth` (token and AK/SK), `iam` (Keystone password tokens
 per project, POST /v3/auth/tokens), `ratelimit`,
 `faults`, `world` (state and rules), `app` (the routes' handlers, and them as an
-aiohttp application), `http` (the lean HTTP/1.1 server they run on), `server` (in-process
-start/stop), `cli` (the `simulate` command), `process` (`SimulatorProcess`: the
-`simulate` command as a child process, for tests and benchmarks).
+aiohttp application), `server` (in-process start/stop, HTTP or HTTPS), `tls` (the
+certificate of `simulate --tls`), `cli` (the `simulate` command), `process`
+(`SimulatorProcess`: the `simulate` command as a child process, for tests and load
+measurements).
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ authenticate, rate-limit, then the injected error and busy faults, all before
 anything is acted on. A reinstall that was acted on may still lose its answer:
 dropped (connection closed), replaced by a 5xx, or held back (slow).
 
-The handlers see a `Call` and return an `Answer`, free of any HTTP library, so
-two servers share them: `orchestrator.simulator.http` (the lean one `Simulator`
-runs, because one process must answer thousands of requests per second) and
-aiohttp's (`build_app`, for a caller that wants an `aiohttp.web.Application`,
-e.g. behind TLS). No logging per request, no middleware.
+The handlers see a `Call` and return an `Answer`, free of any HTTP library;
+`SimulatorApp.build` serves them as an aiohttp application, which also notes on
+which connection each request came: a reinstall on a connection that had already
+carried a request is counted (`reinstalls_on_reused_connections`), because the
+orchestrator promises a connection of its own to every reinstall. No logging per
+request, no middleware.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -64,6 +65,8 @@ class Call:
     headers: Mapping[str, str]  # case-insensitive
     body: bytes
     base_url: str  # scheme://host of this request, for the IAM's catalog
+    # Requests its connection carried before this one (0: a new connection).
+    earlier_on_connection: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,22 +91,6 @@ def _json(payload: Any, status: int = 200) -> Answer:
     return Answer(status, _encode(payload).encode())
 
 
-# A route's `{name}` matches what aiohttp's router matches: one path segment.
-_SEGMENT = r"(?P<{}>[^{{}}/]+)"
-
-
-def _pattern(template: str) -> re.Pattern[str]:
-    parts = re.split(r"\{(\w+)\}", template)
-    return re.compile(
-        "".join(_SEGMENT.format(p) if i % 2 else re.escape(p) for i, p in enumerate(parts))
-    )
-
-
-def _unquote_safe(value: str) -> str:
-    """A path parameter matched in the "safe" path, decoded as aiohttp decodes it."""
-    return value.replace("%2F", "/").replace("%25", "%")
-
-
 class SimulatorApp:
     """The handlers and what they share; `world` holds all simulated state."""
 
@@ -120,9 +107,8 @@ class SimulatorApp:
         self._limiter = RateLimiter(config.rate_limit)
         self._faults = Faults(config)
         self._latency = config.latency_ms / 1000.0
-        # Whether a handler may ever wait (latency, slow answers): without either,
-        # every handler finishes without suspending and a server may run it inline.
-        self.may_wait = self._latency > 0 or config.slow_answer_rate > 0
+        # API requests carried so far, per open connection (gone with the connection).
+        self._connections: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
         # (method, template, handler): aiohttp's GET routes also answer HEAD.
         self.routes: tuple[tuple[str, str, Handler], ...] = (
             ("POST", "/v1/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall),
@@ -132,47 +118,38 @@ class SimulatorApp:
             ("GET", "/_sim/stats", self.get_stats),
             ("POST", "/v3/auth/tokens", self.issue_token),
         )
-        self._compiled: tuple[tuple[str, re.Pattern[str], Handler], ...] = tuple(
-            (route[0], _pattern(route[1]), route[2]) for route in self.routes
-        )
 
     def stats(self) -> dict[str, Any]:
         return self.world.snapshot(self._clock())
 
-    def route(self, method: str, path_safe: str) -> tuple[Handler, dict[str, str]] | set[str]:
-        """The handler and path parameters for a request, or the methods the path allows
-        (empty: no such path). `path_safe` keeps `%2F` and `%25` encoded, as aiohttp's
-        router matches; parameters are decoded like aiohttp's."""
-        allowed: set[str] = set()
-        for route_method, pattern, handler in self._compiled:
-            match = pattern.fullmatch(path_safe)
-            if match is None:
-                continue
-            methods = {"GET", "HEAD"} if route_method == "GET" else {route_method}
-            if method in methods:
-                params = match.groupdict()
-                if "%" in path_safe:
-                    params = {k: _unquote_safe(v) for k, v in params.items()}
-                return handler, params
-            allowed |= methods
-        return allowed
-
     def build(self) -> web.Application:
-        """The same routes as an aiohttp application."""
+        """The routes as an aiohttp application."""
         app = web.Application()
         for route in self.routes:
-            adapter = self._aiohttp_handler(route[2], self._clock)
+            adapter = self._aiohttp_handler(route[2])
             if route[0] == "GET":
                 app.router.add_get(route[1], adapter)
             else:
                 app.router.add_post(route[1], adapter)
         return app
 
-    @staticmethod
+    def _connection_seen(self, transport: object) -> int:
+        """Count a request on `transport`'s connection; how many came on it before."""
+        earlier = self._connections.get(transport, 0)
+        self._connections[transport] = earlier + 1
+        if not earlier:
+            self.world.stats.connections += 1
+        return earlier
+
     def _aiohttp_handler(
-        handler: Handler, clock: Callable[[], float]
+        self, handler: Handler
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        # The stats route is the observer's, not the client's: its connections are not counted.
+        counted = handler != self.get_stats
+
         async def handle(request: web.Request) -> web.StreamResponse:
+            transport = request.transport
+            earlier = self._connection_seen(transport) if counted and transport else 0
             call = Call(
                 request.method,
                 request.path,
@@ -180,6 +157,7 @@ class SimulatorApp:
                 request.headers,
                 await request.read() if request.body_exists else b"",
                 f"{request.scheme}://{request.host}",
+                earlier,
             )
             answer = await handler(call, **request.match_info)
             if answer.drop:
@@ -194,7 +172,7 @@ class SimulatorApp:
             for name, value in answer.headers:
                 response.headers[name] = value
             # The service's clock, not this machine's: aiohttp would write its own.
-            response.headers["Date"] = formatdate(clock(), usegmt=True)
+            response.headers["Date"] = formatdate(self._clock(), usegmt=True)
             return response
 
         return handle
@@ -255,6 +233,8 @@ class SimulatorApp:
     ) -> Answer:
         now = self._clock()
         self.world.stats.arrived(REINSTALL, now)
+        if call.earlier_on_connection:
+            self.world.stats.reinstalls_on_reused_connections += 1
         self.world.reinstall_arrived(project_id, server_id, api, now)
         try:
             now = await self._gate(call, REINSTALL, project_id)

@@ -1,7 +1,9 @@
 """`orchestrator simulate`: run the fake ECS API until SIGINT or SIGTERM.
 
 The first line on stdout is the URL, flushed at once, so a parent process (a
-test, a benchmark) can start it on port 0 and learn where it listens.
+test, a load measurement) can start it on port 0 and learn where it listens.
+With `--tls` the second line is the path of the CA certificate to trust
+(`orchestrator run --ca-bundle PATH`), removed when the simulator exits.
 """
 
 from __future__ import annotations
@@ -9,19 +11,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import shutil
 import signal
+import ssl
 import sys
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from orchestrator.cli_types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
-
-if TYPE_CHECKING:
-    from orchestrator.simulator.server import HttpServer
+from orchestrator.simulator.tls import TlsSetupError, given_certificate, made_certificate
 
 _RATE = SHARE
 
@@ -81,13 +83,23 @@ def _users(
     help="Port to listen on; 0 picks a free port (the URL is printed first).",
 )
 @click.option(
-    "--http",
-    "http",
-    type=click.Choice(["aiohttp", "lean"]),
-    default="aiohttp",
-    show_default=True,
-    help="HTTP server: aiohttp's, or the simulator's own lean HTTP/1.1 protocol (about 40 %"
-    " less CPU per request; the fleet-scale benchmarks use it).",
+    "--tls",
+    is_flag=True,
+    help="Serve HTTPS with a certificate made at start for 127.0.0.1, ::1 and localhost; "
+    "the CA that issued it is written to a file whose path is printed (the second line "
+    "on stdout), for the orchestrator's --ca-bundle. Needs the extra [simulator].",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Serve HTTPS with this certificate (PEM, chain first); needs --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The private key of --tls-cert (PEM).",
 )
 @click.option(
     "--seed",
@@ -317,7 +329,9 @@ def _users(
 def simulate(
     host: str,
     port: int,
-    http: HttpServer,
+    tls: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     seed: int,
     fleet: tuple[tuple[str, str], ...] | None,
     missing_rate: float,
@@ -364,6 +378,12 @@ def simulate(
         raise click.UsageError("--ak and --sk must be given together")
     if not math.isfinite(clock_offset):
         raise click.UsageError("--clock-offset must be a finite number of seconds")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key must be given together")
+    if tls and tls_cert is not None:
+        raise click.UsageError(
+            "--tls makes a certificate, --tls-cert/--tls-key give one: use one or the other"
+        )
     config = SimulatorConfig(
         seed=seed,
         fleet=fleet,
@@ -397,10 +417,28 @@ def simulate(
         denied_projects=denied_projects,
         clock_offset=clock_offset,
     )
-    asyncio.run(_serve(config, host, port, http))
+    ca_dir = Path(tempfile.mkdtemp(prefix="orchestrator-simulator-")) if tls else None
+    try:
+        context, ca_file = None, None
+        if ca_dir is not None:
+            context, ca_file = made_certificate(ca_dir)
+        elif tls_cert is not None and tls_key is not None:
+            context = given_certificate(tls_cert, tls_key)
+        asyncio.run(_serve(config, host, port, context, ca_file))
+    except TlsSetupError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        if ca_dir is not None:
+            shutil.rmtree(ca_dir, ignore_errors=True)
 
 
-async def _serve(config: SimulatorConfig, host: str, port: int, http: HttpServer) -> None:
+async def _serve(
+    config: SimulatorConfig,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    ca_file: Path | None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -409,7 +447,7 @@ async def _serve(config: SimulatorConfig, host: str, port: int, http: HttpServer
     # the server's imports (aiohttp's web stack) on every other command.
     from orchestrator.simulator.server import Simulator
 
-    sim = Simulator(config, host=host, port=port, http=http)
+    sim = Simulator(config, host=host, port=port, tls=tls)
     try:
         try:
             await sim.start()
@@ -422,9 +460,11 @@ async def _serve(config: SimulatorConfig, host: str, port: int, http: HttpServer
             # The fleet and everything built at start live as long as the process: kept out
             # of the collector's generations, they are not walked again at every full
             # collection. Those walks held requests up to 15 ms at a 6,000-server fleet,
-            # and bunched the arrival times the pacing benchmarks take from here.
+            # which would blur the arrival times the simulator records to measure pacing.
             gc.freeze()
             click.echo(sim.url)
+            if ca_file is not None:
+                click.echo(ca_file)
             sys.stdout.flush()
             kinds = {
                 "token": config.token is not None,
@@ -438,6 +478,8 @@ async def _serve(config: SimulatorConfig, host: str, port: int, http: HttpServer
                 f"auth={auth or 'off'}, fleet={fleet})",
                 err=True,
             )
+            if ca_file is not None:
+                click.echo(f"CA certificate: {ca_file} (the orchestrator's --ca-bundle)", err=True)
             await stop.wait()
         finally:
             await sim.stop()

@@ -6,11 +6,12 @@
         ...  # send requests to sim.url; read sim.stats()
 
 `SimulatorProcess` owns the child process from start to end: it starts it on a
-free port, learns the URL from the first stdout line (bounded by a timeout),
+free port, learns the URL from the first stdout line (bounded by a timeout) and,
+with `--tls`, the CA certificate to trust from the second (`ca_bundle`),
 keeps its stderr drained into a temporary file (so a chatty simulator cannot
 block, and the tail can explain a failed start), and stops it with SIGTERM,
-then SIGKILL if it does not exit, closing every pipe. For tests, benchmarks and
-tools that need the simulator out of their own process; `Simulator` runs it
+then SIGKILL if it does not exit, closing every pipe. For tests, load measurements
+and tools that need the simulator out of their own process; `Simulator` runs it
 in-process.
 
 The child starts with `IN_PROCESS_DEFAULTS` before the caller's arguments: the
@@ -30,6 +31,7 @@ import json
 import os
 import selectors
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -54,9 +56,16 @@ IN_PROCESS_DEFAULTS = (
 )  # fmt: skip
 
 
-def read_stats(url: str, timeout: float = STATS_TIMEOUT) -> dict[str, Any]:
-    """`GET {url}/_sim/stats` of a running simulator, straight to it (never via a proxy)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def read_stats(
+    url: str, timeout: float = STATS_TIMEOUT, ca_bundle: Path | None = None
+) -> dict[str, Any]:
+    """`GET {url}/_sim/stats` of a running simulator, straight to it (never via a proxy),
+    over HTTPS trusting `ca_bundle` where the simulator serves HTTPS."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if ca_bundle is not None:
+        context = ssl.create_default_context(cafile=str(ca_bundle))
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     with opener.open(url + "/_sim/stats", timeout=timeout) as response:
         stats: dict[str, Any] = json.loads(response.read())
     return stats
@@ -85,6 +94,7 @@ class SimulatorProcess:
         self.startup_timeout = startup_timeout
         self.returncode: int | None = None
         self._url: str | None = None
+        self.ca_bundle: Path | None = None  # with --tls: the CA certificate to trust
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -118,6 +128,7 @@ class SimulatorProcess:
             raise RuntimeError("the simulator process is already running")
         self.returncode = None
         self._url = None
+        self.ca_bundle = None
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         try:
             self._process = subprocess.Popen(
@@ -128,11 +139,14 @@ class SimulatorProcess:
                 env=self.env,
                 cwd=self.cwd,
             )
-            line, ended = self._first_line()
+            # With --tls the simulator prints the CA certificate's path after the URL.
+            expected = 2 if "--tls" in self.args else 1
+            lines, ended = self._first_lines(expected)
         except BaseException:
             self.stop()
             raise
-        if not line.startswith("http://"):
+        line = lines[0] if lines else ""
+        if len(lines) < expected or not line.startswith(("http://", "https://")):
             code = self._end_process(grace=STOP_TIMEOUT if ended else 0.0)
             tail = self._stderr_tail() or "(empty)"
             self.stop()
@@ -140,13 +154,15 @@ class SimulatorProcess:
                 what = f"exited with code {code} before printing its URL"
             else:
                 what = f"printed no URL within {self.startup_timeout:g} s (stopped: {code})"
-            raise RuntimeError(f"the simulator {what}; stdout {line!r}; stderr: {tail}")
+            raise RuntimeError(f"the simulator {what}; stdout {lines!r}; stderr: {tail}")
         self._url = line
+        if len(lines) == 2:
+            self.ca_bundle = Path(lines[1])
         return self
 
     def stats(self) -> dict[str, Any]:
         """The answer of `GET /_sim/stats`."""
-        return read_stats(self.url)
+        return read_stats(self.url, ca_bundle=self.ca_bundle)
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after 10 s; close the pipes. Its exit code; safe to repeat."""
@@ -168,8 +184,9 @@ class SimulatorProcess:
     ) -> None:
         self.stop()
 
-    def _first_line(self) -> tuple[str, bool]:
-        """The first stdout line (or what came of it by the timeout), and whether stdout ended."""
+    def _first_lines(self, count: int) -> tuple[list[str], bool]:
+        """The first `count` whole stdout lines (fewer if no more came by the timeout),
+        and whether stdout ended."""
         stdout = self.process.stdout
         assert stdout is not None
         fd = stdout.fileno()
@@ -178,7 +195,7 @@ class SimulatorProcess:
         deadline = time.monotonic() + self.startup_timeout
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
-            while b"\n" not in data:
+            while data.count(b"\n") < count:
                 left = deadline - time.monotonic()
                 if left <= 0 or not selector.select(left):
                     break
@@ -187,7 +204,8 @@ class SimulatorProcess:
                     ended = True
                     break
                 data += chunk
-        return data.partition(b"\n")[0].decode(errors="replace").strip(), ended
+        whole = data.split(b"\n")[:-1][:count]  # after the last newline: a cut line
+        return [line.decode(errors="replace").strip() for line in whole], ended
 
     def _end_process(self, grace: float = 0.0) -> int | None:
         """Give the child `grace` seconds to exit by itself, then SIGTERM, then SIGKILL."""

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
 from orchestrator.simulator.app import SimulatorApp
 from orchestrator.simulator.config import SimulatorConfig
-from orchestrator.simulator.http import LeanServer
-
-# aiohttp's server (the default: what every test talks to), or the simulator's own
-# lean HTTP/1.1 protocol, which needs about 40 % less CPU per request: the fleet-scale
-# benchmarks use it so that a simulator on the same cores takes less from the client.
-HttpServer = Literal["aiohttp", "lean"]
 
 # In-flight handlers get this long to finish when the simulator stops; idle
 # keep-alive connections are closed at once.
@@ -22,7 +17,8 @@ SHUTDOWN_TIMEOUT = 2.0
 
 
 class Simulator:
-    """The fake ECS API on `host:port`; use `async with` or `start()`/`stop()`."""
+    """The fake ECS API on `host:port`, over HTTPS when given a server-side `tls`
+    context; use `async with` or `start()`/`stop()`."""
 
     def __init__(
         self,
@@ -30,21 +26,22 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        http: HttpServer = "aiohttp",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config if config is not None else SimulatorConfig()
         self.host = host
         self.port = port
-        self.http = http
-        self._server: LeanServer | web.AppRunner | None = None
+        self.tls = tls
+        self._runner: web.AppRunner | None = None
         self._app: SimulatorApp | None = None
 
     @property
     def url(self) -> str:
-        if self._server is None:
+        if self._runner is None:
             raise RuntimeError("the simulator is not running")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def stats(self) -> dict[str, Any]:
         """The same counters as `GET /_sim/stats`."""
@@ -53,14 +50,9 @@ class Simulator:
         return self._app.stats()
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._runner is not None:
             raise RuntimeError("the simulator is already running")
         self._app = SimulatorApp(self.config)
-        if self.http == "lean":
-            server = LeanServer(self._app)
-            self.port = await server.start(self.host, self.port)
-            self._server = server
-            return
         runner = web.AppRunner(
             self._app.build(),
             access_log=None,
@@ -69,19 +61,17 @@ class Simulator:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            await web.TCPSite(runner, self.host, self.port, ssl_context=self.tls).start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._server = runner
+        self._runner = runner
         self.port = runner.addresses[0][1]
 
     async def stop(self) -> None:
-        server, self._server = self._server, None
-        if isinstance(server, LeanServer):
-            await server.close(SHUTDOWN_TIMEOUT)
-        elif server is not None:
-            await server.cleanup()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
     async def __aenter__(self) -> Simulator:
         await self.start()

@@ -1,4 +1,4 @@
-"""Counters of what the simulator saw and did, for tests and benchmarks to assert on."""
+"""Counters of what the simulator saw and did, for tests and measurements to assert on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 API_KINDS = ("reinstall", "job", "server")
 REINSTALL_APIS = ("v1", "v2")  # without / with Cloud-Init
-# Arrival times kept per API kind: enough for a benchmark's window, bounded for a long run.
+# Arrival times kept per API kind: enough for a pacing measurement, bounded for a long run.
 REQUEST_TIMES_KEPT = 100_000
 
 
@@ -55,6 +55,10 @@ class Stats:
     tokens_issued: Counter[str] = field(default_factory=Counter)  # IAM, by project
     token_refusals: int = 0  # IAM token requests answered with an error
     denied: int = 0  # ECS requests refused by a project's policy (403 Pdp.0001)
+    connections: int = 0  # connections that carried API (or IAM) requests
+    # Reinstalls that came on a connection which had carried a request before: must
+    # stay 0, the orchestrator opens a connection for each reinstall.
+    reinstalls_on_reused_connections: int = 0
 
     def arrived(self, kind: str, now: float) -> None:
         """Count one request of `kind` and note when it came (the hot path: two appends)."""
@@ -109,4 +113,6 @@ class Stats:
             "tokens_issued": dict(self.tokens_issued),
             "token_refusals": self.token_refusals,
             "denied": self.denied,
+            "connections": self.connections,
+            "reinstalls_on_reused_connections": self.reinstalls_on_reused_connections,
         }

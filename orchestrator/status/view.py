@@ -2,7 +2,7 @@
 
 The JSON document (`status_to_dict`) is versioned by `STATUS_SCHEMA`; its
 fields are listed in the README, section "Commands". `wave` and `window` are
-null until the rollout control (issue 8) records them in the state file.
+null until the rollout control (`--waves`, `--window`) records them in the state file.
 
 The text shows every value from the state file through `visible`: error codes and
 reasons are the service's words, and their control characters must not reach the
@@ -82,7 +82,7 @@ class StatusSnapshot:
     first_started_at: str | None
     requests: Mapping[str, int]
     throttled: int
-    wave: Mapping[str, Any] | None = None  # filled by the rollout control (issue 8)
+    wave: Mapping[str, Any] | None = None  # filled by the rollout control
     window: Mapping[str, Any] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
 

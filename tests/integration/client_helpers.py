@@ -115,7 +115,8 @@ async def sim_client(
     sim = Simulator(SimulatorConfig(**config), host="127.0.0.1", port=0)
     await sim.start()
     try:
-        yield sim, make_client(session, sim.url, credentials, **(client_kwargs or {}))
+        async with make_client(session, sim.url, credentials, **(client_kwargs or {})) as client:
+            yield sim, client
     finally:
         await sim.stop()
 

@@ -94,14 +94,16 @@ class Driven:
         store = store or self.open()
         stop = stop or asyncio.Event()
         try:
-            async with aiohttp.ClientSession() as session:
-                client = EcsClient(
+            async with (
+                aiohttp.ClientSession() as session,
+                EcsClient(
                     session,
                     Endpoints(endpoint=url or self.url),
                     TokenAuth(self.token),
                     timeouts=Timeouts(),
                     reachability=reachability,
-                )
+                ) as client,
+            ):
                 runner = Runner(store, client, settings)
                 side = asyncio.create_task(during(runner)) if during else None
                 try:

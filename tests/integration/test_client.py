@@ -32,7 +32,6 @@ from client_helpers import (
     spec,
 )
 
-from orchestrator import client as client_module
 from orchestrator.auth import AkSkAuth, TokenAuth
 from orchestrator.client import JobView, ServerView, Timeouts
 from orchestrator.errors import (
@@ -83,23 +82,6 @@ async def test_reinstall_returns_the_job_id(http: aiohttp.ClientSession, clock: 
         # A second server gets its own job.
         assert await client.reinstall(spec(2)) != job_id
         assert sim.stats()["reinstalls_total"] == 2
-
-
-async def test_a_reinstall_goes_only_on_a_freshly_used_connection(
-    http: aiohttp.ClientSession, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(client_module, "REINSTALL_FRESH_WITHIN", 0.1)
-    async with sim_client(http, clock=clock) as (_sim, client):
-        await client.server(PROJECT, server_id(1))
-        await client.reinstall(spec(1))  # right after the read: its connection
-        assert client._pool.connections_made == 1
-        await client.server(PROJECT, server_id(2))
-        await asyncio.sleep(0.2)
-        await client.reinstall(spec(2))  # the idle connection is too old for it
-        assert client._pool.connections_made == 2
-        await asyncio.sleep(0.2)
-        await client.server(PROJECT, server_id(3))  # a read takes an idle one
-        assert client._pool.connections_made == 2
 
 
 async def test_reinstall_sends_the_body_of_the_spec(
@@ -346,15 +328,15 @@ async def test_dropped_answer_is_outcome_unknown_but_applied(
 
 
 async def test_closed_port_is_not_sent(http: aiohttp.ClientSession) -> None:
-    client = make_client(http, f"http://127.0.0.1:{free_port()}", TokenAuth(TOKEN))
-    for call in (
-        client.reinstall(spec(60)),
-        client.job(PROJECT, "0" * 32),
-        client.server(PROJECT, server_id(60)),
-    ):
-        with pytest.raises(NotSent) as info:
-            await call
-        assert TOKEN not in str(info.value)
+    async with make_client(http, f"http://127.0.0.1:{free_port()}", TokenAuth(TOKEN)) as client:
+        for call in (
+            client.reinstall(spec(60)),
+            client.job(PROJECT, "0" * 32),
+            client.server(PROJECT, server_id(60)),
+        ):
+            with pytest.raises(NotSent) as info:
+                await call
+            assert TOKEN not in str(info.value)
 
 
 async def test_timeout_after_sending(http: aiohttp.ClientSession, clock: FakeClock) -> None:
@@ -544,17 +526,19 @@ async def test_reinstall_answer_without_a_usable_job_id_is_outcome_unknown(
     http: aiohttp.ClientSession, status: int, body: Any
 ) -> None:
     handler = _answer(status, body, {"Location": "http://127.0.0.1:9/elsewhere"})
-    async with loopback_app(handler) as url:
-        client = make_client(http, url, TokenAuth(TOKEN))
+    async with loopback_app(handler) as url, make_client(http, url, TokenAuth(TOKEN)) as client:
         with pytest.raises(OutcomeUnknown):
             await client.reinstall(spec(140))
     assert len(handler.hits) == 1  # sent once, no redirect followed, no resend
 
 
 async def test_202_with_a_job_id_is_delivered(http: aiohttp.ClientSession) -> None:
-    async with loopback_app(_answer(202, {"job_id": "ff80808288d41e1b018990260955686a"})) as url:
-        client = make_client(http, url, TokenAuth(TOKEN))
-        assert await client.reinstall(spec(141)) == "ff80808288d41e1b018990260955686a"
+    job_id = "ff80808288d41e1b018990260955686a"
+    async with (
+        loopback_app(_answer(202, {"job_id": job_id})) as url,
+        make_client(http, url, TokenAuth(TOKEN)) as client,
+    ):
+        assert await client.reinstall(spec(141)) == job_id
 
 
 @pytest.mark.parametrize(
@@ -657,8 +641,10 @@ async def test_retry_after_header_is_parsed_and_bounded(
 
 async def test_flat_error_body_is_understood(http: aiohttp.ClientSession) -> None:
     body = {"code": "Ecs.0005", "message": "Invalid parameter values."}
-    async with loopback_app(_answer(400, body)) as url:
-        client = make_client(http, url, TokenAuth(TOKEN))
+    async with (
+        loopback_app(_answer(400, body)) as url,
+        make_client(http, url, TokenAuth(TOKEN)) as client,
+    ):
         with pytest.raises(Rejected) as info:
             await client.reinstall(spec(154))
     assert (info.value.status, info.value.code) == (400, "Ecs.0005")

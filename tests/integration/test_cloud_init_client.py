@@ -46,8 +46,10 @@ async def test_a_cloud_init_target_goes_to_v2_with_its_user_data_and_a_v1_one_wi
 
     (tmp_path / "init.yaml").write_text(SCRIPT, encoding="utf-8")
     user_data = load_user_data(tmp_path / "init.yaml")
-    async with loopback_app(record) as url:
-        client = make_client(http, url, user_data=user_data.encoded)
+    async with (
+        loopback_app(record) as url,
+        make_client(http, url, user_data=user_data.encoded) as client,
+    ):
         await client.reinstall(spec(1, cloud_init=True, byol=True))
         await client.reinstall(spec(2))
 

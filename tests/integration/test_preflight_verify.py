@@ -79,6 +79,7 @@ async def test_preflight_finds_every_blocking_case_and_sends_no_reinstall(
         await client.reinstall(broken)
         clock.advance(60)
         await client.reinstall(busy)
+        await client.aclose()
         expected[broken.key], expected[busy.key] = F.NOT_REINSTALLABLE, F.BUSY
         before = sim.stats()
 

@@ -273,13 +273,15 @@ async def test_a_stop_while_intents_wait_for_their_send_slot_sends_none_of_them(
         stop.set()
 
     try:
-        async with aiohttp.ClientSession() as session:
-            client = EcsClient(
+        async with (
+            aiohttp.ClientSession() as session,
+            EcsClient(
                 session,
                 Endpoints(endpoint=sim.url),
                 TokenAuth(sim.config.token or ""),
                 submit_limiter=RateLimiter(rate, lead=lead),
-            )
+            ) as client,
+        ):
             settings = fast_settings(rate=rate, preflight=False, drain_timeout=drain)
             runner = Runner(store, client, settings)
             side = asyncio.create_task(stall_then_stop())

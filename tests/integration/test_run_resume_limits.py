@@ -26,8 +26,10 @@ async def run_once(
     store: StateStore, sim: Simulator, settings: RunSettings, *, halt_when_submitted: int = 0
 ) -> None:
     """One invocation of the runner; optionally halted once that many were accepted."""
-    async with aiohttp.ClientSession() as session:
-        client = EcsClient(session, Endpoints(sim.url), TokenAuth(sim.config.token or ""))
+    async with (
+        aiohttp.ClientSession() as session,
+        EcsClient(session, Endpoints(sim.url), TokenAuth(sim.config.token or "")) as client,
+    ):
         runner = Runner(store, client, settings)
         stop, halt = asyncio.Event(), asyncio.Event()
 

@@ -57,8 +57,10 @@ async def test_a_clean_run_reinstalls_every_server_once(
 async def halted_run(store: Any, sim: Simulator, settings: RunSettings, after: int) -> None:
     """One life of a runner, halted at once (like a kill) once `after` were accepted."""
     store.begin_invocation({"life": 1}, None)
-    async with aiohttp.ClientSession() as session:
-        client = EcsClient(session, Endpoints(sim.url), TokenAuth(sim.config.token or ""))
+    async with (
+        aiohttp.ClientSession() as session,
+        EcsClient(session, Endpoints(sim.url), TokenAuth(sim.config.token or "")) as client,
+    ):
         runner = Runner(store, client, settings)
         stop, halt = asyncio.Event(), asyncio.Event()
 

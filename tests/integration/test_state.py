@@ -720,10 +720,15 @@ def test_every_commit_is_durable(path: Path) -> None:
 
 
 def test_job_lengths_are_read_from_the_jobs_that_ended(path: Path) -> None:
+    # Begin to end on the service's own clock: this host's submitted_at and finished_at,
+    # on another clock (maybe minutes off, or stepped), never enter a length.
+    ends = [
+        ("2027-01-15T08:00:00.000Z", "2027-01-15T08:00:20.000Z"),
+        (None, "2027-01-15T08:00:35.500Z"),  # no begin: no length
+        ("2027-01-15T08:00:00.000Z", "2027-01-15T08:00:35.500Z"),
+    ]
     with create(path) as store:
-        for n, (end, finished) in enumerate(
-            [("2027-01-15T08:00:20.000Z", None), (None, "2027-01-15T08:00:35.500000Z")], 1
-        ):
+        for n, (begin, end) in enumerate(ends, 1):
             store.apply([Change(n, S.PENDING, S.SUBMITTING, "intent")])
             store.apply(
                 [
@@ -732,15 +737,15 @@ def test_job_lengths_are_read_from_the_jobs_that_ended(path: Path) -> None:
                         S.SUBMITTING,
                         S.SUBMITTED,
                         "accepted",
-                        {"job_id": f"j-{n}", "submitted_at": "2027-01-15T08:00:00.000000Z"},
+                        # This host's clock a day ahead of the service's.
+                        {"job_id": f"j-{n}", "submitted_at": "2027-01-16T08:00:00.000000Z"},
                     )
                 ]
             )
-            fields = {"job_end_at": end, "finished_at": finished or "2027-01-15T08:00:21Z"}
+            fields = {"job_begin_at": begin, "job_end_at": end, "finished_at": "2027-01-16T08:01Z"}
             store.apply([Change(n, S.SUBMITTED, S.SUCCEEDED, "done", fields)])
-        store.apply([Change(3, S.PENDING, S.SUBMITTING, "intent")])  # not ended: not counted
-        # The service's end time where there is one, else when the end was seen; newest first.
-        assert store.job_lengths() == pytest.approx([35.5, 20.0], abs=0.01)
+        store.apply([Change(4, S.PENDING, S.SUBMITTING, "intent")])  # not ended: not counted
+        assert store.job_lengths() == pytest.approx([35.5, 20.0], abs=0.01)  # newest first
         assert store.job_lengths(limit=1) == pytest.approx([35.5], abs=0.01)
 
 

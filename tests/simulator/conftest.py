@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import pytest
 from sim_helpers import Api, ApiFactory, FakeClock
 
 from orchestrator.simulator import Simulator, SimulatorConfig
-from orchestrator.simulator.server import HttpServer
 
 
 @pytest.fixture
@@ -24,22 +23,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-@pytest.fixture(params=["aiohttp", "lean"])
-def sim_http(request: pytest.FixtureRequest) -> HttpServer:
-    """Every simulator test runs on both HTTP servers: they must not differ."""
-    return cast(HttpServer, request.param)
-
-
 @pytest.fixture
-async def make_api(
-    session: aiohttp.ClientSession, clock: FakeClock, sim_http: HttpServer
-) -> AsyncIterator[ApiFactory]:
+async def make_api(session: aiohttp.ClientSession, clock: FakeClock) -> AsyncIterator[ApiFactory]:
     """Start a simulator with these config fields (fake clock unless given) and wrap it."""
     started: list[Simulator] = []
 
     async def make(**fields: Any) -> Api:
         fields.setdefault("clock", clock)
-        sim = Simulator(SimulatorConfig(**fields), host="127.0.0.1", port=0, http=sim_http)
+        sim = Simulator(SimulatorConfig(**fields), host="127.0.0.1", port=0)
         await sim.start()
         started.append(sim)
         return Api(session, sim)

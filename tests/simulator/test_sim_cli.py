@@ -1,15 +1,18 @@
-"""`orchestrator simulate`: flags, validation, and a real subprocess stopped by SIGTERM."""
+"""`orchestrator simulate`: flags, validation, HTTPS, and a real subprocess stopped by
+SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
+import trustme
 from click.testing import CliRunner
 from sim_helpers import PROJECT, SERVER
 
@@ -48,6 +51,9 @@ FLAGS = [
     "--ak",
     "--sk",
     "--keypairs",
+    "--tls",
+    "--tls-cert",
+    "--tls-key",
 ]
 TOKEN = "cli-secret-token-4242"
 
@@ -76,6 +82,8 @@ def test_help_lists_and_documents_every_flag() -> None:
         (["--error-after-acting-rate", "2"], "--error-after-acting-rate"),
         (["--throttle-style", "503"], "--throttle-style"),
         (["--ak", "only-ak"], "--ak and --sk"),
+        (["--tls-cert", __file__], "--tls-cert and --tls-key"),
+        (["--tls", "--tls-cert", __file__, "--tls-key", __file__], "one or the other"),
     ],
 )
 def test_bad_values_are_refused_clearly(args: list[str], fragment: str) -> None:
@@ -134,7 +142,7 @@ def test_flags_and_env_vars_reach_the_config(
 ) -> None:
     seen: list[tuple[SimulatorConfig, str, int]] = []
 
-    async def fake_serve(config: SimulatorConfig, host: str, port: int, http: str) -> None:
+    async def fake_serve(config: SimulatorConfig, host: str, port: int, *tls: object) -> None:
         seen.append((config, host, port))
 
     monkeypatch.setattr(cli_module, "_serve", fake_serve)
@@ -177,7 +185,7 @@ def test_flags_and_env_vars_reach_the_config(
 def _config_of(args: list[str], monkeypatch: pytest.MonkeyPatch) -> SimulatorConfig:
     seen: list[SimulatorConfig] = []
 
-    async def fake_serve(config: SimulatorConfig, host: str, port: int, http: str) -> None:
+    async def fake_serve(config: SimulatorConfig, host: str, port: int, *tls: object) -> None:
         seen.append(config)
 
     monkeypatch.setattr(cli_module, "_serve", fake_serve)
@@ -226,16 +234,45 @@ def test_simulator_process_starts_with_in_process_defaults_that_args_override(
     assert (config.power_off_seconds, config.fail_to_error_rate) == ((0.0, 0.0), 1.0)
 
 
-@pytest.mark.parametrize(("args", "expected"), [([], "aiohttp"), (["--http", "lean"], "lean")])
-def test_the_http_server_is_aiohttps_unless_lean_is_asked_for(
-    args: list[str], expected: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    chosen: list[str] = []
+def test_a_certificate_that_cannot_be_loaded_is_a_usage_error(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate\n")
+    key.write_text("not a key, and never quoted\n")
+    result = CliRunner().invoke(simulate, ["--tls-cert", str(cert), "--tls-key", str(key)])
+    assert result.exit_code == 2
+    assert str(cert) in result.output and str(key) in result.output
+    assert "never quoted" not in result.output
 
-    async def fake_serve(config: SimulatorConfig, host: str, port: int, http: str) -> None:
-        chosen.append(http)
 
-    monkeypatch.setattr(cli_module, "_serve", fake_serve)
-    result = CliRunner().invoke(simulate, args, env={"SIM_AK": None, "SIM_SK": None})
-    assert result.exit_code == 0, result.output
-    assert chosen == [expected]
+async def _server_read(url: str, context: ssl.SSLContext) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/v1/{PROJECT}/cloudservers/{SERVER}", ssl=context) as response,
+    ):
+        return response.status
+
+
+async def test_tls_serves_https_with_a_ca_it_prints_and_removes_at_exit() -> None:
+    with SimulatorProcess("--tls") as sim:
+        assert sim.url.startswith("https://127.0.0.1:")
+        assert sim.ca_bundle is not None and sim.ca_bundle.is_file()
+        trusting = ssl.create_default_context(cafile=str(sim.ca_bundle))
+        assert await _server_read(sim.url, trusting) == 200
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await _server_read(sim.url, ssl.create_default_context())
+        stats = sim.stats()  # over HTTPS too, trusting the printed CA
+        assert stats["requests"]["server"] == 1
+    assert not sim.ca_bundle.exists()  # a throwaway CA does not outlive its simulator
+
+
+async def test_tls_with_a_given_certificate_and_key(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    with SimulatorProcess("--tls-cert", cert, "--tls-key", key) as sim:
+        assert sim.url.startswith("https://") and sim.ca_bundle is None
+        context = ssl.create_default_context(cafile=str(ca_file))
+        assert await _server_read(sim.url, context) == 200

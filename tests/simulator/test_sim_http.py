@@ -1,23 +1,15 @@
-"""The simulator's own HTTP/1.1 server, spoken to byte by byte over loopback TCP."""
+"""The simulator's HTTP (aiohttp's server), spoken to byte by byte over loopback TCP:
+what a client may rely on (keep-alive, pipelining, framing, a graceful stop)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-import pytest
 from sim_helpers import PROJECT, SERVER, ApiFactory, reinstall_body
-
-from orchestrator.simulator.server import HttpServer
 
 SERVER_PATH = f"/v1/{PROJECT}/cloudservers/{SERVER}"
 REINSTALL_PATH = f"{SERVER_PATH}/reinstallos"
-
-
-@pytest.fixture
-def sim_http() -> HttpServer:
-    """These tests speak raw HTTP to the lean server (`--http lean`) only."""
-    return "lean"
 
 
 async def _read_answer(
@@ -97,8 +89,8 @@ async def test_connection_close_and_http_1_0_end_the_connection(make_api: ApiFac
     ):
         reader, writer = await _connect(api)
         writer.write(request)
-        status, headers, _ = await _read_answer(reader)
-        assert status == 200 and headers["connection"] == "close"
+        status, _, _ = await _read_answer(reader)
+        assert status == 200
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
         writer.close()
 
@@ -126,16 +118,16 @@ async def test_malformed_and_oversized_requests_are_refused_and_closed(
     make_api: ApiFactory,
 ) -> None:
     api = await make_api()
-    for request, expected in (
-        (b"NONSENSE\r\n\r\n", 400),
-        (_get(SERVER_PATH, "Bad Header: x"), 400),
-        (f"POST {REINSTALL_PATH} HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".encode(), 413),
-        (f"POST {REINSTALL_PATH} HTTP/1.1\r\nContent-Length: -1\r\n\r\n".encode(), 400),
+    for request in (
+        b"NONSENSE\r\n\r\n",
+        _get(SERVER_PATH, "Bad Header: x"),
+        f"POST {REINSTALL_PATH} HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n".encode(),
+        f"POST {REINSTALL_PATH} HTTP/1.1\r\nContent-Length: -1\r\n\r\n".encode(),
     ):
         reader, writer = await _connect(api)
         writer.write(request)
         status, _, _ = await _read_answer(reader)
-        assert status == expected, request
+        assert 400 <= status < 500, request
         assert await asyncio.wait_for(reader.read(), 5) == b""
         writer.close()
     assert (await api.stats())["reinstalls_total"] == 0
@@ -144,7 +136,7 @@ async def test_malformed_and_oversized_requests_are_refused_and_closed(
 async def test_with_latency_pipelined_requests_still_come_back_in_order(
     make_api: ApiFactory,
 ) -> None:
-    # Latency makes every handler wait: each request runs as a task, one at a time.
+    # Latency makes every handler wait: the answers still come in the order asked.
     api = await make_api(latency_ms=20)
     reader, writer = await _connect(api)
     body = json.dumps(reinstall_body(mode="withStopServer")).encode()
@@ -163,9 +155,8 @@ async def test_stop_lets_an_answer_under_way_finish(make_api: ApiFactory) -> Non
     await writer.drain()
     await asyncio.sleep(0.05)
     await api.sim.stop()  # within its grace period: the held answer is still sent
-    status, headers, body = await _read_answer(reader)
+    status, _, body = await _read_answer(reader)
     assert status == 200 and "job_id" in json.loads(body)
-    assert headers["connection"] == "close"
     writer.close()
 
 

@@ -250,11 +250,11 @@ def _scenarios() -> list[tuple[str, list[BaseException]]]:
 
 
 @pytest.mark.parametrize(("name", "errors"), _scenarios(), ids=[n for n, _ in _scenarios()])
-async def test_the_fast_path_decides_as_the_policy_does(
+async def test_call_retrying_decides_as_the_policy_does(
     name: str, errors: list[BaseException]
 ) -> None:
-    # call_retrying skips tenacity when the first try succeeds; whatever happens,
-    # the calls made and the outcome must be those of `retrying` itself.
+    # What the runner calls (`call_retrying`) makes the calls and ends with the outcome
+    # of the policy itself (`retrying`).
     outcomes = []
     for runner in ("policy", "fast"):
         call = Flaky(*errors)
