@@ -166,7 +166,7 @@ class PgStore(StateStore):
     def _mark_journal(self, state: str) -> None:
         """The server's own log is never apart from its database: nothing to mark."""
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, mode: str = "RESTART") -> None:
         """The server checkpoints its own log."""
 
     @contextlib.contextmanager
