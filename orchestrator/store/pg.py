@@ -38,10 +38,10 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from orchestrator.engine.shard import Shard
 from orchestrator.errors import StateError
 from orchestrator.model import TargetSpec
-from orchestrator.shard import Shard
-from orchestrator.state import (
+from orchestrator.store.sqlite import (
     StateExists,
     StateStore,
     StoreFailure,

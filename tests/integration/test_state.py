@@ -22,7 +22,7 @@ import pytest
 from orchestrator.errors import IncompleteImport, InventoryError, JournalLost, StateError
 from orchestrator.inventory import read_inventory
 from orchestrator.model import IllegalTransition, TargetSpec, TargetState
-from orchestrator.state import SCHEMA_VERSION, Change, StateStore, file_sha256
+from orchestrator.store.sqlite import SCHEMA_VERSION, Change, StateStore, file_sha256
 
 S = TargetState
 REPO = Path(__file__).resolve().parents[2]
@@ -500,7 +500,7 @@ def test_the_lock_holds_across_processes(path: Path) -> None:
         import sys
         from pathlib import Path
         from orchestrator.errors import StateError
-        from orchestrator.state import StateStore
+        from orchestrator.store.sqlite import StateStore
         try:
             StateStore.open(Path(sys.argv[1]))
         except StateError as exc:
@@ -622,7 +622,7 @@ def test_an_import_killed_half_way_is_reported_as_unfinished(path: Path) -> None
         import os, sys
         from pathlib import Path
         from orchestrator.model import TargetSpec
-        from orchestrator.state import StateStore
+        from orchestrator.store.sqlite import StateStore
 
         def targets():
             for n in range(1, 50):
@@ -779,7 +779,7 @@ def test_a_new_state_file_with_a_companion_already_there_is_refused(
 KILLED_AFTER = """
 import os, sys
 from pathlib import Path
-from orchestrator.state import Change, StateStore
+from orchestrator.store.sqlite import Change, StateStore
 from orchestrator.model import TargetState as S
 
 store = StateStore.open(Path(sys.argv[1]))

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.clocks import UNSYNCED_ERROR
+from orchestrator.engine.shard import Shard, shard_hash
 from orchestrator.errors import IncompleteImport, JournalLost, StateError
 from orchestrator.model import (
     FINAL_STATES,
@@ -69,7 +70,6 @@ from orchestrator.model import (
     check_reopen,
     check_transition,
 )
-from orchestrator.shard import Shard, shard_hash
 
 SCHEMA_VERSION = 6
 # Columns added by each schema version (all nullable or defaulted), applied in order
