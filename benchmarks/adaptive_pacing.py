@@ -43,13 +43,13 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from make_inventory import write_csv  # noqa: E402
 
-from orchestrator.auth import TokenAuth  # noqa: E402
-from orchestrator.campaign import Invocation, open_state  # noqa: E402
-from orchestrator.client import EcsClient  # noqa: E402
-from orchestrator.endpoints import Endpoints  # noqa: E402
-from orchestrator.pacing import AdaptivePacing, AdaptiveRate, RateLimiter  # noqa: E402
-from orchestrator.retry_policy import RetrySettings  # noqa: E402
-from orchestrator.runner import Runner, RunSettings  # noqa: E402
+from orchestrator.cloud.auth import TokenAuth  # noqa: E402
+from orchestrator.cloud.client import EcsClient  # noqa: E402
+from orchestrator.cloud.endpoints import Endpoints  # noqa: E402
+from orchestrator.cloud.retry_policy import RetrySettings  # noqa: E402
+from orchestrator.engine.campaign import Invocation, open_state  # noqa: E402
+from orchestrator.engine.pacing import AdaptivePacing, AdaptiveRate, RateLimiter  # noqa: E402
+from orchestrator.engine.runner import Runner, RunSettings  # noqa: E402
 from orchestrator.simulator.process import SimulatorProcess  # noqa: E402
 
 TOKEN = "adaptive-pacing-token"

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import AK, SK, aksk_env, emit, print_machine
 from make_inventory import write_csv
 
-from orchestrator.auth import AkSkAuth
-from orchestrator.client import JSON_HEADERS, EcsClient
-from orchestrator.endpoints import Endpoints
-from orchestrator.network import CaBundle, Network
+from orchestrator.cloud.auth import AkSkAuth
+from orchestrator.cloud.client import JSON_HEADERS, EcsClient
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.cloud.network import CaBundle, Network
 from orchestrator.simulator.process import SimulatorProcess
 
 CONCURRENT = 200

@@ -45,7 +45,7 @@ INSTANT = ("--job-seconds", "0")
 SEND_RECORDER = """
 import atexit, json, sys, time
 import aiohttp
-from orchestrator import client, network
+from orchestrator.cloud import client, network
 path, out = sys.argv.pop(1), {"slots": [], "writes": []}
 async def headers_sent(session, context, params):
     if params.method == "POST":
@@ -64,7 +64,7 @@ async def recorded_space(self, kind, region, limiter):
         out["slots"].append(time.time())
 network.Network.session, client.EcsClient._space = traced_session, recorded_space
 atexit.register(lambda: json.dump(out, open(path, "w")))
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 sys.argv[0] = "orchestrator"
 sys.exit(main())
 """

@@ -45,7 +45,7 @@ from orchestrator.inventory.reader import InventoryReader
 from orchestrator.rollout.options import PLAN_META_KEY
 from orchestrator.rollout.report import ADAPTIVE_META_KEY
 from orchestrator.simulator.jobs import FAILURES
-from orchestrator.state import RolloutRecord, StateStore, file_sha256
+from orchestrator.store.sqlite import RolloutRecord, StateStore, file_sha256
 
 BATCH = 10_000
 SUBMIT_S = 0.05  # intent -> job id

@@ -43,7 +43,7 @@ from typing import Protocol
 
 from asyncio_throttle import Throttler
 
-from orchestrator.pacing import RateLimiter
+from orchestrator.engine.pacing import RateLimiter
 
 
 class _Acquirer(Protocol):

@@ -31,14 +31,14 @@ sys.path.insert(0, str(REPO))
 
 from make_inventory import write_csv  # noqa: E402
 
-from orchestrator.auth import TokenAuth  # noqa: E402
-from orchestrator.campaign import Invocation, execute, open_state  # noqa: E402
+from orchestrator.cloud.auth import TokenAuth  # noqa: E402
+from orchestrator.console.livestats import FailureNote, LiveStats  # noqa: E402
+from orchestrator.console.panel import LivePanel  # noqa: E402
+from orchestrator.console.progress import ProgressMeter  # noqa: E402
+from orchestrator.engine.campaign import Invocation, execute, open_state  # noqa: E402
+from orchestrator.engine.runner import RunSettings  # noqa: E402
 from orchestrator.inventory import InventoryDefaults  # noqa: E402
-from orchestrator.livestats import FailureNote, LiveStats  # noqa: E402
 from orchestrator.model import TargetState  # noqa: E402
-from orchestrator.panel import LivePanel  # noqa: E402
-from orchestrator.progress import ProgressMeter  # noqa: E402
-from orchestrator.runner import RunSettings  # noqa: E402
 from orchestrator.simulator.process import SimulatorProcess  # noqa: E402
 
 TOKEN = "panel-cost-token"

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.model import TargetState
-from orchestrator.state import Change, StateStore
+from orchestrator.store.sqlite import Change, StateStore
 
 S = TargetState
 PAGE = 1000  # the runner's FEED_PAGE

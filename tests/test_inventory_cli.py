@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from orchestrator.cli import cli
-from orchestrator.state import StateStore
+from orchestrator.cli.main import cli
+from orchestrator.store.sqlite import StateStore
 
 P1 = "0123456789abcdef0123456789abcdef"
 S1 = "11111111-2222-4333-8444-555555555555"

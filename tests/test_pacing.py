@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.pacing import (
+from orchestrator.engine.pacing import (
     DELIVERY_GUARD,
     INTENT_LEAD,
     RateLimiter,

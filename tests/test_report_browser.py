@@ -12,7 +12,7 @@ from report_helpers import HOSTILE_NAME, HOSTILE_REASON, Campaign, make_campaign
 
 from orchestrator.model import RunInfo, Target, TargetSpec, TargetState
 from orchestrator.report import ReportPaths, write_campaign_report, write_report
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 COUNT = 300
 PAGE = 100  # rows per page in the report's script

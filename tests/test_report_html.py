@@ -20,7 +20,7 @@ from report_helpers import (
 
 from orchestrator.errors import UsageError
 from orchestrator.report import ReportPaths, write_campaign_report
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 COUNT = 120
 

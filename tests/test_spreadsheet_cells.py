@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.client import ServerView
+from orchestrator.cloud.client import ServerView
+from orchestrator.engine.preflight import Finding, Verdict
+from orchestrator.engine.preflight_run import Checked, Preflight, write_preflight
 from orchestrator.inventory import InventoryReader
 from orchestrator.model import RunInfo, Target, TargetSpec, TargetState
-from orchestrator.preflight import Finding, Verdict
-from orchestrator.preflight_run import Checked, Preflight, write_preflight
 from orchestrator.report import write_report
 from orchestrator.spreadsheet import neutralise, restore
 

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from orchestrator.engine.selection import left_out_text
 from orchestrator.model import Target, TargetState
 from orchestrator.report.durations import DurationStats
 from orchestrator.report.summary import (
@@ -19,7 +20,6 @@ from orchestrator.report.summary import (
     target_duration,
 )
 from orchestrator.report.times import parse_timestamp
-from orchestrator.selection import left_out_text
 from orchestrator.spreadsheet import neutralise
 from orchestrator.visible import visible
 

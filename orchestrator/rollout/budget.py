@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from orchestrator.errors import UsageError
-from orchestrator.failures import counts_as_failure, hint
+from orchestrator.rollout.failures import counts_as_failure, hint
 
 __all__ = [
     "DEFAULT_MAX_CONSECUTIVE",

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from orchestrator.failures import hint
+from orchestrator.engine.schedule import wait_event
 from orchestrator.model import Target, TargetState
 from orchestrator.rollout.budget import FailureLedger, Outcome, Trip
 from orchestrator.rollout.decide import (
@@ -42,9 +42,9 @@ from orchestrator.rollout.decide import (
     decide,
 )
 from orchestrator.rollout.duration import Estimate, expected_job_seconds
+from orchestrator.rollout.failures import hint
 from orchestrator.rollout.waves import WaveCounts
-from orchestrator.schedule import wait_event
-from orchestrator.state import RolloutRecord
+from orchestrator.store.sqlite import RolloutRecord
 
 __all__ = ["Confirm", "RolloutGate"]
 

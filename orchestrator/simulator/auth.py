@@ -11,7 +11,7 @@ import functools
 import hmac
 from collections.abc import Iterable, Mapping
 
-from orchestrator import signing
+from orchestrator.cloud import signing
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.errors import ApiFault
 from orchestrator.simulator.iam import Iam

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli_types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
+from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
 from orchestrator.simulator.config import SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
 from orchestrator.simulator.tls import TlsSetupError, given_certificate, made_certificate

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from orchestrator.engine.shard import Shard
 from orchestrator.errors import UsageError
 from orchestrator.model import TargetSpec
-from orchestrator.shard import Shard
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 __all__ = [
     "SqliteLocation",

@@ -38,10 +38,10 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from orchestrator.engine.shard import Shard
 from orchestrator.errors import StateError
 from orchestrator.model import TargetSpec
-from orchestrator.shard import Shard
-from orchestrator.state import (
+from orchestrator.store.sqlite import (
     StateExists,
     StateStore,
     StoreFailure,
@@ -166,7 +166,7 @@ class PgStore(StateStore):
     def _mark_journal(self, state: str) -> None:
         """The server's own log is never apart from its database: nothing to mark."""
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, mode: str = "RESTART") -> None:
         """The server checkpoints its own log."""
 
     @contextlib.contextmanager

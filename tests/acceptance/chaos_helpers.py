@@ -34,7 +34,7 @@ from typing import Any
 
 from orchestrator.model import FINAL_STATES, Target, TargetState
 from orchestrator.simulator import SimulatorProcess
-from orchestrator.state import Event, StateStore
+from orchestrator.store.sqlite import Event, StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 MAKE_INVENTORY = REPO / "benchmarks" / "make_inventory.py"

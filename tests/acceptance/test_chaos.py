@@ -179,7 +179,7 @@ KILL_IMPORT = """
 import os, signal, sys
 from pathlib import Path
 from orchestrator.inventory import InventoryDefaults, InventoryReader
-from orchestrator.state import StateStore, file_sha256
+from orchestrator.store.sqlite import StateStore, file_sha256
 
 inventory, path = Path(sys.argv[1]), Path(sys.argv[2])
 reader = InventoryReader(inventory, InventoryDefaults())
@@ -198,9 +198,9 @@ StateStore.create(
 KILL_SCHEMA = """
 import os, signal, sys
 from pathlib import Path
-import orchestrator.state as state_module
+import orchestrator.store.sqlite as state_module
 from orchestrator.inventory import InventoryDefaults, InventoryReader
-from orchestrator.state import StateStore, file_sha256
+from orchestrator.store.sqlite import StateStore, file_sha256
 
 written = state_module._write_schema
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 SIM_TOKEN = "inventory-token-c0ffee"

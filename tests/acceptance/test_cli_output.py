@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.logsetup import STATE_CHANGE_FIELDS
+from orchestrator.console.logs import STATE_CHANGE_FIELDS
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b[()][A-Z0-9]|\r")

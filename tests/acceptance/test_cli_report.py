@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.model import TargetState
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrator.simulator import load_fleet
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 SIM_TOKEN = "resume-token-9a7b55"
 ENV = {"OS_AUTH_TOKEN": SIM_TOKEN}

@@ -14,7 +14,7 @@ from typing import Any
 from conftest import SIM_TOKEN
 
 from orchestrator.model import TargetState
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 ENV = {"OS_AUTH_TOKEN": SIM_TOKEN}

@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator.model import Target
 from orchestrator.simulator import load_fleet
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 SIM_TOKEN = "rollout-token-4d21e0"
 ENV = {"OS_AUTH_TOKEN": SIM_TOKEN}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.simulator.jobs import FAILURES
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

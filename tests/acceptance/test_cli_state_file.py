@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.state import SCHEMA_VERSION, StateStore
+from orchestrator.store.sqlite import SCHEMA_VERSION, StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.status import STATUS_SCHEMA, read_status
+from orchestrator.console.status_view import STATUS_SCHEMA
+from orchestrator.store.status import read_status
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

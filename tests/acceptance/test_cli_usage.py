@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.simulator import load_fleet
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 SIM_TOKEN = "usage-token-4e44aa"

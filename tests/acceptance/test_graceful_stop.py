@@ -31,7 +31,7 @@ from chaos_helpers import (
 )
 
 from orchestrator.model import FINAL_STATES, TargetState
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 pytestmark = pytest.mark.timeout(90)
 

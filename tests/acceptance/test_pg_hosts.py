@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestrator.shard import Shard
+from orchestrator.engine.shard import Shard
 from orchestrator.simulator import load_fleet
 from orchestrator.store import open_store
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.model import TargetState
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from orchestrator.simulator import load_fleet
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 SIM_TOKEN = "journal-token-8a2c"

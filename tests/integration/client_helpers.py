@@ -17,11 +17,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from orchestrator.auth import Credentials, TokenAuth
-from orchestrator.client import EcsClient, Timeouts
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.auth import Credentials, TokenAuth
+from orchestrator.cloud.client import EcsClient, Timeouts
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.engine.pacing import RateLimiter, Unlimited
 from orchestrator.model import TargetSpec
-from orchestrator.pacing import RateLimiter, Unlimited
 from orchestrator.simulator import Simulator, SimulatorConfig
 
 PROJECT = "0123456789abcdef0123456789abcdef"

@@ -30,16 +30,16 @@ import pytest
 from hostile_server import HostileServer
 from never_twice_helpers import Drive, Driven
 
-from orchestrator.auth import Credentials, TokenAuth
-from orchestrator.campaign import Invocation, Result, execute, open_state
+from orchestrator.cloud.auth import Credentials, TokenAuth
+from orchestrator.cloud.retry_policy import RetrySettings
+from orchestrator.engine.campaign import Invocation, Result, execute, open_state
+from orchestrator.engine.runner import RunSettings
 from orchestrator.inventory import InventoryDefaults
-from orchestrator.retry_policy import RetrySettings
 from orchestrator.rollout.options import RolloutOptions
-from orchestrator.runner import RunSettings
 from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
 from orchestrator.simulator.process import SimulatorProcess, read_stats
-from orchestrator.state import Event, StateStore
 from orchestrator.store import StateLocation
+from orchestrator.store.sqlite import Event, StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_TOKEN = "integration-token-5c1f"

@@ -12,16 +12,16 @@ from typing import Any
 import aiohttp
 from hostile_server import HostileServer
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, open_state
-from orchestrator.client import EcsClient, Timeouts
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.client import EcsClient, Timeouts
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.cloud.reachability import Reachability
+from orchestrator.engine.campaign import Invocation, open_state
+from orchestrator.engine.runner import Outcome, Runner, RunSettings
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.model import Target
-from orchestrator.reachability import Reachability
-from orchestrator.runner import Outcome, Runner, RunSettings
 from orchestrator.simulator import Simulator, load_fleet
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 RUN_LIMIT = 30.0  # seconds: a run that takes longer hangs (each here takes a few)
 

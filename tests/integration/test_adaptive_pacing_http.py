@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 from client_helpers import PROJECT, server_id, sim_client
 
-from orchestrator.client import EcsClient
+from orchestrator.cloud.client import EcsClient
+from orchestrator.engine.pacing import AdaptivePacing, RateLimiter
 from orchestrator.errors import Throttled
-from orchestrator.pacing import AdaptivePacing, RateLimiter
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -32,8 +32,11 @@ from client_helpers import (
     spec,
 )
 
-from orchestrator.auth import AkSkAuth, TokenAuth
-from orchestrator.client import JobView, ServerView, Timeouts
+from orchestrator.cloud.auth import AkSkAuth, TokenAuth
+from orchestrator.cloud.client import JobView, ServerView, Timeouts
+from orchestrator.engine.pacing import RateLimiter
+from orchestrator.engine.settle import Before, Verdict, parse_time, settle
+from orchestrator.engine.settle import Clock as SettleClock
 from orchestrator.errors import (
     ApiError,
     AuthFailed,
@@ -46,9 +49,6 @@ from orchestrator.errors import (
     ServiceBusy,
     Throttled,
 )
-from orchestrator.pacing import RateLimiter
-from orchestrator.settle import Before, Verdict, parse_time, settle
-from orchestrator.settle import Clock as SettleClock
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -21,8 +21,8 @@ from client_helpers import (
     spec,
 )
 
+from orchestrator.cloud.userdata import load_user_data
 from orchestrator.errors import Rejected
-from orchestrator.userdata import load_user_data
 
 pytestmark = pytest.mark.timeout(30)
 

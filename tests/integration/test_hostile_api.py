@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 from hostile_server import HostileServer
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, Result, execute, open_state
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.retry_policy import RetrySettings
+from orchestrator.engine.campaign import Invocation, Result, execute, open_state
+from orchestrator.engine.runner import RunSettings
 from orchestrator.model import FINAL_STATES, Target, TargetState
-from orchestrator.retry_policy import RetrySettings
-from orchestrator.runner import RunSettings
-from orchestrator.state import Event, StateStore
+from orchestrator.store.sqlite import Event, StateStore
 
 pytestmark = pytest.mark.timeout(60)
 

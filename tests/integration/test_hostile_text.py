@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 from hostile_server import HostileServer
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, Result, execute, open_state
-from orchestrator.cloudconfig import CloudConfig
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.cloudconfig import CloudConfig
+from orchestrator.cloud.retry_policy import RetrySettings
+from orchestrator.engine.campaign import Invocation, Result, execute, open_state
+from orchestrator.engine.runner import RunSettings
 from orchestrator.model import TargetState
-from orchestrator.retry_policy import RetrySettings
-from orchestrator.runner import RunSettings
 from orchestrator.store import StateLocation
 
 pytestmark = pytest.mark.timeout(90)

@@ -15,11 +15,11 @@ import aiohttp
 import pytest
 from client_helpers import FAST, OTHER_PROJECT, PROJECT, FakeClock, server_id, spec
 
-from orchestrator.client import EcsClient
-from orchestrator.cloudconfig import CloudConfig
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.client import EcsClient
+from orchestrator.cloud.cloudconfig import CloudConfig
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.cloud.iam import IamAuth
 from orchestrator.errors import AuthFailed, ProjectRefused
-from orchestrator.iam import IamAuth
 from orchestrator.simulator import Simulator, SimulatorConfig
 
 pytestmark = pytest.mark.timeout(30)

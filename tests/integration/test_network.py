@@ -16,13 +16,13 @@ import pytest
 import trustme
 from client_helpers import FAST, PROJECT, server_id, spec
 
-from orchestrator.auth import TokenAuth
-from orchestrator.client import EcsClient
-from orchestrator.cloudconfig import CloudConfig
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.client import EcsClient
+from orchestrator.cloud.cloudconfig import CloudConfig
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.cloud.iam import IamAuth
+from orchestrator.cloud.network import CaBundle, Network, ca_bundle
 from orchestrator.errors import NotSent, Unreachable, UsageError
-from orchestrator.iam import IamAuth
-from orchestrator.network import CaBundle, Network, ca_bundle
 from orchestrator.simulator import Simulator, SimulatorConfig
 
 pytestmark = pytest.mark.timeout(30)

@@ -27,15 +27,15 @@ from gateway import LOSE, Action, Gateway, Request
 from hostile_server import HostileServer
 from never_twice_helpers import Drive, Driven, assert_never_twice, with_mode
 
-import orchestrator.runner as runner_module
-from orchestrator.auth import TokenAuth
+import orchestrator.engine.runner as runner_module
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.reachability import Reachability
+from orchestrator.cloud.retry_policy import RetrySettings
+from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.model import TargetState
-from orchestrator.reachability import Reachability
-from orchestrator.retry_policy import RetrySettings
-from orchestrator.runner import Runner, RunSettings
 from orchestrator.simulator import Simulator, load_fleet
 from orchestrator.simulator.errors import ApiFault
-from orchestrator.state import Change, StateStore
+from orchestrator.store.sqlite import Change, StateStore
 
 StartSim = Callable[..., Awaitable[Simulator]]
 RunCampaign = Callable[..., Awaitable[Any]]

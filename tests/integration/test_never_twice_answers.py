@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from never_twice_helpers import Drive, assert_never_twice
 
+from orchestrator.engine.known_jobs import KnownJob, apply_known_jobs, known_jobs, parse_option
+from orchestrator.engine.runner import RunSettings
 from orchestrator.errors import StateError, UsageError
-from orchestrator.known_jobs import KnownJob, apply_known_jobs, known_jobs, parse_option
 from orchestrator.model import TargetState
-from orchestrator.runner import RunSettings
 from orchestrator.simulator import Simulator
-from orchestrator.state import Change, StateStore
+from orchestrator.store.sqlite import Change, StateStore
 
 StartSim = Callable[..., Awaitable[Simulator]]
 S = TargetState

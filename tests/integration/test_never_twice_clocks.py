@@ -25,8 +25,8 @@ import time_machine
 from gateway import Action, Gateway, Request
 from never_twice_helpers import Drive, assert_never_twice
 
+from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.model import TargetState
-from orchestrator.runner import Runner, RunSettings
 from orchestrator.simulator import Simulator
 from orchestrator.simulator.errors import ApiFault
 

@@ -21,17 +21,17 @@ from typing import Any
 import aiohttp
 from client_helpers import FakeClock, make_client
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, execute, open_state
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.retry_policy import RetrySettings
+from orchestrator.engine.campaign import Invocation, execute, open_state
+from orchestrator.engine.preflight import Finding
+from orchestrator.engine.preflight_run import check_fleet, write_preflight
+from orchestrator.engine.runner import Runner
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.model import TargetSpec, TargetState
-from orchestrator.preflight import Finding
-from orchestrator.preflight_run import check_fleet, write_preflight
-from orchestrator.retry_policy import RetrySettings
-from orchestrator.runner import Runner
 from orchestrator.simulator import Simulator, SimulatorConfig
 from orchestrator.simulator.fleet import traits_for
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 F = Finding
 RETRY = RetrySettings(attempts=3, max_delay=5.0, backoff_base=0.05, backoff_cap=0.2)

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, execute, open_state
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.engine.campaign import Invocation, execute, open_state
+from orchestrator.engine.retry_select import RetryRequest, plan_retry
+from orchestrator.engine.runner import RunSettings
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.model import TargetState
 from orchestrator.report import write_campaign_report
-from orchestrator.retry_select import RetryRequest, plan_retry
-from orchestrator.runner import RunSettings
 from orchestrator.simulator import Simulator
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 S = TargetState
 pytestmark = pytest.mark.timeout(60)

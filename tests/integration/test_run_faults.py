@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.cloud.retry_policy import RetrySettings
 from orchestrator.model import TargetState
-from orchestrator.retry_policy import RetrySettings
 from orchestrator.simulator import Simulator, load_fleet
 from orchestrator.simulator.jobs import FAILURES
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.client import EcsClient
+from orchestrator.cloud.client import EcsClient
 from orchestrator.model import TargetSpec, TargetState
 from orchestrator.simulator import Simulator
 

@@ -14,16 +14,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, open_state
-from orchestrator.client import EcsClient
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.client import EcsClient
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.engine.campaign import Invocation, open_state
+from orchestrator.engine.pacing import INTENT_LEAD, RateLimiter
+from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.model import TargetState
-from orchestrator.pacing import INTENT_LEAD, RateLimiter
-from orchestrator.runner import Runner, RunSettings
 from orchestrator.simulator import Simulator
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 StartSim = Callable[..., Awaitable[Simulator]]
 RunCampaign = Callable[..., Awaitable[Any]]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from orchestrator.simulator import load_fleet
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 SimProcess = Callable[..., contextlib.AbstractContextManager[str]]
 AUTH_ENV = (

@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, execute, open_state
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.engine.campaign import Invocation, execute, open_state
 from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 TOKEN = "regions-token-77"
 

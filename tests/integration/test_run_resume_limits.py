@@ -10,14 +10,14 @@ from typing import Any
 
 import aiohttp
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, open_state
-from orchestrator.client import EcsClient
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.client import EcsClient
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.engine.campaign import Invocation, open_state
+from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.model import TargetState
-from orchestrator.runner import Runner, RunSettings
 from orchestrator.simulator import Simulator
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 JOB = 1.5  # every simulated reinstall takes exactly this long
 

@@ -18,7 +18,7 @@ from orchestrator.model import Target, TargetState
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.report import rollout_summary
 from orchestrator.simulator import Simulator, load_fleet
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 S = TargetState
 

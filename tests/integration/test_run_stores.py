@@ -11,15 +11,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orchestrator.auth import TokenAuth
-from orchestrator.campaign import Invocation, open_state
-from orchestrator.client import EcsClient
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.client import EcsClient
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.engine.campaign import Invocation, open_state
+from orchestrator.engine.runner import Runner, RunSettings
+from orchestrator.engine.shard import Shard
 from orchestrator.model import TargetState
-from orchestrator.runner import Runner, RunSettings
-from orchestrator.shard import Shard
 from orchestrator.simulator import Simulator, load_fleet
-from orchestrator.state import Change, utc_now
+from orchestrator.store.sqlite import Change, utc_now
 
 S = TargetState
 StartSim = Callable[..., Awaitable[Simulator]]

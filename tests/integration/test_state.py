@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import IncompleteImport, InventoryError, StateError
+from orchestrator.errors import IncompleteImport, InventoryError, JournalLost, StateError
 from orchestrator.inventory import read_inventory
 from orchestrator.model import IllegalTransition, TargetSpec, TargetState
-from orchestrator.state import SCHEMA_VERSION, Change, StateStore, file_sha256
+from orchestrator.store.sqlite import SCHEMA_VERSION, Change, StateStore, file_sha256
 
 S = TargetState
 REPO = Path(__file__).resolve().parents[2]
@@ -500,7 +500,7 @@ def test_the_lock_holds_across_processes(path: Path) -> None:
         import sys
         from pathlib import Path
         from orchestrator.errors import StateError
-        from orchestrator.state import StateStore
+        from orchestrator.store.sqlite import StateStore
         try:
             StateStore.open(Path(sys.argv[1]))
         except StateError as exc:
@@ -622,7 +622,7 @@ def test_an_import_killed_half_way_is_reported_as_unfinished(path: Path) -> None
         import os, sys
         from pathlib import Path
         from orchestrator.model import TargetSpec
-        from orchestrator.state import StateStore
+        from orchestrator.store.sqlite import StateStore
 
         def targets():
             for n in range(1, 50):
@@ -774,3 +774,38 @@ def test_a_new_state_file_with_a_companion_already_there_is_refused(
         create(path)
     assert not path.exists()
     assert victim.read_text() == "precious"
+
+
+KILLED_AFTER = """
+import os, sys
+from pathlib import Path
+from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.model import TargetState as S
+
+store = StateStore.open(Path(sys.argv[1]))
+if sys.argv[2] == "sending":
+    store.mark_sending("2027-01-15T08:00:00+00:00", 0.5)
+elif sys.argv[2] == "intent":
+    store.mark_sending(None, None)
+    store.apply([Change(1, S.PENDING, S.SUBMITTING, "intent")])
+os._exit(0)  # as kill -9 would: no clean close, no checkpoint at the end
+"""
+
+
+@pytest.mark.parametrize("moment", ["opened", "sending", "intent"])
+def test_a_run_killed_at_any_moment_leaves_a_journal_that_is_not_taken_for_lost(
+    path: Path, moment: str
+) -> None:
+    closed_file(path)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER, str(path), moment], capture_output=True, text=True
+    )
+    assert killed.returncode == 0, killed.stderr
+    assert Path(f"{path}-wal").stat().st_size > 0  # a log that holds the open run's writes
+    with StateStore.open(path) as store:  # not JournalLost
+        assert store.get(1).state is (S.SUBMITTING if moment == "intent" else S.PENDING)
+    # And had the log been deleted after that kill, the file would be refused.
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER, str(path), moment], check=True)
+    os.unlink(f"{path}-wal")
+    with pytest.raises(JournalLost):
+        StateStore.open(path)

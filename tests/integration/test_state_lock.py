@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator.errors import StateError
 from orchestrator.model import TargetSpec, TargetState
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "0123456789abcdef0123456789abcdef"
@@ -32,7 +32,7 @@ OPEN_SCRIPT = textwrap.dedent(
     import sys
     from pathlib import Path
     from orchestrator.errors import StateError
-    from orchestrator.state import StateStore
+    from orchestrator.store.sqlite import StateStore
     try:
         StateStore.open(Path(sys.argv[1]))
     except StateError as exc:
@@ -49,7 +49,7 @@ SLOW_CREATE_SCRIPT = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from orchestrator.model import TargetSpec
-    from orchestrator.state import StateStore
+    from orchestrator.store.sqlite import StateStore
 
     def targets():
         for n in range(1, 4):

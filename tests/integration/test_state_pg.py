@@ -10,12 +10,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from orchestrator.engine.shard import Shard, parse_shard
 from orchestrator.errors import StateError, UsageError
 from orchestrator.model import TargetSpec, TargetState
-from orchestrator.shard import Shard, parse_shard
-from orchestrator.state import MIGRATIONS, SCHEMA_VERSION, Change, StateStore, StoreFailure
 from orchestrator.store import check_campaign, open_store, pg_location
 from orchestrator.store.pg import application_name
+from orchestrator.store.sqlite import MIGRATIONS, SCHEMA_VERSION, Change, StateStore, StoreFailure
 
 S = TargetState
 SHA = "cd" * 32

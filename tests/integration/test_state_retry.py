@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.model import IllegalTransition, TargetSpec, TargetState, check_reopen
-from orchestrator.state import Change, StateStore
+from orchestrator.store.sqlite import Change, StateStore
 
 S = TargetState
 PROJECT = "0123456789abcdef0123456789abcdef"

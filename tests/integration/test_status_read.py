@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.console.status_view import render_text, status_to_dict
 from orchestrator.errors import StateError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.model import TargetState as S
-from orchestrator.state import Change, StateStore, file_sha256
-from orchestrator.status import read_status, render_text, status_to_dict
+from orchestrator.store.sqlite import Change, StateStore, file_sha256
+from orchestrator.store.status import read_status
 
 
 def create(path: Path, inventory: Path) -> StateStore:

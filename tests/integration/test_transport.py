@@ -31,9 +31,10 @@ import aiohttp
 import pytest
 from client_helpers import FAST, PROJECT, TOKEN, free_port, server_id, sim_client, spec
 
-from orchestrator.auth import TokenAuth
-from orchestrator.client import MAX_BODY_BYTES, EcsClient, Timeouts
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.auth import TokenAuth
+from orchestrator.cloud.client import MAX_BODY_BYTES, EcsClient, Timeouts
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.cloud.reachability import Reachability
 from orchestrator.errors import (
     BadResponse,
     NotSent,
@@ -42,7 +43,6 @@ from orchestrator.errors import (
     ServiceBusy,
     Unreachable,
 )
-from orchestrator.reachability import Reachability
 
 pytestmark = pytest.mark.timeout(30)
 

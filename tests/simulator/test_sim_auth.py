@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sim_helpers import OTHER_PROJECT, PROJECT, SERVER, Api, ApiFactory, FakeClock, reinstall_body
 
-from orchestrator import signing
+from orchestrator.cloud import signing
 from orchestrator.simulator import SimulatorConfig, verify_signature
 
 VECTORS = Path("/work/shared/reference/aksk-test-vectors.json")

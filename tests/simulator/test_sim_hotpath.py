@@ -10,7 +10,7 @@ import pytest
 from sim_helpers import PROJECT, SERVER, ApiFactory, FakeClock
 from test_sim_auth import AK, SK, signed_headers
 
-from orchestrator import signing
+from orchestrator.cloud import signing
 from orchestrator.simulator import timefmt
 from orchestrator.simulator.auth import sdk_timestamp
 

@@ -11,7 +11,7 @@ import heapq
 
 import pytest
 
-from orchestrator.pacing import AdaptivePacing, AdaptiveRate, AimdSettings, RateLimiter
+from orchestrator.engine.pacing import AdaptivePacing, AdaptiveRate, AimdSettings, RateLimiter
 from orchestrator.simulator.ratelimit import TokenBucket
 
 

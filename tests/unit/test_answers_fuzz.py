@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import redact
-from orchestrator.answers import (
+from orchestrator.cloud.answers import (
     MAX_DEPTH,
     NOT_JSON,
     JobView,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import signing
-from orchestrator.auth import (
+from orchestrator.cloud import signing
+from orchestrator.cloud.auth import (
     ENV_AK,
     ENV_SECURITY_TOKEN,
     ENV_SK,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import regions
-from orchestrator.cloudconfig import Places, load
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud import regions
+from orchestrator.cloud.cloudconfig import Places, load
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.cloud.iam import ecs_from_catalog, strip_version
 from orchestrator.errors import ProjectRefused, UsageError
-from orchestrator.iam import ecs_from_catalog, strip_version
 
 CLOUDS = """\
 clouds:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from orchestrator.endpoints import Endpoints, check_endpoint, is_loopback
+from orchestrator.cloud.endpoints import Endpoints, check_endpoint, is_loopback
 from orchestrator.errors import UsageError
 
 

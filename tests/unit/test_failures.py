@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.failures import (
+from orchestrator.rollout.failures import (
     FAILURE_TABLE,
     FLOW_CONTROL_CODES,
     HINTS,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.logsetup import (
+from orchestrator.console.logs import (
     STATE_CHANGE_FIELDS,
     BufferedFileHandler,
     console_handler,

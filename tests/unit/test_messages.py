@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.messages import end_of_run
+from orchestrator.console.messages import end_of_run
+from orchestrator.console.status_view import exit_code_for
 from orchestrator.model import TargetState as S
-from orchestrator.status import exit_code_for
 
 STATE = Path("reports/fleet.state.sqlite")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from orchestrator.network import Proxies
+from orchestrator.cloud.network import Proxies
 
 
 def test_proxies_follow_the_environment_once_per_origin(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.campaign import check_report_dir
-from orchestrator.client import ServerView
+from orchestrator.cloud.client import ServerView
+from orchestrator.console.logs import setup_logging
+from orchestrator.engine.campaign import check_report_dir
+from orchestrator.engine.preflight import Finding, Verdict
+from orchestrator.engine.preflight_run import Checked, Preflight, write_preflight
 from orchestrator.errors import ReportError, UsageError
-from orchestrator.logsetup import setup_logging
 from orchestrator.model import RunInfo, Target, TargetSpec, TargetState
 from orchestrator.nofollow import (
     LinkRefused,
@@ -26,8 +28,6 @@ from orchestrator.nofollow import (
     parse_mode,
     probe_writable,
 )
-from orchestrator.preflight import Finding, Verdict
-from orchestrator.preflight_run import Checked, Preflight, write_preflight
 from orchestrator.report import write_report
 
 PRECIOUS = b"the operator's own file\n"

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import pytest
 from rich.console import Console
 
-from orchestrator.livestats import FailureNote, LiveStats, WaveInfo, in_flight
-from orchestrator.logsetup import setup_logging
+from orchestrator.console.livestats import FailureNote, LiveStats, WaveInfo, in_flight
+from orchestrator.console.logs import setup_logging
+from orchestrator.console.panel import render
+from orchestrator.console.progress import ProgressDisplay, ProgressMeter, Reading
 from orchestrator.model import TargetState as S
-from orchestrator.panel import render
-from orchestrator.progress import ProgressDisplay, ProgressMeter, Reading
 
 TITLE = "ECS reinstall · test-panel"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")

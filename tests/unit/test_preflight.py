@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.client import ServerView
+from orchestrator.cloud.client import ServerView
+from orchestrator.engine.preflight import BLOCKING, Finding, classify
 from orchestrator.model import TargetSpec
-from orchestrator.preflight import BLOCKING, Finding, classify
 
 F = Finding
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import pytest
 
-from orchestrator.livestats import FailureTap, LiveStats, in_flight
+from orchestrator.console.livestats import FailureTap, LiveStats, in_flight
+from orchestrator.console.progress import ProgressMeter, format_seconds
 from orchestrator.model import TargetState as S
-from orchestrator.progress import ProgressMeter, format_seconds
 
 
 class Clock:

@@ -8,6 +8,15 @@ import time
 import pytest
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
+from orchestrator.cloud.retry_policy import (
+    Decision,
+    RetrySettings,
+    brief,
+    call_retrying,
+    decide,
+    retrying,
+    wait_retry_after,
+)
 from orchestrator.errors import (
     ApiError,
     AuthFailed,
@@ -19,15 +28,6 @@ from orchestrator.errors import (
     RetryLater,
     ServiceBusy,
     Throttled,
-)
-from orchestrator.retry_policy import (
-    Decision,
-    RetrySettings,
-    brief,
-    call_retrying,
-    decide,
-    retrying,
-    wait_retry_after,
 )
 
 FAST = RetrySettings(attempts=4, max_delay=10.0, backoff_base=0.001, backoff_cap=0.002)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.engine.retry_select import RetryRequest, select_for_retry
 from orchestrator.errors import UsageError
 from orchestrator.model import Target, TargetSpec, TargetState
-from orchestrator.retry_select import RetryRequest, select_for_retry
 
 S = TargetState
 P1, P2 = "1" * 32, "2" * 32

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from orchestrator.schedule import Backoff, DueQueue, JobLengths, learned_backoff, wait_event
+from orchestrator.engine.schedule import Backoff, DueQueue, JobLengths, learned_backoff, wait_event
 
 pytestmark = pytest.mark.timeout(10)
 

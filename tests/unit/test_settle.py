@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.client import ServerView
-from orchestrator.settle import (
+from orchestrator.cloud.client import ServerView
+from orchestrator.engine.settle import (
     LOCAL_INTENT_ERROR,
     Before,
     Clock,

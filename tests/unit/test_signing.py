@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator import signing
+from orchestrator.cloud import signing
 
 VECTORS_PATH = Path("/work/shared/reference/aksk-test-vectors.json")
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text())

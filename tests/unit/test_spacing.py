@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
+from orchestrator.engine.pacing import AdaptivePacing, RateLimiter, Unlimited
 
 
 class _Selector(selectors.DefaultSelector):

@@ -16,7 +16,7 @@ from orchestrator.model import TargetState
 from orchestrator.rollout.gate import DURATIONS_KEPT
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.setup import prepare_rollout
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 FLEET = 20_000
 # Peak KiB of prepare_rollout over FLEET final targets: ~9,100 before, ~2,200 now

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.cloud.userdata import MAX_BYTES, MAX_ENCODED_CHARS, load_user_data
 from orchestrator.errors import UsageError
-from orchestrator.userdata import MAX_BYTES, MAX_ENCODED_CHARS, load_user_data
 
 SCRIPT = b"#!/bin/bash\necho user_test > /home/user.txt\n"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.client import ServerView
-from orchestrator.settle import Before, Clock, Verdict
-from orchestrator.verify import check_back
+from orchestrator.cloud.client import ServerView
+from orchestrator.engine.settle import Before, Clock, Verdict
+from orchestrator.engine.verify import check_back
 
 V = Verdict
 OLD = "2025-01-01T00:00:00.000000"

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.logsetup import setup_logging
-from orchestrator.status.view import (
+from orchestrator.console.logs import setup_logging
+from orchestrator.console.status_view import (
     DeferredTarget,
     FailureGroup,
     StatusSnapshot,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from orchestrator.model import IllegalTransition, TargetSpec, TargetState
-from orchestrator.state import Change, StateStore
-from orchestrator.writer import StateWriter
+from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.writer import StateWriter
 
 S = TargetState
 PROJECT = "0123456789abcdef0123456789abcdef"

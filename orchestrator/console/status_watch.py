@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from orchestrator.status.read import read_status
-from orchestrator.status.view import StatusSnapshot, render_text, status_to_dict
+from orchestrator.console.status_view import StatusSnapshot, render_text, status_to_dict
+from orchestrator.store.status import read_status
 
 
 def _running(snap: StatusSnapshot) -> bool:

@@ -25,7 +25,8 @@ A SQLite state file is two files while a run holds it: the database and its
 write-ahead log (`STATE-wal`), where every commit goes first. The main file says
 which it is (meta `journal`): `open` from the moment a run takes it until that run
 closes it cleanly and has written the log back into it (a checkpoint), `closed`
-after. A file that says `open` and whose log is missing lost its latest changes
+after. The log never shrinks while a run holds the file, so a file that says
+`open` and whose log is missing or empty lost its latest changes
 (the log was deleted after a crash, or the file was copied alone): it is refused,
 never taken for a new campaign (`JournalLost`; `--journal-lost` settles every
 unfinished target from its server instead). The import is written into the main
@@ -57,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.clocks import UNSYNCED_ERROR
+from orchestrator.engine.shard import Shard, shard_hash
 from orchestrator.errors import IncompleteImport, JournalLost, StateError
 from orchestrator.model import (
     FINAL_STATES,
@@ -68,7 +70,6 @@ from orchestrator.model import (
     check_reopen,
     check_transition,
 )
-from orchestrator.shard import Shard, shard_hash
 
 SCHEMA_VERSION = 6
 # Columns added by each schema version (all nullable or defaulted), applied in order
@@ -552,15 +553,17 @@ class StateStore:
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (utc_now(),),
                 )
-        self._checkpoint()
+        self._checkpoint("RESTART" if state == "open" else "TRUNCATE")
 
-    def _checkpoint(self) -> None:
-        """Write the log back into the main file (and empty it)."""
+    def _checkpoint(self, mode: str = "RESTART") -> None:
+        """Write the log back into the main file. While a run holds the file the log
+        keeps its size (RESTART): an empty log means a lost one, so it is emptied
+        (TRUNCATE) only when the run ends cleanly."""
         for _ in range(CHECKPOINT_TRIES):
             # A reader (status) holding an older snapshot makes SQLite wait for it, up
             # to the busy timeout, before it answers "busy".
             with _translated("write the journal into the state file"):
-                row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                row = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
             if row is None or not row[0]:
                 return
         raise StateError(

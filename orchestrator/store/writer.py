@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from orchestrator.state import Change, StateStore, validate
+from orchestrator.store.sqlite import Change, StateStore, validate
 
 T = TypeVar("T")
 

@@ -31,7 +31,13 @@ from urllib.parse import urlsplit
 import yaml
 
 from orchestrator import redact
-from orchestrator.auth import ENV_AK, ENV_SECURITY_TOKEN, ENV_SK, ENV_TOKEN, check_header_secret
+from orchestrator.cloud.auth import (
+    ENV_AK,
+    ENV_SECURITY_TOKEN,
+    ENV_SK,
+    ENV_TOKEN,
+    check_header_secret,
+)
 from orchestrator.errors import UsageError
 
 SUFFIXES = (".yaml", ".yml", ".json")

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from orchestrator.cloud.regions import CLOUDS, CloudName, ecs_endpoint
 from orchestrator.errors import ProjectRefused, UsageError
-from orchestrator.regions import CLOUDS, CloudName, ecs_endpoint
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 

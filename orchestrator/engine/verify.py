@@ -15,8 +15,8 @@ read again a few times (`WAIT`) before the runner gives up on it
 
 from __future__ import annotations
 
-from orchestrator.client import ServerView
-from orchestrator.settle import (
+from orchestrator.cloud.client import ServerView
+from orchestrator.engine.settle import (
     STABLE_STATUSES,
     Before,
     Clock,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from orchestrator.errors import InputProblem, InventoryError, UsageError
 from orchestrator.model import Target, TargetState, plain_id
-from orchestrator.state import Change, StateStore, utc_now
+from orchestrator.store.sqlite import Change, StateStore, utc_now
 
 COLUMNS = ("project_id", "server_id", "job_id")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli_types import POSITIVE_SECONDS, SECONDS
+from orchestrator.cli.types import POSITIVE_SECONDS, SECONDS
 from orchestrator.errors import UsageError
 from orchestrator.rollout.budget import DEFAULT_MAX_CONSECUTIVE
 from orchestrator.rollout.duration import DEFAULT_EXPECTED_JOB_SECONDS

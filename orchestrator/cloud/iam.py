@@ -38,11 +38,12 @@ import aiohttp
 from yarl import URL
 
 from orchestrator import redact
-from orchestrator.answers import optional_text, parse_body, service_text
-from orchestrator.auth import AkSkAuth, Credentials, TokenAuth, header_problem
-from orchestrator.client import MAYBE_SENT, NOTHING_SENT, read_capped
-from orchestrator.cloudconfig import CloudConfig, url_site
-from orchestrator.endpoints import check_endpoint
+from orchestrator.cloud.answers import optional_text, parse_body, service_text
+from orchestrator.cloud.auth import AkSkAuth, Credentials, TokenAuth, header_problem
+from orchestrator.cloud.client import MAYBE_SENT, NOTHING_SENT, read_capped
+from orchestrator.cloud.cloudconfig import CloudConfig, url_site
+from orchestrator.cloud.endpoints import check_endpoint
+from orchestrator.cloud.network import Proxies
 from orchestrator.errors import (
     AuthFailed,
     NotSent,
@@ -51,7 +52,6 @@ from orchestrator.errors import (
     Throttled,
     UsageError,
 )
-from orchestrator.network import Proxies
 
 TOKEN_HEADER = "X-Subject-Token"
 # Only `ecs`: `compute` is Nova (/v2.1), another API even where it shares the host.

@@ -24,18 +24,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from orchestrator.errors import StateError
-from orchestrator.model import TargetState
-from orchestrator.report.times import parse_timestamp
-from orchestrator.state import check_state_file
-from orchestrator.status.view import (
+from orchestrator.console.status_view import (
     DeferredTarget,
     FailureGroup,
     InvocationView,
     StatusSnapshot,
     TargetRef,
 )
+from orchestrator.errors import StateError
+from orchestrator.model import TargetState
+from orchestrator.report.times import parse_timestamp
 from orchestrator.store import is_dsn, pg_location
+from orchestrator.store.sqlite import check_state_file
 
 BUSY_TIMEOUT_MS = 250
 UNKNOWN_CODE = "unknown"

@@ -23,10 +23,20 @@ from typing import Any
 import aiohttp
 from rich.console import Console
 
-from orchestrator.auth import Credentials, TokenAuth
-from orchestrator.client import EcsClient, Timeouts
-from orchestrator.cloudconfig import CloudConfig
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud.auth import Credentials, TokenAuth
+from orchestrator.cloud.client import EcsClient, Timeouts
+from orchestrator.cloud.cloudconfig import CloudConfig
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.cloud.iam import credentials_for
+from orchestrator.cloud.network import CaBundle, Network
+from orchestrator.cloud.userdata import UserData
+from orchestrator.console.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
+from orchestrator.console.progress import ProgressDisplay, ProgressMeter
+from orchestrator.engine.known_jobs import KnownJob, apply_known_jobs
+from orchestrator.engine.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
+from orchestrator.engine.retry_select import RetryPlan, RetryRequest, reopen_selected
+from orchestrator.engine.runner import Outcome, Runner, RunSettings
+from orchestrator.engine.selection import Selection, SelectionFilter, check_same_selection
 from orchestrator.errors import (
     IncompleteImport,
     InputProblem,
@@ -35,28 +45,18 @@ from orchestrator.errors import (
     StateError,
     UsageError,
 )
-from orchestrator.iam import credentials_for
 from orchestrator.inventory import InventoryDefaults, InventoryReader
-from orchestrator.known_jobs import KnownJob, apply_known_jobs
-from orchestrator.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
 from orchestrator.model import TargetSpec, TargetState
-from orchestrator.network import CaBundle, Network
 from orchestrator.nofollow import PRIVATE_FILE, folder_mode, make_dir, probe_writable
-from orchestrator.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
-from orchestrator.progress import ProgressDisplay, ProgressMeter
 from orchestrator.report import ReportPaths, write_campaign_report
 from orchestrator.report.summary import check_group_column
-from orchestrator.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.rollout.gate import Confirm, RolloutGate
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.report import ADAPTIVE_META_KEY, rollout_summary
 from orchestrator.rollout.setup import prepare_rollout
-from orchestrator.runner import Outcome, Runner, RunSettings
-from orchestrator.selection import Selection, SelectionFilter, check_same_selection
 from orchestrator.simulator import SimulatorConfig
-from orchestrator.state import StateExists, StateStore, file_sha256
 from orchestrator.store import SqliteLocation, StateLocation
-from orchestrator.userdata import UserData
+from orchestrator.store.sqlite import StateExists, StateStore, file_sha256
 
 log = logging.getLogger("orchestrator.campaign")
 

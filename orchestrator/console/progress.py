@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from orchestrator.livestats import LiveStats
-from orchestrator.logsetup import PROGRESS_LOGGER, log_format
+from orchestrator.console.livestats import LiveStats
+from orchestrator.console.logs import PROGRESS_LOGGER, log_format
 from orchestrator.model import TargetState
 
 if TYPE_CHECKING:
-    from orchestrator.panel import LivePanel
+    from orchestrator.console.panel import LivePanel
 
 log = logging.getLogger(PROGRESS_LOGGER)
 
@@ -203,7 +203,7 @@ class ProgressDisplay:
                 self._summary(console=True)
 
     async def _run_panel(self) -> None:
-        from orchestrator.panel import LivePanel  # rich's Live only where a panel is shown
+        from orchestrator.console.panel import LivePanel  # rich's Live only where a panel is shown
 
         console = self._console or Console(stderr=True)
         with LivePanel(console, self._title) as panel:

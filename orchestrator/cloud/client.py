@@ -35,13 +35,16 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from orchestrator import answers
-from orchestrator.answers import MAX_BODY_BYTES, Answer
-from orchestrator.answers import JobView as JobView  # the client's results, named here too
-from orchestrator.answers import ServerView as ServerView
-from orchestrator.auth import Credentials
 from orchestrator.clocks import ServiceClock
-from orchestrator.endpoints import Endpoints
+from orchestrator.cloud import answers
+from orchestrator.cloud.answers import MAX_BODY_BYTES, Answer
+from orchestrator.cloud.answers import JobView as JobView  # the client's results, named here too
+from orchestrator.cloud.answers import ServerView as ServerView
+from orchestrator.cloud.auth import Credentials
+from orchestrator.cloud.endpoints import Endpoints
+from orchestrator.cloud.network import Network
+from orchestrator.cloud.reachability import Reachability
+from orchestrator.engine.pacing import AdaptivePacing, RateLimiter, Unlimited
 from orchestrator.errors import (
     NotSent,
     OutcomeUnknown,
@@ -50,9 +53,6 @@ from orchestrator.errors import (
     Unreachable,
 )
 from orchestrator.model import TargetSpec
-from orchestrator.network import Network
-from orchestrator.pacing import AdaptivePacing, RateLimiter, Unlimited
-from orchestrator.reachability import Reachability
 
 log = logging.getLogger(__name__)
 

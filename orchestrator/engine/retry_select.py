@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
 from orchestrator.model import Target, TargetState
-from orchestrator.state import StateStore
+from orchestrator.store.sqlite import StateStore
 
 UNVERIFIED = "Orchestrator.Unverified"
 STATES_IS = ("failed", "deferred", "unverified")

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.console.progress import ORDER, format_seconds
 from orchestrator.model import FINAL_STATES, TargetState
-from orchestrator.progress import ORDER, format_seconds
 from orchestrator.visible import visible as v
 
 STATUS_SCHEMA = "orchestrator.status/1"

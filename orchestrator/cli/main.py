@@ -25,8 +25,33 @@ from typing import Any, NoReturn
 
 import click
 
-from orchestrator import cloudconfig, regions
-from orchestrator.campaign import (
+from orchestrator.cli.checks import (
+    check_region,
+    check_simulate_alone,
+    check_state_file,
+    log_file_option,
+    region_option,
+)
+from orchestrator.cli.rollout import (
+    confirm_on_terminal,
+    plan_lines,
+    plan_options,
+    rollout_from,
+    rollout_options,
+    status_fields,
+    status_lines,
+)
+from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
+from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
+from orchestrator.cloud import cloudconfig, regions
+from orchestrator.cloud.endpoints import Endpoints, check_endpoint
+from orchestrator.cloud.network import ca_bundle, ssl_context
+from orchestrator.cloud.userdata import UserData, load_user_data
+from orchestrator.console.logs import setup_logging
+from orchestrator.console.messages import end_of_run
+from orchestrator.console.status_view import exit_code_for, render_text, status_to_dict
+from orchestrator.console.status_watch import watch_status
+from orchestrator.engine.campaign import (
     Invocation,
     RegionCheck,
     Result,
@@ -36,25 +61,13 @@ from orchestrator.campaign import (
     execute,
     open_state,
 )
-from orchestrator.cli_checks import (
-    check_region,
-    check_simulate_alone,
-    check_state_file,
-    log_file_option,
-    region_option,
-)
-from orchestrator.cli_rollout import (
-    confirm_on_terminal,
-    plan_lines,
-    plan_options,
-    rollout_from,
-    rollout_options,
-    status_fields,
-    status_lines,
-)
-from orchestrator.cli_types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
-from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
-from orchestrator.endpoints import Endpoints, check_endpoint
+from orchestrator.engine.known_jobs import known_jobs, write_unrecorded
+from orchestrator.engine.preflight import Finding
+from orchestrator.engine.preflight_run import Preflight, check_fleet, write_preflight
+from orchestrator.engine.retry_select import STATES_IS, RetryRequest, plan_retry
+from orchestrator.engine.runner import Answer, RunSettings
+from orchestrator.engine.selection import Selection, SelectionFilter, left_out_text
+from orchestrator.engine.shard import parse_shard
 from orchestrator.errors import IncompleteImport, InventoryError, OrchestratorError, UsageError
 from orchestrator.inventory import (
     EncodingProblem,
@@ -62,32 +75,20 @@ from orchestrator.inventory import (
     InventoryReader,
     check_encoding,
 )
-from orchestrator.known_jobs import known_jobs, write_unrecorded
-from orchestrator.logsetup import setup_logging
-from orchestrator.messages import end_of_run
 from orchestrator.model import FINAL_STATES, TargetState
-from orchestrator.network import ca_bundle, ssl_context
 from orchestrator.nofollow import PRIVATE_FILE, parse_mode
-from orchestrator.preflight import Finding
-from orchestrator.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.report import (
     check_group_by,
     write_campaign_report,
 )
-from orchestrator.retry_select import STATES_IS, RetryRequest, plan_retry
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.report import rollout_summary
-from orchestrator.runner import Answer, RunSettings
-from orchestrator.selection import Selection, SelectionFilter, left_out_text
-from orchestrator.shard import parse_shard
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.simulator.cli import simulate
-from orchestrator.state import StateStore, StoreFailure
-from orchestrator.state import backup as state_backup
-from orchestrator.status import exit_code_for, read_status, render_text, status_to_dict
-from orchestrator.status.watch import watch_status
 from orchestrator.store import SqliteLocation, StateLocation, is_dsn, pg_location
-from orchestrator.userdata import UserData, load_user_data
+from orchestrator.store.sqlite import StateStore, StoreFailure
+from orchestrator.store.sqlite import backup as state_backup
+from orchestrator.store.status import read_status
 from orchestrator.visible import echo, excepthook
 
 EXIT_CODES = """\b

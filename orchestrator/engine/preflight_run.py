@@ -24,7 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.client import EcsClient, ServerView
+from orchestrator.cloud.client import EcsClient, ServerView
+from orchestrator.cloud.retry_policy import RetrySettings, retrying
+from orchestrator.engine.preflight import Finding, Verdict, classify
 from orchestrator.errors import (
     ApiError,
     AuthFailed,
@@ -36,8 +38,6 @@ from orchestrator.errors import (
 )
 from orchestrator.model import FINAL_STATES, TargetSpec, TargetState
 from orchestrator.nofollow import PRIVATE_FILE, create_beside, folder_mode, make_dir
-from orchestrator.preflight import Finding, Verdict, classify
-from orchestrator.retry_policy import RetrySettings, retrying
 from orchestrator.spreadsheet import CsvWriter, neutralise
 
 PREFLIGHT_CSV = "preflight.csv"

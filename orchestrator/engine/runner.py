@@ -39,8 +39,26 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from orchestrator.client import EcsClient, JobView, ServerView
 from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
+from orchestrator.cloud.client import EcsClient, JobView, ServerView
+from orchestrator.cloud.retry_policy import RetrySettings, brief, call_retrying
+from orchestrator.engine.pacing import INTENT_LEAD
+from orchestrator.engine.schedule import Backoff, DueQueue, JobLengths, wait_event
+from orchestrator.engine.settle import (
+    LOCAL_INTENT_ERROR,
+    Before,
+    Clock,
+    QuietPeriod,
+    Settlement,
+    Verdict,
+    follow,
+    is_rebuilding,
+    parse_time,
+    same_reading,
+    settle,
+)
+from orchestrator.engine.shard import Shard
+from orchestrator.engine.verify import NOT_VERIFIED, check_back
 from orchestrator.errors import (
     ApiError,
     AuthFailed,
@@ -55,27 +73,9 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState, evolve
-from orchestrator.pacing import INTENT_LEAD
-from orchestrator.retry_policy import RetrySettings, brief, call_retrying
 from orchestrator.rollout.gate import RolloutGate
-from orchestrator.schedule import Backoff, DueQueue, JobLengths, wait_event
-from orchestrator.settle import (
-    LOCAL_INTENT_ERROR,
-    Before,
-    Clock,
-    QuietPeriod,
-    Settlement,
-    Verdict,
-    follow,
-    is_rebuilding,
-    parse_time,
-    same_reading,
-    settle,
-)
-from orchestrator.shard import Shard
-from orchestrator.state import Change, StateStore, utc_now
-from orchestrator.verify import NOT_VERIFIED, check_back
-from orchestrator.writer import StateWriter
+from orchestrator.store.sqlite import Change, StateStore, utc_now
+from orchestrator.store.writer import StateWriter
 
 log = logging.getLogger("orchestrator.run")
 T = TypeVar("T")

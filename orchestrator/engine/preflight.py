@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from orchestrator.client import ServerView
+from orchestrator.cloud.client import ServerView
+from orchestrator.engine.settle import is_rebuilding, parse_time
 from orchestrator.model import TargetSpec
-from orchestrator.settle import is_rebuilding, parse_time
 
 WITH_STOP_SERVER = "withStopServer"
 # The only statuses a reinstall starts from (ACTIVE needs withStopServer).

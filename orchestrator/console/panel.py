@@ -29,10 +29,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.livestats import LiveStats, WaveInfo, WindowInfo
-from orchestrator.logsetup import console_handler
+from orchestrator.console.livestats import LiveStats, WaveInfo, WindowInfo
+from orchestrator.console.logs import console_handler
+from orchestrator.console.progress import ORDER, Reading, format_seconds
 from orchestrator.model import TargetState
-from orchestrator.progress import ORDER, Reading, format_seconds
 from orchestrator.visible import visible, visible_lines
 
 STYLES = {

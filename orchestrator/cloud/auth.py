@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from orchestrator import redact, signing
+from orchestrator import redact
+from orchestrator.cloud import signing
 from orchestrator.errors import UsageError
 
 ENV_TOKEN = "OS_AUTH_TOKEN"
