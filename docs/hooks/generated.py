@@ -15,6 +15,7 @@ Nothing here is product code: it only imports the package and reads it.
 from __future__ import annotations
 
 import ast
+import functools
 import html
 import importlib
 import inspect
@@ -69,9 +70,18 @@ ORCHESTRATOR_CODES = {
 }
 
 
-def on_page_markdown(markdown: str, **_: Any) -> str:
-    """Replace each marker line with the table it names, and check the hand-written
-    tables a `checked` marker stands before."""
+# Pages that keep the record (dated figures, history) may name files that are gone.
+HISTORY_PAGES = frozenset({"measurements.md", "measurements-pacing.md", "changelog.md"})
+SOURCE_PATH = re.compile(r"\b(?:orchestrator|tests|benchmarks)/[\w/]*\w(?:\.\w+)?/?(?![\w*])")
+PLACEHOLDER = re.compile(r"/[A-Z]+(?:\.\w+)?$")  # benchmarks/NAME.py
+
+
+def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
+    """Replace each marker line with the table it names, check the hand-written tables
+    a `checked` marker stands before, and check that every file of the repository a
+    page names exists (a module that moves must take its mentions along)."""
+    if page.file.src_uri not in HISTORY_PAGES:
+        check_paths(page.file.src_uri, markdown)
 
     def table(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -82,6 +92,19 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
     for match in CHECKED.finditer(markdown):
         check_table(match.group(1), markdown[match.end() :])
     return MARKER.sub(table, CHECKED.sub("", markdown))
+
+
+def check_paths(page: str, markdown: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    missing = sorted(
+        {
+            m
+            for m in SOURCE_PATH.findall(markdown)
+            if not PLACEHOLDER.search(m) and not (root / m.rstrip("/")).exists()
+        }
+    )
+    if missing:
+        raise PluginError(f"{page} names files the repository does not have: {missing}")
 
 
 # --- hand-written tables, checked against the code ------------------------------------
@@ -117,9 +140,8 @@ def check_table(name: str, after: str) -> None:
         )
 
 
-def returned_keys(module_name: str, function: str) -> list[str]:
+def returned_keys(module: ModuleType, function: str) -> list[str]:
     """The keys of the dict literal a function returns (its top level only)."""
-    module = importlib.import_module(module_name)
     tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name == function:
@@ -130,17 +152,17 @@ def returned_keys(module_name: str, function: str) -> list[str]:
                         for k in inner.value.keys
                         if isinstance(k, ast.Constant) and isinstance(k.value, str)
                     ]
-    raise PluginError(f"{module_name}.{function} no longer returns a dict literal")
+    raise PluginError(f"{module.__name__}.{function} no longer returns a dict literal")
 
 
-def enum_values(module_name: str, name: str) -> list[str]:
-    return [member.value for member in getattr(importlib.import_module(module_name), name)]
+def enum_values(module: ModuleType, name: str) -> list[str]:
+    return [member.value for member in getattr(module, name)]
 
 
 CHECKS: dict[str, Callable[[], Iterable[str]]] = {
-    "summary-json": lambda: returned_keys("orchestrator.report.summary", "summary_to_dict"),
-    "status-json": lambda: returned_keys("orchestrator.status.view", "status_to_dict"),
-    "preflight-findings": lambda: enum_values("orchestrator.preflight", "Finding"),
+    "summary-json": lambda: returned_keys(home("summary_to_dict"), "summary_to_dict"),
+    "status-json": lambda: returned_keys(home("status_to_dict"), "status_to_dict"),
+    "preflight-findings": lambda: enum_values(home("BLOCKING"), "Finding"),
 }
 
 
@@ -306,6 +328,32 @@ def package_files() -> Iterator[tuple[str, Path]]:
         yield module.removesuffix(".__init__"), path
 
 
+def home(name: str) -> ModuleType:
+    """The one module of the package that defines `name` at its top level (a class, a
+    function or an assignment), imported: so the tables follow a module that moves."""
+    found = definitions().get(name, [])
+    if len(found) != 1:
+        raise PluginError(f"{name!r} should be defined by one module of the package: {found}")
+    return importlib.import_module(found[0])
+
+
+@functools.cache
+def definitions() -> dict[str, list[str]]:
+    """Every top-level name of the package's modules, and the modules defining it."""
+    found: dict[str, list[str]] = {}
+    for module, path in package_files():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            names: list[str] = []
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name)]
+            for name in names:
+                found.setdefault(name, []).append(module)
+    return found
+
+
 def string_constants(path: Path) -> Iterator[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -327,7 +375,7 @@ def orchestrator_codes() -> dict[str, list[str]]:
 
 
 def error_codes_orchestrator() -> str:
-    failures = importlib.import_module("orchestrator.failures")
+    failures = home("FAILURE_TABLE")
     found = orchestrator_codes()
     undescribed = sorted(set(found) - set(ORCHESTRATOR_CODES))
     unused = sorted(set(ORCHESTRATOR_CODES) - set(found))
@@ -359,7 +407,7 @@ def cell_md(text: str) -> str:
 
 
 def error_codes_service() -> str:
-    failures = importlib.import_module("orchestrator.failures")
+    failures = home("FAILURE_TABLE")
     rows = []
     for name, rule in failures.FAILURE_TABLE.items():
         if name.startswith("Orchestrator."):
@@ -379,8 +427,8 @@ def error_codes_service() -> str:
 def error_classes() -> str:
     """The API errors of `orchestrator.errors`, what answers they stand for (the tree in
     its docstring) and what `retry_policy.decide` makes of each."""
-    errors = importlib.import_module("orchestrator.errors")
-    policy = importlib.import_module("orchestrator.retry_policy")
+    errors = home("ApiError")
+    policy = home("RetrySettings")
     tree = re.findall(r"^([ │]*)[├└]── (\w+)\s+(.*)$", errors.__doc__ or "", re.MULTILINE)
     rows = []
     top = None
@@ -416,7 +464,7 @@ def error_classes() -> str:
 
 def retry_policy_table() -> str:
     """The per-call table the retry policy's docstring draws, as it is written."""
-    policy = importlib.import_module("orchestrator.retry_policy")
+    policy = home("RetrySettings")
     doc = inspect.cleandoc(policy.__doc__ or "")
     block = [line for line in doc.splitlines() if line.startswith("    ")]
     if not block:
@@ -470,7 +518,7 @@ def field_comments(module: ModuleType, name: str) -> list[tuple[str, str]]:
 
 
 def states() -> str:
-    model = importlib.import_module("orchestrator.model")
+    model = home("TRANSITIONS")
     rows = []
     for state, comment in enum_comments(model, "TargetState"):
         kind = (
@@ -512,9 +560,9 @@ def modules() -> str:
 
 
 def log_fields() -> str:
-    logsetup = importlib.import_module("orchestrator.logsetup")
-    progress = importlib.import_module("orchestrator.progress")
-    livestats = importlib.import_module("orchestrator.livestats")
+    logsetup = home("STATE_CHANGE_FIELDS")
+    progress = home("ProgressMeter")
+    livestats = home("LiveStats")
     stats = livestats.LiveStats(
         counts={},
         total=0,
@@ -534,15 +582,15 @@ def log_fields() -> str:
     )
 
 
-def columns(module_name: str, name: str) -> str:
-    values = getattr(importlib.import_module(module_name), name)
+def columns(module: ModuleType, name: str) -> str:
+    values = getattr(module, name)
     return ", ".join(f"`{v}`" for v in values) + "\n"
 
 
 GENERATORS: dict[str, Callable[[], str]] = {
-    "targets-csv-columns": lambda: columns("orchestrator.report.render", "CSV_COLUMNS"),
-    "retry-csv-columns": lambda: columns("orchestrator.report.retry_csv", "COLUMNS"),
-    "preflight-csv-columns": lambda: columns("orchestrator.preflight_run", "CSV_COLUMNS"),
+    "targets-csv-columns": lambda: columns(home("csv_header"), "CSV_COLUMNS"),
+    "retry-csv-columns": lambda: columns(home("RetryInventory"), "COLUMNS"),
+    "preflight-csv-columns": lambda: columns(home("write_preflight"), "CSV_COLUMNS"),
     "cli": cli_reference,
     "exit-codes": exit_codes,
     "error-codes-orchestrator": error_codes_orchestrator,
