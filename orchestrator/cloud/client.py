@@ -28,7 +28,7 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -146,24 +146,22 @@ class EcsClient:
 
     # -- the three calls ---------------------------------------------------
 
-    async def reinstall(
-        self,
-        spec: TargetSpec,
-        before_send: Callable[[], Awaitable[None]] | None = None,
-        last_check: Callable[[], None] | None = None,
-    ) -> str:
-        """Send one reinstall; `before_send` runs once the pacer allows it (the runner
-        commits its intent there); then the request waits for its send slot (see
-        `RateLimiter.space`) and `last_check` runs right before it goes out: whatever
-        it raises stops the send (the runner's stop while it waited there)."""
+    async def reinstall_slot(self, region: str | None) -> None:
+        """Wait until a reinstall to `region` may be sent: the grant. The engine commits
+        its intent after this and before `reinstall_spacing`."""
+        await self._pace("reinstall", region, self._submit_limiter)
+
+    async def reinstall_spacing(self, region: str | None) -> None:
+        """The send slot of a granted reinstall, after whatever ran since the grant (the
+        intent's commit): a stall there releases many requests at once, and this
+        spreads them again. A stop interrupts it (`stop_sending`)."""
+        await self._space("reinstall", region, self._submit_limiter)
+
+    async def reinstall(self, spec: TargetSpec) -> str:
+        """Send one reinstall now (paced by the engine: `reinstall_slot`, its intent,
+        `reinstall_spacing`) and return the job id the service answered."""
         path = f"/{spec.api}/{spec.project_id}/cloudservers/{spec.server_id}/reinstallos"
         body = json.dumps(spec.reinstall_body(self._user_data), separators=(",", ":")).encode()
-        await self._pace("reinstall", spec.region, self._submit_limiter)
-        if before_send is not None:
-            await before_send()
-        await self._space("reinstall", spec.region, self._submit_limiter)
-        if last_check is not None:
-            last_check()
         answer, where = await self._send(
             "reinstall", "POST", spec.region, spec.project_id, path, body, unsent_is_unknown=True
         )

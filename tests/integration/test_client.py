@@ -432,9 +432,10 @@ async def test_request_counters_by_kind(http: aiohttp.ClientSession, clock: Fake
         assert client.throttled == 0
 
 
-async def test_before_send_runs_once_after_the_pacer_and_before_the_request(
+async def test_a_reinstall_is_granted_then_spaced_by_the_engine_around_its_intent(
     http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
+    # The engine's order: the grant, its intent, the send slot, its last look, the send.
     log: list[str] = []
     limiter = RecordingLimiter(log, RateLimiter(rate=20.0, burst=1))
     async with sim_client(http, clock=clock, client_kwargs={"submit_limiter": limiter}) as (
@@ -442,46 +443,36 @@ async def test_before_send_runs_once_after_the_pacer_and_before_the_request(
         client,
     ):
         seen_by_service: list[int] = []
-
-        async def before_send() -> None:
-            log.append("before_send")
-            seen_by_service.append(sim.stats()["requests"]["reinstall"])
-
-        def last_check() -> None:
-            log.append("last_check")
-
         started = time.monotonic()
-        await client.reinstall(spec(110), before_send, last_check)
-        await client.reinstall(spec(111), before_send, last_check)
+        for n in (110, 111):
+            await client.reinstall_slot(None)
+            log.append("intent")
+            seen_by_service.append(sim.stats()["requests"]["reinstall"])
+            await client.reinstall_spacing(None)
+            log.append("last check")
+            await client.reinstall(spec(n))
         elapsed = time.monotonic() - started
-        # The token, the intent, the send slot, the last look at the stop, the send.
-        once = ["acquired", "before_send", "spaced", "last_check"]
+        once = ["acquired", "intent", "spaced", "last check"]
         assert log == once + once
-        # When the hook ran, the service had not yet seen that call's request.
+        # When the intent was made, the service had not yet seen that call's request.
         assert seen_by_service == [0, 1]
         assert sim.stats()["requests"]["reinstall"] == 2
-        assert elapsed >= 0.04  # the second call waited for the pacer (20/s)
+        assert elapsed >= 0.04  # the second grant waited for the pacer (20/s)
 
 
-async def test_a_failing_before_send_sends_nothing(
+async def test_the_reinstall_itself_is_not_paced_again(
     http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
-    class IntentNotDurable(Exception):
-        pass
-
-    async def before_send() -> None:
-        raise IntentNotDurable
-
-    async with sim_client(http, clock=clock) as (sim, client):
-        with pytest.raises(IntentNotDurable):
-            await client.reinstall(spec(120), before_send)
-        stats = sim.stats()
-        assert stats["requests"]["reinstall"] == 0
-        assert stats["reinstalls_total"] == 0
-        assert client.requests["reinstall"] == 0
+    log: list[str] = []
+    async with sim_client(
+        http, clock=clock, client_kwargs={"submit_limiter": RecordingLimiter(log)}
+    ) as (sim, client):
+        await client.reinstall(spec(120))
+        assert log == []  # paced by the engine, around its intent
+        assert sim.stats()["requests"]["reinstall"] == 1
 
 
-async def test_before_send_is_not_used_by_reads(
+async def test_reads_use_the_poll_limiter_not_the_reinstall_pacer(
     http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
     log: list[str] = []
@@ -491,7 +482,7 @@ async def test_before_send_is_not_used_by_reads(
         client_kwargs={"submit_limiter": RecordingLimiter(log)},
     ) as (_sim, client):
         await client.server(PROJECT, server_id(130))
-        assert log == []  # reads use the poll limiter, not the submit pacer
+        assert log == []
 
 
 # -- answers the simulator never gives ---------------------------------------------------

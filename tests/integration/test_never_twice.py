@@ -27,7 +27,7 @@ from gateway import LOSE, Action, Gateway, Request
 from hostile_server import HostileServer
 from never_twice_helpers import Drive, Driven, assert_never_twice, with_mode
 
-import orchestrator.engine.runner as runner_module
+import orchestrator.engine.submitting as submitting_module
 from orchestrator.cloud.auth import TokenAuth
 from orchestrator.cloud.reachability import Reachability
 from orchestrator.cloud.retry_policy import RetrySettings
@@ -362,7 +362,7 @@ async def test_targets_deferred_after_recovery_past_the_first_feed_page_are_not_
     the third page of the feed are in doubt at the resume; settled "not accepted",
     resent once (the cap) and refused past the retry budget, they are deferred; the
     feed, reaching their page later in the run, sent them again."""
-    monkeypatch.setattr(runner_module, "FEED_PAGE", 2)
+    monkeypatch.setattr(submitting_module, "FEED_PAGE", 2)
     inventory = make_inventory(6, projects=1, seed=85)
     sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
     gw = await stack.enter_async_context(Gateway(sim.url))
@@ -451,7 +451,7 @@ async def test_a_target_requeued_while_the_last_page_is_read_is_still_sent(
 
     async def slow_last_page(runner: Runner) -> None:
         # The empty page comes back only once the target was requeued meanwhile.
-        writer = runner._writer  # the race is between its calls
+        writer = runner._run.writer  # the race is between its calls
         call = writer.call
 
         async def slowed(fn: Callable[..., Any], *args: Any) -> Any:

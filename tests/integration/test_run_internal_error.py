@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.cloud.client import EcsClient
-from orchestrator.model import TargetSpec, TargetState
+from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator
 
 
@@ -23,13 +23,12 @@ async def test_an_unexpected_exception_stops_the_run_with_state_consistent(
     inventory = make_inventory(10)
     sim = await start_sim(inventory)
 
-    async def broken(
-        self: EcsClient, spec: TargetSpec, before_send: Any = None, last_check: Any = None
-    ) -> str:
+    async def broken(self: EcsClient, region: str | None) -> None:
         raise RuntimeError("injected bug")
 
-    # Fault injection: the one code path that cannot fail for real here.
-    monkeypatch.setattr(EcsClient, "reinstall", broken)
+    # Fault injection (the one code path that cannot fail for real here): a bug before
+    # any intent, in the wait for the reinstall's grant.
+    monkeypatch.setattr(EcsClient, "reinstall_slot", broken)
     campaign = await asyncio.wait_for(run_campaign(inventory, sim=sim), timeout=30)
 
     outcome = campaign.result.outcome

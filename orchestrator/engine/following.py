@@ -1,0 +1,321 @@
+"""Following: each target in flight is looked at when it is due (one heap, a few poll
+workers), by what it has:
+
+    a job id     the job is asked; its end decides (SUCCESS then verified from the
+                 server: verify.py); a job that keeps failing to answer, or reports
+                 another server, puts the target in doubt
+    no job       the server itself is followed until the rebuild ends (settle.follow)
+    in doubt     settled from the server (settling.py)
+
+A timeout is judged only after the job (or the server) was asked once more: a run
+paused past --job-timeout finds what ended meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import timedelta
+
+from orchestrator.cloud.client import JobView, ServerView
+from orchestrator.engine.context import RunContext
+from orchestrator.engine.decisions import Act, Call, decide
+from orchestrator.engine.settle import (
+    LOCAL_INTENT_ERROR,
+    Settlement,
+    Verdict,
+    follow,
+    is_rebuilding,
+    parse_time,
+    same_reading,
+)
+from orchestrator.engine.verify import NOT_VERIFIED, check_back
+from orchestrator.errors import ApiError
+from orchestrator.model import Target, TargetState
+from orchestrator.store.sqlite import utc_now
+
+log = logging.getLogger("orchestrator.run")
+S = TargetState
+
+
+class Following:
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+
+    async def poll_job(self, target: Target) -> None:
+        run = self.run
+        info = run.follow[target.id]
+        assert target.job_id is not None
+        job_id = target.job_id
+        try:
+            job = await run.query(
+                lambda: run.client.job(target.project_id, job_id, target.spec.region)
+            )
+        except ApiError as exc:
+            act = decide(Call.JOB, exc)
+            if act is Act.FORGOTTEN:
+                info.job_unusable = True  # it cannot decide anything now: the server will
+                doubt = await run.change(
+                    target, S.IN_DOUBT, f"the service no longer knows job {job_id}"
+                )
+                run.schedule(doubt, 0.0)
+            elif act is not Act.AGAIN:
+                run.stop_run(act, exc)
+            else:
+                info.failures += 1
+                if run.timed_out(target):
+                    await self._job_timed_out(target)
+                elif info.failures >= run.settings.query_failures_to_settle:
+                    doubt = await run.change(target, S.IN_DOUBT, f"job query kept failing: {exc}")
+                    run.schedule(doubt, 0.0)
+                else:
+                    run.schedule(target)
+            return
+        info.failures = 0
+        # The job is asked before the timeout is judged: a run that was paused (a
+        # stopped process, a suspended VM) past --job-timeout finds a job that ended.
+        if job.status not in ("SUCCESS", "FAIL") and run.timed_out(target):
+            info.last_status = job.status
+            await self._job_timed_out(target)
+            return
+        await self._on_job(target, job)
+
+    async def _job_timed_out(self, target: Target) -> None:
+        run = self.run
+        info = run.follow[target.id]
+        timeout = run.settings.job_timeout
+        await run.change(
+            target,
+            S.FAILED,
+            f"job {target.job_id} did not end within {timeout:.0f} s",
+            error_code="Orchestrator.JobTimeout",
+            fail_reason=(
+                f"job did not end within --job-timeout {timeout:.0f} s"
+                f" (last status {info.last_status or 'unknown'});"
+                " the server may still be rebuilding"
+            ),
+            finished_at=utc_now(),
+        )
+
+    async def _on_job(self, target: Target, job: JobView) -> None:
+        run = self.run
+        info = run.follow[target.id]
+        info.last_status = job.status
+        if job.status != "INIT" and not info.job_started:
+            info.job_started = True
+            await self._learn_quiet(target, job)
+        times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
+        if job.status in ("SUCCESS", "FAIL"):
+            self._observe_length(job)
+        if job.server_id is not None and job.server_id != target.server_id:
+            doubt = await run.change(
+                target,
+                S.IN_DOUBT,
+                f"job {job.job_id} reports server {job.server_id[:40]!r}, not ours",
+            )
+            run.schedule(doubt, 0.0)
+        elif job.status == "SUCCESS" and run.settings.verify:
+            info.verifying = job
+            await self.verify(target)
+        elif job.status == "SUCCESS":
+            await run.change(
+                target, S.SUCCEEDED, f"job {job.job_id} SUCCESS", finished_at=utc_now(), **times
+            )
+        elif job.status == "FAIL":
+            await run.change(
+                target,
+                S.FAILED,
+                f"job {job.job_id} FAIL",
+                error_code=job.error_code or "unknown",
+                fail_reason=job.fail_reason or "job failed",
+                finished_at=utc_now(),
+                **times,
+            )
+        else:
+            if target.state is S.SUBMITTED:
+                target = await run.change(target, S.RUNNING, f"job {job.job_id} {job.status}")
+            run.schedule(target)
+
+    async def verify(self, target: Target) -> None:
+        """After a job's SUCCESS: succeeded only once the server shows it is back
+        (verify.py); read again, a bounded number of times, while it settles."""
+        run = self.run
+        info = run.follow[target.id]
+        job = info.verifying
+        assert job is not None
+        times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
+        server = await self.read_server(
+            target, f"job {job.job_id} SUCCESS, but the server no longer exists"
+        )
+        if server is None and not run.unchanged(target):
+            return  # failed (gone), or the run stops
+        info.verify_reads += 1
+        last = info.verify_reads >= run.settings.verify_reads
+        if server is None:
+            check = Settlement(Verdict.WAIT, "the server could not be read after SUCCESS")
+        else:
+            clock = run.clock_for(target)
+            if parse_time(job.begin_time) is not None:
+                # The job began after the request arrived, and its time is the service's
+                # own: a relaunch after it is this job's, more sharply than the intent's.
+                clock = replace(
+                    clock, intent_at=job.begin_time, intent_error=run.settings.clock_margin
+                )
+            check = check_back(server, run.before(target), clock)
+        if check.verdict is Verdict.SUCCEEDED:
+            await run.change(
+                target,
+                S.SUCCEEDED,
+                f"job {job.job_id} SUCCESS, verified: {check.reason}",
+                finished_at=utc_now(),
+                **times,
+            )
+        elif check.verdict is Verdict.FAILED or last:
+            reads = f" (after {info.verify_reads} read(s))" if check.verdict is Verdict.WAIT else ""
+            await run.change(
+                target,
+                S.FAILED,
+                f"job {job.job_id} SUCCESS, not verified: {check.reason}{reads}",
+                error_code=NOT_VERIFIED,
+                fail_reason=f"job {job.job_id} said SUCCESS, but {check.reason}{reads}",
+                finished_at=utc_now(),
+                **times,
+            )
+        else:
+            if target.state is S.SUBMITTED:
+                target = await run.change(
+                    target, S.RUNNING, f"job {job.job_id} SUCCESS; verifying the server"
+                )
+            delay = run.settings.first_poll * 2 ** (info.verify_reads - 1)
+            run.schedule(target, min(delay, run.settings.poll_cap))
+
+    def _observe_length(self, job: JobView) -> None:
+        """A job ended: its length, begin to end on the service's own clock, tunes later
+        polling (never this host's clock against the service's)."""
+        begun, ended = parse_time(job.begin_time), parse_time(job.end_time)
+        if begun is not None and ended is not None:
+            self.run.lengths.observe((ended - begun).total_seconds())
+
+    async def _learn_quiet(self, target: Target, job: JobView) -> None:
+        """A job seen started: if it took longer to start than the quiet period assumes,
+        raise the period (within its ceiling). Measured on the service's clock alone, so
+        a step of this host's clock teaches nothing: from the intent (stamped on that
+        clock) or, for an intent stamped on this host's clock, from the job's own
+        begin_time, to its start (its sub-job's begin_time, else the service's now)."""
+        run = self.run
+        start = parse_time(job.started_time)
+        if start is None:
+            now = run.service_clock.now()
+            start = None if now is None else now.at
+        clock = run.clock_for(target)
+        origin = None if clock.intent_error >= LOCAL_INTENT_ERROR else parse_time(clock.intent_at)
+        if origin is not None:
+            # The intent's earliest possible time: a delay is never learned short.
+            origin -= timedelta(seconds=clock.intent_error)
+        else:
+            origin = parse_time(job.begin_time)
+        if start is None or origin is None:
+            return
+        took = (start - origin).total_seconds()
+        if run.quiet.observe(took):
+            log.warning(
+                "a job took %.0f s to start; the settle quiet period is raised to %.0f s",
+                took,
+                run.quiet.seconds,
+            )
+            await run.writer.call(
+                run.store.set_meta, "settle_quiet_learned", f"{run.quiet.seconds:.1f}"
+            )
+
+    async def follow_server(self, target: Target) -> None:
+        """A target without a usable job: its server is followed until the rebuild ends."""
+        run = self.run
+        info = run.follow[target.id]
+        # The server is read before the timeout is judged: a run paused past
+        # --job-timeout may find the rebuild ended meanwhile.
+        server = await self.read_server(target, "the server disappeared while rebuilding")
+        if server is None:
+            if run.unchanged(target):
+                if run.timed_out(target):
+                    await self._rebuild_timed_out(target)
+                else:
+                    run.schedule(target)
+            return
+        info.last_status = server.status
+        now = run.clock()
+        if (
+            info.previous is None
+            or info.still_since is None
+            or not same_reading(info.previous, server)
+        ):
+            info.previous, info.still_since = server, now
+        verdict = follow(
+            server,
+            run.before(target),
+            run.clock_for(target),
+            seen_rebuild=info.seen_rebuild,
+            still_for=now - info.still_since,
+        )
+        info.seen_rebuild = info.seen_rebuild or is_rebuilding(server)
+        if verdict.verdict is Verdict.FOLLOW:
+            if run.timed_out(target):
+                await self._rebuild_timed_out(target)
+            else:
+                run.schedule(target)
+        elif verdict.verdict is Verdict.FAILED:
+            error = "ERROR" if server.status == "ERROR" else None
+            await run.change(
+                target,
+                S.FAILED,
+                verdict.reason,
+                error_code="Orchestrator.ServerError" if error else NOT_VERIFIED,
+                fail_reason=verdict.reason,
+                finished_at=utc_now(),
+            )
+        else:
+            await run.change(target, S.SUCCEEDED, verdict.reason, finished_at=utc_now())
+
+    async def _rebuild_timed_out(self, target: Target) -> None:
+        run = self.run
+        info = run.follow[target.id]
+        await run.change(
+            target,
+            S.FAILED,
+            "server still rebuilding after --job-timeout",
+            error_code="Orchestrator.JobTimeout",
+            fail_reason=(
+                f"no end of the rebuild seen within {run.settings.job_timeout:.0f} s"
+                f" (last status {info.last_status or 'unknown'})"
+            ),
+            finished_at=utc_now(),
+        )
+
+    async def read_server(self, target: Target, gone: str) -> ServerView | None:
+        """The server as it is now, or None: then it was failed (gone), the run was
+        stopped, or the read failed and the caller tries again later."""
+        run = self.run
+        try:
+            server = await run.query(
+                lambda: run.client.server(target.project_id, target.server_id, target.spec.region)
+            )
+        except ApiError as exc:
+            act = decide(Call.SERVER, exc)
+            if act is Act.FAIL:
+                await run.change(
+                    target,
+                    S.FAILED,
+                    gone,
+                    error_code=exc.code or "Ecs.0114",
+                    fail_reason=str(exc),
+                    finished_at=utc_now(),
+                )
+            elif act is Act.AGAIN:
+                run.follow[target.id].failures += 1
+                log.info("%s/%s server read failed: %s", target.project_id, target.server_id, exc)
+            else:
+                run.stop_run(act, exc)
+            return None
+        info = run.follow.get(target.id)
+        if info is not None and info.seen_launched_at is None:
+            info.seen_launched_at = server.launched_at
+        return server
