@@ -425,10 +425,13 @@ def error_codes_service() -> str:
 
 
 def error_classes() -> str:
-    """The API errors of `orchestrator.errors`, what answers they stand for (the tree in
-    its docstring) and what `retry_policy.decide` makes of each."""
+    """The API errors of `orchestrator.errors` (the tree in its docstring says what
+    answers each stands for), whether the retry policy sends the call again, and what
+    the engine's one table (`decide(call, error)`) makes of each, call by call."""
     errors = home("ApiError")
     policy = home("RetrySettings")
+    engine = home("Act")
+    calls = list(engine.Call)
     tree = re.findall(r"^([ │]*)[├└]── (\w+)\s+(.*)$", errors.__doc__ or "", re.MULTILINE)
     rows = []
     top = None
@@ -437,39 +440,39 @@ def error_classes() -> str:
         if not (isinstance(cls, type) and issubclass(cls, errors.ApiError)):
             continue
         top = len(indent) if top is None else top
-        # The errors are made without their arguments: `decide` asks only their class.
-        decision = policy.decide(cls.__new__(cls))
+        # Made without their arguments: both decisions ask only the error's class.
+        error = cls.__new__(cls)
+        retried = policy.decide(error) is policy.Decision.RETRY
+        acts = [f"`{engine.decide(call, error).value}`" for call in calls]
         depth = (len(indent) - top) // 4
-        rows.append(["&nbsp;" * 4 * depth + f"`{name}`", cell(said), f"`{decision.value}`"])
+        name_cell = "&nbsp;" * 4 * depth + f"`{name}`"
+        rows.append([name_cell, cell(said), "yes" if retried else "", *acts])
     if not rows:
         raise PluginError("no ApiError subclass found in the tree of orchestrator.errors")
-    meanings = [[f"`{d.value}`", cell(comment)] for d, comment in enum_comments(policy, "Decision")]
+    header = ["error", "stands for", "retried in the call", *(f"`{c.value}`" for c in calls)]
+    call_rows = [
+        [f"`{c.value}`", doc_cell(comment)] for c, comment in enum_comments(engine, "Call")
+    ]
+    act_rows = [[f"`{a.value}`", doc_cell(comment)] for a, comment in enum_comments(engine, "Act")]
     settings = policy.RetrySettings()
     budget = [
-        [f"`{f}`", f"`{getattr(settings, f)}`", cell(comment)]
+        [f"`{f}`", f"`{getattr(settings, f)}`", doc_cell(comment)]
         for f, comment in field_comments(policy, "RetrySettings")
     ]
     return "\n".join(
         [
-            table(["error", "stands for", "decision"], rows),
-            "What each decision does:",
+            table(header, rows),
+            "The calls:",
             "",
-            table(["decision", "meaning"], meanings),
-            "The retry budget of one call (`RetrySettings`):",
+            table(["call", "what it is"], call_rows),
+            "What each act does:",
+            "",
+            table(["act", "meaning"], act_rows),
+            "The retry budget of one call (`RetrySettings`), spent before the table is asked:",
             "",
             table(["setting", "default", "meaning"], budget),
         ]
     )
-
-
-def retry_policy_table() -> str:
-    """The per-call table the retry policy's docstring draws, as it is written."""
-    policy = home("RetrySettings")
-    doc = inspect.cleandoc(policy.__doc__ or "")
-    block = [line for line in doc.splitlines() if line.startswith("    ")]
-    if not block:
-        raise PluginError("the table in orchestrator.retry_policy's docstring is gone")
-    return "```text\n" + "\n".join(line[4:] for line in block) + "\n```\n"
 
 
 # --- source comments --------------------------------------------------------------
@@ -587,7 +590,21 @@ def columns(module: ModuleType, name: str) -> str:
     return ", ".join(f"`{v}`" for v in values) + "\n"
 
 
+def known_regions() -> str:
+    """The clouds' ECS endpoint patterns, known regions and exceptions, as the code has them."""
+    regions = home("ecs_endpoint")
+    rows = []
+    for cloud in regions.CLOUDS:
+        known = []
+        for region in regions.KNOWN[cloud]:
+            special = regions.EXCEPTIONS.get((cloud, region))
+            known.append(f"`{region}`" + (f" (`{special}`)" if special else ""))
+        rows.append([f"`{cloud}`", f"`{regions.PATTERNS[cloud]}`", ", ".join(known)])
+    return table(["`--cloud`", "pattern", "known regions (an endpoint of its own)"], rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "known-regions": known_regions,
     "targets-csv-columns": lambda: columns(home("csv_header"), "CSV_COLUMNS"),
     "retry-csv-columns": lambda: columns(home("RetryInventory"), "COLUMNS"),
     "preflight-csv-columns": lambda: columns(home("write_preflight"), "CSV_COLUMNS"),
@@ -596,7 +613,6 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "error-codes-orchestrator": error_codes_orchestrator,
     "error-codes-service": error_codes_service,
     "error-classes": error_classes,
-    "retry-policy": retry_policy_table,
     "states": states,
     "modules": modules,
     "log-fields": log_fields,
