@@ -45,13 +45,7 @@ from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.network import Network
 from orchestrator.cloud.reachability import Reachability
 from orchestrator.engine.pacing import AdaptivePacing, RateLimiter, Unlimited
-from orchestrator.errors import (
-    NotSent,
-    OutcomeUnknown,
-    RetryLater,
-    Throttled,
-    Unreachable,
-)
+from orchestrator.errors import NotSent, Throttled, Unreachable
 from orchestrator.model import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -324,10 +318,7 @@ class EcsClient:
             raise NotSent(f"{kind}: cannot connect ({what})") from None
         except MAYBE_SENT as exc:
             # Sent, or maybe sent: the service may have acted on it.
-            message = f"{kind}: no answer ({type(exc).__name__})"
-            if unsent_is_unknown:
-                raise OutcomeUnknown(message) from None
-            raise RetryLater(message) from None
+            raise answers.no_answer(kind, type(exc).__name__) from None
         self.reachability.answered()
         return status, resp_headers, raw, headers, date
 
