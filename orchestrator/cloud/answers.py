@@ -5,6 +5,7 @@
     job_outcome(answer, job_id, where)     -> JobView
     server_outcome(answer, server_id, where) -> ServerView
     classify(kind, status, headers, raw, subject, where)   the three above in one call
+    no_answer(kind, why)                   the error of a request sent and never answered
     service_text(value, limit)             the one cleaning of every string taken from
                                            an answer (ECS here, IAM in orchestrator.iam)
 
@@ -258,6 +259,16 @@ def classify(
     if kind == "job":
         return job_outcome(answer, subject, where)
     return server_outcome(answer, subject, where)
+
+
+def no_answer(kind: str, why: str) -> ApiError:
+    """The error of a `kind` request that was sent (or may have been) and got no answer:
+    a reinstall may have been acted on (settle it from the server); a read is asked
+    again later."""
+    message = f"{kind}: no answer ({why})"
+    if kind == "reinstall":
+        return OutcomeUnknown(message)
+    return RetryLater(message)
 
 
 def _check_endpoint(answer: Answer, where: str) -> None:
