@@ -49,7 +49,7 @@ from orchestrator.cloud.network import ca_bundle, ssl_context
 from orchestrator.cloud.userdata import UserData, load_user_data
 from orchestrator.console.logs import setup_logging
 from orchestrator.console.messages import end_of_run
-from orchestrator.console.status_view import exit_code_for, render_text, status_to_dict
+from orchestrator.console.status_view import render_text, status_to_dict
 from orchestrator.console.status_watch import watch_status
 from orchestrator.engine.campaign import (
     Invocation,
@@ -62,6 +62,7 @@ from orchestrator.engine.campaign import (
     open_state,
 )
 from orchestrator.engine.known_jobs import known_jobs, write_unrecorded
+from orchestrator.engine.outcome import exit_code
 from orchestrator.engine.preflight import Finding
 from orchestrator.engine.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.engine.retry_select import STATES_IS, RetryRequest, plan_retry
@@ -1256,7 +1257,7 @@ def report(
         counts = store.counts()
     echo(f"report: {paths.directory}")
     echo(f"  {paths.report_html}")
-    return exit_code_for({state.value: n for state, n in counts.items()})
+    return exit_code(counts)
 
 
 @cli.command()
