@@ -35,7 +35,7 @@ from orchestrator.errors import StateError
 from orchestrator.model import TargetState
 from orchestrator.report.times import parse_timestamp
 from orchestrator.store import is_dsn, pg_location
-from orchestrator.store.sqlite import check_state_file
+from orchestrator.store.files import check_state_file
 
 BUSY_TIMEOUT_MS = 250
 UNKNOWN_CODE = "unknown"
