@@ -15,6 +15,14 @@ reads and writes is in the parts it is made of:
 Every query of the orchestrator is in this package, and this package is the only
 one that imports sqlite3, sqlite-utils or psycopg.
 
+sqlite-utils reads which tables a file holds (`schema.sqlite_table_names`). The
+import writes its rows with `executemany` of one prepared INSERT, not with
+`insert_all`: that took 40 to 60 % more CPU to import 100,000 targets (its
+per-value conversion and multi-row INSERTs; benchmarks/store_import.py), and
+PostgreSQL needs this path anyway. Transactions stay the store's own (`BEGIN IMMEDIATE`,
+`synchronous=FULL`, the commit before a request leaves), not sqlite-utils'
+`atomic()` (a deferred BEGIN). Why, in full: docs/store.md.
+
 A file is only ever deleted when it is proven to be an import this tool began and
 never finished: the schema and a `creator` row are written before the file takes
 its name, so an empty file, a device or someone else's database is never mistaken
