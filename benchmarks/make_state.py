@@ -45,7 +45,9 @@ from orchestrator.inventory.reader import InventoryReader
 from orchestrator.rollout.options import PLAN_META_KEY
 from orchestrator.rollout.report import ADAPTIVE_META_KEY
 from orchestrator.simulator.jobs import FAILURES
-from orchestrator.store.sqlite import RolloutRecord, StateStore, file_sha256
+from orchestrator.store.files import file_sha256
+from orchestrator.store.records import RolloutRecord
+from orchestrator.store.sqlite import StateStore
 
 BATCH = 10_000
 SUBMIT_S = 0.05  # intent -> job id

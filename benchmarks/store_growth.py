@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.model import TargetState
-from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 
 S = TargetState
 PAGE = 1000  # the runner's FEED_PAGE

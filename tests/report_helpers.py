@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from orchestrator.model import TargetSpec, TargetState
-from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 
 S = TargetState
 T0 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)

@@ -56,7 +56,9 @@ from orchestrator.rollout.report import ADAPTIVE_META_KEY, rollout_summary
 from orchestrator.rollout.setup import prepare_rollout
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.store import SqliteLocation, StateLocation
-from orchestrator.store.sqlite import StateExists, StateStore, file_sha256
+from orchestrator.store.base import StateExists
+from orchestrator.store.files import file_sha256
+from orchestrator.store.sqlite import StateStore
 
 log = logging.getLogger("orchestrator.campaign")
 

@@ -27,7 +27,8 @@ from orchestrator.engine.settle import LOCAL_INTENT_ERROR, Before, Clock, QuietP
 from orchestrator.errors import ClockSkewed, RunCannotGoOn, StateError, WrongEndpoint
 from orchestrator.model import ACTIVE_STATES, FINAL_STATES, Target, TargetState, evolve
 from orchestrator.rollout.gate import RolloutGate
-from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 from orchestrator.store.writer import StateWriter
 
 log = logging.getLogger("orchestrator.run")

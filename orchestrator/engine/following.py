@@ -32,7 +32,7 @@ from orchestrator.engine.settle import (
 from orchestrator.engine.verify import NOT_VERIFIED, check_back
 from orchestrator.errors import ApiError
 from orchestrator.model import Target, TargetState
-from orchestrator.store.sqlite import utc_now
+from orchestrator.store.records import utc_now
 
 log = logging.getLogger("orchestrator.run")
 S = TargetState

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from orchestrator.errors import InputProblem, InventoryError, UsageError
 from orchestrator.model import Target, TargetState, plain_id
-from orchestrator.store.sqlite import Change, StateStore, utc_now
+from orchestrator.store.records import Change, utc_now
+from orchestrator.store.sqlite import StateStore
 
 COLUMNS = ("project_id", "server_id", "job_id")
 

@@ -21,7 +21,7 @@ from orchestrator.engine.following import Following
 from orchestrator.engine.settle import Verdict, is_rebuilding, settle
 from orchestrator.errors import ApiError
 from orchestrator.model import Target, TargetState
-from orchestrator.store.sqlite import utc_now
+from orchestrator.store.records import utc_now
 
 log = logging.getLogger("orchestrator.run")
 S = TargetState

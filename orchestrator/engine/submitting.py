@@ -26,7 +26,7 @@ from orchestrator.engine.outcome import Answer
 from orchestrator.engine.settle import is_rebuilding, parse_time
 from orchestrator.errors import ApiError, ClockSkewed, StateError
 from orchestrator.model import Target, TargetState
-from orchestrator.store.sqlite import utc_now
+from orchestrator.store.records import utc_now
 
 log = logging.getLogger("orchestrator.run")
 S = TargetState

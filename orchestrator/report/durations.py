@@ -4,25 +4,21 @@ The report shows nearest-rank percentiles, the max, the mean and a histogram
 of the final targets' durations. Keeping one float per target and sorting them
 costs about 40 bytes per target (60 MB at a million); these figures only need
 the values in order, twice. So `DurationCollector` keeps the first `SPILL_AT`
-values in a list and, beyond that, moves them to a private temporary SQLite
-database (an unnamed file SQLite deletes on close, with a small page cache),
-whose ORDER BY sorts on disk. Both paths walk the sorted values through the same
-code (`stats_of_sorted`), so every figure is the same whichever path was taken:
-the percentiles are observed values, the mean is `math.fsum` (exactly rounded
-whatever the order), the histogram counts each value into the same bar.
-
-(A private scratch file, not the state store: the durations come from Python's
-own timestamp parsing, which the store's SQL could not reproduce on both
-databases.)
+values in a list and, beyond that, moves them to a private scratch database that
+sorts them on disk (`orchestrator.store.scratch`: the store owns every query).
+Both paths walk the sorted values through the same code (`stats_of_sorted`), so
+every figure is the same whichever path was taken: the percentiles are observed
+values, the mean is `math.fsum` (exactly rounded whatever the order), the
+histogram counts each value into the same bar.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+
+from orchestrator.store.scratch import ScratchSort
 
 __all__ = [
     "HISTOGRAM_BINS",
@@ -44,8 +40,6 @@ HISTOGRAM_BINS = 24
 
 # Values kept in memory before they move to the scratch database (~160 KB of floats).
 SPILL_AT = 4096
-# The scratch database's page cache, in KiB (SQLite's default is 2,000).
-SCRATCH_CACHE_KIB = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +153,14 @@ class _Lazy:
 class DurationCollector:
     """Collects durations one by one; `stats()` gives their `DurationStats`.
 
-    Memory: at most `spill_at` floats, then a scratch SQLite file with a page
-    cache of `SCRATCH_CACHE_KIB`. Close it (or use `with`) to drop the file.
+    Memory: at most `spill_at` floats, then a `ScratchSort` (a scratch SQLite file
+    with a small page cache). Close it (or use `with`) to drop the file.
     """
 
     def __init__(self, spill_at: int = SPILL_AT) -> None:
         self._spill_at = max(spill_at, 0)
         self._values: list[float] = []
-        self._db: sqlite3.Connection | None = None
+        self._scratch: ScratchSort | None = None
         self.count = 0
         self.from_job_times = 0
 
@@ -184,36 +178,26 @@ class DurationCollector:
             self._spill()
 
     def stats(self) -> DurationStats:
-        if self._db is None:
+        if self._scratch is None:
             self._values.sort()
             values = self._values
             return stats_of_sorted(len(values), lambda: values, from_job_times=self.from_job_times)
         self._spill()
-        db = self._db
         return stats_of_sorted(
-            self.count,
-            lambda: (row[0] for row in db.execute("SELECT v FROM d ORDER BY v")),
-            from_job_times=self.from_job_times,
+            self.count, self._scratch.ascending, from_job_times=self.from_job_times
         )
 
     def close(self) -> None:
         self._values = []
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        if self._scratch is not None:
+            self._scratch.close()
+            self._scratch = None
 
     def _spill(self) -> None:
-        if self._db is None:
-            # "": a private temporary database, in a file SQLite deletes when closed.
-            self._db = sqlite3.connect("", isolation_level=None)
-            self._db.execute(f"PRAGMA cache_size = -{SCRATCH_CACHE_KIB}")
-            self._db.execute("PRAGMA journal_mode = OFF")
-            self._db.execute("PRAGMA synchronous = OFF")
-            # No declared type: the floats are stored as they are (no affinity conversion).
-            self._db.execute("CREATE TABLE d (v)")
+        if self._scratch is None:
+            self._scratch = ScratchSort()
         if self._values:
-            self._db.executemany("INSERT INTO d (v) VALUES (?)", ((v,) for v in self._values))
+            self._scratch.add(self._values)
             self._values.clear()
 
 

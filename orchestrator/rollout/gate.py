@@ -44,7 +44,7 @@ from orchestrator.rollout.decide import (
 from orchestrator.rollout.duration import Estimate, expected_job_seconds
 from orchestrator.rollout.failures import hint
 from orchestrator.rollout.waves import WaveCounts
-from orchestrator.store.sqlite import RolloutRecord
+from orchestrator.store.records import RolloutRecord
 
 __all__ = ["Confirm", "RolloutGate"]
 

@@ -11,7 +11,7 @@ import json
 from typing import Any, Protocol
 
 from orchestrator.rollout.options import PLAN_META_KEY
-from orchestrator.store.sqlite import RolloutRecord
+from orchestrator.store.records import RolloutRecord
 
 __all__ = ["ADAPTIVE_META_KEY", "rollout_summary"]
 

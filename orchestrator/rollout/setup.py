@@ -23,7 +23,7 @@ from orchestrator.rollout.budget import FailureLedger, Outcome
 from orchestrator.rollout.gate import DURATIONS_KEPT, Confirm, RolloutGate
 from orchestrator.rollout.options import PLAN_META_KEY, RolloutOptions
 from orchestrator.rollout.waves import WaveCounts, assign_waves, wave_sizes
-from orchestrator.store.sqlite import FinalRecord
+from orchestrator.store.records import FinalRecord
 
 __all__ = ["ACK_META_KEY", "Prepared", "RolloutSource", "fixed_plan", "prepare_rollout"]
 

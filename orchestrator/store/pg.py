@@ -41,13 +41,9 @@ from psycopg.pq import TransactionStatus
 from orchestrator.engine.shard import Shard
 from orchestrator.errors import StateError
 from orchestrator.model import TargetSpec
-from orchestrator.store.sqlite import (
-    StateExists,
-    StateStore,
-    StoreFailure,
-    creation_meta,
-    schema_statements,
-)
+from orchestrator.store.base import StateExists, StoreFailure
+from orchestrator.store.schema import creation_meta, schema_statements
+from orchestrator.store.sqlite import StateStore
 
 log = logging.getLogger("orchestrator.state")
 

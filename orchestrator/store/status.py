@@ -8,8 +8,13 @@ run in one read transaction, so the counts, failures and runs agree with each
 other. Everything is an aggregate or a bounded list: a status of a 100,000-target
 file reads no per-target rows beyond the examples it prints.
 
-(The run's own store, `state.py`, holds every write and the schema; these few
-read-only queries live here so that `status` does not depend on opening it.)
+The queries are written as the store's are (SQL both databases accept, `?`
+placeholders, states by their `TargetState` value) and run unchanged on a
+PostgreSQL campaign's read-only snapshot; the tables a file holds are read by the
+same introspection as the store's (`schema.sqlite_table_names`). They do not go
+through `StateStore.open`: that checks the whole file (`PRAGMA quick_check`, a
+read of every page) and may wait on its busy timeout, where `status` must answer
+at once and never stand in a run's way.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from orchestrator.errors import StateError
 from orchestrator.model import TargetState
 from orchestrator.report.times import parse_timestamp
 from orchestrator.store import is_dsn, pg_location
-from orchestrator.store.sqlite import check_state_file
+from orchestrator.store.files import check_state_file
+from orchestrator.store.schema import sqlite_table_names
 
 BUSY_TIMEOUT_MS = 250
 UNKNOWN_CODE = "unknown"
@@ -105,9 +111,7 @@ def read_status(
     with _connect(path) as conn:
         conn.execute("BEGIN")  # one snapshot for every query below
         try:
-            tables = {
-                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            tables = sqlite_table_names(conn)
             return _read(conn, str(path), tables, examples, listed, now, _alive)
         finally:
             conn.execute("ROLLBACK")

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from orchestrator.store.sqlite import Change, StateStore, validate
+from orchestrator.store.records import Change, validate
+from orchestrator.store.sqlite import StateStore
 
 T = TypeVar("T")
 

@@ -34,7 +34,8 @@ from typing import Any
 
 from orchestrator.model import FINAL_STATES, Target, TargetState
 from orchestrator.simulator import SimulatorProcess
-from orchestrator.store.sqlite import Event, StateStore
+from orchestrator.store.records import Event
+from orchestrator.store.sqlite import StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 MAKE_INVENTORY = REPO / "benchmarks" / "make_inventory.py"

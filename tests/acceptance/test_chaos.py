@@ -179,7 +179,8 @@ KILL_IMPORT = """
 import os, signal, sys
 from pathlib import Path
 from orchestrator.inventory import InventoryDefaults, InventoryReader
-from orchestrator.store.sqlite import StateStore, file_sha256
+from orchestrator.store.files import file_sha256
+from orchestrator.store.sqlite import StateStore
 
 inventory, path = Path(sys.argv[1]), Path(sys.argv[2])
 reader = InventoryReader(inventory, InventoryDefaults())
@@ -200,7 +201,8 @@ import os, signal, sys
 from pathlib import Path
 import orchestrator.store.sqlite as state_module
 from orchestrator.inventory import InventoryDefaults, InventoryReader
-from orchestrator.store.sqlite import StateStore, file_sha256
+from orchestrator.store.files import file_sha256
+from orchestrator.store.sqlite import StateStore
 
 written = state_module._write_schema
 

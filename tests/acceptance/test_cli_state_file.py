@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.store.sqlite import SCHEMA_VERSION, StateStore
+from orchestrator.store.schema import SCHEMA_VERSION
+from orchestrator.store.sqlite import StateStore
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

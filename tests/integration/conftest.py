@@ -39,7 +39,8 @@ from orchestrator.rollout.options import RolloutOptions
 from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
 from orchestrator.simulator.process import SimulatorProcess, read_stats
 from orchestrator.store import StateLocation
-from orchestrator.store.sqlite import Event, StateStore
+from orchestrator.store.records import Event
+from orchestrator.store.sqlite import StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_TOKEN = "integration-token-5c1f"

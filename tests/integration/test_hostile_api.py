@@ -29,7 +29,8 @@ from orchestrator.cloud.retry_policy import RetrySettings
 from orchestrator.engine.campaign import Invocation, Result, execute, open_state
 from orchestrator.engine.runner import RunSettings
 from orchestrator.model import FINAL_STATES, Target, TargetState
-from orchestrator.store.sqlite import Event, StateStore
+from orchestrator.store.records import Event
+from orchestrator.store.sqlite import StateStore
 
 pytestmark = pytest.mark.timeout(60)
 

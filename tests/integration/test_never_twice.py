@@ -35,7 +35,8 @@ from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator, load_fleet
 from orchestrator.simulator.errors import ApiFault
-from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 
 StartSim = Callable[..., Awaitable[Simulator]]
 RunCampaign = Callable[..., Awaitable[Any]]

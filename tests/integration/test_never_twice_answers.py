@@ -22,7 +22,8 @@ from orchestrator.engine.runner import RunSettings
 from orchestrator.errors import StateError, UsageError
 from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator
-from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 
 StartSim = Callable[..., Awaitable[Simulator]]
 S = TargetState

@@ -19,7 +19,7 @@ from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.engine.shard import Shard
 from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator, load_fleet
-from orchestrator.store.sqlite import Change, utc_now
+from orchestrator.store.records import Change, utc_now
 
 S = TargetState
 StartSim = Callable[..., Awaitable[Simulator]]

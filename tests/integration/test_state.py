@@ -22,7 +22,10 @@ import pytest
 from orchestrator.errors import IncompleteImport, InventoryError, JournalLost, StateError
 from orchestrator.inventory import read_inventory
 from orchestrator.model import IllegalTransition, TargetSpec, TargetState
-from orchestrator.store.sqlite import SCHEMA_VERSION, Change, StateStore, file_sha256
+from orchestrator.store.files import file_sha256
+from orchestrator.store.records import Change
+from orchestrator.store.schema import SCHEMA_VERSION
+from orchestrator.store.sqlite import StateStore
 
 S = TargetState
 REPO = Path(__file__).resolve().parents[2]
@@ -779,7 +782,8 @@ def test_a_new_state_file_with_a_companion_already_there_is_refused(
 KILLED_AFTER = """
 import os, sys
 from pathlib import Path
-from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 from orchestrator.model import TargetState as S
 
 store = StateStore.open(Path(sys.argv[1]))

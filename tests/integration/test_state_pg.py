@@ -14,8 +14,11 @@ from orchestrator.engine.shard import Shard, parse_shard
 from orchestrator.errors import StateError, UsageError
 from orchestrator.model import TargetSpec, TargetState
 from orchestrator.store import check_campaign, open_store, pg_location
+from orchestrator.store.base import StoreFailure
 from orchestrator.store.pg import application_name
-from orchestrator.store.sqlite import MIGRATIONS, SCHEMA_VERSION, Change, StateStore, StoreFailure
+from orchestrator.store.records import Change
+from orchestrator.store.schema import MIGRATIONS, SCHEMA_VERSION
+from orchestrator.store.sqlite import StateStore
 
 S = TargetState
 SHA = "cd" * 32

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.model import IllegalTransition, TargetSpec, TargetState, check_reopen
-from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 
 S = TargetState
 PROJECT = "0123456789abcdef0123456789abcdef"

@@ -14,7 +14,9 @@ from orchestrator.console.status_view import render_text, status_to_dict
 from orchestrator.errors import StateError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.model import TargetState as S
-from orchestrator.store.sqlite import Change, StateStore, file_sha256
+from orchestrator.store.files import file_sha256
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 from orchestrator.store.status import read_status
 
 

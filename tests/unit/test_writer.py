@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from orchestrator.model import IllegalTransition, TargetSpec, TargetState
-from orchestrator.store.sqlite import Change, StateStore
+from orchestrator.store.records import Change
+from orchestrator.store.sqlite import StateStore
 from orchestrator.store.writer import StateWriter
 
 S = TargetState
