@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from orchestrator.errors import OrchestratorError
 from orchestrator.visible import echo
 
-__all__ = ["EXIT_CODES", "fail", "guarded"]
+__all__ = ["EXIT_CODES", "PLAN_EXIT_CODES", "fail", "guarded"]
 
 EXIT_CODES = """\b
 Exit codes:
@@ -30,6 +30,16 @@ Exit codes:
      directory, or credentials refused; nothing unsafe was done
   3  stopped before finishing (interrupted, work deferred, the window
      closed, a canary failed or a failure budget tripped): resume
+"""
+
+PLAN_EXIT_CODES = """\b
+Exit codes:
+  0  the inventory is valid and a run could send it (with --preflight:
+     and nothing blocks)
+  1  a problem a run would meet: the window or deadline cannot hold a
+     single reinstall, or (--preflight) a server would fail or wait
+  2  invalid input or usage, or (--preflight) the credentials were refused
+     or the endpoint is wrong or unreachable; nothing was sent
 """
 
 

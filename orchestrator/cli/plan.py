@@ -14,11 +14,11 @@ from typing import Any
 import click
 
 from orchestrator.cli.checks import check_simulate_alone, check_state_file, region_option
-from orchestrator.cli.exits import EXIT_CODES, guarded
+from orchestrator.cli.exits import PLAN_EXIT_CODES, guarded
 from orchestrator.cli.options import cloud_init_options, encoding_option, selection_options
 from orchestrator.cli.preflight import run_preflight
 from orchestrator.cli.request_options import inventory_defaults, selection_from
-from orchestrator.cli.rollout import plan_lines, plan_options
+from orchestrator.cli.rollout import plan_lines, plan_options, window_problem
 from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.userdata import load_user_data
@@ -27,6 +27,7 @@ from orchestrator.engine.selection import SelectionFilter, left_out_text
 from orchestrator.errors import InventoryError, UsageError
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.model import FINAL_STATES, TargetState
+from orchestrator.rollout.duration import DEFAULT_EXPECTED_JOB_SECONDS
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.store import open_store
 from orchestrator.visible import echo
@@ -73,7 +74,7 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@click.command(epilog=EXIT_CODES)
+@click.command(epilog=PLAN_EXIT_CODES)
 @click.argument("inventory", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--keyname")
 @click.option("--userid")
@@ -91,9 +92,10 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "--expected-job-seconds",
     "job_seconds",
     type=POSITIVE_SECONDS,
-    default=300.0,
+    default=DEFAULT_EXPECTED_JOB_SECONDS,
     show_default=True,
-    help="Expected duration of one reinstall, for the estimate.",
+    help="Expected duration of one reinstall, for the estimate and the window's cutoff"
+    " (run's --expected-job-seconds, with the same default).",
 )
 @preflight_options
 @cloud_init_options
@@ -165,12 +167,17 @@ def plan(inventory: Path, **given: Any) -> int:
         job_seconds=given["job_seconds"],
     ):
         echo(line)
-    echo("no problems found; nothing was sent")
+    problem = window_problem(options, given["job_seconds"])
+    if problem is not None:
+        echo(f"problem: {problem}", err=True)
+        echo("1 problem found; nothing was sent")
+    else:
+        echo("no problems found; nothing was sent")
     if state_path is not None:
         show_resume(state_path)
-    if not given["preflight"]:
-        return 0
-    return run_preflight(inventory, defaults, given)
+    code = run_preflight(inventory, defaults, given) if given["preflight"] else 0
+    # Nothing fits the window: 1, as a preflight that finds a blocked server.
+    return max(code, 1) if problem is not None else code
 
 
 def show_resume(state_path: Path) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "plan_options",
     "rollout_options",
     "status_lines",
+    "window_problem",
 ]
 
 
@@ -215,6 +216,28 @@ def plan_lines(
                         )
                     )
     return lines
+
+
+def window_problem(
+    options: RolloutOptions, job_seconds: float, now: datetime | None = None
+) -> str | None:
+    """Why the window and deadline cannot hold a single reinstall (None when one fits):
+    a run would send nothing, so `plan` says so and exits 1."""
+    if not (options.window or options.not_before or options.deadline):
+        return None
+    schedule = options.schedule()
+    now = now or datetime.now(UTC)
+    if schedule.first_fit(now, job_seconds) is not None:
+        return None
+    if schedule.opening(now) is None:
+        return f"the deadline {options.deadline} has passed: a run would send nothing"
+    what = (
+        "no opening of the window is" if options.window else "the time before the deadline is not"
+    )
+    return (
+        f"{what} long enough for one reinstall of ~{job_seconds:g} s "
+        "(--expected-job-seconds): a run would send nothing"
+    )
 
 
 def _shortest(n: int, rate: float, in_flight: int, job_seconds: float) -> float:

@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 _BEGINNING = datetime.min.replace(tzinfo=UTC)  # the start of an opening with no start
+# Openings of a daily window looked at for one long enough: a week covers DST days.
+FIT_TRIES = 8
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -187,6 +189,25 @@ class Schedule:
         """When the opening containing `now` closes (None: never). Only meaningful when open."""
         found = self.opening(now)
         return None if found is None else found.end
+
+    def first_fit(self, now: datetime, seconds: float) -> Opening | None:
+        """The first opening, from `now` on, in which a job of `seconds` started at once
+        still ends before the close (its start is then `now` or later); None when none is
+        left (the deadline) or none is long enough (a window shorter than a job)."""
+        now = now.astimezone(UTC)
+        length = timedelta(seconds=seconds)
+        found = self.opening(now)
+        # A daily window's openings differ by an hour at most (DST): a few tell.
+        for _ in range(FIT_TRIES):
+            if found is None:
+                return None
+            start = max(found.start, now)
+            if found.end is None or start + length <= found.end:
+                return Opening(start, found.end)
+            if self.window is None:
+                return None  # one opening only: the deadline's
+            found = self.opening(found.end)
+        return None
 
 
 def _resolve(day: date, wall: time, zone: tzinfo) -> datetime:

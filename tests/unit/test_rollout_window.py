@@ -290,3 +290,42 @@ def test_is_open_agrees_with_the_wall_clock(now: datetime, text: str) -> None:
         else wall >= window.start or wall < window.end
     )
     assert Schedule(window=window).is_open(now) is inside
+
+
+# -- the first opening a job fits in ----------------------------------------------
+
+NIGHT = parse_window("02:00-05:00", BERLIN)  # 01:00-04:00 UTC in winter
+
+
+@pytest.mark.parametrize(
+    ("schedule", "now", "seconds", "start"),
+    [
+        # Inside the window with room: from now.
+        (Schedule(window=NIGHT), z("2026-12-07T02:00"), 900, z("2026-12-07T02:00")),
+        # Too late in this opening: the next night's.
+        (Schedule(window=NIGHT), z("2026-12-07T03:50"), 900, z("2026-12-08T01:00")),
+        # A window shorter than a job: never.
+        (Schedule(window=parse_window("02:00-02:10", BERLIN)), z("2026-12-07T00:00"), 900, None),
+        # A deadline with room, and one without.
+        (
+            Schedule(deadline=z("2026-12-07T05:00")),
+            z("2026-12-07T04:00"),
+            900,
+            z("2026-12-07T04:00"),
+        ),
+        (Schedule(deadline=z("2026-12-07T05:00")), z("2026-12-07T04:50"), 900, None),
+        (Schedule(deadline=z("2026-12-07T05:00")), z("2026-12-07T06:00"), 900, None),
+        # A deadline that cuts the next night short: none fits after it.
+        (
+            Schedule(deadline=z("2026-12-08T01:05"), window=NIGHT),
+            z("2026-12-07T03:50"),
+            900,
+            None,
+        ),
+    ],
+)
+def test_first_fit(
+    schedule: Schedule, now: datetime, seconds: float, start: datetime | None
+) -> None:
+    found = schedule.first_fit(now, seconds)
+    assert (found.start if found is not None else None) == start
