@@ -18,7 +18,7 @@ from orchestrator.cli.exits import PLAN_EXIT_CODES, guarded
 from orchestrator.cli.options import cloud_init_options, encoding_option, selection_options
 from orchestrator.cli.preflight import run_preflight
 from orchestrator.cli.request_options import inventory_defaults, selection_from
-from orchestrator.cli.rollout import plan_lines, plan_options, window_problem
+from orchestrator.cli.rollout import plan_lines, plan_options, window_problem, zone_warning
 from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.userdata import load_user_data
@@ -159,6 +159,9 @@ def plan(inventory: Path, **given: Any) -> int:
     options = RolloutOptions(
         **{k: v for k, v in given.items() if k in rollout_keys and v is not None}
     ).check()
+    unnamed = zone_warning(options)
+    if unnamed is not None:
+        echo(f"warning: {unnamed}", err=True)
     for line in plan_lines(
         per_project,
         options,

@@ -21,6 +21,7 @@ from orchestrator.rollout.budget import DEFAULT_MAX_CONSECUTIVE
 from orchestrator.rollout.duration import DEFAULT_EXPECTED_JOB_SECONDS
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.waves import wave_sizes
+from orchestrator.timetext import offset_now, spoken, zone_name
 
 __all__ = [
     "confirm_on_terminal",
@@ -29,6 +30,7 @@ __all__ = [
     "rollout_options",
     "status_lines",
     "window_problem",
+    "zone_warning",
 ]
 
 
@@ -189,21 +191,25 @@ def plan_lines(
     schedule = options.schedule()
     now = now or datetime.now(UTC)
     opening = schedule.opening(now)
+    zone = schedule.zone
     if options.window or options.not_before or options.deadline:
         if opening is None:
             lines.append("window: none left (the deadline has passed); nothing would be sent")
         else:
             start = max(opening.start, now)
+            daily = ""
+            if options.window:
+                named = options.tz or f"{zone_name(zone)} (this machine's zone: no --tz)"
+                daily = f"{options.window} {named} "
             if opening.end is None:
-                lines.append(f"window: opens {start.isoformat()}, no end")
+                lines.append(f"window: {daily}opens {spoken(start, zone)}, no end")
             else:
                 usable = (opening.end - start).total_seconds() - job_seconds
                 span = (opening.end - start).total_seconds() / 3600
                 lines.append(
-                    f"window: {options.window or ''}{' ' + options.tz if options.tz else ''} "
-                    f"next opening {start.isoformat()} to {opening.end.isoformat()} "
-                    f"({span:.1f} h; no reinstall starts in its last "
-                    f"{job_seconds:g} s)".replace("window:  ", "window: ")
+                    f"window: {daily}next opening {spoken(start, zone)} "
+                    f"to {spoken(opening.end, zone)} "
+                    f"({span:.1f} h; no reinstall starts in its last {job_seconds:g} s)"
                 )
                 if total > max(usable, 0):
                     nights = math.ceil(total / usable) if usable > 0 else None
@@ -218,6 +224,19 @@ def plan_lines(
     return lines
 
 
+def zone_warning(options: RolloutOptions, now: datetime | None = None) -> str | None:
+    """A --window without --tz is read in this machine's zone: say which, once, so that a
+    jump host on UTC is not an hour off the fleet's night without anyone noticing."""
+    if not options.window or options.tz:
+        return None
+    zone = options.schedule().zone
+    return (
+        f"--window {options.window} is read in this machine's zone, "
+        f"{zone_name(zone)} ({offset_now(zone, now)} now), as --tz was not given; "
+        "name the window's zone with --tz (e.g. --tz Europe/Berlin)"
+    )
+
+
 def window_problem(
     options: RolloutOptions, job_seconds: float, now: datetime | None = None
 ) -> str | None:
@@ -230,7 +249,11 @@ def window_problem(
     if schedule.first_fit(now, job_seconds) is not None:
         return None
     if schedule.opening(now) is None:
-        return f"the deadline {options.deadline} has passed: a run would send nothing"
+        assert schedule.deadline is not None  # only a deadline leaves no opening
+        return (
+            f"the deadline {spoken(schedule.deadline, schedule.zone)} has passed:"
+            " a run would send nothing"
+        )
     what = (
         "no opening of the window is" if options.window else "the time before the deadline is not"
     )

@@ -28,6 +28,7 @@ from orchestrator.cli.options import (
 from orchestrator.cli.output import print_end, resume_args
 from orchestrator.cli.request_options import inventory_defaults, selection_from
 from orchestrator.cli.resolve import LogChoice, resolve, saved_options, state_location
+from orchestrator.cli.rollout import zone_warning
 from orchestrator.console.logs import setup_logging
 from orchestrator.engine.campaign import check_report_dir, default_state_path, execute, open_state
 from orchestrator.engine.retry_select import STATES_IS, RetryRequest, plan_retry
@@ -78,6 +79,10 @@ def start(
             secrets,
             log.format,
         )
+        unnamed = zone_warning(inv.rollout)
+        if unnamed is not None:
+            # Once, on the terminal and in the log: which zone the window is read in.
+            logging.getLogger("orchestrator.campaign").warning("%s", unnamed)
         if inv.cloud is not None:
             # Where the credentials came from and whose they are; never a secret.
             about = {k: v for k, v in inv.cloud.describe().items() if v}

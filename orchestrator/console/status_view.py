@@ -18,6 +18,8 @@ from typing import Any
 from orchestrator.console.progress import ORDER, format_seconds
 from orchestrator.engine.outcome import exit_code
 from orchestrator.model import FINAL_STATES, TargetState
+from orchestrator.report.times import parse_timestamp
+from orchestrator.timetext import utc_second
 from orchestrator.visible import visible as v
 
 STATUS_SCHEMA = "orchestrator.status/1"
@@ -163,14 +165,21 @@ def status_to_dict(snap: StatusSnapshot) -> dict[str, Any]:
     }
 
 
+def _second(stamp: str | None) -> str:
+    """A state file's timestamp as the text shows it: to the second, in UTC."""
+    moment = parse_timestamp(stamp)
+    return utc_second(moment) if moment is not None else v(stamp)
+
+
 def _invocation_line(inv: InvocationView, of: int) -> str:
     head = f"invocation {inv.number} of {of}: "
+    started = _second(inv.started_at)
     if inv.state == "running":
-        head += f"running since {v(inv.started_at)} (pid {inv.pid})"
+        head += f"running since {started} (pid {inv.pid})"
     elif inv.state == "interrupted":
-        head += f"started {v(inv.started_at)}, its process is gone (killed?): resume to continue"
+        head += f"started {started}, its process is gone (killed?): resume to continue"
     else:
-        head += f"{v(inv.outcome or 'ended')}, {v(inv.started_at)} to {v(inv.ended_at)}"
+        head += f"{v(inv.outcome or 'ended')}, {started} to {_second(inv.ended_at)}"
     head += f"\n  elapsed {format_seconds(inv.elapsed_s)}"
     if inv.state == "running":
         rate = f"{inv.targets_per_s:.1f} targets/s" if inv.targets_per_s else "no rate yet"

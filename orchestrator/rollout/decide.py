@@ -38,6 +38,7 @@ from orchestrator.rollout.budget import FailureLedger, Trip, TripKind
 from orchestrator.rollout.duration import may_start
 from orchestrator.rollout.waves import WaveCounts, wave_gate
 from orchestrator.rollout.window import Schedule
+from orchestrator.timetext import spoken
 
 __all__ = [
     "Action",
@@ -144,6 +145,7 @@ def decide(
         now,
         pause_seconds=settings.pause_between_waves,
         canary=settings.canary,
+        zone=settings.schedule.zone,
     )
     if gate.canary_failed:
         return Decision(
@@ -190,31 +192,31 @@ def _timing(now: datetime, settings: RolloutSettings, view: RolloutView) -> Deci
     schedule = settings.schedule
     first = schedule.opening(view.started_at)
     if first is None:
-        return _closed(Reason.WINDOW_CLOSED, "the deadline has passed; nothing more is sent")
+        return _closed(Reason.WINDOW_CLOSED, _passed(schedule))
     if now < first.start:
         return Decision(
             Action.WAIT,
             Reason.NOT_YET_OPEN,
-            f"waiting for the window to open at {first.start.isoformat()}",
+            f"waiting for the window to open at {spoken(first.start, schedule.zone)}",
             until=first.start,
             scope=Scope.RUN,
         )
     current = schedule.opening(now)
     if current is None:
-        return _closed(Reason.WINDOW_CLOSED, "the deadline has passed; nothing more is sent")
+        return _closed(Reason.WINDOW_CLOSED, _passed(schedule))
     if current.start != first.start and not settings.keep_going:
         # This run's opening has closed; a later one belongs to a later run.
         assert first.end is not None
         return _closed(
             Reason.WINDOW_CLOSED,
-            f"the window closed at {first.end.isoformat()}; the rest stays pending",
+            f"the window closed at {spoken(first.end, schedule.zone)}; the rest stays pending",
         )
     if not current.contains(now):
         return _later(settings, current.start, Reason.WINDOW_CLOSED, "the window is closed")
     if not may_start(now, view.expected_seconds, current.end):
         assert current.end is not None
         why = (
-            f"a reinstall started now would not end before {current.end.isoformat()} "
+            f"a reinstall started now would not end before {spoken(current.end, schedule.zone)} "
             f"(expected {view.expected_seconds:g} s)"
         )
         following = schedule.opening(current.end)
@@ -228,12 +230,20 @@ def _timing(now: datetime, settings: RolloutSettings, view: RolloutView) -> Deci
     return None
 
 
+def _passed(schedule: Schedule) -> str:
+    if schedule.deadline is None:  # pragma: no cover - only a deadline ends every opening
+        return "no opening is left; nothing more is sent"
+    return (
+        f"the deadline {spoken(schedule.deadline, schedule.zone)} has passed; nothing more is sent"
+    )
+
+
 def _later(settings: RolloutSettings, opens: datetime, reason: Reason, why: str) -> Decision:
     if settings.keep_going:
         return Decision(
             Action.WAIT,
             reason,
-            f"{why}; --keep-going: next opening at {opens.isoformat()}",
+            f"{why}; --keep-going: next opening at {spoken(opens, settings.schedule.zone)}",
             until=opens,
             scope=Scope.RUN,
         )

@@ -45,6 +45,7 @@ from orchestrator.rollout.duration import Estimate, expected_job_seconds
 from orchestrator.rollout.failures import hint
 from orchestrator.rollout.waves import WaveCounts
 from orchestrator.store.records import RolloutRecord
+from orchestrator.timetext import spoken
 
 __all__ = ["Confirm", "RolloutGate"]
 
@@ -324,7 +325,7 @@ class RolloutGate:
             self._note(
                 "overran",
                 f"accepted jobs ran {over:.1f} s past the close of the window at "
-                f"{self.closes_at.isoformat()}",
+                f"{spoken(self.closes_at, self.settings.schedule.zone)}",
             )
         if left_pending:
             why = self.why_held() or "not sent in this run"

@@ -66,16 +66,19 @@ class RolloutOptions:
         return self
 
     def schedule(self) -> Schedule:
-        not_before = parse_instant(self.not_before, "--not-before") if self.not_before else None
-        deadline = parse_instant(self.deadline, "--deadline") if self.deadline else None
+        if self.tz is not None and self.window is None:
+            raise UsageError("--tz is the zone of --window: give --window HH:MM-HH:MM too")
+        zone = parse_zone(self.tz)  # this machine's without --tz
+        not_before = (
+            parse_instant(self.not_before, "--not-before", zone) if self.not_before else None
+        )
+        deadline = parse_instant(self.deadline, "--deadline", zone) if self.deadline else None
         if not_before is not None and deadline is not None and deadline <= not_before:
             raise UsageError(
                 f"--deadline {self.deadline} is not after --not-before {self.not_before}"
             )
-        if self.tz is not None and self.window is None:
-            raise UsageError("--tz is the zone of --window: give --window HH:MM-HH:MM too")
-        window = parse_window(self.window, parse_zone(self.tz)) if self.window else None
-        return Schedule(not_before, deadline, window)
+        window = parse_window(self.window, zone) if self.window else None
+        return Schedule(not_before, deadline, window, zone=zone)
 
     def settings(self) -> RolloutSettings:
         return RolloutSettings(

@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from orchestrator.errors import UsageError
+from orchestrator.timetext import spoken
 
 __all__ = [
     "WaveCounts",
@@ -137,6 +138,7 @@ def wave_gate(
     *,
     pause_seconds: float = 0.0,
     canary: bool = False,
+    zone: tzinfo = UTC,
 ) -> WaveGate:
     """May targets of `wave` be sent at `now`?
 
@@ -164,6 +166,6 @@ def wave_gate(
             return WaveGate(
                 False,
                 until=until,
-                why=f"--pause-between-waves: wave {wave} starts at {until.isoformat()}",
+                why=f"--pause-between-waves: wave {wave} starts at {spoken(until, zone)}",
             )
     return WaveGate(True)

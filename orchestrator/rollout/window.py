@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.errors import UsageError
+from orchestrator.timetext import example_instant, zone_name
 
 __all__ = [
     "DailyWindow",
@@ -43,22 +44,25 @@ FIT_TRIES = 8
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
-def parse_instant(text: str, option: str) -> datetime:
+def parse_instant(text: str, option: str, zone: tzinfo | None = None) -> datetime:
     """An ISO 8601 time with an offset or `Z`, e.g. for --not-before/--deadline.
 
     A time without an offset is refused rather than guessed: "03:00" on a
-    laptop in another zone than the fleet is how windows get missed.
+    laptop in another zone than the fleet is how windows get missed. The
+    example the error gives carries the offset `zone` (--tz, else this
+    machine's) really has on that day: a fixed "+02:00" is wrong half the year.
     """
     raw = text.strip()
+    zone = zone if zone is not None else local_zone()
+    example = f"{example_instant(zone)} for 05:00 in {zone_name(zone)}"
     try:
         parsed = datetime.fromisoformat(raw[:-1] + "+00:00" if raw[-1:] in "zZ" else raw)
     except (ValueError, IndexError):
-        raise UsageError(
-            f"{option}: {text!r} is not an ISO 8601 time (e.g. 2026-03-29T05:00+02:00)"
-        ) from None
+        raise UsageError(f"{option}: {text!r} is not an ISO 8601 time (e.g. {example})") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise UsageError(
-            f"{option}: {text!r} has no UTC offset; add one (e.g. +02:00) or Z for UTC"
+            f"{option}: {text!r} has no UTC offset; add the offset of the zone you mean"
+            f" (e.g. {example}) or Z for UTC"
         )
     try:
         parsed.astimezone(UTC)  # what every comparison does; year 9999 at -23:59 overflows
@@ -156,6 +160,9 @@ class Schedule:
     not_before: datetime | None = None
     deadline: datetime | None = None
     window: DailyWindow | None = None
+    # The zone messages show times in besides UTC: the window's (--tz, else this
+    # machine's), the operator's wall clock.
+    zone: tzinfo = UTC
 
     def opening(self, now: datetime) -> Opening | None:
         """The opening containing `now`, or the next one; None when none is left."""
