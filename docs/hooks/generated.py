@@ -277,6 +277,10 @@ def command_section(cmd: click.Command, ctx: click.Context, exit_codes: str | No
     parts += ["Options:", "", table(["option", "meaning", "default, limits"], rows)]
     if exit_codes is not None and cmd.epilog == exit_codes:
         parts += ["Exits with the [exit codes](exit-codes.md) of a run.", ""]
+    elif cmd.epilog:
+        # A command with exit codes of its own (plan): its text, as --help prints it.
+        text = cmd.epilog.replace("\b", "").strip()
+        parts += ["```text", text, "```", ""]
     return "\n".join(parts)
 
 
@@ -603,7 +607,18 @@ def known_regions() -> str:
     return table(["`--cloud`", "pattern", "known regions (an endpoint of its own)"], rows)
 
 
+def next_steps() -> str:
+    """The table of hints a run ends with: each reason, why, and what to run."""
+    module = home("next_step")
+    rows = []
+    for stop, hint in module.HINTS.items():
+        why = re.sub(r"\{(\w+)(:[^}]*)?\}", r"<\1>", hint.why)
+        rows.append([f"`{stop.value}`", cell(why), cell(hint.gist)])
+    return table(["reason", "the run says why", "what the hint says to do"], rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "next-steps": next_steps,
     "known-regions": known_regions,
     "targets-csv-columns": lambda: columns(home("csv_header"), "CSV_COLUMNS"),
     "retry-csv-columns": lambda: columns(home("RetryInventory"), "COLUMNS"),

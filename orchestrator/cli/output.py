@@ -17,8 +17,7 @@ __all__ = ["print_end", "resume_args"]
 
 def resume_args(inv: Invocation) -> str:
     """What follows `orchestrator resume` to continue this invocation's state (and shard)."""
-    shard = f" --shard {inv.settings.shard}" if inv.settings.shard else ""
-    return inv.state.resume_args() + shard
+    return inv.resume_args()
 
 
 def print_end(result: Result, inv: Invocation) -> None:
@@ -32,10 +31,10 @@ def print_end(result: Result, inv: Invocation) -> None:
         stopped=outcome.stopped,
         aborted=outcome.aborted,
         credentials_refused=outcome.credentials_refused,
+        held=outcome.held,
+        step=result.next_step,
     ):
         echo(line.text, err=line.err)
-    if outcome.held:
-        echo(f"held: {outcome.held}", err=True)
     if result.report is not None:
         echo(f"report: {result.report.directory}")
         for path in (

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.engine.next_step import NextStep, next_step
 from orchestrator.model import FINAL_STATES, TargetState
 
 # Order in which states are listed: outcomes first, then what is left.
@@ -43,23 +44,38 @@ def end_of_run(
     stopped: bool = False,
     aborted: str | None = None,
     credentials_refused: bool = False,
+    held: str | None = None,
+    step: NextStep | None = None,
 ) -> list[Line]:
-    """The closing lines of a run, from its outcome and the requests it sent."""
+    """The closing lines of a run, from its outcome and the requests it sent.
+
+    What to do next is `step` (engine.next_step, the one table of hints); without
+    one it is worked out from the flags given here, with no rollout.
+    """
     total = sum(counts.values())
     done = sum(counts.get(s, 0) for s in FINAL_STATES)
     left = total - done
     sent = requests.get("reinstall", 0)
-    resume = f"orchestrator resume --state {state_path}"
+    if step is None:
+        step = next_step(
+            complete=left == 0,
+            resume=f"orchestrator resume --state {state_path}",
+            stopped=stopped,
+            aborted=aborted,
+            credentials_refused=credentials_refused,
+            deferred=deferred,
+        )
 
     if credentials_refused:
-        lines = [Line(f"credentials refused by the API: {aborted or 'refused'}", err=True)]
+        refused = aborted or "refused"
+        if not refused.startswith("credentials refused"):
+            refused = f"credentials refused by the API: {refused}"
+        lines = [Line(refused, err=True)]
         if sent == 0:
             lines.append(
                 Line(
                     "nothing was sent: no reinstall request left this run; "
-                    f"{left} of {total} targets are still to do. "
-                    "Check OS_AUTH_TOKEN (or HUAWEICLOUD_SDK_AK/SK) and its project, "
-                    "then run again.",
+                    f"{left} of {total} targets are still to do.",
                     err=True,
                 )
             )
@@ -68,12 +84,11 @@ def end_of_run(
                 Line(
                     f"{sent} reinstall request(s) were sent before the refusal; "
                     f"done: {done} of {total} ({_listing(counts, DONE_ORDER)}); "
-                    f"left: {left} ({_listing(counts, LEFT_ORDER)}). "
-                    f"Fix the credentials, then continue with: {resume}",
+                    f"left: {left} ({_listing(counts, LEFT_ORDER)}).",
                     err=True,
                 )
             )
-        return lines
+        return lines + _next(step, lead="then ")
 
     if left == 0:
         return [Line(f"finished: {_listing(counts, DONE_ORDER)} (all {total} targets final)")]
@@ -87,17 +102,18 @@ def end_of_run(
             f"{left} left ({left_detail})"
         )
     ]
-    if aborted:
-        why = f"the run could not go on: {aborted}"
-    elif stopped:
-        why = "stopped by a signal; accepted jobs were followed for the drain period"
-    elif deferred:
-        why = (
-            f"{deferred} target(s) deferred (refused for now by the service, or the server was "
-            "busy); they stay pending"
-        )
-    else:
-        why = "some targets could not be finished in this run"
-    lines.append(Line(f"why: {why}", err=True))
-    lines.append(Line(f"not finished; continue with: {resume}", err=True))
+    if held:
+        lines.append(Line(f"held: {held}", err=True))
+    return lines + _next(step)
+
+
+def _next(step: NextStep | None, lead: str = "not finished; ") -> list[Line]:
+    """Why it stopped, what to do first, and the one command that continues: last, so
+    that nothing printed after it contradicts it."""
+    if step is None:
+        return []
+    lines = [Line(f"why: {'; '.join(step.why)}", err=True)]
+    if step.do:
+        lines.append(Line(f"next: {'; '.join(step.do)}", err=True))
+    lines.append(Line(f"{lead}continue with: {step.command}", err=True))
     return lines

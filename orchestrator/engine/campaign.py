@@ -33,6 +33,7 @@ from orchestrator.cloud.userdata import UserData
 from orchestrator.console.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
 from orchestrator.console.progress import ProgressDisplay, ProgressMeter
 from orchestrator.engine.known_jobs import KnownJob, apply_known_jobs
+from orchestrator.engine.next_step import NextStep, next_step
 from orchestrator.engine.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
 from orchestrator.engine.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.engine.runner import Outcome, Runner, RunSettings
@@ -99,6 +100,11 @@ class Invocation:
     def state(self) -> StateLocation:
         return self.location or SqliteLocation(self.state_path)
 
+    def resume_args(self) -> str:
+        """What follows `orchestrator resume` to continue this state (and shard)."""
+        shard = f" --shard {self.settings.shard}" if self.settings.shard else ""
+        return self.state.resume_args() + shard
+
     rollout: RolloutOptions = field(default_factory=RolloutOptions)
     ack_failures: bool = False  # --ack-failures: earlier failures stop counting
     confirm: Confirm | None = None  # --confirm-waves: asks the operator before each wave
@@ -116,6 +122,24 @@ class Result:
     run_id: str
     report_error: str | None = None
     requests: dict[str, int] = field(default_factory=dict)  # sent by this invocation, by kind
+    next_step: NextStep | None = None  # what continues it, where it did not finish
+
+
+def next_step_of(outcome: Outcome, inv: Invocation) -> NextStep | None:
+    """The hint that continues this invocation's state, from why it stopped."""
+    return next_step(
+        complete=outcome.complete,
+        resume=f"orchestrator resume {inv.resume_args()}",
+        stopped=outcome.stopped,
+        aborted=outcome.aborted,
+        credentials_refused=outcome.credentials_refused,
+        misconfigured=outcome.misconfigured,
+        deferred=outcome.deferred,
+        holds=outcome.holds,
+        rollout=inv.rollout,
+        expected_seconds=outcome.expected_seconds,
+        credentials=inv.cloud.describe() if inv.cloud is not None else None,
+    )
 
 
 NO_CLOUD_INIT = (
@@ -505,22 +529,29 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
             raise
         # The store went away mid-run (a lost database connection): the outcome
         # stands (not complete: exit 3); the report is written from any host later.
-        return Result(outcome, None, "", report_error=f"no report: {exc}")
+        step = next_step_of(outcome, inv)
+        return Result(outcome, None, "", report_error=f"no report: {exc}", next_step=step)
+    assert outcome is not None  # the run returned: it has one
+    step = next_step_of(outcome, inv)
     report = None
     report_error = None
     if not halt.is_set():
         try:
+            summary = rollout_summary(store)
+            if summary is not None and step is not None:
+                # The report says what the terminal says: the same command.
+                summary = {**summary, "next_step": step.as_dict()}
             report = write_campaign_report(
                 inv.report_dir,
                 store,
                 group_by=inv.group_by,
-                rollout=rollout_summary(store),
+                rollout=summary,
                 mode=inv.report_mode,
             )
         except ReportError as exc:
             # The state is intact; the report can be written again with `report`.
             report_error = str(exc)
-    return Result(outcome, report, run.run_id, report_error, sent)
+    return Result(outcome, report, run.run_id, report_error, sent, step)
 
 
 def _rollout_end(

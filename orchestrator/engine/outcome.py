@@ -36,6 +36,9 @@ class Outcome:
     # clock far off): nothing unsafe was done, fix and run again.
     misconfigured: bool = False
     held: str | None = None  # why the rollout stopped sending (window, canary, budget)
+    # The rollout's reasons behind `held` (rollout.decide.Reason values), run-wide first.
+    holds: tuple[str, ...] = ()
+    expected_seconds: float | None = None  # the expected job length the cutoff used last
     # Job ids the service returned that could not be recorded: a resume must be given
     # them (--known-job), or it would settle those targets from the servers alone.
     unrecorded: list[Answer] = field(default_factory=list)

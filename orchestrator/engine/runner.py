@@ -217,5 +217,7 @@ class Runner:
             credentials_refused=run.credentials_refused,
             misconfigured=run.misconfigured,
             held=run.rollout.why_held(),
+            holds=tuple(r.value for r in run.rollout.hold_reasons()),
+            expected_seconds=run.rollout.expected.seconds,
             unrecorded=list(self._submitting.answers.values()),
         )

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.engine.next_step import continue_from_summary
 from orchestrator.engine.selection import left_out_text
 from orchestrator.model import FINAL_STATES, Target, TargetState
 from orchestrator.report.history import History
@@ -245,11 +246,12 @@ def _left(summary: Summary, listings: Listings | None, retry_rows: int) -> str:
         summary.counts.get(s.value, 0) for s in TargetState if s.value in FINAL_VALUES
     )
     if open_:
+        command, advice = continue_from_summary(
+            summary.rollout, f"orchestrator resume --state {state}"
+        )
         parts.append(
             f"<p><b>{open_:,} target(s) not final.</b> Continue with "
-            f"<code>orchestrator resume --state {esc(state)}</code>"
-            + (f" ({esc(hint)})" if (hint := _continue_hint(summary)) else "")
-            + ".</p>"
+            f"<code>{esc(command)}</code>" + (f" ({esc(advice)})" if advice else "") + ".</p>"
         )
         if not_final is not None and not_final.rows:
             parts.append(
@@ -281,18 +283,6 @@ def _left(summary: Summary, listings: Listings | None, retry_rows: int) -> str:
             + ".</p>"
         )
     return "".join(parts) + "</section>"
-
-
-def _continue_hint(summary: Summary) -> str | None:
-    """What a resume needs for this run's reason to stop, where a plain resume would
-    only stop again."""
-    rollout = summary.rollout or {}
-    held = str(rollout.get("left_pending") or "")
-    if rollout.get("trips"):
-        return "after looking at the failures, add --ack-failures: the budget tripped"
-    if "window" in held or "deadline" in held or "cutoff" in held:
-        return "with a new --window or --deadline: this one has closed"
-    return None
 
 
 def _flat_options(options: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from orchestrator.engine.next_step import continue_from_summary
 from orchestrator.engine.selection import left_out_text
 from orchestrator.model import Target, TargetState
 from orchestrator.report.durations import DurationStats
@@ -441,9 +442,12 @@ def render_markdown(
 
     lines += ["", "## Targets not in a final state", ""]
     if not_final.total:
+        command, advice = continue_from_summary(
+            summary.rollout, "orchestrator resume --state " + shlex.quote(summary.state_path)
+        )
         lines += [
             f"{not_final.total} target(s) are not finished. The run can be resumed with "
-            f"{md_code('orchestrator resume --state ' + shlex.quote(summary.state_path))}.",
+            f"{md_code(command)}" + (f" ({md_cell(advice)})" if advice else "") + ".",
             "",
         ]
         lines += _table(

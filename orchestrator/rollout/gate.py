@@ -337,6 +337,13 @@ class RolloutGate:
         reasons += [d.why for d in self.held_projects.values()]
         return "; ".join(reasons) or None
 
+    def hold_reasons(self) -> tuple[Reason, ...]:
+        """What holds the run (run-wide first, then each held project's), once each:
+        what the closing hint of the run is chosen by."""
+        found = [self.held] if self.held is not None else []
+        found += self.held_projects.values()
+        return tuple(dict.fromkeys(d.reason for d in found if d.reason is not None))
+
     def note_ack(self, failures: int, trips: Iterable[Trip]) -> None:
         tripped = "; ".join(t.message for t in trips) or "no budget had tripped"
         self._note(
