@@ -8,6 +8,7 @@ preflight.csv and preflight.json, and a summary by finding on the terminal.
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,12 @@ from orchestrator.cli.resolve import resolve, saved_options
 from orchestrator.console.logs import setup_logging
 from orchestrator.engine.campaign import check_report_dir, connected, default_state_path
 from orchestrator.engine.preflight import Finding
-from orchestrator.engine.preflight_run import Preflight, check_fleet, write_preflight
+from orchestrator.engine.preflight_run import (
+    BLOCKED_CSV,
+    Preflight,
+    check_fleet,
+    write_preflight,
+)
 from orchestrator.inventory import InventoryDefaults, InventoryReader
 from orchestrator.model import TargetState
 from orchestrator.store import SqliteLocation
@@ -85,9 +91,15 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, given: Mapping[s
                 echo(f"    {r.spec.project_id}/{r.spec.server_id}{why}")
             if len(rows) > PREFLIGHT_LISTED:
                 echo(f"    ... {len(rows) - PREFLIGHT_LISTED} more in {csv_path}")
-    echo(f"report: {csv_path}\n        {json_path}")
+    blocked = csv_path.with_name(BLOCKED_CSV)
+    echo(f"report: {csv_path}\n        {json_path}\n        {blocked}")
     if result.blocking:
         echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
+        # blocked.csv is an inventory of them: fixed first, or left out as it is.
+        echo(
+            "fix them first, or leave them out: add "
+            f"--exclude {shlex.quote(str(blocked))} to `orchestrator run`"
+        )
     else:
         echo("nothing blocks; no reinstall was sent")
     return result.exit_code

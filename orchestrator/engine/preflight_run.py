@@ -3,8 +3,10 @@
     check_fleet(client, specs, ...)   one read per server (none for targets a state
                                       file already has final or mid-way), classified
                                       by preflight.classify
-    write_preflight(directory, ...)   preflight.csv (one row per target) and
-                                      preflight.json (counts and server IDs by finding)
+    write_preflight(directory, ...)   preflight.csv (one row per target, with the
+                                      action it calls for), preflight.json (counts and
+                                      server IDs by finding) and blocked.csv (the
+                                      blocking ones, as `run --exclude` reads them)
 
 Only `Cloud.server` is ever called here: a preflight sends no reinstall.
 Credentials refused (401) or an endpoint that is wrong or unreachable stop the
@@ -22,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TextIO
 
 from orchestrator.cloud.interface import Cloud, ServerView
@@ -42,6 +45,8 @@ from orchestrator.spreadsheet import CsvWriter, neutralise
 
 PREFLIGHT_CSV = "preflight.csv"
 PREFLIGHT_JSON = "preflight.json"
+BLOCKED_CSV = "blocked.csv"  # an inventory of the blocking servers: `run --exclude` takes it
+BLOCKED_COLUMNS = ("project_id", "server_id", "finding", "reason")
 CSV_COLUMNS = (
     "project_id",
     "server_id",
@@ -56,7 +61,19 @@ CSV_COLUMNS = (
     "locked",
     "launched_at",
     "state",
+    "action",
 )
+
+# The `action` column: what a row calls for, one word a script can filter on.
+ACTIONS: Mapping[Finding, str] = MappingProxyType(
+    {
+        Finding.READY: "send",  # a run sends it
+        Finding.WOULD_SKIP: "skip",  # a run leaves it alone (--skip-reinstalled-since)
+        Finding.DONE: "none",  # final in the state file
+        Finding.IN_FLIGHT: "resume",  # mid-way in the state file: a resume settles it
+    }
+)
+EXCLUDE = "exclude"  # blocks: fix the server first, or leave it out (--exclude blocked.csv)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +236,12 @@ def csv_row(row: Checked) -> list[str]:
         "" if server is None or server.locked is None else str(server.locked).lower(),
         (server.launched_at or "") if server else "",
         row.state.value if row.state else "",
+        action(row),
     ]
+
+
+def action(row: Checked) -> str:
+    return EXCLUDE if row.verdict.blocks else ACTIONS.get(row.verdict.finding, "send")
 
 
 def write_preflight(
@@ -229,8 +251,9 @@ def write_preflight(
     checked_at: str,
     mode: int = PRIVATE_FILE,
 ) -> tuple[Path, Path]:
-    """Write preflight.csv and preflight.json (permissions `mode`), each renamed into
-    place when complete.
+    """Write preflight.csv, preflight.json and blocked.csv (permissions `mode`), each
+    renamed into place when complete. blocked.csv is written even when nothing blocks
+    (a header only), so that an older one never outlives the preflight that made it.
 
     The report folder may be shared: the folder `directory` is refused if it is a
     symbolic link, and the temp files are made by `nofollow.create_beside`.
@@ -247,6 +270,13 @@ def write_preflight(
         with _atomic(json_path, mode) as fh:
             json.dump(summary(result, inventory, checked_at), fh, indent=2)
             fh.write("\n")
+        with _atomic(directory / BLOCKED_CSV, mode) as fh:
+            writer = CsvWriter(fh)
+            writer.writerow(BLOCKED_COLUMNS)
+            for row in result.blocking:
+                cells = (row.spec.project_id, row.spec.server_id, row.verdict.finding.value,
+                         row.verdict.reason)  # fmt: skip
+                writer.writerow([neutralise(cell) for cell in cells])
     except OSError as exc:
         raise ReportError(f"cannot write the preflight report in {directory}: {exc}") from exc
     return csv_path, json_path

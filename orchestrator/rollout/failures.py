@@ -26,20 +26,25 @@ leaves the target pending when retries run out.
 
 Where the reference is silent, the harder assumption is taken: an unknown code
 counts. The hints are written for the breaker's message, which fires after a
-run of the same code in one project, so they speak of "every server".
+run of the same code in one project, so they speak of "every server". A canary
+is one server or a few: `canary_hint` names them, says what the code means for
+one server, and what to do about that server (`CANARY_ACTIONS`): a canary that
+does not exist says nothing about the project ID.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
 __all__ = [
+    "CANARY_ACTIONS",
     "FAILURE_TABLE",
     "FLOW_CONTROL_CODES",
     "HINTS",
     "FailureRule",
+    "canary_hint",
     "counts_as_failure",
     "hint",
     "rule",
@@ -99,6 +104,44 @@ HINTS: Mapping[str, str] = MappingProxyType(
         "Orchestrator.Unverified": "outcomes cannot be verified: check connectivity to the API",
     }
 )
+
+
+_NOT_THERE = (
+    "it is not in this project, or was deleted: check its server ID and project in the inventory"
+)
+# What to do about one server that failed with a code (a canary): never the breaker's
+# guesses about a whole project.
+CANARY_ACTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "Ecs.0114": _NOT_THERE,
+        "Ecs.0614": _NOT_THERE,
+        "Ecs.0100": "it is probably running: add --stop-server, or stop it first",
+        "Ecs.0605": "unlock it first",
+        "Ecs.0105": "attach its system disk first",
+        "Ecs.0314": "check the key pair name for its project",
+        "Common.0018": "check its project ID and the credentials' project",
+    }
+)
+CANARIES_NAMED = 3  # failed canaries named per code; the rest are counted
+
+
+def canary_hint(failures: Sequence[tuple[str, str, str | None]]) -> str | None:
+    """What the failed canaries `(project_id, server_id, code)` say, by code: which
+    servers, what the code means for one server, and what to do about it."""
+    by_code: dict[str | None, list[str]] = {}
+    for project_id, server_id, code in failures:
+        by_code.setdefault(code, []).append(f"{project_id}/{server_id}")
+    parts = []
+    for code, servers in by_code.items():
+        named = ", ".join(servers[:CANARIES_NAMED])
+        if len(servers) > CANARIES_NAMED:
+            named += f" and {len(servers) - CANARIES_NAMED} more"
+        what = rule(code).why if code in FAILURE_TABLE else "the reinstall failed"
+        action = CANARY_ACTIONS.get(code or "") or hint(code)
+        which = "canary server" if len(servers) == 1 else "canary servers"
+        text = f"{which} {named}: {what} ({code or 'no code'})"
+        parts.append(f"{text}: {action}" if action else text)
+    return "; ".join(parts) or None
 
 
 def rule(code: str | None) -> FailureRule:

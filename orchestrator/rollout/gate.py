@@ -42,7 +42,7 @@ from orchestrator.rollout.decide import (
     decide,
 )
 from orchestrator.rollout.duration import Estimate, expected_job_seconds
-from orchestrator.rollout.failures import hint
+from orchestrator.rollout.failures import canary_hint
 from orchestrator.rollout.waves import WaveCounts
 from orchestrator.store.records import RolloutRecord
 from orchestrator.timetext import spoken
@@ -81,6 +81,7 @@ class RolloutGate:
         acked_through: int = 0,
         next_seq: int = 1,
         started_waves: Iterable[int] = (),
+        canary_failures: Iterable[tuple[str, str, str | None]] = (),
         confirm: Confirm | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -95,6 +96,8 @@ class RolloutGate:
         self._acked_through = acked_through
         self._seq = next_seq
         self._started_waves = set(started_waves)
+        # (project_id, server_id, code) of each canary failed since the latest ack.
+        self.canary_failures: list[tuple[str, str, str | None]] = list(canary_failures)
         self._confirm = confirm
         self._confirmed = 0
         self._confirm_lock = asyncio.Lock()
@@ -148,11 +151,12 @@ class RolloutGate:
         )
         wave = target.wave or 1
         decision = decide(now, TargetRef(target.project_id, wave), self.settings, view)
-        if decision.reason is Reason.CANARY_FAILED and self.ledger.codes:
-            # Name the likely cause, as the breaker does: the canary is the first to see it.
-            likely = hint(self.ledger.codes.most_common(1)[0][0])
-            if likely:
-                decision = replace(decision, why=f"{decision.why}: {likely}")
+        if decision.reason is Reason.CANARY_FAILED:
+            # Name the canaries and what their codes mean for one server: a canary
+            # that does not exist says nothing about the project ID.
+            said = canary_hint(self.canary_failures)
+            if said:
+                decision = replace(decision, why=f"{decision.why}: {said}")
         if decision.reason is Reason.WAVE_NOT_READY and self._stuck(now, target, active):
             decision = Decision(
                 Action.HOLD,
@@ -298,6 +302,8 @@ class RolloutGate:
                 failed=counts.failed + (1 if failed and counted else 0),
                 last_final_at=now,
             )
+        if self.settings.canary and wave == 1 and failed and counted:
+            self.canary_failures.append((target.project_id, target.server_id, target.error_code))
         if target.state is TargetState.SUCCEEDED:
             took = _seconds(target.intent_at, now)
             if took is not None:

@@ -105,6 +105,7 @@ def prepare_rollout(
         acked_through=acked,
         next_seq=max(store.last_event_id(), acked) + 1,
         started_waves=replay.started_waves,
+        canary_failures=replay.canary_failures if options.canary is not None else (),
         confirm=confirm,
     )
     if acknowledged is not None:
@@ -123,6 +124,8 @@ class _Replay:
         self.failed: dict[int, int] = {}
         self.last: dict[int, datetime] = {}
         self.started_waves: set[int] = set()
+        # Wave 1's failures since the ack: the canaries' when there is a canary.
+        self.canary_failures: list[tuple[str, str, str | None]] = []
         # Intent and end of the latest succeeded targets, parsed only at the end.
         self._times: deque[tuple[str | None, str | None]] = deque(maxlen=DURATIONS_KEPT)
 
@@ -142,6 +145,8 @@ class _Replay:
         self.final[w] = self.final.get(w, 0) + 1
         if r.state is TargetState.FAILED and r.seq > self.acked:
             self.failed[w] = self.failed.get(w, 0) + 1
+            if w == 1:
+                self.canary_failures.append((r.project_id, r.server_id, r.error_code))
         at = parse_timestamp(r.finished_at)
         if at is not None and (w not in self.last or at > self.last[w]):
             self.last[w] = at

@@ -241,13 +241,13 @@ class TargetReads(StoreBase):
         names = ",".join("?" * 3)
         rows = self._conn.execute(
             "SELECT (SELECT max(e.id) FROM events e WHERE e.target_id = t.id) AS seq,"
-            " t.id, t.project_id, t.state, t.error_code, t.wave, t.intent_at, t.finished_at"
-            f" FROM targets t WHERE t.state IN ({names}) ORDER BY seq, t.id",
+            " t.id, t.project_id, t.state, t.error_code, t.wave, t.intent_at, t.finished_at,"
+            f" t.server_id FROM targets t WHERE t.state IN ({names}) ORDER BY seq, t.id",
             [TargetState.SUCCEEDED.value, TargetState.FAILED.value, TargetState.SKIPPED.value],
         )
-        for seq, tid, project, state, code, wave, intent, finished in rows:
+        for seq, tid, project, state, code, wave, intent, finished, server in rows:
             yield FinalRecord(
-                seq or 0, tid, project, TargetState(state), code, wave, intent, finished
+                seq or 0, tid, project, TargetState(state), code, wave, intent, finished, server
             )
 
     def wave_state_counts(self) -> dict[int, dict[str, int]]:

@@ -101,6 +101,7 @@ class FinalRecord:
     wave: int | None
     intent_at: str | None
     finished_at: str | None
+    server_id: str = ""  # named in the hint of a failed canary
 
 
 @dataclass(frozen=True, slots=True)

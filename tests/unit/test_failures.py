@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator.rollout.failures import (
+    CANARY_ACTIONS,
     FAILURE_TABLE,
     FLOW_CONTROL_CODES,
     HINTS,
+    canary_hint,
     counts_as_failure,
     hint,
 )
@@ -73,10 +75,32 @@ def test_no_hint_where_the_code_says_nothing() -> None:
     assert hint("Common.1503") is None
 
 
+def test_a_missing_canary_is_named_and_never_blamed_on_the_project_id() -> None:
+    said = canary_hint([("p1", "srv-1", "Ecs.0114")])
+    assert said is not None and "project ID" not in said
+    assert said.startswith("canary server p1/srv-1: the server does not exist (Ecs.0114): ")
+    assert "not in this project, or was deleted" in said
+
+
+def test_canary_hints_group_by_code_name_three_and_count_the_rest() -> None:
+    failures = [("p1", f"srv-{n}", "Ecs.0100") for n in range(5)]
+    failures += [("p2", "srv-9", None), ("p2", "srv-8", "Job.7777")]
+    said = canary_hint(failures)
+    assert said is not None
+    running, no_code, unknown = said.split("; ")
+    assert running.startswith("canary servers p1/srv-0, p1/srv-1, p1/srv-2 and 2 more: ")
+    assert running.endswith(CANARY_ACTIONS["Ecs.0100"])
+    assert no_code == "canary server p2/srv-9: the reinstall failed (no code)"
+    assert unknown == "canary server p2/srv-8: the reinstall failed (Job.7777)"
+    assert canary_hint([]) is None
+
+
 @pytest.mark.skipif(not ERROR_CODES.exists(), reason="API reference not on this machine")
 def test_ecs_and_common_codes_exist_in_the_reference() -> None:
     # A typo in a code would silently make it "unknown" (counted, no hint).
     text = ERROR_CODES.read_text(encoding="utf-8")
     listed = set(re.findall(r"\b((?:Ecs|Common)\.\d{4})\b", text))
-    ours = {c for c in [*FAILURE_TABLE, *HINTS] if not c.startswith("Orchestrator.")}
+    ours = {
+        c for c in [*FAILURE_TABLE, *HINTS, *CANARY_ACTIONS] if not c.startswith("Orchestrator.")
+    }
     assert ours <= listed, ours - listed
