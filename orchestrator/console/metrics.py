@@ -4,7 +4,8 @@
                           node_exporter's textfile collector: written to a new file
                           beside it, then renamed over it (never half a file)
     --metrics-port PORT   served at http://127.0.0.1:PORT/metrics while the run lasts
-                          (loopback only: the numbers say what is being wiped)
+                          (loopback unless --metrics-address says otherwise: the
+                          numbers say what is being wiped)
 
 Every metric is labelled with the run id (and the shard, where there is one), so
 several campaigns can share one collector.
@@ -149,12 +150,14 @@ class Exporter:
         *,
         file: Path | None = None,
         port: int | None = None,
+        address: str = "127.0.0.1",
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._labels = labels
         self._file = file
         self._port = port
+        self._address = address
         self._clock = clock or time.monotonic
         self._started = self._clock()
         self._task: asyncio.Task[None] | None = None
@@ -172,11 +175,12 @@ class Exporter:
             app.router.add_get("/metrics", self._serve)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+            site = web.TCPSite(self._runner, self._address, self._port)
             await site.start()
             bound = self._runner.addresses[0][1] if self._runner.addresses else self._port
-            self.url = f"http://127.0.0.1:{bound}/metrics"
-            log.info("metrics served at %s", self.url)
+            self.url = f"http://{self._address}:{bound}/metrics"
+            # On the console too: with --metrics-port 0 this is where the port is said.
+            logging.getLogger("orchestrator.progress").info("metrics served at %s", self.url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
