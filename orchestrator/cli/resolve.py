@@ -17,6 +17,7 @@ merge with the plan fixed in the state, in `orchestrator.rollout.setup`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import sys
@@ -167,7 +168,7 @@ def resolve(
         notify=_webhooks(given.get("notify") or ()),
         metrics_file=given.get("metrics_file"),
         metrics_port=given.get("metrics_port"),
-        metrics_address=given.get("metrics_address") or "127.0.0.1",
+        metrics_address=_listen_address(given.get("metrics_address") or "127.0.0.1"),
         options=_recorded(
             location=location,
             report_dir=report_dir,
@@ -183,6 +184,14 @@ def resolve(
             rollout=rollout,
         ),
     )
+
+
+def _listen_address(text: str) -> str:
+    """--metrics-address: an IP address of this machine's, not a name to resolve."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"--metrics-address: not an IP address: {text!r}") from None
 
 
 def _webhooks(urls: Iterable[str]) -> tuple[str, ...]:

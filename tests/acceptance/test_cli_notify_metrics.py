@@ -157,3 +157,12 @@ def test_a_webhook_that_cannot_be_used_is_a_usage_error(
     assert done.returncode == 2
     assert said in done.stderr
     assert not (workdir / "reports").exists()  # refused before anything was created
+
+
+def test_the_metrics_address_must_be_an_ip_address(
+    cli: Callable[..., subprocess.CompletedProcess[str]], sample_inventory: Path
+) -> None:
+    done = cli("run", sample_inventory, "--simulate", "--metrics-port", "0",
+               "--metrics-address", "metrics.example.net")  # fmt: skip
+    assert done.returncode == 2
+    assert "--metrics-address: not an IP address: 'metrics.example.net'" in done.stderr
