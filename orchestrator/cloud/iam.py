@@ -28,7 +28,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -166,6 +166,7 @@ class IamAuth:
         project_id: str,
         body: bytes,
         base: Mapping[str, str],
+        query: Sequence[tuple[str, str]] = (),
     ) -> dict[str, str]:
         return {**base, "X-Auth-Token": self._tokens[project_id].value}
 
