@@ -5,6 +5,9 @@
     job_outcome(answer, job_id, where)     -> JobView
     server_outcome(answer, server_id, where) -> ServerView
     classify(kind, status, headers, raw, subject, where)   the three above in one call
+    error_of(payload)                      (code, message) of an error body, in any of
+                                           the three shapes the service, its gateway
+                                           and Nova write (see there)
     service_text(value, limit)             the one cleaning of every string taken from
                                            an answer (ECS here, IAM in orchestrator.iam)
 
@@ -62,6 +65,12 @@ JOB_STATUSES: Final = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
 # one comes from something else on the path (a wrong endpoint, a gateway).
 SERVICE_CODE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
 MAX_RETRY_AFTER: Final = 300.0
+# Codes that mean "slower" whatever the HTTP status says: the API gateway's
+# throttling (it answers before the service, so nothing was acted on).
+THROTTLE_CODES: Final = frozenset({"APIGW.0308"})
+# The API gateway refused the credentials (failed authentication, expired token):
+# nothing was acted on, and every request with them will be refused alike.
+AUTH_CODES: Final = frozenset({"APIGW.0301", "APIGW.0307"})
 
 # Characters no stored or shown text should carry: C0 and C1 controls and DEL
 # (NUL alone breaks PostgreSQL's text, ESC drives terminals) and the bidirectional
@@ -188,8 +197,17 @@ class Answer:
 
     @property
     def throttled(self) -> bool:
-        """429, or the 202 Common.0024 the reinstall API answers when flow-limited."""
-        return self.status == 429 or (self.status == 202 and self.code == "Common.0024")
+        """429, the gateway's APIGW.0308, or the 202 Common.0024 the reinstall API
+        answers when flow-limited."""
+        if self.status == 429:
+            return True
+        code = self.code
+        return code in THROTTLE_CODES or (self.status == 202 and code == "Common.0024")
+
+    @property
+    def auth_refused(self) -> bool:
+        """401, or the gateway's refusal of the credentials (APIGW.0301, APIGW.0307)."""
+        return self.status == 401 or self.code in AUTH_CODES
 
 
 def answer_of(kind: str, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
@@ -213,6 +231,8 @@ def reinstall_outcome(answer: Answer, where: str) -> str:
         job_id = payload.get("job_id")
         if isinstance(job_id, str) and plain_id(job_id):
             return job_id
+        if answer.throttled:  # the gateway's code under a success status, and no job
+            raise failure(answer, acted_unknown=True, where=where)
         # Delivered, maybe: a success status without a job id proves nothing.
         raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
     raise failure(answer, acted_unknown=True, where=where)
@@ -285,7 +305,7 @@ def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError
         return ServiceBusy(
             summary, status=status, code=code, retry_after=retry_after(answer.headers)
         )
-    if status == 401:
+    if answer.auth_refused:
         return AuthFailed(summary, status=status, code=code)
     if status == 403:
         # A policy that denies ECS in one project (Pdp.0001), a frozen project:
@@ -319,9 +339,27 @@ def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError
 
 
 def error_of(payload: Any) -> tuple[str, str] | None:
-    """(code, message) of an error body, cleaned; None when the body is no error."""
+    """(code, message) of an error body, cleaned; None when the body is no error.
+
+    The shapes, in the order the official SDK tries them:
+
+        {"error_code": "APIGW.0308", "error_msg": "..."}   the API gateway (flat)
+        {"code": "Ecs.0114", "message": "..."}             flat
+        {"error": {"code": "Ecs.0114", "message": "..."}}  the ECS service
+        {"badRequest": {"code": 400, "message": "..."}}    Nova: the fault's name
+                                                           holds it (any key does)
+
+    A job's own answer carries `error_code` without `error_msg`: that is its
+    outcome, not an error body.
+    """
     if not isinstance(payload, dict):
         return None
+    flat = _flat_error(payload, "error_code", "error_msg")
+    if flat is not None:
+        return flat
+    flat = _flat_error(payload, "code", "message")
+    if flat is not None:
+        return flat
     error = payload.get("error")
     if isinstance(error, dict):
         code = error.get("code")
@@ -330,9 +368,24 @@ def error_of(payload: Any) -> tuple[str, str] | None:
             service_text(code, 64) if code is not None else "",
             service_text(message or "", 500),
         )
-    if isinstance(payload.get("code"), str) and "message" in payload:
-        return (service_text(payload["code"], 64), service_text(payload.get("message") or "", 500))
+    for value in payload.values():
+        if isinstance(value, dict):
+            nested = _flat_error(value, "code", "message")
+            if nested is not None:
+                return nested
     return None
+
+
+def _flat_error(
+    payload: Mapping[str, Any], code_key: str, message_key: str
+) -> tuple[str, str] | None:
+    """(code, message) when `payload` has both keys and a code that is text or a number."""
+    code = payload.get(code_key)
+    if message_key not in payload or isinstance(code, bool) or not isinstance(code, str | int):
+        return None
+    if code == "":
+        return None
+    return service_text(code, 64), service_text(payload.get(message_key) or "", 500)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -268,13 +268,14 @@ class EcsClient:
                 kind, method, base_url, path, project_id, body, unsent_is_unknown
             )
             self.service_clock.observe(date, sent_at, time.monotonic())
-            # A 401 acted on nothing: renew the token once and send again.
-            renewable = status == 401 and attempt == 1 and creds is not None
+            answer = answers.answer_of(kind, status, resp_headers, raw)
+            # A refusal of the credentials (401, the gateway's APIGW.0301/0307) acted on
+            # nothing: renew the token once and send again.
+            renewable = answer.auth_refused and attempt == 1 and creds is not None
             if renewable and creds is not None and await creds.renew(project_id, headers):
-                log.info("%s: HTTP 401 in project %s; token renewed", kind, project_id)
+                log.info("%s: HTTP %d in project %s; token renewed", kind, status, project_id)
                 continue
             break
-        answer = answers.answer_of(kind, status, resp_headers, raw)
         if self._adaptive is not None and status < 500:
             self._adaptive.on_answer(kind, _pacing_key(region), answer.throttled, sent_at)
         return answer, f"{base_url}{path}"
