@@ -5,6 +5,8 @@
     job_outcome(answer, job_id, where)     -> JobView
     server_outcome(answer, server_id, where) -> ServerView
     classify(kind, status, headers, raw, subject, where)   the three above in one call
+    server_page_outcome(answer, page, limit, where)  -> ServerPage   (the v1 list)
+    server_changes_outcome(answer, limit, where)     -> ServerChanges (Nova's list)
     error_of(payload)                      (code, message) of an error body, in any of
                                            the three shapes the service, its gateway
                                            and Nova write (see there)
@@ -22,7 +24,8 @@ What a hostile or broken service can put in an answer, and what becomes of it:
     a body that is not JSON, is nested deeper   NOT_JSON: classified as any unreadable
     than MAX_DEPTH, or has a number Python      answer (OutcomeUnknown after a reinstall,
     will not convert                            BadResponse or RetryLater for a read)
-    a body over MAX_BODY_BYTES                  BadResponse
+    a body over MAX_BODY_BYTES (a list's:       BadResponse
+    MAX_LIST_BODY_BYTES)
     a field of the wrong type                   as a missing field
     text with unpaired surrogates, NUL and      `service_text`: surrogates and control
     other control characters, a quoted secret   characters replaced, secrets blanked, cut
@@ -39,6 +42,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 from orchestrator import redact
 from orchestrator.errors import (
@@ -57,6 +61,9 @@ from orchestrator.errors import (
 from orchestrator.visible import visible
 
 MAX_BODY_BYTES: Final = 1 << 20  # a job or server answer is a few KiB; more is hostile
+# A list page holds up to 1,000 servers of a few KiB each (the reference's example
+# shows about 3 KiB per server).
+MAX_LIST_BODY_BYTES: Final = 32 << 20
 # ECS answers are at most six levels deep; deeper is hostile, and a few hundred
 # levels would exhaust Python's recursion limit in whatever walks the value next.
 MAX_DEPTH: Final = 32
@@ -182,6 +189,38 @@ class ServerView:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerPage:
+    """One page of the v1 list (`GET /v1/{project}/cloudservers/detail`), by number.
+
+    `count` is how many servers matched the query when this page was read, over all
+    pages: servers that change state between two reads move between pages, so a
+    listing filtered by status and read page by page can miss or repeat one.
+    """
+
+    servers: tuple[ServerView, ...]
+    page: int  # this page's number, 1 first
+    limit: int  # servers per page asked for
+    count: int
+
+    @property
+    def next_page(self) -> int | None:
+        """The page to ask for next; None when this one was the last."""
+        if not self.servers or self.page * self.limit >= self.count:
+            return None
+        return self.page + 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServerChanges:
+    """One page of Nova's list (`GET /v2.1/{project}/servers/detail`), by marker."""
+
+    servers: tuple[ServerView, ...]
+    # Pass as `marker` for the next page; None when this one was the last. A marker is a
+    # place in the list's order (newest first), which changes of state do not move.
+    next_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """One answer as read: its status, the headers of a refusal, the parsed body."""
 
@@ -210,10 +249,16 @@ class Answer:
         return self.status == 401 or self.code in AUTH_CODES
 
 
+def body_cap(kind: str) -> int:
+    """The largest body an answer to a `kind` request may have."""
+    return MAX_LIST_BODY_BYTES if kind == "list" else MAX_BODY_BYTES
+
+
 def answer_of(kind: str, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
-    """The answer to a `kind` request (reinstall, job, server), its body parsed."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadResponse(f"{kind}: answer body larger than {MAX_BODY_BYTES} bytes", status=status)
+    """The answer to a `kind` request (reinstall, job, server, list), its body parsed."""
+    cap = body_cap(kind)
+    if len(raw) > cap:
+        raise BadResponse(f"{kind}: answer body larger than {cap} bytes", status=status)
     return Answer(status, headers, parse_body(raw))
 
 
@@ -260,6 +305,83 @@ def server_outcome(answer: Answer, server_id: str, where: str) -> ServerView:
         if isinstance(server, dict):
             return server_view(server_id, server)
     raise failure(answer, acted_unknown=False, where=where)
+
+
+def server_page_outcome(answer: Answer, page: int, limit: int, where: str) -> ServerPage:
+    """A page of the v1 list: its servers and `count`, or the error the answer stands for."""
+    _check_endpoint(answer, where)
+    payload = answer.payload
+    if answer.status == 200 and isinstance(payload, dict) and error_of(payload) is None:
+        count = payload.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise BadResponse("server list answer has no usable count", status=200)
+        servers = _server_views(payload.get("servers"), limit)
+        return ServerPage(servers, page, limit, count)
+    raise failure(answer, acted_unknown=False, where=where)
+
+
+def server_changes_outcome(answer: Answer, limit: int, where: str) -> ServerChanges:
+    """A page of Nova's list: its servers and the marker of the next page, if any."""
+    _check_endpoint(answer, where)
+    payload = answer.payload
+    if answer.status == 200 and isinstance(payload, dict) and error_of(payload) is None:
+        servers = _server_views(payload.get("servers"), limit)
+        next_marker = _next_marker(payload.get("servers_links"))
+        if (
+            next_marker is None
+            and limit
+            and len(servers) == limit
+            and "servers_links" not in payload
+        ):
+            # A full page without links: a service that leaves them out. The last
+            # server is where the next page starts (at worst, one more empty read).
+            next_marker = servers[-1].server_id
+        return ServerChanges(servers, next_marker)
+    raise failure(answer, acted_unknown=False, where=where)
+
+
+def _server_views(value: Any, limit: int) -> tuple[ServerView, ...]:
+    """The `servers` of a list answer, each read as the single read's `server`."""
+    if not isinstance(value, list):
+        raise BadResponse("server list answer has no servers list", status=200)
+    if len(value) > limit:
+        raise BadResponse(
+            f"server list answer has {len(value)} servers, more than the {limit} asked for",
+            status=200,
+        )
+    views = []
+    for server in value:
+        server_id = server.get("id") if isinstance(server, dict) else None
+        if not isinstance(server_id, str) or not plain_id(server_id):
+            # Skipping it could hide a server from the caller: the page is unusable.
+            raise BadResponse("server list answer has a server without a usable id", status=200)
+        views.append(server_view(server_id, server))
+    return tuple(views)
+
+
+def _next_marker(links: Any) -> str | None:
+    """The `marker` of the "next" link of `servers_links`; None when there is none.
+
+    Only the marker is taken: the link's own address is never followed (it names
+    whatever host the service says)."""
+    if links is None:
+        return None
+    if not isinstance(links, list):
+        raise BadResponse("server list answer has unusable servers_links", status=200)
+    for link in links:
+        if not isinstance(link, dict) or link.get("rel") != "next":
+            continue
+        href = link.get("href")
+        try:
+            markers = (
+                parse_qs(urlsplit(href).query).get("marker") if isinstance(href, str) else None
+            )
+        except ValueError:  # not a URL (an unclosed IPv6 bracket, say)
+            markers = None
+        if not markers or not plain_id(markers[-1]):
+            raise BadResponse("server list answer has a next link without a usable marker")
+        return markers[-1]
+    return None
 
 
 def classify(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -56,6 +57,8 @@ CALLS: dict[str, Call] = {
     "reinstall": lambda c: c.reinstall(spec(1)),
     "job": lambda c: c.job(PROJECT, "ff80808288d41e1b018990260955686a"),
     "server": lambda c: c.server(PROJECT, server_id(1)),
+    "list_v1": lambda c: c.servers_page(PROJECT, 1, 10),
+    "list_nova": lambda c: c.servers_changed(PROJECT, datetime(2027, 1, 1, tzinfo=UTC), 10),
 }
 
 
@@ -164,7 +167,7 @@ async def test_a_5xx_s_code_is_read_and_a_reinstall_stays_in_doubt(
     body = shaped(shape, "Common.0001", "A system exception occurred.")
     reinstall = await outcome(stub, "reinstall", 500, body)
     assert type(reinstall) is OutcomeUnknown and reinstall.code == "Common.0001"
-    read = await outcome(stub, "server", 500, body)
+    read = await outcome(stub, "list_v1", 500, body)
     assert type(read) is RetryLater and read.code == "Common.0001"
 
 
