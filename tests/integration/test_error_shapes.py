@@ -240,3 +240,36 @@ async def test_iam_refusal_names_its_code_in_every_shape(
         await auth.prepare(PROJECT)
     assert info.value.code == "IAM.0002"
     assert "no access to the project" in str(info.value)
+
+
+async def test_the_gateway_s_expired_token_is_renewed_once_whatever_its_status() -> None:
+    # One loopback server plays IAM and ECS: the first ECS read is refused with the
+    # gateway's APIGW.0307 under a 403, the second must carry a new token.
+    tokens: list[str] = []
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.method == "POST" and request.path == "/v3/auth/tokens":
+            tokens.append(f"stub-token-{len(tokens) + 1}-0a9f")
+            body = {"token": {"expires_at": "2099-01-01T00:00:00Z", "catalog": []}}
+            return web.json_response(body, status=201, headers={"X-Subject-Token": tokens[-1]})
+        seen.append(request.headers.get("X-Auth-Token", ""))
+        if len(seen) == 1:
+            refusal = shaped("error_code", "APIGW.0307", "The token must be updated.")
+            return web.json_response(refusal, status=403)
+        return web.json_response({"server": {"id": server_id(1), "status": "ACTIVE"}})
+
+    async with aiohttp.ClientSession() as http, loopback_app(handle) as url:
+        config = CloudConfig(
+            source="clouds.yaml",
+            auth_type="password",
+            cloud="stub",
+            auth_url=url + "/v3",
+            username="alice",
+            password="iam-renewal-password-77b1",
+            user_domain_name="Dom",
+        )
+        async with make_client(http, url, IamAuth(http, config)) as client:
+            view = await client.server(PROJECT, server_id(1))
+    assert view.status == "ACTIVE"
+    assert seen == tokens == ["stub-token-1-0a9f", "stub-token-2-0a9f"]
