@@ -1,15 +1,15 @@
 """The command line's rollout part: options of run/resume, the terminal prompt, plan and status.
 
-Kept beside cli.py so that cli.py only wires it in: `rollout_options` adds the
-flags, `rollout_from` resolves them against the state file's latest
-invocation, `plan_lines` and `status_lines` say what `plan` and `status` print.
+`rollout_options` and `plan_options` add the flags (resolved against the state's
+latest invocation with the other options, in `resolve.rollout_from`),
+`confirm_on_terminal` asks before a wave, and `plan_lines` and `status_lines` say
+what `plan` and `status` print.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,6 @@ from typing import Any
 import click
 
 from orchestrator.cli.types import POSITIVE_SECONDS, SECONDS
-from orchestrator.errors import UsageError
 from orchestrator.rollout.budget import DEFAULT_MAX_CONSECUTIVE
 from orchestrator.rollout.duration import DEFAULT_EXPECTED_JOB_SECONDS
 from orchestrator.rollout.options import RolloutOptions
@@ -27,13 +26,9 @@ __all__ = [
     "confirm_on_terminal",
     "plan_lines",
     "plan_options",
-    "rollout_from",
     "rollout_options",
     "status_lines",
 ]
-
-# Flags: given False means "not given", so a resume keeps what the state file has.
-_FLAGS = ("keep_going", "confirm_waves")
 
 
 def _common(fn: Callable[..., Any], *, with_run_only: bool) -> Callable[..., Any]:
@@ -143,20 +138,6 @@ def rollout_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The rollout flags `plan` uses for its estimate."""
     return _common(fn, with_run_only=False)
-
-
-def rollout_from(opts: Mapping[str, Any], saved: Mapping[str, Any]) -> RolloutOptions:
-    """Each option as given now, else as the state file's latest invocation had it."""
-    given = {name: opts.get(name) for name in RolloutOptions.__dataclass_fields__}
-    for name in _FLAGS:
-        given[name] = True if opts.get(name) else None
-    rollout = RolloutOptions.from_dicts(given, saved.get("rollout")).check()
-    if rollout.confirm_waves and not (sys.stdin.isatty() and sys.stderr.isatty()):
-        raise UsageError(
-            "--confirm-waves asks on the terminal before each wave, and there is no terminal;"
-            " run it in a terminal, or use --pause-between-waves instead"
-        )
-    return rollout
 
 
 async def confirm_on_terminal(wave: int, size: int) -> bool:

@@ -7,6 +7,7 @@
     classify(kind, status, headers, raw, subject, where)   the three above in one call
     server_page_outcome(answer, page, limit, where)  -> ServerPage   (the v1 list)
     server_changes_outcome(answer, limit, where)     -> ServerChanges (Nova's list)
+    no_answer(kind, why)                   the error of a request sent and never answered
     error_of(payload)                      (code, message) of an error body, in any of
                                            the three shapes the service, its gateway
                                            and Nova write (see there)
@@ -400,6 +401,16 @@ def classify(
     if kind == "job":
         return job_outcome(answer, subject, where)
     return server_outcome(answer, subject, where)
+
+
+def no_answer(kind: str, why: str) -> ApiError:
+    """The error of a `kind` request that was sent (or may have been) and got no answer:
+    a reinstall may have been acted on (settle it from the server); a read is asked
+    again later."""
+    message = f"{kind}: no answer ({why})"
+    if kind == "reinstall":
+        return OutcomeUnknown(message)
+    return RetryLater(message)
 
 
 def _check_endpoint(answer: Answer, where: str) -> None:

@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -57,14 +58,11 @@ from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.network import Network
 from orchestrator.cloud.reachability import Reachability
 from orchestrator.engine.pacing import AdaptivePacing, RateLimiter, Unlimited
-from orchestrator.errors import (
-    NotSent,
-    OutcomeUnknown,
-    RetryLater,
-    Throttled,
-    Unreachable,
-)
+from orchestrator.errors import NotSent, Throttled, Unreachable
 from orchestrator.model import TargetSpec
+
+if TYPE_CHECKING:
+    from orchestrator.cloud.interface import Cloud
 
 log = logging.getLogger(__name__)
 
@@ -406,10 +404,7 @@ class EcsClient:
             raise NotSent(f"{kind}: cannot connect ({what})") from None
         except MAYBE_SENT as exc:
             # Sent, or maybe sent: the service may have acted on it.
-            message = f"{kind}: no answer ({type(exc).__name__})"
-            if unsent_is_unknown:
-                raise OutcomeUnknown(message) from None
-            raise RetryLater(message) from None
+            raise answers.no_answer(kind, type(exc).__name__) from None
         self.reachability.answered()
         return status, resp_headers, raw, headers, date
 
@@ -491,6 +486,11 @@ class _Base:
         url = URL(base_url)
         authority = urlsplit(base_url).netloc.rpartition("@")[2]
         return cls(url, authority, url.raw_path.rstrip("/"), network.proxies.for_url(url))
+
+
+if TYPE_CHECKING:
+    # mypy checks here that the client is what the engine needs.
+    _IS_A_CLOUD: type[Cloud] = EcsClient
 
 
 def _not_connected(exc: Exception, *, brief: bool = False) -> str:

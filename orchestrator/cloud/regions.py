@@ -53,9 +53,12 @@ HUAWEI_REGIONS = (
     "tr-west-1",
 )
 
-# Where a region's endpoint does not follow the pattern (the SDK's table says so).
+# Where a region's endpoint does not follow the pattern: Huawei Cloud's SDK table
+# (EcsRegion) for eu-west-101; OTC's endpoint list for the Swiss cloud (eu-ch2 lives
+# under sc.otc.t-systems.com, its IAM at iam-pub.eu-ch2.sc.otc.t-systems.com).
 EXCEPTIONS: dict[tuple[CloudName, str], str] = {
     ("huawei", "eu-west-101"): "https://ecs.eu-west-101.myhuaweicloud.eu",
+    ("otc", "eu-ch2"): "https://ecs.eu-ch2.sc.otc.t-systems.com",
 }
 
 KNOWN: dict[CloudName, tuple[str, ...]] = {"otc": OTC_REGIONS, "huawei": HUAWEI_REGIONS}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.console.progress import ORDER, format_seconds
+from orchestrator.engine.outcome import exit_code
 from orchestrator.model import FINAL_STATES, TargetState
 from orchestrator.visible import visible as v
 
@@ -96,15 +97,8 @@ class StatusSnapshot:
 
     @property
     def exit_code(self) -> int:
-        return exit_code_for(self.counts)
-
-
-def exit_code_for(counts: Mapping[str, int]) -> int:
-    """What a run ending in these counts exits with: 0, 1 or 3."""
-    unfinished = sum(n for s, n in counts.items() if TargetState(s) not in FINAL_STATES)
-    if unfinished:
-        return 3
-    return 1 if counts.get(TargetState.FAILED.value, 0) else 0
+        """As a run ending in these counts would exit: 0, 1 or 3."""
+        return exit_code(self.counts)
 
 
 def _ref(ref: TargetRef) -> dict[str, Any]:

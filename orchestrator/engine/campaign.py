@@ -61,8 +61,12 @@ from orchestrator.store.sqlite import StateExists, StateStore, file_sha256
 log = logging.getLogger("orchestrator.campaign")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Invocation:
+    """What one invocation runs with, resolved once before anything is created (for the
+    command line by `orchestrator.cli.resolve`: given now, else saved in the state, else
+    defaults) and only read from then on."""
+
     state_path: Path
     report_dir: Path
     settings: RunSettings

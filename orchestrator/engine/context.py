@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from orchestrator.cloud.client import EcsClient, JobView, ServerView
+from orchestrator.cloud.interface import Cloud, JobView, ServerView
 from orchestrator.cloud.retry_policy import brief, call_retrying
 from orchestrator.engine.decisions import Act
 from orchestrator.engine.schedule import Backoff, DueQueue, JobLengths
@@ -62,7 +62,7 @@ class RunContext:
     def __init__(
         self,
         store: StateStore,
-        client: EcsClient,
+        client: Cloud,
         settings: RunSettings,
         rollout: RolloutGate,
         *,

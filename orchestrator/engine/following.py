@@ -17,7 +17,7 @@ import logging
 from dataclasses import replace
 from datetime import timedelta
 
-from orchestrator.cloud.client import JobView, ServerView
+from orchestrator.cloud.interface import JobView, ServerView
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.decisions import Act, Call, decide
 from orchestrator.engine.settle import (

@@ -1,10 +1,14 @@
-"""How a run ended: counts, why it stopped, and what it could not record."""
+"""How a run ended: counts, why it stopped, what it could not record, and its exit code."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from orchestrator.model import FINAL_STATES, Target, TargetState
+
+# Targets by state: a run's counts (by TargetState), or a status read's (by its value).
+Counts = Mapping[TargetState, int] | Mapping[str, int]
 
 
 @dataclass
@@ -38,13 +42,37 @@ class Outcome:
 
     @property
     def complete(self) -> bool:
-        return all(n == 0 for s, n in self.counts.items() if s not in FINAL_STATES)
+        return not unfinished(self.counts)
 
     @property
     def exit_code(self) -> int:
-        """The one place a run's exit code is worked out."""
-        if self.credentials_refused or self.misconfigured:
-            return 2
-        if not self.complete:
-            return 3
-        return 1 if self.counts.get(TargetState.FAILED, 0) else 0
+        return exit_code(
+            self.counts,
+            credentials_refused=self.credentials_refused,
+            misconfigured=self.misconfigured,
+        )
+
+
+def unfinished(counts: Counts) -> int:
+    """Targets not in a final state; `counts` by TargetState or by its value."""
+    return sum(n for state, n in counts.items() if TargetState(state) not in FINAL_STATES)
+
+
+def exit_code(
+    counts: Counts, *, credentials_refused: bool = False, misconfigured: bool = False
+) -> int:
+    """The one place an exit code is worked out from a state's counts (by TargetState or
+    by its value) and why its run stopped; a run, `status` and `report` all ask it.
+
+    2  the run stopped for its configuration (credentials refused, an endpoint never
+       reachable, a clock far off): nothing unsafe was done, fix it and run again
+    3  targets are left to do: resume
+    1  every target is final and some failed
+    0  every target succeeded (or was skipped on purpose)
+    """
+    if credentials_refused or misconfigured:
+        return 2
+    if unfinished(counts):
+        return 3
+    failed = sum(n for state, n in counts.items() if TargetState(state) is TargetState.FAILED)
+    return 1 if failed else 0

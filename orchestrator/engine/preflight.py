@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from orchestrator.cloud.client import ServerView
+from orchestrator.cloud.interface import ServerView
 from orchestrator.engine.settle import is_rebuilding, parse_time
 from orchestrator.model import TargetSpec
 

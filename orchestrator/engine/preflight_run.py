@@ -6,7 +6,7 @@
     write_preflight(directory, ...)   preflight.csv (one row per target) and
                                       preflight.json (counts and server IDs by finding)
 
-Only `EcsClient.server` is ever called here: a preflight sends no reinstall.
+Only `Cloud.server` is ever called here: a preflight sends no reinstall.
 Credentials refused (401) or an endpoint that is wrong or unreachable stop the
 check at once (exit 2), since every other read would meet the same.
 """
@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.cloud.client import EcsClient, ServerView
+from orchestrator.cloud.interface import Cloud, ServerView
 from orchestrator.cloud.retry_policy import RetrySettings, retrying
 from orchestrator.engine.preflight import Finding, Verdict, classify
 from orchestrator.errors import (
@@ -91,7 +91,7 @@ class Preflight:
 
 
 async def check_fleet(
-    client: EcsClient,
+    client: Cloud,
     specs: Sequence[TargetSpec],
     *,
     retry: RetrySettings,
@@ -152,7 +152,7 @@ def _why_abort(exc: ApiError) -> str:
 
 
 async def _check_one(
-    client: EcsClient,
+    client: Cloud,
     spec: TargetSpec,
     retry: RetrySettings,
     skip_since: datetime | None,

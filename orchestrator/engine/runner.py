@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from orchestrator.cloud.client import EcsClient
+from orchestrator.cloud.interface import Cloud
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.following import Following
 from orchestrator.engine.outcome import Answer, Outcome
@@ -49,7 +49,7 @@ class Runner:
     def __init__(
         self,
         store: StateStore,
-        client: EcsClient,
+        client: Cloud,
         settings: RunSettings,
         *,
         clock: Callable[[], float] = time.monotonic,

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from orchestrator.clocks import UNSYNCED_ERROR
-from orchestrator.cloud.client import ServerView
+from orchestrator.cloud.interface import ServerView
 
 REBUILD_TASK_STATES = frozenset({"rebuilding", "rebuild_block_device_mapping", "rebuild_spawning"})
 # How far an intent stamped on this host's wall clock rather than the service's (no

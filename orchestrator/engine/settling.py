@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.cloud.client import JobView
+from orchestrator.cloud.interface import JobView
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.following import Following
 from orchestrator.engine.settle import Verdict, is_rebuilding, settle

@@ -1,9 +1,9 @@
 """Submitting: pending targets in inventory order, each within --max-in-flight and
 only where the rollout gate allows it, read before sending, then
 
-    grant    the pacer's token for this endpoint (`EcsClient.reinstall_slot`)
+    grant    the pacer's token for this endpoint (`Cloud.reinstall_slot`)
     intent   pending -> submitting, durable, stamped on the service's clock
-    slot     the send slot (`EcsClient.reinstall_spacing`); a stop interrupts it
+    slot     the send slot (`Cloud.reinstall_spacing`); a stop interrupts it
     check    a stop, a trip or a clock too far off: back to pending, unsent
     send     the request; its job id logged, then committed (never lost: `Answers`)
 
@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections import deque
 
-from orchestrator.cloud.client import ServerView
+from orchestrator.cloud.interface import ServerView
 from orchestrator.cloud.retry_policy import call_retrying
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.decisions import Act, Call, decide

@@ -15,7 +15,7 @@ read again a few times (`WAIT`) before the runner gives up on it
 
 from __future__ import annotations
 
-from orchestrator.cloud.client import ServerView
+from orchestrator.cloud.interface import ServerView
 from orchestrator.engine.settle import (
     STABLE_STATUSES,
     Before,

@@ -14,14 +14,16 @@ a comment, whatever it holds.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.model import Target, TargetState
+from orchestrator.engine.selection import left_out_text
+from orchestrator.model import FINAL_STATES, Target, TargetState
 from orchestrator.report.history import History
 from orchestrator.report.page_assets import CSS, ERROR_HOOK, SCRIPT
-from orchestrator.report.render import format_seconds
+from orchestrator.report.render import Listings, format_seconds
 from orchestrator.report.summary import Summary, target_duration
 from orchestrator.report.svg import (
     IN_FLIGHT_COLOUR,
@@ -50,6 +52,7 @@ BASE_COLUMNS: tuple[tuple[str, str, bool, bool], ...] = (
     ("job_id", "job ID", False, True),
 )
 BASE_KEYS = frozenset(key for key, *_ in BASE_COLUMNS)
+FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
 NAME_COLUMN = "name"
 # Cells longer than this are cut in the page (the CSV keeps them whole).
 CELL_CAP = 500
@@ -80,7 +83,17 @@ def _base_value(target: Target, key: str) -> object:
     if key == "duration_s":
         duration = target_duration(target)
         return round(duration, 3) if duration is not None else None
+    if key == "finished_at":
+        return to_the_second(target.finished_at)
     return _cell(getattr(target, key))  # the ID and text columns
+
+
+def to_the_second(stamp: str | None) -> str | None:
+    """`2026-12-06T10:26:01.050807Z` as people read it: `2026-12-06 10:26:01Z`."""
+    if not stamp:
+        return None
+    head, _, _ = stamp.replace("T", " ", 1).partition(".")
+    return head.removesuffix("Z").removesuffix("+00:00") + "Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +113,8 @@ class TargetRows:
     def columns_json(self) -> str:
         return json_for_script(
             [
-                {"key": key, "label": label, "numeric": numeric, "search": search}
-                for key, label, numeric, search, _ in self.columns
+                {"key": key, "label": label, "numeric": numeric, "search": search, "extra": extra}
+                for key, label, numeric, search, extra in self.columns
             ]
         )
 
@@ -139,10 +152,147 @@ def _card(value: object, label: str, cls: str = "") -> str:
 
 
 def _options(options: Mapping[str, Any]) -> str:
+    """The options as a two-column table, one per line (nested groups as group.name)."""
     shown = _flat_options(options)
     if not shown:
         return '<span class="muted">defaults</span>'
-    return " ".join(f"<code>{esc(k)}={esc(v)}</code>" for k, v in shown)
+    rows = "".join(
+        f"<tr><th><code>{esc(k)}</code></th><td><code>{esc(v)}</code></td></tr>" for k, v in shown
+    )
+    return f'<table class="options">{rows}</table>'
+
+
+def _rollout(summary: Summary) -> str:
+    """The rollout: the plan, each wave, what tripped, why sending stopped, every
+    decision (window, wave, budget, canary) with its time."""
+    rollout = summary.rollout
+    if not rollout:
+        return ""
+    plan = rollout.get("plan") or {}
+    sizes = plan.get("sizes") or []
+    facts = [
+        (
+            "Plan",
+            f"waves {plan.get('waves') or 'one wave'}"
+            + (f", canary {plan['canary']}" if plan.get("canary") else "")
+            + (f" (sizes {', '.join(map(str, sizes))})" if sizes else ""),
+        )
+    ]
+    facts += [("Tripped", trip) for trip in rollout.get("trips") or []]
+    if rollout.get("left_pending"):
+        facts.append(("Held", rollout["left_pending"]))
+    if rollout.get("overran"):
+        facts.append(("Overran", rollout["overran"]))
+    for name, rate in (rollout.get("adaptive_rates") or {}).items():
+        facts.append(
+            (
+                "Pacing settled",
+                f"{name} at {rate['rate']:g}/s of {rate['ceiling']:g}/s"
+                f" ({rate['throttles']} throttled, {rate['cuts']} cuts)",
+            )
+        )
+    parts = [
+        '<section id="rollout"><h2>Rollout</h2><table class="facts">',
+        *(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts),
+        "</table>",
+    ]
+    waves = rollout.get("waves") or []
+    if waves:
+        states = [s.value for s in TargetState if any(w.get(s.value) for w in waves)]
+        parts.append("<h3>Waves</h3>")
+        parts.append(
+            _table(
+                ["wave", "targets", *states],
+                [[w["wave"], w["total"], *(w.get(s, 0) for s in states)] for w in waves],
+                set(range(len(states) + 2)),
+            )
+        )
+    decisions = rollout.get("decisions") or []
+    if decisions:
+        parts.append(f"<h3>Decisions ({len(decisions)})</h3>")
+        parts.append(
+            '<div class="scroll">'
+            + _table(
+                ["at", "run", "decision", "project", "wave", "detail"],
+                [
+                    [
+                        d["at"],
+                        d["invocation"],
+                        d["kind"],
+                        d["project_id"] or "",
+                        d["wave"] or "",
+                        d["detail"],
+                    ]
+                    for d in decisions
+                ],
+                {1},
+            )
+            + "</div>"
+        )
+    return "".join(parts) + "</section>"
+
+
+def _left(summary: Summary, listings: Listings | None, retry_rows: int) -> str:
+    """What is not final and what to do about it: the targets left (resume), the ones
+    that failed (retry), and the rows the selection left out."""
+    state = shlex.quote(summary.state_path)
+    parts = ['<section id="left"><h2>What is left</h2>']
+    selection = left_out_text(dict(summary.selection))
+    if selection:
+        parts.append(f"<p><b>Selection:</b> {esc(selection)}</p>")
+    not_final = listings.not_final if listings is not None else None
+    open_ = summary.total - sum(
+        summary.counts.get(s.value, 0) for s in TargetState if s.value in FINAL_VALUES
+    )
+    if open_:
+        parts.append(
+            f"<p><b>{open_:,} target(s) not final.</b> Continue with "
+            f"<code>orchestrator resume --state {esc(state)}</code>"
+            + (f" ({esc(hint)})" if (hint := _continue_hint(summary)) else "")
+            + ".</p>"
+        )
+        if not_final is not None and not_final.rows:
+            parts.append(
+                _table(
+                    ["project", "server ID", "state", "job ID", "attempts"],
+                    [
+                        (t.project_id, t.server_id, t.state.value, t.job_id or "", t.attempts)
+                        for t in not_final.rows
+                    ],
+                    {4},
+                )
+            )
+            more = not_final.total - len(not_final.rows)
+            if more > 0:
+                parts.append(f'<p class="small muted">… and {more:,} more in the table below.</p>')
+    else:
+        parts.append("<p>Every target is final.</p>")
+    failed = summary.counts.get(TargetState.FAILED.value, 0)
+    if failed:
+        parts.append(
+            f"<p><b>{failed:,} target(s) failed.</b> After fixing their cause, send them again"
+            f" with <code>orchestrator retry --state {esc(state)}</code>"
+            + (
+                f", or run <code>retry.csv</code> ({retry_rows:,} row(s), beside this page)"
+                " with a new state file and <code>--skip-reinstalled-since</code>"
+                if retry_rows
+                else ""
+            )
+            + ".</p>"
+        )
+    return "".join(parts) + "</section>"
+
+
+def _continue_hint(summary: Summary) -> str | None:
+    """What a resume needs for this run's reason to stop, where a plain resume would
+    only stop again."""
+    rollout = summary.rollout or {}
+    held = str(rollout.get("left_pending") or "")
+    if rollout.get("trips"):
+        return "after looking at the failures, add --ack-failures: the budget tripped"
+    if "window" in held or "deadline" in held or "cutoff" in held:
+        return "with a new --window or --deadline: this one has closed"
+    return None
 
 
 def _flat_options(options: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -254,8 +404,16 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
     )
 
 
-def html_head(summary: Summary, bins: Sequence[Bin], rows: TargetRows) -> str:
-    """Everything before the target rows: a pure function of the summary and timeline."""
+def html_head(
+    summary: Summary,
+    bins: Sequence[Bin],
+    rows: TargetRows,
+    *,
+    listings: Listings | None = None,
+    retry_rows: int = 0,
+) -> str:
+    """Everything before the target rows: a pure function of the summary, the timeline
+    and the listings of the pass over the targets."""
     total = summary.total
     counts = summary.counts
     ok = counts.get("succeeded", 0)
@@ -310,11 +468,15 @@ def html_head(summary: Summary, bins: Sequence[Bin], rows: TargetRows) -> str:
         f"<tr><th>Outcome</th><td>{outcome}</td></tr>",
         f"<tr><th>Inventory</th><td><code>{esc(summary.inventory_path or '-')}</code> "
         f"sha256 <code>{esc(summary.inventory_sha256)}</code></td></tr>",
-        f"<tr><th>Options (latest)</th><td>{_options(summary.options)}</td></tr>",
+        "<tr><th>Options (latest)</th><td><details><summary>"
+        f"{len(_flat_options(summary.options))} set</summary>{_options(summary.options)}"
+        "</details></td></tr>",
         "<tr><th>Requests sent</th><td>"
         + ", ".join(f"{esc(k)} {n:,}" for k, n in summary.requests.items())
         + f"; throttled answers {summary.throttled:,}</td></tr>",
         "</table></section>",
+        _left(summary, listings, retry_rows),
+        _rollout(summary),
         '<section id="campaign"><h2>Campaign: every invocation</h2>',
         f"{_campaign(history, summary)}</section>",
         '<section id="timeline"><h2>Timeline</h2>',

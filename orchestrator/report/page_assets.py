@@ -15,7 +15,9 @@ On success the script sets `data-ready="1"` on <html>; any error lands in
 
 CSS = """
 :root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2329; }
-body { margin: 0 auto; max-width: 1180px; padding: 16px 24px 48px; background: #fafbfc; }
+body { margin: 0; padding: 16px 24px 48px; background: #fafbfc; }
+/* Text at a readable width; the targets' table takes the whole window. */
+body > *:not(#targets) { max-width: 1180px; margin-left: auto; margin-right: auto; }
 h1 { font-size: 1.5rem; margin: 8px 0 2px; } h2 { font-size: 1.15rem; margin: 28px 0 8px; }
 .muted { color: #68707a; } .small { font-size: .85rem; }
 .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0; }
@@ -37,11 +39,18 @@ th { background: #f0f2f4; } td.num, th.num { text-align: right; }
 .controls { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin: 8px 0; }
 .controls input, .controls select, .controls button { font: inherit; padding: 3px 6px; }
 .scroll { overflow-x: auto; }
-#targets-table { width: 100%; font-size: .8rem; }
+#targets-table { width: 100%; font-size: .76rem; }
+#targets-table th, #targets-table td { padding: 3px 5px; }
 #targets-table th { cursor: pointer; user-select: none; white-space: nowrap; }
 #targets-table td { white-space: nowrap; }
 #targets-table td.id { font-family: ui-monospace, monospace; }
-#targets-table td.wrap { white-space: normal; min-width: 220px; max-width: 420px;
+/* Project and job IDs are 32 hex digits: shortened, whole in the tooltip and the CSV. */
+#targets-table td.short { max-width: 11ch; overflow: hidden; text-overflow: ellipsis; }
+table.options th, table.facts th { font-weight: 600; white-space: nowrap; }
+table.options td code { overflow-wrap: anywhere; }
+/* Inventory columns (a name, an owner) wrap rather than widen the table. */
+#targets-table td.text { white-space: normal; overflow-wrap: anywhere; max-width: 14ch; }
+#targets-table td.wrap { white-space: normal; min-width: 140px; max-width: 420px;
   overflow-wrap: anywhere; }
 .st { font-weight: 600; } .st-failed { color: #d64545; } .st-succeeded { color: #2e9d5b; }
 .st-in_doubt { color: #b07a00; }
@@ -164,8 +173,13 @@ SCRIPT = r"""
         var v = r[j];
         td.textContent = v == null ? "" : String(v);
         if (numeric[j]) { td.className = "num"; }
+        else if (cols[j].key === "project_id" || cols[j].key === "job_id") {
+          td.className = "id short";
+          if (v != null) { td.title = String(v); }
+        }
         else if (cols[j].key.slice(-3) === "_id") { td.className = "id"; }
         else if (cols[j].key === "fail_reason") { td.className = "wrap"; }
+        else if (cols[j].extra) { td.className = "text"; }
         if (j === C.state) { td.className = "st st-" + v; }
         tr.appendChild(td);
       }

@@ -124,6 +124,8 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
         'stroke-width="1.5"><title>in flight</title></polyline>'
     )
     outside: list[str] = []
+    crowded: list[str] = []
+    labels = _LabelRows(rows=LABEL_ROWS)
     slack = max(bar_w / plot_w * span, 1.0)
     for inv in history.invocations if history else ():
         for stamp, word, dash in (
@@ -144,12 +146,17 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
                 f'<line x1="{_num(x)}" y1="{top}" x2="{_num(x)}" y2="{top + plot_h}" '
                 f'stroke="#555"{dash}><title>{esc(text)} {esc(stamp)}</title></line>'
             )
-            anchor = ' text-anchor="end"' if x > w * 0.85 else ""
-            shift = -2 if anchor else 2
+            end_anchored = x > w * 0.85
+            row = labels.place(x, len(text), end_anchored=end_anchored)
+            if row is None:
+                # No row has room: listed below the chart, never drawn over another.
+                crowded.append(f"{text} {stamp}")
+                continue
+            anchor = ' text-anchor="end"' if end_anchored else ""
+            shift = -2 if end_anchored else 2
             out.append(
-                f'<text x="{_num(x + shift)}" y="{top + plot_h + (12 if word == "start" else 24)}"'
-                f' class="tick"{anchor}>'
-                f"{esc(text)}</text>"
+                f'<text x="{_num(x + shift)}" y="{top + plot_h + 12 * (row + 1)}"'
+                f' class="tick"{anchor}>{esc(text)}</text>'
             )
     out.append(
         f'<text x="{left}" y="{h - 2}" class="tick">{epoch_iso(t0)}</text>'
@@ -162,7 +169,36 @@ def timeline_chart(bins: Sequence[Bin], history: History | None) -> str:
             + "; ".join(esc(text) for text in outside)
             + "</p>"
         )
+    if crowded:
+        out.append(
+            '<p class="small muted">Lines too close together to label: '
+            + "; ".join(esc(text) for text in crowded)
+            + "</p>"
+        )
     return "".join(out)
+
+
+# Rows of invocation labels under the timeline, and the width of one character of
+# them in the chart's units (its `tick` text at 1,000 units across).
+LABEL_ROWS = 2
+LABEL_CHAR = 6.5
+LABEL_GAP = 6.0
+
+
+class _LabelRows:
+    """Where each label goes: the first row in which it overlaps none before it."""
+
+    def __init__(self, rows: int) -> None:
+        self._taken: list[list[tuple[float, float]]] = [[] for _ in range(rows)]
+
+    def place(self, x: float, chars: int, *, end_anchored: bool) -> int | None:
+        width = chars * LABEL_CHAR
+        span = (x - width - LABEL_GAP, x) if end_anchored else (x, x + width + LABEL_GAP)
+        for number, taken in enumerate(self._taken):
+            if all(span[1] <= a or b <= span[0] for a, b in taken):
+                taken.append(span)
+                return number
+        return None
 
 
 def histogram_chart(histogram: Sequence[tuple[float, float, int]]) -> str:

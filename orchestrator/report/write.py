@@ -222,7 +222,13 @@ def write_report(
             staged += _stage(
                 [paths.summary_json], lambda outs: outs[0].write(summary_json(summary)), mode
             )
-            head = html_head(summary, timeline.bins(TIMELINE_BINS), rows)
+            head = html_head(
+                summary,
+                timeline.bins(TIMELINE_BINS),
+                rows,
+                listings=listings,
+                retry_rows=retry[0].rows,
+            )
 
             def page(outs: Sequence[TextIO]) -> None:
                 outs[0].write(head)

@@ -8,7 +8,8 @@ acted on may still lose its answer: dropped (connection closed), replaced by a
 5xx, or held back (slow).
 
 The handlers see a `Call` and return an `Answer`, free of any HTTP library;
-`SimulatorApp.build` serves them as an aiohttp application, which also notes on
+`SimulatorApp.build` serves them as an aiohttp application (the in-memory cloud,
+`orchestrator.cloud.fake`, calls them directly, without HTTP), which also notes on
 which connection each request came: a reinstall on a connection that had already
 carried a request is counted (`reinstalls_on_reused_connections`), because the
 orchestrator promises a connection of its own to every reinstall. No logging per
@@ -101,7 +102,8 @@ def _json(payload: Any, status: int = 200) -> Answer:
 class SimulatorApp:
     """The handlers and what they share; `world` holds all simulated state."""
 
-    def __init__(self, config: SimulatorConfig) -> None:
+    def __init__(self, config: SimulatorConfig, *, faults: Faults | None = None) -> None:
+        """`faults`: where injected faults come from (default: `config`'s rates)."""
         self.config = config
         self.world = World(config)
         offset, clock = config.clock_offset, config.clock
@@ -114,7 +116,7 @@ class SimulatorApp:
         self._limiter = RateLimiter(config.rate_limit)
         self._gateway = GatewayLimiter(config.api_limit_of, self._request_id)
         self._answers_written = 0  # by the gateway, numbering their request IDs
-        self._faults = Faults(config)
+        self._faults = faults if faults is not None else Faults(config)
         self._latency = config.latency_ms / 1000.0
         # API requests carried so far, per open connection (gone with the connection).
         self._connections: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
@@ -134,6 +136,14 @@ class SimulatorApp:
 
     def stats(self) -> dict[str, Any]:
         return self.world.snapshot(self._clock())
+
+    def now(self) -> float:
+        """The service's clock (`config.clock` plus `config.clock_offset`), epoch seconds."""
+        return self._clock()
+
+    def date(self) -> str:
+        """The Date header of an answer sent now, on the service's clock."""
+        return formatdate(self._clock(), usegmt=True)
 
     def _request_id(self) -> str:
         self._answers_written += 1
@@ -189,7 +199,7 @@ class SimulatorApp:
             for name, value in answer.headers:
                 response.headers[name] = value
             # The service's clock, not this machine's: aiohttp would write its own.
-            response.headers["Date"] = formatdate(self._clock(), usegmt=True)
+            response.headers["Date"] = self.date()
             return response
 
         return handle
@@ -220,11 +230,11 @@ class SimulatorApp:
         if wait:
             stats.refused_for_rate(kind, gateway=False)
             raise Throttled(self.config.throttle_style, wait)
-        fault = self._faults.server_error()
+        fault = self._faults.server_error(kind)
         if fault is not None:
             stats.errors_injected += 1
             raise fault
-        fault = self._faults.busy()
+        fault = self._faults.busy(kind)
         if fault is not None:
             stats.busy += 1
             raise fault

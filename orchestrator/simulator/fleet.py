@@ -88,6 +88,7 @@ class Server:
     updated: float
     key_name: str = ""
     job: Job | None = None  # the reinstall under way (not yet ended)
+    last_job: Job | None = None  # the latest accepted reinstall, ended or not
     reinstalls: int = 0  # accepted reinstalls
     successes: int = 0  # reinstalls whose job ended SUCCESS
 
@@ -129,7 +130,7 @@ class Server:
 
     def begin_job(self, job: Job) -> None:
         # Nothing visible changes yet: the job's phases decide what reads show.
-        self.job = job
+        self.job = self.last_job = job
         self.reinstalls += 1
 
     def end_job(self, job: Job) -> None:

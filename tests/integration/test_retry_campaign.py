@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,8 @@ async def test_retry_of_deferred_targets_sends_them_and_no_other_pending_one(
             assert {row["server_id"] for row in csv.DictReader(fh)} == deferred
 
         request = RetryRequest("deferred")
-        inv.retry = (request, plan_retry(store, request))
-        inv.inventory = None  # as the retry command: the state file only
+        # As the retry command: the state file only, and the targets chosen.
+        inv = replace(inv, retry=(request, plan_retry(store, request)), inventory=None)
         result = await execute(inv, store)
     finally:
         store.close()

@@ -221,7 +221,7 @@ def test_a_readonly_store_cannot_write(pg_campaign: Any) -> None:
 
 
 def test_a_runners_session_ends_soon_after_its_host_dies(pg_campaign: Any) -> None:
-    """The server-side settings that bound the takeover time stated in the README."""
+    """The server-side settings that bound the takeover time stated in docs/how-to/postgresql.md."""
     from orchestrator.store.pg import SESSION_SETTINGS, TAKEOVER_SECONDS
 
     with create(pg_campaign()) as store:

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from orchestrator.cloud import regions
 from orchestrator.cloud.endpoints import Endpoints, check_endpoint, is_loopback
 from orchestrator.errors import UsageError
 
@@ -156,3 +157,19 @@ def test_exactly_one_of_endpoint_and_template(kwargs: dict[str, str], message: s
 def test_endpoints_that_cannot_be_connected_to_are_usage_errors(url: str, words: str) -> None:
     with pytest.raises(UsageError, match=re.escape(words)):
         check_endpoint(url)
+
+
+@pytest.mark.parametrize(
+    ("cloud", "region", "url"),
+    [
+        # Open Telekom Cloud's endpoint list: the Swiss cloud lives under sc.
+        ("otc", "eu-de", "https://ecs.eu-de.otc.t-systems.com"),
+        ("otc", "eu-nl", "https://ecs.eu-nl.otc.t-systems.com"),
+        ("otc", "eu-ch2", "https://ecs.eu-ch2.sc.otc.t-systems.com"),
+        # Huawei Cloud's SDK (EcsRegion): the pattern, and the one exception.
+        ("huawei", "ap-southeast-1", "https://ecs.ap-southeast-1.myhuaweicloud.com"),
+        ("huawei", "eu-west-101", "https://ecs.eu-west-101.myhuaweicloud.eu"),
+    ],
+)
+def test_known_endpoints_by_region(cloud: regions.CloudName, region: str, url: str) -> None:
+    assert regions.ecs_endpoint(cloud, region) == url

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from orchestrator.console.messages import end_of_run
-from orchestrator.console.status_view import exit_code_for
+from orchestrator.engine.outcome import exit_code
 from orchestrator.model import TargetState as S
 
 STATE = Path("reports/fleet.state.sqlite")
@@ -84,4 +84,4 @@ def test_refused_credentials_after_some_reinstalls_count_them() -> None:
     ],
 )
 def test_exit_code_of_a_state(counts: dict[str, int], code: int) -> None:
-    assert exit_code_for(counts) == code
+    assert exit_code(counts) == code

@@ -1,0 +1,61 @@
+"""How a command ends: its exit code, and the chain of causes of an error.
+
+    0  every target succeeded
+    1  the run finished and some targets failed
+    2  invalid input or usage, an unusable state file or report directory,
+       or credentials refused; nothing unsafe was done
+    3  stopped before finishing (interrupted, or work deferred); resume to continue
+
+The code of a run (or of `status` and `report`, as a run would have ended) is
+worked out by `orchestrator.engine.outcome.exit_code`; `guarded` maps what stops a
+command before its run starts to 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.visible import echo
+
+__all__ = ["EXIT_CODES", "fail", "guarded"]
+
+EXIT_CODES = """\b
+Exit codes:
+  0  every target succeeded
+  1  the run finished and some targets failed
+  2  invalid input or usage, an unusable state file or report
+     directory, or credentials refused; nothing unsafe was done
+  3  stopped before finishing (interrupted, work deferred, the window
+     closed, a canary failed or a failure budget tripped): resume
+"""
+
+
+def fail(exc: BaseException, code: int) -> NoReturn:
+    """Print the error and its chain of causes, then exit."""
+    echo(f"error: {exc}", err=True)
+    cause = exc.__cause__
+    while cause is not None:
+        echo(f"  caused by: {type(cause).__name__}: {cause}", err=True)
+        cause = cause.__cause__
+    sys.exit(code)
+
+
+def guarded(fn: Callable[..., int]) -> Callable[..., None]:
+    """Map the project's exceptions to exit codes, keeping the command bodies plain."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = fn(*args, **kwargs)
+        except OrchestratorError as exc:
+            # Whatever stops a command before its run starts (bad input, an unusable
+            # state file or report directory) is for the operator to fix: exit 2.
+            # A run that started always ends through its outcome (0, 1 or 3).
+            fail(exc, 2)
+        sys.exit(code)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper

@@ -1,0 +1,80 @@
+"""What `run`, `resume` and `retry` print when the run ends: the closing lines, where the
+report went, and the job ids the state could not record (with how to give them back)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from orchestrator.console.messages import end_of_run
+from orchestrator.engine.campaign import Invocation, Result
+from orchestrator.engine.known_jobs import write_unrecorded
+from orchestrator.engine.outcome import Answer
+from orchestrator.visible import echo
+
+__all__ = ["print_end", "resume_args"]
+
+
+def resume_args(inv: Invocation) -> str:
+    """What follows `orchestrator resume` to continue this invocation's state (and shard)."""
+    shard = f" --shard {inv.settings.shard}" if inv.settings.shard else ""
+    return inv.state.resume_args() + shard
+
+
+def print_end(result: Result, inv: Invocation) -> None:
+    outcome = result.outcome
+    for line in end_of_run(
+        outcome.counts,
+        # What follows `resume --state`: the file, or the DSN with its campaign (and shard).
+        state_path=resume_args(inv).removeprefix("--state "),
+        requests=result.requests,
+        deferred=outcome.deferred,
+        stopped=outcome.stopped,
+        aborted=outcome.aborted,
+        credentials_refused=outcome.credentials_refused,
+    ):
+        echo(line.text, err=line.err)
+    if outcome.held:
+        echo(f"held: {outcome.held}", err=True)
+    if result.report is not None:
+        echo(f"report: {result.report.directory}")
+        for path in (
+            result.report.summary_json,
+            result.report.targets_csv,
+            result.report.report_md,
+            result.report.report_html,
+            result.report.retry_csv,
+        ):
+            if path is not None:
+                echo(f"  {path}")
+    if result.report_error:
+        echo(
+            f"error: {result.report_error}\n  the state is intact; write the report later "
+            f"with: orchestrator report {inv.state.resume_args()} --report-dir DIR",
+            err=True,
+        )
+    if outcome.unrecorded:
+        _list_unrecorded(outcome.unrecorded, result, inv)
+
+
+def _list_unrecorded(answers: Sequence[Answer], result: Result, inv: Invocation) -> None:
+    """Job ids the service returned that the state store could not record: shown, and
+    written next to the report, so that a resume can be given them (--known-jobs)."""
+    echo(
+        f"error: {len(answers)} job id(s) the service returned could not be recorded in"
+        " the state file; a resume must be given them, or it would take those servers"
+        " for untouched while their jobs may still be queued:",
+        err=True,
+    )
+    for answer in answers:
+        echo(f"  {answer.describe()}", err=True)
+    folder = result.report.directory if result.report is not None else inv.report_dir
+    path = folder / f"unrecorded-jobs-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.csv"
+    rows = [(a.target.project_id, a.target.server_id, a.job_id) for a in answers]
+    try:
+        write_unrecorded(path, rows)
+        given = f"--known-jobs {path}"
+    except OSError as exc:
+        echo(f"  (could not write {path}: {exc.strerror})", err=True)
+        given = " ".join(f"--known-job {p}/{s}={j}" for p, s, j in rows)
+    echo(f"resume with: orchestrator resume {resume_args(inv)} {given}", err=True)
