@@ -228,10 +228,7 @@ class EcsClient:
         those with `status` only if given (the service's filter: `SHUTOFF` also keeps a
         stopped server being rebuilt, shown as REBUILD). `ServerPage.next_page` says
         which page comes next; `count`, how many matched at this read."""
-        if isinstance(page, bool) or not (isinstance(page, int) and page >= 1):
-            raise ValueError(f"page must be a whole number >= 1, got {page!r}")
-        query: Query = (("offset", str(page)), ("limit", str(_page_size(limit))))
-        query += _status_query(status)
+        query = page_query(page, limit, status)
         path = f"/v1/{project_id}/cloudservers/detail"
         answer, where = await self._read_list(region, project_id, path, query)
         return answers.server_page_outcome(answer, page, limit, where)
@@ -250,14 +247,7 @@ class EcsClient:
         only if given. `since` must be timezone-aware; it is sent in whole seconds of
         UTC, rounded down, so that no change in its second is left out.
         `ServerChanges.next_marker` is the next call's `marker`, None after the last."""
-        if since.tzinfo is None or since.utcoffset() is None:
-            raise ValueError("since must be a timezone-aware datetime")
-        if marker is not None and not plain_id(marker):
-            raise ValueError("marker must be a server ID (letters, digits, '-', '_')")
-        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        query: Query = (("changes-since", stamp), ("limit", str(_page_size(limit))))
-        query += (("marker", marker),) if marker is not None else ()
-        query += _status_query(status)
+        query = changes_query(since, limit, marker, status)
         path = f"/v2.1/{project_id}/servers/detail"
         answer, where = await self._read_list(region, project_id, path, query)
         return answers.server_changes_outcome(answer, limit, where)
@@ -505,6 +495,27 @@ def _not_connected(exc: Exception, *, brief: bool = False) -> str:
     if brief:
         return type(exc).__name__
     return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def page_query(page: int, limit: int, status: str | None) -> Query:
+    """The query of the v1 list's page `page`; ValueError for what may not be sent."""
+    if isinstance(page, bool) or not (isinstance(page, int) and page >= 1):
+        raise ValueError(f"page must be a whole number >= 1, got {page!r}")
+    query: Query = (("offset", str(page)), ("limit", str(_page_size(limit))))
+    return query + _status_query(status)
+
+
+def changes_query(since: datetime, limit: int, marker: str | None, status: str | None) -> Query:
+    """The query of Nova's list of the changes since `since` (whole UTC seconds, rounded
+    down), after `marker`; ValueError for what may not be sent."""
+    if since.tzinfo is None or since.utcoffset() is None:
+        raise ValueError("since must be a timezone-aware datetime")
+    if marker is not None and not plain_id(marker):
+        raise ValueError("marker must be a server ID (letters, digits, '-', '_')")
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    query: Query = (("changes-since", stamp), ("limit", str(_page_size(limit))))
+    query += (("marker", marker),) if marker is not None else ()
+    return query + _status_query(status)
 
 
 def _page_size(limit: int) -> int:

@@ -6,7 +6,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.simulator.config import API_KINDS
+from orchestrator.simulator.config import API_KINDS as API_KINDS  # the stats name them too
 
 REINSTALL_APIS = ("v1", "v2")  # without / with Cloud-Init
 # Arrival times kept per API kind: enough for a pacing measurement, bounded for a long run.
