@@ -271,12 +271,14 @@ def reinstall_outcome(answer: Answer, where: str) -> str:
     _check_endpoint(answer, where)
     status, payload = answer.status, answer.payload
     if status in (200, 202, 204) and isinstance(payload, dict):
-        error = error_of(payload)
-        if status == 202 and error and error[0] == "Common.0024":
-            raise Throttled("flow limit exceeded (202 Common.0024)", status=202, code=error[0])
+        # A job id first, whatever else the body says: it proves the service took the
+        # request, and calling it throttling would send a second reinstall later.
         job_id = payload.get("job_id")
         if isinstance(job_id, str) and plain_id(job_id):
             return job_id
+        error = error_of(payload)
+        if status == 202 and error and error[0] == "Common.0024":
+            raise Throttled("flow limit exceeded (202 Common.0024)", status=202, code=error[0])
         if answer.throttled:  # the gateway's code under a success status, and no job
             raise failure(answer, acted_unknown=True, where=where)
         # Delivered, maybe: a success status without a job id proves nothing.

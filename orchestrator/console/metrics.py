@@ -22,11 +22,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from orchestrator.console.livestats import LiveStats
 from orchestrator.model import TargetState
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("orchestrator.metrics")
 PREFIX = "orchestrator"
@@ -171,6 +173,9 @@ class Exporter:
         if self._file is not None:
             self._task = asyncio.create_task(self._keep_writing(), name="metrics-file")
         if self._port is not None:
+            # Only with a port: aiohttp's server side is not loaded for every command.
+            from aiohttp import web
+
             app = web.Application()
             app.router.add_get("/metrics", self._serve)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -205,4 +210,6 @@ class Exporter:
             log.warning("could not write %s: %s", self._file, exc.strerror)
 
     async def _serve(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.text(), headers={"Content-Type": CONTENT_TYPE})
+        from aiohttp import web
+
+        return web.Response(body=self.text().encode(), headers={"Content-Type": CONTENT_TYPE})

@@ -152,6 +152,19 @@ async def test_a_202_flow_limit_is_throttling_never_an_unknown_outcome(
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+async def test_a_job_id_beside_a_flow_limit_code_is_a_delivered_reinstall(
+    stub: tuple[Stub, EcsClient], shape: str
+) -> None:
+    # The job id proves the service took the request; calling it throttling would
+    # send the server a second reinstall once the flow limit lifts.
+    handler, client = stub
+    job = "ff80808288d41e1b018990260955686b"
+    handler.status = 202
+    handler.body = {"job_id": job, **shaped(shape, "Common.0024", "Flow limit exceeded.")}
+    assert await client.reinstall(spec(1)) == job
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 async def test_a_missing_server_in_any_shape_is_the_service_s_404(
     stub: tuple[Stub, EcsClient], shape: str
 ) -> None:
