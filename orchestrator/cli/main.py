@@ -33,7 +33,8 @@ from orchestrator.visible import excepthook
 __all__ = ["EXIT_CODES", "cli", "fail", "guarded", "main"]
 
 
-@click.group(epilog=EXIT_CODES)
+# -h as well as --help, on every command: click hands the group's settings down.
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ecs-reinstall-orchestrator")
 def cli() -> None:
     """Reinstall the OS of whole ECS fleets: paced, tracked, resumable, never twice."""
