@@ -252,9 +252,11 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         log_file_option(help="Log of every state change.  [default: <state>.log]"),
         click.option(
             "--log-level",
-            default="INFO",
+            default="info",
             show_default=True,
-            type=click.Choice(["DEBUG", "INFO", "WARNING"], case_sensitive=False),
+            # Shown as the other choices are (lower case); taken in any case.
+            type=click.Choice(["debug", "info", "warning"], case_sensitive=False),
+            help="What reaches the log file and the console.",
         ),
         click.option(
             "--log-format",

@@ -395,6 +395,6 @@ class LogChoice:
     def of(cls, given: Mapping[str, Any]) -> LogChoice:
         return cls(
             file=given.get("log_file"),
-            level=str(given.get("log_level") or "INFO"),
+            level=str(given.get("log_level") or "info"),
             format=str(given.get("log_format") or "text").lower(),
         )
