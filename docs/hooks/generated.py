@@ -277,6 +277,10 @@ def command_section(cmd: click.Command, ctx: click.Context, exit_codes: str | No
     parts += ["Options:", "", table(["option", "meaning", "default, limits"], rows)]
     if exit_codes is not None and cmd.epilog == exit_codes:
         parts += ["Exits with the [exit codes](exit-codes.md) of a run.", ""]
+    elif cmd.epilog and "Exit codes" in cmd.epilog:
+        # A command's own codes, as its --help prints them.
+        heading = cmd.epilog.replace("\b", "").strip().splitlines()[0].rstrip(":")
+        parts += [f"{heading}:", "", exit_code_table(cmd.epilog)]
     return "\n".join(parts)
 
 
@@ -304,6 +308,11 @@ def exit_codes() -> str:
     text = getattr(entry_module(), "EXIT_CODES", None)
     if not isinstance(text, str):
         raise PluginError("EXIT_CODES is gone from the console script's module")
+    return exit_code_table(text)
+
+
+def exit_code_table(text: str) -> str:
+    """The codes of an exit-codes text (as --help prints it) as a table."""
     meanings: dict[str, str] = {}
     current = None
     for line in text.replace("\b", "").splitlines():

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.checks import check_simulate_alone, check_state_file, region_option
-from orchestrator.cli.exits import EXIT_CODES, guarded
+from orchestrator.cli.exits import PLAN_EXIT_CODES, guarded
 from orchestrator.cli.options import cloud_init_options, encoding_option, selection_options
 from orchestrator.cli.preflight import run_preflight
 from orchestrator.cli.request_options import inventory_defaults, selection_from
@@ -73,7 +73,7 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@click.command(epilog=EXIT_CODES)
+@click.command(epilog=PLAN_EXIT_CODES)
 @click.argument("inventory", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--keyname")
 @click.option("--userid")

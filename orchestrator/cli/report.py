@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli.exits import EXIT_CODES, guarded
+from orchestrator.cli.exits import REPORT_EXIT_CODES, guarded
 from orchestrator.cli.options import (
     CAMPAIGN_OPTION,
     GROUP_BY_OPTION,
@@ -22,7 +22,7 @@ from orchestrator.visible import echo
 __all__ = ["report"]
 
 
-@click.command(epilog=EXIT_CODES)
+@click.command(epilog=REPORT_EXIT_CODES)
 @click.option("--state", "state_path", required=True, metavar="PATH|URL", help=STATE_HELP)
 @CAMPAIGN_OPTION
 @click.option(

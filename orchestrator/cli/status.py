@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from orchestrator.cli.checks import check_state_file
-from orchestrator.cli.exits import EXIT_CODES, guarded
+from orchestrator.cli.exits import STATE_EXIT_CODES, guarded
 from orchestrator.cli.options import CAMPAIGN_OPTION, STATE_HELP
 from orchestrator.cli.resolve import state_location
 from orchestrator.cli.rollout import status_fields, status_lines
@@ -24,7 +24,7 @@ from orchestrator.visible import echo
 __all__ = ["status"]
 
 
-@click.command(epilog=EXIT_CODES)
+@click.command(epilog=STATE_EXIT_CODES)
 @click.option("--state", "state_path", required=True, metavar="PATH|URL", help=STATE_HELP)
 @CAMPAIGN_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (README: Commands).")
