@@ -203,8 +203,14 @@ def resume(state_path: str, campaign: str | None, **given: Any) -> int:
     help="Only this code (repeatable).",
 )
 @click.option(
-    "--project", "projects", multiple=True, metavar="ID", help="Only this project (repeatable)."
+    "--only-project",
+    "projects",
+    multiple=True,
+    metavar="ID",
+    help="Only the targets of this project (repeatable).",
 )
+# The earlier spelling, kept working for scripts; `run` and `plan` call it --only-project.
+@click.option("--project", "old_projects", multiple=True, hidden=True)
 @click.option(
     "--i-checked-unverified",
     is_flag=True,
@@ -220,6 +226,7 @@ def retry(
     state_is: str,
     error_codes: tuple[str, ...],
     projects: tuple[str, ...],
+    old_projects: tuple[str, ...],
     i_checked_unverified: bool,
     **given: Any,
 ) -> int:
@@ -234,7 +241,7 @@ def retry(
     request = RetryRequest(
         state_is=state_is,
         error_codes=tuple(error_codes),
-        projects=tuple(projects),
+        projects=(*projects, *old_projects),
         checked_unverified=i_checked_unverified,
     )
     return start(state_location(state_path, campaign), given, retry=request)
