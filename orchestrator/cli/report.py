@@ -13,6 +13,7 @@ from orchestrator.cli.options import (
     REPORT_MODE_OPTION,
     STATE_HELP,
 )
+from orchestrator.cli.output import print_report
 from orchestrator.cli.resolve import report_dir_from, report_mode_from, state_location
 from orchestrator.engine.outcome import exit_code
 from orchestrator.report import check_group_by, write_campaign_report
@@ -58,6 +59,5 @@ def report(
             mode=report_mode_from(report_mode, run.options),
         )
         counts = store.counts()
-    echo(f"report: {paths.directory}")
-    echo(f"  {paths.report_html}")
+    print_report(paths)
     return exit_code(counts)

@@ -75,6 +75,10 @@ def test_report_command_groups_and_refuses_an_unknown_column(
     assert grouped.returncode == 0, grouped.stderr
     summary = json.loads((report_dir_of(grouped.stdout) / "summary.json").read_text())
     assert summary["group_by"] == "region"
+    # Every file it wrote is listed under the folder, and nothing else.
+    listed = [line.strip() for line in grouped.stdout.splitlines()[1:]]
+    written = sorted(str(p) for p in report_dir_of(grouped.stdout).iterdir())
+    assert sorted(listed) == written and len(written) == 5, grouped.stdout
     assert sum(sum(g.values()) for g in summary["groups"].values()) == 20
 
     refused = cli("report", "--state", state, "--group-by", "colour")
