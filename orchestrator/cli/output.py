@@ -38,6 +38,7 @@ def print_end(result: Result, inv: Invocation) -> None:
         requests=result.requests,
         deferred=outcome.deferred,
         stopped=outcome.stopped,
+        halted=outcome.halted,
         aborted=outcome.aborted,
         credentials_refused=outcome.credentials_refused,
     ):

@@ -331,7 +331,10 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
-            log.warning("second signal: stopping at once (state stays consistent)")
+            log.warning(
+                "second signal: stopping at once; accepted jobs are not followed further"
+                " (the state file has them: a resume follows and settles them)"
+            )
             halt.set()
         else:
             log.warning(

@@ -30,6 +30,9 @@ class Outcome:
     counts: dict[TargetState, int]
     deferred: int = 0
     stopped: bool = False
+    # Stopped at once (a second signal): accepted jobs were left as they were, not
+    # followed; the state has them, and a resume follows and settles them.
+    halted: bool = False
     aborted: str | None = None  # why the run could not go on
     credentials_refused: bool = False  # aborted because the API refused the credentials
     # Aborted for a fault of the configuration (wrong endpoint, never reachable, a

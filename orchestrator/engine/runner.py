@@ -108,7 +108,7 @@ class Runner:
             with contextlib.suppress(StateError):
                 await run.writer.call(run.store.add_rollout, run.rollout.take_records())
             await run.writer.close()
-        return await self._outcome(stopped=stop.is_set() or halt.is_set())
+        return await self._outcome(stopped=stop.is_set() or halt.is_set(), halted=halt.is_set())
 
     async def _loop(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
         """Wake on every change (or twice a second): end when all is done, or drain
@@ -203,7 +203,7 @@ class Runner:
             else:
                 await run.step(target, self._following.poll_job(target))
 
-    async def _outcome(self, *, stopped: bool) -> Outcome:
+    async def _outcome(self, *, stopped: bool, halted: bool = False) -> Outcome:
         run = self._run
         try:
             counts = await asyncio.to_thread(run.store.counts, run.settings.shard)
@@ -213,6 +213,7 @@ class Runner:
             counts=counts,
             deferred=run.deferred,
             stopped=stopped,
+            halted=halted,
             aborted=run.abort,
             credentials_refused=run.credentials_refused,
             misconfigured=run.misconfigured,
