@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from orchestrator.cloud.interface import Cloud
+from orchestrator.durations import seconds_text
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.following import Following
 from orchestrator.engine.outcome import Answer, Outcome
@@ -123,9 +124,9 @@ class Runner:
                     # Intents waiting for their send slot go back now, not when it comes.
                     run.client.stop_sending(Stopped)
                     log.warning(
-                        "stop requested: no new reinstalls; following %d for up to %.0f s",
+                        "stop requested: no new reinstalls; following %d for up to %s",
                         len(run.active),
-                        run.settings.drain_timeout,
+                        seconds_text(run.settings.drain_timeout),
                     )
                 drained = run.clock() >= drain_deadline and not self._submitting.unsent
                 if not run.active or drained:
