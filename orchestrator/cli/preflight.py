@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.resolve import resolve, saved_options
+from orchestrator.cli.state_files import default_state
 from orchestrator.console.logs import setup_logging
-from orchestrator.engine.campaign import check_report_dir, connected, default_state_path
+from orchestrator.engine.campaign import check_report_dir, connected
 from orchestrator.engine.preflight import Finding
 from orchestrator.engine.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.inventory import InventoryDefaults, InventoryReader
@@ -34,8 +35,7 @@ _NOT_READ = ("user_data", "pause_between_waves")
 def run_preflight(inventory: Path, defaults: InventoryDefaults, given: Mapping[str, Any]) -> int:
     """Read every server of INVENTORY (or the state file's pending targets) and report."""
     state_path: Path | None = given.get("state_path")
-    report_dir = given.get("report_dir") or Path("reports")
-    location = SqliteLocation(state_path or default_state_path(inventory, report_dir))
+    location = SqliteLocation(state_path or default_state(inventory, given.get("report_dir")))
     read = {k: v for k, v in given.items() if k not in _NOT_READ}
     inv = resolve(location, read, saved_options(location), defaults=defaults)
     setup_logging(None, "WARNING", inv.cloud.secrets() if inv.cloud else ())

@@ -28,8 +28,9 @@ from orchestrator.cli.options import (
 from orchestrator.cli.output import print_end, resume_args
 from orchestrator.cli.request_options import inventory_defaults, selection_from
 from orchestrator.cli.resolve import LogChoice, resolve, saved_options, state_location
+from orchestrator.cli.state_files import default_state
 from orchestrator.console.logs import setup_logging
-from orchestrator.engine.campaign import check_report_dir, default_state_path, execute, open_state
+from orchestrator.engine.campaign import check_report_dir, execute, open_state
 from orchestrator.engine.retry_select import STATES_IS, RetryRequest, plan_retry
 from orchestrator.engine.selection import Selection
 from orchestrator.inventory import InventoryDefaults
@@ -107,7 +108,8 @@ def start(
     "state_path",
     metavar="PATH|URL",
     help="SQLite state file, or a PostgreSQL database postgresql://USER@HOST:PORT/DB"
-    " (password from PGPASSWORD or ~/.pgpass).  [default: <report-dir>/<inventory>.state.sqlite]",
+    " (password from PGPASSWORD or ~/.pgpass).  [default: state/<inventory>.state.sqlite,"
+    " or <report-dir>/<inventory>.state.sqlite where an earlier version made it]",
 )
 @CAMPAIGN_OPTION
 @encoding_option
@@ -142,7 +144,7 @@ def run(inventory: Path, state_path: str | None, campaign: str | None, **given: 
     inventory is imported; the report says how many were left out.
     """
     location = state_location(
-        state_path or str(default_state_path(inventory, given["report_dir"] or Path("reports"))),
+        state_path or str(default_state(inventory, given["report_dir"])),
         campaign,
         inventory,
     )

@@ -131,10 +131,6 @@ def check_user_data_has_targets(store: StateStore, inv: Invocation) -> None:
         raise UsageError(NO_CLOUD_INIT)
 
 
-def default_state_path(inventory: Path, report_dir: Path) -> Path:
-    return report_dir / f"{inventory.stem}.state.sqlite"
-
-
 def check_report_dir(report_dir: Path, mode: int = PRIVATE_FILE) -> None:
     """Refuse to start a run whose report could not be written (before anything is sent).
 
