@@ -588,9 +588,17 @@ def log_fields() -> str:
     summary = progress.ProgressMeter().read(stats).fields()
     change = ", ".join(f"`{f}`" for f in logsetup.STATE_CHANGE_FIELDS)
     interval = ", ".join(f"`{f}`" for f in summary if f != "event")
+    records = home("RUN_START_FIELDS")
+    start = ", ".join(f"`{f}`" for f in records.RUN_START_FIELDS)
+    end = ", ".join(f"`{f}`" for f in records.RUN_END_FIELDS)
     return table(
         ["event", "fields besides `time`, `level`, `logger`, `event`, `message`"],
-        [["`state_change`", change], [f"`{summary['event']}`", interval]],
+        [
+            ["`run_start`", start],
+            ["`state_change`", change],
+            [f"`{summary['event']}`", interval],
+            ["`run_end`", end],
+        ],
     )
 
 

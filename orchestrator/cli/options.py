@@ -260,12 +260,11 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--log-format",
-            default="text",
-            show_default=True,
             type=click.Choice(["text", "json"], case_sensitive=False),
             help=(
-                "json: JSON lines in the log file and on stderr (no live panel); "
-                "field names in the README, section Logs."
+                "json: JSON lines in the log file and on stderr (no live panel); the"
+                " fields: docs/reference/logs.md. A log file keeps one format: another"
+                " than its lines' is refused.  [default: the log file's format, else text]"
             ),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),

@@ -29,10 +29,12 @@ from orchestrator.cli.output import print_end, resume_args
 from orchestrator.cli.request_options import inventory_defaults, selection_from
 from orchestrator.cli.resolve import LogChoice, resolve, saved_options, state_location
 from orchestrator.cli.state_files import default_state
-from orchestrator.console.logs import setup_logging
+from orchestrator.console.logs import log_format_for, setup_logging
+from orchestrator.console.run_log import log_run_end, log_run_start
 from orchestrator.engine.campaign import check_report_dir, execute, open_state
 from orchestrator.engine.retry_select import STATES_IS, RetryRequest, plan_retry
 from orchestrator.engine.selection import Selection
+from orchestrator.errors import OrchestratorError
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.report import check_group_by
 from orchestrator.store import StateLocation
@@ -43,6 +45,7 @@ __all__ = ["resume", "retry", "run", "start"]
 
 
 def start(
+    command: str,
     location: StateLocation,
     given: dict[str, Any],
     *,
@@ -63,7 +66,10 @@ def start(
         retry=retry,
     )
     secrets = inv.cloud.secrets() if inv.cloud else ()
-    setup_logging(None, log.level, secrets, log.format)
+    log_file = log.file or location.log_path(inv.report_dir, inv.settings.shard)
+    # Before anything is created: a --log-format the log file's lines are not in is exit 2.
+    fmt = log_format_for(log_file, log.format)
+    setup_logging(None, log.level, secrets, fmt)
     check_report_dir(inv.report_dir, inv.report_mode)
     store = open_state(inv)
     try:
@@ -73,12 +79,8 @@ def start(
         # Only now are the inventory's columns known; still nothing has been sent.
         check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
-        setup_logging(
-            log.file or location.log_path(inv.report_dir, inv.settings.shard),
-            log.level,
-            secrets,
-            log.format,
-        )
+        setup_logging(log_file, log.level, secrets, fmt)
+        log_run_start(command, inventory=inv.inventory, state=inv.state.label, options=inv.options)
         if inv.cloud is not None:
             # Where the credentials came from and whose they are; never a secret.
             about = {k: v for k, v in inv.cloud.describe().items() if v}
@@ -94,11 +96,25 @@ def start(
             # intent; a resume (from any host) settles it. Not finished: exit 3.
             echo(f"error: {exc}", err=True)
             echo(f"not finished; continue with: orchestrator resume {resume_args(inv)}", err=True)
+            log_run_end(command, outcome="interrupted", exit_code=3, error=str(exc))
             return 3
+        except OrchestratorError as exc:
+            log_run_end(command, outcome="error", exit_code=2, error=str(exc))
+            raise
     finally:
         store.close()
     print_end(result, inv)
-    return result.outcome.exit_code
+    outcome = result.outcome
+    log_run_end(
+        command,
+        outcome=outcome.label,
+        exit_code=outcome.exit_code,
+        counts=outcome.counts,
+        held=outcome.held,
+        report=result.report.directory if result.report is not None else None,
+        error=outcome.aborted or result.report_error,
+    )
+    return outcome.exit_code
 
 
 @click.command(epilog=EXIT_CODES)
@@ -149,6 +165,7 @@ def run(inventory: Path, state_path: str | None, campaign: str | None, **given: 
         inventory,
     )
     return start(
+        "run",
         location,
         given,
         inventory=inventory,
@@ -177,7 +194,7 @@ def resume(state_path: str, campaign: str | None, **given: Any) -> int:
     invocation (the defaults shown apply only to options it never set),
     including where the report goes.
     """
-    return start(state_location(state_path, campaign), given)
+    return start("resume", state_location(state_path, campaign), given)
 
 
 @click.command(epilog=EXIT_CODES)
@@ -246,4 +263,4 @@ def retry(
         projects=(*projects, *old_projects),
         checked_unverified=i_checked_unverified,
     )
-    return start(state_location(state_path, campaign), given, retry=request)
+    return start("retry", state_location(state_path, campaign), given, retry=request)

@@ -494,7 +494,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                     run_log.removeHandler(tap)
                     sent = dict(client.requests)
     finally:
-        label = "interrupted" if outcome is None else _label(outcome)
+        label = "interrupted" if outcome is None else outcome.label
         with contextlib.suppress(StateError):
             store.end_invocation(label)
     try:
@@ -537,14 +537,6 @@ def _rollout_end(
             "pacing: %s settled at %.1f/s of %g/s (%d throttled, %d cuts)",
             name, rate["rate"], rate["ceiling"], rate["throttles"], rate["cuts"],
         )  # fmt: skip
-
-
-def _label(outcome: Outcome) -> str:
-    if outcome.aborted:
-        return "aborted"
-    if outcome.complete:
-        return "complete"
-    return "stopped" if outcome.stopped else "deferred"
 
 
 def _adapted(client: EcsClient, kind: str) -> float | None:

@@ -48,6 +48,16 @@ class Outcome:
         return not unfinished(self.counts)
 
     @property
+    def label(self) -> str:
+        """How the invocation ended, as recorded in the state's runs table: aborted,
+        complete, stopped (by a signal) or deferred (work left for a later run)."""
+        if self.aborted:
+            return "aborted"
+        if self.complete:
+            return "complete"
+        return "stopped" if self.stopped else "deferred"
+
+    @property
     def exit_code(self) -> int:
         return exit_code(
             self.counts,
