@@ -268,6 +268,34 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
+        click.option(
+            "--notify",
+            multiple=True,
+            metavar="URL",
+            envvar="ORCHESTRATOR_NOTIFY",
+            help=(
+                "Post a JSON event to this webhook (repeatable; Slack/Teams-compatible) on a"
+                " canary failure, a breaker trip, a wave's end, the window closing and the"
+                " run's end. Never recorded: give it again on resume (or set"
+                " ORCHESTRATOR_NOTIFY, URLs separated by spaces)."
+            ),
+        ),
+        click.option(
+            "--metrics-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Keep the run's counters here in Prometheus' text format (textfile collector).",
+        ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            help="Serve the run's counters at http://ADDRESS:PORT/metrics while it lasts.",
+        ),
+        click.option(
+            "--metrics-address",
+            default="127.0.0.1",
+            show_default=True,
+            help="Where --metrics-port listens (0.0.0.0 in a container a scraper reaches).",
+        ),
         GROUP_BY_OPTION,
         REPORT_MODE_OPTION,
         rollout_options,

@@ -31,6 +31,8 @@ from orchestrator.cloud.iam import credentials_for
 from orchestrator.cloud.network import CaBundle, Network
 from orchestrator.cloud.userdata import UserData
 from orchestrator.console.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
+from orchestrator.console.metrics import Exporter, Labels
+from orchestrator.console.notify import Event, Notifier, RolloutEvents
 from orchestrator.console.progress import ProgressDisplay, ProgressMeter
 from orchestrator.engine.known_jobs import KnownJob, apply_known_jobs
 from orchestrator.engine.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
@@ -53,7 +55,7 @@ from orchestrator.report.summary import check_group_column
 from orchestrator.rollout.gate import Confirm, RolloutGate
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.report import ADAPTIVE_META_KEY, rollout_summary
-from orchestrator.rollout.setup import prepare_rollout
+from orchestrator.rollout.setup import Prepared, prepare_rollout
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.store import SqliteLocation, StateLocation
 from orchestrator.store.base import StateExists
@@ -107,6 +109,12 @@ class Invocation:
     # target from its server before anything is sent.
     journal_lost: bool = False
     known_jobs: tuple[KnownJob, ...] = ()  # --known-job / --known-jobs
+    # Where the run tells how it goes: webhooks (never recorded: a webhook's URL is
+    # often its secret) and Prometheus metrics (a file, a loopback port).
+    notify: tuple[str, ...] = ()
+    metrics_file: Path | None = None
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
 
 @dataclass
@@ -406,7 +414,8 @@ async def connected(
 
 
 async def execute(inv: Invocation, store: StateStore) -> Result:
-    """Run the state file's targets to the end (or to a stop) and write the report."""
+    """Run the state file's targets to the end (or to a stop) and write the report;
+    webhooks hear of the rollout's decisions and of the end."""
     stop, halt = asyncio.Event(), asyncio.Event()
     # Before the invocation is recorded: a resume that contradicts the fixed plan
     # is refused with nothing written.
@@ -415,6 +424,51 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         taken = apply_known_jobs(store, inv.known_jobs)
         log.warning("%d known job id(s) given back to their targets: followed by job", taken)
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
+    run_id = store.run_info().run_id
+    network = Network.of(inv.ca, proxies=inv.simulate is None)
+    rollout_log = logging.getLogger("orchestrator.rollout")
+    async with Notifier(inv.notify, network) as notifier:
+        events = RolloutEvents(notifier, run_id)
+        rollout_log.addHandler(events)
+        try:
+            result = await _execute(inv, store, rollout, network, stop, halt)
+        except BaseException as exc:
+            notifier.send(Event("run_ended", f"run {run_id} ended on an error", run_id,
+                                {"outcome": "error", "error": type(exc).__name__}))  # fmt: skip
+            raise
+        finally:
+            rollout_log.removeHandler(events)
+            if halt.is_set():
+                notifier.hurry()  # a second Ctrl-C: the operator wants the prompt back
+        notifier.send(run_ended(result))
+    return result
+
+
+def run_ended(result: Result) -> Event:
+    """The run_ended notification: outcome, exit code, counts, the report."""
+    outcome = result.outcome
+    counts = {str(getattr(k, "value", k)): n for k, n in outcome.counts.items() if n}
+    text = f"run {result.run_id} {outcome.label} (exit {outcome.exit_code}): " + ", ".join(
+        f"{n} {state}" for state, n in sorted(counts.items())
+    )
+    report = str(result.report.report_html) if result.report else None
+    details = {
+        "outcome": outcome.label,
+        "exit_code": outcome.exit_code,
+        "counts": counts,
+        "report": report,
+    }
+    return Event("run_ended", text, result.run_id, details)
+
+
+async def _execute(
+    inv: Invocation,
+    store: StateStore,
+    rollout: Prepared,
+    network: Network,
+    stop: asyncio.Event,
+    halt: asyncio.Event,
+) -> Result:
     outcome: Outcome | None = None
     sent: dict[str, int] = {}
     try:
@@ -430,7 +484,6 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
             )
         s = inv.settings
         limit = max(64, s.submit_workers() + s.poll_workers())
-        network = Network.of(inv.ca, proxies=inv.simulate is None)
         async with (
             network.session(limit) as session,
             _cloud(inv, store, session, network) as cloud,
@@ -479,14 +532,25 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                         window=_window_info(rollout.gate),
                     )
 
+                labels = Labels(store.run_info().run_id, str(s.shard) if s.shard else None)
+                exporter = Exporter(
+                    snapshot,
+                    labels,
+                    file=inv.metrics_file,
+                    port=inv.metrics_port,
+                    address=inv.metrics_address,
+                )
                 try:
                     with _signals(stop, halt):
-                        async with ProgressDisplay(
-                            ProgressMeter(total),
-                            snapshot,
-                            live=inv.live_progress,
-                            console=inv.console,
-                            title=f"ECS reinstall · {inv.state_path.name}",
+                        async with (
+                            exporter,
+                            ProgressDisplay(
+                                ProgressMeter(total),
+                                snapshot,
+                                live=inv.live_progress,
+                                console=inv.console,
+                                title=f"ECS reinstall · {inv.state_path.name}",
+                            ),
                         ):
                             outcome = await runner.run(stop, halt)
                     _rollout_end(store, rollout.gate, outcome, client.adaptive_rates())
