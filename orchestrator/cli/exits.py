@@ -19,6 +19,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+import click
+
+from orchestrator.cli.document import Ended, error_document, json_output
 from orchestrator.errors import OrchestratorError
 from orchestrator.visible import echo
 
@@ -89,18 +92,28 @@ def fail(exc: BaseException, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def guarded(fn: Callable[..., int]) -> Callable[..., None]:
-    """Map the project's exceptions to exit codes, keeping the command bodies plain."""
+def guarded(fn: Callable[..., int | Ended]) -> Callable[..., None]:
+    """Map the project's exceptions to exit codes, keeping the command bodies plain;
+    with --output json, print the command's document (`document.py`) on stdout."""
 
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            code = fn(*args, **kwargs)
-        except OrchestratorError as exc:
-            # Whatever stops a command before its run starts (bad input, an unusable
-            # state file or report directory) is for the operator to fix: exit 2.
-            # A run that started always ends through its outcome (0, 1 or 3).
-            fail(exc, 2)
-        sys.exit(code)
+        as_json = str(kwargs.get("output") or "text").lower() == "json"
+        command = click.get_current_context().info_name or fn.__name__
+        with json_output(as_json) as write:
+            try:
+                ended = fn(*args, **kwargs)
+            except OrchestratorError as exc:
+                # Whatever stops a command before its run starts (bad input, an unusable
+                # state file or report directory) is for the operator to fix: exit 2.
+                # A run that started always ends through its outcome (0, 1 or 3).
+                if as_json:
+                    write(error_document(command, str(exc)))
+                fail(exc, 2)
+        if isinstance(ended, Ended):
+            if as_json:
+                write(ended.document)
+            sys.exit(ended.code)
+        sys.exit(ended)
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__

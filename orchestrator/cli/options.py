@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.checks import log_file_option, region_option
+from orchestrator.cli.document import OUTPUT_OPTION
 from orchestrator.cli.rollout import rollout_options
 from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE
 from orchestrator.inventory import EncodingProblem, check_encoding
@@ -268,6 +269,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
+        OUTPUT_OPTION,
         click.option(
             "--notify",
             multiple=True,

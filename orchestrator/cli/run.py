@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.document import Ended, run_to_dict
 from orchestrator.cli.exits import EXIT_CODES, guarded
 from orchestrator.cli.options import (
     CAMPAIGN_OPTION,
@@ -53,7 +54,7 @@ def start(
     defaults: InventoryDefaults | None = None,
     selection: Selection | None = None,
     retry: RetryRequest | None = None,
-) -> int:
+) -> Ended:
     """Run the state's targets as `given` (and the state's saved options) say."""
     log = LogChoice.of(given)
     inv = resolve(
@@ -97,7 +98,7 @@ def start(
             echo(f"error: {exc}", err=True)
             echo(f"not finished; continue with: orchestrator resume {resume_args(inv)}", err=True)
             log_run_end(command, outcome="interrupted", exit_code=3, error=str(exc))
-            return 3
+            return Ended(3, run_to_dict(command, 3, inv=inv, outcome="interrupted", error=str(exc)))
         except OrchestratorError as exc:
             log_run_end(command, outcome="error", exit_code=2, error=str(exc))
             raise
@@ -114,7 +115,7 @@ def start(
         report=result.report.directory if result.report is not None else None,
         error=outcome.aborted or result.report_error,
     )
-    return outcome.exit_code
+    return Ended(outcome.exit_code, run_to_dict(command, outcome.exit_code, inv=inv, result=result))
 
 
 @click.command(epilog=EXIT_CODES)
@@ -151,7 +152,7 @@ def start(
 @selection_options
 @run_options
 @guarded
-def run(inventory: Path, state_path: str | None, campaign: str | None, **given: Any) -> int:
+def run(inventory: Path, state_path: str | None, campaign: str | None, **given: Any) -> Ended:
     """Reinstall every server in INVENTORY (CSV or JSON) and write the report.
 
     Running the same command again resumes: nothing already succeeded is sent again,
@@ -187,7 +188,7 @@ def run(inventory: Path, state_path: str | None, campaign: str | None, **given: 
 @accept_changed_user_data
 @run_options
 @guarded
-def resume(state_path: str, campaign: str | None, **given: Any) -> int:
+def resume(state_path: str, campaign: str | None, **given: Any) -> Ended:
     """Resume a run from its state file, without the inventory.
 
     Every option not given again is taken from the state file's latest
@@ -248,7 +249,7 @@ def retry(
     old_projects: tuple[str, ...],
     i_checked_unverified: bool,
     **given: Any,
-) -> int:
+) -> Ended:
     """Send again only the selected targets of a state file, as a new attempt.
 
     By default every failed target except those failed as Orchestrator.Unverified

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
 from orchestrator.cli.checks import check_state_file
+from orchestrator.cli.document import OUTPUT_OPTION, Ended
 from orchestrator.cli.exits import STATE_EXIT_CODES, guarded
 from orchestrator.cli.options import STATE_HELP
 from orchestrator.cli.resolve import state_location
 from orchestrator.cli.rollout import status_fields, status_lines
 from orchestrator.cli.state_files import DEFAULT_REPORT_DIR, STATE_DIR, find_state_files
 from orchestrator.cli.types import Number
-from orchestrator.console.status_view import render_text, status_to_dict
-from orchestrator.console.status_watch import watch_status
+from orchestrator.console.status_view import StatusSnapshot, render_text, status_to_dict
+from orchestrator.console.status_watch import wait_for_end, watch_status
 from orchestrator.errors import UsageError
 from orchestrator.rollout.report import rollout_summary
 from orchestrator.store import StateLocation, is_dsn, pg_location
@@ -46,7 +49,13 @@ __all__ = ["status"]
     help="With a PostgreSQL --state: the campaign (schema orch_NAME).  [default: the"
     " database's only campaign]",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (README: Commands).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The status as JSON on stdout (with --watch: one document per refresh).",
+)
+@OUTPUT_OPTION
 @click.option(
     "--failures",
     default=5,
@@ -68,30 +77,57 @@ def status(
     state_path: str | None,
     campaign: str | None,
     as_json: bool,
+    output: str,
     failures: int,
     watch: float | None,
-) -> int:
+) -> int | Ended:
     """Counts by state, failures by error code, in-doubt and deferred targets, elapsed
     and ETA; during a run too (reads the state file without locking or slowing it).
     Exits as a run would for the same state: 0, 1, or 3 while not finished."""
     where, location = _location(state_path, campaign)
     campaign = getattr(location, "campaign", None)
-    if watch is None:
+    document = output.lower() == "json"
+    if watch is not None and not document:
+        return watch_status(where, watch, as_json=as_json, examples=failures, campaign=campaign)
+    if watch is not None:
+        snap = wait_for_end(where, watch, examples=failures, campaign=campaign)
+    else:
         snap = read_status(where, examples=failures, campaign=campaign)
-        with location.open(readonly=True) as store:
-            rollout = rollout_summary(store)
-            if store.journal_missing:
-                echo(f"warning: {store.journal_missing}", err=True)
-        wave, window = status_fields(rollout)
-        snap = dataclasses.replace(snap, wave=wave, window=window)
-        if as_json:
-            echo(json.dumps(status_to_dict(snap), indent=2))
-        else:
-            echo(render_text(snap))
-            for line in status_lines(rollout):
-                echo(line)
-        return snap.exit_code
-    return watch_status(where, watch, as_json=as_json, examples=failures, campaign=campaign)
+    with location.open(readonly=True) as store:
+        rollout = rollout_summary(store)
+        if store.journal_missing:
+            echo(f"warning: {store.journal_missing}", err=True)
+    wave, window = status_fields(rollout)
+    snap = dataclasses.replace(
+        snap, wave=wave, window=window, held=_held(rollout), report=_report_folder(snap)
+    )
+    if document:
+        return Ended(snap.exit_code, status_to_dict(snap))
+    if as_json:
+        echo(json.dumps(status_to_dict(snap), indent=2))
+    else:
+        echo(render_text(snap))
+        for line in status_lines(rollout):
+            echo(line)
+    return snap.exit_code
+
+
+def _held(rollout: Mapping[str, Any] | None) -> str | None:
+    """Why the latest invocation left targets pending (a window, a canary, a budget),
+    else the latest failure-budget trip not acknowledged."""
+    if not rollout:
+        return None
+    trips: list[str] = rollout.get("trips") or []
+    return rollout.get("left_pending") or (trips[-1] if trips else None)
+
+
+def _report_folder(snap: StatusSnapshot) -> str | None:
+    """Where the run's report is: <report-dir>/<run-id>, when it is there on this host."""
+    saved = snap.options.get("report_dir")
+    if not isinstance(saved, str) or not snap.run_id:
+        return None
+    folder = Path(saved) / snap.run_id
+    return str(folder) if folder.is_dir() else None
 
 
 def _location(state_path: str | None, campaign: str | None) -> tuple[Path | str, StateLocation]:
