@@ -162,6 +162,8 @@ def enum_values(module: ModuleType, name: str) -> list[str]:
 CHECKS: dict[str, Callable[[], Iterable[str]]] = {
     "summary-json": lambda: returned_keys(home("summary_to_dict"), "summary_to_dict"),
     "status-json": lambda: returned_keys(home("status_to_dict"), "status_to_dict"),
+    "run-json": lambda: returned_keys(home("run_to_dict"), "run_to_dict"),
+    "plan-json": lambda: returned_keys(home("plan_to_dict"), "plan_to_dict"),
     "preflight-findings": lambda: enum_values(home("BLOCKING"), "Finding"),
 }
 
