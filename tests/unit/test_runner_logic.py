@@ -167,7 +167,12 @@ async def test_happy_path_reads_sends_once_follows_and_verifies(
 
     assert (outcome.exit_code, outcome.stopped, outcome.aborted) == (0, False, None)
     assert run.states() == [S.SUCCEEDED] * 3
-    assert run.path_of(0) == ["submitting", "submitted", "running", "succeeded"]
+    # Running where a job query saw the job under way (a loaded machine may first ask
+    # it after its end).
+    assert run.path_of(0) in (
+        ["submitting", "submitted", "running", "succeeded"],
+        ["submitting", "submitted", "succeeded"],
+    )
     sent = cloud.reinstalls()
     assert sorted(c.subject for c in sent) == [server_id(n) for n in (1, 2, 3)]
     assert all(c.acted and c.raised is None for c in sent)
