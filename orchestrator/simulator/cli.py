@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from orchestrator.cli.exits import SIMULATE_EXIT_CODES
 from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
 from orchestrator.simulator.config import API_KINDS, ApiLimit, SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
@@ -98,7 +99,7 @@ def _users(
     return tuple(users)
 
 
-@click.command()
+@click.command(epilog=SIMULATE_EXIT_CODES)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
