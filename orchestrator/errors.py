@@ -9,11 +9,11 @@
     ├── ReportError                the report could not be written
     └── ApiError                   an answer (or its absence) from the ECS API
         ├── RetryLater             refused before acting: safe to send again later
-        │   ├── Throttled          429 Common.1503, or 202 Common.0024
+        │   ├── Throttled          429 (Common.1503, the gateway's APIGW.0308), 202 Common.0024
         │   ├── ServiceBusy        501 Ecs.0603
         │   └── NotSent            connection failed before the request was sent
         ├── Rejected               the service means it (4xx): give up on this target
-        │   ├── AuthFailed         401: the credentials are refused; stop the run
+        │   ├── AuthFailed         401, APIGW.0301/0307: the credentials are refused; stop
         │   ├── ProjectRefused     403, or no IAM token: this project's targets only
         │   └── NotFound           404 server, or Common.0011 unknown job
         ├── OutcomeUnknown         sent, but no trustworthy answer: settle from the server

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.checks import log_file_option, region_option
+from orchestrator.cli.document import OUTPUT_OPTION
 from orchestrator.cli.rollout import rollout_options
 from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE
 from orchestrator.inventory import EncodingProblem, check_encoding
@@ -224,6 +225,16 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option(
+            "--list-reads/--no-list-reads",
+            default=None,
+            help=(
+                "Read servers through the list APIs where that costs fewer calls: a"
+                " project by pages of 1,000 before sending, servers in flight by the"
+                " project's changes; --no-list-reads reads every server singly.  [default:"
+                " --list-reads]"
+            ),
+        ),
+        click.option(
             "--verify/--no-verify",
             default=None,
             help=(
@@ -252,21 +263,51 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         log_file_option(help="Log of every state change.  [default: <state>.log]"),
         click.option(
             "--log-level",
-            default="INFO",
+            default="info",
             show_default=True,
-            type=click.Choice(["DEBUG", "INFO", "WARNING"], case_sensitive=False),
+            # Shown as the other choices are (lower case); taken in any case.
+            type=click.Choice(["debug", "info", "warning"], case_sensitive=False),
+            help="What reaches the log file and the console.",
         ),
         click.option(
             "--log-format",
-            default="text",
-            show_default=True,
             type=click.Choice(["text", "json"], case_sensitive=False),
             help=(
-                "json: JSON lines in the log file and on stderr (no live panel); "
-                "field names in the README, section Logs."
+                "json: JSON lines in the log file and on stderr (no live panel); the"
+                " fields: docs/reference/logs.md. A log file keeps one format: another"
+                " than its lines' is refused.  [default: the log file's format, else text]"
             ),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
+        OUTPUT_OPTION,
+        click.option(
+            "--notify",
+            multiple=True,
+            metavar="URL",
+            envvar="ORCHESTRATOR_NOTIFY",
+            help=(
+                "Post a JSON event to this webhook (repeatable; Slack/Teams-compatible) on a"
+                " canary failure, a breaker trip, a wave's end, the window closing and the"
+                " run's end. Never recorded: give it again on resume (or set"
+                " ORCHESTRATOR_NOTIFY, URLs separated by spaces)."
+            ),
+        ),
+        click.option(
+            "--metrics-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Keep the run's counters here in Prometheus' text format (textfile collector).",
+        ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            help="Serve the run's counters at http://ADDRESS:PORT/metrics while it lasts.",
+        ),
+        click.option(
+            "--metrics-address",
+            default="127.0.0.1",
+            show_default=True,
+            help="Where --metrics-port listens (0.0.0.0 in a container a scraper reaches).",
+        ),
         GROUP_BY_OPTION,
         REPORT_MODE_OPTION,
         rollout_options,

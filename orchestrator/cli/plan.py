@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.checks import check_simulate_alone, check_state_file, region_option
+from orchestrator.cli.document import OUTPUT_OPTION, Ended, plan_to_dict
 from orchestrator.cli.exits import PLAN_EXIT_CODES, guarded
 from orchestrator.cli.options import cloud_init_options, encoding_option, selection_options
 from orchestrator.cli.preflight import run_preflight
@@ -102,8 +103,9 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @selection_options
 @click.option("--pause-between-waves", type=SECONDS, default=0.0, metavar="S")
 @plan_options
+@OUTPUT_OPTION
 @guarded
-def plan(inventory: Path, **given: Any) -> int:
+def plan(inventory: Path, **given: Any) -> Ended:
     """Validate INVENTORY and show what a run would do, without sending anything."""
     check_simulate_alone(given)
     state_path: Path | None = given["state_path"]
@@ -133,6 +135,14 @@ def plan(inventory: Path, **given: Any) -> int:
             total=reader.problem_count + len(regions.problems),
         )
     layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
+    about = {
+        "path": str(inventory),
+        "format": layout,
+        "encoding": reader.encoding.label,
+        "rows": reader.rows,
+        "valid": n + selected.total_left_out,
+        "selected": n,
+    }
     echo(
         f"inventory {inventory} ({layout}, {reader.encoding.label}): "
         f"{reader.rows} rows, {n + selected.total_left_out} valid targets"
@@ -162,13 +172,14 @@ def plan(inventory: Path, **given: Any) -> int:
     unnamed = zone_warning(options)
     if unnamed is not None:
         echo(f"warning: {unnamed}", err=True)
-    for line in plan_lines(
+    estimate = plan_lines(
         per_project,
         options,
         rate=given["rate"],
         max_in_flight=given["max_in_flight"],
         job_seconds=given["job_seconds"],
-    ):
+    )
+    for line in estimate:
         echo(line)
     problem = window_problem(options, given["job_seconds"])
     if problem is not None:
@@ -176,15 +187,29 @@ def plan(inventory: Path, **given: Any) -> int:
         echo("1 problem found; nothing was sent")
     else:
         echo("no problems found; nothing was sent")
-    if state_path is not None:
-        show_resume(state_path)
-    code = run_preflight(inventory, defaults, given) if given["preflight"] else 0
-    # Nothing fits the window: 1, as a preflight that finds a blocked server.
-    return max(code, 1) if problem is not None else code
+    resume = show_resume(state_path) if state_path is not None else None
+    code, preflight = run_preflight(inventory, defaults, given) if given["preflight"] else (0, None)
+    if problem is not None:
+        code = max(code, 1)  # nothing fits the window: 1, as a preflight that finds a block
+    return Ended(
+        code,
+        plan_to_dict(
+            code,
+            inventory=about,
+            projects=per_project,
+            modes=modes,
+            apis=apis,
+            estimate=estimate,
+            problems=[problem] if problem is not None else [],
+            resume=resume,
+            preflight=preflight,
+        ),
+    )
 
 
-def show_resume(state_path: Path) -> None:
-    """What `resume --state` would do with the state file, by state."""
+def show_resume(state_path: Path) -> dict[str, int]:
+    """What `resume --state` would do with the state file, by state (said, and returned
+    for the JSON document)."""
     with open_store(state_path, readonly=True) as store:
         counts = store.counts()
     final = sum(n for s, n in counts.items() if s in FINAL_STATES)
@@ -197,6 +222,7 @@ def show_resume(state_path: Path) -> None:
         f"{'' if final else 'none'}), settle {doubt} in doubt from the servers, "
         f"follow {following} job(s) under way and send {pending} pending"
     )
+    return {"final": final, "in_doubt": doubt, "following": following, "pending": pending}
 
 
 def _defaults_text(effective: dict[str, Any], cli: InventoryDefaults) -> str:

@@ -17,15 +17,17 @@ merge with the plan fixed in the state, in `orchestrator.rollout.setup`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator import redact
 from orchestrator.cli.checks import check_simulate_alone, check_state_file
 from orchestrator.cli.connection import (
     Connection,
@@ -38,6 +40,7 @@ from orchestrator.cli.rollout import confirm_on_terminal
 from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
 from orchestrator.cloud.network import CaBundle
 from orchestrator.cloud.userdata import UserData
+from orchestrator.console.notify import check_webhook
 from orchestrator.engine.campaign import Invocation
 from orchestrator.engine.known_jobs import known_jobs
 from orchestrator.engine.retry_select import RetryRequest
@@ -162,6 +165,10 @@ def resolve(
         confirm=confirm_on_terminal if rollout.confirm_waves else None,
         journal_lost=bool(given.get("journal_lost")),
         known_jobs=known,
+        notify=_webhooks(given.get("notify") or ()),
+        metrics_file=given.get("metrics_file"),
+        metrics_port=given.get("metrics_port"),
+        metrics_address=_listen_address(given.get("metrics_address") or "127.0.0.1"),
         options=_recorded(
             location=location,
             report_dir=report_dir,
@@ -177,6 +184,24 @@ def resolve(
             rollout=rollout,
         ),
     )
+
+
+def _listen_address(text: str) -> str:
+    """--metrics-address: an IP address of this machine's, not a name to resolve."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"--metrics-address: not an IP address: {text!r}") from None
+
+
+def _webhooks(urls: Iterable[str]) -> tuple[str, ...]:
+    """--notify: each URL checked, and blanked from every output (its path is often the
+    webhook's only secret)."""
+    checked = tuple(urls)
+    for url in checked:
+        check_webhook(url)
+    redact.register(*checked)
+    return checked
 
 
 def _recorded(
@@ -215,6 +240,7 @@ def _recorded(
         "verify": settings.verify,
         "busy_rechecks": settings.busy_rechecks,
         "busy_recheck_delay": settings.busy_recheck_delay,
+        "list_reads": settings.list_reads,
         "skip_reinstalled_since": (
             settings.skip_reinstalled_since.isoformat() if settings.skip_reinstalled_since else None
         ),
@@ -273,6 +299,7 @@ def settings_from(
         verify=bool(pick("verify")),
         busy_rechecks=_count("--busy-rechecks", pick("busy_rechecks"), high=30),
         busy_recheck_delay=_positive("--busy-recheck-delay", pick("busy_recheck_delay")),
+        list_reads=bool(pick("list_reads")),
     )
 
 
@@ -389,12 +416,12 @@ class LogChoice:
 
     file: Path | None  # None: next to the state (<state>.log), once the state exists
     level: str
-    format: str  # text or json
+    format: str | None  # text or json; None: the log file's own (`log_format_for`)
 
     @classmethod
     def of(cls, given: Mapping[str, Any]) -> LogChoice:
         return cls(
             file=given.get("log_file"),
-            level=str(given.get("log_level") or "INFO"),
-            format=str(given.get("log_format") or "text").lower(),
+            level=str(given.get("log_level") or "info"),
+            format=str(given["log_format"]).lower() if given.get("log_format") else None,
         )

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.types import POSITIVE_SECONDS, SECONDS
+from orchestrator.durations import seconds_text
 from orchestrator.rollout.budget import DEFAULT_MAX_CONSECUTIVE
 from orchestrator.rollout.duration import DEFAULT_EXPECTED_JOB_SECONDS
 from orchestrator.rollout.options import RolloutOptions
@@ -183,8 +184,9 @@ def plan_lines(
         f"{cap} in flight"
         + (f" (--project-max-in-flight {options.project_max_in_flight})" if cap < max_in_flight
            else "")
-        + f", jobs of ~{job_seconds:g} s"
-        + (f", {options.pause_between_waves:g} s between waves" if options.pause_between_waves
+        + f", jobs of ~{seconds_text(job_seconds)}"
+        + (f", {seconds_text(options.pause_between_waves)} between waves"
+           if options.pause_between_waves
            else "")
         + ")"
     )  # fmt: skip
@@ -209,7 +211,8 @@ def plan_lines(
                 lines.append(
                     f"window: {daily}next opening {spoken(start, zone)} "
                     f"to {spoken(opening.end, zone)} "
-                    f"({span:.1f} h; no reinstall starts in its last {job_seconds:g} s)"
+                    f"({span:.1f} h; no reinstall starts in its last "
+                    f"{seconds_text(job_seconds)})"
                 )
                 if total > max(usable, 0):
                     nights = math.ceil(total / usable) if usable > 0 else None
@@ -258,7 +261,7 @@ def window_problem(
         "no opening of the window is" if options.window else "the time before the deadline is not"
     )
     return (
-        f"{what} long enough for one reinstall of ~{job_seconds:g} s "
+        f"{what} long enough for one reinstall of ~{seconds_text(job_seconds)} "
         "(--expected-job-seconds): a run would send nothing"
     )
 

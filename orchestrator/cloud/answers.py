@@ -5,7 +5,12 @@
     job_outcome(answer, job_id, where)     -> JobView
     server_outcome(answer, server_id, where) -> ServerView
     classify(kind, status, headers, raw, subject, where)   the three above in one call
+    server_page_outcome(answer, page, limit, where)  -> ServerPage   (the v1 list)
+    server_changes_outcome(answer, limit, where)     -> ServerChanges (Nova's list)
     no_answer(kind, why)                   the error of a request sent and never answered
+    error_of(payload)                      (code, message) of an error body, in any of
+                                           the three shapes the service, its gateway
+                                           and Nova write (see there)
     service_text(value, limit)             the one cleaning of every string taken from
                                            an answer (ECS here, IAM in orchestrator.iam)
 
@@ -20,7 +25,8 @@ What a hostile or broken service can put in an answer, and what becomes of it:
     a body that is not JSON, is nested deeper   NOT_JSON: classified as any unreadable
     than MAX_DEPTH, or has a number Python      answer (OutcomeUnknown after a reinstall,
     will not convert                            BadResponse or RetryLater for a read)
-    a body over MAX_BODY_BYTES                  BadResponse
+    a body over MAX_BODY_BYTES (a list's:       BadResponse
+    MAX_LIST_BODY_BYTES)
     a field of the wrong type                   as a missing field
     text with unpaired surrogates, NUL and      `service_text`: surrogates and control
     other control characters, a quoted secret   characters replaced, secrets blanked, cut
@@ -37,6 +43,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 from orchestrator import redact
 from orchestrator.errors import (
@@ -55,6 +62,9 @@ from orchestrator.errors import (
 from orchestrator.visible import visible
 
 MAX_BODY_BYTES: Final = 1 << 20  # a job or server answer is a few KiB; more is hostile
+# A list page holds up to 1,000 servers of a few KiB each (the reference's example
+# shows about 3 KiB per server).
+MAX_LIST_BODY_BYTES: Final = 32 << 20
 # ECS answers are at most six levels deep; deeper is hostile, and a few hundred
 # levels would exhaust Python's recursion limit in whatever walks the value next.
 MAX_DEPTH: Final = 32
@@ -63,6 +73,12 @@ JOB_STATUSES: Final = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
 # one comes from something else on the path (a wrong endpoint, a gateway).
 SERVICE_CODE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
 MAX_RETRY_AFTER: Final = 300.0
+# Codes that mean "slower" whatever the HTTP status says: the API gateway's
+# throttling (it answers before the service, so nothing was acted on).
+THROTTLE_CODES: Final = frozenset({"APIGW.0308"})
+# The API gateway refused the credentials (failed authentication, expired token):
+# nothing was acted on, and every request with them will be refused alike.
+AUTH_CODES: Final = frozenset({"APIGW.0301", "APIGW.0307"})
 
 # Characters no stored or shown text should carry: C0 and C1 controls and DEL
 # (NUL alone breaks PostgreSQL's text, ESC drives terminals) and the bidirectional
@@ -174,6 +190,38 @@ class ServerView:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerPage:
+    """One page of the v1 list (`GET /v1/{project}/cloudservers/detail`), by number.
+
+    `count` is how many servers matched the query when this page was read, over all
+    pages: servers that change state between two reads move between pages, so a
+    listing filtered by status and read page by page can miss or repeat one.
+    """
+
+    servers: tuple[ServerView, ...]
+    page: int  # this page's number, 1 first
+    limit: int  # servers per page asked for
+    count: int
+
+    @property
+    def next_page(self) -> int | None:
+        """The page to ask for next; None when this one was the last."""
+        if not self.servers or self.page * self.limit >= self.count:
+            return None
+        return self.page + 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServerChanges:
+    """One page of Nova's list (`GET /v2.1/{project}/servers/detail`), by marker."""
+
+    servers: tuple[ServerView, ...]
+    # Pass as `marker` for the next page; None when this one was the last. A marker is a
+    # place in the list's order (newest first), which changes of state do not move.
+    next_marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """One answer as read: its status, the headers of a refusal, the parsed body."""
 
@@ -189,14 +237,29 @@ class Answer:
 
     @property
     def throttled(self) -> bool:
-        """429, or the 202 Common.0024 the reinstall API answers when flow-limited."""
-        return self.status == 429 or (self.status == 202 and self.code == "Common.0024")
+        """429, the gateway's APIGW.0308, or the 202 Common.0024 the reinstall API
+        answers when flow-limited."""
+        if self.status == 429:
+            return True
+        code = self.code
+        return code in THROTTLE_CODES or (self.status == 202 and code == "Common.0024")
+
+    @property
+    def auth_refused(self) -> bool:
+        """401, or the gateway's refusal of the credentials (APIGW.0301, APIGW.0307)."""
+        return self.status == 401 or self.code in AUTH_CODES
+
+
+def body_cap(kind: str) -> int:
+    """The largest body an answer to a `kind` request may have."""
+    return MAX_LIST_BODY_BYTES if kind == "list" else MAX_BODY_BYTES
 
 
 def answer_of(kind: str, status: int, headers: Mapping[str, str], raw: bytes) -> Answer:
-    """The answer to a `kind` request (reinstall, job, server), its body parsed."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadResponse(f"{kind}: answer body larger than {MAX_BODY_BYTES} bytes", status=status)
+    """The answer to a `kind` request (reinstall, job, server, list), its body parsed."""
+    cap = body_cap(kind)
+    if len(raw) > cap:
+        raise BadResponse(f"{kind}: answer body larger than {cap} bytes", status=status)
     return Answer(status, headers, parse_body(raw))
 
 
@@ -208,12 +271,16 @@ def reinstall_outcome(answer: Answer, where: str) -> str:
     _check_endpoint(answer, where)
     status, payload = answer.status, answer.payload
     if status in (200, 202, 204) and isinstance(payload, dict):
-        error = error_of(payload)
-        if status == 202 and error and error[0] == "Common.0024":
-            raise Throttled("flow limit exceeded (202 Common.0024)", status=202, code=error[0])
+        # A job id first, whatever else the body says: it proves the service took the
+        # request, and calling it throttling would send a second reinstall later.
         job_id = payload.get("job_id")
         if isinstance(job_id, str) and plain_id(job_id):
             return job_id
+        error = error_of(payload)
+        if status == 202 and error and error[0] == "Common.0024":
+            raise Throttled("flow limit exceeded (202 Common.0024)", status=202, code=error[0])
+        if answer.throttled:  # the gateway's code under a success status, and no job
+            raise failure(answer, acted_unknown=True, where=where)
         # Delivered, maybe: a success status without a job id proves nothing.
         raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
     raise failure(answer, acted_unknown=True, where=where)
@@ -241,6 +308,83 @@ def server_outcome(answer: Answer, server_id: str, where: str) -> ServerView:
         if isinstance(server, dict):
             return server_view(server_id, server)
     raise failure(answer, acted_unknown=False, where=where)
+
+
+def server_page_outcome(answer: Answer, page: int, limit: int, where: str) -> ServerPage:
+    """A page of the v1 list: its servers and `count`, or the error the answer stands for."""
+    _check_endpoint(answer, where)
+    payload = answer.payload
+    if answer.status == 200 and isinstance(payload, dict) and error_of(payload) is None:
+        count = payload.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise BadResponse("server list answer has no usable count", status=200)
+        servers = _server_views(payload.get("servers"), limit)
+        return ServerPage(servers, page, limit, count)
+    raise failure(answer, acted_unknown=False, where=where)
+
+
+def server_changes_outcome(answer: Answer, limit: int, where: str) -> ServerChanges:
+    """A page of Nova's list: its servers and the marker of the next page, if any."""
+    _check_endpoint(answer, where)
+    payload = answer.payload
+    if answer.status == 200 and isinstance(payload, dict) and error_of(payload) is None:
+        servers = _server_views(payload.get("servers"), limit)
+        next_marker = _next_marker(payload.get("servers_links"))
+        if (
+            next_marker is None
+            and limit
+            and len(servers) == limit
+            and "servers_links" not in payload
+        ):
+            # A full page without links: a service that leaves them out. The last
+            # server is where the next page starts (at worst, one more empty read).
+            next_marker = servers[-1].server_id
+        return ServerChanges(servers, next_marker)
+    raise failure(answer, acted_unknown=False, where=where)
+
+
+def _server_views(value: Any, limit: int) -> tuple[ServerView, ...]:
+    """The `servers` of a list answer, each read as the single read's `server`."""
+    if not isinstance(value, list):
+        raise BadResponse("server list answer has no servers list", status=200)
+    if len(value) > limit:
+        raise BadResponse(
+            f"server list answer has {len(value)} servers, more than the {limit} asked for",
+            status=200,
+        )
+    views = []
+    for server in value:
+        server_id = server.get("id") if isinstance(server, dict) else None
+        if not isinstance(server_id, str) or not plain_id(server_id):
+            # Skipping it could hide a server from the caller: the page is unusable.
+            raise BadResponse("server list answer has a server without a usable id", status=200)
+        views.append(server_view(server_id, server))
+    return tuple(views)
+
+
+def _next_marker(links: Any) -> str | None:
+    """The `marker` of the "next" link of `servers_links`; None when there is none.
+
+    Only the marker is taken: the link's own address is never followed (it names
+    whatever host the service says)."""
+    if links is None:
+        return None
+    if not isinstance(links, list):
+        raise BadResponse("server list answer has unusable servers_links", status=200)
+    for link in links:
+        if not isinstance(link, dict) or link.get("rel") != "next":
+            continue
+        href = link.get("href")
+        try:
+            markers = (
+                parse_qs(urlsplit(href).query).get("marker") if isinstance(href, str) else None
+            )
+        except ValueError:  # not a URL (an unclosed IPv6 bracket, say)
+            markers = None
+        if not markers or not plain_id(markers[-1]):
+            raise BadResponse("server list answer has a next link without a usable marker")
+        return markers[-1]
+    return None
 
 
 def classify(
@@ -296,7 +440,7 @@ def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError
         return ServiceBusy(
             summary, status=status, code=code, retry_after=retry_after(answer.headers)
         )
-    if status == 401:
+    if answer.auth_refused:
         return AuthFailed(summary, status=status, code=code)
     if status == 403:
         # A policy that denies ECS in one project (Pdp.0001), a frozen project:
@@ -330,9 +474,27 @@ def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError
 
 
 def error_of(payload: Any) -> tuple[str, str] | None:
-    """(code, message) of an error body, cleaned; None when the body is no error."""
+    """(code, message) of an error body, cleaned; None when the body is no error.
+
+    The shapes, in the order the official SDK tries them:
+
+        {"error_code": "APIGW.0308", "error_msg": "..."}   the API gateway (flat)
+        {"code": "Ecs.0114", "message": "..."}             flat
+        {"error": {"code": "Ecs.0114", "message": "..."}}  the ECS service
+        {"badRequest": {"code": 400, "message": "..."}}    Nova: the fault's name
+                                                           holds it (any key does)
+
+    A job's own answer carries `error_code` without `error_msg`: that is its
+    outcome, not an error body.
+    """
     if not isinstance(payload, dict):
         return None
+    flat = _flat_error(payload, "error_code", "error_msg")
+    if flat is not None:
+        return flat
+    flat = _flat_error(payload, "code", "message")
+    if flat is not None:
+        return flat
     error = payload.get("error")
     if isinstance(error, dict):
         code = error.get("code")
@@ -341,9 +503,24 @@ def error_of(payload: Any) -> tuple[str, str] | None:
             service_text(code, 64) if code is not None else "",
             service_text(message or "", 500),
         )
-    if isinstance(payload.get("code"), str) and "message" in payload:
-        return (service_text(payload["code"], 64), service_text(payload.get("message") or "", 500))
+    for value in payload.values():
+        if isinstance(value, dict):
+            nested = _flat_error(value, "code", "message")
+            if nested is not None:
+                return nested
     return None
+
+
+def _flat_error(
+    payload: Mapping[str, Any], code_key: str, message_key: str
+) -> tuple[str, str] | None:
+    """(code, message) when `payload` has both keys and a code that is text or a number."""
+    code = payload.get(code_key)
+    if message_key not in payload or isinstance(code, bool) or not isinstance(code, str | int):
+        return None
+    if code == "":
+        return None
+    return service_text(code, 64), service_text(payload.get(message_key) or "", 500)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -16,7 +16,7 @@ the credentials are loaded (exit 2), not when the first request fails mid-run.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -67,8 +67,10 @@ class Credentials(Protocol):
         project_id: str,
         body: bytes,
         base: Mapping[str, str],
+        query: Sequence[tuple[str, str]] = (),
     ) -> dict[str, str]:
-        """All headers to send: `base` plus the authentication ones."""
+        """All headers to send: `base` plus the authentication ones (`query`: the
+        request's query parameters, which a signature covers)."""
         ...
 
     def secrets(self) -> tuple[str, ...]:
@@ -118,6 +120,7 @@ class TokenAuth(_Fixed):
         project_id: str,
         body: bytes,
         base: Mapping[str, str],
+        query: Sequence[tuple[str, str]] = (),
     ) -> dict[str, str]:
         return {**base, "X-Auth-Token": self.token}
 
@@ -147,6 +150,7 @@ class AkSkAuth(_Fixed):
         project_id: str,
         body: bytes,
         base: Mapping[str, str],
+        query: Sequence[tuple[str, str]] = (),
     ) -> dict[str, str]:
         headers = {
             **base,
@@ -156,7 +160,7 @@ class AkSkAuth(_Fixed):
         }
         if self.security_token:
             headers["X-Security-Token"] = self.security_token
-        headers["Authorization"] = self._signer.authorization(method, path, headers, body)
+        headers["Authorization"] = self._signer.authorization(method, path, headers, body, query)
         return headers
 
     @functools.cached_property

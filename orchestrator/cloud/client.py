@@ -1,9 +1,17 @@
-"""The ECS API client: three calls, and the one place transport errors are translated.
+"""The ECS API client: its calls, and the one place transport errors are translated.
 
     reinstall(spec) -> job_id          POST /v1/{project}/cloudservers/{server}/reinstallos
                                        (/v2/... for a Cloud-Init target, with its user data)
     job(project, job_id) -> JobView    GET  /v1/{project}/jobs/{job_id}
     server(project, server) -> ServerView  GET /v1/{project}/cloudservers/{server}
+    servers_page(project, page, limit, status=) -> ServerPage
+                                       GET /v1/{project}/cloudservers/detail?offset=&limit=
+    servers_changed(project, since, limit, marker=, status=) -> ServerChanges
+                                       GET /v2.1/{project}/servers/detail?changes-since=
+                                       &limit=&marker= (Nova's list, on the ECS endpoint)
+
+The reads (job, server, both lists) are paced by the poll limiter; the lists are
+counted in `requests` as "list".
 
 Every call goes through aiohttp. Reads share the run's session and its keep-alive
 connections; each reinstall goes on a connection of its own, opened for it and
@@ -30,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -38,8 +47,11 @@ from yarl import URL
 
 from orchestrator.clocks import ServiceClock
 from orchestrator.cloud import answers
-from orchestrator.cloud.answers import MAX_BODY_BYTES, Answer
+from orchestrator.cloud.answers import MAX_BODY_BYTES as MAX_BODY_BYTES  # the cap of one read
+from orchestrator.cloud.answers import Answer, body_cap, plain_id
 from orchestrator.cloud.answers import JobView as JobView  # the client's results, named here too
+from orchestrator.cloud.answers import ServerChanges as ServerChanges
+from orchestrator.cloud.answers import ServerPage as ServerPage
 from orchestrator.cloud.answers import ServerView as ServerView
 from orchestrator.cloud.auth import Credentials
 from orchestrator.cloud.endpoints import Endpoints
@@ -55,6 +67,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
+MAX_PAGE = 1000  # servers per page of either list, at most (the reference's maximum)
+# The statuses the reference names for a list's `status` filter (the v1 list's range;
+# Nova's is a subset): anything else is refused before it is sent.
+LIST_STATUSES = frozenset(
+    {
+        "ACTIVE", "BUILD", "ERROR", "HARD_REBOOT", "MIGRATING", "REBOOT", "REBUILD",
+        "RESIZE", "REVERT_RESIZE", "SHUTOFF", "VERIFY_RESIZE", "DELETED", "SHELVED",
+        "SHELVED_OFFLOADED", "UNKNOWN",
+    }
+)  # fmt: skip
+Query = tuple[tuple[str, str], ...]
 
 # aiohttp's failures, by whether the request can have reached the service. The
 # connection was never made (refused, no such name, TLS refused or not trusted,
@@ -193,6 +216,52 @@ class EcsClient:
             self.throttled += 1
             raise
 
+    async def servers_page(
+        self,
+        project_id: str,
+        page: int,
+        limit: int,
+        status: str | None = None,
+        region: str | None = None,
+    ) -> ServerPage:
+        """Page `page` (1 first) of the project's servers, `limit` (1 to 1,000) a page,
+        those with `status` only if given (the service's filter: `SHUTOFF` also keeps a
+        stopped server being rebuilt, shown as REBUILD). `ServerPage.next_page` says
+        which page comes next; `count`, how many matched at this read."""
+        query = page_query(page, limit, status)
+        path = f"/v1/{project_id}/cloudservers/detail"
+        answer, where = await self._read_list(region, project_id, path, query)
+        return answers.server_page_outcome(answer, page, limit, where)
+
+    async def servers_changed(
+        self,
+        project_id: str,
+        since: datetime,
+        limit: int,
+        marker: str | None = None,
+        status: str | None = None,
+        region: str | None = None,
+    ) -> ServerChanges:
+        """The project's servers whose `updated` is at or after `since`, `limit` (1 to
+        1,000) a page after the server `marker` (None: the first page), with `status`
+        only if given. `since` must be timezone-aware; it is sent in whole seconds of
+        UTC, rounded down, so that no change in its second is left out.
+        `ServerChanges.next_marker` is the next call's `marker`, None after the last."""
+        query = changes_query(since, limit, marker, status)
+        path = f"/v2.1/{project_id}/servers/detail"
+        answer, where = await self._read_list(region, project_id, path, query)
+        return answers.server_changes_outcome(answer, limit, where)
+
+    async def _read_list(
+        self, region: str | None, project_id: str, path: str, query: Query
+    ) -> tuple[Answer, str]:
+        await self._pace("list", region, self._poll_limiter)
+        await self._space("list", region, self._poll_limiter)
+        answer, where = await self._send("list", "GET", region, project_id, path, b"", query=query)
+        if answer.throttled:
+            self.throttled += 1
+        return answer, where
+
     def set_rates(self, submit: float, poll: float) -> None:
         """The configured ceilings now: --rate and --poll-rate, or this runner's share of
         them where several share a campaign."""
@@ -248,6 +317,7 @@ class EcsClient:
         body: bytes,
         *,
         unsent_is_unknown: bool = False,
+        query: Query = (),
     ) -> tuple[Answer, str]:
         """Send once (twice after a 401 a renewed token may cure); the answer, read
         (see `orchestrator.answers`), and the URL it came from."""
@@ -263,16 +333,17 @@ class EcsClient:
             base_url = self._endpoints.for_region(region, catalog_url)
             sent_at = time.monotonic()
             status, resp_headers, raw, headers, date = await self._request(
-                kind, method, base_url, path, project_id, body, unsent_is_unknown
+                kind, method, base_url, path, project_id, body, unsent_is_unknown, query
             )
             self.service_clock.observe(date, sent_at, time.monotonic())
-            # A 401 acted on nothing: renew the token once and send again.
-            renewable = status == 401 and attempt == 1 and creds is not None
+            answer = answers.answer_of(kind, status, resp_headers, raw)
+            # A refusal of the credentials (401, the gateway's APIGW.0301/0307) acted on
+            # nothing: renew the token once and send again.
+            renewable = answer.auth_refused and attempt == 1 and creds is not None
             if renewable and creds is not None and await creds.renew(project_id, headers):
-                log.info("%s: HTTP 401 in project %s; token renewed", kind, project_id)
+                log.info("%s: HTTP %d in project %s; token renewed", kind, status, project_id)
                 continue
             break
-        answer = answers.answer_of(kind, status, resp_headers, raw)
         if self._adaptive is not None and status < 500:
             self._adaptive.on_answer(kind, _pacing_key(region), answer.throttled, sent_at)
         return answer, f"{base_url}{path}"
@@ -286,6 +357,7 @@ class EcsClient:
         project_id: str,
         body: bytes,
         unsent_is_unknown: bool,
+        query: Query = (),
     ) -> tuple[int, dict[str, str], bytes, dict[str, str], str | None]:
         """Send once; returns status, answer headers (of a refusal), raw body, the
         headers sent and the answer's Date header. A reinstall (`unsent_is_unknown`)
@@ -299,7 +371,7 @@ class EcsClient:
             base = self._bases[base_url] = _Base.of(base_url, self._get_network())
         if self._credentials is not None:  # a new dict: JSON_HEADERS is not touched
             headers = self._credentials.headers(
-                method, base.authority, path, project_id, body, JSON_HEADERS
+                method, base.authority, path, project_id, body, JSON_HEADERS, query
             )
         else:
             headers = dict(JSON_HEADERS)
@@ -307,7 +379,7 @@ class EcsClient:
         self.requests[kind] += 1
         try:
             status, resp_headers, raw, date = await self._via_session(
-                session, method, base, path, body, headers
+                session, method, base, path, body, headers, query, body_cap(kind)
             )
         except NOTHING_SENT as exc:
             # The connection was never made: nothing reached the service.
@@ -334,23 +406,26 @@ class EcsClient:
         path: str,
         body: bytes,
         headers: dict[str, str],
+        query: Query,
+        cap: int,
     ) -> tuple[int, dict[str, str], bytes, str | None]:
-        """One request and its answer: status, headers (of a refusal), up to
-        MAX_BODY_BYTES + 1 bytes of its body, and its Date header.
+        """One request and its answer: status, headers (of a refusal), up to `cap` + 1
+        bytes of its body, and its Date header.
 
         aiohttp retries a request whose kept-alive connection turns out closed, but
         only an idempotent one (GET, never POST): a reinstall is sent at most once.
         """
+        url = base.url.with_path(base.prefix + path, encoded=True)
         async with session.request(
             method,
-            base.url.with_path(base.prefix + path, encoded=True),
+            url.with_query(query) if query else url,
             data=body if body else None,
             headers=headers,
             timeout=self._timeout,
             allow_redirects=False,
             proxy=base.proxy,
         ) as resp:
-            raw = await read_capped(resp.content, MAX_BODY_BYTES + 1)
+            raw = await read_capped(resp.content, cap + 1)
             # Only a refusal's headers are read (Retry-After).
             answered = dict(resp.headers.items()) if resp.status >= 300 else {}
             return resp.status, answered, raw, resp.headers.get("Date")
@@ -420,6 +495,43 @@ def _not_connected(exc: Exception, *, brief: bool = False) -> str:
     if brief:
         return type(exc).__name__
     return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def page_query(page: int, limit: int, status: str | None) -> Query:
+    """The query of the v1 list's page `page`; ValueError for what may not be sent."""
+    if isinstance(page, bool) or not (isinstance(page, int) and page >= 1):
+        raise ValueError(f"page must be a whole number >= 1, got {page!r}")
+    query: Query = (("offset", str(page)), ("limit", str(_page_size(limit))))
+    return query + _status_query(status)
+
+
+def changes_query(since: datetime, limit: int, marker: str | None, status: str | None) -> Query:
+    """The query of Nova's list of the changes since `since` (whole UTC seconds, rounded
+    down), after `marker`; ValueError for what may not be sent."""
+    if since.tzinfo is None or since.utcoffset() is None:
+        raise ValueError("since must be a timezone-aware datetime")
+    if marker is not None and not plain_id(marker):
+        raise ValueError("marker must be a server ID (letters, digits, '-', '_')")
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    query: Query = (("changes-since", stamp), ("limit", str(_page_size(limit))))
+    query += (("marker", marker),) if marker is not None else ()
+    return query + _status_query(status)
+
+
+def _page_size(limit: int) -> int:
+    if isinstance(limit, bool) or not (isinstance(limit, int) and 1 <= limit <= MAX_PAGE):
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}")
+    return limit
+
+
+def _status_query(status: str | None) -> Query:
+    if status is None:
+        return ()
+    if status not in LIST_STATUSES:
+        # A word the service does not know lists nothing (Nova before 2.38), which a
+        # caller would read as "no such servers".
+        raise ValueError(f"status must be one of {', '.join(sorted(LIST_STATUSES))}")
+    return (("status", status),)
 
 
 def _pacing_key(region: str | None) -> str:

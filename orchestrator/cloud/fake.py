@@ -48,13 +48,15 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode
 
 from orchestrator.clocks import ServiceClock
 from orchestrator.cloud import answers
-from orchestrator.cloud.answers import JobView, ServerView
+from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView
 from orchestrator.cloud.auth import Credentials
-from orchestrator.cloud.client import JSON_HEADERS
+from orchestrator.cloud.client import JSON_HEADERS, Query, changes_query, page_query
 from orchestrator.engine.pacing import Limiter, Unlimited
 from orchestrator.errors import ApiError, Throttled
 from orchestrator.model import TargetSpec
@@ -83,9 +85,9 @@ class Exchange:
     """One request to the in-memory cloud: what was asked, what the service did, and
     what the caller got."""
 
-    kind: str  # reinstall, job, server
+    kind: str  # reinstall, job, server, list
     project_id: str
-    subject: str  # the server (reinstall, server) or the job (job) asked about
+    subject: str  # the server (reinstall, server), the job (job), a list's query (list)
     region: str | None
     at: float  # the service's clock when it arrived (epoch seconds)
     status: int | None  # the HTTP status answered; None: no answer (dropped)
@@ -144,8 +146,8 @@ class InMemoryCloud:
         return self._sim.now()
 
     def script(self, kind: str, *faults: Scripted) -> None:
-        """The next requests of `kind` (reinstall, job, server) meet `faults`, in order
-        (see `orchestrator.simulator.faults.ScriptedFaults`)."""
+        """The next requests of `kind` (reinstall, job, server, list_v1, list_nova) meet
+        `faults`, in order (see `orchestrator.simulator.faults.ScriptedFaults`)."""
         self._faults.script(kind, *faults)
 
     def unmet(self) -> dict[str, list[Scripted]]:
@@ -251,6 +253,63 @@ class InMemoryCloud:
             lambda a, where: answers.server_outcome(a, server_id, where),
         )
 
+    async def servers_page(
+        self,
+        project_id: str,
+        page: int,
+        limit: int,
+        status: str | None = None,
+        region: str | None = None,
+    ) -> ServerPage:
+        query = page_query(page, limit, status)
+        return await self._list(
+            project_id,
+            region,
+            f"/v1/{project_id}/cloudservers/detail",
+            query,
+            self._sim.list_v1,
+            lambda a, where: answers.server_page_outcome(a, page, limit, where),
+        )
+
+    async def servers_changed(
+        self,
+        project_id: str,
+        since: datetime,
+        limit: int,
+        marker: str | None = None,
+        status: str | None = None,
+        region: str | None = None,
+    ) -> ServerChanges:
+        query = changes_query(since, limit, marker, status)
+        return await self._list(
+            project_id,
+            region,
+            f"/v2.1/{project_id}/servers/detail",
+            query,
+            self._sim.list_nova,
+            lambda a, where: answers.server_changes_outcome(a, limit, where),
+        )
+
+    async def _list(
+        self,
+        project_id: str,
+        region: str | None,
+        path: str,
+        query: Query,
+        handler: Callable[..., Awaitable[ServiceAnswer]],
+        outcome: Callable[[answers.Answer, str], R],
+    ) -> R:
+        await self._poll_limiter.acquire()
+        await self._poll_limiter.space()
+
+        def route(call: Call) -> Awaitable[ServiceAnswer]:
+            return handler(call, project_id=project_id)
+
+        subject = urlencode(query)
+        return await self._exchange(
+            "list", "GET", project_id, subject, region, path, b"", route, outcome, query=query
+        )
+
     def stop_sending(self, error: Callable[[], BaseException]) -> int:
         return self._submit_limiter.interrupt_spacing(error)
 
@@ -275,6 +334,7 @@ class InMemoryCloud:
         route: Callable[[Call], Awaitable[ServiceAnswer]],
         outcome: Callable[[answers.Answer, str], R],
         acted: Callable[[], str | None] = lambda: None,
+        query: Query = (),
     ) -> R:
         """Send once (twice after a 401 renewed credentials may cure, as the client
         does), read the answer with `outcome`, and record it all."""
@@ -282,7 +342,7 @@ class InMemoryCloud:
         arrived = self.now()
         answer: answers.Answer | None = None
         try:
-            answer = await self._send(kind, method, project_id, path, body, route)
+            answer = await self._send(kind, method, project_id, path, body, route, query)
             result = outcome(answer, where)
         except ApiError as exc:
             if isinstance(exc, Throttled):
@@ -300,6 +360,7 @@ class InMemoryCloud:
         path: str,
         body: bytes,
         route: Callable[[Call], Awaitable[ServiceAnswer]],
+        query: Query = (),
     ) -> answers.Answer:
         """The simulator's answer as the client would read it off the wire: the status,
         the headers of a refusal, the body parsed; a dropped answer raised."""
@@ -308,26 +369,27 @@ class InMemoryCloud:
             if creds is not None:
                 await creds.prepare(project_id)
             headers = (
-                creds.headers(method, _AUTHORITY, path, project_id, body, JSON_HEADERS)
+                creds.headers(method, _AUTHORITY, path, project_id, body, JSON_HEADERS, query)
                 if creds is not None
                 else dict(JSON_HEADERS)
             )
             self.requests[kind] += 1
             sent_at = self._monotonic()
-            answer = await route(Call(method, path, (), headers, body, BASE_URL))
+            answer = await route(Call(method, path, query, headers, body, BASE_URL))
             if answer.drop:
                 # The connection closed instead of the answer: what the client raises
                 # for a request sent and never answered.
                 raise answers.no_answer(kind, "the connection was closed")
             # The aiohttp application writes the service's Date on every answer.
             self.service_clock.observe(self._sim.date(), sent_at, self._monotonic())
-            renewable = answer.status == 401 and attempt == 1 and creds is not None
+            # As the client reads them: only a refusal's headers (Retry-After).
+            refusal: Mapping[str, str] = dict(answer.headers) if answer.status >= 300 else {}
+            read = answers.answer_of(kind, answer.status, refusal, answer.body)
+            renewable = read.auth_refused and attempt == 1 and creds is not None
             if renewable and creds is not None and await creds.renew(project_id, headers):
                 continue
             break
-        # As the client reads them: only a refusal's headers (Retry-After).
-        refusal: Mapping[str, str] = dict(answer.headers) if answer.status >= 300 else {}
-        return answers.answer_of(kind, answer.status, refusal, answer.body)
+        return read
 
     def _record(
         self,

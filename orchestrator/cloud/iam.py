@@ -8,7 +8,8 @@
     catalog_endpoint(project, region)   the ECS base URL the token's catalog names
 
 Failures, by what the runner should do (nothing was sent to ECS in any of them):
-    IAM unreachable, 429, 5xx, an unusable answer   -> RetryLater / NotSent (send later)
+    IAM unreachable, 429 or APIGW.0308, 5xx,        -> RetryLater / NotSent (send later)
+      an unusable answer
     401 for a project while the password itself works -> ProjectRefused (that project only)
     401 for the password (checked with a domain-scoped token) -> AuthFailed (stop the run)
     403, 404 for a project                           -> ProjectRefused
@@ -28,7 +29,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,7 +39,7 @@ import aiohttp
 from yarl import URL
 
 from orchestrator import redact
-from orchestrator.cloud.answers import optional_text, parse_body, service_text
+from orchestrator.cloud.answers import THROTTLE_CODES, error_of, parse_body, service_text
 from orchestrator.cloud.auth import AkSkAuth, Credentials, TokenAuth, header_problem
 from orchestrator.cloud.client import MAYBE_SENT, NOTHING_SENT, read_capped
 from orchestrator.cloud.cloudconfig import CloudConfig, url_site
@@ -166,6 +167,7 @@ class IamAuth:
         project_id: str,
         body: bytes,
         base: Mapping[str, str],
+        query: Sequence[tuple[str, str]] = (),
     ) -> dict[str, str]:
         return {**base, "X-Auth-Token": self._tokens[project_id].value}
 
@@ -245,6 +247,9 @@ class IamAuth:
                 raise RetryLater(f"IAM {what}: the token in {TOKEN_HEADER} is unusable: {problem}")
             return self._token(token, payload)
         summary = _summary(status, payload)
+        if status == 429 or _code(payload) in THROTTLE_CODES:
+            # The gateway's throttling names itself, whatever status it comes with.
+            raise Throttled(f"IAM {what}: {summary}", status=status)
         if status == 401:
             if await self._password_works():
                 raise ProjectRefused(
@@ -265,8 +270,6 @@ class IamAuth:
                 status=status,
                 code=_code(payload),
             )
-        if status == 429:
-            raise Throttled(f"IAM {what}: {summary}", status=status)
         raise RetryLater(f"IAM {what}: {summary}", status=status)
 
     async def _password_works(self) -> bool:
@@ -306,23 +309,16 @@ class IamAuth:
 
 
 def _code(payload: Any) -> str | None:
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict) and error.get("code") is not None:
-            return optional_text(error.get("code"), 64)
-        if payload.get("error_code") is not None:
-            return optional_text(payload["error_code"], 64)
-    return None
+    """The error code of an IAM answer, in any of the shapes ECS's are read in."""
+    error = error_of(payload)
+    return error[0] or None if error else None
 
 
 def _summary(status: int, payload: Any) -> str:
-    message = ""
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict):
-            message = service_text(error.get("message") or error.get("title") or "", 300)
-        else:
-            message = service_text(payload.get("error_msg") or "", 300)
+    error = error_of(payload)
+    message = error[1][:300] if error else ""
+    if not message and isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        message = service_text(payload["error"].get("title") or "", 300)  # Keystone's
     code = _code(payload)
     text = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
     return text + (f": {message}" if message else "")

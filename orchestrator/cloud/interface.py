@@ -6,6 +6,9 @@
     reinstall(spec) -> job_id       send one reinstall
     job(project, job_id) -> JobView
     server(project, server) -> ServerView
+    servers_page(project, page, limit, status=) -> ServerPage    the v1 list, by page
+    servers_changed(project, since, limit, marker=, status=) -> ServerChanges
+                                    Nova's list, by marker and changes-since
     stop_sending(error) -> int      reinstalls waiting for their slot raise error()
     set_rates(submit, poll)         the ceilings in force (--rate, --poll-rate, a share)
     adaptive_rates()                the adapted rates, for the live view and the report
@@ -22,13 +25,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol
 
 from orchestrator.clocks import ServiceClock
-from orchestrator.cloud.answers import JobView, ServerView
+from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView
 from orchestrator.model import TargetSpec
 
-__all__ = ["Cloud", "JobView", "ServerView"]
+__all__ = ["Cloud", "JobView", "ServerChanges", "ServerPage", "ServerView"]
 
 
 class Cloud(Protocol):
@@ -41,7 +45,7 @@ class Cloud(Protocol):
 
     @property
     def requests(self) -> Counter[str]:
-        """Requests sent (or that may have been), by kind: reinstall, job, server."""
+        """Requests sent (or that may have been), by kind: reinstall, job, server, list."""
         ...
 
     @property
@@ -69,6 +73,31 @@ class Cloud(Protocol):
         self, project_id: str, server_id: str, region: str | None = None
     ) -> ServerView:
         """Read a server (paced)."""
+        ...
+
+    async def servers_page(
+        self,
+        project_id: str,
+        page: int,
+        limit: int,
+        status: str | None = None,
+        region: str | None = None,
+    ) -> ServerPage:
+        """Read page `page` (1 first) of the project's servers, `limit` a page (paced as a
+        read); `ServerPage.next_page` names the next one."""
+        ...
+
+    async def servers_changed(
+        self,
+        project_id: str,
+        since: datetime,
+        limit: int,
+        marker: str | None = None,
+        status: str | None = None,
+        region: str | None = None,
+    ) -> ServerChanges:
+        """Read the project's servers updated at or after `since`, after the server
+        `marker` (paced as a read); `ServerChanges.next_marker` names the next page."""
         ...
 
     def stop_sending(self, error: Callable[[], BaseException]) -> int:

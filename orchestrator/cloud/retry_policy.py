@@ -3,16 +3,18 @@
 The table is a pure function (`decide`) so it can be tested row by row; the
 tenacity policies built from it are what the runner wraps its calls in.
 
-    error                     reinstall            job / server query
-    ------------------------  -------------------  ------------------
-    Throttled (429, 202/0024) retry (Retry-After)  retry (Retry-After)
+    error                     reinstall            job / server / list query
+    ------------------------  -------------------  -------------------------
+    Throttled (429, APIGW.    retry (Retry-After,  retry (Retry-After,
+      0308, 202/0024)         else the backoff)    else the backoff)
                               until max_delay, whatever the attempt count
     ServiceBusy (501/0603)    retry                retry
     NotSent (connect failed)  retry                retry
     RetryLater (5xx, timeout) -- (never raised)    retry
     OutcomeUnknown            settle from server   --
     BadResponse               settle from server   settle from server
-    AuthFailed (401)          stop the run         stop the run
+    AuthFailed (401, APIGW.   stop the run         stop the run
+      0301/0307)
     ProjectRefused (403)      fail the target      (runner: defer / settle)
     RunCannotGoOn (bare 404,  stop the run         stop the run
       endpoint unreachable)

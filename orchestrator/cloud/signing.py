@@ -191,8 +191,15 @@ class Signer:
         # second (the date, the project); capped, cleared when full.
         self._lines: dict[tuple[object, ...], str] = {}
 
-    def authorization(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> str:
-        """The `Authorization` value for a request without a query string."""
+    def authorization(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        query: Iterable[tuple[str, str]] = (),
+    ) -> str:
+        """The `Authorization` value for a request (`query`: its query parameters)."""
         names = tuple(headers)
         plan = self._plans.get(names)
         if plan is None:
@@ -209,7 +216,8 @@ class Signer:
             )
         body_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         request = (
-            f"{method.upper()}\n{canonical_uri(path)}\n\n{canonical_headers}\n{joined}\n{body_hash}"
+            f"{method.upper()}\n{canonical_uri(path)}\n{canonical_query(query)}\n"
+            f"{canonical_headers}\n{joined}\n{body_hash}"
         )
         digest = hashlib.sha256(request.encode()).hexdigest()
         to_sign = f"{ALGORITHM}\n{headers[date_name]}\n{digest}"

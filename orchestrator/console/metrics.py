@@ -4,7 +4,8 @@
                           node_exporter's textfile collector: written to a new file
                           beside it, then renamed over it (never half a file)
     --metrics-port PORT   served at http://127.0.0.1:PORT/metrics while the run lasts
-                          (loopback only: the numbers say what is being wiped)
+                          (loopback unless --metrics-address says otherwise: the
+                          numbers say what is being wiped)
 
 Every metric is labelled with the run id (and the shard, where there is one), so
 several campaigns can share one collector.
@@ -21,11 +22,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from orchestrator.console.livestats import LiveStats
 from orchestrator.model import TargetState
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("orchestrator.metrics")
 PREFIX = "orchestrator"
@@ -149,12 +152,14 @@ class Exporter:
         *,
         file: Path | None = None,
         port: int | None = None,
+        address: str = "127.0.0.1",
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._labels = labels
         self._file = file
         self._port = port
+        self._address = address
         self._clock = clock or time.monotonic
         self._started = self._clock()
         self._task: asyncio.Task[None] | None = None
@@ -168,15 +173,19 @@ class Exporter:
         if self._file is not None:
             self._task = asyncio.create_task(self._keep_writing(), name="metrics-file")
         if self._port is not None:
+            # Only with a port: aiohttp's server side is not loaded for every command.
+            from aiohttp import web
+
             app = web.Application()
             app.router.add_get("/metrics", self._serve)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+            site = web.TCPSite(self._runner, self._address, self._port)
             await site.start()
             bound = self._runner.addresses[0][1] if self._runner.addresses else self._port
-            self.url = f"http://127.0.0.1:{bound}/metrics"
-            log.info("metrics served at %s", self.url)
+            self.url = f"http://{self._address}:{bound}/metrics"
+            # On the console too: with --metrics-port 0 this is where the port is said.
+            logging.getLogger("orchestrator.progress").info("metrics served at %s", self.url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -201,4 +210,6 @@ class Exporter:
             log.warning("could not write %s: %s", self._file, exc.strerror)
 
     async def _serve(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.text(), headers={"Content-Type": CONTENT_TYPE})
+        from aiohttp import web
+
+        return web.Response(body=self.text().encode(), headers={"Content-Type": CONTENT_TYPE})

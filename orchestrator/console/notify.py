@@ -43,6 +43,7 @@ QUEUED = 200  # events waiting at most; older ones are dropped first
 ATTEMPTS = 4  # tries of one post
 TIMEOUT = 10.0  # seconds per try
 DRAIN = 15.0  # seconds the end of a run waits for what is queued
+HURRIED = 2.0  # the same after a second Ctrl-C
 
 
 def check_webhook(url: str) -> URL:
@@ -108,6 +109,10 @@ class Notifier:
                 self._queue.task_done()
                 self.dropped += 1
         self._queue.put_nowait(event)
+
+    def hurry(self) -> None:
+        """Wait at most a moment for what is queued: the operator asked to stop now."""
+        self._drain = min(self._drain, HURRIED)
 
     async def __aenter__(self) -> Notifier:
         if self._urls:

@@ -31,6 +31,8 @@ from orchestrator.cloud.iam import credentials_for
 from orchestrator.cloud.network import CaBundle, Network
 from orchestrator.cloud.userdata import UserData
 from orchestrator.console.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
+from orchestrator.console.metrics import Exporter, Labels
+from orchestrator.console.notify import Event, Notifier, RolloutEvents
 from orchestrator.console.progress import ProgressDisplay, ProgressMeter
 from orchestrator.engine.known_jobs import KnownJob, apply_known_jobs
 from orchestrator.engine.next_step import NextStep, next_step
@@ -54,7 +56,7 @@ from orchestrator.report.summary import check_group_column
 from orchestrator.rollout.gate import Confirm, RolloutGate
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.report import ADAPTIVE_META_KEY, rollout_summary
-from orchestrator.rollout.setup import prepare_rollout
+from orchestrator.rollout.setup import Prepared, prepare_rollout
 from orchestrator.simulator import SimulatorConfig
 from orchestrator.store import SqliteLocation, StateLocation
 from orchestrator.store.base import StateExists
@@ -113,6 +115,12 @@ class Invocation:
     # target from its server before anything is sent.
     journal_lost: bool = False
     known_jobs: tuple[KnownJob, ...] = ()  # --known-job / --known-jobs
+    # Where the run tells how it goes: webhooks (never recorded: a webhook's URL is
+    # often its secret) and Prometheus metrics (a file, a loopback port).
+    notify: tuple[str, ...] = ()
+    metrics_file: Path | None = None
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
 
 @dataclass
@@ -131,6 +139,7 @@ def next_step_of(outcome: Outcome, inv: Invocation) -> NextStep | None:
         complete=outcome.complete,
         resume=f"orchestrator resume {inv.resume_args()}",
         stopped=outcome.stopped,
+        halted=outcome.halted,
         aborted=outcome.aborted,
         credentials_refused=outcome.credentials_refused,
         misconfigured=outcome.misconfigured,
@@ -153,10 +162,6 @@ def check_user_data_has_targets(store: StateStore, inv: Invocation) -> None:
     the servers would be reinstalled without it."""
     if inv.user_data is not None and not store.has_cloud_init_targets():
         raise UsageError(NO_CLOUD_INIT)
-
-
-def default_state_path(inventory: Path, report_dir: Path) -> Path:
-    return report_dir / f"{inventory.stem}.state.sqlite"
 
 
 def check_report_dir(report_dir: Path, mode: int = PRIVATE_FILE) -> None:
@@ -355,7 +360,10 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
-            log.warning("second signal: stopping at once (state stays consistent)")
+            log.warning(
+                "second signal: stopping at once; accepted jobs are not followed further"
+                " (the state file has them: a resume follows and settles them)"
+            )
             halt.set()
         else:
             log.warning(
@@ -431,7 +439,8 @@ async def connected(
 
 
 async def execute(inv: Invocation, store: StateStore) -> Result:
-    """Run the state file's targets to the end (or to a stop) and write the report."""
+    """Run the state file's targets to the end (or to a stop) and write the report;
+    webhooks hear of the rollout's decisions and of the end."""
     stop, halt = asyncio.Event(), asyncio.Event()
     # Before the invocation is recorded: a resume that contradicts the fixed plan
     # is refused with nothing written.
@@ -440,6 +449,51 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
         taken = apply_known_jobs(store, inv.known_jobs)
         log.warning("%d known job id(s) given back to their targets: followed by job", taken)
     store.begin_invocation(inv.options, str(inv.inventory) if inv.inventory else None)
+    run_id = store.run_info().run_id
+    network = Network.of(inv.ca, proxies=inv.simulate is None)
+    rollout_log = logging.getLogger("orchestrator.rollout")
+    async with Notifier(inv.notify, network) as notifier:
+        events = RolloutEvents(notifier, run_id)
+        rollout_log.addHandler(events)
+        try:
+            result = await _execute(inv, store, rollout, network, stop, halt)
+        except BaseException as exc:
+            notifier.send(Event("run_ended", f"run {run_id} ended on an error", run_id,
+                                {"outcome": "error", "error": type(exc).__name__}))  # fmt: skip
+            raise
+        finally:
+            rollout_log.removeHandler(events)
+            if halt.is_set():
+                notifier.hurry()  # a second Ctrl-C: the operator wants the prompt back
+        notifier.send(run_ended(result))
+    return result
+
+
+def run_ended(result: Result) -> Event:
+    """The run_ended notification: outcome, exit code, counts, the report."""
+    outcome = result.outcome
+    counts = {str(getattr(k, "value", k)): n for k, n in outcome.counts.items() if n}
+    text = f"run {result.run_id} {outcome.label} (exit {outcome.exit_code}): " + ", ".join(
+        f"{n} {state}" for state, n in sorted(counts.items())
+    )
+    report = str(result.report.report_html) if result.report else None
+    details = {
+        "outcome": outcome.label,
+        "exit_code": outcome.exit_code,
+        "counts": counts,
+        "report": report,
+    }
+    return Event("run_ended", text, result.run_id, details)
+
+
+async def _execute(
+    inv: Invocation,
+    store: StateStore,
+    rollout: Prepared,
+    network: Network,
+    stop: asyncio.Event,
+    halt: asyncio.Event,
+) -> Result:
     outcome: Outcome | None = None
     sent: dict[str, int] = {}
     try:
@@ -455,7 +509,6 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
             )
         s = inv.settings
         limit = max(64, s.submit_workers() + s.poll_workers())
-        network = Network.of(inv.ca, proxies=inv.simulate is None)
         async with (
             network.session(limit) as session,
             _cloud(inv, store, session, network) as cloud,
@@ -464,7 +517,12 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
             adaptive = None
             if inv.adaptive:
                 adaptive = AdaptivePacing(
-                    {"reinstall": s.rate, "job": s.poll_rate, "server": s.poll_rate},
+                    {
+                        "reinstall": s.rate,
+                        "job": s.poll_rate,
+                        "server": s.poll_rate,
+                        "list": s.poll_rate,
+                    },
                     leads={"reinstall": INTENT_LEAD},
                 )
             async with EcsClient(
@@ -504,14 +562,25 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                         window=_window_info(rollout.gate),
                     )
 
+                labels = Labels(store.run_info().run_id, str(s.shard) if s.shard else None)
+                exporter = Exporter(
+                    snapshot,
+                    labels,
+                    file=inv.metrics_file,
+                    port=inv.metrics_port,
+                    address=inv.metrics_address,
+                )
                 try:
                     with _signals(stop, halt):
-                        async with ProgressDisplay(
-                            ProgressMeter(total),
-                            snapshot,
-                            live=inv.live_progress,
-                            console=inv.console,
-                            title=f"ECS reinstall · {inv.state_path.name}",
+                        async with (
+                            exporter,
+                            ProgressDisplay(
+                                ProgressMeter(total),
+                                snapshot,
+                                live=inv.live_progress,
+                                console=inv.console,
+                                title=f"ECS reinstall · {inv.state_path.name}",
+                            ),
                         ):
                             outcome = await runner.run(stop, halt)
                     _rollout_end(store, rollout.gate, outcome, client.adaptive_rates())
@@ -519,7 +588,7 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
                     run_log.removeHandler(tap)
                     sent = dict(client.requests)
     finally:
-        label = "interrupted" if outcome is None else _label(outcome)
+        label = "interrupted" if outcome is None else outcome.label
         with contextlib.suppress(StateError):
             store.end_invocation(label)
     try:
@@ -569,14 +638,6 @@ def _rollout_end(
             "pacing: %s settled at %.1f/s of %g/s (%d throttled, %d cuts)",
             name, rate["rate"], rate["ceiling"], rate["throttles"], rate["cuts"],
         )  # fmt: skip
-
-
-def _label(outcome: Outcome) -> str:
-    if outcome.aborted:
-        return "aborted"
-    if outcome.complete:
-        return "complete"
-    return "stopped" if outcome.stopped else "deferred"
 
 
 def _adapted(client: EcsClient, kind: str) -> float | None:

@@ -11,6 +11,7 @@ hint that, followed, does not stop for the same reason:
     misconfigured  the configuration cannot work                 fix what the error names
     unreachable    the service stopped answering                 wait until it answers
     signal         stopped by a signal                           -
+    halted         stopped at once by a second signal            -
     deadline       the deadline has passed                       --deadline (rollout.reopen)
     window         this opening of the window has closed         --keep-going (rollout.reopen)
     short_window   the window is shorter than one reinstall      --window (rollout.reopen)
@@ -36,6 +37,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from orchestrator.durations import seconds_text
 from orchestrator.rollout.decide import Reason
 from orchestrator.rollout.options import RolloutOptions
 from orchestrator.rollout.reopen import TimeStop, reopen
@@ -58,6 +60,7 @@ class Stop(StrEnum):
     MISCONFIGURED = "misconfigured"
     UNREACHABLE = "unreachable"
     SIGNAL = "signal"
+    HALTED = "halted"
     DEADLINE = "deadline"
     WINDOW = "window"
     SHORT_WINDOW = "short_window"
@@ -95,7 +98,15 @@ HINTS: Mapping[Stop, Hint] = MappingProxyType(
             gist="resume once the service answers again",
         ),
         Stop.SIGNAL: Hint(
-            "stopped by a signal; accepted jobs were followed for the drain period",
+            "stopped by a signal; accepted jobs were followed for up to --drain-timeout;"
+            " any still running are followed by a resume",
+            gist="resume",
+        ),
+        Stop.HALTED: Hint(
+            # A second signal ends the loop at once: nothing is polled any more.
+            "stopped at once by a second signal; accepted jobs were not followed further:"
+            " the state file has them (and any request whose answer was not in yet), and"
+            " a resume follows and settles them; no report was written",
             gist="resume",
         ),
         Stop.DEADLINE: Hint(
@@ -113,7 +124,7 @@ HINTS: Mapping[Stop, Hint] = MappingProxyType(
             " after a passed deadline, with a new --deadline",
         ),
         Stop.SHORT_WINDOW: Hint(
-            "the window is shorter than one reinstall (expected {expected:g} s)",
+            "the window is shorter than one reinstall (expected {expected})",
             "widen the window (or, if jobs are shorter, give --expected-job-seconds)",
             gist="the window is shorter than one reinstall: resume with a wider --window",
         ),
@@ -248,6 +259,7 @@ def next_step(
     complete: bool,
     resume: str,
     stopped: bool = False,
+    halted: bool = False,
     aborted: str | None = None,
     credentials_refused: bool = False,
     misconfigured: bool = False,
@@ -272,14 +284,16 @@ def next_step(
         stops.append(Stop.MISCONFIGURED)
     elif aborted:
         stops.append(Stop.UNREACHABLE)
-    if stopped:
+    if halted:
+        stops.append(Stop.HALTED)
+    elif stopped:
         stops.append(Stop.SIGNAL)
     args: list[str] = []
     opens_at = None
     fill: dict[str, Any] = {
         "aborted": aborted or "",
         "deferred": deferred,
-        "expected": expected,
+        "expected": seconds_text(expected),
         "credentials": _credential_fix(credentials),
         "opens": "",
     }

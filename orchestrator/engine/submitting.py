@@ -20,6 +20,7 @@ from collections import deque
 
 from orchestrator.cloud.interface import ServerView
 from orchestrator.cloud.retry_policy import call_retrying
+from orchestrator.durations import seconds_text
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.decisions import Act, Call, decide
 from orchestrator.engine.outcome import Answer
@@ -276,12 +277,10 @@ class Submitting:
         """Read the server before sending; None when the target was settled, deferred
         or the run stopped instead."""
         run = self.run
-        spec = target.spec
         try:
-            server = await run.query(
-                lambda: run.client.server(spec.project_id, spec.server_id, spec.region),
-                patient=True,
-            )
+            # A target sent before is read singly: whether that attempt shows decides
+            # whether it is sent again.
+            server = await run.reads.server(target, single=bool(target.attempts), patient=True)
         except ApiError as exc:
             act = decide(Call.PREFLIGHT, exc)
             if act is Act.FAIL:
@@ -473,7 +472,7 @@ class Busy:
             return
         self._checks[target.id] = checks + 1
         delay = run.settings.busy_recheck_delay * 2**checks
-        note = f"{why}; read again in {delay:.0f} s (re-check {checks + 1} of "
+        note = f"{why}; read again in {seconds_text(delay)} (re-check {checks + 1} of "
         note += f"{run.settings.busy_rechecks})"
         log.info("%s/%s %s", target.project_id, target.server_id, note)
         await run.note(target, note)

@@ -1,4 +1,5 @@
-"""A fake ECS API (reinstall, job status, server details) with the real service's faults.
+"""A fake ECS API (reinstall, job status, server details, the two server lists) with the
+real service's faults and its API gateway's limits.
 
     from orchestrator.simulator import Simulator, SimulatorConfig
 
@@ -9,7 +10,8 @@ Modules, one concern each: `config` (settings), `fleetfile` (fleet from an
 inventory file), `fleet` (servers and what a read shows), `phases` (the timeline
 of an accepted reinstall), `jobs` (job plans and answers), `reinstall` (request
 bodies of v1 and v2), `auth` (token and AK/SK), `iam` (Keystone password tokens
-per project, POST /v3/auth/tokens), `ratelimit`,
+per project, POST /v3/auth/tokens), `ratelimit` (the service's flow control and the
+API gateway's limit), `listing` (the v1 and Nova lists: filters and paging),
 `faults`, `world` (state and rules), `app` (the routes' handlers, and them as an
 aiohttp application), `server` (in-process start/stop, HTTP or HTTPS), `tls` (the
 certificate of `simulate --tls`), `cli` (the `simulate` command), `process`

@@ -1,9 +1,11 @@
 """HTTP routes of the fake ECS API, in the order the real service applies its checks.
 
 Each API request passes the same gate: count it, wait the configured latency,
-authenticate, rate-limit, then the injected error and busy faults, all before
-anything is acted on. A reinstall that was acted on may still lose its answer:
-dropped (connection closed), replaced by a 5xx, or held back (slow).
+authenticate, the API gateway's limit (`api_limit`: 429 APIGW.0308), the
+project's policy, the service's own rate limit (`rate_limit`), then the injected
+error and busy faults, all before anything is acted on. A reinstall that was
+acted on may still lose its answer: dropped (connection closed), replaced by a
+5xx, or held back (slow).
 
 The handlers see a `Call` and return an `Answer`, free of any HTTP library;
 `SimulatorApp.build` serves them as an aiohttp application (the in-memory cloud,
@@ -27,20 +29,25 @@ from typing import Any
 
 from aiohttp import web
 
+from orchestrator.simulator import draws, listing
 from orchestrator.simulator.auth import Authenticator
-from orchestrator.simulator.config import SimulatorConfig
-from orchestrator.simulator.errors import ApiFault
+from orchestrator.simulator.config import (
+    JOB,
+    LIST_NOVA,
+    LIST_V1,
+    REINSTALL,
+    SERVER,
+    SimulatorConfig,
+)
+from orchestrator.simulator.errors import ApiFault, GatewayFault
 from orchestrator.simulator.faults import Faults
 from orchestrator.simulator.fleet import server_body
 from orchestrator.simulator.iam import Iam, IamError
 from orchestrator.simulator.jobs import job_body
-from orchestrator.simulator.ratelimit import RateLimiter
+from orchestrator.simulator.ratelimit import GatewayLimiter, RateLimiter
 from orchestrator.simulator.reinstall import ReinstallRequest, parse_reinstall, parse_reinstall_v2
 from orchestrator.simulator.world import World
 
-REINSTALL = "reinstall"
-JOB = "job"
-SERVER = "server"
 JSON_TYPE = "application/json"
 
 
@@ -107,6 +114,8 @@ class SimulatorApp:
         self._auth = Authenticator(config, self.iam)
         self._denied = frozenset(config.denied_projects)
         self._limiter = RateLimiter(config.rate_limit)
+        self._gateway = GatewayLimiter(config.api_limit_of, self._request_id)
+        self._answers_written = 0  # by the gateway, numbering their request IDs
         self._faults = faults if faults is not None else Faults(config)
         self._latency = config.latency_ms / 1000.0
         # API requests carried so far, per open connection (gone with the connection).
@@ -116,7 +125,11 @@ class SimulatorApp:
             ("POST", "/v1/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall),
             ("POST", "/v2/{project_id}/cloudservers/{server_id}/reinstallos", self.reinstall_v2),
             ("GET", "/v1/{project_id}/jobs/{job_id}", self.get_job),
+            # Before the single read, whose {server_id} would match "detail" too.
+            ("GET", "/v1/{project_id}/cloudservers/detail", self.list_v1),
             ("GET", "/v1/{project_id}/cloudservers/{server_id}", self.get_server),
+            ("GET", "/v2.1/{project_id}/servers/detail", self.list_nova),
+            ("GET", "/v2/{project_id}/servers/detail", self.list_nova),
             ("GET", "/_sim/stats", self.get_stats),
             ("POST", "/v3/auth/tokens", self.issue_token),
         )
@@ -131,6 +144,10 @@ class SimulatorApp:
     def date(self) -> str:
         """The Date header of an answer sent now, on the service's clock."""
         return formatdate(self._clock(), usegmt=True)
+
+    def _request_id(self) -> str:
+        self._answers_written += 1
+        return draws.hex_id(self.config.seed, "request", self._answers_written)
 
     def build(self) -> web.Application:
         """The routes as an aiohttp application."""
@@ -193,6 +210,9 @@ class SimulatorApp:
             await asyncio.sleep(self._latency)
         now = self._clock()
         stats = self.world.stats
+        if kind in self.config.unoffered:
+            # The gateway knows no such API here: nothing behind it is reached.
+            raise GatewayFault("APIGW.0101", None, self._request_id())
         if self._auth.enabled:
             try:
                 self._auth.check(
@@ -201,12 +221,17 @@ class SimulatorApp:
             except ApiFault:
                 stats.unauthorized += 1
                 raise
+        # The gateway, in front of the service: it knows the caller, not the project's policy.
+        refusal = self._gateway.take(kind, now)
+        if refusal is not None:
+            stats.refused_for_rate(kind, gateway=True)
+            raise refusal
         if project_id in self._denied:
             stats.denied += 1
             raise ApiFault("Pdp.0001", f"Project {project_id} denies ecs:cloudServers:{kind}.")
         wait = self._limiter.take(kind, now)
         if wait:
-            stats.throttled += 1
+            stats.refused_for_rate(kind, gateway=False)
             raise Throttled(self.config.throttle_style, wait)
         fault = self._faults.server_error(kind)
         if fault is not None:
@@ -284,6 +309,27 @@ class SimulatorApp:
         except ApiFault as fault:
             return self._error(fault)
         return _json(server_body(server, now))
+
+    async def list_v1(self, call: Call, project_id: str) -> Answer:
+        """GET /v1/{project_id}/cloudservers/detail: a page by number, and `count`."""
+        self.world.stats.arrived(LIST_V1, self._clock())
+        try:
+            now = await self._gate(call, LIST_V1, project_id)
+            answer = listing.page_v1(self.world.listing(project_id, now), call.query, now)
+        except ApiFault as fault:
+            return self._error(fault)
+        return _json(answer)
+
+    async def list_nova(self, call: Call, project_id: str) -> Answer:
+        """GET /v2.1/{project_id}/servers/detail (and /v2/): Nova's list, by marker."""
+        self.world.stats.arrived(LIST_NOVA, self._clock())
+        try:
+            now = await self._gate(call, LIST_NOVA, project_id)
+            servers = self.world.listing(project_id, now)
+            answer = listing.page_nova(servers, call.query, now, call.base_url + call.path)
+        except ApiFault as fault:
+            return self._error(fault)
+        return _json(answer)
 
     async def issue_token(self, call: Call) -> Answer:
         """IAM: POST /v3/auth/tokens (password method), 201 with X-Subject-Token."""

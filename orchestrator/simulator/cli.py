@@ -20,8 +20,9 @@ from pathlib import Path
 
 import click
 
+from orchestrator.cli.exits import SIMULATE_EXIT_CODES
 from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
-from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.config import API_KINDS, ApiLimit, SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
 from orchestrator.simulator.tls import TlsSetupError, given_certificate, made_certificate
 
@@ -59,6 +60,31 @@ def _fleet(
         raise click.BadParameter(str(exc)) from None
 
 
+def _api_limits(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[tuple[str | None, ApiLimit], ...]:
+    """Each `[KIND=]PER_SECOND[/PER_MINUTE]` (or `[KIND=]/PER_MINUTE`) as (kind, limit)."""
+    limits = []
+    for item in value:
+        kind_text, sep, numbers = item.rpartition("=")
+        kind = kind_text.strip() if sep else None
+        if kind is not None and kind not in API_KINDS:
+            raise click.BadParameter(
+                f"{item!r}: unknown API {kind!r}; one of {', '.join(API_KINDS)}"
+            )
+        second_text, slash, minute_text = numbers.partition("/")
+        try:
+            per_second = int(second_text) if second_text.strip() else None
+            per_minute = int(minute_text) if slash else None
+            limit = ApiLimit(per_second, per_minute)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected [KIND=]PER_SECOND[/PER_MINUTE], whole numbers >= 1, got {item!r}"
+            ) from None
+        limits.append((kind, limit))
+    return tuple(limits)
+
+
 def _users(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[tuple[str, str, str], ...]:
@@ -73,7 +99,7 @@ def _users(
     return tuple(users)
 
 
-@click.command()
+@click.command(epilog=SIMULATE_EXIT_CODES)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -247,15 +273,44 @@ def _users(
     "--rate-limit",
     type=POSITIVE,
     metavar="RPS",
-    help="Requests per second allowed per API (reinstall, job, server); default none.",
+    help="The ECS service's own flow control: requests per second allowed per API "
+    f"({', '.join(API_KINDS)}), a token bucket; default none. See --throttle-style.",
 )
 @click.option(
     "--throttle-style",
     type=click.Choice(["429", "202"]),
     default="429",
     show_default=True,
-    help="How throttling answers: 429 Common.1503 with Retry-After, "
+    help="How --rate-limit answers: 429 Common.1503 with Retry-After, "
     "or 202 with Common.0024 and no job.",
+)
+@click.option(
+    "--api-limit",
+    "api_limits",
+    multiple=True,
+    callback=_api_limits,
+    metavar="[KIND=]PER_SECOND[/PER_MINUTE]",
+    help="The API gateway in front of the service: at most PER_SECOND calls of each API "
+    "in a clock second and PER_MINUTE in a clock minute ('/60': per minute only), past "
+    "which it answers 429 APIGW.0308 without Retry-After. Checked before --rate-limit. "
+    f"With KIND= ({', '.join(API_KINDS)}), for that API alone; repeat for more.",
+)
+@click.option(
+    "--extra-servers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Per project of the fleet, N more servers that exist and are listed by the list "
+    "APIs but are not in --fleet (the inventory), so that paging is realistic.",
+)
+@click.option(
+    "--unoffered",
+    multiple=True,
+    type=click.Choice(API_KINDS),
+    metavar="KIND",
+    help="An API this cloud does not offer (repeatable): the gateway answers 404 "
+    f"APIGW.0101 to every call of it. One of {', '.join(API_KINDS)}.",
 )
 @click.option(
     "--busy-rate",
@@ -353,6 +408,9 @@ def simulate(
     slow_answer_seconds: float,
     rate_limit: float | None,
     throttle_style: str,
+    api_limits: tuple[tuple[str | None, ApiLimit], ...],
+    extra_servers: int,
+    unoffered: tuple[str, ...],
     busy_rate: float,
     latency_ms: float,
     token: str | None,
@@ -364,7 +422,8 @@ def simulate(
     denied_projects: tuple[str, ...],
     clock_offset: float,
 ) -> None:
-    """Run a simulated ECS API (reinstall v1 and v2, job status, server details) with faults.
+    """Run a simulated ECS API (reinstall v1 and v2, job status, server details and the
+    two server lists) with faults.
 
     Prints the URL as the first line of stdout, serves until SIGINT or SIGTERM,
     then exits 0. Auth is off unless --token or --ak/--sk is given.
@@ -406,6 +465,10 @@ def simulate(
         slow_answer_seconds=slow_answer_seconds,
         rate_limit=rate_limit,
         throttle_style="202" if throttle_style == "202" else "429",
+        api_limit=next((limit for kind, limit in reversed(api_limits) if kind is None), None),
+        api_limit_by_kind=tuple(dict((k, v) for k, v in api_limits if k is not None).items()),
+        extra_servers=extra_servers,
+        unoffered=unoffered,
         busy_rate=busy_rate,
         latency_ms=latency_ms,
         token=token,

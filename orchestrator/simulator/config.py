@@ -10,6 +10,32 @@ from typing import Literal
 
 ThrottleStyle = Literal["429", "202"]
 
+# The APIs the simulator serves, by the names its stats and limits use.
+REINSTALL = "reinstall"  # POST /v1|v2/{project}/cloudservers/{server}/reinstallos
+JOB = "job"  # GET /v1/{project}/jobs/{job}
+SERVER = "server"  # GET /v1/{project}/cloudservers/{server}: the single read
+LIST_V1 = "list_v1"  # GET /v1/{project}/cloudservers/detail: pages by number
+LIST_NOVA = "list_nova"  # GET /v2.1/{project}/servers/detail: marker, changes-since
+API_KINDS = (REINSTALL, JOB, SERVER, LIST_V1, LIST_NOVA)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiLimit:
+    """The API gateway's limit on one API: calls per clock second and per clock minute
+    (None: no limit over that window)."""
+
+    per_second: int | None = None
+    per_minute: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("per_second", "per_minute"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a whole number >= 1 or None, got {value!r}")
+        if self.per_second is None and self.per_minute is None:
+            raise ValueError("an API limit needs a per-second or a per-minute number")
+
+
 _RATE_FIELDS = (
     "missing_rate",
     "locked_rate",
@@ -73,6 +99,16 @@ class SimulatorConfig:
     slow_answer_seconds: float = 0.0
     rate_limit: float | None = None  # requests per second, per API
     throttle_style: ThrottleStyle = "429"
+    # The API gateway in front of the service: the limit of every API, and of some
+    # APIs alone (kind, limit), which replaces it for them. Answers 429 APIGW.0308.
+    api_limit: ApiLimit | None = None
+    api_limit_by_kind: tuple[tuple[str, ApiLimit], ...] = ()
+    # Per project of the fleet: servers that exist and are listed, but that the
+    # fleet (the inventory) does not name.
+    extra_servers: int = 0
+    # APIs this cloud does not offer (a kind of API_KINDS): the gateway answers
+    # 404 APIGW.0101, as for an API not published in a region.
+    unoffered: tuple[str, ...] = ()
     busy_rate: float = 0.0
     latency_ms: float = 0.0
     token: str | None = field(default=None, repr=False)
@@ -108,6 +144,21 @@ class SimulatorConfig:
         limit = self.rate_limit
         if limit is not None and not (limit > 0 and math.isfinite(limit)):
             raise ValueError(f"rate_limit must be a positive requests/s or None, got {limit!r}")
+        object.__setattr__(self, "api_limit_by_kind", tuple(map(tuple, self.api_limit_by_kind)))
+        for kind, api_limit in self.api_limit_by_kind:
+            if kind not in API_KINDS or not isinstance(api_limit, ApiLimit):
+                raise ValueError(
+                    f"api_limit_by_kind: expected (kind, ApiLimit), kind one of"
+                    f" {', '.join(API_KINDS)}; got {kind!r}"
+                )
+        object.__setattr__(self, "unoffered", tuple(self.unoffered))
+        for kind in self.unoffered:
+            if kind not in API_KINDS:
+                raise ValueError(f"unoffered: {kind!r} is not one of {', '.join(API_KINDS)}")
+        if not (isinstance(self.extra_servers, int) and self.extra_servers >= 0):
+            raise ValueError(
+                f"extra_servers must be a whole number >= 0, got {self.extra_servers!r}"
+            )
         if self.throttle_style not in ("429", "202"):
             raise ValueError(f"throttle_style must be '429' or '202', got {self.throttle_style!r}")
         if not math.isfinite(self.clock_offset):
@@ -127,6 +178,13 @@ class SimulatorConfig:
             )
         object.__setattr__(self, "users", tuple(tuple(u) for u in self.users))
         object.__setattr__(self, "denied_projects", tuple(self.denied_projects))
+
+    def api_limit_of(self, kind: str) -> ApiLimit | None:
+        """The gateway's limit on `kind`: its own if given, else the one of every API."""
+        for named, api_limit in self.api_limit_by_kind:
+            if named == kind:
+                return api_limit
+        return self.api_limit
 
     @property
     def auth_enabled(self) -> bool:

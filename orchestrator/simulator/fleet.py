@@ -5,12 +5,17 @@ so they do not depend on request order. Its stored state changes only when a
 job ends (applied lazily, see `World.settle`); while a job is under way, what a
 read shows is computed from the job's phase at that moment (`Server.view`), so
 there is no timer per server.
+
+Which servers a project has, for the list APIs (`Fleet.listing`): the fleet's
+servers of that project that exist, plus `extra_servers` more that the fleet does
+not name (IDs drawn from the seed and the project); without a fleet, where every
+canonical UUID exists, the ones met so far (read, reinstalled) plus the extras.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.simulator import draws, timefmt
@@ -142,6 +147,12 @@ class Server:
 
 def server_body(server: Server, now: float) -> dict[str, Any]:
     """The answer of `GET /v1/{project_id}/cloudservers/{server_id}`."""
+    return {"server": server_fields(server, now)}
+
+
+def server_fields(server: Server, now: float, view: View | None = None) -> dict[str, Any]:
+    """One server as the single read and both lists show it (`view`: its view at `now`,
+    when the caller has it already)."""
     traits = server.traits
     volumes = (
         []
@@ -155,28 +166,27 @@ def server_body(server: Server, now: float) -> dict[str, Any]:
             }
         ]
     )
-    view = server.view(now)
+    if view is None:
+        view = server.view(now)
     return {
-        "server": {
-            "id": server.server_id,
-            "name": traits.name,
-            "status": view.status,
-            "progress": 0,
-            "updated": timefmt.stamp(view.updated),
-            "created": timefmt.stamp(traits.created),
-            "metadata": {"image_name": "Simulated_Image", "os_type": "Linux"},
-            "locked": traits.locked,
-            "tenant_id": server.project_id,
-            "key_name": view.key_name,
-            "image": {"id": traits.image_id},
-            "os-extended-volumes:volumes_attached": volumes,
-            "OS-EXT-STS:task_state": view.task_state,
-            "OS-EXT-STS:power_state": 1 if view.vm_state == "active" else 4,
-            "OS-EXT-STS:vm_state": view.vm_state,
-            "OS-EXT-SRV-ATTR:root_device_name": "" if traits.no_disk else "/dev/vda",
-            "OS-SRV-USG:launched_at": timefmt.launched_at(server.launched_at),
-            "OS-SRV-USG:terminated_at": None,
-        }
+        "id": server.server_id,
+        "name": traits.name,
+        "status": view.status,
+        "progress": 0,
+        "updated": timefmt.stamp(view.updated),
+        "created": timefmt.stamp(traits.created),
+        "metadata": {"image_name": "Simulated_Image", "os_type": "Linux"},
+        "locked": traits.locked,
+        "tenant_id": server.project_id,
+        "key_name": view.key_name,
+        "image": {"id": traits.image_id},
+        "os-extended-volumes:volumes_attached": volumes,
+        "OS-EXT-STS:task_state": view.task_state,
+        "OS-EXT-STS:power_state": 1 if view.vm_state == "active" else 4,
+        "OS-EXT-STS:vm_state": view.vm_state,
+        "OS-EXT-SRV-ATTR:root_device_name": "" if traits.no_disk else "/dev/vda",
+        "OS-SRV-USG:launched_at": timefmt.launched_at(server.launched_at),
+        "OS-SRV-USG:terminated_at": None,
     }
 
 
@@ -188,6 +198,14 @@ class Fleet:
         self._allowed = frozenset(config.fleet) if config.fleet is not None else None
         # None records a server known not to exist, so the draw is made once.
         self._servers: dict[tuple[str, str], Server | None] = {}
+        # The fleet's server IDs by project, in file order.
+        self._members: dict[str, list[str]] = {}
+        for project_id, server_id in config.fleet or ():
+            self._members.setdefault(project_id, []).append(server_id)
+        self._extras: dict[str, frozenset[str]] = {}  # by project, drawn on first need
+        self._existing: dict[str, list[Server]] = {}  # servers made so far, by project
+        # A project's servers in list order; dropped when a server of it is made.
+        self._listed: dict[str, tuple[Server, ...]] = {}
 
     def get(self, project_id: str, server_id: str) -> Server | None:
         key = (project_id, server_id)
@@ -195,12 +213,54 @@ class Fleet:
             return self._servers[key]
         except KeyError:
             pass
-        if self._allowed is None:
-            if not SERVER_ID.fullmatch(server_id):
-                return None  # not cached: malformed IDs would grow the table without bound
-        elif key not in self._allowed:
-            return None
+        extra = server_id in self._extras_of(project_id)
+        if not extra and not self._named(key):
+            return None  # not cached: malformed IDs would grow the table without bound
         traits = traits_for(self._config, server_id)
+        if extra:
+            traits = replace(traits, missing=False)  # they are there to be listed
         server = None if traits.missing else Server.new(project_id, server_id, traits)
         self._servers[key] = server
+        if server is not None:
+            self._existing.setdefault(project_id, []).append(server)
+            self._listed.pop(project_id, None)
         return server
+
+    def listing(self, project_id: str) -> tuple[Server, ...]:
+        """The project's servers in the order the list APIs give them: the newest
+        first (`created`, then ID, descending, as Nova's default sort)."""
+        listed = self._listed.get(project_id)
+        if listed is not None:
+            return listed
+        for server_id in self._members.get(project_id, ()):
+            self.get(project_id, server_id)
+        for server_id in sorted(self._extras_of(project_id)):
+            self.get(project_id, server_id)
+        listed = tuple(
+            sorted(
+                self._existing.get(project_id, ()),
+                key=lambda s: (s.traits.created, s.server_id),
+                reverse=True,
+            )
+        )
+        self._listed[project_id] = listed
+        return listed
+
+    def _extras_of(self, project_id: str) -> frozenset[str]:
+        """The IDs of the project's servers that the fleet does not name."""
+        extras = self._extras.get(project_id)
+        if extras is None:
+            count = self._config.extra_servers
+            if self._allowed is not None and project_id not in self._members:
+                count = 0  # a project outside the fleet has no servers at all
+            seed = self._config.seed
+            extras = frozenset(draws.uuid_like(seed, "extra", project_id, n) for n in range(count))
+            if count:  # none is made again cheaply: unknown projects do not grow the table
+                self._extras[project_id] = extras
+        return extras
+
+    def _named(self, key: tuple[str, str]) -> bool:
+        """Whether the fleet has this server (without a fleet: every canonical UUID)."""
+        if self._allowed is None:
+            return SERVER_ID.fullmatch(key[1]) is not None
+        return key in self._allowed

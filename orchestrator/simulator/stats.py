@@ -6,7 +6,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-API_KINDS = ("reinstall", "job", "server")
+from orchestrator.simulator.config import API_KINDS as API_KINDS  # the stats name them too
+
 REINSTALL_APIS = ("v1", "v2")  # without / with Cloud-Init
 # Arrival times kept per API kind: enough for a pacing measurement, bounded for a long run.
 REQUEST_TIMES_KEPT = 100_000
@@ -20,10 +21,17 @@ def _by_api(counts: Counter[str]) -> dict[str, int]:
     return {api: counts.get(api, 0) for api in REINSTALL_APIS}
 
 
+def _by_kind(counts: Counter[str]) -> dict[str, int]:
+    return {kind: counts.get(kind, 0) for kind in API_KINDS}
+
+
 @dataclass(slots=True)
 class Stats:
     requests: Counter[str] = field(default_factory=Counter)  # every request, by API
-    throttled: int = 0
+    throttled: int = 0  # throttling answers: the service's (rate_limit) and the gateway's
+    throttled_by_kind: Counter[str] = field(default_factory=Counter)  # the same, by API
+    # The gateway's alone (api_limit: 429 APIGW.0308), by API.
+    gateway_throttled_by_kind: Counter[str] = field(default_factory=Counter)
     unauthorized: int = 0
     errors_injected: int = 0  # error_rate faults (500/503)
     busy: int = 0  # busy_rate faults (501 Ecs.0603)
@@ -65,6 +73,13 @@ class Stats:
         self.requests[kind] += 1
         self.request_times[kind].append(now)
 
+    def refused_for_rate(self, kind: str, *, gateway: bool) -> None:
+        """Count a throttling answer to a request of `kind` (by the gateway, or the service)."""
+        self.throttled += 1
+        self.throttled_by_kind[kind] += 1
+        if gateway:
+            self.gateway_throttled_by_kind[kind] += 1
+
     def overlapping(self, server_id: str) -> None:
         """Count a reinstall request that came while the server's job was under way."""
         self.overlapping_attempts += 1
@@ -83,8 +98,10 @@ class Stats:
     def as_dict(self, jobs_in_progress: int) -> dict[str, Any]:
         ended = {status: self.jobs_ended.get(status, 0) for status in ("SUCCESS", "FAIL")}
         return {
-            "requests": {kind: self.requests.get(kind, 0) for kind in API_KINDS},
+            "requests": _by_kind(self.requests),
             "throttled": self.throttled,
+            "throttled_by_kind": _by_kind(self.throttled_by_kind),
+            "gateway_throttled_by_kind": _by_kind(self.gateway_throttled_by_kind),
             "unauthorized": self.unauthorized,
             "errors_injected": self.errors_injected,
             "busy": self.busy,

@@ -48,6 +48,11 @@ class World:
             raise ApiFault("Ecs.0114", f"Server {server_id} was not found.")
         return server
 
+    def listing(self, project_id: str, now: float) -> tuple[Server, ...]:
+        """The project's servers in list order, with every job ended by `now` applied."""
+        self.settle(now)
+        return self.fleet.listing(project_id)
+
     def job(self, project_id: str, job_id: str, now: float) -> Job:
         self.settle(now)
         job = self.jobs.get(job_id)

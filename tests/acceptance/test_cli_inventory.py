@@ -67,7 +67,8 @@ def test_every_problem_is_listed_and_nothing_is_sent_or_kept(
     assert "--keyname" in done.stderr and "--userid" in done.stderr
     for suffix in ("", "-wal", "-shm", "-journal", ".lock"):
         assert not Path(f"{state}{suffix}").exists(), suffix
-    assert stats["requests"] == {"reinstall": 0, "job": 0, "server": 0}
+    nothing = {"reinstall": 0, "job": 0, "server": 0, "list_v1": 0, "list_nova": 0}
+    assert stats["requests"] == nothing
 
 
 # case: (rows after the header, line, field, a fragment of the message)

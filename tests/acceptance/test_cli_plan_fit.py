@@ -3,6 +3,7 @@ window or the deadline cannot hold a single reinstall, instead of "no problems f
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -54,9 +55,18 @@ def test_plan_exits_1_when_the_window_is_shorter_than_a_job_or_the_deadline_pass
     assert "problem: no opening of the window is long enough for one reinstall" in short.stderr
     assert "1 problem found; nothing was sent" in short.stdout
 
+    # For a script: the same exit code, and the problem in the document.
+    told = cli("plan", inventory, "--window", "02:00-02:10", "--tz", "Europe/Berlin",
+               "--output", "json")  # fmt: skip
+    assert told.returncode == 1, told.stderr
+    document = json.loads(told.stdout)
+    assert (document["outcome"], document["exit_code"]) == ("problems", 1)
+    (problem,) = document["problems"]
+    assert problem.startswith("no opening of the window is long enough for one reinstall")
+
     passed = cli("plan", inventory, "--deadline", "2020-01-01T00:00Z")
     assert passed.returncode == 1
-    assert "problem: the deadline 2020-01-01T00:00Z has passed" in passed.stderr
+    assert "problem: the deadline 2020-01-01 00:00:00 UTC has passed" in passed.stderr
 
     fits = cli("plan", inventory, "--window", "02:00-05:00", "--tz", "Europe/Berlin")
     assert fits.returncode == 0, fits.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -428,7 +429,8 @@ async def test_request_counters_by_kind(http: aiohttp.ClientSession, clock: Fake
             await client.job(PROJECT, job_a)
         await client.server(PROJECT, server_id(100))
         assert dict(client.requests) == {"reinstall": 2, "job": 3, "server": 1}
-        assert client.requests == sim.stats()["requests"]
+        # The simulator names every API it serves, those not called with 0.
+        assert client.requests == Counter(sim.stats()["requests"])
         assert client.throttled == 0
 
 

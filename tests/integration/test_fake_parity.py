@@ -11,6 +11,7 @@ the runner's unit tests would then test something the real run never meets.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,7 @@ from orchestrator.cloud.fake import InMemoryCloud
 from orchestrator.cloud.interface import Cloud
 from orchestrator.errors import ApiError
 from orchestrator.simulator import SimulatorConfig
+from orchestrator.simulator.config import ApiLimit
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,7 +33,9 @@ HTTP_ONLY = ("connections", "request_times")
 
 # (simulator settings, steps): "server" reads server 1; "reinstall" sends to it with
 # withStopServer ("reinstall-plain" without); "job" asks the latest job id answered
-# (or an unknown one); "advance" moves the service's clock past any job.
+# (or an unknown one); "list-v1" reads the first page of the v1 list, "list-nova" the
+# servers changed since 2019 (3 a page, then the page after, if any);
+# "advance" moves the service's clock past any job.
 SCENARIOS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "happy": ({}, ["server", "reinstall", "job", "server", "advance", "job", "server"]),
     "job-fails": ({"job_fail_rate": 1.0}, ["reinstall", "advance", "job", "server"]),
@@ -51,7 +55,36 @@ SCENARIOS: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["reinstall", "reinstall", "server", "server"],
     ),
     "wrong-token": ({"token": "not-the-token-sent"}, ["server", "reinstall"]),
+    "lists": (
+        {"extra_servers": 4},
+        [
+            "list-v1",
+            "server",
+            "list-v1",
+            "list-nova",
+            "reinstall",
+            "list-nova",
+            "advance",
+            "list-nova",
+            "list-v1",
+        ],
+    ),
+    "gateway-throttled": (
+        {"api_limit": ApiLimit(per_second=1)},
+        [
+            "server",
+            "server",
+            "list-v1",
+            "list-v1",
+            "list-nova",
+            "list-nova",
+            "reinstall",
+            "reinstall",
+            "job",
+        ],
+    ),
 }
+SINCE = datetime(2019, 1, 1, tzinfo=UTC)  # before any simulated server's last change
 
 
 @pytest.fixture
@@ -73,6 +106,13 @@ async def _play(cloud: Cloud, clock: FakeClock, steps: list[str]) -> list[object
                 results.append(await cloud.server(PROJECT, server_id(1)))
             elif step == "job":
                 results.append(await cloud.job(PROJECT, job_id))
+            elif step == "list-v1":
+                results.append(await cloud.servers_page(PROJECT, 1, 3))
+            elif step == "list-nova":
+                changes = await cloud.servers_changed(PROJECT, SINCE, 3)
+                marker = changes.next_marker
+                after = await cloud.servers_changed(PROJECT, SINCE, 3, marker) if marker else None
+                results.append((changes, after))
             else:
                 mode = None if step == "reinstall-plain" else "withStopServer"
                 job_id = await cloud.reinstall(spec(1, mode=mode))

@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -114,6 +115,28 @@ class Api:
         self, server: str = SERVER, *, project: str = PROJECT, headers: dict[str, str] | None = None
     ) -> Answer:
         return await self.call("GET", f"/v1/{project}/cloudservers/{server}", headers=headers)
+
+    async def list_v1(
+        self, *, project: str = PROJECT, headers: dict[str, str] | None = None, **params: Any
+    ) -> Answer:
+        """GET /v1/{project}/cloudservers/detail?PARAMS (offset, limit, status)."""
+        path = f"/v1/{project}/cloudservers/detail"
+        return await self.call("GET", f"{path}?{urlencode(params)}", headers=headers)
+
+    async def list_nova(
+        self,
+        *,
+        project: str = PROJECT,
+        version: str = "v2.1",
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> Answer:
+        """GET /v2.1/{project}/servers/detail?PARAMS (changes-since as since=, limit,
+        marker, status)."""
+        if "since" in params:
+            params["changes-since"] = params.pop("since")
+        path = f"/{version}/{project}/servers/detail"
+        return await self.call("GET", f"{path}?{urlencode(params)}", headers=headers)
 
     async def view(self, server: str = SERVER) -> tuple[str, str | None, str, str, str]:
         """(status, task_state, vm_state, updated, launched_at) of a server."""

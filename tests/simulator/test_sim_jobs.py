@@ -48,7 +48,13 @@ async def test_lifecycle_init_running_success(make_api: ApiFactory, clock: FakeC
     stats = await api.stats()
     assert stats["jobs"] == {"SUCCESS": 1, "FAIL": 0, "in_progress": 0}
     assert stats["successful_reinstalls_by_server"] == {SERVER: 1}
-    assert stats["requests"] == {"reinstall": 1, "job": 3, "server": 3}
+    assert stats["requests"] == {
+        "reinstall": 1,
+        "job": 3,
+        "server": 3,
+        "list_v1": 0,
+        "list_nova": 0,
+    }
 
 
 async def test_job_body_shape(api: Api, clock: FakeClock) -> None:

@@ -20,6 +20,8 @@ async def test_request_times_are_arrival_clock_readings_by_kind(api: Api, clock:
         "reinstall": [START],
         "job": [START + 1.5],
         "server": [START + 1.75, START + 1.75],
+        "list_v1": [],
+        "list_nova": [],
     }
     for kind, times in stats["request_times"].items():
         assert len(times) == stats["requests"][kind]

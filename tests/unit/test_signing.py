@@ -328,3 +328,24 @@ def test_one_signer_over_changing_header_values_and_a_full_cache() -> None:
         path = f"/v1/project-{n % 13}/jobs/job-{n}"
         expected = signing.authorization(AK, SK, "GET", path, [], headers, b"")
         assert signer.authorization("GET", path, headers, b"") == expected, n
+
+
+# -- a query (the list calls): the fast path signs it as `authorization` does ------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    query=st.lists(
+        st.tuples(
+            st.sampled_from(["offset", "limit", "status", "changes-since", "marker"]),
+            st.text(alphabet="aZ09:-+ T/", max_size=12),
+        ),
+        max_size=5,
+    )
+)
+def test_signer_with_a_query_equals_authorization(query: list[tuple[str, str]]) -> None:
+    headers = {"Host": "h:1", "X-Sdk-Date": "20261126T020000Z", "X-Project-Id": "p"}
+    path = "/v2.1/p/servers/detail"
+    expected = signing.authorization(AK, SK, "GET", path, query, headers, b"")
+    assert signing.Signer(AK, SK).authorization("GET", path, headers, b"", query) == expected
+    assert signing.verify(AK, SK, "GET", path, query, {**headers, "Authorization": expected}, b"")
