@@ -154,6 +154,7 @@ def resolve(
         endpoints=connection.endpoints if connection else None,
         ca=ca,
         simulate=simulator,
+        simulate_seed=given.get("sim_seed") if simulate else None,
         live_progress=False if given.get("no_live") else None,
         apply_request_options=changed,
         group_by=group_by,

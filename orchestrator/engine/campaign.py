@@ -40,6 +40,7 @@ from orchestrator.engine.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
 from orchestrator.engine.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.engine.runner import Outcome, Runner, RunSettings
 from orchestrator.engine.selection import Selection, SelectionFilter, check_same_selection
+from orchestrator.engine.simulated import prepare_world
 from orchestrator.errors import (
     IncompleteImport,
     InputProblem,
@@ -83,6 +84,7 @@ class Invocation:
     cloud: CloudConfig | None = None  # when set, credentials are built from it per run
     ca: CaBundle = field(default_factory=lambda: CaBundle(None, "system"))
     simulate: SimulatorConfig | None = None
+    simulate_seed: int | None = None  # --sim-seed as given now: a resume keeps its fleet's
     live_progress: bool | None = None
     endpoints: Endpoints | None = None  # else built from endpoint / endpoint_template
     console: Console | None = None  # where the live panel draws (default: stderr)
@@ -442,6 +444,11 @@ async def execute(inv: Invocation, store: StateStore) -> Result:
     """Run the state file's targets to the end (or to a stop) and write the report;
     webhooks hear of the rollout's decisions and of the end."""
     stop, halt = asyncio.Event(), asyncio.Event()
+    if inv.simulate is not None:
+        # The simulated fleet beside the state: a resume meets the jobs it left under
+        # way, or is refused (nothing written) where they are lost.
+        world = prepare_world(inv.simulate, inv.state, store, seed_given=inv.simulate_seed)
+        inv = replace(inv, simulate=world)
     # Before the invocation is recorded: a resume that contradicts the fixed plan
     # is refused with nothing written.
     rollout = prepare_rollout(store, inv.rollout, ack=inv.ack_failures, confirm=inv.confirm)

@@ -12,7 +12,8 @@ of an accepted reinstall), `jobs` (job plans and answers), `reinstall` (request
 bodies of v1 and v2), `auth` (token and AK/SK), `iam` (Keystone password tokens
 per project, POST /v3/auth/tokens), `ratelimit` (the service's flow control and the
 API gateway's limit), `listing` (the v1 and Nova lists: filters and paging),
-`faults`, `world` (state and rules), `app` (the routes' handlers, and them as an
+`faults`, `world` (state and rules), `worldfile` (the accepted jobs kept in a file,
+so that a world outlives its process), `app` (the routes' handlers, and them as an
 aiohttp application), `server` (in-process start/stop, HTTP or HTTPS), `tls` (the
 certificate of `simulate --tls`), `cli` (the `simulate` command), `process`
 (`SimulatorProcess`: the `simulate` command as a child process, for tests and load

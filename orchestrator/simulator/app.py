@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -47,6 +48,7 @@ from orchestrator.simulator.jobs import job_body
 from orchestrator.simulator.ratelimit import GatewayLimiter, RateLimiter
 from orchestrator.simulator.reinstall import ReinstallRequest, parse_reinstall, parse_reinstall_v2
 from orchestrator.simulator.world import World
+from orchestrator.simulator.worldfile import keep_world
 
 JSON_TYPE = "application/json"
 
@@ -106,6 +108,8 @@ class SimulatorApp:
         """`faults`: where injected faults come from (default: `config`'s rates)."""
         self.config = config
         self.world = World(config)
+        if config.world_file is not None:
+            keep_world(self.world, Path(config.world_file))
         offset, clock = config.clock_offset, config.clock
         self._clock: Callable[[], float] = (lambda: clock() + offset) if offset else clock
         self.iam = Iam(config)

@@ -126,6 +126,9 @@ class SimulatorConfig:
     # it writes (Date headers, launched_at, updated, job times) and judges (a
     # signature's X-Sdk-Date, a token's expiry) is on that clock.
     clock_offset: float = 0.0
+    # A file that keeps the accepted jobs across processes (`worldfile`): read back
+    # at start (its seed must be this one), each new job appended as it is accepted.
+    world_file: str | None = None
 
     def __post_init__(self) -> None:
         for name in _RATE_FIELDS:

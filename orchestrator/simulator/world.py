@@ -6,6 +6,7 @@ so servers, jobs and counters always agree with the clock when read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +27,8 @@ class World:
         self.jobs = JobBook()
         self.stats = Stats()
         self._keypairs = frozenset(config.keypairs) if config.keypairs is not None else None
+        # Told of each job as it is accepted, before the answer leaves (a world file).
+        self.on_accept: Callable[[Job], None] | None = None
 
     def settle(self, now: float) -> None:
         """Apply the outcome of every job that has ended by `now`."""
@@ -120,6 +123,25 @@ class World:
         while job.job_id in self.jobs:  # a 128-bit collision: practically never
             salt += 1
             job = replace(job, job_id=draws.hex_id(self.config.seed, "job", job.job_id, salt))
+        if self.on_accept is not None:
+            self.on_accept(job)  # kept first: a job the client hears of is never lost
+        self._start(server, job)
+        return job
+
+    def restore(self, job: Job) -> None:
+        """Start again a job an earlier process accepted, at its own times (a world
+        file read back in acceptance order); ValueError if it cannot have been."""
+        self.settle(job.begin)
+        server = self.fleet.get(job.project_id, job.server_id)
+        if server is None:
+            raise ValueError(f"job {job.job_id}: server {job.server_id} is not in the fleet")
+        if server.job is not None:
+            raise ValueError(f"job {job.job_id}: server {job.server_id} already has a job")
+        if job.job_id in self.jobs:
+            raise ValueError(f"job {job.job_id} twice")
+        self._start(server, job)
+
+    def _start(self, server: Server, job: Job) -> None:
         stats = self.stats
         if server.successes:
             stats.reinstalls_after_success += 1
@@ -127,12 +149,11 @@ class World:
         server.begin_job(job)
         self.jobs.add(job)
         stats.reinstalls_by_server[server.server_id] += 1
-        stats.reinstalls_by_api[request.api] += 1
+        stats.reinstalls_by_api[job.api] += 1
         # One unfinished job per server, and ended jobs were settled above.
         stats.rebuilding(
             self.jobs.in_progress, job.project_id, self.jobs.in_progress_of(job.project_id)
         )
-        return job
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The counters, as `GET /_sim/stats` answers them."""
