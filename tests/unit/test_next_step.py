@@ -44,6 +44,7 @@ def test_every_reason_has_a_hint_and_every_hold_a_reason() -> None:
     ("kwargs", "stops", "command"),
     [
         ({"stopped": True}, (Stop.SIGNAL,), RESUME),
+        ({"stopped": True, "halted": True}, (Stop.HALTED,), RESUME),
         ({"deferred": 3}, (Stop.DEFERRED,), RESUME),
         ({}, (Stop.UNFINISHED,), RESUME),
         ({"holds": ["run_budget"]}, (Stop.BUDGET,), f"{RESUME} --ack-failures"),
@@ -73,6 +74,13 @@ def test_the_command_fits_the_reason(kwargs: dict[str, Any], stops: Any, command
     found = step(**kwargs)
     assert found.stops == stops
     assert found.command == command
+
+
+def test_a_second_signal_says_the_jobs_were_not_followed() -> None:
+    (why,) = step(stopped=True, halted=True).why
+    assert "accepted jobs were not followed further" in why and "drain" not in why
+    (why,) = step(stopped=True).why
+    assert "followed for up to --drain-timeout" in why
 
 
 def test_a_finished_run_needs_no_hint() -> None:
