@@ -146,6 +146,7 @@ async def connected(
             credentials,
             submit_limiter=make_limiter(s.rate),
             poll_limiter=make_limiter(s.poll_rate),
+            list_limiter=make_limiter(s.poll_rate),
             timeouts=Timeouts(),
             network=network,
         ) as client:
@@ -245,6 +246,7 @@ async def _execute(
                 credentials,
                 submit_limiter=make_limiter(s.rate, lead=INTENT_LEAD),
                 poll_limiter=make_limiter(s.poll_rate),
+                list_limiter=make_limiter(s.poll_rate),
                 timeouts=Timeouts(),
                 user_data=inv.user_data.encoded if inv.user_data else None,
                 adaptive=adaptive,

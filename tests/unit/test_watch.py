@@ -70,3 +70,16 @@ async def test_a_server_changed_after_the_baseline_shows_its_change_after_a_tick
     await watch.tick()
     after = watch.current(SERVERS[1], max_age=1.0)
     assert after is not None and after.updated != before.updated, after
+
+
+async def test_rows_stay_current_through_a_chain_of_ticks() -> None:
+    clocks = Clocks()
+    _, watch = watch_of(clocks)
+    await watch.first_page()
+    for _ in range(5):  # each tick reaches back over the one before
+        clocks.advance(OVERLAP + 10)
+        await watch.tick()
+        shown = watch.current(SERVERS[2], max_age=1.0)
+        assert shown is not None and shown.server_id == SERVERS[2]
+    clocks.advance(5)  # no tick since: the lists no longer vouch for anything
+    assert watch.current(SERVERS[2], max_age=1.0) is None
