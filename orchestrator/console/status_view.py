@@ -1,7 +1,7 @@
 """The status of a state file as plain data, and its two renderings (pure).
 
 The JSON document (`status_to_dict`) is versioned by `STATUS_SCHEMA`; its
-fields are listed in the README, section "Commands". `wave` and `window` are
+fields are listed in the manual (docs/how-to/watch.md). `wave` and `window` are
 null until the rollout control (`--waves`, `--window`) records them in the state file.
 
 The text shows every value from the state file through `visible`: error codes and
