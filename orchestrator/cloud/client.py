@@ -57,7 +57,8 @@ from orchestrator.cloud.auth import Credentials
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.network import Network
 from orchestrator.cloud.reachability import Reachability
-from orchestrator.engine.pacing import AdaptivePacing, RateLimiter, Unlimited
+from orchestrator.engine.adaptive import AdaptivePacing
+from orchestrator.engine.pacing import RateLimiter, Unlimited
 from orchestrator.errors import NotSent, Throttled, Unreachable
 from orchestrator.model import TargetSpec
 

@@ -34,8 +34,9 @@ from orchestrator.console.livestats import FailureTap, LiveStats, WaveInfo, Wind
 from orchestrator.console.metrics import Exporter, Labels
 from orchestrator.console.notify import Event, Notifier, RolloutEvents
 from orchestrator.console.progress import ProgressDisplay, ProgressMeter
+from orchestrator.engine.adaptive import AdaptivePacing
 from orchestrator.engine.known_jobs import KnownJob, apply_known_jobs
-from orchestrator.engine.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
+from orchestrator.engine.pacing import INTENT_LEAD, make_limiter
 from orchestrator.engine.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.engine.runner import Outcome, Runner, RunSettings
 from orchestrator.engine.selection import Selection, SelectionFilter, check_same_selection

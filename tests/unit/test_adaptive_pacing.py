@@ -11,7 +11,8 @@ import heapq
 
 import pytest
 
-from orchestrator.engine.pacing import AdaptivePacing, AdaptiveRate, AimdSettings, RateLimiter
+from orchestrator.engine.adaptive import AdaptivePacing, AdaptiveRate, AimdSettings
+from orchestrator.engine.pacing import RateLimiter
 from orchestrator.simulator.ratelimit import TokenBucket
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine.pacing import AdaptivePacing, RateLimiter, Unlimited
+from orchestrator.engine.adaptive import AdaptivePacing
+from orchestrator.engine.pacing import RateLimiter, Unlimited
 
 
 class _Selector(selectors.DefaultSelector):
