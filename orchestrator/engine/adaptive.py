@@ -148,15 +148,13 @@ class AdaptivePacing:
     started at its kind's ceiling and driven by an `AdaptiveRate` from that
     kind's answers on that endpoint. The client awaits `acquire(kind,
     endpoint)` before its usual limiter and reports every answer to
-    `on_answer`. Kinds without a ceiling are not adapted; `leads` gives a kind's
-    limiters a lead (reinstalls: `INTENT_LEAD`, as their configured limiter has).
+    `on_answer`. Kinds without a ceiling are not adapted.
     """
 
     def __init__(
         self,
         ceilings: Mapping[str, float | None],
         *,
-        leads: Mapping[str, float] | None = None,
         settings: AimdSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -165,7 +163,6 @@ class AdaptivePacing:
             for kind, rate in ceilings.items()
             if rate is not None and math.isfinite(rate)
         }
-        self._leads = dict(leads or {})
         self._settings = settings or AimdSettings()
         self._clock = clock
         self._limiters: dict[tuple[str, str], tuple[RateLimiter, AdaptiveRate]] = {}
@@ -178,7 +175,7 @@ class AdaptivePacing:
             if ceiling is None:
                 return None
             # Tokens on the loop's clock (time.monotonic, like the send times).
-            limiter = RateLimiter(ceiling, lead=self._leads.get(kind, 0.0))
+            limiter = RateLimiter(ceiling)
             pair = (limiter, AdaptiveRate(limiter, settings=self._settings, clock=self._clock))
             self._limiters[key] = pair
         return pair

@@ -36,7 +36,7 @@ from orchestrator.console.notify import Event, Notifier, RolloutEvents
 from orchestrator.console.progress import ProgressDisplay, ProgressMeter
 from orchestrator.engine.adaptive import AdaptivePacing
 from orchestrator.engine.known_jobs import KnownJob, apply_known_jobs
-from orchestrator.engine.pacing import INTENT_LEAD, make_limiter
+from orchestrator.engine.pacing import make_limiter
 from orchestrator.engine.retry_select import RetryPlan, RetryRequest, reopen_selected
 from orchestrator.engine.runner import Outcome, Runner, RunSettings
 from orchestrator.engine.selection import Selection, SelectionFilter, check_same_selection
@@ -499,14 +499,13 @@ async def _execute(
                         "job": s.poll_rate,
                         "server": s.poll_rate,
                         "list": s.poll_rate,
-                    },
-                    leads={"reinstall": INTENT_LEAD},
+                    }
                 )
             async with EcsClient(
                 session,
                 endpoints,
                 credentials,
-                submit_limiter=make_limiter(s.rate, lead=INTENT_LEAD),
+                submit_limiter=make_limiter(s.rate),
                 poll_limiter=make_limiter(s.poll_rate),
                 timeouts=Timeouts(),
                 user_data=inv.user_data.encoded if inv.user_data else None,
