@@ -346,7 +346,8 @@ class EcsClient:
                 continue
             break
         if self._adaptive is not None and status < 500:
-            self._adaptive.on_answer(kind, _pacing_key(region), answer.throttled, sent_at)
+            key = _pacing_key(region)
+            self._adaptive.on_answer(kind, key, answer.throttled, sent_at, answer.stated_limit)
         return answer, f"{base_url}{path}"
 
     async def _request(

@@ -6,74 +6,49 @@ Every request of the run passes three layers here, and a fourth in `adaptive.py`
                 (a reinstall's intent is committed after it, durable before the send)
     send slot   `RateLimiter.space`: the same bound again, right before the send
     guard       the run's pacers send at rate / (1 + DELIVERY_GUARD)
-    adaptive    per API and endpoint, AIMD on the service's throttling
-                (`orchestrator.engine.adaptive`)
+    adaptive    per API and endpoint, AIMD on the service's throttling, under the
+                limit its gateway states (`orchestrator.engine.adaptive`)
 
 Each stays because it changes what an operator sees at the rates a real gateway
 allows (tens of calls per second per API); the figures are in the manual's
 Measurements pages.
 
 The grant. `RateLimiter` is a token bucket of capacity `burst` refilled at `rate`
-tokens per second, with a FIFO queue of waiters and a single timer: over any window
-of T seconds at most `burst + rate * T` requests are let through (see timer
-lateness below for the sub-token exception), and with a queue that never runs dry
-the long-run rate is `rate`, not a few percent under it. Waiters park on futures and
-exactly one timer is armed, at the moment the next token is due; when it fires it
-releases exactly the waiters the tokens allow. Why not asyncio-throttle (measured
-in the manual's Pacing measurements): by default it releases a whole period's quota as one
-burst; paced evenly (`Throttler(1, 1/R)`) every waiting task polls every 10 ms, so
-its CPU grows with the queue, and each grant starts its period from the moment it
-was noticed, so the rate falls short of R.
-
-Timer lateness: an event loop runs a timer a little after its deadline (epoll
-rounds timeouts up to the millisecond). Token times are therefore kept on a
-schedule accumulated from the previous token time, never re-anchored to "now"
-when a wake-up is late, and a wake-up may be up to half a token interval late
-without losing time. This is what lets a `burst=1` limiter reach R instead of
-R / (1 + lateness * R). The price is that two grants may be as close as half an
-interval apart after a late wake-up; a window of a whole number of intervals
-(e.g. any 1-second window at an integer rate) still holds at most
-`burst + rate * T`.
+tokens per second, with a FIFO queue of waiters parked on futures and one timer, armed
+for the moment the next token is due: over any window of T seconds at most
+`burst + rate * T` requests are let through, and with a queue that never runs dry the
+long-run rate is `rate`. (asyncio-throttle, measured against it, releases a period's
+quota as one burst, or, paced evenly, polls every 10 ms per waiting task and falls
+short of the rate.) An event loop runs a timer a little late, so token times are
+accumulated from the previous token, never re-anchored to "now", and a wake-up may be
+half an interval late without losing time: two grants may then be half an interval
+apart, but a window of a whole number of intervals still holds `burst + rate * T`.
 
 The send slot. The token is taken before the runner commits the intent (a durable
-intent must never queue in the pacer, where a crash would leave it in doubt), so
-whatever stalls between the grant and the send (a slow FULL sync of the state
-file, an IAM token fetch) holds granted requests back and then lets them all leave
-at once. Measured ("Pacing windows"): the intent's commit takes 6-9 ms but stalls
-for 0.1-1 s at times on a busy disk, and one 0.5 s stall released 88 requests within
-40 ms. So `RateLimiter.space()`, awaited right before the request leaves, is a second bucket
-at the same rate and burst (it follows `set_rate`) on the send side: sends keep the
-same bound as grants. While it spreads a bunch out, it also holds the grants back,
-so that the requests granted meanwhile do not queue behind the bunch for ever: a
-request waits in the spacer about the bunch's length (bunch / rate) and no more than
-`_SPACING_SLACK` after it. The time a stall took is lost to the rate: sending it at
-once is exactly the bunch the service would count against us. A stop fails the
-requests waiting for their slot at once (`interrupt_spacing`): their intents go
-back to pending, unsent.
+intent must never queue in the pacer, where a crash would leave it in doubt), so a
+stall between the grant and the send (a slow FULL sync of the state file, an IAM
+token fetch; 0.1-1 s at times on a busy disk) holds granted requests back and then
+lets them all leave at once. So `RateLimiter.space()`, awaited right before the
+request leaves, is a second bucket at the same rate and burst (it follows `set_rate`):
+sends keep the grants' bound. While it spreads a bunch out it holds the grants back,
+so that a request waits there about the bunch's length and no more than
+`_SPACING_SLACK` after it. The time a stall took is lost to the rate: making it up
+would be the bunch the service counts against us. Granting reinstall tokens ahead of
+their slot, so that a stall would cost nothing, was measured and removed: it gained
+under a point of rate at 100/s and left a quarter more targets in doubt after a kill.
+A stop fails the requests waiting for their slot at once (`interrupt_spacing`).
 
 The delivery guard. Perfect spacing fills a closed 1-second window to exactly
-`rate + burst`, so any difference in the requests' delays on the way (the sender's
-own event loop, the network, the receiver's scheduling) makes a window at the
-service hold more. The run's limiters (`make_limiter`) are built with
-`guard=DELIVERY_GUARD` (0.01): tokens come every `(1 + guard) / rate` seconds, so a
-sender window of `1 + guard` seconds holds what a 1-second window may, and a window
-at the service holds at most `rate + burst` (integer rates) while those delays
-differ by less than 10 ms. `rate` stays the configured figure; the limiter sends at
-`rate / (1 + guard)`. Measured at 10, 50 and 100 per second ("Intent lead and
-delivery guard at real rates"): with it the pacer's own busiest second stays at
-rate + burst (11 / 51 / 101), without it 52 in 5 of 10 runs at 50/s and 102 in 7 of
-10 at 100/s; it costs about 1 % of the rate, less than one throttled answer does (a
-refused reinstall is sent again later, and adaptive pacing cuts the rate by 30 % for
-it).
+`rate + burst`, so any difference in the requests' delays on the way (the event loop,
+the network, the receiver) makes a window at the service hold more. The run's
+limiters (`make_limiter`) send a token every `(1 + DELIVERY_GUARD) / rate` seconds:
+a window at the service then holds at most `rate + burst` (integer rates) while those
+delays differ by less than 10 ms. Measured at 10, 50 and 100 per second, it keeps the
+pacer's own busiest second at rate + burst, where without it a second of 52 or 102
+was common; it costs 1 % of the rate, less than one throttled answer does.
 
-No intent lead. Granting reinstall tokens half a second ahead of their send slot, so
-that a stall of the intent's commit would not cost the rate, was measured in the
-same section and removed: it changed nothing an operator sees at 10 and 50 per
-second, gained under one point of rate at 100, and after kills it left 24-34 % more
-targets in doubt and 48-78 % more reinstalls settled "not accepted" and sent again.
-
-`Unlimited` has the same interface and never waits (no `--rate`, and tests). Both
-are bound to one event loop at a time.
+`Unlimited` has the same interface and never waits (no `--rate`, and tests). Both are
+bound to one event loop at a time.
 """
 
 from __future__ import annotations
@@ -142,6 +117,8 @@ class Limiter(Protocol):
 
     def set_rate(self, rate: float) -> None: ...
 
+    def hold(self, until: float) -> None: ...
+
     async def acquire(self) -> None: ...
 
     async def space(self) -> None: ...
@@ -200,6 +177,7 @@ class RateLimiter:
         # Tokens held at `now` are 1 + (now - _next) * rate; -inf means "full",
         # clamped to `burst` tokens on first use.
         self._next = -math.inf
+        self._held = -math.inf  # no grant before this time (`hold`)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._cancelled_in_queue = 0  # cancelled futures not yet popped from _waiters
         self._timer: asyncio.TimerHandle | None = None
@@ -256,15 +234,29 @@ class RateLimiter:
         if math.isfinite(self._next):
             loop = self._loop or _running_loop_or_none()
             if loop is not None or self._clock is not None:
-                now = self._now(loop)
-                # Keep the tokens held now, 1 + (now - _next) * rate, unchanged.
-                self._next = now + (self._next - now) * self._rate / new_rate
+                # Keep the tokens held now, 1 + (now - _next) * rate, unchanged,
+                # counted from the end of a hold (which stays where it is in time).
+                at = max(self._now(loop), self._held)
+                self._next = at + (self._next - at) * self._rate / new_rate
         self._rate = new_rate
         self._interval = (1.0 + self._guard) / new_rate
         if self._timer is not None:
             self._arm()
         if self._spacer is not None:
             self._spacer.set_rate(new_rate)  # the send side follows the rate in force
+
+    def hold(self, until: float) -> None:
+        """Grant nothing before `until` (on this limiter's clock: the event loop's, or
+        the one given), to the callers queued now as to those that come later: a
+        service that said its window is full until then. After it, the bucket holds
+        one token, not a hold's worth. The send side is not held: what was granted
+        before goes (a reinstall's intent is committed by then)."""
+        if until > self._held:
+            self._held = until
+        if until > self._next:
+            self._next = until
+            if self._timer is not None:
+                self._arm()
 
     async def acquire(self) -> None:
         """Wait, in FIFO order, for one token.
@@ -370,7 +362,7 @@ class RateLimiter:
         self._granted += 1
 
     def _refund(self) -> None:
-        self._next -= self._interval
+        self._next = max(self._next - self._interval, self._held)
         self._granted -= 1
         if self._waiters:
             self._arm()
@@ -469,6 +461,9 @@ class Unlimited:
     def set_rate(self, rate: float) -> None:
         """Accepted and ignored, so adaptive pacing can drive either limiter."""
         check_rate(rate)
+
+    def hold(self, until: float) -> None:
+        """Ignored: nothing is limited."""
 
     async def acquire(self) -> None:
         self._granted += 1

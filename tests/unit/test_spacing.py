@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine.adaptive import AdaptivePacing
+from orchestrator.engine.adaptive import AdaptivePacing, stated_ceiling
 from orchestrator.engine.pacing import RateLimiter, Unlimited
 
 
@@ -325,6 +325,59 @@ def test_adaptive_pacing_spaces_each_endpoint_at_its_own_rate() -> None:
             assert max_in_window(sent[endpoint], n / rate) <= n + 1
         # ...and no slower: the bunch took 9 intervals less the lateness made up.
         assert sent[endpoint][-1] - sent[endpoint][0] == pytest.approx((9 - 0.9) / rate)
+
+
+# -- a limit the service stated -------------------------------------------------------------
+
+
+def test_a_hold_grants_nothing_until_it_ends_then_one_token_and_the_rate() -> None:
+    """A hold (the gateway said its window is full) stops the callers queued and those
+    that come later alike; a rate change during it does not move it."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(10.0)
+        granted: list[float] = []
+
+        async def worker() -> None:
+            while True:
+                await limiter.acquire()
+                granted.append(round(loop.time(), 6))
+
+        tasks = [asyncio.create_task(worker()) for _ in range(5)]
+        await asyncio.sleep(0.25)
+        limiter.hold(2.0)
+        await asyncio.sleep(0.75)
+        limiter.set_rate(5.0)  # a cut while held: the hold stays where it is in time
+        await asyncio.sleep(1.65)
+        limiter.hold(1.5)  # a hold that ended already changes nothing
+        await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return granted
+
+    assert run_virtual(main) == pytest.approx([0.0, 0.1, 0.2, 2.0, 2.2, 2.4, 2.6, 2.8])
+
+
+@pytest.mark.parametrize(("calls", "seconds"), [(30, 60.0), (5, 1.0), (100, 60.0), (2, 1.0)])
+def test_the_stated_ceiling_keeps_every_window_within_the_stated_limit(
+    calls: int, seconds: float
+) -> None:
+    """Paced at `stated_ceiling(N, W)`, grant, commit and send slot as in a run, on a
+    loop that wakes late: no window of W seconds at the service holds more than N,
+    though each request is delayed on the way by anything up to the guard's share of
+    W; and the limit is used, not wasted."""
+    rate = stated_ceiling(calls, seconds)
+    late = random.Random(calls)
+    trace = run_virtual(
+        lambda: paced_run(RateLimiter(rate), 4 * seconds, commit=lambda now: 0.001, workers=20),
+        lateness=lambda: late.uniform(0.0, 0.002),
+    )
+    delays = random.Random(seconds)
+    arrivals = [t + delays.uniform(0.0, 0.01 * seconds * 0.999) for t in trace.sent]
+    assert max_in_window(arrivals, seconds) <= calls
+    assert len(trace.sent) >= 4 * (calls - 1) / 1.01 - 1
 
 
 # -- the edges ------------------------------------------------------------------------------
