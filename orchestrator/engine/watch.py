@@ -80,6 +80,7 @@ class ProjectWatch:
         self._since: datetime | None = None  # the next tick's changes-since
         self._covered_from: datetime | None = None  # the last tick's changes-since
         self._covered_at: float | None = None  # when (monotonic) the last tick left
+        self._oldest: datetime | None = None  # the earliest read_at of a row kept
         self.calls = 0  # list calls made
         self.ticks = 0
 
@@ -108,8 +109,10 @@ class ProjectWatch:
             start = self._earliest(sent)
             if start is None:
                 return 0
-            # The first tick vouches for nothing read before it: rows read from now on.
-            since = start - timedelta(seconds=OVERLAP)
+            # The first tick reaches back to the oldest row it can vouch for (the
+            # baseline's first page): a project read over many pages stays current
+            # without a single read of each server.
+            since = min(start, self._oldest or start) - timedelta(seconds=OVERLAP)
         marker: str | None = None
         shown = 0
         while True:
@@ -181,6 +184,8 @@ class ProjectWatch:
             # No service time yet: the row is current while it is young, and no tick
             # can ever vouch for it.
             read_at = NEVER
+        elif self._oldest is None or read_at < self._oldest:
+            self._oldest = read_at
         old = self.rows.get(server.server_id)
         if old is None or old.read_mono <= sent:
             self.rows[server.server_id] = Row(server, read_at, sent)

@@ -1,7 +1,8 @@
 """The error codes the simulator answers with, and the exceptions that carry them.
 
 HTTP statuses and messages follow the reference's error_codes.rst. Codes not in
-that table: `APIGW.0301`/`APIGW.0307` (the API gateway's answers to bad
+that table: `APIGW.0101` (the gateway's answer for an API a cloud does not offer),
+`APIGW.0301`/`APIGW.0307` (the API gateway's answers to bad
 credentials), `APIGW.0308` (its throttling) and `APIGW.0203` for the injected
 503, because no code of error_codes.rst has HTTP 503.
 
@@ -37,6 +38,7 @@ CODES: dict[str, tuple[int, str]] = {
     "Ecs.0603": (501, "The commands are being executed. Try again later."),
     "Ecs.0605": (400, "ECS locked."),
     "Ecs.0912": (400, "Invalid disk encryption key."),
+    "APIGW.0101": (404, "The API does not exist or has not been published in the environment."),
     "APIGW.0203": (503, "Backend unavailable."),
     "APIGW.0301": (401, "Incorrect IAM authentication information."),
     "APIGW.0307": (401, "The token must be updated."),
