@@ -59,4 +59,3 @@ def test_the_distinctive_command_and_its_alias_are_one_program() -> None:
         )
         assert done.returncode == 0, done.stderr
         assert f"Usage: {name} status [OPTIONS]" in done.stdout
-
