@@ -47,8 +47,9 @@ from orchestrator.cloud.auth import TokenAuth  # noqa: E402
 from orchestrator.cloud.client import EcsClient  # noqa: E402
 from orchestrator.cloud.endpoints import Endpoints  # noqa: E402
 from orchestrator.cloud.retry_policy import RetrySettings  # noqa: E402
+from orchestrator.engine.adaptive import AdaptivePacing, AdaptiveRate  # noqa: E402
 from orchestrator.engine.campaign import Invocation, open_state  # noqa: E402
-from orchestrator.engine.pacing import AdaptivePacing, AdaptiveRate, RateLimiter  # noqa: E402
+from orchestrator.engine.pacing import RateLimiter  # noqa: E402
 from orchestrator.engine.runner import Runner, RunSettings  # noqa: E402
 from orchestrator.simulator.process import SimulatorProcess  # noqa: E402
 

@@ -11,6 +11,7 @@
     error_of(payload)                      (code, message) of an error body, in any of
                                            the three shapes the service, its gateway
                                            and Nova write (see there)
+    stated_limit(message)                  the gateway's "limit:N,time:1 minute"
     service_text(value, limit)             the one cleaning of every string taken from
                                            an answer (ECS here, IAM in orchestrator.iam)
 
@@ -33,6 +34,7 @@ What a hostile or broken service can put in an answer, and what becomes of it:
                                                 to the field's length, before anything
                                                 stores, logs or shows it
     a Retry-After of nan, inf or junk           ignored (nan) or bounded
+    a stated limit of 0, huge, over a day       ignored (`stated_limit`)
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from orchestrator import redact
@@ -76,6 +78,17 @@ MAX_RETRY_AFTER: Final = 300.0
 # Codes that mean "slower" whatever the HTTP status says: the API gateway's
 # throttling (it answers before the service, so nothing was acted on).
 THROTTLE_CODES: Final = frozenset({"APIGW.0308"})
+# "limit:N,time:1 minute" in the gateway's throttling message: how many calls it lets
+# through in which window. Bounded repeats and no nesting, so any text is scanned in
+# linear time. ASCII only: int() would read other scripts' digits, and a Unicode
+# case-insensitive match would take "ſecond" (long s) for "second".
+_STATED_LIMIT = re.compile(
+    r"\blimit *: *([0-9]{1,9}) *, *time *: *([0-9]{1,4}) *(second|minute|hour|day)s?\b",
+    re.IGNORECASE | re.ASCII,
+)
+_UNIT_SECONDS: Final = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+MAX_STATED_CALLS: Final = 1_000_000  # a gateway's limit per window is far below this
+MAX_STATED_WINDOW: Final = 86400  # seconds: the gateway's longest window is a day
 # The API gateway refused the credentials (failed authentication, expired token):
 # nothing was acted on, and every request with them will be refused alike.
 AUTH_CODES: Final = frozenset({"APIGW.0301", "APIGW.0307"})
@@ -243,6 +256,14 @@ class Answer:
             return True
         code = self.code
         return code in THROTTLE_CODES or (self.status == 202 and code == "Common.0024")
+
+    @property
+    def stated_limit(self) -> StatedLimit | None:
+        """The limit a throttling answer names (the gateway's APIGW.0308 does), if any."""
+        if not self.throttled:
+            return None
+        error = error_of(self.payload)
+        return stated_limit(error[1]) if error else None
 
     @property
     def auth_refused(self) -> bool:
@@ -534,6 +555,27 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
                 return None
             return min(max(seconds, 0.0), MAX_RETRY_AFTER)
     return None
+
+
+class StatedLimit(NamedTuple):
+    """At most `calls` calls in any window of `seconds`, as the gateway states it."""
+
+    calls: int
+    seconds: int
+
+
+def stated_limit(message: str) -> StatedLimit | None:
+    """The limit a throttling message names ("... limit:20,time:1 minute"), or None when
+    it names none that makes sense: no calls, more than a million, or a window longer
+    than a day. The first one named counts; only the first 1,000 characters are read."""
+    match = _STATED_LIMIT.search(message[:1000])
+    if match is None:
+        return None
+    calls, count, unit = int(match[1]), int(match[2]), match[3].lower()
+    seconds = count * _UNIT_SECONDS[unit]
+    if not (1 <= calls <= MAX_STATED_CALLS and 1 <= seconds <= MAX_STATED_WINDOW):
+        return None
+    return StatedLimit(calls, seconds)
 
 
 def plain_id(value: str) -> bool:

@@ -57,7 +57,8 @@ from orchestrator.cloud.auth import Credentials
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.network import Network
 from orchestrator.cloud.reachability import Reachability
-from orchestrator.engine.pacing import AdaptivePacing, RateLimiter, Unlimited
+from orchestrator.engine.adaptive import AdaptivePacing
+from orchestrator.engine.pacing import RateLimiter, Unlimited
 from orchestrator.errors import NotSent, Throttled, Unreachable
 from orchestrator.model import TargetSpec
 
@@ -351,7 +352,8 @@ class EcsClient:
                 continue
             break
         if self._adaptive is not None and status < 500:
-            self._adaptive.on_answer(kind, _pacing_key(region), answer.throttled, sent_at)
+            key = _pacing_key(region)
+            self._adaptive.on_answer(kind, key, answer.throttled, sent_at, answer.stated_limit)
         return answer, f"{base_url}{path}"
 
     async def _request(

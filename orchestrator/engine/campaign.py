@@ -30,6 +30,7 @@ from orchestrator.console.livestats import FailureTap, LiveStats, WaveInfo, Wind
 from orchestrator.console.metrics import Exporter, Labels
 from orchestrator.console.notify import Event, Notifier, RolloutEvents
 from orchestrator.console.progress import ProgressDisplay, ProgressMeter
+from orchestrator.engine.adaptive import AdaptivePacing
 from orchestrator.engine.invocation import Invocation, Result, next_step_of
 from orchestrator.engine.known_jobs import apply_known_jobs
 from orchestrator.engine.opening import (
@@ -38,7 +39,7 @@ from orchestrator.engine.opening import (
     check_user_data_has_targets,
     open_state,
 )
-from orchestrator.engine.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
+from orchestrator.engine.pacing import make_limiter
 from orchestrator.engine.retry_select import reopen_selected
 from orchestrator.engine.runner import Outcome, Runner
 from orchestrator.engine.simulated import prepare_world
@@ -243,14 +244,13 @@ async def _execute(
                         "job": s.poll_rate,
                         "server": s.poll_rate,
                         "list": s.poll_rate,
-                    },
-                    leads={"reinstall": INTENT_LEAD},
+                    }
                 )
             async with EcsClient(
                 session,
                 endpoints,
                 credentials,
-                submit_limiter=make_limiter(s.rate, lead=INTENT_LEAD),
+                submit_limiter=make_limiter(s.rate),
                 poll_limiter=make_limiter(s.poll_rate),
                 list_limiter=make_limiter(s.poll_rate),
                 timeouts=Timeouts(),

@@ -1,83 +1,54 @@
-"""Pacing: the rate limiter handed to the API client.
+"""Pacing: when a request may leave, so that the service never sees more than the rate.
 
-`RateLimiter` is a token bucket of capacity `burst` refilled at `rate` tokens
-per second, with a FIFO queue of waiters and a single timer. It owns the
-guarantee the issue asks for: over any window of T seconds at most
-`burst + rate * T` requests are let through (see the note on timer lateness
-below for the sub-token exception), and with a queue that never runs dry the
-long-run rate is `rate`, not a few percent under it.
+Every request of the run passes three layers here, and a fourth in `adaptive.py`:
 
-Why not asyncio-throttle (the issue's named limiter)? Measured in
-benchmarks/PACING.md: by default it releases a whole period's quota as one
-burst; paced evenly (`Throttler(1, 1/R)`) every waiting task polls every
-10 ms, so CPU grows with the number of queued targets, and each grant starts
-its period from the moment it was noticed, so the rate falls short of R.
-Here, waiters park on futures and exactly one timer is armed, at the moment
-the next token is due; when it fires it releases exactly the waiters the
-tokens allow.
+    grant       `RateLimiter.acquire`: a token of the --rate / --poll-rate bucket
+                (a reinstall's intent is committed after it, durable before the send)
+    send slot   `RateLimiter.space`: the same bound again, right before the send
+    guard       the run's pacers send at rate / (1 + DELIVERY_GUARD)
+    adaptive    per API and endpoint, AIMD on the service's throttling, under the
+                limit its gateway states (`orchestrator.engine.adaptive`)
 
-Timer lateness: an event loop runs a timer a little after its deadline (epoll
-rounds timeouts up to the millisecond). Token times are therefore kept on a
-schedule accumulated from the previous token time, never re-anchored to "now"
-when a wake-up is late, and a wake-up may be up to half a token interval late
-without losing time. This is what lets a `burst=1` limiter reach R instead of
-R / (1 + lateness * R). The price is that two grants may be as close as half an
-interval apart after a late wake-up; a window of a whole number of intervals
-(e.g. any 1-second window at an integer rate) still holds at most
-`burst + rate * T`.
+Each stays because it changes what an operator sees at the rates a real gateway
+allows (tens of calls per second per API); the figures are in the manual's
+Measurements pages.
 
-Re-spacing before the send: the token is taken before the runner commits the
-intent (a durable intent must never queue in the pacer, where a crash would
-leave it in doubt), so whatever stalls between the grant and the send (a slow
-group commit of the state file, an IAM token fetch) holds granted requests
-back and then lets them all leave at once: a window at the service then holds
-far more than `burst + rate * T`. `RateLimiter.space()`, awaited right before
-the request leaves, is a second bucket at the same rate and burst (it follows
-`set_rate`) on the send side, so sends keep the same bound as grants. While it
-spreads a bunch out, it also holds the grants back, so that the requests
-granted meanwhile do not queue behind the bunch for ever: a request waits in
-the spacer about the bunch's length (bunch / rate) and no more than
-`_SPACING_SLACK` (plus the limiter's lead, below) after it. The time a stall
-took is lost to the rate: sending it at once is exactly the bunch the service
-would count against us.
+The grant. `RateLimiter` is a token bucket of capacity `burst` refilled at `rate`
+tokens per second, with a FIFO queue of waiters parked on futures and one timer, armed
+for the moment the next token is due: over any window of T seconds at most
+`burst + rate * T` requests are let through, and with a queue that never runs dry the
+long-run rate is `rate`. (asyncio-throttle, measured against it, releases a period's
+quota as one burst, or, paced evenly, polls every 10 ms per waiting task and falls
+short of the rate.) An event loop runs a timer a little late, so token times are
+accumulated from the previous token, never re-anchored to "now", and a wake-up may be
+half an interval late without losing time: two grants may then be half an interval
+apart, but a window of a whole number of intervals still holds `burst + rate * T`.
 
-Delivery guard: perfect spacing fills a closed 1-second window to exactly
-`rate + burst`, so any difference in the requests' delays on the way (the
-sender's own event loop, the network, the receiver's scheduling) makes a
-window at the service hold more. The run's limiters (`make_limiter`) are built with
-`guard=DELIVERY_GUARD` (0.01): tokens come every `(1 + guard) / rate` seconds,
-so a sender window of `1 + guard` seconds holds what a 1-second window may,
-and a window at the service holds at most `rate + burst` (integer rates) while
-those delays differ by less than 10 ms. It costs 1 % of the rate: cheaper than
-the throttled answers it avoids, each of which cuts an adaptive rate by 30 %.
-`rate` stays the configured figure; the limiter sends at `rate / (1 + guard)`.
+The send slot. The token is taken before the runner commits the intent (a durable
+intent must never queue in the pacer, where a crash would leave it in doubt), so a
+stall between the grant and the send (a slow FULL sync of the state file, an IAM
+token fetch; 0.1-1 s at times on a busy disk) holds granted requests back and then
+lets them all leave at once. So `RateLimiter.space()`, awaited right before the
+request leaves, is a second bucket at the same rate and burst (it follows `set_rate`):
+sends keep the grants' bound. While it spreads a bunch out it holds the grants back,
+so that a request waits there about the bunch's length and no more than
+`_SPACING_SLACK` after it. The time a stall took is lost to the rate: making it up
+would be the bunch the service counts against us. Granting reinstall tokens ahead of
+their slot, so that a stall would cost nothing, was measured and removed: it gained
+under a point of rate at 100/s and left a quarter more targets in doubt after a kill.
+A stop fails the requests waiting for their slot at once (`interrupt_spacing`).
 
-Intent lead: the re-spacing above keeps the bound, but the time a stall took
-is still lost to the rate, and on a busy disk the intent's FULL sync stalls for
-~100 ms several times a minute (at 200/s that was 2-4 % of the rate). So the
-reinstall limiters are built with `lead=INTENT_LEAD`: a token is granted up to
-that long before it is due, the intent is committed then, and the request waits
-for its due slot in `space`. A stall shorter than the lead only empties part of
-that queue of committed intents; sends go on at the rate. The lead never lets
-more out: the send side is the same bucket with the same bound; it only moves
-the grant, and with it the intent, earlier. What it costs: up to
-`INTENT_LEAD * rate` more intents are durable and unsent at any moment: after a
-crash each is settled from the server, as any intent in doubt is; at a stop they
-are put back unsent at once (`interrupt_spacing`). The queue only builds while
-targets wait for the rate, so it takes no in-flight slot from jobs when the rate
-is not what limits the run.
+The delivery guard. Perfect spacing fills a closed 1-second window to exactly
+`rate + burst`, so any difference in the requests' delays on the way (the event loop,
+the network, the receiver) makes a window at the service hold more. The run's
+limiters (`make_limiter`) send a token every `(1 + DELIVERY_GUARD) / rate` seconds:
+a window at the service then holds at most `rate + burst` (integer rates) while those
+delays differ by less than 10 ms. Measured at 10, 50 and 100 per second, it keeps the
+pacer's own busiest second at rate + burst, where without it a second of 52 or 102
+was common; it costs 1 % of the rate, less than one throttled answer does.
 
-`Unlimited` has the same interface and never waits (no `--rate`, and tests).
-Both are bound to one event loop at a time.
-
-Adaptive pacing: `AdaptiveRate` drives one limiter's rate from the answers,
-the way TCP congestion control and the AWS SDK's adaptive retry mode do (AIMD):
-a throttling answer cuts the rate multiplicatively, good answers raise it
-additively, never above the configured rate. One cut per round trip: an answer
-to a request sent before the last cut was already accounted for by it, so a
-burst of 429s from requests already on the wire does not collapse the rate.
-`AdaptivePacing` holds one controller per limiter and is the hook the API
-client reports each answer to.
+`Unlimited` has the same interface and never waits (no `--rate`, and tests). Both are
+bound to one event loop at a time.
 """
 
 from __future__ import annotations
@@ -87,20 +58,16 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
 __all__ = [
     "DELIVERY_GUARD",
-    "INTENT_LEAD",
-    "AdaptivePacing",
-    "AdaptiveRate",
-    "AimdSettings",
     "Limiter",
     "RateLimiter",
     "Unlimited",
+    "check_rate",
     "make_limiter",
 ]
 
@@ -129,11 +96,6 @@ _SPACING_ALLOWANCE = 0.9
 # "Delivery guard" above): 10 ms per second.
 DELIVERY_GUARD = 0.01
 
-# Seconds ahead of its send slot a reinstall's token is granted, so its intent is
-# durable before the slot comes (see "Intent lead" above): longer than the disk
-# stalls seen (~100 ms), short enough that few intents wait unsent.
-INTENT_LEAD = 0.5
-
 # A wake-up this early (seconds) under an injected clock counts as on time.
 _EARLY_TOLERANCE = 1e-6
 
@@ -155,6 +117,8 @@ class Limiter(Protocol):
 
     def set_rate(self, rate: float) -> None: ...
 
+    def hold(self, until: float) -> None: ...
+
     async def acquire(self) -> None: ...
 
     async def space(self) -> None: ...
@@ -171,7 +135,8 @@ class Limiter(Protocol):
     ) -> None: ...
 
 
-def _check_rate(rate: float) -> float:
+def check_rate(rate: float) -> float:
+    """`rate` as a float; ValueError unless it is a finite number > 0."""
     # `not rate > 0` also rejects NaN.
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be a finite number > 0 (requests per second), got {rate!r}")
@@ -187,15 +152,11 @@ class RateLimiter:
         burst: int = 1,
         *,
         guard: float = 0.0,
-        lead: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """
         `guard` slows the tokens to one every `(1 + guard) / rate` seconds (see
         "Delivery guard" in the module docstring); 0 paces at exactly `rate`.
-        `lead` grants each token up to that many seconds before it is due, for
-        callers that prepare a request before `space` (see "Intent lead"); the
-        send side (`space`) keeps the bound. 0 grants on time.
         `clock` is a monotonic clock in seconds. With the default the event
         loop's own clock is used instead (the same clock for asyncio's default
         loop), so the wake-up is armed with `call_at` exactly at the token time;
@@ -206,23 +167,21 @@ class RateLimiter:
             raise ValueError(f"burst must be an integer >= 1, got {burst!r}")
         if not (0.0 <= guard < 1.0):  # also rejects NaN
             raise ValueError(f"guard must be in [0, 1), got {guard!r}")
-        if not (0.0 <= lead < math.inf):  # also rejects NaN
-            raise ValueError(f"lead must be a finite number of seconds >= 0, got {lead!r}")
-        self._rate = _check_rate(rate)
+        self._rate = check_rate(rate)
         self._guard = float(guard)
         self._interval = (1.0 + self._guard) / self._rate
         self._burst = burst
-        self._lead = float(lead)
         self._clock: Callable[[], float] | None = None if clock is time.monotonic else clock
         # The time at which the bucket holds one whole token: a grant is possible
         # at `now` iff `_next <= now`, and each grant moves it one interval on.
         # Tokens held at `now` are 1 + (now - _next) * rate; -inf means "full",
         # clamped to `burst` tokens on first use.
         self._next = -math.inf
+        self._held = -math.inf  # no grant before this time (`hold`)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._cancelled_in_queue = 0  # cancelled futures not yet popped from _waiters
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_due = 0.0  # when the pending timer was armed for: `_next - lead`
+        self._timer_due = 0.0  # the `_next` the pending timer was armed for
         self._loop: asyncio.AbstractEventLoop | None = None
         self._granted = 0
         self._spacer: RateLimiter | None = None  # the send side, made by the first `space`
@@ -253,11 +212,6 @@ class RateLimiter:
         return self._guard
 
     @property
-    def lead(self) -> float:
-        """Seconds before its send slot a token is granted."""
-        return self._lead
-
-    @property
     def waiting(self) -> int:
         """Number of callers queued in `acquire`."""
         return len(self._waiters) - self._cancelled_in_queue
@@ -274,15 +228,15 @@ class RateLimiter:
         Safe while callers are queued: the pending wake-up is re-armed for the
         moment the next token is due at the new rate.
         """
-        new_rate = _check_rate(rate)
+        new_rate = check_rate(rate)
         if new_rate == self._rate:
             return
         if math.isfinite(self._next):
             loop = self._loop or _running_loop_or_none()
             if loop is not None or self._clock is not None:
-                # Keep the tokens held now unchanged: 1 + (now - _next) * rate, counted
-                # from the grant point `now + lead` (the lead stays the same in seconds).
-                at = self._now(loop) + self._lead
+                # Keep the tokens held now, 1 + (now - _next) * rate, unchanged,
+                # counted from the end of a hold (which stays where it is in time).
+                at = max(self._now(loop), self._held)
                 self._next = at + (self._next - at) * self._rate / new_rate
         self._rate = new_rate
         self._interval = (1.0 + self._guard) / new_rate
@@ -290,6 +244,19 @@ class RateLimiter:
             self._arm()
         if self._spacer is not None:
             self._spacer.set_rate(new_rate)  # the send side follows the rate in force
+
+    def hold(self, until: float) -> None:
+        """Grant nothing before `until` (on this limiter's clock: the event loop's, or
+        the one given), to the callers queued now as to those that come later: a
+        service that said its window is full until then. After it, the bucket holds
+        one token, not a hold's worth. The send side is not held: what was granted
+        before goes (a reinstall's intent is committed by then)."""
+        if until > self._held:
+            self._held = until
+        if until > self._next:
+            self._next = until
+            if self._timer is not None:
+                self._arm()
 
     async def acquire(self) -> None:
         """Wait, in FIFO order, for one token.
@@ -306,7 +273,7 @@ class RateLimiter:
         if not self._waiters:
             now = self._now(loop)
             self._cap(now, allowance=self._idle_allowance)
-            if self._next <= now + self._lead:
+            if self._next <= now:
                 self._grant()
                 return
         fut: asyncio.Future[None] = loop.create_future()
@@ -353,8 +320,9 @@ class RateLimiter:
 
     def interrupt_spacing(self, error: Callable[[], BaseException]) -> int:
         """Raise `error()` in every request waiting for its send slot, at once: a stop,
-        when none of them is to be sent (their intents are put back sooner than their
-        slots would come). Returns how many there were; their slots are not used."""
+        when none of them is to be sent (after a stall, a bunch of committed intents
+        waits here; they go back to pending now, not when their slots would come).
+        Returns how many there were; their slots are not used."""
         return 0 if self._spacer is None else self._spacer._fail_waiters(error)
 
     async def __aenter__(self) -> None:
@@ -394,7 +362,7 @@ class RateLimiter:
         self._granted += 1
 
     def _refund(self) -> None:
-        self._next -= self._interval
+        self._next = max(self._next - self._interval, self._held)
         self._granted -= 1
         if self._waiters:
             self._arm()
@@ -405,11 +373,11 @@ class RateLimiter:
             self._timer.cancel()
         loop = self._loop
         assert loop is not None
-        self._timer_due = due = self._next - self._lead
+        self._timer_due = self._next
         if self._clock is None:
-            self._timer = loop.call_at(due, self._on_timer)
+            self._timer = loop.call_at(self._next, self._on_timer)
         else:
-            delay = max(0.0, due - self._clock())
+            delay = max(0.0, self._next - self._clock())
             self._timer = loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -422,8 +390,7 @@ class RateLimiter:
             now = max(now, self._timer_due)
         self._cap(now, allowance=self._late_allowance)
         waiters = self._waiters
-        grant_until = now + self._lead
-        while waiters and self._next <= grant_until:
+        while waiters and self._next <= now:
             fut = waiters.popleft()
             if fut.done():  # cancelled while queued: it gets no token
                 self._cancelled_in_queue -= 1
@@ -493,7 +460,10 @@ class Unlimited:
 
     def set_rate(self, rate: float) -> None:
         """Accepted and ignored, so adaptive pacing can drive either limiter."""
-        _check_rate(rate)
+        check_rate(rate)
+
+    def hold(self, until: float) -> None:
+        """Ignored: nothing is limited."""
 
     async def acquire(self) -> None:
         self._granted += 1
@@ -517,209 +487,7 @@ class Unlimited:
         return None
 
 
-def make_limiter(
-    rate: float | None, burst: int = 1, *, lead: float = 0.0
-) -> RateLimiter | Unlimited:
-    """The limiter for a `--rate`/`--poll-rate` option, with the delivery guard (and
-    `lead`, for reinstalls: `INTENT_LEAD`); None means unlimited."""
-    if rate is None:
-        return Unlimited()
-    return RateLimiter(rate, burst, guard=DELIVERY_GUARD, lead=lead)
-
-
-@dataclass(frozen=True, slots=True)
-class AimdSettings:
-    """How `AdaptiveRate` cuts and regains the rate."""
-
-    decrease: float = 0.7  # the rate is multiplied by this on a throttling answer
-    # Additive increase, per second of good answers, as a fraction of the rate set
-    # by the last cut: the 30 % cut is regained in about 4 s at any scale.
-    recovery: float = 0.1
-    floor: float = 0.5  # requests per second: never slower than this
-    # With no send time for an answer, cuts are at least this far apart (seconds).
-    hold: float = 0.2
-    # Good answers after a silence raise the rate by at most this many seconds' worth.
-    max_step_seconds: float = 1.0
-    # A cut never goes below this share of what the service accepted over the last
-    # `window` seconds: on loopback a throttled answer comes back within milliseconds,
-    # so "once per round trip" alone could cut dozens of times before the service's
-    # bucket refills, down to the floor, from where additive increase takes minutes.
-    keep_accepted: float = 0.9
-    window: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.decrease < 1:
-            raise ValueError(f"decrease must be in (0, 1), got {self.decrease!r}")
-        if not (self.recovery > 0 and self.floor > 0 and self.hold >= 0):
-            raise ValueError("recovery and floor must be > 0, hold >= 0")
-
-
-class AdaptiveRate:
-    """AIMD control of one limiter: cut on throttling, regain while answers are good.
-
-    `clock` must be the clock the caller's `sent_at` times come from
-    (time.monotonic by default, as in the API client).
-    """
-
-    def __init__(
-        self,
-        limiter: Limiter,
-        ceiling: float | None = None,
-        *,
-        settings: AimdSettings | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._limiter = limiter
-        self._ceiling = _check_rate(limiter.rate if ceiling is None else ceiling)
-        self._settings = settings or AimdSettings()
-        self._clock = clock
-        self._rate = min(limiter.rate, self._ceiling)
-        self._step = self._settings.recovery * self._rate
-        self._last_cut = -math.inf
-        self._last_step = -math.inf
-        self._accepted: deque[float] = deque()  # times of good answers, last `window` s
-        self.throttles = 0  # throttling answers seen
-        self.cuts = 0  # of which cut the rate
-        if self._rate != limiter.rate:
-            limiter.set_rate(self._rate)
-
-    def __repr__(self) -> str:
-        return f"AdaptiveRate(rate={self._rate:.3g}, ceiling={self._ceiling:g}, cuts={self.cuts})"
-
-    @property
-    def rate(self) -> float:
-        """The rate now in force, for the live view and the report."""
-        return self._rate
-
-    @property
-    def ceiling(self) -> float:
-        """The configured rate (--rate / --poll-rate): never exceeded."""
-        return self._ceiling
-
-    def on_throttle(self, sent_at: float | None = None) -> bool:
-        """A throttling answer; True when it cut the rate."""
-        self.throttles += 1
-        now = self._clock()
-        if sent_at is not None:
-            if sent_at < self._last_cut:
-                return False  # sent before the last cut: that cut answered it
-        elif now - self._last_cut < self._settings.hold:
-            return False
-        accepted = self._accepted_rate(now)
-        self._rate = max(
-            self._settings.floor,
-            self._rate * self._settings.decrease,
-            min(self._rate, accepted * self._settings.keep_accepted),
-        )
-        self._rate = min(self._rate, self._ceiling)
-        self._step = self._settings.recovery * self._rate
-        self._last_cut = self._last_step = now
-        self.cuts += 1
-        self._limiter.set_rate(self._rate)
-        return True
-
-    def _accepted_rate(self, now: float) -> float:
-        """Good answers per second over the last `window` seconds."""
-        horizon = now - self._settings.window
-        while self._accepted and self._accepted[0] < horizon:
-            self._accepted.popleft()
-        return len(self._accepted) / self._settings.window
-
-    def on_ok(self) -> None:
-        """A good answer: regain rate additively, by the time since the last step."""
-        now = self._clock()
-        self._accepted.append(now)
-        if len(self._accepted) > 4 * self._rate * self._settings.window + 16:
-            self._accepted_rate(now)  # keep the deque to about one window
-        if self._rate >= self._ceiling:
-            return
-        elapsed = min(now - self._last_step, self._settings.max_step_seconds)
-        self._last_step = now
-        if elapsed <= 0:
-            return
-        self._rate = min(self._ceiling, self._rate + self._step * elapsed)
-        self._limiter.set_rate(self._rate)
-
-
-class AdaptivePacing:
-    """Adaptive limiters per API kind and endpoint, in front of the configured limiters.
-
-    The service limits each API on each endpoint on its own (the simulator's
-    `--rate-limit` too), while `--poll-rate` is one budget shared by job and
-    server queries. So the configured limiters stay as they are (the ceiling
-    that is never exceeded), and each (kind, endpoint) gets its own limiter,
-    started at its kind's ceiling and driven by an `AdaptiveRate` from that
-    kind's answers on that endpoint. The client awaits `acquire(kind,
-    endpoint)` before its usual limiter and reports every answer to
-    `on_answer`. Kinds without a ceiling are not adapted; `leads` gives a kind's
-    limiters a lead (reinstalls: `INTENT_LEAD`, as their configured limiter has).
-    """
-
-    def __init__(
-        self,
-        ceilings: Mapping[str, float | None],
-        *,
-        leads: Mapping[str, float] | None = None,
-        settings: AimdSettings | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._ceilings = {
-            kind: _check_rate(rate)
-            for kind, rate in ceilings.items()
-            if rate is not None and math.isfinite(rate)
-        }
-        self._leads = dict(leads or {})
-        self._settings = settings or AimdSettings()
-        self._clock = clock
-        self._limiters: dict[tuple[str, str], tuple[RateLimiter, AdaptiveRate]] = {}
-
-    def _pair(self, kind: str, endpoint: str) -> tuple[RateLimiter, AdaptiveRate] | None:
-        key = (kind, endpoint)
-        pair = self._limiters.get(key)
-        if pair is None:
-            ceiling = self._ceilings.get(kind)
-            if ceiling is None:
-                return None
-            # Tokens on the loop's clock (time.monotonic, like the send times).
-            limiter = RateLimiter(ceiling, lead=self._leads.get(kind, 0.0))
-            pair = (limiter, AdaptiveRate(limiter, settings=self._settings, clock=self._clock))
-            self._limiters[key] = pair
-        return pair
-
-    async def acquire(self, kind: str, endpoint: str) -> None:
-        """Wait for this API's adapted rate on this endpoint."""
-        pair = self._pair(kind, endpoint)
-        if pair is not None:
-            await pair[0].acquire()
-
-    async def space(self, kind: str, endpoint: str) -> None:
-        """Right before the request leaves: its send slot at this API's adapted rate."""
-        pair = self._pair(kind, endpoint)
-        if pair is not None:
-            await pair[0].space()
-
-    def interrupt_spacing(self, kind: str, error: Callable[[], BaseException]) -> int:
-        """`RateLimiter.interrupt_spacing` for every endpoint's limiter of `kind`."""
-        return sum(
-            pair[0].interrupt_spacing(error)
-            for (each, _), pair in self._limiters.items()
-            if each == kind
-        )
-
-    def on_answer(self, kind: str, endpoint: str, throttled: bool, sent_at: float) -> None:
-        """An answer (below 500) to a request of `kind` sent to `endpoint` at `sent_at`."""
-        pair = self._pair(kind, endpoint)
-        if pair is None:
-            return
-        if throttled:
-            pair[1].on_throttle(sent_at)
-        else:
-            pair[1].on_ok()
-
-    def controllers(self) -> dict[tuple[str, str], AdaptiveRate]:
-        """Each (kind, endpoint)'s controller: its rate, ceiling, throttles and cuts."""
-        return {key: pair[1] for key, pair in self._limiters.items()}
-
-    def rates(self) -> dict[tuple[str, str], float]:
-        """The rate in force per (kind, endpoint), for the live view and the report."""
-        return {key: pair[1].rate for key, pair in self._limiters.items()}
+def make_limiter(rate: float | None, burst: int = 1) -> RateLimiter | Unlimited:
+    """The limiter for a `--rate`/`--poll-rate` option, with the delivery guard; None
+    means unlimited."""
+    return Unlimited() if rate is None else RateLimiter(rate, burst, guard=DELIVERY_GUARD)

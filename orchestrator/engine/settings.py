@@ -9,7 +9,6 @@ from datetime import datetime
 
 from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
 from orchestrator.cloud.retry_policy import RetrySettings
-from orchestrator.engine.pacing import INTENT_LEAD
 from orchestrator.engine.shard import Shard
 
 
@@ -55,8 +54,9 @@ class RunSettings:
     list_reads: bool = True
 
     def submit_workers(self) -> int:
-        # A second's worth, plus the intents committed ahead of their send slot.
-        return max(2, min(self.max_in_flight, math.ceil(self.rate * (1 + INTENT_LEAD)) + 4, 256))
+        # A second's worth of the rate keeps the pacer fed; a few more cover the
+        # workers still reading their server before they ask for a token.
+        return max(2, min(self.max_in_flight, math.ceil(self.rate) + 4, 256))
 
     def poll_workers(self) -> int:
         return max(4, min(math.ceil(self.poll_rate) + 4, 256))

@@ -18,7 +18,8 @@ import pytest
 from client_helpers import PROJECT, server_id, sim_client
 
 from orchestrator.cloud.client import EcsClient
-from orchestrator.engine.pacing import AdaptivePacing, RateLimiter
+from orchestrator.engine.adaptive import AdaptivePacing
+from orchestrator.engine.pacing import RateLimiter
 from orchestrator.errors import Throttled
 
 pytestmark = pytest.mark.timeout(30)

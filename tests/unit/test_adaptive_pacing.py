@@ -8,10 +8,19 @@ below its configured rate, throttled rarely and using most of the limit.
 from __future__ import annotations
 
 import heapq
+import logging
+import math
 
 import pytest
 
-from orchestrator.engine.pacing import AdaptivePacing, AdaptiveRate, AimdSettings, RateLimiter
+from orchestrator.engine.adaptive import (
+    MIN_STATED_RATE,
+    AdaptivePacing,
+    AdaptiveRate,
+    AimdSettings,
+    stated_ceiling,
+)
+from orchestrator.engine.pacing import RateLimiter
 from orchestrator.simulator.ratelimit import TokenBucket
 
 
@@ -133,6 +142,89 @@ async def test_pacing_adapts_each_api_on_each_endpoint_on_its_own() -> None:
     assert pacing.rates()[("job", east)] == pytest.approx(770.0)
     controller = pacing.controllers()[("job", east)]
     assert (controller.throttles, controller.cuts, controller.ceiling) == (1, 1, 1000.0)
+
+
+# -- a limit the service stated ---------------------------------------------------------
+
+
+def test_a_stated_limit_lowers_the_ceiling_for_good_and_holds_without_a_cut() -> None:
+    adaptive, limiter, clock = make(20.0)
+    assert adaptive.on_throttle(sent_at=clock.now, ceiling=5.0, until=clock.now + 60.0)
+    assert (adaptive.rate, adaptive.ceiling, limiter.rate) == (5.0, 5.0, 5.0)
+    assert (adaptive.throttles, adaptive.cuts) == (1, 0)
+    # Nothing before the window ends, whatever the rate does meanwhile.
+    assert limiter._next == clock.now + 60.0
+    # Good answers regain up to the new ceiling, never above it.
+    for _ in range(30):
+        clock.now += 1.0
+        adaptive.on_ok()
+    assert adaptive.rate == limiter.rate == 5.0
+    # The same limit stated again lowers nothing: a plain cut, below the ceiling.
+    assert adaptive.on_throttle(sent_at=clock.now, ceiling=5.0, until=clock.now + 60.0)
+    assert (adaptive.rate, adaptive.ceiling, adaptive.cuts) == (pytest.approx(3.5), 5.0, 1)
+    # A higher limit stated later never raises it.
+    assert not adaptive.limit(50.0)
+    assert adaptive.ceiling == 5.0
+
+
+def test_a_stated_limit_below_the_floor_is_kept() -> None:
+    """30 a minute is below AIMD's floor (0.5/s): the ceiling wins over the floor."""
+    adaptive, limiter, clock = make(20.0, floor=0.5)
+    ceiling = stated_ceiling(30, 60.0)
+    adaptive.on_throttle(sent_at=clock.now, ceiling=ceiling)
+    for _ in range(5):
+        clock.now += 1.0
+        adaptive.on_throttle(sent_at=clock.now)
+    assert adaptive.rate == limiter.rate == ceiling < 0.5
+
+
+def test_stated_ceiling() -> None:
+    # 29 intervals in 60.6 s: 30 sends in any minute, burst included, 0.6 s of jitter.
+    assert stated_ceiling(30, 60.0) == pytest.approx(29 / 60.6)
+    assert stated_ceiling(20, 1.0) == pytest.approx(19 / 1.01)
+    assert stated_ceiling(20, 1.0, burst=5, guard=0.0) == pytest.approx(15.0)
+    assert stated_ceiling(1, 1.0) == pytest.approx(0.5 / 1.01)  # no larger than the burst
+    assert stated_ceiling(2, 86400.0) == MIN_STATED_RATE  # never slower than one a minute
+    for calls, seconds in ((0, 60.0), (True, 60.0), (1.5, 60.0), (5, 0.0), (5, math.nan)):
+        with pytest.raises(ValueError):
+            stated_ceiling(calls, seconds)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        stated_ceiling(5, math.inf)
+
+
+def learned_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "orchestrator.pacing"]
+
+
+def test_pacing_learns_a_stated_limit_per_api_and_endpoint_and_says_it_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="orchestrator.pacing")
+    clock = Clock()
+    pacing = AdaptivePacing({"reinstall": 20.0, "job": 50.0}, clock=clock)
+    for _ in range(3):  # the refusals of the calls in flight when the minute filled
+        pacing.on_answer("reinstall", "eu-de", True, clock.now, (30, 60.0))
+    pacing.on_answer("reinstall", "eu-nl", False, clock.now)
+    pacing.on_answer("job", "eu-de", True, clock.now)  # no limit stated: AIMD
+    rates = pacing.rates()
+    assert rates[("reinstall", "eu-de")] == pytest.approx(29 / 60.6)
+    assert rates[("reinstall", "eu-nl")] == 20.0
+    assert rates[("job", "eu-de")] == pytest.approx(35.0)
+    learned = pacing.controllers()[("reinstall", "eu-de")]
+    assert (learned.throttles, learned.ceiling) == (3, pytest.approx(29 / 60.6))
+    said = learned_lines(caplog)
+    assert said == [
+        "The gateway allows 30 reinstall calls a minute on eu-de: paced at 0.479/s from now"
+        " on (was 20/s), after a pause of 60 s while its window is full"
+    ]
+    # A window longer than a minute holds the API a minute, not an hour.
+    pacing.on_answer("job", "eu-nl", True, clock.now, (100, 3600.0))
+    limiter, control = pacing._limiters[("job", "eu-nl")]
+    assert limiter._next == clock.now + 60.0
+    assert control.ceiling == pytest.approx(99 / 3636)
+    said = learned_lines(caplog)
+    assert len(said) == 2
+    assert said[1].startswith("The gateway allows 100 job calls an hour on eu-nl: paced at")
 
 
 def simulate(ceiling: float, limit: float, seconds: float, rtt: float) -> tuple[float, float]:

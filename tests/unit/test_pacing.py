@@ -23,7 +23,6 @@ import pytest
 
 from orchestrator.engine.pacing import (
     DELIVERY_GUARD,
-    INTENT_LEAD,
     RateLimiter,
     Unlimited,
     make_limiter,
@@ -272,40 +271,22 @@ def test_the_guard_follows_rate_changes_and_is_checked() -> None:
     assert RateLimiter(10, guard=0.01).guard == 0.01
 
 
-def test_the_lead_grants_each_token_that_long_before_it_is_due() -> None:
+def test_make_limiter_keeps_the_guard_and_grants_on_time() -> None:
+    limiter = make_limiter(50)
+    assert isinstance(limiter, RateLimiter) and limiter.guard == DELIVERY_GUARD
+    assert isinstance(make_limiter(None), Unlimited)
+    paced = make_limiter(10)
+    assert isinstance(paced, RateLimiter)
     stamps: list[float] = []
 
     async def main(loop: VirtualTimeLoop) -> None:
-        tasks = await _workers(RateLimiter(10, lead=0.3), 10, stamps)
+        tasks = await _workers(paced, 10, stamps)
         await asyncio.sleep(1.0)
         await _stop(tasks)
 
     run_virtual(main)
-    # Tokens due at 0, 0.1, 0.2, ... are granted 0.3 s early (and not before the start).
-    due = [0.1 * k for k in range(13)]
-    assert stamps[:13] == pytest.approx([max(0.0, t - 0.3) for t in due])
-    assert len(stamps) <= 14  # the token due at 1.3 s, granted at the 1 s stop or not
-
-
-def test_the_lead_keeps_the_rate_and_follows_rate_changes() -> None:
-    stamps = _grants_after_a_rate_change(RateLimiter(100, lead=0.5), 20)
-    # Once ahead, it stays ahead by the same time: the rate is the rate in force.
-    assert len(stamps) == pytest.approx(5.0 * 20, abs=1)
-    assert min(b - a for a, b in itertools.pairwise(stamps)) == pytest.approx(1 / 20)
-
-
-@pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf])
-def test_rejects_bad_lead(bad: float) -> None:
-    with pytest.raises(ValueError, match="lead"):
-        RateLimiter(10, lead=bad)
-
-
-def test_make_limiter_passes_the_lead_and_keeps_the_guard() -> None:
-    limiter = make_limiter(50, lead=INTENT_LEAD)
-    assert isinstance(limiter, RateLimiter)
-    assert (limiter.lead, limiter.guard) == (INTENT_LEAD, DELIVERY_GUARD)
-    plain = make_limiter(50)
-    assert isinstance(plain, RateLimiter) and plain.lead == 0.0
+    # A token when it is due (every 1.01 / 10 s), never before: no grant ahead of time.
+    assert stamps == pytest.approx([0.101 * k for k in range(10)])
 
 
 # -- queueing -------------------------------------------------------------

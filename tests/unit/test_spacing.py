@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine.pacing import AdaptivePacing, RateLimiter, Unlimited
+from orchestrator.engine.adaptive import AdaptivePacing, stated_ceiling
+from orchestrator.engine.pacing import RateLimiter, Unlimited
 
 
 class _Selector(selectors.DefaultSelector):
@@ -218,7 +219,7 @@ def test_no_stall_no_wait() -> None:
     assert len(trace.sent) == len(trace.granted)
 
 
-# -- the intent lead ------------------------------------------------------------------------
+# -- no grant ahead of the send slot --------------------------------------------------------
 
 
 def sent_by(trace: Trace, seconds: float) -> int:
@@ -226,59 +227,42 @@ def sent_by(trace: Trace, seconds: float) -> int:
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(200.0, 1), (50.0, 1), (10.0, 1), (200.0, 5)])
-def test_a_stall_shorter_than_the_lead_costs_no_rate(rate: float, burst: int) -> None:
-    """Intents committed half a second ahead: a 0.4 s stall of the commits only
-    empties part of that queue, and the sends go on at the rate through it."""
+def test_a_short_stall_costs_its_time_and_never_the_bound(rate: float, burst: int) -> None:
+    """No token is granted ahead of its time, so no intent is committed ahead of its
+    send slot: a 0.4 s stall of the commits costs the run those 0.4 s (sending them
+    later at once would be the bunch the service counts against us), and what is
+    committed and unsent at any moment is the slack's worth, not a queue."""
     seconds, length = 10.0, 0.4
-    commit = stall(start=3.0, length=length)
-
-    ahead = run_virtual(
-        lambda: paced_run(RateLimiter(rate, burst, lead=0.5), seconds, commit=commit)
-    )
-    on_time = run_virtual(lambda: paced_run(RateLimiter(rate, burst), seconds, commit=commit))
-
-    # Without the lead the stall's time is lost (the test can tell the two apart)...
-    assert sent_by(on_time, seconds) <= rate * (seconds - length) + 0.05 * rate + burst + 1
-    # ...with it, none is: every send slot of the run was used...
-    assert sent_by(ahead, seconds) >= rate * seconds + burst - 2
-    # ...and no window holds more than the bound, the lead notwithstanding.
-    assert max_in_window(ahead.sent) <= rate + burst
-    assert max_in_window(ahead.sent, 0.1) <= rate * 0.1 + burst
-    # What is committed and not yet sent is the lead's worth, not more.
-    assert ahead.most_in_between <= rate * 0.5 + burst + 2
-
-
-def test_a_stall_longer_than_the_lead_loses_only_the_excess() -> None:
-    rate, seconds, length, lead = 100.0, 10.0, 0.8, 0.5
     trace = run_virtual(
-        lambda: paced_run(
-            RateLimiter(rate, lead=lead), seconds, commit=stall(start=3.0, length=length)
-        )
+        lambda: paced_run(RateLimiter(rate, burst), seconds, commit=stall(start=3.0, length=length))
     )
-    lost = length - lead
-    assert sent_by(trace, seconds) == pytest.approx(rate * (seconds - lost), abs=0.05 * rate + 3)
-    assert max_in_window(trace.sent) <= rate + 1
+    assert sent_by(trace, seconds) <= rate * (seconds - length) + 0.05 * rate + burst + 1
+    assert sent_by(trace, seconds) >= rate * (seconds - length) - 0.05 * rate - burst - 2
+    assert max_in_window(trace.sent) <= rate + burst
+    assert max_in_window(trace.sent, 0.1) <= rate * 0.1 + burst
+    # Outside a stall, a request is granted, committed and sent within the commit's
+    # time: at most a few at a time are in between.
+    quiet = run_virtual(lambda: paced_run(RateLimiter(rate, burst), 2.0))
+    assert quiet.most_in_between <= burst + 2
 
 
 def test_no_queue_builds_ahead_when_the_rate_is_not_what_waits() -> None:
     """50 submitters that each hold their target a second after sending (as a slot held
-    by a running job) ask for 50/s against a 200/s limit: after the opening, no request
-    waits for its send slot, so the lead costs a slot-bound run no time."""
-    trace = run_virtual(lambda: paced_run(RateLimiter(200.0, lead=0.5), 6.0, workers=50, hold=1.0))
+    by a running job) ask for 50/s against a 200/s limit: no request ever waits for its
+    send slot, not even in the opening, where the 50 are granted at the rate."""
+    trace = run_virtual(lambda: paced_run(RateLimiter(200.0), 6.0, workers=50, hold=1.0))
     waits = trace.waits()
     after_opening = [w for w, c in zip(waits, sorted(trace.committed), strict=False) if c > 1.0]
     assert len(after_opening) >= 200
     assert max(after_opening) <= 1e-9
-    # The opening itself: the 50 granted at once were spread at the rate.
-    assert max(waits) == pytest.approx(49 / 200.0, abs=0.01)
+    assert max(waits) <= 1e-9
+    assert trace.granted[:50] == pytest.approx([k / 200.0 for k in range(50)])
 
 
-def test_adaptive_pacing_gives_the_lead_to_its_kind_only() -> None:
+def test_adaptive_pacing_grants_every_kind_on_time() -> None:
     async def main() -> dict[str, list[float]]:
         loop = asyncio.get_running_loop()
-        pacing = AdaptivePacing(
-            {"reinstall": 20.0, "job": 20.0}, leads={"reinstall": 0.5}, clock=loop.time
-        )
+        pacing = AdaptivePacing({"reinstall": 20.0, "job": 20.0}, clock=loop.time)
         granted: dict[str, list[float]] = {"reinstall": [], "job": []}
 
         async def one(kind: str) -> None:
@@ -289,11 +273,9 @@ def test_adaptive_pacing_gives_the_lead_to_its_kind_only() -> None:
         return granted
 
     granted = run_virtual(main)
-    # Tokens every 50 ms: reinstalls are granted half a second (10 tokens) early.
-    assert granted["reinstall"].count(0.0) == 11
-    assert granted["job"].count(0.0) == 1
-    assert granted["job"][-1] == pytest.approx(14 / 20.0)
-    assert granted["reinstall"][-1] == pytest.approx(14 / 20.0 - 0.5)
+    # Tokens every 50 ms for each kind, the first at once: reinstalls no earlier than jobs.
+    for kind in ("reinstall", "job"):
+        assert granted[kind] == pytest.approx([k / 20.0 for k in range(15)])
 
 
 # -- the rate in force ----------------------------------------------------------------------
@@ -345,6 +327,59 @@ def test_adaptive_pacing_spaces_each_endpoint_at_its_own_rate() -> None:
         assert sent[endpoint][-1] - sent[endpoint][0] == pytest.approx((9 - 0.9) / rate)
 
 
+# -- a limit the service stated -------------------------------------------------------------
+
+
+def test_a_hold_grants_nothing_until_it_ends_then_one_token_and_the_rate() -> None:
+    """A hold (the gateway said its window is full) stops the callers queued and those
+    that come later alike; a rate change during it does not move it."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(10.0)
+        granted: list[float] = []
+
+        async def worker() -> None:
+            while True:
+                await limiter.acquire()
+                granted.append(round(loop.time(), 6))
+
+        tasks = [asyncio.create_task(worker()) for _ in range(5)]
+        await asyncio.sleep(0.25)
+        limiter.hold(2.0)
+        await asyncio.sleep(0.75)
+        limiter.set_rate(5.0)  # a cut while held: the hold stays where it is in time
+        await asyncio.sleep(1.65)
+        limiter.hold(1.5)  # a hold that ended already changes nothing
+        await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return granted
+
+    assert run_virtual(main) == pytest.approx([0.0, 0.1, 0.2, 2.0, 2.2, 2.4, 2.6, 2.8])
+
+
+@pytest.mark.parametrize(("calls", "seconds"), [(30, 60.0), (5, 1.0), (100, 60.0), (2, 1.0)])
+def test_the_stated_ceiling_keeps_every_window_within_the_stated_limit(
+    calls: int, seconds: float
+) -> None:
+    """Paced at `stated_ceiling(N, W)`, grant, commit and send slot as in a run, on a
+    loop that wakes late: no window of W seconds at the service holds more than N,
+    though each request is delayed on the way by anything up to the guard's share of
+    W; and the limit is used, not wasted."""
+    rate = stated_ceiling(calls, seconds)
+    late = random.Random(calls)
+    trace = run_virtual(
+        lambda: paced_run(RateLimiter(rate), 4 * seconds, commit=lambda now: 0.001, workers=20),
+        lateness=lambda: late.uniform(0.0, 0.002),
+    )
+    delays = random.Random(seconds)
+    arrivals = [t + delays.uniform(0.0, 0.01 * seconds * 0.999) for t in trace.sent]
+    assert max_in_window(arrivals, seconds) <= calls
+    assert len(trace.sent) >= 4 * (calls - 1) / 1.01 - 1
+
+
 # -- the edges ------------------------------------------------------------------------------
 
 
@@ -366,11 +401,14 @@ def test_a_stop_interrupts_every_request_waiting_for_its_send_slot() -> None:
 
     async def main() -> tuple[list[str], float]:
         loop = asyncio.get_running_loop()
-        limiter = RateLimiter(10.0, lead=0.5)
+        limiter = RateLimiter(10.0)
         outcomes: list[str] = []
 
         async def one() -> None:
             await limiter.acquire()
+            # A stall: no commit ends before 0.35 s, so those granted by then (at 0,
+            # 0.1, 0.2, 0.3 s) come to their send slots together.
+            await asyncio.sleep(max(0.0, 0.35 - loop.time()))
             try:
                 await limiter.space()
                 outcomes.append(f"sent {loop.time():.2f}")
@@ -378,32 +416,34 @@ def test_a_stop_interrupts_every_request_waiting_for_its_send_slot() -> None:
                 outcomes.append(f"stopped {loop.time():.2f}")
 
         tasks = [asyncio.create_task(one()) for _ in range(8)]
-        await asyncio.sleep(0.15)  # 7 granted (the lead); 3 sent, 4 wait for a slot
-        assert (limiter.spacing, limiter.waiting) == (4, 1)
-        assert limiter.interrupt_spacing(Stopped) == 4
+        await asyncio.sleep(0.42)  # the bunch: 2 sent, 2 wait, and the one granted at 0.4
+        assert (limiter.spacing, limiter.waiting) == (3, 3)
+        assert limiter.interrupt_spacing(Stopped) == 3
         assert limiter.spacing == 0
         assert limiter.interrupt_spacing(Stopped) == 0
-        await asyncio.sleep(0.5)  # the one still waiting for a token gets one, and goes
+        await asyncio.sleep(0.5)  # the three still waiting for a token get one, and go
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         return outcomes, loop.time()
 
     outcomes, _ = run_virtual(main)
-    # At once, not as their slots (0.21-0.51 s) would have come; the last one granted
+    # At once, not as their slots (0.46-0.66 s) would have come; the next one granted
     # takes the first of those slots, unused by them.
-    assert outcomes == ["sent 0.00", "sent 0.01", "sent 0.11", *["stopped 0.15"] * 4, "sent 0.21"]
+    expected = ["sent 0.35", "sent 0.36", *["stopped 0.42"] * 3, "sent 0.50", "sent 0.60"]
+    assert outcomes == [*expected, "sent 0.70"]
     assert Unlimited().interrupt_spacing(Stopped) == 0
 
 
 def test_adaptive_pacing_interrupts_its_kind_only() -> None:
     async def main() -> list[str]:
-        leads = {"reinstall": 0.5, "job": 0.5}
-        pacing = AdaptivePacing({"reinstall": 10.0, "job": 10.0}, leads=leads)
+        loop = asyncio.get_running_loop()
+        pacing = AdaptivePacing({"reinstall": 10.0, "job": 10.0}, clock=loop.time)
         outcomes: list[str] = []
 
         async def one(kind: str, endpoint: str) -> None:
             await pacing.acquire(kind, endpoint)
+            await asyncio.sleep(max(0.0, 0.35 - loop.time()))  # a stall, as above
             try:
                 await pacing.space(kind, endpoint)
                 outcomes.append(f"{kind} sent")
@@ -412,7 +452,7 @@ def test_adaptive_pacing_interrupts_its_kind_only() -> None:
 
         pairs = [("reinstall", "eu-de"), ("reinstall", "eu-nl"), ("job", "eu-de")]
         tasks = [asyncio.create_task(one(*pair)) for pair in pairs for _ in range(4)]
-        await asyncio.sleep(0.05)  # per limiter: 4 granted, 2 sent, 2 wait for a slot
+        await asyncio.sleep(0.37)  # per limiter: 4 granted, 2 sent, 2 wait for a slot
         assert pacing.interrupt_spacing("reinstall", LookupError) == 4
         await asyncio.gather(*tasks)
         return outcomes
