@@ -69,7 +69,10 @@ def prepare_world(
         return config
     path = world_path(location.path)
     record = None
-    if path.exists() or path.is_symlink():
+    if path.is_symlink():
+        # Beside the state file, as its log: a link there is planted, never followed.
+        raise UsageError(f"--simulate: {path} is a symbolic link; refusing to follow it")
+    if path.exists():
         try:
             record = read_world(path)
         except WorldFileError as exc:

@@ -100,3 +100,15 @@ def test_a_world_that_cannot_be_read_is_refused_naming_it(
     with pytest.raises(UsageError, match=f"simulated fleet {path}, line 1: not JSON"):
         prepare_world(SimulatorConfig(), location, store, seed_given=None)
     assert path.read_text(encoding="utf-8") == "not json\n"
+
+
+def test_a_link_planted_for_the_world_is_refused_and_left_alone(
+    location: SqliteLocation, store: StateStore, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("mine\n", encoding="utf-8")
+    path = world_path(location.path)
+    path.symlink_to(elsewhere)
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        prepare_world(SimulatorConfig(), location, store, seed_given=None)
+    assert path.is_symlink() and elsewhere.read_text(encoding="utf-8") == "mine\n"
