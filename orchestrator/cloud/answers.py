@@ -50,6 +50,7 @@ from orchestrator.errors import (
     ApiError,
     AuthFailed,
     BadResponse,
+    CommandUnderWay,
     NotFound,
     OutcomeUnknown,
     ProjectRefused,
@@ -283,7 +284,18 @@ def reinstall_outcome(answer: Answer, where: str) -> str:
             raise failure(answer, acted_unknown=True, where=where)
         # Delivered, maybe: a success status without a job id proves nothing.
         raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
-    raise failure(answer, acted_unknown=True, where=where)
+    refusal = failure(answer, acted_unknown=True, where=where)
+    if isinstance(refusal, ServiceBusy):
+        # "Other commands are being executed" on this server: the command may be an
+        # earlier reinstall of ours, queued, and a retry landing after it ends would
+        # be a second one. Settled from the server, never retried blindly.
+        raise CommandUnderWay(
+            f"{refusal}: a command is under way on this server, maybe an earlier reinstall"
+            " of this run; settled from the server, not sent again blindly",
+            status=refusal.status,
+            code=refusal.code,
+        )
+    raise refusal
 
 
 def job_outcome(answer: Answer, job_id: str, where: str) -> JobView:

@@ -24,7 +24,7 @@ from orchestrator.engine.context import RunContext
 from orchestrator.engine.decisions import Act, Call, decide
 from orchestrator.engine.outcome import Answer
 from orchestrator.engine.settle import is_rebuilding, parse_time
-from orchestrator.errors import ApiError, ClockSkewed, StateError
+from orchestrator.errors import ApiError, ClockSkewed, CommandUnderWay, StateError
 from orchestrator.model import Target, TargetState
 from orchestrator.store.records import utc_now
 
@@ -236,11 +236,12 @@ class Submitting:
                 fail_reason=str(exc),
                 finished_at=utc_now(),
             )
-        else:  # DOUBT: sent, and no trustworthy answer
+        else:  # DOUBT: sent, and no trustworthy answer (or the server holds a command)
+            what = "refused as busy" if isinstance(exc, CommandUnderWay) else "outcome unknown"
             doubt = await run.change(
                 intent,
                 S.IN_DOUBT,
-                f"outcome unknown: {exc}",
+                f"{what}: {exc}",
                 error_code=exc.code,
                 fail_reason=str(exc),
             )

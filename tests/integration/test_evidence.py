@@ -1,0 +1,82 @@
+"""Evidence that does not lean on one undocumented field, over loopback HTTP.
+
+Each test puts the simulator in a world the real ECS may be in, with the answer that
+is hardest for the orchestrator (a job queued longer than the quiet period, a busy
+refusal caused by our own queued job, a second reinstall accepted rather than
+refused, ...) and checks that the run is still right: no server reinstalled twice,
+none reported succeeded without evidence, none failed on a field that did not move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from never_twice_helpers import Drive, StopOnNotAccepted, with_mode
+
+from orchestrator.cloud.retry_policy import RetrySettings
+from orchestrator.engine.runner import RunSettings
+from orchestrator.model import TargetState
+from orchestrator.simulator import Simulator, load_fleet
+
+StartSim = Callable[..., Awaitable[Simulator]]
+RunCampaign = Callable[..., Awaitable[Any]]
+S = TargetState
+
+
+def assert_acted_on_once(stats: dict[str, Any], inventory: Path) -> None:
+    """The service acted on exactly one reinstall per server (requests it refused aside)."""
+    assert stats["reinstalls_by_server"] == {s: 1 for _, s in load_fleet(inventory)}
+    assert stats["reinstalled_after_success"] == []
+
+
+def events_of(campaign: Any) -> str:
+    with campaign.store() as store:
+        return "\n".join(
+            f"{t.server_id[:8]} {e.to_state}: {e.detail}"
+            for t in store.iter_targets()
+            for e in store.events(t.id)
+        )
+
+
+# -- a 501 Ecs.0603 to a reinstall is settled from the server, never retried ------------
+
+
+async def test_a_busy_refusal_caused_by_our_own_queued_job_is_settled_not_retried(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    driven: Drive,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """The first reinstall is acted on but its answer lost, and its job waits in INIT
+    longer than the quiet period (broken on purpose), so the doubt is settled "not
+    accepted". The resume sends it again; the service refuses with 501 Ecs.0603: our
+    own job is queued. Before the fix the 501 was retried for minutes, and the retry
+    that landed after our job ended was a second reinstall."""
+    # withStopServer: a server the first job left ACTIVE takes a second one.
+    inventory = with_mode(make_inventory(1, projects=1, seed=91))
+    sim = await start_sim(
+        inventory, drop_rate=1.0, queue_seconds=(3.0, 3.0), job_seconds=(0.0, 0.0)
+    )
+    run = driven(inventory, sim)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
+    hasty = fast_settings(settle_delay=0.1, settle_quiet=0.3, drain_timeout=0.5)
+    await run.run(hasty, store=run.open(StopOnNotAccepted), stop=stop)
+    [target] = run.targets()
+    assert target.state is S.PENDING and target.not_accepted == 1, run.explain()
+
+    # A retry budget that outlasts the queue: the old code kept sending until taken.
+    patient = RetrySettings(attempts=100, max_delay=30.0, backoff_base=0.05, backoff_cap=0.3)
+    outcome = await run.run(fast_settings(settle_quiet=5.0, retry=patient))
+
+    stats = sim.stats()
+    assert_acted_on_once(stats, inventory)
+    assert stats["errors_by_code"].get("Ecs.0603") == 1, run.explain()
+    [target] = run.targets()
+    assert target.state is S.SUCCEEDED, run.explain()
+    assert outcome.exit_code == 0
+    assert "refused as busy: HTTP 501 Ecs.0603" in run.explain()
