@@ -48,6 +48,16 @@ ORCHESTRATOR_CODES = {
         " within `--job-timeout`; the job is asked once more first. The server may still be"
         " rebuilding."
     ),
+    "Orchestrator.PendingPayment": (
+        "The job stayed `PENDING_PAYMENT` until `--job-timeout`: the order of a yearly/monthly"
+        " server awaits payment. The reinstall was accepted and may still run once the order"
+        " is paid: pay or cancel it before any `orchestrator retry`."
+    ),
+    "Orchestrator.UnknownJobStatus": (
+        "The job reported a status the reference does not name: reported, never interpreted."
+        " The target is settled from its server (the job id proves the reinstall was"
+        " accepted, so it is never sent again); the code stays only while it is in doubt."
+    ),
     "Orchestrator.ServerError": (
         "Settled from the server: the reinstall was acted on and the server is now in"
         " `ERROR`. Where the job says `FAIL`, the job's own code is reported instead."

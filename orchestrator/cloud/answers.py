@@ -69,7 +69,11 @@ MAX_LIST_BODY_BYTES: Final = 32 << 20
 # ECS answers are at most six levels deep; deeper is hostile, and a few hundred
 # levels would exhaust Python's recursion limit in whatever walks the value next.
 MAX_DEPTH: Final = 32
-JOB_STATUSES: Final = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
+# The job statuses the engine knows: the reference's four, and PENDING_PAYMENT (a
+# yearly/monthly server's order awaiting payment). Any other status is passed on as
+# the service wrote it (cleaned), for the engine to report: never guessed at here.
+JOB_STATUSES: Final = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL", "PENDING_PAYMENT"})
+ENDED_JOB_STATUSES: Final = frozenset({"SUCCESS", "FAIL"})
 # The service's own error codes look like Ecs.0114 or Common.0011; a 404 without
 # one comes from something else on the path (a wrong endpoint, a gateway).
 SERVICE_CODE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
@@ -166,7 +170,9 @@ def too_deep(raw: bytes, payload: Any, limit: int = MAX_DEPTH) -> bool:
 @dataclass(frozen=True, slots=True)
 class JobView:
     job_id: str
-    status: str  # INIT, RUNNING, SUCCESS or FAIL
+    # INIT, RUNNING, SUCCESS, FAIL, PENDING_PAYMENT, or one outside JOB_STATUSES (as
+    # the service wrote it, cleaned): the engine reports that, never guesses.
+    status: str
     server_id: str | None
     error_code: str | None
     fail_reason: str | None
@@ -566,8 +572,8 @@ def snippet(payload: Any) -> str:
 
 def job_view(job_id: str, payload: Mapping[str, Any]) -> JobView:
     status = payload.get("status")
-    if not isinstance(status, str) or status not in JOB_STATUSES:
-        raise BadResponse(f"job answer has an unknown status {service_text(status, 40)!r}")
+    if not isinstance(status, str) or not status.strip():
+        raise BadResponse(f"job answer has no usable status ({service_text(status, 40)!r})")
     entities = payload.get("entities")
     server_id = started = None
     if isinstance(entities, dict):
@@ -580,7 +586,7 @@ def job_view(job_id: str, payload: Mapping[str, Any]) -> JobView:
                 server_id = optional_text(first["entities"].get("server_id"), 64)
     return JobView(
         job_id=job_id,
-        status=status,
+        status=service_text(status.strip(), 40),
         server_id=server_id,
         error_code=optional_text(payload.get("error_code"), 64),
         fail_reason=optional_text(payload.get("fail_reason")),

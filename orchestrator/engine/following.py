@@ -17,6 +17,7 @@ import logging
 from dataclasses import replace
 from datetime import timedelta
 
+from orchestrator.cloud.answers import JOB_STATUSES
 from orchestrator.cloud.interface import JobView, ServerView
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.decisions import Act, Call, decide
@@ -36,6 +37,9 @@ from orchestrator.store.records import utc_now
 
 log = logging.getLogger("orchestrator.run")
 S = TargetState
+PENDING_PAYMENT = "PENDING_PAYMENT"
+# Statuses of a job whose work has begun (for learning how long jobs take to start).
+STARTED = frozenset({"RUNNING", "SUCCESS", "FAIL"})
 
 
 class Following:
@@ -84,15 +88,23 @@ class Following:
         run = self.run
         info = run.follow[target.id]
         timeout = run.settings.job_timeout
+        code, why = "Orchestrator.JobTimeout", "the server may still be rebuilding"
+        if info.last_status == PENDING_PAYMENT:
+            # Accepted, but held until the order of a yearly/monthly server is paid: it
+            # may still run once paid, so it is never sent again by a run.
+            code = "Orchestrator.PendingPayment"
+            why = (
+                "the job waits for the payment of this yearly/monthly server's order and"
+                " may still run once it is paid: pay or cancel the order before any retry"
+            )
         await run.change(
             target,
             S.FAILED,
             f"job {target.job_id} did not end within {timeout:.0f} s",
-            error_code="Orchestrator.JobTimeout",
+            error_code=code,
             fail_reason=(
                 f"job did not end within --job-timeout {timeout:.0f} s"
-                f" (last status {info.last_status or 'unknown'});"
-                " the server may still be rebuilding"
+                f" (last status {info.last_status or 'unknown'}); {why}"
             ),
             finished_at=utc_now(),
         )
@@ -100,8 +112,19 @@ class Following:
     async def _on_job(self, target: Target, job: JobView) -> None:
         run = self.run
         info = run.follow[target.id]
-        info.last_status = job.status
-        if job.status != "INIT" and not info.job_started:
+        previous, info.last_status = info.last_status, job.status
+        if job.status not in JOB_STATUSES:
+            await self._unknown_status(target, job)
+            return
+        if job.status == PENDING_PAYMENT and previous != PENDING_PAYMENT:
+            note = (
+                f"job {job.job_id} PENDING_PAYMENT: the order of this yearly/monthly server"
+                " awaits payment; the reinstall runs once it is paid. Followed until"
+                " --job-timeout, never sent again"
+            )
+            log.warning("%s/%s %s", target.project_id, target.server_id, note)
+            await run.note(target, note)
+        if job.status in STARTED and not info.job_started:
             info.job_started = True
             await self._learn_quiet(target, job)
         times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
@@ -135,6 +158,22 @@ class Following:
             if target.state is S.SUBMITTED:
                 target = await run.change(target, S.RUNNING, f"job {job.job_id} {job.status}")
             run.schedule(target)
+
+    async def _unknown_status(self, target: Target, job: JobView) -> None:
+        """A job status this version does not know: its meaning would be a guess, so the
+        job decides nothing; reported, and the target settled from its server (the job id
+        proves the reinstall was accepted: it is never sent again)."""
+        run = self.run
+        run.follow[target.id].job_unusable = True
+        why = (
+            f"job {job.job_id} reports status {job.status!r}, which this version does not"
+            " know: settled from the server, never sent again"
+        )
+        log.warning("%s/%s %s", target.project_id, target.server_id, why)
+        doubt = await run.change(
+            target, S.IN_DOUBT, why, error_code="Orchestrator.UnknownJobStatus", fail_reason=why
+        )
+        run.schedule(doubt, 0.0)
 
     async def verify(self, target: Target) -> None:
         """After a job's SUCCESS: succeeded only once the server shows it is back

@@ -233,6 +233,22 @@ def _users(
     help="Share of jobs that say SUCCESS while launched_at stays unchanged (for --verify tests).",
 )
 @click.option(
+    "--pending-payment-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of accepted reinstalls whose job stays PENDING_PAYMENT (a yearly/monthly "
+    "server's order awaiting payment) with the server untouched.",
+)
+@click.option(
+    "--job-retention",
+    default=86400.0,
+    type=POSITIVE_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a job is kept after it ended; asked about later: 400 Common.0011.",
+)
+@click.option(
     "--error-rate",
     default=0.0,
     type=_RATE,
@@ -392,6 +408,8 @@ def simulate(
     fail_to_error_rate: float,
     success_but_error_rate: float,
     success_but_stale_rate: float,
+    pending_payment_rate: float,
+    job_retention: float,
     error_rate: float,
     drop_rate: float,
     error_after_acting_rate: float,
@@ -448,6 +466,8 @@ def simulate(
         fail_to_error_rate=fail_to_error_rate,
         success_but_error_rate=success_but_error_rate,
         success_but_stale_rate=success_but_stale_rate,
+        pending_payment_rate=pending_payment_rate,
+        job_retention=job_retention,
         error_rate=error_rate,
         drop_rate=drop_rate,
         error_after_acting_rate=error_after_acting_rate,

@@ -50,6 +50,7 @@ _RATE_FIELDS = (
     "slow_answer_rate",
     "success_but_error_rate",
     "success_but_stale_rate",
+    "pending_payment_rate",
 )
 # (min, max) seconds, drawn per job.
 _SPAN_FIELDS = ("job_seconds", "queue_seconds", "power_off_seconds", "stopped_seconds")
@@ -89,6 +90,11 @@ class SimulatorConfig:
     # (launched_at moved), or ACTIVE with the old launched_at.
     success_but_error_rate: float = 0.0
     success_but_stale_rate: float = 0.0
+    # Jobs of yearly/monthly servers whose order awaits payment: PENDING_PAYMENT with
+    # the server untouched, for as long as the simulator runs (nobody pays).
+    pending_payment_rate: float = 0.0
+    # Seconds a job is kept after it ended; asked about later: 400 Common.0011.
+    job_retention: float = 86400.0
     error_rate: float = 0.0
     drop_rate: float = 0.0
     # Acted on (job created), then answered 500/503 instead of the job ID.
@@ -135,6 +141,9 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be (min, max), 0 <= min <= max; got {low}, {high}")
             # Lists from callers are normalised to tuples so the config stays hashable.
             object.__setattr__(self, name, (float(low), float(high)))
+        retention = self.job_retention
+        if not (isinstance(retention, int | float) and math.isfinite(retention) and retention > 0):
+            raise ValueError(f"job_retention must be a positive number of seconds: {retention!r}")
         slow = self.slow_answer_seconds
         if not (isinstance(slow, int | float) and math.isfinite(slow) and slow >= 0):
             raise ValueError(f"slow_answer_seconds must be >= 0, got {slow!r}")

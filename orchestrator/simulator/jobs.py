@@ -19,6 +19,9 @@ from orchestrator.simulator.phases import Phase, Timeline
 
 JOB_TYPE = "reinstallOs"
 
+# How long a job awaiting payment waits: nobody pays while the simulator runs.
+PAYMENT_WAIT = 10 * 365 * 86_400.0
+
 # (error_code, fail_reason) of a failed reinstall: plausible system-disk failures.
 FAILURES: tuple[tuple[str, str], ...] = (
     ("Ecs.0101", "EcsException: the system disk is currently unresponsive."),
@@ -31,6 +34,7 @@ class JobStatus(StrEnum):
     RUNNING = "RUNNING"  # powering the server off, or rebuilding it
     SUCCESS = "SUCCESS"  # reinstalled (the server is ACTIVE, unless a verification case)
     FAIL = "FAIL"  # not reinstalled; launched_at unchanged
+    PENDING_PAYMENT = "PENDING_PAYMENT"  # a yearly/monthly server's order awaits payment
 
 
 FINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.SUCCESS, JobStatus.FAIL})
@@ -49,6 +53,7 @@ class Job:
     fail_reason: str | None
     end_status: str  # the server's status when the job ends: ACTIVE, SHUTOFF or ERROR
     launches: bool  # whether the end moves the server's launched_at
+    awaits_payment: bool = False  # queued as PENDING_PAYMENT rather than INIT
 
     @property
     def begin(self) -> float:
@@ -73,6 +78,8 @@ class Job:
         phase = self.timeline.phase_at(now)
         if phase is Phase.ENDED:
             return self.outcome
+        if phase is Phase.QUEUED and self.awaits_payment:
+            return JobStatus.PENDING_PAYMENT
         # Never RUNNING at the instant of acceptance, even without a queue.
         if phase is Phase.QUEUED or now <= self.begin:
             return JobStatus.INIT
@@ -104,9 +111,11 @@ def plan_job(
     """
     seed = config.seed
     key = (server_id, attempt)
+    awaits_payment = draws.unit(seed, "payment", *key) < config.pending_payment_rate
+    queue = _span(seed, "queue", config.queue_seconds, *key)
     timeline = Timeline.plan(
         now,
-        _span(seed, "queue", config.queue_seconds, *key),
+        PAYMENT_WAIT if awaits_payment else queue,
         _span(seed, "power_off", config.power_off_seconds, *key),
         _span(seed, "stopped", config.stopped_seconds, *key),
         _span(seed, "duration", config.job_seconds, *key),
@@ -139,6 +148,7 @@ def plan_job(
         fail_reason=fail_reason,
         end_status=end_status,
         launches=launches,
+        awaits_payment=awaits_payment,
     )
 
 

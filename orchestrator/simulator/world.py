@@ -58,6 +58,9 @@ class World:
         job = self.jobs.get(job_id)
         if job is None or job.project_id != project_id:
             raise ApiFault("Common.0011", f"Job {job_id} was not found in this project.")
+        if now - job.end > self.config.job_retention:
+            # Jobs are kept a day after they end, then forgotten.
+            raise ApiFault("Common.0011", f"Job {job_id} was not found in this project.")
         return job
 
     def reinstall_arrived(self, project_id: str, server_id: str, api: str, now: float) -> None:

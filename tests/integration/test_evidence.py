@@ -10,14 +10,15 @@ none reported succeeded without evidence, none failed on a field that did not mo
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from never_twice_helpers import Drive, StopOnNotAccepted, with_mode
+from never_twice_helpers import Drive, StopOnNotAccepted, assert_never_twice, with_mode
 
 from orchestrator.cloud.retry_policy import RetrySettings
-from orchestrator.engine.runner import RunSettings
+from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator, load_fleet
 
@@ -80,3 +81,74 @@ async def test_a_busy_refusal_caused_by_our_own_queued_job_is_settled_not_retrie
     assert target.state is S.SUCCEEDED, run.explain()
     assert outcome.exit_code == 0
     assert "refused as busy: HTTP 501 Ecs.0603" in run.explain()
+
+
+# -- jobs are kept one day; PENDING_PAYMENT; statuses not known --------------------------
+
+
+class ShiftedClock:
+    """This machine's wall clock, moved forward by hand: the service's clock a day on."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.shift
+
+
+async def test_a_resume_a_day_later_settles_forgotten_jobs_from_the_server(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    driven: Drive,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """The run stops with jobs accepted; the resume comes two days later, when the
+    service has forgotten them (Common.0011): each target is settled from its server
+    (the reinstall shows there), none is sent again."""
+    inventory = make_inventory(3, projects=1, seed=92)
+    clock = ShiftedClock()
+    sim = await start_sim(inventory, clock=clock, job_seconds=(0.5, 0.8))
+    run = driven(inventory, sim)
+    stop = asyncio.Event()
+
+    async def stop_once_all_accepted(runner: Runner) -> None:
+        while sum(sim.stats()["reinstalls_by_server"].values()) < 3:
+            await asyncio.sleep(0.02)
+        stop.set()
+
+    first = await run.run(fast_settings(drain_timeout=0), stop=stop, during=stop_once_all_accepted)
+    assert first.stopped, run.explain()
+    assert {t.state for t in run.targets()} <= {S.SUBMITTED, S.RUNNING}, run.explain()
+
+    clock.shift = 2 * 86400.0  # two days on: every job ended and was forgotten
+    second = await run.run(fast_settings())
+
+    assert second.exit_code == 0, run.explain()
+    assert {t.state for t in run.targets()} == {S.SUCCEEDED}, run.explain()
+    assert sim.stats()["errors_by_code"]["Common.0011"] == 3
+    assert run.explain().count("the service no longer knows job") == 3
+    assert_never_twice(sim.stats(), inventory)
+
+
+async def test_a_job_pending_payment_is_reported_and_never_sent_again(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """A yearly/monthly server's reinstall waits for its order to be paid: the job says
+    PENDING_PAYMENT, the server shows nothing. Noted as such, followed until the job
+    timeout, then failed with a code of its own; never sent again."""
+    inventory = make_inventory(2, projects=1, seed=93)
+    sim = await start_sim(inventory, pending_payment_rate=1.0)
+
+    campaign = await run_campaign(inventory, sim=sim, settings=fast_settings(job_timeout=1.5))
+
+    targets = campaign.targets()
+    assert {(t.state, t.error_code) for t in targets} == {
+        (S.FAILED, "Orchestrator.PendingPayment")
+    }, events_of(campaign)
+    assert all("waits for the payment" in (t.fail_reason or "") for t in targets)
+    assert events_of(campaign).count("PENDING_PAYMENT: the order of this yearly/monthly") == 2
+    assert sim.stats()["reinstalls_by_server"] == {t.server_id: 1 for t in targets}
+    assert campaign.exit_code == 1
