@@ -16,6 +16,8 @@
         │                          server, maybe an earlier reinstall of ours: settle from it
         ├── Rejected               the service means it (4xx): give up on this target
         │   ├── AuthFailed         401, APIGW.0301/0307: the credentials are refused; stop
+        │   │   └── AccountRefused Ecs.0003 (400 or 403): the account is frozen, or has no
+        │   │                      permission or balance; stop
         │   ├── ProjectRefused     403, or no IAM token: this project's targets only
         │   └── NotFound           404 server, or Common.0011 unknown job
         ├── OutcomeUnknown         sent, but no trustworthy answer: settle from the server
@@ -153,6 +155,10 @@ class Rejected(ApiError):
 
 class AuthFailed(Rejected):
     """The service refused the credentials."""
+
+
+class AccountRefused(AuthFailed):
+    """The service refused the account: frozen, or without permission or balance."""
 
 
 class ProjectRefused(Rejected):

@@ -47,6 +47,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from orchestrator import redact
 from orchestrator.errors import (
+    AccountRefused,
     ApiError,
     AuthFailed,
     BadResponse,
@@ -84,6 +85,9 @@ THROTTLE_CODES: Final = frozenset({"APIGW.0308"})
 # The API gateway refused the credentials (failed authentication, expired token):
 # nothing was acted on, and every request with them will be refused alike.
 AUTH_CODES: Final = frozenset({"APIGW.0301", "APIGW.0307"})
+# The account is refused (frozen, no permission, no balance): answered 400 or 403, and
+# the same for every server, project and credential of it. No renewal cures it.
+ACCOUNT_CODES: Final = frozenset({"Ecs.0003"})
 
 # Characters no stored or shown text should carry: C0 and C1 controls and DEL
 # (NUL alone breaks PostgreSQL's text, ESC drives terminals) and the bidirectional
@@ -457,6 +461,14 @@ def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError
     if status == 501 and code == "Ecs.0603":
         return ServiceBusy(
             summary, status=status, code=code, retry_after=retry_after(answer.headers)
+        )
+    if code in ACCOUNT_CODES and 400 <= status < 500:
+        return AccountRefused(
+            f"{summary}: the account is refused (frozen, or without permission or balance"
+            " for ECS); nothing was done. Check the account (billing, frozen state,"
+            " permissions) in the console, then resume",
+            status=status,
+            code=code,
         )
     if answer.auth_refused:
         return AuthFailed(summary, status=status, code=code)

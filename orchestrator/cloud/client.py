@@ -54,6 +54,7 @@ from orchestrator.cloud.answers import ServerChanges as ServerChanges
 from orchestrator.cloud.answers import ServerPage as ServerPage
 from orchestrator.cloud.answers import ServerView as ServerView
 from orchestrator.cloud.auth import Credentials
+from orchestrator.cloud.credential_gate import CredentialGate
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.network import Network
 from orchestrator.cloud.reachability import Reachability
@@ -151,6 +152,7 @@ class EcsClient:
         self.reachability = reachability or Reachability()
         self._user_data = user_data
         self._bases: dict[str, _Base] = {}
+        self._gate = CredentialGate(key_pair=credentials is not None and credentials.kind == "aksk")
         # The service's clock, learned from the Date header of every answer.
         self.service_clock = service_clock or ServiceClock()
 
@@ -320,7 +322,24 @@ class EcsClient:
         query: Query = (),
     ) -> tuple[Answer, str]:
         """Send once (twice after a 401 a renewed token may cure); the answer, read
-        (see `orchestrator.answers`), and the URL it came from."""
+        (see `orchestrator.answers`), and the URL it came from. A key pair's requests
+        pass its gate (`orchestrator.cloud.credential_gate`): never sent after a refusal."""
+        async with self._gate.turn():
+            return await self._send_once(
+                kind, method, region, project_id, path, body, unsent_is_unknown, query
+            )
+
+    async def _send_once(
+        self,
+        kind: str,
+        method: str,
+        region: str | None,
+        project_id: str,
+        path: str,
+        body: bytes,
+        unsent_is_unknown: bool,
+        query: Query,
+    ) -> tuple[Answer, str]:
         creds = self._credentials
         for attempt in (1, 2):
             if creds is not None:
@@ -337,6 +356,7 @@ class EcsClient:
             )
             self.service_clock.observe(date, sent_at, time.monotonic())
             answer = answers.answer_of(kind, status, resp_headers, raw)
+            self._gate.answered(answer, f"HTTP {status} {answer.code or ''}".rstrip())
             # A refusal of the credentials (401, the gateway's APIGW.0301/0307) acted on
             # nothing: renew the token once and send again.
             renewable = answer.auth_refused and attempt == 1 and creds is not None

@@ -57,6 +57,7 @@ from orchestrator.cloud import answers
 from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView
 from orchestrator.cloud.auth import Credentials
 from orchestrator.cloud.client import JSON_HEADERS, Query, changes_query, page_query
+from orchestrator.cloud.credential_gate import CredentialGate
 from orchestrator.engine.pacing import Limiter, Unlimited
 from orchestrator.errors import ApiError, Throttled
 from orchestrator.model import TargetSpec
@@ -125,6 +126,7 @@ class InMemoryCloud:
         self._faults = ScriptedFaults(self.config)
         self._sim = SimulatorApp(self.config, faults=self._faults)
         self._credentials = credentials
+        self._gate = CredentialGate(key_pair=credentials is not None and credentials.kind == "aksk")
         self._submit_limiter: Limiter = submit_limiter or Unlimited()
         self._poll_limiter: Limiter = poll_limiter or Unlimited()
         self._user_data = user_data
@@ -363,7 +365,21 @@ class InMemoryCloud:
         query: Query = (),
     ) -> answers.Answer:
         """The simulator's answer as the client would read it off the wire: the status,
-        the headers of a refusal, the body parsed; a dropped answer raised."""
+        the headers of a refusal, the body parsed; a dropped answer raised. A key pair's
+        requests pass its gate, as the client's do."""
+        async with self._gate.turn():
+            return await self._send_once(kind, method, project_id, path, body, route, query)
+
+    async def _send_once(
+        self,
+        kind: str,
+        method: str,
+        project_id: str,
+        path: str,
+        body: bytes,
+        route: Callable[[Call], Awaitable[ServiceAnswer]],
+        query: Query,
+    ) -> answers.Answer:
         creds = self._credentials
         for attempt in (1, 2):
             if creds is not None:
@@ -385,6 +401,7 @@ class InMemoryCloud:
             # As the client reads them: only a refusal's headers (Retry-After).
             refusal: Mapping[str, str] = dict(answer.headers) if answer.status >= 300 else {}
             read = answers.answer_of(kind, answer.status, refusal, answer.body)
+            self._gate.answered(read, f"HTTP {read.status} {read.code or ''}".rstrip())
             renewable = read.auth_refused and attempt == 1 and creds is not None
             if renewable and creds is not None and await creds.renew(project_id, headers):
                 continue

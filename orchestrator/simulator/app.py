@@ -223,6 +223,10 @@ class SimulatorApp:
         if refusal is not None:
             stats.refused_for_rate(kind, gateway=True)
             raise refusal
+        if self.config.frozen_status is not None:
+            frozen = ApiFault("Ecs.0003", "The account is frozen.")
+            frozen.status = self.config.frozen_status
+            raise frozen
         if project_id in self._denied:
             stats.denied += 1
             raise ApiFault("Pdp.0001", f"Project {project_id} denies ecs:cloudServers:{kind}.")

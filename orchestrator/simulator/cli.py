@@ -380,6 +380,26 @@ def _users(
     help="ECS requests in this project get 403 Pdp.0001 (repeat for more).",
 )
 @click.option(
+    "--frozen-account",
+    type=click.Choice(["400", "403"]),
+    help="The account is frozen: every ECS request is answered Ecs.0003 with this status.",
+)
+@click.option(
+    "--aksk-lock-after",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The API gateway locks the key pair (--ak) after N failed signatures ...",
+)
+@click.option(
+    "--aksk-lock-seconds",
+    default=300.0,
+    show_default=True,
+    type=SECONDS,
+    help="... for this long: every request it signs is refused, even a good one.",
+)
+@click.option(
     "--clock-offset",
     default=0.0,
     show_default=True,
@@ -428,6 +448,9 @@ def simulate(
     users: tuple[tuple[str, str, str], ...],
     token_ttl: float,
     denied_projects: tuple[str, ...],
+    frozen_account: str | None,
+    aksk_lock_after: int,
+    aksk_lock_seconds: float,
     clock_offset: float,
 ) -> None:
     """Run a simulated ECS API (reinstall v1 and v2, job status, server details and the
@@ -487,6 +510,9 @@ def simulate(
         users=users,
         token_ttl=token_ttl,
         denied_projects=denied_projects,
+        frozen_status=None if frozen_account is None else int(frozen_account),
+        aksk_lock_after=aksk_lock_after,
+        aksk_lock_seconds=aksk_lock_seconds,
         clock_offset=clock_offset,
     )
     ca_dir = Path(tempfile.mkdtemp(prefix="orchestrator-simulator-")) if tls else None

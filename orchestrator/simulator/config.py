@@ -122,6 +122,13 @@ class SimulatorConfig:
     users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
     token_ttl: float = 86400.0
     denied_projects: tuple[str, ...] = ()  # ECS answers 403 Pdp.0001 in these
+    # A frozen account: every ECS request answered Ecs.0003 with this status (the
+    # reference says 403; it has been seen as 400 too). None: the account is fine.
+    frozen_status: int | None = None
+    # The API gateway locks a key pair after this many failed signatures, for
+    # aksk_lock_seconds: every request signed by it is then refused, even a good one.
+    aksk_lock_after: int = 5
+    aksk_lock_seconds: float = 300.0
     # Regions whose ECS endpoint the token's catalog lists: all of them this simulator.
     regions: tuple[str, ...] = ("eu-de", "eu-nl", "eu-ch2")
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
@@ -167,6 +174,13 @@ class SimulatorConfig:
             raise ValueError(f"clock_offset must be a finite number, got {self.clock_offset!r}")
         if not (self.latency_ms >= 0 and math.isfinite(self.latency_ms)):
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms!r}")
+        if self.frozen_status not in (None, 400, 403):
+            raise ValueError(f"frozen_status must be 400, 403 or None, got {self.frozen_status!r}")
+        if not (isinstance(self.aksk_lock_after, int) and self.aksk_lock_after >= 1):
+            raise ValueError(f"aksk_lock_after must be >= 1, got {self.aksk_lock_after!r}")
+        lock = self.aksk_lock_seconds
+        if not (isinstance(lock, int | float) and math.isfinite(lock) and lock >= 0):
+            raise ValueError(f"aksk_lock_seconds must be >= 0, got {lock!r}")
         if (self.ak is None) != (self.sk is None):
             raise ValueError("ak and sk must be given together")
         # Lists from callers are normalised to tuples so the config stays hashable.

@@ -541,7 +541,8 @@ async def test_202_with_a_job_id_is_delivered(http: aiohttp.ClientSession) -> No
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        ({"status": "DONE", "entities": {}}, BadResponse),
+        ({"status": 7, "entities": {}}, BadResponse),
+        ({"status": " ", "entities": {}}, BadResponse),
         ({"entities": {}}, BadResponse),
         (b"not json", BadResponse),
         ({"error": {"code": "Common.0011", "message": "no such job"}}, NotFound),
@@ -554,6 +555,17 @@ async def test_unusable_job_answers(
         client = make_client(http, url, TokenAuth(TOKEN))
         with pytest.raises(error):
             await client.job(PROJECT, "0" * 32)
+
+
+@pytest.mark.parametrize("status", ["PENDING_PAYMENT", "DONE", "\x1b[2Jdone"])
+async def test_a_status_the_reference_does_not_name_is_passed_on_cleaned(
+    http: aiohttp.ClientSession, status: str
+) -> None:
+    """The engine reports a status it does not know (never guesses); the client passes
+    it on as the service wrote it, cleaned for a log and a terminal."""
+    async with loopback_app(_answer(200, {"status": status, "entities": {}})) as url:
+        job = await make_client(http, url, TokenAuth(TOKEN)).job(PROJECT, "j-1")
+    assert job.status == status.replace("\x1b", "\\x1b")
 
 
 async def test_job_server_id_from_sub_jobs(http: aiohttp.ClientSession) -> None:

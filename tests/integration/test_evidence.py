@@ -15,13 +15,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from never_twice_helpers import Drive, StopOnNotAccepted, assert_never_twice, with_mode
 
+from orchestrator.cloud.auth import AkSkAuth
 from orchestrator.cloud.retry_policy import RetrySettings
 from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator, load_fleet
 
+AK = "HPUTESTACCESSKEY0042"
+SK = "the-secret-key-never-echoed-42"
 StartSim = Callable[..., Awaitable[Simulator]]
 RunCampaign = Callable[..., Awaitable[Any]]
 S = TargetState
@@ -152,3 +156,58 @@ async def test_a_job_pending_payment_is_reported_and_never_sent_again(
     assert events_of(campaign).count("PENDING_PAYMENT: the order of this yearly/monthly") == 2
     assert sim.stats()["reinstalls_by_server"] == {t.server_id: 1 for t in targets}
     assert campaign.exit_code == 1
+
+
+# -- a frozen account and a refused key pair stop the run at once ----------------------
+
+
+@pytest.mark.parametrize("status", [400, 403])
+async def test_a_frozen_account_stops_the_run_with_nothing_done(
+    status: int,
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """Ecs.0003 is the account's, not a server's: the run stops (exit 2, as refused
+    credentials) with the reason, every target left as it was. Before, each target's
+    read was refused in turn and the target deferred (exit 3), or failed as rejected."""
+    inventory = make_inventory(6, projects=2, seed=94)
+    sim = await start_sim(inventory, frozen_status=status)
+
+    campaign = await run_campaign(inventory, sim=sim, settings=fast_settings())
+
+    outcome = campaign.result.outcome
+    assert outcome.exit_code == 2
+    assert outcome.credentials_refused
+    assert "the account is refused (frozen" in (outcome.aborted or "")
+    assert {t.state for t in campaign.targets()} == {S.PENDING}
+    assert sim.stats()["reinstalls_by_server"] == {}
+
+
+async def test_a_refused_key_pair_is_refused_once_and_the_run_stops(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """A wrong secret key: the first signed request is refused and nothing more is
+    sent with the pair, so it is never locked (five failures lock it for five
+    minutes, for every tool that uses it). Before, every worker sent its own request
+    at the start and each was refused."""
+    inventory = make_inventory(40, projects=4, seed=95)
+    sim = await start_sim(inventory, token=None, ak=AK, sk=SK)
+
+    campaign = await run_campaign(
+        inventory,
+        sim=sim,
+        settings=fast_settings(),
+        credentials=AkSkAuth(AK, "not-the-secret-key-0000000000000000"),
+    )
+
+    outcome = campaign.result.outcome
+    assert outcome.exit_code == 2 and outcome.credentials_refused, outcome
+    stats = sim.stats()
+    assert stats["unauthorized"] == 1, stats["requests"]
+    assert sum(stats["requests"].values()) == 1
+    assert {t.state for t in campaign.targets()} == {S.PENDING}
