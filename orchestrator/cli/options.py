@@ -224,6 +224,16 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option(
+            "--list-reads/--no-list-reads",
+            default=None,
+            help=(
+                "Read servers through the list APIs where that costs fewer calls: a"
+                " project by pages of 1,000 before sending, servers in flight by the"
+                " project's changes; --no-list-reads reads every server singly.  [default:"
+                " --list-reads]"
+            ),
+        ),
+        click.option(
             "--verify/--no-verify",
             default=None,
             help=(

@@ -240,6 +240,7 @@ def _recorded(
         "verify": settings.verify,
         "busy_rechecks": settings.busy_rechecks,
         "busy_recheck_delay": settings.busy_recheck_delay,
+        "list_reads": settings.list_reads,
         "skip_reinstalled_since": (
             settings.skip_reinstalled_since.isoformat() if settings.skip_reinstalled_since else None
         ),
@@ -298,6 +299,7 @@ def settings_from(
         verify=bool(pick("verify")),
         busy_rechecks=_count("--busy-rechecks", pick("busy_rechecks"), high=30),
         busy_recheck_delay=_positive("--busy-recheck-delay", pick("busy_recheck_delay")),
+        list_reads=bool(pick("list_reads")),
     )
 
 

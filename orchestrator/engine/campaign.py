@@ -493,7 +493,12 @@ async def _execute(
             adaptive = None
             if inv.adaptive:
                 adaptive = AdaptivePacing(
-                    {"reinstall": s.rate, "job": s.poll_rate, "server": s.poll_rate},
+                    {
+                        "reinstall": s.rate,
+                        "job": s.poll_rate,
+                        "server": s.poll_rate,
+                        "list": s.poll_rate,
+                    },
                     leads={"reinstall": INTENT_LEAD},
                 )
             async with EcsClient(

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from orchestrator.cloud.interface import Cloud, JobView, ServerView
 from orchestrator.cloud.retry_policy import brief, call_retrying
 from orchestrator.engine.decisions import Act
+from orchestrator.engine.reads import ServerReads
 from orchestrator.engine.schedule import Backoff, DueQueue, JobLengths
 from orchestrator.engine.settings import RunSettings
 from orchestrator.engine.settle import LOCAL_INTENT_ERROR, Before, Clock, QuietPeriod
@@ -55,6 +56,10 @@ class Follow:
     # is followed instead.
     job_unusable: bool = False
     seen_launched_at: str | None = None  # launched_at as first read after the intent
+    # Followed by its project's lists (reads.py): the job is asked only when this is due,
+    # or when the server cannot tell.
+    job_due: float | None = None
+    watched: bool = False  # its project's lists vouched for the server at the last look
 
 
 class RunContext:
@@ -97,6 +102,14 @@ class RunContext:
         self.quiet = QuietPeriod(settings.settle_quiet)
         self.lengths = JobLengths(settings.expected_job_seconds)
         self.service_clock = client.service_clock
+        self.reads = ServerReads(
+            client,
+            store.to_do_by_project(settings.shard),
+            retry=settings.retry,
+            interval=settings.first_poll,
+            lists=settings.list_reads,
+            clock=clock,
+        )
         # Since when (monotonic) this process watches each reinstall that may be under
         # way: its send, when made here; else when this process took it up.
         self.watched_since: dict[int, float] = {}

@@ -51,6 +51,10 @@ class Following:
         info = run.follow[target.id]
         assert target.job_id is not None
         job_id = target.job_id
+        shown = run.reads.shown(target)
+        info.watched = shown is not None
+        if shown is not None and await self._as_shown(target, shown):
+            return
         try:
             job = await run.query(
                 lambda: run.client.job(target.project_id, job_id, target.spec.region)
@@ -83,6 +87,60 @@ class Following:
             await self._job_timed_out(target)
             return
         await self._on_job(target, job)
+
+    async def _as_shown(self, target: Target, server: ServerView) -> bool:
+        """A target with a job, as its project's lists show the server (no call): True
+        when that decides this step, False when the job must be asked now. The server
+        decides where it can: seen rebuilding, then back with the reinstall's evidence,
+        is succeeded. The job is asked where the server cannot tell: ERROR (the job
+        says why), back without the evidence, never seen rebuilding by the time the
+        job's own poll is due, a timeout."""
+        run = self.run
+        info = run.follow[target.id]
+        if run.timed_out(target) or server.status == "ERROR":
+            return False
+        if is_rebuilding(server):
+            if not info.seen_rebuild:
+                info.seen_rebuild = True
+                await self._learn_quiet(target, None)
+            if target.state is S.SUBMITTED:
+                target = await run.change(
+                    target, S.RUNNING, f"job {target.job_id}: the server is rebuilding"
+                )
+            run.schedule(target, run.reads.interval)
+            return True
+        if info.seen_rebuild:
+            # Seen rebuilding, now back: its own evidence decides, or else its job.
+            check = check_back(server, run.before(target), run.clock_for(target))
+            if check.verdict is not Verdict.SUCCEEDED:
+                return False
+            await run.change(
+                target,
+                S.SUCCEEDED,
+                f"job {target.job_id}: the server was seen rebuilding and is back: {check.reason}",
+                finished_at=utc_now(),
+            )
+            return True
+        # Nothing seen yet (the job waits in a queue, or was quicker than the lists):
+        # the job is asked when its own poll is due.
+        now = run.clock()
+        if info.job_due is None:
+            info.job_due = info.started + max(info.backoff.next(), 2 * run.reads.interval)
+        if now < info.job_due:
+            run.schedule(target, min(run.reads.interval, info.job_due - now))
+            return True
+        return False
+
+    def _look_again(self, target: Target) -> None:
+        """The next look at a job still going: by its project's lists at their pace where
+        they vouch for the server, the job's own poll when due; else the job's poll."""
+        run = self.run
+        info = run.follow[target.id]
+        if info.watched:
+            info.job_due = run.clock() + info.backoff.next()
+            run.schedule(target, run.reads.interval)
+        else:
+            run.schedule(target)
 
     async def _job_timed_out(self, target: Target) -> None:
         run = self.run
@@ -157,7 +215,7 @@ class Following:
         else:
             if target.state is S.SUBMITTED:
                 target = await run.change(target, S.RUNNING, f"job {job.job_id} {job.status}")
-            run.schedule(target)
+            self._look_again(target)
 
     async def _unknown_status(self, target: Target, job: JobView) -> None:
         """A job status this version does not know: its meaning would be a guess, so the
@@ -235,14 +293,15 @@ class Following:
         if begun is not None and ended is not None:
             self.run.lengths.observe((ended - begun).total_seconds())
 
-    async def _learn_quiet(self, target: Target, job: JobView) -> None:
+    async def _learn_quiet(self, target: Target, job: JobView | None) -> None:
         """A job seen started: if it took longer to start than the quiet period assumes,
         raise the period (within its ceiling). Measured on the service's clock alone, so
         a step of this host's clock teaches nothing: from the intent (stamped on that
         clock) or, for an intent stamped on this host's clock, from the job's own
         begin_time, to its start (its sub-job's begin_time, else the service's now)."""
         run = self.run
-        start = parse_time(job.started_time)
+        # Seen by the lists rather than the job: the service's now is after the start.
+        start = None if job is None else parse_time(job.started_time)
         if start is None:
             now = run.service_clock.now()
             start = None if now is None else now.at
@@ -251,7 +310,7 @@ class Following:
         if origin is not None:
             # The intent's earliest possible time: a delay is never learned short.
             origin -= timedelta(seconds=clock.intent_error)
-        else:
+        elif job is not None:
             origin = parse_time(job.begin_time)
         if start is None or origin is None:
             return
@@ -329,14 +388,15 @@ class Following:
             finished_at=utc_now(),
         )
 
-    async def read_server(self, target: Target, gone: str) -> ServerView | None:
-        """The server as it is now, or None: then it was failed (gone), the run was
-        stopped, or the read failed and the caller tries again later."""
+    async def read_server(
+        self, target: Target, gone: str, *, single: bool = False
+    ) -> ServerView | None:
+        """The server as it is now (its project's lists, where they vouch for it and not
+        `single`), or None: then it was failed (gone), the run was stopped, or the read
+        failed and the caller tries again later."""
         run = self.run
         try:
-            server = await run.query(
-                lambda: run.client.server(target.project_id, target.server_id, target.spec.region)
-            )
+            server = await run.reads.server(target, single=single)
         except ApiError as exc:
             act = decide(Call.SERVER, exc)
             if act is Act.FAIL:

@@ -105,6 +105,7 @@ class Runner:
             if self._submitting.answers and not halt.is_set():
                 await self._submitting.record_answers()
             await self._sharing.stop()
+            await run.reads.close()
             with contextlib.suppress(StateError):
                 await run.writer.call(run.store.add_rollout, run.rollout.take_records())
             await run.writer.close()

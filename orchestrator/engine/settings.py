@@ -51,6 +51,8 @@ class RunSettings:
     # same run, after busy_recheck_delay, then twice that, ...; then deferred.
     busy_rechecks: int = 3
     busy_recheck_delay: float = 60.0
+    # Read servers through the list APIs where that costs fewer calls (reads.py).
+    list_reads: bool = True
 
     def submit_workers(self) -> int:
         # A second's worth, plus the intents committed ahead of their send slot.

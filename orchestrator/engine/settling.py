@@ -41,7 +41,10 @@ class Settling:
     async def settle(self, target: Target) -> None:
         """Decide an in-doubt target from the server; never resend while it may be running."""
         run = self.run
-        server = await self._following.read_server(target, "settled: the server no longer exists")
+        # Singly: a reading that may send a reinstall again is the server's own answer.
+        server = await self._following.read_server(
+            target, "settled: the server no longer exists", single=True
+        )
         if server is None:
             if run.unchanged(target):
                 if run.watched(target.id) > self.limit:

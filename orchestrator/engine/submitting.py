@@ -277,12 +277,10 @@ class Submitting:
         """Read the server before sending; None when the target was settled, deferred
         or the run stopped instead."""
         run = self.run
-        spec = target.spec
         try:
-            server = await run.query(
-                lambda: run.client.server(spec.project_id, spec.server_id, spec.region),
-                patient=True,
-            )
+            # A target sent before is read singly: whether that attempt shows decides
+            # whether it is sent again.
+            server = await run.reads.server(target, single=bool(target.attempts), patient=True)
         except ApiError as exc:
             act = decide(Call.PREFLIGHT, exc)
             if act is Act.FAIL:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from orchestrator.engine.shard import Shard
-from orchestrator.model import InvocationInfo, RunInfo, Target, TargetState
+from orchestrator.model import FINAL_STATES, InvocationInfo, RunInfo, Target, TargetState
 from orchestrator.store.base import StoreBase, translated
 from orchestrator.store.records import (
     TARGET_COLUMNS,
@@ -37,6 +37,18 @@ class TargetReads(StoreBase):
         for state, n in rows:
             counts[TargetState(state)] = int(n)
         return counts
+
+    def to_do_by_project(self, shard: Shard | None = None) -> dict[tuple[str, str | None], int]:
+        """Targets not final, by project and region: what a run still reads and sends."""
+        final = [s.value for s in FINAL_STATES]
+        marks = ",".join("?" * len(final))
+        where, params = self._shard_filter(shard, "AND")
+        rows = self._conn.execute(
+            f"SELECT project_id, region, count(*) FROM targets WHERE state NOT IN ({marks})"
+            f" {where} GROUP BY project_id, region",
+            [*final, *params],
+        )
+        return {(project, region): int(n) for project, region, n in rows}
 
     def get(self, target_id: int) -> Target:
         row = self._conn.execute(

@@ -40,6 +40,8 @@ HOSTILE_TEXT = "disk \u0000 broke\x1b[31m red \u202e txet\ud800"
 _REINSTALL = re.compile(r"/v1/([^/]+)/cloudservers/([^/]+)/reinstallos")
 _JOB = re.compile(r"/v1/([^/]+)/jobs/([^/]+)")
 _SERVER = re.compile(r"/v1/([^/]+)/cloudservers/([^/]+)")
+_LIST_V1 = re.compile(r"/v1/([^/]+)/cloudservers/detail")
+_LIST_NOVA = re.compile(r"/v2(?:\.1)?/([^/]+)/servers/detail")
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -68,7 +70,7 @@ def _deep(payload: dict[str, Any], status: int = 200) -> web.Response:
 class Recorded:
     method: str
     path: str  # raw, as sent: percent-escapes kept
-    kind: str  # reinstall, job, server, or unknown
+    kind: str  # reinstall, job, server, list_v1, list_nova, or unknown
 
 
 @dataclass
@@ -145,12 +147,33 @@ class HostileServer:
             self.requests.append(Recorded("GET", request.raw_path, "job"))
             way = self._way(self.job, self.jobs.get(m.group(2)))
             return await JOB[way](self, request, m.group(2))
+        for kind, route in (("list_v1", _LIST_V1), ("list_nova", _LIST_NOVA)):
+            if request.method == "GET" and route.fullmatch(path):
+                self.requests.append(Recorded("GET", request.raw_path, kind))
+                return await self._list(request, kind)
         if request.method == "GET" and (m := _SERVER.fullmatch(path)):
             self.requests.append(Recorded("GET", request.raw_path, "server"))
             way = self._way(self.server, m.group(2))
             return await SERVER[way](self, request, m.group(2))
         self.requests.append(Recorded(request.method, request.raw_path, "unknown"))
         return _json({"error": {"code": "Common.0404", "message": "no such route"}}, 404)
+
+    async def _list(self, request: web.Request, kind: str) -> web.StreamResponse:
+        """The lists show only the servers it rebuilt (the v1 list: none at all), each row
+        as the single read would answer it: a way that spoils a row spoils the list."""
+        rows = []
+        for sid in self._relaunched if kind == "list_nova" else ():
+            way = self._way(self.server, sid)
+            answer = await SERVER[way](self, request, sid)
+            try:
+                assert isinstance(answer, web.Response) and isinstance(answer.body, bytes)
+                row = json.loads(answer.body)["server"]
+            except (ValueError, KeyError, TypeError, RecursionError):
+                return answer  # not JSON, too deep, no server: the list answers that
+            rows.append(row)
+        if kind == "list_v1":
+            return _json({"count": len(rows), "servers": rows})
+        return _json({"servers": rows})
 
     # -- shared state --------------------------------------------------------------------
 

@@ -161,7 +161,8 @@ async def test_happy_path_reads_sends_once_follows_and_verifies(
     run = make_run(spec(1), spec(2), spec(3))
     cloud = InMemoryCloud(sim(**auth), credentials=credentials)
 
-    outcome = await run(cloud)
+    # One server at a time: each is read singly, before its reinstall and after its job.
+    outcome = await run(cloud, fast(list_reads=False))
     assert_never_two_at_once(cloud)
 
     assert (outcome.exit_code, outcome.stopped, outcome.aborted) == (0, False, None)
@@ -181,6 +182,33 @@ async def test_happy_path_reads_sends_once_follows_and_verifies(
         next(c.job_id for c in sent if c.subject == server_id(n)) for n in (1, 2, 3)
     ]
     assert cloud.requests["reinstall"] == 3
+    assert "list" not in kinds(cloud)
+
+
+async def test_happy_path_by_the_lists_reads_the_project_in_one_call_before_sending(
+    make_run: Callable[..., Run],
+) -> None:
+    run = make_run(spec(1), spec(2), spec(3))
+    cloud = InMemoryCloud(sim())
+
+    outcome = await run(cloud)
+    assert_never_two_at_once(cloud)
+
+    assert (outcome.exit_code, outcome.stopped, outcome.aborted) == (0, False, None)
+    assert run.states() == [S.SUCCEEDED] * 3
+    # The project's first page was read before anything was sent: it holds all three.
+    assert kinds(cloud)[0] == "list"
+    assert cloud.requests["reinstall"] == 3
+    for target, call in zip(run.targets(), sorted(cloud.reinstalls(), key=lambda c: c.subject)):
+        assert target.launched_at_before is not None  # the page's row is the evidence
+        job = cloud.world.jobs.get(target.job_id or "")
+        assert job is not None
+        # Succeeded on a reading taken after its job ended: a list's, or its own.
+        assert any(
+            c.kind in ("list", "server") and c.at >= job.end
+            for c in cloud.calls
+            if c.kind == "list" or c.subject == call.subject
+        )
 
 
 async def test_a_failed_job_fails_its_target_with_the_services_words(
@@ -423,4 +451,5 @@ async def test_refused_credentials_stop_the_run_with_exit_2_and_nothing_sent(
     assert run.states() == [S.PENDING, S.PENDING]
     assert [t.attempts for t in run.targets()] == [0, 0]
     assert cloud.reinstalls() == []
-    assert {(c.kind, c.status, c.code) for c in cloud.calls} == {("server", 401, "Common.0013")}
+    # The project's first page is the first read: refused, it stops the run.
+    assert {(c.kind, c.status, c.code) for c in cloud.calls} == {("list", 401, "Common.0013")}

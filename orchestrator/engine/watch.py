@@ -1,0 +1,191 @@
+"""One project's servers, read many at a time and kept current through the list APIs.
+
+    baseline   the v1 list, page by page (up to 1,000 servers a call): every server of
+               the project, read once
+    tick       Nova's list with `changes-since`: only the servers whose status changed
+               since the last tick, a page of 1,000 a call
+    row        a server's last reading, and the earliest moment on the service's clock
+               it may have been taken at
+
+A row is current while a tick covers the time since it was read: the tick listed
+every server whose status changed after its `since`, so a server it did not list
+still shows what the row shows. A row is the same evidence as a single read (the
+same answer, parsed by the same function). Where the lists cannot vouch for a
+server (it was not on any page, it was deleted, or no tick covers its row), the
+watch has nothing to say (`current` is None) and the server is read singly.
+
+Where the reference is silent we assume the hardest: `changes-since` filters on the
+last *status* update (the reference's words), the clock behind `updated` may differ
+from the one behind `Date` by `SERVICE_CLOCKS_AGREE_WITHIN`, and a page read by
+number may shift while servers change (a server missing from the pages is read
+singly before anything is concluded). Each tick therefore reaches back over its
+predecessor by `OVERLAP` seconds beyond the clock's own error.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
+
+from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN, ServiceClock
+from orchestrator.cloud.interface import Cloud, ServerView
+
+T = TypeVar("T")
+PAGE = 1000  # servers a list call returns at most (the reference's maximum)
+# Seconds each tick reaches back over the previous one: the service's clocks may
+# disagree, and `changes-since` is sent in whole seconds.
+OVERLAP = SERVICE_CLOCKS_AGREE_WITHIN + 1.0
+GONE = frozenset({"DELETED", "SOFT_DELETED"})  # Nova lists deleted servers by change
+NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+class Query(Protocol):
+    """A list call made with the run's retries."""
+
+    def __call__(self, call: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    server: ServerView
+    read_at: datetime  # the earliest the service may have taken this reading
+    read_mono: float  # when (monotonic) its request left
+
+
+class ProjectWatch:
+    """The servers of one project (in one region) as the lists last showed them."""
+
+    def __init__(
+        self,
+        client: Cloud,
+        project_id: str,
+        region: str | None,
+        *,
+        query: Query,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self.project_id = project_id
+        self.region = region
+        self._query = query
+        self._clock = clock
+        self._service: ServiceClock = client.service_clock
+        self.rows: dict[str, Row] = {}
+        self.count: int | None = None  # servers in the project, as the v1 list counts them
+        self.complete = False  # every page of the baseline was read
+        self._since: datetime | None = None  # the next tick's changes-since
+        self._covered_from: datetime | None = None  # the last tick's changes-since
+        self._covered_at: float | None = None  # when (monotonic) the last tick left
+        self.calls = 0  # list calls made
+        self.ticks = 0
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def first_page(self) -> int:
+        """The first page of the v1 list: its servers, and how many the project has."""
+        await self._page(1)
+        assert self.count is not None
+        return self.count
+
+    async def baseline(self) -> None:
+        """The rest of the v1 list's pages (after `first_page`)."""
+        page: int | None = 2
+        while page is not None and self.count is not None and (page - 1) * PAGE < self.count:
+            page = await self._page(page)
+        self.complete = True
+
+    async def tick(self) -> int:
+        """One round of Nova's list with changes-since: how many servers it showed.
+        Nothing is asked before the service's clock is known (no row could be vouched
+        for): the caller reads singly meanwhile."""
+        sent = self._clock()
+        since = self._since
+        if since is None:
+            start = self._earliest(sent)
+            if start is None:
+                return 0
+            # The first tick vouches for nothing read before it: rows read from now on.
+            since = start - timedelta(seconds=OVERLAP)
+        marker: str | None = None
+        shown = 0
+        while True:
+            left = self._clock()
+            changed = functools.partial(
+                self._client.servers_changed,
+                self.project_id, since, PAGE, marker=marker, region=self.region,
+            )  # fmt: skip
+            page = await self._query(changed)
+            self.calls += 1
+            read_at = self._earliest(left)
+            for server in page.servers:
+                self._keep(server, read_at, left)
+            shown += len(page.servers)
+            marker = page.next_marker
+            if marker is None:
+                break
+        start = self._earliest(sent)
+        if start is not None:
+            self._covered_from, self._covered_at = since, sent
+            self._since = start - timedelta(seconds=OVERLAP)
+        self.ticks += 1
+        return shown
+
+    def keep_single(self, server: ServerView, sent: float) -> None:
+        """A single read of one of the project's servers: a row like any other."""
+        self._keep(server, self._earliest(sent), sent)
+
+    def current(self, server_id: str, max_age: float) -> ServerView | None:
+        """The server as the lists show it now, or None where they cannot vouch for it:
+        its row was read within `max_age` seconds, or the last tick (within `max_age`)
+        covered the time since it was read."""
+        row = self.rows.get(server_id)
+        if row is None:
+            return None
+        now = self._clock()
+        if now - row.read_mono <= max_age:
+            return row.server
+        covered, at = self._covered_from, self._covered_at
+        if covered is None or at is None or now - at > max_age:
+            return None
+        return row.server if row.read_at >= covered else None
+
+    def missing(self, server_id: str) -> bool:
+        """The whole baseline was read and the server was not on it (read it singly:
+        pages shift while servers change)."""
+        return self.complete and server_id not in self.rows
+
+    # -- internals ---------------------------------------------------------------------
+
+    async def _page(self, number: int) -> int | None:
+        left = self._clock()
+        page = await self._query(
+            lambda: self._client.servers_page(self.project_id, number, PAGE, region=self.region)
+        )
+        self.calls += 1
+        self.count = page.count
+        read_at = self._earliest(left)
+        for server in page.servers:
+            self._keep(server, read_at, left)
+        return page.next_page
+
+    def _keep(self, server: ServerView, read_at: datetime | None, sent: float) -> None:
+        if server.status in GONE:
+            # Deleted: the single read says so with the service's own words.
+            self.rows.pop(server.server_id, None)
+            return
+        if read_at is None:
+            # No service time yet: the row is current while it is young, and no tick
+            # can ever vouch for it.
+            read_at = NEVER
+        old = self.rows.get(server.server_id)
+        if old is None or old.read_mono <= sent:
+            self.rows[server.server_id] = Row(server, read_at, sent)
+
+    def _earliest(self, sent: float) -> datetime | None:
+        """The earliest service time a request that left at `sent` may have been served."""
+        at = self._service.at(sent)
+        return None if at is None else at.at - timedelta(seconds=at.error)
