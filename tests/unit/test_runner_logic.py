@@ -199,7 +199,9 @@ async def test_happy_path_by_the_lists_reads_the_project_in_one_call_before_send
     # The project's first page was read before anything was sent: it holds all three.
     assert kinds(cloud)[0] == "list"
     assert cloud.requests["reinstall"] == 3
-    for target, call in zip(run.targets(), sorted(cloud.reinstalls(), key=lambda c: c.subject)):
+    for target, call in zip(
+        run.targets(), sorted(cloud.reinstalls(), key=lambda c: c.subject), strict=True
+    ):
         assert target.launched_at_before is not None  # the page's row is the evidence
         job = cloud.world.jobs.get(target.job_id or "")
         assert job is not None
