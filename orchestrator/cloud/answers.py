@@ -85,6 +85,9 @@ THROTTLE_CODES: Final = frozenset({"APIGW.0308"})
 # The API gateway refused the credentials (failed authentication, expired token):
 # nothing was acted on, and every request with them will be refused alike.
 AUTH_CODES: Final = frozenset({"APIGW.0301", "APIGW.0307"})
+# The API gateway has no such API at this endpoint (a 404 with a code: not a missing
+# server).
+API_NOT_FOUND: Final = "APIGW.0101"
 # The account is refused (frozen, no permission, no balance): answered 400 or 403, and
 # the same for every server, project and credential of it. No renewal cures it.
 ACCOUNT_CODES: Final = frozenset({"Ecs.0003"})
@@ -439,6 +442,16 @@ def no_answer(kind: str, why: str) -> ApiError:
 
 def _check_endpoint(answer: Answer, where: str) -> None:
     code = answer.code
+    if answer.status == 404 and code == API_NOT_FOUND:
+        # The gateway knows no such API here: the URL is right, the API is not offered
+        # (OTC eu-de documents the Cloud-Init reinstall, v2, and not v1). The same for
+        # every target: the run stops, with what to try.
+        raise WrongEndpoint(
+            f"{where} answered HTTP 404 {API_NOT_FOUND} (API not found): {_not_offered(where)}",
+            status=404,
+            code=code,
+            reached=True,
+        )
     if answer.status == 404 and not (code and SERVICE_CODE.fullmatch(code)):
         # Only the service's own 404 says the server is missing; a bare one means
         # the URL is wrong, for every target alike. Named in full: the operator
@@ -449,6 +462,25 @@ def _check_endpoint(answer: Answer, where: str) -> None:
             status=answer.status,
             reached=True,
         )
+
+
+def _not_offered(where: str) -> str:
+    """What to try when the gateway does not offer the API at `where`."""
+    path = urlsplit(where).path
+    if path.endswith("/reinstallos") and "/v1/" in path:
+        return (
+            "this API is not offered here: the reinstall without Cloud-Init (v1) is not"
+            " published in this region; try --cloud-init (the v2 reinstall, for images"
+            " with Cloud-Init), or check the endpoint"
+        )
+    if path.endswith("/reinstallos"):
+        return (
+            "this API is not offered here: the Cloud-Init reinstall (v2) is not published"
+            " in this region; try without --cloud-init, or check the endpoint"
+        )
+    return (
+        "this API is not offered at this endpoint: is the endpoint (or --endpoint-template) right?"
+    )
 
 
 def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError:

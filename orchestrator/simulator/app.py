@@ -39,7 +39,7 @@ from orchestrator.simulator.config import (
     SERVER,
     SimulatorConfig,
 )
-from orchestrator.simulator.errors import ApiFault
+from orchestrator.simulator.errors import ApiFault, GatewayFault
 from orchestrator.simulator.faults import Faults
 from orchestrator.simulator.fleet import server_body
 from orchestrator.simulator.iam import Iam, IamError
@@ -269,6 +269,9 @@ class SimulatorApp:
     ) -> Answer:
         now = self._clock()
         self.world.stats.arrived(REINSTALL, now)
+        if api not in self.config.reinstall_apis:
+            # Not published here: the gateway answers, the service never sees it.
+            return self._error(GatewayFault("APIGW.0101", None, self._request_id()))
         if call.earlier_on_connection:
             self.world.stats.reinstalls_on_reused_connections += 1
         self.world.reinstall_arrived(project_id, server_id, api, now)

@@ -84,6 +84,13 @@ def _api_limits(
     return tuple(limits)
 
 
+def _reinstall_apis(value: str) -> tuple[str, ...]:
+    apis = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    if not apis or not set(apis) <= {"v1", "v2"}:
+        raise click.BadParameter(f"expected v1, v2 or v1,v2, got {value!r}")
+    return apis
+
+
 def _users(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[tuple[str, str, str], ...]:
@@ -380,6 +387,15 @@ def _users(
     help="ECS requests in this project get 403 Pdp.0001 (repeat for more).",
 )
 @click.option(
+    "--reinstall-apis",
+    default="v1,v2",
+    show_default=True,
+    callback=lambda ctx, param, value: _reinstall_apis(value),
+    metavar="v1,v2",
+    help="The reinstall APIs the gateway publishes (OTC eu-de documents only v2, the "
+    "Cloud-Init one); another is answered 404 APIGW.0101.",
+)
+@click.option(
     "--frozen-account",
     type=click.Choice(["400", "403"]),
     help="The account is frozen: every ECS request is answered Ecs.0003 with this status.",
@@ -448,6 +464,7 @@ def simulate(
     users: tuple[tuple[str, str, str], ...],
     token_ttl: float,
     denied_projects: tuple[str, ...],
+    reinstall_apis: tuple[str, ...],
     frozen_account: str | None,
     aksk_lock_after: int,
     aksk_lock_seconds: float,
@@ -510,6 +527,7 @@ def simulate(
         users=users,
         token_ttl=token_ttl,
         denied_projects=denied_projects,
+        reinstall_apis=reinstall_apis,
         frozen_status=None if frozen_account is None else int(frozen_account),
         aksk_lock_after=aksk_lock_after,
         aksk_lock_seconds=aksk_lock_seconds,

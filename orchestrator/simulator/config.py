@@ -129,6 +129,9 @@ class SimulatorConfig:
     # aksk_lock_seconds: every request signed by it is then refused, even a good one.
     aksk_lock_after: int = 5
     aksk_lock_seconds: float = 300.0
+    # The reinstall APIs the gateway publishes: OTC eu-de documents only the Cloud-Init
+    # one (v2). One left out is answered 404 APIGW.0101, before the service sees it.
+    reinstall_apis: tuple[str, ...] = ("v1", "v2")
     # Regions whose ECS endpoint the token's catalog lists: all of them this simulator.
     regions: tuple[str, ...] = ("eu-de", "eu-nl", "eu-ch2")
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
@@ -174,6 +177,9 @@ class SimulatorConfig:
             raise ValueError(f"clock_offset must be a finite number, got {self.clock_offset!r}")
         if not (self.latency_ms >= 0 and math.isfinite(self.latency_ms)):
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms!r}")
+        object.__setattr__(self, "reinstall_apis", tuple(self.reinstall_apis))
+        if not set(self.reinstall_apis) <= {"v1", "v2"}:
+            raise ValueError(f"reinstall_apis must name v1 and/or v2, got {self.reinstall_apis!r}")
         if self.frozen_status not in (None, 400, 403):
             raise ValueError(f"frozen_status must be 400, 403 or None, got {self.frozen_status!r}")
         if not (isinstance(self.aksk_lock_after, int) and self.aksk_lock_after >= 1):

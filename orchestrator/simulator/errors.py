@@ -42,6 +42,7 @@ CODES: dict[str, tuple[int, str]] = {
     "Ecs.0603": (501, "The commands are being executed. Try again later."),
     "Ecs.0605": (400, "ECS locked."),
     "Ecs.0912": (400, "Invalid disk encryption key."),
+    "APIGW.0101": (404, "The API does not exist or has not been published in the environment."),
     "APIGW.0203": (503, "Backend unavailable."),
     "APIGW.0301": (401, "Incorrect IAM authentication information."),
     "APIGW.0307": (401, "The token must be updated."),

@@ -211,3 +211,32 @@ async def test_a_refused_key_pair_is_refused_once_and_the_run_stops(
     assert stats["unauthorized"] == 1, stats["requests"]
     assert sum(stats["requests"].values()) == 1
     assert {t.state for t in campaign.targets()} == {S.PENDING}
+
+
+# -- an API the region does not publish ------------------------------------------------
+
+
+async def test_a_reinstall_api_not_published_here_stops_the_run_with_the_hint(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """OTC eu-de documents the Cloud-Init reinstall (v2), not v1: the gateway answers
+    the v1 one 404 APIGW.0101. That is the endpoint's, not the servers': the run stops
+    (exit 2) with what to try, and nothing is failed. Before, every target failed as if
+    its server were missing."""
+    inventory = make_inventory(4, projects=2, seed=96)
+    sim = await start_sim(inventory, reinstall_apis=("v2",))
+
+    campaign = await run_campaign(inventory, sim=sim, settings=fast_settings())
+
+    outcome = campaign.result.outcome
+    assert outcome.exit_code == 2 and outcome.misconfigured, outcome
+    assert "404 APIGW.0101" in (outcome.aborted or "")
+    assert "this API is not offered here" in (outcome.aborted or "")
+    assert "try --cloud-init" in (outcome.aborted or "")
+    # Nothing failed; an intent committed while the first answer came back stays
+    # `submitting` (the stop cancels its worker), settled from the server by a resume.
+    assert {t.state for t in campaign.targets()} <= {S.PENDING, S.SUBMITTING}, events_of(campaign)
+    assert sim.stats()["reinstalls_by_server"] == {}
