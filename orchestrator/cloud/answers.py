@@ -201,6 +201,10 @@ class ServerView:
     # Preflight evidence: None where the answer did not say.
     locked: bool | None = None  # `locked`: the service refuses a reinstall (Ecs.0605)
     system_disk: bool | None = None  # a system disk attached (none: Ecs.0105)
+    # The system disk's volume ID (the volume at boot index 0): a reinstall replaces the
+    # disk, the one change the reference promises. None where the answer does not say
+    # which volume that is (Nova's list gives no boot index): "cannot tell".
+    system_volume: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -653,6 +657,7 @@ def server_view(server_id: str, server: Mapping[str, Any]) -> ServerView:
         updated=optional_text(server.get("updated"), 64),
         locked=locked if isinstance(locked, bool) else None,
         system_disk=_system_disk(server),
+        system_volume=_system_volume(server),
     )
 
 
@@ -672,6 +677,23 @@ def _system_disk(server: Mapping[str, Any]) -> bool | None:
     if any(b is None for b in boot):
         return None
     return False
+
+
+def _system_volume(server: Mapping[str, Any]) -> str | None:
+    """The ID of the attached volume at boot index 0 (else, without boot indexes, the one
+    on the root device); None when no volume says it is the system disk."""
+    volumes = server.get("os-extended-volumes:volumes_attached")
+    if not isinstance(volumes, list):
+        return None
+    attached = [v for v in volumes if isinstance(v, dict)]
+    system = [v for v in attached if _index_text(v.get("bootIndex")) == "0"]
+    if not system and not any("bootIndex" in v for v in attached):
+        root = server.get("OS-EXT-SRV-ATTR:root_device_name")
+        system = [v for v in attached if isinstance(root, str) and root and v.get("device") == root]
+    if len(system) != 1:
+        return None  # none, or several claiming it: the answer cannot tell
+    volume = system[0].get("id")
+    return optional_text(volume, 128) if isinstance(volume, str) else None
 
 
 def _index_text(value: Any) -> str:

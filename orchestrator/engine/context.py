@@ -56,6 +56,7 @@ class Follow:
     # is followed instead.
     job_unusable: bool = False
     seen_launched_at: str | None = None  # launched_at as first read after the intent
+    seen_volume: str | None = None  # the system disk's volume as first read after it
     # Followed by its project's lists (reads.py): the job is asked only when this is due,
     # or when the server cannot tell.
     job_due: float | None = None
@@ -266,6 +267,9 @@ class RunContext:
             updated=target.updated_before,
             first_launched_at=target.first_launched_at,
             seen_launched_at=None if info is None else info.seen_launched_at,
+            volume=target.volume_before,
+            first_volume=target.first_volume,
+            seen_volume=None if info is None else info.seen_volume,
         )
 
     async def query(self, call: Callable[[], Awaitable[T]], *, patient: bool = False) -> T:

@@ -417,4 +417,6 @@ class Following:
         info = run.follow.get(target.id)
         if info is not None and info.seen_launched_at is None:
             info.seen_launched_at = server.launched_at
+        if info is not None and info.seen_volume is None:
+            info.seen_volume = server.system_volume
         return server

@@ -53,7 +53,13 @@ _RATE_FIELDS = (
     "pending_payment_rate",
 )
 # (min, max) seconds, drawn per job.
-_SPAN_FIELDS = ("job_seconds", "queue_seconds", "power_off_seconds", "stopped_seconds")
+_SPAN_FIELDS = (
+    "job_seconds",
+    "queue_seconds",
+    "power_off_seconds",
+    "stopped_seconds",
+    "come_back_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,22 @@ class SimulatorConfig:
     power_off_seconds: tuple[float, float] = (0.0, 0.0)
     stopped_seconds: tuple[float, float] = (0.0, 0.0)
     # Share of FAIL jobs that leave the server ERROR; the others put it back as it
-    # was (SHUTOFF, or ERROR if it was ERROR). launched_at never moves on FAIL.
+    # was (SHUTOFF, or ERROR if it was ERROR; ACTIVE with fail_restarts). The system
+    # disk is never replaced on FAIL.
     fail_to_error_rate: float = 1.0
-    # Verification cases: the job says SUCCESS, yet the server ends ERROR
-    # (launched_at moved), or ACTIVE with the old launched_at.
+    fail_restarts: bool = False  # a failed reinstall of a running server starts it again
+    # Worlds the documentation allows. It promises only that a reinstall replaces the
+    # system disk (a new volume ID at boot index 0); whether launched_at moves is not
+    # documented: on a reinstall (True), or not (False); on any start too (True).
+    launched_at_on_reinstall: bool = True
+    launched_at_on_start: bool = False
+    # A reinstall of a stopped server leaves it SHUTOFF (else it is started).
+    keep_power_state: bool = False
+    # After a successful reinstall the server boots this long (SHUTOFF, task state
+    # powering-on) before it shows ACTIVE: the job's SUCCESS comes first.
+    come_back_seconds: tuple[float, float] = (0.0, 0.0)
+    # Verification cases: the job says SUCCESS, yet the server ends ERROR (its disk
+    # replaced), or ACTIVE on the old system disk (launched_at unchanged too).
     success_but_error_rate: float = 0.0
     success_but_stale_rate: float = 0.0
     # Jobs of yearly/monthly servers whose order awaits payment: PENDING_PAYMENT with

@@ -54,6 +54,10 @@ class Job:
     end_status: str  # the server's status when the job ends: ACTIVE, SHUTOFF or ERROR
     launches: bool  # whether the end moves the server's launched_at
     awaits_payment: bool = False  # queued as PENDING_PAYMENT rather than INIT
+    # The system disk's new volume ID (the reinstall replaced it); None: not replaced.
+    new_volume: str | None = None
+    # Seconds after the end before the server is back (ACTIVE): it boots meanwhile.
+    back_after: float = 0.0
 
     @property
     def begin(self) -> float:
@@ -122,20 +126,35 @@ def plan_job(
         stops_server=stops_server,
     )
     error_code = fail_reason = None
-    end_status, launches = "ACTIVE", True  # the ECS is started after a reinstall
+    # The ECS is started after a reinstall, unless it was stopped and the service keeps
+    # it so (keep_power_state).
+    kept_off = config.keep_power_state and prior_status == "SHUTOFF" and not stops_server
+    end_status = "SHUTOFF" if kept_off else "ACTIVE"
+    replaced = True  # the system disk is replaced: the one change the reference promises
     if draws.unit(seed, "fail", *key) < config.job_fail_rate:
         pick = int(draws.unit(seed, "failure", *key) * len(FAILURES))
         error_code, fail_reason = FAILURES[pick]
-        launches = False
+        replaced = False
         if draws.unit(seed, "fail_to_error", *key) < config.fail_to_error_rate:
             end_status = "ERROR"
+        elif config.fail_restarts and prior_status == "ACTIVE":
+            end_status = "ACTIVE"  # started again as it was: a start, not a reinstall
         else:
             # Back where it was: stopped (by the job, if it was running), or still ERROR.
             end_status = "ERROR" if prior_status == "ERROR" else "SHUTOFF"
     elif draws.unit(seed, "success_but_error", *key) < config.success_but_error_rate:
-        end_status = "ERROR"  # rebuilt (launched_at moves) but did not come back
+        end_status = "ERROR"  # rebuilt (the disk replaced) but did not come back
     elif draws.unit(seed, "success_but_stale", *key) < config.success_but_stale_rate:
-        launches = False  # says SUCCESS, yet the old system disk is still there
+        replaced = False  # says SUCCESS, yet the old system disk is still there
+    # Whether launched_at moves: not documented either way, so a world of the config's.
+    # Every job that ends ACTIVE booted the server: a rebuild, or a restart after a failure.
+    started = end_status == "ACTIVE"
+    launches = (replaced and config.launched_at_on_reinstall) or (
+        started and config.launched_at_on_start
+    )
+    back_after = 0.0
+    if replaced and end_status == "ACTIVE":
+        back_after = _span(seed, "come_back", config.come_back_seconds, *key)
     return Job(
         job_id=draws.hex_id(seed, "job", project_id, server_id, attempt),
         sub_job_id=draws.hex_id(seed, "sub_job", project_id, server_id, attempt),
@@ -149,6 +168,8 @@ def plan_job(
         end_status=end_status,
         launches=launches,
         awaits_payment=awaits_payment,
+        new_volume=draws.uuid_like(seed, "volume", server_id, attempt) if replaced else None,
+        back_after=back_after,
     )
 
 

@@ -49,6 +49,12 @@ class Simulator:
             raise RuntimeError("the simulator was never started")
         return self._app.stats()
 
+    def start_server(self, project_id: str, server_id: str) -> None:
+        """Someone else starts a stopped server now (a start, not a reinstall)."""
+        if self._app is None:
+            raise RuntimeError("the simulator was never started")
+        self._app.world.start_server(project_id, server_id, self._app.now())
+
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")

@@ -38,7 +38,7 @@ class World:
                 self.stats.successful_reinstalls_by_server[job.server_id] += 1
                 if job.end_status != "ACTIVE":
                     self.stats.success_but_error.add(job.server_id)
-                elif not job.launches:
+                elif job.new_volume is None:
                     self.stats.success_but_stale.add(job.server_id)
 
     def server(self, project_id: str, server_id: str, now: float) -> Server:
@@ -87,6 +87,8 @@ class World:
             raise ApiFault("Ecs.0105")
         if server.job is not None:
             raise self._busy(server.job, now)
+        if server.back_at is not None and now < server.back_at:
+            raise ApiFault("Ecs.0100", "The ECS is being started (task state powering-on).")
         if server.status == "ACTIVE" and request.mode != WITH_STOP_SERVER:
             raise ApiFault(
                 "Ecs.0100", f"The ECS is running; stop it or use mode '{WITH_STOP_SERVER}'."
@@ -136,6 +138,14 @@ class World:
             self.jobs.in_progress, job.project_id, self.jobs.in_progress_of(job.project_id)
         )
         return job
+
+    def start_server(self, project_id: str, server_id: str, now: float) -> None:
+        """Someone starts the server (not a reinstall: the system disk stays). It must
+        be resting SHUTOFF; launched_at moves if the world says a start moves it."""
+        server = self.server(project_id, server_id, now)
+        if server.job is not None or server.status != "SHUTOFF":
+            raise ApiFault("Ecs.0100", "The ECS is not stopped.")
+        server.start(now, moves_launched_at=self.config.launched_at_on_start)
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The counters, as `GET /_sim/stats` answers them."""

@@ -205,7 +205,7 @@ async def test_a_failed_rebuild_followed_by_server_is_failed_not_succeeded(
     assert sim.stats()["jobs"]["FAIL"] == 3
     assert [t.state for t in targets] == [S.FAILED] * 3, targets
     assert {t.error_code for t in targets} == {"Orchestrator.NotVerified"}
-    assert all("not relaunched" in (t.fail_reason or "") for t in targets)
+    assert all("shows no reinstall" in (t.fail_reason or "") for t in targets)
     assert campaign.exit_code == 1
     assert_never_twice(sim.stats(), inventory)
 

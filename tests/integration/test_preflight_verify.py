@@ -145,7 +145,7 @@ async def test_verification_catches_success_that_did_not_come_back(
             if server_id in stats["success_but_error"]:
                 assert "ERROR" in (target.fail_reason or "")
             else:
-                assert "not relaunched" in (target.fail_reason or "")
+                assert "shows no reinstall" in (target.fail_reason or "")
                 assert "after 3 read(s)" in (target.fail_reason or "")
         else:
             assert target.state is TargetState.SUCCEEDED, (server_id, target.fail_reason)
