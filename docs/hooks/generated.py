@@ -172,6 +172,8 @@ def enum_values(module: ModuleType, name: str) -> list[str]:
 CHECKS: dict[str, Callable[[], Iterable[str]]] = {
     "summary-json": lambda: returned_keys(home("summary_to_dict"), "summary_to_dict"),
     "status-json": lambda: returned_keys(home("status_to_dict"), "status_to_dict"),
+    "run-json": lambda: returned_keys(home("run_to_dict"), "run_to_dict"),
+    "plan-json": lambda: returned_keys(home("plan_to_dict"), "plan_to_dict"),
     "preflight-findings": lambda: enum_values(home("BLOCKING"), "Finding"),
 }
 
@@ -287,6 +289,10 @@ def command_section(cmd: click.Command, ctx: click.Context, exit_codes: str | No
     parts += ["Options:", "", table(["option", "meaning", "default, limits"], rows)]
     if exit_codes is not None and cmd.epilog == exit_codes:
         parts += ["Exits with the [exit codes](exit-codes.md) of a run.", ""]
+    elif cmd.epilog and "Exit codes" in cmd.epilog:
+        # A command's own codes, as its --help prints them.
+        heading = cmd.epilog.replace("\b", "").strip().splitlines()[0].rstrip(":")
+        parts += [f"{heading}:", "", exit_code_table(cmd.epilog)]
     return "\n".join(parts)
 
 
@@ -314,6 +320,11 @@ def exit_codes() -> str:
     text = getattr(entry_module(), "EXIT_CODES", None)
     if not isinstance(text, str):
         raise PluginError("EXIT_CODES is gone from the console script's module")
+    return exit_code_table(text)
+
+
+def exit_code_table(text: str) -> str:
+    """The codes of an exit-codes text (as --help prints it) as a table."""
     meanings: dict[str, str] = {}
     current = None
     for line in text.replace("\b", "").splitlines():
@@ -589,9 +600,17 @@ def log_fields() -> str:
     summary = progress.ProgressMeter().read(stats).fields()
     change = ", ".join(f"`{f}`" for f in logsetup.STATE_CHANGE_FIELDS)
     interval = ", ".join(f"`{f}`" for f in summary if f != "event")
+    records = home("RUN_START_FIELDS")
+    start = ", ".join(f"`{f}`" for f in records.RUN_START_FIELDS)
+    end = ", ".join(f"`{f}`" for f in records.RUN_END_FIELDS)
     return table(
         ["event", "fields besides `time`, `level`, `logger`, `event`, `message`"],
-        [["`state_change`", change], [f"`{summary['event']}`", interval]],
+        [
+            ["`run_start`", start],
+            ["`state_change`", change],
+            [f"`{summary['event']}`", interval],
+            ["`run_end`", end],
+        ],
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli.exits import guarded
+from orchestrator.cli.exits import BACKUP_EXIT_CODES, guarded
 from orchestrator.errors import UsageError
 from orchestrator.store import is_dsn
 from orchestrator.store.sqlite import backup as state_backup
@@ -15,7 +15,7 @@ from orchestrator.visible import echo
 __all__ = ["backup"]
 
 
-@click.command()
+@click.command(epilog=BACKUP_EXIT_CODES)
 @click.option(
     "--state",
     "state_path",

@@ -6,8 +6,10 @@
     status, report       status.py, report.py
     backup               backup.py
     simulate             orchestrator.simulator.cli
+    --output json        document.py (one JSON document on stdout at the end)
+    no --state           state_files.py (where `run` keeps it, where `status` finds it)
 
-Exit codes (exits.py):
+Exit codes of a run (exits.py; each command's --help shows its own):
     0  every target succeeded
     1  the run finished and some targets failed
     2  invalid input or usage, an unusable state file or report directory,
@@ -33,7 +35,8 @@ from orchestrator.visible import excepthook
 __all__ = ["EXIT_CODES", "cli", "fail", "guarded", "main"]
 
 
-@click.group(epilog=EXIT_CODES)
+# -h as well as --help, on every command: click hands the group's settings down.
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ecs-reinstall-orchestrator")
 def cli() -> None:
     """Reinstall the OS of whole ECS fleets: paced, tracked, resumable, never twice."""

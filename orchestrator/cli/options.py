@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.checks import log_file_option, region_option
+from orchestrator.cli.document import OUTPUT_OPTION
 from orchestrator.cli.rollout import rollout_options
 from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE
 from orchestrator.inventory import EncodingProblem, check_encoding
@@ -262,21 +263,23 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         log_file_option(help="Log of every state change.  [default: <state>.log]"),
         click.option(
             "--log-level",
-            default="INFO",
+            default="info",
             show_default=True,
-            type=click.Choice(["DEBUG", "INFO", "WARNING"], case_sensitive=False),
+            # Shown as the other choices are (lower case); taken in any case.
+            type=click.Choice(["debug", "info", "warning"], case_sensitive=False),
+            help="What reaches the log file and the console.",
         ),
         click.option(
             "--log-format",
-            default="text",
-            show_default=True,
             type=click.Choice(["text", "json"], case_sensitive=False),
             help=(
-                "json: JSON lines in the log file and on stderr (no live panel); "
-                "field names in the README, section Logs."
+                "json: JSON lines in the log file and on stderr (no live panel); the"
+                " fields: docs/reference/logs.md. A log file keeps one format: another"
+                " than its lines' is refused.  [default: the log file's format, else text]"
             ),
         ),
         click.option("--no-live", is_flag=True, help="Plain progress lines even on a terminal."),
+        OUTPUT_OPTION,
         click.option(
             "--notify",
             multiple=True,

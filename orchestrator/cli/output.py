@@ -10,15 +10,23 @@ from orchestrator.console.messages import end_of_run
 from orchestrator.engine.campaign import Invocation, Result
 from orchestrator.engine.known_jobs import write_unrecorded
 from orchestrator.engine.outcome import Answer
+from orchestrator.report import ReportPaths
 from orchestrator.visible import echo
 
-__all__ = ["print_end", "resume_args"]
+__all__ = ["print_end", "print_report", "resume_args"]
 
 
 def resume_args(inv: Invocation) -> str:
     """What follows `orchestrator resume` to continue this invocation's state (and shard)."""
     shard = f" --shard {inv.settings.shard}" if inv.settings.shard else ""
     return inv.state.resume_args() + shard
+
+
+def print_report(paths: ReportPaths) -> None:
+    """Where the report went: its folder, then every file written in it."""
+    echo(f"report: {paths.directory}")
+    for path in paths.files:
+        echo(f"  {path}")
 
 
 def print_end(result: Result, inv: Invocation) -> None:
@@ -30,6 +38,7 @@ def print_end(result: Result, inv: Invocation) -> None:
         requests=result.requests,
         deferred=outcome.deferred,
         stopped=outcome.stopped,
+        halted=outcome.halted,
         aborted=outcome.aborted,
         credentials_refused=outcome.credentials_refused,
     ):
@@ -37,16 +46,7 @@ def print_end(result: Result, inv: Invocation) -> None:
     if outcome.held:
         echo(f"held: {outcome.held}", err=True)
     if result.report is not None:
-        echo(f"report: {result.report.directory}")
-        for path in (
-            result.report.summary_json,
-            result.report.targets_csv,
-            result.report.report_md,
-            result.report.report_html,
-            result.report.retry_csv,
-        ):
-            if path is not None:
-                echo(f"  {path}")
+        print_report(result.report)
     if result.report_error:
         echo(
             f"error: {result.report_error}\n  the state is intact; write the report later "

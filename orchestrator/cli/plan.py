@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from orchestrator.cli.checks import check_simulate_alone, check_state_file, region_option
-from orchestrator.cli.exits import EXIT_CODES, guarded
+from orchestrator.cli.document import OUTPUT_OPTION, Ended, plan_to_dict
+from orchestrator.cli.exits import PLAN_EXIT_CODES, guarded
 from orchestrator.cli.options import cloud_init_options, encoding_option, selection_options
 from orchestrator.cli.preflight import run_preflight
 from orchestrator.cli.request_options import inventory_defaults, selection_from
@@ -73,7 +74,7 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@click.command(epilog=EXIT_CODES)
+@click.command(epilog=PLAN_EXIT_CODES)
 @click.argument("inventory", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--keyname")
 @click.option("--userid")
@@ -100,8 +101,9 @@ def preflight_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @selection_options
 @click.option("--pause-between-waves", type=SECONDS, default=0.0, metavar="S")
 @plan_options
+@OUTPUT_OPTION
 @guarded
-def plan(inventory: Path, **given: Any) -> int:
+def plan(inventory: Path, **given: Any) -> Ended:
     """Validate INVENTORY and show what a run would do, without sending anything."""
     check_simulate_alone(given)
     state_path: Path | None = given["state_path"]
@@ -131,6 +133,14 @@ def plan(inventory: Path, **given: Any) -> int:
             total=reader.problem_count + len(regions.problems),
         )
     layout = reader.format if reader.dialect is None else f"csv, {reader.dialect.name}-separated"
+    about = {
+        "path": str(inventory),
+        "format": layout,
+        "encoding": reader.encoding.label,
+        "rows": reader.rows,
+        "valid": n + selected.total_left_out,
+        "selected": n,
+    }
     echo(
         f"inventory {inventory} ({layout}, {reader.encoding.label}): "
         f"{reader.rows} rows, {n + selected.total_left_out} valid targets"
@@ -157,24 +167,36 @@ def plan(inventory: Path, **given: Any) -> int:
     options = RolloutOptions(
         **{k: v for k, v in given.items() if k in rollout_keys and v is not None}
     ).check()
-    for line in plan_lines(
+    estimate = plan_lines(
         per_project,
         options,
         rate=given["rate"],
         max_in_flight=given["max_in_flight"],
         job_seconds=given["job_seconds"],
-    ):
+    )
+    for line in estimate:
         echo(line)
     echo("no problems found; nothing was sent")
-    if state_path is not None:
-        show_resume(state_path)
-    if not given["preflight"]:
-        return 0
-    return run_preflight(inventory, defaults, given)
+    resume = show_resume(state_path) if state_path is not None else None
+    code, preflight = run_preflight(inventory, defaults, given) if given["preflight"] else (0, None)
+    return Ended(
+        code,
+        plan_to_dict(
+            code,
+            inventory=about,
+            projects=per_project,
+            modes=modes,
+            apis=apis,
+            estimate=estimate,
+            resume=resume,
+            preflight=preflight,
+        ),
+    )
 
 
-def show_resume(state_path: Path) -> None:
-    """What `resume --state` would do with the state file, by state."""
+def show_resume(state_path: Path) -> dict[str, int]:
+    """What `resume --state` would do with the state file, by state (said, and returned
+    for the JSON document)."""
     with open_store(state_path, readonly=True) as store:
         counts = store.counts()
     final = sum(n for s, n in counts.items() if s in FINAL_STATES)
@@ -187,6 +209,7 @@ def show_resume(state_path: Path) -> None:
         f"{'' if final else 'none'}), settle {doubt} in doubt from the servers, "
         f"follow {following} job(s) under way and send {pending} pending"
     )
+    return {"final": final, "in_doubt": doubt, "following": following, "pending": pending}
 
 
 def _defaults_text(effective: dict[str, Any], cli: InventoryDefaults) -> str:

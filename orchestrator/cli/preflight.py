@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.resolve import resolve, saved_options
+from orchestrator.cli.state_files import default_state
 from orchestrator.console.logs import setup_logging
-from orchestrator.engine.campaign import check_report_dir, connected, default_state_path
+from orchestrator.engine.campaign import check_report_dir, connected
 from orchestrator.engine.preflight import Finding
 from orchestrator.engine.preflight_run import Preflight, check_fleet, write_preflight
 from orchestrator.inventory import InventoryDefaults, InventoryReader
@@ -31,11 +32,13 @@ PREFLIGHT_LISTED = 10  # blocking servers listed per finding on the terminal
 _NOT_READ = ("user_data", "pause_between_waves")
 
 
-def run_preflight(inventory: Path, defaults: InventoryDefaults, given: Mapping[str, Any]) -> int:
-    """Read every server of INVENTORY (or the state file's pending targets) and report."""
+def run_preflight(
+    inventory: Path, defaults: InventoryDefaults, given: Mapping[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """Read every server of INVENTORY (or the state file's pending targets) and report:
+    the exit code, and what `plan --output json` says of it."""
     state_path: Path | None = given.get("state_path")
-    report_dir = given.get("report_dir") or Path("reports")
-    location = SqliteLocation(state_path or default_state_path(inventory, report_dir))
+    location = SqliteLocation(state_path or default_state(inventory, given.get("report_dir")))
     read = {k: v for k, v in given.items() if k not in _NOT_READ}
     inv = resolve(location, read, saved_options(location), defaults=defaults)
     setup_logging(None, "WARNING", inv.cloud.secrets() if inv.cloud else ())
@@ -64,7 +67,7 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, given: Mapping[s
     if result.aborted:
         # Nothing could be read: an earlier preflight report stays as it was.
         echo(f"error: {result.aborted}; nothing was sent", err=True)
-        return result.exit_code
+        return result.exit_code, _summary(result, aborted=result.aborted)
     checked_at = datetime.now(UTC).isoformat(timespec="seconds")
     directory = inv.report_dir / f"preflight-{inventory.stem}"
     csv_path, json_path = write_preflight(directory, result, str(inventory), checked_at)
@@ -90,4 +93,19 @@ def run_preflight(inventory: Path, defaults: InventoryDefaults, given: Mapping[s
         echo(f"{len(result.blocking)} target(s) would fail or wait; no reinstall was sent")
     else:
         echo("nothing blocks; no reinstall was sent")
-    return result.exit_code
+    return result.exit_code, _summary(result, files=(csv_path, json_path))
+
+
+def _summary(
+    result: Preflight, *, files: tuple[Path, ...] = (), aborted: str | None = None
+) -> dict[str, Any]:
+    """The preflight in plan's JSON document: what was read, found and written."""
+    counts = result.counts()
+    return {
+        "checked": len(result.rows),
+        "reads": dict(result.requests),
+        "findings": {f.value: counts[f] for f in Finding if counts[f]},
+        "blocking": len(result.blocking),
+        "files": [str(p) for p in files],
+        "aborted": aborted,
+    }

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli.exits import EXIT_CODES, guarded
+from orchestrator.cli.exits import REPORT_EXIT_CODES, guarded
 from orchestrator.cli.options import (
     CAMPAIGN_OPTION,
     GROUP_BY_OPTION,
     REPORT_MODE_OPTION,
     STATE_HELP,
 )
+from orchestrator.cli.output import print_report
 from orchestrator.cli.resolve import report_dir_from, report_mode_from, state_location
 from orchestrator.engine.outcome import exit_code
 from orchestrator.report import check_group_by, write_campaign_report
@@ -22,7 +23,7 @@ from orchestrator.visible import echo
 __all__ = ["report"]
 
 
-@click.command(epilog=EXIT_CODES)
+@click.command(epilog=REPORT_EXIT_CODES)
 @click.option("--state", "state_path", required=True, metavar="PATH|URL", help=STATE_HELP)
 @CAMPAIGN_OPTION
 @click.option(
@@ -58,6 +59,5 @@ def report(
             mode=report_mode_from(report_mode, run.options),
         )
         counts = store.counts()
-    echo(f"report: {paths.directory}")
-    echo(f"  {paths.report_html}")
+    print_report(paths)
     return exit_code(counts)

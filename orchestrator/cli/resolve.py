@@ -416,12 +416,12 @@ class LogChoice:
 
     file: Path | None  # None: next to the state (<state>.log), once the state exists
     level: str
-    format: str  # text or json
+    format: str | None  # text or json; None: the log file's own (`log_format_for`)
 
     @classmethod
     def of(cls, given: Mapping[str, Any]) -> LogChoice:
         return cls(
             file=given.get("log_file"),
-            level=str(given.get("log_level") or "INFO"),
-            format=str(given.get("log_format") or "text").lower(),
+            level=str(given.get("log_level") or "info"),
+            format=str(given["log_format"]).lower() if given.get("log_format") else None,
         )

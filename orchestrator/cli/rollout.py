@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.types import POSITIVE_SECONDS, SECONDS
+from orchestrator.durations import seconds_text
 from orchestrator.rollout.budget import DEFAULT_MAX_CONSECUTIVE
 from orchestrator.rollout.duration import DEFAULT_EXPECTED_JOB_SECONDS
 from orchestrator.rollout.options import RolloutOptions
@@ -180,8 +181,9 @@ def plan_lines(
         f"{cap} in flight"
         + (f" (--project-max-in-flight {options.project_max_in_flight})" if cap < max_in_flight
            else "")
-        + f", jobs of ~{job_seconds:g} s"
-        + (f", {options.pause_between_waves:g} s between waves" if options.pause_between_waves
+        + f", jobs of ~{seconds_text(job_seconds)}"
+        + (f", {seconds_text(options.pause_between_waves)} between waves"
+           if options.pause_between_waves
            else "")
         + ")"
     )  # fmt: skip
@@ -202,7 +204,7 @@ def plan_lines(
                     f"window: {options.window or ''}{' ' + options.tz if options.tz else ''} "
                     f"next opening {start.isoformat()} to {opening.end.isoformat()} "
                     f"({span:.1f} h; no reinstall starts in its last "
-                    f"{job_seconds:g} s)".replace("window:  ", "window: ")
+                    f"{seconds_text(job_seconds)})".replace("window:  ", "window: ")
                 )
                 if total > max(usable, 0):
                     nights = math.ceil(total / usable) if usable > 0 else None

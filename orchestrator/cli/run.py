@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.document import Ended, run_to_dict
 from orchestrator.cli.exits import EXIT_CODES, guarded
 from orchestrator.cli.options import (
     CAMPAIGN_OPTION,
@@ -28,10 +29,13 @@ from orchestrator.cli.options import (
 from orchestrator.cli.output import print_end, resume_args
 from orchestrator.cli.request_options import inventory_defaults, selection_from
 from orchestrator.cli.resolve import LogChoice, resolve, saved_options, state_location
-from orchestrator.console.logs import setup_logging
-from orchestrator.engine.campaign import check_report_dir, default_state_path, execute, open_state
+from orchestrator.cli.state_files import default_state
+from orchestrator.console.logs import log_format_for, setup_logging
+from orchestrator.console.run_log import log_run_end, log_run_start
+from orchestrator.engine.campaign import check_report_dir, execute, open_state
 from orchestrator.engine.retry_select import STATES_IS, RetryRequest, plan_retry
 from orchestrator.engine.selection import Selection
+from orchestrator.errors import OrchestratorError
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.report import check_group_by
 from orchestrator.store import StateLocation
@@ -42,6 +46,7 @@ __all__ = ["resume", "retry", "run", "start"]
 
 
 def start(
+    command: str,
     location: StateLocation,
     given: dict[str, Any],
     *,
@@ -49,7 +54,7 @@ def start(
     defaults: InventoryDefaults | None = None,
     selection: Selection | None = None,
     retry: RetryRequest | None = None,
-) -> int:
+) -> Ended:
     """Run the state's targets as `given` (and the state's saved options) say."""
     log = LogChoice.of(given)
     inv = resolve(
@@ -62,7 +67,10 @@ def start(
         retry=retry,
     )
     secrets = inv.cloud.secrets() if inv.cloud else ()
-    setup_logging(None, log.level, secrets, log.format)
+    log_file = log.file or location.log_path(inv.report_dir, inv.settings.shard)
+    # Before anything is created: a --log-format the log file's lines are not in is exit 2.
+    fmt = log_format_for(log_file, log.format)
+    setup_logging(None, log.level, secrets, fmt)
     check_report_dir(inv.report_dir, inv.report_mode)
     store = open_state(inv)
     try:
@@ -72,12 +80,8 @@ def start(
         # Only now are the inventory's columns known; still nothing has been sent.
         check_group_by(store.run_info(), inv.group_by)
         # The log file starts once the state file exists: an invalid inventory leaves neither.
-        setup_logging(
-            log.file or location.log_path(inv.report_dir, inv.settings.shard),
-            log.level,
-            secrets,
-            log.format,
-        )
+        setup_logging(log_file, log.level, secrets, fmt)
+        log_run_start(command, inventory=inv.inventory, state=inv.state.label, options=inv.options)
         if inv.cloud is not None:
             # Where the credentials came from and whose they are; never a secret.
             about = {k: v for k, v in inv.cloud.describe().items() if v}
@@ -93,11 +97,25 @@ def start(
             # intent; a resume (from any host) settles it. Not finished: exit 3.
             echo(f"error: {exc}", err=True)
             echo(f"not finished; continue with: orchestrator resume {resume_args(inv)}", err=True)
-            return 3
+            log_run_end(command, outcome="interrupted", exit_code=3, error=str(exc))
+            return Ended(3, run_to_dict(command, 3, inv=inv, outcome="interrupted", error=str(exc)))
+        except OrchestratorError as exc:
+            log_run_end(command, outcome="error", exit_code=2, error=str(exc))
+            raise
     finally:
         store.close()
     print_end(result, inv)
-    return result.outcome.exit_code
+    outcome = result.outcome
+    log_run_end(
+        command,
+        outcome=outcome.label,
+        exit_code=outcome.exit_code,
+        counts=outcome.counts,
+        held=outcome.held,
+        report=result.report.directory if result.report is not None else None,
+        error=outcome.aborted or result.report_error,
+    )
+    return Ended(outcome.exit_code, run_to_dict(command, outcome.exit_code, inv=inv, result=result))
 
 
 @click.command(epilog=EXIT_CODES)
@@ -107,7 +125,8 @@ def start(
     "state_path",
     metavar="PATH|URL",
     help="SQLite state file, or a PostgreSQL database postgresql://USER@HOST:PORT/DB"
-    " (password from PGPASSWORD or ~/.pgpass).  [default: <report-dir>/<inventory>.state.sqlite]",
+    " (password from PGPASSWORD or ~/.pgpass).  [default: state/<inventory>.state.sqlite,"
+    " or <report-dir>/<inventory>.state.sqlite where an earlier version made it]",
 )
 @CAMPAIGN_OPTION
 @encoding_option
@@ -133,7 +152,7 @@ def start(
 @selection_options
 @run_options
 @guarded
-def run(inventory: Path, state_path: str | None, campaign: str | None, **given: Any) -> int:
+def run(inventory: Path, state_path: str | None, campaign: str | None, **given: Any) -> Ended:
     """Reinstall every server in INVENTORY (CSV or JSON) and write the report.
 
     Running the same command again resumes: nothing already succeeded is sent again,
@@ -142,11 +161,12 @@ def run(inventory: Path, state_path: str | None, campaign: str | None, **given: 
     inventory is imported; the report says how many were left out.
     """
     location = state_location(
-        state_path or str(default_state_path(inventory, given["report_dir"] or Path("reports"))),
+        state_path or str(default_state(inventory, given["report_dir"])),
         campaign,
         inventory,
     )
     return start(
+        "run",
         location,
         given,
         inventory=inventory,
@@ -168,14 +188,14 @@ def run(inventory: Path, state_path: str | None, campaign: str | None, **given: 
 @accept_changed_user_data
 @run_options
 @guarded
-def resume(state_path: str, campaign: str | None, **given: Any) -> int:
+def resume(state_path: str, campaign: str | None, **given: Any) -> Ended:
     """Resume a run from its state file, without the inventory.
 
     Every option not given again is taken from the state file's latest
     invocation (the defaults shown apply only to options it never set),
     including where the report goes.
     """
-    return start(state_location(state_path, campaign), given)
+    return start("resume", state_location(state_path, campaign), given)
 
 
 @click.command(epilog=EXIT_CODES)
@@ -203,8 +223,14 @@ def resume(state_path: str, campaign: str | None, **given: Any) -> int:
     help="Only this code (repeatable).",
 )
 @click.option(
-    "--project", "projects", multiple=True, metavar="ID", help="Only this project (repeatable)."
+    "--only-project",
+    "projects",
+    multiple=True,
+    metavar="ID",
+    help="Only the targets of this project (repeatable).",
 )
+# The earlier spelling, kept working for scripts; `run` and `plan` call it --only-project.
+@click.option("--project", "old_projects", multiple=True, hidden=True)
 @click.option(
     "--i-checked-unverified",
     is_flag=True,
@@ -220,9 +246,10 @@ def retry(
     state_is: str,
     error_codes: tuple[str, ...],
     projects: tuple[str, ...],
+    old_projects: tuple[str, ...],
     i_checked_unverified: bool,
     **given: Any,
-) -> int:
+) -> Ended:
     """Send again only the selected targets of a state file, as a new attempt.
 
     By default every failed target except those failed as Orchestrator.Unverified
@@ -234,7 +261,7 @@ def retry(
     request = RetryRequest(
         state_is=state_is,
         error_codes=tuple(error_codes),
-        projects=tuple(projects),
+        projects=(*projects, *old_projects),
         checked_unverified=i_checked_unverified,
     )
-    return start(state_location(state_path, campaign), given, retry=request)
+    return start("retry", state_location(state_path, campaign), given, retry=request)

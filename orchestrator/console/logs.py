@@ -31,12 +31,20 @@ message quotes service answers and inventory values, and an ESC from them must n
 reach a terminal (or a `tail -f` of the log). JSON lines escape them by themselves.
 The log file is opened without following a symbolic link (`nofollow.open_append`):
 it lives beside the state file, maybe in a folder others can write to.
+
+One log file holds one format: a run appends to the file of every earlier run of
+its state, and a collector (or a person) reading it expects one kind of line.
+`log_format_for` takes the format of the lines already there when --log-format is
+not given, and refuses (exit 2) a --log-format that differs from them.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
+import os
+import stat
 import sys
 import threading
 import time
@@ -258,6 +266,47 @@ def console_handler() -> ConsoleHandler | None:
 
 def log_format() -> str:
     return _format
+
+
+# Enough to find the first line of any log this tool writes.
+_HEAD = 65536
+
+
+def existing_format(path: Path) -> str | None:
+    """The format of the lines in log file `path` ("json" or "text"); None when it has
+    none, or is no regular file (refused, with its reason, when it is opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return None
+        raise UsageError(f"cannot read log file {path}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, _HEAD)
+    finally:
+        os.close(fd)
+    for line in head.splitlines():
+        if line.strip():
+            return "json" if line.lstrip().startswith(b"{") else "text"
+    return None
+
+
+def log_format_for(path: Path | None, given: str | None) -> str:
+    """--log-format as given, else the log file's own, else text; a given format
+    that is not the file's is refused (UsageError, nothing written)."""
+    found = existing_format(path) if path is not None else None
+    if given is None:
+        return found or "text"
+    given = given.lower()
+    if found is not None and found != given:
+        raise UsageError(
+            f"--log-format {given}: the log file {path} holds {found} lines from earlier"
+            f" runs, and one log file never mixes the two; leave --log-format out to go on"
+            f" in {found}, or give another --log-file"
+        )
+    return given
 
 
 def _level(name: str) -> int:

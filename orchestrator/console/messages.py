@@ -41,6 +41,7 @@ def end_of_run(
     requests: Mapping[str, int],
     deferred: int = 0,
     stopped: bool = False,
+    halted: bool = False,
     aborted: str | None = None,
     credentials_refused: bool = False,
 ) -> list[Line]:
@@ -89,8 +90,18 @@ def end_of_run(
     ]
     if aborted:
         why = f"the run could not go on: {aborted}"
+    elif halted:
+        # A second signal ends the loop at once: nothing is polled any more.
+        why = (
+            "stopped at once by a second signal; accepted jobs were not followed further:"
+            " the state file has them (and any request whose answer was not in yet), and"
+            " a resume follows and settles them; no report was written"
+        )
     elif stopped:
-        why = "stopped by a signal; accepted jobs were followed for the drain period"
+        why = (
+            "stopped by a signal; accepted jobs were followed for up to --drain-timeout;"
+            " any still running are followed by a resume"
+        )
     elif deferred:
         why = (
             f"{deferred} target(s) deferred (refused for now by the service, or the server was "

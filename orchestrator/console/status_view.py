@@ -86,6 +86,8 @@ class StatusSnapshot:
     wave: Mapping[str, Any] | None = None  # filled by the rollout control
     window: Mapping[str, Any] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    held: str | None = None  # why the rollout left targets pending (latest invocation)
+    report: str | None = None  # the run's report folder, where it exists on this host
 
     @property
     def final(self) -> int:
@@ -100,6 +102,17 @@ class StatusSnapshot:
         """As a run ending in these counts would exit: 0, 1 or 3."""
         return exit_code(self.counts)
 
+    @property
+    def outcome(self) -> str:
+        """The latest invocation's end, or running, interrupted (its process is
+        gone), not_started."""
+        inv = self.invocation
+        if inv is None:
+            return "not_started"
+        if inv.state in ("running", "interrupted"):
+            return inv.state
+        return inv.outcome or "ended"
+
 
 def _ref(ref: TargetRef) -> dict[str, Any]:
     return {"project_id": ref.project_id, "server_id": ref.server_id, "detail": ref.detail}
@@ -110,6 +123,7 @@ def status_to_dict(snap: StatusSnapshot) -> dict[str, Any]:
     inv = snap.invocation
     return {
         "schema": STATUS_SCHEMA,
+        "outcome": snap.outcome,
         "run_id": snap.run_id,
         "state_path": snap.state_path,
         "inventory_path": snap.inventory_path,
@@ -160,6 +174,42 @@ def status_to_dict(snap: StatusSnapshot) -> dict[str, Any]:
         "throttled": snap.throttled,
         "wave": None if snap.wave is None else dict(snap.wave),
         "window": None if snap.window is None else dict(snap.window),
+        "held": snap.held,
+        "report": snap.report,
+        "error": None,
+    }
+
+
+def status_error_dict(message: str) -> dict[str, Any]:
+    """The document of a `status` that could not read a state (exit 2): the same keys,
+    `outcome` "error" and the message in `error`, everything else null."""
+    return {
+        "schema": STATUS_SCHEMA,
+        "outcome": "error",
+        "run_id": None,
+        "state_path": None,
+        "inventory_path": None,
+        "created_at": None,
+        "generated_at": None,
+        "total": None,
+        "counts": None,
+        "final": None,
+        "complete": None,
+        "exit_code": 2,
+        "invocations": None,
+        "first_started_at": None,
+        "invocation": None,
+        "failures_by_error_code": None,
+        "failures": None,
+        "in_doubt": None,
+        "deferred": None,
+        "requests": None,
+        "throttled": None,
+        "wave": None,
+        "window": None,
+        "held": None,
+        "report": None,
+        "error": message,
     }
 
 

@@ -3,7 +3,8 @@
 On a terminal the text is redrawn in place (rich's Live); elsewhere each
 refresh is printed after the last (one JSON document per line with --json).
 Stops when the latest invocation is no longer running, or on Ctrl-C, and
-returns the exit code of the last status read.
+returns the exit code of the last status read. With --output json nothing is shown
+while it waits (`wait_for_end`): the one document comes at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +24,21 @@ from orchestrator.store.status import read_status
 
 def _running(snap: StatusSnapshot) -> bool:
     return snap.invocation is not None and snap.invocation.state == "running"
+
+
+def wait_for_end(
+    path: Path | str, interval: float, *, examples: int = 5, campaign: str | None = None
+) -> StatusSnapshot:
+    """Read the status every `interval` seconds, showing nothing, until the run is no
+    longer running (or Ctrl-C); the last status read (for `--watch --output json`)."""
+    snap = read_status(path, examples=examples, campaign=campaign)
+    try:
+        while _running(snap):
+            time.sleep(interval)
+            snap = read_status(path, examples=examples, campaign=campaign)
+    except KeyboardInterrupt:
+        pass
+    return snap
 
 
 def watch_status(

@@ -139,10 +139,6 @@ def check_user_data_has_targets(store: StateStore, inv: Invocation) -> None:
         raise UsageError(NO_CLOUD_INIT)
 
 
-def default_state_path(inventory: Path, report_dir: Path) -> Path:
-    return report_dir / f"{inventory.stem}.state.sqlite"
-
-
 def check_report_dir(report_dir: Path, mode: int = PRIVATE_FILE) -> None:
     """Refuse to start a run whose report could not be written (before anything is sent).
 
@@ -339,7 +335,10 @@ def _signals(stop: asyncio.Event, halt: asyncio.Event) -> Iterator[None]:
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
-            log.warning("second signal: stopping at once (state stays consistent)")
+            log.warning(
+                "second signal: stopping at once; accepted jobs are not followed further"
+                " (the state file has them: a resume follows and settles them)"
+            )
             halt.set()
         else:
             log.warning(
@@ -449,12 +448,12 @@ def run_ended(result: Result) -> Event:
     """The run_ended notification: outcome, exit code, counts, the report."""
     outcome = result.outcome
     counts = {str(getattr(k, "value", k)): n for k, n in outcome.counts.items() if n}
-    text = f"run {result.run_id} {_label(outcome)} (exit {outcome.exit_code}): " + ", ".join(
+    text = f"run {result.run_id} {outcome.label} (exit {outcome.exit_code}): " + ", ".join(
         f"{n} {state}" for state, n in sorted(counts.items())
     )
     report = str(result.report.report_html) if result.report else None
     details = {
-        "outcome": _label(outcome),
+        "outcome": outcome.label,
         "exit_code": outcome.exit_code,
         "counts": counts,
         "report": report,
@@ -564,7 +563,7 @@ async def _execute(
                     run_log.removeHandler(tap)
                     sent = dict(client.requests)
     finally:
-        label = "interrupted" if outcome is None else _label(outcome)
+        label = "interrupted" if outcome is None else outcome.label
         with contextlib.suppress(StateError):
             store.end_invocation(label)
     try:
@@ -607,14 +606,6 @@ def _rollout_end(
             "pacing: %s settled at %.1f/s of %g/s (%d throttled, %d cuts)",
             name, rate["rate"], rate["ceiling"], rate["throttles"], rate["cuts"],
         )  # fmt: skip
-
-
-def _label(outcome: Outcome) -> str:
-    if outcome.aborted:
-        return "aborted"
-    if outcome.complete:
-        return "complete"
-    return "stopped" if outcome.stopped else "deferred"
 
 
 def _adapted(client: EcsClient, kind: str) -> float | None:

@@ -40,6 +40,8 @@ S = TargetState
 PENDING_PAYMENT = "PENDING_PAYMENT"
 # Statuses of a job whose work has begun (for learning how long jobs take to start).
 STARTED = frozenset({"RUNNING", "SUCCESS", "FAIL"})
+# Ticks of its project's lists without any sign of the rebuild before a job is asked.
+JOB_AFTER_TICKS = 5
 
 
 class Following:
@@ -125,7 +127,11 @@ class Following:
         # the job is asked when its own poll is due.
         now = run.clock()
         if info.job_due is None:
-            info.job_due = info.started + max(info.backoff.next(), 2 * run.reads.interval)
+            # Patient: a queued job shows nothing for a while, and the lists see the
+            # rebuild start within a tick or two; a job is asked only if they do not.
+            info.job_due = info.started + max(
+                info.backoff.next(), JOB_AFTER_TICKS * run.reads.interval
+            )
         if now < info.job_due:
             run.schedule(target, min(run.reads.interval, info.job_due - now))
             return True

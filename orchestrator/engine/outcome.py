@@ -30,6 +30,9 @@ class Outcome:
     counts: dict[TargetState, int]
     deferred: int = 0
     stopped: bool = False
+    # Stopped at once (a second signal): accepted jobs were left as they were, not
+    # followed; the state has them, and a resume follows and settles them.
+    halted: bool = False
     aborted: str | None = None  # why the run could not go on
     credentials_refused: bool = False  # aborted because the API refused the credentials
     # Aborted for a fault of the configuration (wrong endpoint, never reachable, a
@@ -43,6 +46,16 @@ class Outcome:
     @property
     def complete(self) -> bool:
         return not unfinished(self.counts)
+
+    @property
+    def label(self) -> str:
+        """How the invocation ended, as recorded in the state's runs table: aborted,
+        complete, stopped (by a signal) or deferred (work left for a later run)."""
+        if self.aborted:
+            return "aborted"
+        if self.complete:
+            return "complete"
+        return "stopped" if self.stopped else "deferred"
 
     @property
     def exit_code(self) -> int:

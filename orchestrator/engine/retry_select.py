@@ -9,7 +9,7 @@ Selection (`select_for_retry`, a function of the targets and the request):
     --state-is unverified  failed as Orchestrator.Unverified; needs --i-checked-unverified,
                            since their reinstall may have happened after all
 
-narrowed by --error-code and --project (each repeatable, any of them matches).
+narrowed by --error-code and --only-project (each repeatable, any of them matches).
 
 `reopen_selected` then moves the failed ones back to pending through the
 store's operator-only path (an event "retry requested: ..." each), notes the
@@ -51,7 +51,7 @@ class RetryRequest:
     def describe(self) -> str:
         parts = [f"--state-is {self.state_is}"]
         parts += [f"--error-code {c}" for c in self.error_codes]
-        parts += [f"--project {p}" for p in self.projects]
+        parts += [f"--only-project {p}" for p in self.projects]
         if self.checked_unverified:
             parts.append("--i-checked-unverified")
         return " ".join(parts)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from orchestrator.cloud.interface import Cloud
+from orchestrator.durations import seconds_text
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.following import Following
 from orchestrator.engine.outcome import Answer, Outcome
@@ -109,7 +110,7 @@ class Runner:
             with contextlib.suppress(StateError):
                 await run.writer.call(run.store.add_rollout, run.rollout.take_records())
             await run.writer.close()
-        return await self._outcome(stopped=stop.is_set() or halt.is_set())
+        return await self._outcome(stopped=stop.is_set() or halt.is_set(), halted=halt.is_set())
 
     async def _loop(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
         """Wake on every change (or twice a second): end when all is done, or drain
@@ -124,9 +125,9 @@ class Runner:
                     # Intents waiting for their send slot go back now, not when it comes.
                     run.client.stop_sending(Stopped)
                     log.warning(
-                        "stop requested: no new reinstalls; following %d for up to %.0f s",
+                        "stop requested: no new reinstalls; following %d for up to %s",
                         len(run.active),
-                        run.settings.drain_timeout,
+                        seconds_text(run.settings.drain_timeout),
                     )
                 drained = run.clock() >= drain_deadline and not self._submitting.unsent
                 if not run.active or drained:
@@ -204,7 +205,7 @@ class Runner:
             else:
                 await run.step(target, self._following.poll_job(target))
 
-    async def _outcome(self, *, stopped: bool) -> Outcome:
+    async def _outcome(self, *, stopped: bool, halted: bool = False) -> Outcome:
         run = self._run
         try:
             counts = await asyncio.to_thread(run.store.counts, run.settings.shard)
@@ -214,6 +215,7 @@ class Runner:
             counts=counts,
             deferred=run.deferred,
             stopped=stopped,
+            halted=halted,
             aborted=run.abort,
             credentials_refused=run.credentials_refused,
             misconfigured=run.misconfigured,

@@ -20,6 +20,7 @@ from collections import deque
 
 from orchestrator.cloud.interface import ServerView
 from orchestrator.cloud.retry_policy import call_retrying
+from orchestrator.durations import seconds_text
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.decisions import Act, Call, decide
 from orchestrator.engine.outcome import Answer
@@ -476,7 +477,7 @@ class Busy:
             return
         self._checks[target.id] = checks + 1
         delay = run.settings.busy_recheck_delay * 2**checks
-        note = f"{why}; read again in {delay:.0f} s (re-check {checks + 1} of "
+        note = f"{why}; read again in {seconds_text(delay)} (re-check {checks + 1} of "
         note += f"{run.settings.busy_rechecks})"
         log.info("%s/%s %s", target.project_id, target.server_id, note)
         await run.note(target, note)

@@ -58,6 +58,12 @@ class ReportPaths:
     report_html: Path
     retry_csv: Path | None = None  # failed, deferred and in-doubt targets, as an inventory
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file written, in the order they are listed to the operator."""
+        written = (self.summary_json, self.targets_csv, self.report_md, self.report_html)
+        return written + ((self.retry_csv,) if self.retry_csv is not None else ())
+
 
 class TargetSink(Protocol):
     """Something that sees every target while targets.csv is written."""

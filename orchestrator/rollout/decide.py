@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from orchestrator.durations import seconds_text
 from orchestrator.rollout.budget import FailureLedger, Trip, TripKind
 from orchestrator.rollout.duration import may_start
 from orchestrator.rollout.waves import WaveCounts, wave_gate
@@ -215,7 +216,7 @@ def _timing(now: datetime, settings: RolloutSettings, view: RolloutView) -> Deci
         assert current.end is not None
         why = (
             f"a reinstall started now would not end before {current.end.isoformat()} "
-            f"(expected {view.expected_seconds:g} s)"
+            f"(expected {seconds_text(view.expected_seconds)})"
         )
         following = schedule.opening(current.end)
         if following is None:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from orchestrator.durations import seconds_text
 from orchestrator.engine.schedule import wait_event
 from orchestrator.model import Target, TargetState
 from orchestrator.rollout.budget import FailureLedger, Outcome, Trip
@@ -323,7 +324,7 @@ class RolloutGate:
             over = (self.last_final_at - self.closes_at).total_seconds()
             self._note(
                 "overran",
-                f"accepted jobs ran {over:.1f} s past the close of the window at "
+                f"accepted jobs ran {seconds_text(over)} past the close of the window at "
                 f"{self.closes_at.isoformat()}",
             )
         if left_pending:

@@ -210,6 +210,9 @@ class SimulatorApp:
             await asyncio.sleep(self._latency)
         now = self._clock()
         stats = self.world.stats
+        if kind in self.config.unoffered:
+            # The gateway knows no such API here: nothing behind it is reached.
+            raise GatewayFault("APIGW.0101", None, self._request_id())
         if self._auth.enabled:
             try:
                 self._auth.check(

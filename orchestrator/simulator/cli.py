@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from orchestrator.cli.exits import SIMULATE_EXIT_CODES
 from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
 from orchestrator.simulator.config import API_KINDS, ApiLimit, SimulatorConfig
 from orchestrator.simulator.fleetfile import load_fleet
@@ -105,7 +106,7 @@ def _users(
     return tuple(users)
 
 
-@click.command()
+@click.command(epilog=SIMULATE_EXIT_CODES)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -327,6 +328,14 @@ def _users(
     "APIs but are not in --fleet (the inventory), so that paging is realistic.",
 )
 @click.option(
+    "--unoffered",
+    multiple=True,
+    type=click.Choice(API_KINDS),
+    metavar="KIND",
+    help="An API this cloud does not offer (repeatable): the gateway answers 404 "
+    f"APIGW.0101 to every call of it. One of {', '.join(API_KINDS)}.",
+)
+@click.option(
     "--busy-rate",
     default=0.0,
     type=_RATE,
@@ -455,6 +464,7 @@ def simulate(
     throttle_style: str,
     api_limits: tuple[tuple[str | None, ApiLimit], ...],
     extra_servers: int,
+    unoffered: tuple[str, ...],
     busy_rate: float,
     latency_ms: float,
     token: str | None,
@@ -518,6 +528,7 @@ def simulate(
         api_limit=next((limit for kind, limit in reversed(api_limits) if kind is None), None),
         api_limit_by_kind=tuple(dict((k, v) for k, v in api_limits if k is not None).items()),
         extra_servers=extra_servers,
+        unoffered=unoffered,
         busy_rate=busy_rate,
         latency_ms=latency_ms,
         token=token,

@@ -130,6 +130,9 @@ class SimulatorConfig:
     # Per project of the fleet: servers that exist and are listed, but that the
     # fleet (the inventory) does not name.
     extra_servers: int = 0
+    # APIs this cloud does not offer (a kind of API_KINDS): the gateway answers
+    # 404 APIGW.0101, as for an API not published in a region.
+    unoffered: tuple[str, ...] = ()
     busy_rate: float = 0.0
     latency_ms: float = 0.0
     token: str | None = field(default=None, repr=False)
@@ -185,6 +188,10 @@ class SimulatorConfig:
                     f"api_limit_by_kind: expected (kind, ApiLimit), kind one of"
                     f" {', '.join(API_KINDS)}; got {kind!r}"
                 )
+        object.__setattr__(self, "unoffered", tuple(self.unoffered))
+        for kind in self.unoffered:
+            if kind not in API_KINDS:
+                raise ValueError(f"unoffered: {kind!r} is not one of {', '.join(API_KINDS)}")
         if not (isinstance(self.extra_servers, int) and self.extra_servers >= 0):
             raise ValueError(
                 f"extra_servers must be a whole number >= 0, got {self.extra_servers!r}"

@@ -1,7 +1,8 @@
 """The error codes the simulator answers with, and the exceptions that carry them.
 
 HTTP statuses and messages follow the reference's error_codes.rst. Codes not in
-that table: `APIGW.0301`/`APIGW.0307` (the API gateway's answers to bad
+that table: `APIGW.0101` (the gateway's answer for an API a cloud does not offer),
+`APIGW.0301`/`APIGW.0307` (the API gateway's answers to bad
 credentials), `APIGW.0308` (its throttling) and `APIGW.0203` for the injected
 503, because no code of error_codes.rst has HTTP 503.
 

@@ -160,8 +160,11 @@ def campaign_from_inventory(inventory: Path) -> str:
     return name[:40]
 
 
-def pg_location(dsn: str, campaign: str | None, inventory: Path | None = None) -> StateLocation:
-    """The campaign `campaign` (default: from the inventory's name) in database `dsn`."""
+def pg_location(
+    dsn: str, campaign: str | None, inventory: Path | None = None, *, sole: bool = False
+) -> StateLocation:
+    """The campaign `campaign` (default: from the inventory's name) in database `dsn`;
+    with `sole`, when neither names one, the database's only campaign."""
     check_dsn(dsn)
     try:
         from orchestrator.store.pg import PgLocation, campaigns
@@ -173,6 +176,8 @@ def pg_location(dsn: str, campaign: str | None, inventory: Path | None = None) -
         campaign = campaign_from_inventory(inventory)
     if campaign is None:
         known = campaigns(dsn)
+        if sole and len(known) == 1:
+            return PgLocation(dsn, check_campaign(known[0]))
         listed = ", ".join(known) if known else "none yet"
         raise UsageError(
             f"--state {dsn}: name the campaign with --campaign NAME (campaigns there: {listed})"

@@ -102,7 +102,8 @@ class StateStore(Journal, TargetChanges, TargetReads):
         `validate` (called after the last target was read) may raise to refuse the
         inventory: then nothing is kept, not even the file.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # A new folder for it is the owner's only, as the file is.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         files.check_companions(path, new=True)
         # Made under a temporary name with its schema and `creator` row, locked, then
         # linked into place: nobody ever sees it unlocked, and it is never without

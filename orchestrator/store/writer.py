@@ -86,6 +86,9 @@ class StateWriter:
         """Commit what is queued, then stop the state thread."""
         with contextlib.suppress(Exception):
             await self.flush()
+            # Calls made after the last change (a list read at the end) count too.
+            if any((counters := self._counters()).values()):
+                await self.call(self._store.apply, [], counters)
         if self._flusher is not None and not self._flusher.done():
             self._flusher.cancel()
             with contextlib.suppress(BaseException):

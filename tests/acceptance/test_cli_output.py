@@ -59,6 +59,66 @@ def test_json_logs_every_line_parses_and_state_changes_carry_the_fields(
     assert "state_change" not in events and "progress" in events
 
 
+def test_json_logs_open_and_close_each_invocation_and_never_mix_with_text(
+    cli: Cli,
+    workdir: Path,
+    make_inventory: Callable[..., Path],
+    sim_process: Callable[..., Any],
+    fast: list[str],
+) -> None:
+    inventory = make_inventory(4, projects=1, seed=8)
+    state = workdir / "mixed.state.sqlite"
+    log = state.with_suffix(".log")
+    token = "log-records-token-5d1e"
+    with sim_process("--fleet", inventory, "--job-seconds", "0", env={"SIM_TOKEN": token}) as url:
+        args = ("--endpoint", url, "--state", state, *fast)
+        done = cli("run", inventory, *args, "--log-format", "json", env={"OS_AUTH_TOKEN": token})
+        assert done.returncode == 0, done.stderr
+        records = parse_lines(log.read_text(encoding="utf-8"))
+        first, last = records[0], records[-1]
+        assert first["event"] == "run_start"
+        assert (first["command"], first["inventory"], first["state"]) == (
+            "run",
+            str(inventory),
+            str(state),
+        )
+        assert first["options"]["endpoint"] == url and first["options"]["rate"] == 10
+        assert last["event"] == "run_end"
+        assert (last["outcome"], last["exit_code"], last["error"]) == ("complete", 0, None)
+        assert last["counts"]["succeeded"] == 4
+        report = re.search(r"^report: (.+)$", done.stdout, re.MULTILINE)
+        assert report and last["report"] == report.group(1)
+        assert token not in log.read_text(encoding="utf-8")
+
+        # Text into this JSON log is refused, before anything is written...
+        before = log.read_bytes()
+        mixed = cli("resume", *args, "--log-format", "text", env={"OS_AUTH_TOKEN": token})
+        assert mixed.returncode == 2
+        assert f"the log file {log} holds json lines" in mixed.stderr
+        assert log.read_bytes() == before
+        # ...and without --log-format the resume goes on in the file's format.
+        again = cli("resume", *args, env={"OS_AUTH_TOKEN": token})
+        assert again.returncode == 0, again.stderr
+    records = parse_lines(log.read_text(encoding="utf-8"))  # every line is still JSON
+    assert [r["event"] for r in records if r["event"].startswith("run_")] == [
+        "run_start",
+        "run_end",
+        "run_start",
+        "run_end",
+    ]
+    starts = [r for r in records if r["event"] == "run_start"]
+    assert starts[-1]["command"] == "resume" and records[-1]["outcome"] == "complete"
+
+    # The same the other way round: JSON into a text log.
+    text_state = workdir / "text.state.sqlite"
+    plain = cli("run", inventory, "--simulate", "--state", text_state, *fast)
+    assert plain.returncode == 0, plain.stderr
+    lines = text_state.with_suffix(".log").read_text(encoding="utf-8").splitlines()
+    assert "start: orchestrator run" in lines[0] and "end: complete, exit 0" in lines[-1]
+    refused = cli("resume", "--state", text_state, "--log-format", "JSON", *fast)
+    assert refused.returncode == 2 and "holds text lines" in refused.stderr
+
+
 def test_refused_credentials_say_nothing_was_sent(
     cli: Cli,
     sample_inventory: Path,

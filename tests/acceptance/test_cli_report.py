@@ -39,7 +39,7 @@ def test_run_then_noop_resume_keeps_the_campaign_and_the_grouping(
     active = first["campaign"]["active_s"]
     assert active > 0
 
-    state = reports / f"{inventory.stem}.state.sqlite"
+    state = workdir / "state" / f"{inventory.stem}.state.sqlite"
     again = cli("resume", "--state", state, "--report-dir", reports, *fast)
     assert again.returncode == done.returncode, again.stderr
     assert report_dir_of(again.stdout) == directory
@@ -69,12 +69,16 @@ def test_report_command_groups_and_refuses_an_unknown_column(
         "--sim-job-seconds", "0.1:0.2", *fast,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    state = reports / f"{inventory.stem}.state.sqlite"
+    state = workdir / "state" / f"{inventory.stem}.state.sqlite"
 
     grouped = cli("report", "--state", state, "--group-by", "region")
     assert grouped.returncode == 0, grouped.stderr
     summary = json.loads((report_dir_of(grouped.stdout) / "summary.json").read_text())
     assert summary["group_by"] == "region"
+    # Every file it wrote is listed under the folder, and nothing else.
+    listed = [line.strip() for line in grouped.stdout.splitlines()[1:]]
+    written = sorted(str(p) for p in report_dir_of(grouped.stdout).iterdir())
+    assert sorted(listed) == written and len(written) == 5, grouped.stdout
     assert sum(sum(g.values()) for g in summary["groups"].values()) == 20
 
     refused = cli("report", "--state", state, "--group-by", "colour")
@@ -94,5 +98,5 @@ def test_run_with_an_unknown_group_by_column_sends_nothing(
     assert "--group-by 'colour'" in done.stderr
     # Checked against the inventory's columns before the state file is committed:
     # not even a state file (let alone a request) is left behind.
-    assert not (reports / f"{inventory.stem}.state.sqlite").exists()
+    assert not (workdir / "state" / f"{inventory.stem}.state.sqlite").exists()
     assert list(reports.rglob("*")) == []

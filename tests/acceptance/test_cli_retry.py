@@ -203,3 +203,33 @@ def test_retry_csv_is_a_valid_inventory_that_run_takes_as_it_is(
     }
     summary = json.loads((report_dir_of(second.stdout, workdir) / "summary.json").read_text())
     assert summary["total"] == len(failed)
+
+
+def test_retry_narrows_by_only_project_as_run_does_and_still_takes_project(
+    cli: Cli, workdir: Path, make_inventory: Callable[..., Path], fast: list[str]
+) -> None:
+    inventory = make_inventory(20, projects=2, seed=3)
+    state = workdir / "fleet.state.sqlite"
+    sim = ("--simulate", "--sim-job-seconds", "0", "--sim-job-fail-rate", "0.5", "--sim-seed", "4")
+    first = cli("run", inventory, "--state", state, *sim, *fast)
+    assert first.returncode == 1, first.stderr
+    with StateStore.open(state, readonly=True) as store:
+        failed = [t for t in store.iter_targets() if t.state is TargetState.FAILED]
+    projects = sorted({t.project_id for t in failed})
+    assert len(projects) == 2, "both projects need a failed target"
+
+    def retried() -> dict[str, set[str]]:
+        with StateStore.open(state, readonly=True) as store:
+            again = [t for t in store.iter_targets() if t.attempts == 2]
+        return {p: {t.server_id for t in again if t.project_id == p} for p in projects}
+
+    by_new_name = cli("retry", "--state", state, "--only-project", projects[0], *sim, *fast)
+    assert by_new_name.returncode in (0, 1), by_new_name.stderr
+    assert "--only-project " + projects[0] in by_new_name.stderr
+    first_round = retried()
+    assert first_round[projects[0]] and not first_round[projects[1]]
+
+    by_old_name = cli("retry", "--state", state, "--project", projects[1], *sim, *fast)
+    assert by_old_name.returncode in (0, 1), by_old_name.stderr
+    second_round = retried()
+    assert second_round[projects[0]] == first_round[projects[0]] and second_round[projects[1]]

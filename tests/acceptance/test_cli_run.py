@@ -38,7 +38,7 @@ def test_simulated_run_of_the_sample_then_status_and_report(
 
     assert done.returncode == 0, done.stderr
     assert "finished: 300 succeeded" in done.stdout
-    state = reports / "sample.state.sqlite"
+    state = workdir / "state" / "sample.state.sqlite"  # the default, out of --report-dir
     with StateStore.open(state, readonly=True) as store:
         run_id = store.run_info().run_id
         assert store.counts()["succeeded"] == 300
@@ -100,7 +100,7 @@ def test_failed_jobs_exit_1_with_error_codes_in_the_report(
         assert row["error_code"] in reasons
         assert row["fail_reason"] == reasons[row["error_code"]]
 
-    shown = cli("status", "--state", reports / "sample.state.sqlite", "--json")
+    shown = cli("status", "--state", workdir / "state" / "sample.state.sqlite", "--json")
     assert shown.returncode == 1  # as the run: finished, some failed
     status = json.loads(shown.stdout)
     assert status["counts"]["failed"] == len(failed)

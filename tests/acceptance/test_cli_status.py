@@ -15,10 +15,10 @@ from orchestrator.store.status import read_status
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 SCHEMA_KEYS = {
-    "schema", "run_id", "state_path", "inventory_path", "created_at", "generated_at", "total",
-    "counts", "final", "complete", "exit_code", "invocations", "first_started_at", "invocation",
-    "failures_by_error_code", "failures", "in_doubt", "deferred", "requests", "throttled",
-    "wave", "window",
+    "schema", "outcome", "run_id", "state_path", "inventory_path", "created_at",
+    "generated_at", "total", "counts", "final", "complete", "exit_code", "invocations",
+    "first_started_at", "invocation", "failures_by_error_code", "failures", "in_doubt",
+    "deferred", "requests", "throttled", "wave", "window", "held", "report", "error",
 }  # fmt: skip
 INVOCATION_KEYS = {
     "number", "state", "pid", "started_at", "ended_at", "outcome", "elapsed_s",

@@ -175,6 +175,10 @@ def test_second_sigint_stops_at_once_and_a_resume_finishes(
     assert took < 5.0, f"took {took:.1f} s after two signals"
     assert code == 3, stderr
     assert "Traceback" not in stderr, stderr
+    # What it says is what happened: the jobs were left to the resume, not followed.
+    assert "drain period" not in stderr
+    assert "accepted jobs were not followed further" in stderr, stderr
+    assert "report:" not in (tmp_path / "stdout").read_text()
     with StateStore.open(fleet.state, readonly=True) as store:
         assert sum(store.counts().values()) == TARGETS
 

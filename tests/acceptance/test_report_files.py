@@ -89,9 +89,9 @@ def test_a_log_file_planted_as_a_link_is_refused(
 ) -> None:
     precious = workdir / "precious.txt"
     precious.write_text("the operator's own file\n")
-    reports = workdir / "reports"
-    reports.mkdir()
-    state = reports / "sample.state.sqlite"  # the default state file of sample.csv
+    folder = workdir / "state"
+    folder.mkdir()
+    state = folder / "sample.state.sqlite"  # the default state file of sample.csv
     state.with_suffix(".log").symlink_to(precious)
     done = cli("run", sample_inventory, "--simulate", *fast)
     assert done.returncode == 2, done.stderr

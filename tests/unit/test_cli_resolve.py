@@ -248,9 +248,9 @@ RECORDED_KEYS = [
     "report_dir", "endpoint", "endpoint_template", "simulate", "rate", "poll_rate",
     "max_in_flight", "job_timeout", "first_poll", "poll_cap", "drain_timeout",
     "settle_quiet", "no_preflight", "max_clock_skew", "verify", "busy_rechecks",
-    "busy_recheck_delay", "skip_reinstalled_since", "request_options", "encoding", "auth",
-    "os_cloud", "credentials", "cloud", "region", "ca_bundle", "ca_bundle_source",
-    "group_by", "report_mode", "state", "shard", "user_data", "rollout",
+    "busy_recheck_delay", "list_reads", "skip_reinstalled_since", "request_options",
+    "encoding", "auth", "os_cloud", "credentials", "cloud", "region", "ca_bundle",
+    "ca_bundle_source", "group_by", "report_mode", "state", "shard", "user_data", "rollout",
 ]  # fmt: skip
 
 
@@ -282,6 +282,7 @@ def test_the_recorded_options_keep_their_keys_and_values(
         "verify": True,
         "busy_rechecks": 3,
         "busy_recheck_delay": 2.0,
+        "list_reads": True,
         "skip_reinstalled_since": None,
         "request_options": {
             "keyname": "kp",

@@ -17,8 +17,11 @@ from orchestrator.console.logs import (
     STATE_CHANGE_FIELDS,
     BufferedFileHandler,
     console_handler,
+    existing_format,
+    log_format_for,
     setup_logging,
 )
+from orchestrator.errors import UsageError
 
 SECRET = 'tok"en\\with-quote-and-ü-31f0'  # JSON escapes it: the raw form is not enough
 
@@ -181,3 +184,23 @@ def test_text_log_lines_keep_their_format(tmp_path: Path) -> None:
     line = log_file.read_text().splitlines()[0]
     # 2026-11-30 11:36:16,887 INFO orchestrator.run a line: as logging.Formatter writes it
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO orchestrator\.run a line", line)
+
+
+def test_the_log_format_is_the_files_own_unless_given_and_never_mixed(tmp_path: Path) -> None:
+    new, empty, text, json_log = (tmp_path / n for n in ("new", "empty", "text", "json"))
+    empty.write_text("\n\n")
+    text.write_text("2026-12-06 09:14:16,557 INFO orchestrator.run x\n")
+    json_log.write_text('\n{"time": "2026-12-06T09:14:16Z", "event": "log"}\n')
+    link = tmp_path / "link"
+    link.symlink_to(json_log)
+    assert [existing_format(p) for p in (new, empty, text, json_log, link)] == [
+        None, None, "text", "json", None  # a link is refused when the log opens
+    ]  # fmt: skip
+    assert log_format_for(None, None) == "text"
+    assert log_format_for(new, None) == "text" and log_format_for(new, "JSON") == "json"
+    assert log_format_for(json_log, None) == "json" and log_format_for(json_log, "json") == "json"
+    assert log_format_for(text, None) == "text"
+    with pytest.raises(UsageError, match="holds json lines"):
+        log_format_for(json_log, "text")
+    with pytest.raises(UsageError, match="holds text lines"):
+        log_format_for(text, "json")

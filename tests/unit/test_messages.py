@@ -40,6 +40,21 @@ def test_a_stopped_run_says_what_was_done_and_what_is_left_never_finished() -> N
     assert f"continue with: orchestrator resume --state {STATE}" in err
 
 
+def test_a_second_signal_says_jobs_were_left_to_the_resume_not_followed() -> None:
+    out, err = text(
+        counts={S.SUCCEEDED: 40, S.RUNNING: 25, S.SUBMITTING: 2, S.PENDING: 33},
+        stopped=True,
+        halted=True,
+        requests={"reinstall": 67},
+    )
+    assert out.startswith("stopped before finishing: 40 of 100 done")
+    assert "drain period" not in err
+    assert "accepted jobs were not followed further" in err
+    assert "a resume follows and settles them" in err
+    assert "no report was written" in err
+    assert f"continue with: orchestrator resume --state {STATE}" in err
+
+
 def test_deferred_targets_are_the_reason_when_nothing_else_is() -> None:
     out, err = text(counts={S.SUCCEEDED: 8, S.PENDING: 2}, deferred=2)
     assert out.endswith("2 left (2 pending; 2 deferred)")

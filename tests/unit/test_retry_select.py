@@ -65,5 +65,5 @@ def test_unverified_needs_the_explicit_flag() -> None:
 def test_describe_names_every_flag() -> None:
     request = RetryRequest("failed", ("Ecs.0605",), (P1,), True)
     assert request.describe() == (
-        f"--state-is failed --error-code Ecs.0605 --project {P1} --i-checked-unverified"
+        f"--state-is failed --error-code Ecs.0605 --only-project {P1} --i-checked-unverified"
     )

@@ -167,7 +167,12 @@ async def test_happy_path_reads_sends_once_follows_and_verifies(
 
     assert (outcome.exit_code, outcome.stopped, outcome.aborted) == (0, False, None)
     assert run.states() == [S.SUCCEEDED] * 3
-    assert run.path_of(0) == ["submitting", "submitted", "running", "succeeded"]
+    # Running where a job query saw the job under way (a loaded machine may first ask
+    # it after its end).
+    assert run.path_of(0) in (
+        ["submitting", "submitted", "running", "succeeded"],
+        ["submitting", "submitted", "succeeded"],
+    )
     sent = cloud.reinstalls()
     assert sorted(c.subject for c in sent) == [server_id(n) for n in (1, 2, 3)]
     assert all(c.acted and c.raised is None for c in sent)
@@ -199,9 +204,8 @@ async def test_happy_path_by_the_lists_reads_the_project_in_one_call_before_send
     # The project's first page was read before anything was sent: it holds all three.
     assert kinds(cloud)[0] == "list"
     assert cloud.requests["reinstall"] == 3
-    for target, call in zip(
-        run.targets(), sorted(cloud.reinstalls(), key=lambda c: c.subject), strict=True
-    ):
+    calls = sorted(cloud.reinstalls(), key=lambda c: c.subject)
+    for target, call in zip(run.targets(), calls, strict=True):
         assert target.launched_at_before is not None  # the page's row is the evidence
         job = cloud.world.jobs.get(target.job_id or "")
         assert job is not None

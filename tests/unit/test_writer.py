@@ -232,3 +232,20 @@ async def test_a_cancelled_caller_does_not_cancel_the_commit(store: StateStore) 
     # the runner must re-read the state, never assume it was dropped.
     assert store.get(30).state is S.SUBMITTING
     assert store.get(31).state is S.SUBMITTING
+
+
+async def test_calls_made_after_the_last_change_are_counted_at_close(store: StateStore) -> None:
+    totals = {"requests.list": 0}
+    sent: dict[str, int] = {}
+
+    def deltas() -> dict[str, int]:
+        out = {k: v - sent.get(k, 0) for k, v in totals.items()}
+        sent.update(totals)
+        return out
+
+    writer = StateWriter(store, window=0.005, counters=deltas)
+    totals["requests.list"] = 2
+    assert await writer.change(_intent(23)) is True
+    totals["requests.list"] = 3  # a list read at the end of the run: no change follows
+    await writer.close()
+    assert store.run_info().requests == {"list": 3}

@@ -17,7 +17,7 @@ from orchestrator.store.sqlite import StateStore
 P1 = "0123456789abcdef0123456789abcdef"
 S1 = "11111111-2222-4333-8444-555555555555"
 S2 = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # A German Excel export: semicolons, cp1252, CRLF, the separator inside a quoted cell.
 GERMAN = (
     "project_id;server_id;keyname;userid;Besitzer\r\n"

@@ -352,7 +352,7 @@ def test_the_issue_typo_no_longer_gives_every_server_the_default_key(tmp_path: P
 
 
 def test_the_german_excel_sample_loads_with_encoding() -> None:
-    path = Path(__file__).resolve().parent.parent / "inventories" / "excel-de.csv"
+    path = Path(__file__).resolve().parents[2] / "inventories" / "excel-de.csv"
     assert b"\r\n" in path.read_bytes() and b";" in path.read_bytes()
     reader = InventoryReader(path, CP1252)
     targets = list(reader)

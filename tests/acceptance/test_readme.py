@@ -13,7 +13,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 CI = ROOT / ".ci" / "run"
 

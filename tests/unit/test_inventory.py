@@ -25,7 +25,7 @@ from orchestrator.inventory import (
 )
 from orchestrator.model import TargetSpec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 P1 = "0123456789abcdef0123456789abcdef"
 P2 = "fedcba9876543210fedcba9876543210"
 S1 = "11111111-2222-4333-8444-555555555555"

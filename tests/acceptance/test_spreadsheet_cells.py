@@ -21,7 +21,7 @@ from orchestrator.model import RunInfo, Target, TargetSpec, TargetState
 from orchestrator.report import write_report
 from orchestrator.spreadsheet import neutralise, restore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROJECT = "0123456789abcdef0123456789abcdef"
 # Values as a spreadsheet would run them, and values that only look close.
 FORMULAS = (
