@@ -205,6 +205,9 @@ class ServerView:
     # disk, the one change the reference promises. None where the answer does not say
     # which volume that is (Nova's list gives no boot index): "cannot tell".
     system_volume: str | None = None
+    # The IDs of every attached volume, where the answer lists them: a list without
+    # boot indexes still shows whether a volume known to be the system disk is there.
+    attached: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -658,6 +661,7 @@ def server_view(server_id: str, server: Mapping[str, Any]) -> ServerView:
         locked=locked if isinstance(locked, bool) else None,
         system_disk=_system_disk(server),
         system_volume=_system_volume(server),
+        attached=_attached(server),
     )
 
 
@@ -677,6 +681,15 @@ def _system_disk(server: Mapping[str, Any]) -> bool | None:
     if any(b is None for b in boot):
         return None
     return False
+
+
+def _attached(server: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The IDs of the attached volumes; None when the answer does not list them."""
+    volumes = server.get("os-extended-volumes:volumes_attached")
+    if not isinstance(volumes, list):
+        return None
+    ids = (v.get("id") for v in volumes if isinstance(v, dict))
+    return tuple(text for i in ids if isinstance(i, str) and (text := optional_text(i, 128)))
 
 
 def _system_volume(server: Mapping[str, Any]) -> str | None:

@@ -14,6 +14,13 @@ same answer, parsed by the same function). Where the lists cannot vouch for a
 server (it was not on any page, it was deleted, or no tick covers its row), the
 watch has nothing to say (`current` is None) and the server is read singly.
 
+The system disk's volume is evidence of a reinstall (settle.py), and Nova's list
+names no boot index: its row cannot say which attached volume is the system disk.
+Such a row takes the system disk from the server's previous row when that volume is
+still attached (the disk was not replaced); otherwise the row is dropped, and the
+server read singly, so that no decision rests on a row with less evidence than a
+single read gives.
+
 Where the reference is silent we assume the hardest: `changes-since` filters on the
 last *status* update (the reference's words), the clock behind `updated` may differ
 from the one behind `Date` by `SERVICE_CLOCKS_AGREE_WITHIN`, and a page read by
@@ -27,7 +34,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -177,11 +184,20 @@ class ProjectWatch:
             # Deleted: the single read says so with the service's own words.
             self.rows.pop(server.server_id, None)
             return
+        old = self.rows.get(server.server_id)
+        if server.system_volume is None and server.attached:
+            # Volumes without boot indexes (Nova's list): the system disk only where the
+            # previous row's is still attached; else no row, and a single read.
+            known = None if old is None else old.server.system_volume
+            if known is None or known not in server.attached:
+                if old is None or old.read_mono <= sent:
+                    self.rows.pop(server.server_id, None)
+                return
+            server = replace(server, system_volume=known)
         if read_at is None:
             # No service time yet: the row is current while it is young, and no tick
             # can ever vouch for it.
             read_at = NEVER
-        old = self.rows.get(server.server_id)
         if old is None or old.read_mono <= sent:
             self.rows[server.server_id] = Row(server, read_at, sent)
 

@@ -216,7 +216,7 @@ def _users(
     default=0.0,
     type=_RATE,
     show_default=True,
-    help="Share of reinstall jobs that end FAIL (launched_at unchanged).",
+    help="Share of reinstall jobs that end FAIL (the system disk kept, launched_at unchanged).",
 )
 @click.option(
     "--fail-to-error-rate",
@@ -225,6 +225,36 @@ def _users(
     show_default=True,
     help="Share of FAIL jobs that leave the server ERROR; the others put it back as it was "
     "(SHUTOFF, or ERROR if it was ERROR).",
+)
+@click.option(
+    "--fail-restarts",
+    is_flag=True,
+    help="A failed reinstall of a running server starts it again (ACTIVE, the old system "
+    "disk): a start, not a reinstall.",
+)
+@click.option(
+    "--launched-at",
+    "launched_at",
+    type=click.Choice(["reinstall", "never", "any-start"]),
+    default="reinstall",
+    show_default=True,
+    help="When OS-SRV-USG:launched_at moves (the reference does not say): on a reinstall, "
+    "never, or on a reinstall and on any start of the server. The system disk's volume "
+    "ID changes on every reinstall whatever this says.",
+)
+@click.option(
+    "--keep-power-state",
+    is_flag=True,
+    help="A reinstall of a stopped server leaves it SHUTOFF (else it is started).",
+)
+@click.option(
+    "--come-back-seconds",
+    default="0",
+    show_default=True,
+    callback=_job_seconds,
+    metavar="MIN[:MAX]",
+    help="After a successful reinstall, how long the server boots (SHUTOFF, task state "
+    "powering-on) before it shows ACTIVE; the job says SUCCESS first.",
 )
 @click.option(
     "--success-but-error-rate",
@@ -238,7 +268,7 @@ def _users(
     default=0.0,
     type=_RATE,
     show_default=True,
-    help="Share of jobs that say SUCCESS while launched_at stays unchanged (for --verify tests).",
+    help="Share of jobs that say SUCCESS while the old system disk stays (for --verify tests).",
 )
 @click.option(
     "--pending-payment-rate",
@@ -451,6 +481,10 @@ def simulate(
     stopped_seconds: tuple[float, float],
     job_fail_rate: float,
     fail_to_error_rate: float,
+    fail_restarts: bool,
+    launched_at: str,
+    keep_power_state: bool,
+    come_back_seconds: tuple[float, float],
     success_but_error_rate: float,
     success_but_stale_rate: float,
     pending_payment_rate: float,
@@ -514,6 +548,11 @@ def simulate(
         stopped_seconds=stopped_seconds,
         job_fail_rate=job_fail_rate,
         fail_to_error_rate=fail_to_error_rate,
+        fail_restarts=fail_restarts,
+        launched_at_on_reinstall=launched_at != "never",
+        launched_at_on_start=launched_at == "any-start",
+        keep_power_state=keep_power_state,
+        come_back_seconds=come_back_seconds,
         success_but_error_rate=success_but_error_rate,
         success_but_stale_rate=success_but_stale_rate,
         pending_payment_rate=pending_payment_rate,
