@@ -72,6 +72,7 @@ SIMULATED: Mapping[str, float] = {
     "poll_cap": 2.0,
     "settle_quiet": 10.0,
     "busy_recheck_delay": 2.0,
+    "verify_within": 10.0,
 }
 _DEFAULTS = RunSettings()
 # Rollout flags: given False means "not given", so a resume keeps what the state has.
@@ -238,6 +239,7 @@ def _recorded(
         "no_preflight": not settings.preflight,
         "max_clock_skew": settings.max_clock_skew,
         "verify": settings.verify,
+        "verify_within": settings.verify_within,
         "busy_rechecks": settings.busy_rechecks,
         "busy_recheck_delay": settings.busy_recheck_delay,
         "list_reads": settings.list_reads,
@@ -297,6 +299,7 @@ def settings_from(
         # Never taken from the latest invocation: that may have been another shard's.
         shard=parse_shard(given.get("shard")),
         verify=bool(pick("verify")),
+        verify_within=_positive("--verify-within", pick("verify_within")),
         busy_rechecks=_count("--busy-rechecks", pick("busy_rechecks"), high=30),
         busy_recheck_delay=_positive("--busy-recheck-delay", pick("busy_recheck_delay")),
         list_reads=bool(pick("list_reads")),

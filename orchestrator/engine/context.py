@@ -52,6 +52,7 @@ class Follow:
     job_started: bool = False  # the job was seen past INIT
     verifying: JobView | None = None  # the job said SUCCESS: the server is being checked
     verify_reads: int = 0
+    verify_since: float | None = None  # when (monotonic) verification began
     # The job cannot decide: the service no longer knows it (Common.0011). The server
     # is followed instead.
     job_unusable: bool = False

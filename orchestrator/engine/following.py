@@ -241,7 +241,8 @@ class Following:
 
     async def verify(self, target: Target) -> None:
         """After a job's SUCCESS: succeeded only once the server shows it is back
-        (verify.py); read again, a bounded number of times, while it settles."""
+        (verify.py); read again while it settles, for --verify-within seconds (and at
+        least twice), then failed with the last reason."""
         run = self.run
         info = run.follow[target.id]
         job = info.verifying
@@ -253,7 +254,12 @@ class Following:
         if server is None and not run.unchanged(target):
             return  # failed (gone), or the run stops
         info.verify_reads += 1
-        last = info.verify_reads >= run.settings.verify_reads
+        now = run.clock()
+        if info.verify_since is None:
+            info.verify_since = now
+        within = run.settings.verify_within
+        elapsed = now - info.verify_since
+        last = elapsed >= within and info.verify_reads >= 2
         if server is None:
             check = Settlement(Verdict.WAIT, "the server could not be read after SUCCESS")
         else:
@@ -274,7 +280,12 @@ class Following:
                 **times,
             )
         elif check.verdict is Verdict.FAILED or last:
-            reads = f" (after {info.verify_reads} read(s))" if check.verdict is Verdict.WAIT else ""
+            reads = (
+                f" (not back within --verify-within {within:.0f} s: {info.verify_reads}"
+                f" read(s) over {elapsed:.0f} s)"
+                if check.verdict is Verdict.WAIT
+                else ""
+            )
             await run.change(
                 target,
                 S.FAILED,
@@ -289,8 +300,12 @@ class Following:
                 target = await run.change(
                     target, S.RUNNING, f"job {job.job_id} SUCCESS; verifying the server"
                 )
-            delay = run.settings.first_poll * 2 ** (info.verify_reads - 1)
-            run.schedule(target, min(delay, run.settings.poll_cap))
+            delay = min(
+                run.settings.first_poll * 2 ** (info.verify_reads - 1), run.settings.poll_cap
+            )
+            left = within - elapsed
+            # The last read at the end of the budget, not a poll interval past it.
+            run.schedule(target, min(delay, left) if left > 0 else delay)
 
     def _observe_length(self, job: JobView) -> None:
         """A job ended: its length, begin to end on the service's own clock, tunes later

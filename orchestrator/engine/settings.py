@@ -46,7 +46,10 @@ class RunSettings:
     shard: Shard | None = None
     # After a job's SUCCESS, read the server: succeeded only if it is back (verify.py).
     verify: bool = True
-    verify_reads: int = 4  # reads of a server still settling after SUCCESS, at most
+    # How long a server still settling after SUCCESS (booting, a task state, SHUTOFF
+    # where it ran before) is read again before it fails as not verified. Minutes: a
+    # server may take that long to come back, and a read every --poll-cap is cheap.
+    verify_within: float = 600.0
     # A server busy with someone else's operation is read again this often in the
     # same run, after busy_recheck_delay, then twice that, ...; then deferred.
     busy_rechecks: int = 3

@@ -15,11 +15,12 @@ server (it was not on any page, it was deleted, or no tick covers its row), the
 watch has nothing to say (`current` is None) and the server is read singly.
 
 The system disk's volume is evidence of a reinstall (settle.py), and Nova's list
-names no boot index: its row cannot say which attached volume is the system disk.
-Such a row takes the system disk from the server's previous row when that volume is
-still attached (the disk was not replaced); otherwise the row is dropped, and the
-server read singly, so that no decision rests on a row with less evidence than a
-single read gives.
+names no boot index: its row cannot say by itself which attached volume is the system
+disk. It is told from the server's previous row (which knew it): that volume still
+attached is the system disk, not replaced; gone, with exactly one volume attached that
+the previous row did not list (and every other one listed there), that one is the new
+system disk. Otherwise the row is dropped, and the server read singly: no decision
+rests on a row with less evidence than a single read gives.
 
 Where the reference is silent we assume the hardest: `changes-since` filters on the
 last *status* update (the reference's words), the clock behind `updated` may differ
@@ -186,14 +187,12 @@ class ProjectWatch:
             return
         old = self.rows.get(server.server_id)
         if server.system_volume is None and server.attached:
-            # Volumes without boot indexes (Nova's list): the system disk only where the
-            # previous row's is still attached; else no row, and a single read.
-            known = None if old is None else old.server.system_volume
-            if known is None or known not in server.attached:
+            system = _system_disk_by(server.attached, None if old is None else old.server)
+            if system is None:
                 if old is None or old.read_mono <= sent:
-                    self.rows.pop(server.server_id, None)
+                    self.rows.pop(server.server_id, None)  # read singly instead
                 return
-            server = replace(server, system_volume=known)
+            server = replace(server, system_volume=system)
         if read_at is None:
             # No service time yet: the row is current while it is young, and no tick
             # can ever vouch for it.
@@ -205,3 +204,16 @@ class ProjectWatch:
         """The earliest service time a request that left at `sent` may have been served."""
         at = self._service.at(sent)
         return None if at is None else at.at - timedelta(seconds=at.error)
+
+
+def _system_disk_by(attached: tuple[str, ...], previous: ServerView | None) -> str | None:
+    """The system disk among volumes listed without boot indexes, told from the
+    server's previous reading; None where that cannot tell."""
+    if previous is None or previous.system_volume is None or previous.attached is None:
+        return None
+    if previous.system_volume in attached:
+        return previous.system_volume  # still attached: not replaced
+    new = [volume for volume in attached if volume not in previous.attached]
+    if len(new) == 1 and len(attached) == len(previous.attached):
+        return new[0]  # the one volume that took the old system disk's place
+    return None

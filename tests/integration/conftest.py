@@ -60,6 +60,7 @@ def _fast_settings(**changes: Any) -> RunSettings:
         clock_margin=0.0,
         drain_timeout=10.0,
         job_timeout=60.0,
+        verify_within=1.0,
         retry=RetrySettings(attempts=6, max_delay=60.0, backoff_base=0.05, backoff_cap=1.0),
     )
     return replace(base, **changes)

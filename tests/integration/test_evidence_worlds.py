@@ -19,6 +19,7 @@ import pytest
 from never_twice_helpers import Drive, StopOnNotAccepted, assert_never_twice, with_mode
 
 from orchestrator.engine.runner import RunSettings
+from orchestrator.engine.settle import parse_time
 from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator
 
@@ -95,9 +96,7 @@ async def test_launched_at_moving_on_any_start_a_stale_success_is_not_verified(
     inventory = make_inventory(4, projects=1, seed=283)
     sim = await start_sim(inventory, launched_at_on_start=True, success_but_stale_rate=1.0)
 
-    campaign = await run_campaign(
-        inventory, sim=sim, settings=fast_settings(list_reads=list_reads, verify_reads=2)
-    )
+    campaign = await run_campaign(inventory, sim=sim, settings=fast_settings(list_reads=list_reads))
 
     targets = campaign.targets()
     assert {(t.state, t.error_code) for t in targets} == {(S.FAILED, "Orchestrator.NotVerified")}, (
@@ -178,4 +177,73 @@ async def test_launched_at_never_moving_a_replaced_disk_stops_a_resend(
     assert target.state is S.SUCCEEDED, run.explain()
     assert "an earlier attempt shows on the server (system disk's volume" in run.explain()
     assert outcome.exit_code == 0
+    assert_never_twice(sim.stats(), inventory)
+
+
+# -- verification's time budget: minutes to come back, SHUTOFF kept -----------------------
+
+
+async def test_a_server_that_takes_a_while_to_come_back_is_verified_within_the_budget(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """The job says SUCCESS while the server still boots (SHUTOFF, powering-on) for
+    3 s, many poll intervals here (minutes on a real cloud). Read again within
+    --verify-within, it is succeeded once back. Before, 4 reads about 1 s apart failed
+    each as Orchestrator.NotVerified."""
+    inventory = with_mode(make_inventory(4, projects=1, seed=286))
+    sim = await start_sim(inventory, running_rate=0.5, come_back_seconds=(3.0, 3.0))
+
+    campaign = await run_campaign(
+        inventory, sim=sim, settings=fast_settings(verify_within=15.0, list_reads=False)
+    )
+
+    targets = campaign.targets()
+    assert {t.state for t in targets} == {S.SUCCEEDED}, story(campaign)
+    for target in targets:  # verified after the boot, not before (one clock here)
+        ended, verified = parse_time(target.job_end_at), parse_time(target.finished_at)
+        assert ended is not None and verified is not None
+        assert (verified - ended).total_seconds() >= 2.5, (target.job_end_at, target.finished_at)
+    assert_never_twice(sim.stats(), inventory)
+
+
+async def test_a_server_still_booting_past_the_budget_fails_naming_the_budget(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """Booting for longer than --verify-within: failed as not verified, saying how long
+    it was read; never sent again."""
+    inventory = make_inventory(2, projects=1, seed=287)
+    sim = await start_sim(inventory, come_back_seconds=(30.0, 30.0))
+
+    campaign = await run_campaign(
+        inventory, sim=sim, settings=fast_settings(verify_within=1.5, list_reads=False)
+    )
+
+    for target in campaign.targets():
+        assert (target.state, target.error_code) == (S.FAILED, "Orchestrator.NotVerified")
+        reason = target.fail_reason or ""
+        assert "powering-on" in reason and "not back within --verify-within 2 s" in reason
+    assert_never_twice(sim.stats(), inventory)
+
+
+async def test_a_stopped_server_left_shutoff_by_its_reinstall_is_a_normal_end(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """A cloud that keeps a stopped server stopped after its reinstall, and never moves
+    launched_at: SHUTOFF as before, on a new system disk, is succeeded at once."""
+    inventory = make_inventory(3, projects=1, seed=288)
+    sim = await start_sim(inventory, keep_power_state=True, launched_at_on_reinstall=False)
+
+    campaign = await run_campaign(inventory, sim=sim, settings=fast_settings(list_reads=False))
+
+    assert {t.state for t in campaign.targets()} == {S.SUCCEEDED}, story(campaign)
+    assert story(campaign).count("server back (status SHUTOFF") == 3
     assert_never_twice(sim.stats(), inventory)
