@@ -208,6 +208,8 @@ class Following:
             await run.change(
                 target, S.SUCCEEDED, f"job {job.job_id} SUCCESS", finished_at=utc_now(), **times
             )
+        elif job.status == "FAIL" and target.not_accepted:
+            await self._failed_after_a_doubt(target, job)
         elif job.status == "FAIL":
             await run.change(
                 target,
@@ -222,6 +224,30 @@ class Following:
             if target.state is S.SUBMITTED:
                 target = await run.change(target, S.RUNNING, f"job {job.job_id} {job.status}")
             self._look_again(target)
+
+    async def _failed_after_a_doubt(self, target: Target, job: JobView) -> None:
+        """A FAIL for a target sent again after a doubt was settled "not accepted": the
+        earlier request may have been acted on after all (its job queued longer than
+        the quiet period), and a cloud that accepts a reinstall while another runs may
+        fail the later one for it, or both. The job cannot tell which, so the server
+        decides (settled like any doubt, never sent again): reinstalled by the earlier
+        attempt, in ERROR, or resting without a reinstall."""
+        run = self.run
+        run.follow[target.id].job_unusable = True
+        why = (
+            f"job {job.job_id} FAIL ({job.error_code or 'no code'}), after an earlier attempt"
+            " settled as not accepted: that one may have run after all; settled from the"
+            " server, never sent again"
+        )
+        log.warning("%s/%s %s", target.project_id, target.server_id, why)
+        doubt = await run.change(
+            target,
+            S.IN_DOUBT,
+            why,
+            job_begin_at=job.begin_time,
+            job_end_at=job.end_time,
+        )
+        run.schedule(doubt, 0.0)
 
     async def _unknown_status(self, target: Target, job: JobView) -> None:
         """A job status this version does not know: its meaning would be a guess, so the

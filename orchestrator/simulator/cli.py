@@ -257,6 +257,15 @@ def _users(
     "powering-on) before it shows ACTIVE; the job says SUCCESS first.",
 )
 @click.option(
+    "--second-reinstall",
+    type=click.Choice(["refuse", "fail-second", "fail-both"]),
+    default="refuse",
+    show_default=True,
+    help="A reinstall sent while another runs: refused (Ecs.0603 / Ecs.0100), or "
+    "accepted with a job that FAILs (fail-second), the first one failing too, the server "
+    "left in ERROR (fail-both).",
+)
+@click.option(
     "--success-but-error-rate",
     default=0.0,
     type=_RATE,
@@ -485,6 +494,7 @@ def simulate(
     launched_at: str,
     keep_power_state: bool,
     come_back_seconds: tuple[float, float],
+    second_reinstall: str,
     success_but_error_rate: float,
     success_but_stale_rate: float,
     pending_payment_rate: float,
@@ -553,6 +563,7 @@ def simulate(
         launched_at_on_start=launched_at == "any-start",
         keep_power_state=keep_power_state,
         come_back_seconds=come_back_seconds,
+        second_reinstall=second_reinstall,
         success_but_error_rate=success_but_error_rate,
         success_but_stale_rate=success_but_stale_rate,
         pending_payment_rate=pending_payment_rate,

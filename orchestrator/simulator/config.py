@@ -52,6 +52,8 @@ _RATE_FIELDS = (
     "success_but_stale_rate",
     "pending_payment_rate",
 )
+# What the service does with a reinstall sent while another is under way.
+SECOND_REINSTALL = ("refuse", "fail-second", "fail-both")
 # (min, max) seconds, drawn per job.
 _SPAN_FIELDS = (
     "job_seconds",
@@ -104,6 +106,11 @@ class SimulatorConfig:
     # After a successful reinstall the server boots this long (SHUTOFF, task state
     # powering-on) before it shows ACTIVE: the job's SUCCESS comes first.
     come_back_seconds: tuple[float, float] = (0.0, 0.0)
+    # A reinstall sent while another is under way: "refuse" (Ecs.0603 / Ecs.0100, as
+    # the reference suggests), or accepted with a job of its own that fails
+    # ("fail-second"), or that fails with the first one too ("fail-both": the server
+    # left in ERROR, its disk not replaced). Nothing documents which a cloud does.
+    second_reinstall: str = "refuse"
     # Verification cases: the job says SUCCESS, yet the server ends ERROR (its disk
     # replaced), or ACTIVE on the old system disk (launched_at unchanged too).
     success_but_error_rate: float = 0.0
@@ -205,6 +212,11 @@ class SimulatorConfig:
         object.__setattr__(self, "reinstall_apis", tuple(self.reinstall_apis))
         if not set(self.reinstall_apis) <= {"v1", "v2"}:
             raise ValueError(f"reinstall_apis must name v1 and/or v2, got {self.reinstall_apis!r}")
+        if self.second_reinstall not in SECOND_REINSTALL:
+            raise ValueError(
+                f"second_reinstall must be one of {', '.join(SECOND_REINSTALL)},"
+                f" got {self.second_reinstall!r}"
+            )
         if self.frozen_status not in (None, 400, 403):
             raise ValueError(f"frozen_status must be 400, 403 or None, got {self.frozen_status!r}")
         if not (isinstance(self.aksk_lock_after, int) and self.aksk_lock_after >= 1):

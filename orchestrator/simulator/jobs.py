@@ -58,6 +58,9 @@ class Job:
     new_volume: str | None = None
     # Seconds after the end before the server is back (ACTIVE): it boots meanwhile.
     back_after: float = 0.0
+    # A second reinstall accepted while this server's job ran: a job of its own, which
+    # never touches the server (second_reinstall).
+    shadow: bool = False
 
     @property
     def begin(self) -> float:
@@ -239,6 +242,11 @@ class JobBook:
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
+
+    def replace(self, job: Job) -> None:
+        """A job's planned outcome changed (same ID, same end)."""
+        assert self._jobs[job.job_id].end == job.end
+        self._jobs[job.job_id] = job
 
     def pop_ended(self, now: float) -> list[Job]:
         """The unfinished jobs whose end has come, oldest first; each is returned once."""

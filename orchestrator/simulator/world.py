@@ -30,6 +30,9 @@ class World:
     def settle(self, now: float) -> None:
         """Apply the outcome of every job that has ended by `now`."""
         for job in self.jobs.pop_ended(now):
+            if job.shadow:  # a second reinstall's own job: the server is not its
+                self.stats.jobs_ended[job.outcome.value] += 1
+                continue
             server = self.fleet.get(job.project_id, job.server_id)
             assert server is not None and server.job is job
             server.end_job(job)
@@ -86,7 +89,9 @@ class World:
         if server.traits.no_disk:
             raise ApiFault("Ecs.0105")
         if server.job is not None:
-            raise self._busy(server.job, now)
+            if self.config.second_reinstall == "refuse":
+                raise self._busy(server.job, now)
+            return self._accept_second(server, server.job, request, now)
         if server.back_at is not None and now < server.back_at:
             raise ApiFault("Ecs.0100", "The ECS is being started (task state powering-on).")
         if server.status == "ACTIVE" and request.mode != WITH_STOP_SERVER:
@@ -138,6 +143,53 @@ class World:
             self.jobs.in_progress, job.project_id, self.jobs.in_progress_of(job.project_id)
         )
         return job
+
+    def _accept_second(
+        self, server: Server, first: Job, request: ReinstallRequest, now: float
+    ) -> Job:
+        """A reinstall accepted while `first` runs: its own job fails (the server is
+        the first job's); with "fail-both" the first fails too, the server in ERROR."""
+        second = plan_job(
+            self.config,
+            server.project_id,
+            server.server_id,
+            server.reinstalls + 1,
+            now,
+            prior_status=server.status,
+            api=request.api,
+            key_name=request.keyname,
+        )
+        collided = ("Ecs.0603", "EcsException: another operation on the ECS is in progress.")
+        second = replace(
+            second,
+            error_code=collided[0],
+            fail_reason=collided[1],
+            end_status=server.status,
+            launches=False,
+            new_volume=None,
+            back_after=0.0,
+            shadow=True,
+        )
+        if second.job_id in self.jobs:
+            second = replace(second, job_id=draws.hex_id(self.config.seed, "job", second.job_id))
+        if self.config.second_reinstall == "fail-both" and not first.fails:
+            failed = replace(
+                first,
+                error_code=collided[0],
+                fail_reason=collided[1],
+                end_status="ERROR",
+                launches=False,
+                new_volume=None,
+                back_after=0.0,
+            )
+            self.jobs.replace(failed)
+            server.job = server.last_job = failed
+        server.reinstalls += 1
+        self.jobs.add(second)
+        self.stats.accepted_second += 1
+        self.stats.reinstalls_by_server[server.server_id] += 1
+        self.stats.reinstalls_by_api[request.api] += 1
+        return second
 
     def start_server(self, project_id: str, server_id: str, now: float) -> None:
         """Someone starts the server (not a reinstall: the system disk stays). It must

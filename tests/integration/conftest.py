@@ -108,7 +108,8 @@ async def start_sim() -> AsyncIterator[Callable[..., Awaitable[Simulator]]]:
             fields.setdefault("fleet", load_fleet(inventory))
         fields.setdefault("token", SIM_TOKEN)
         fields.setdefault("job_seconds", (0.2, 0.5))
-        sim = Simulator(SimulatorConfig(**fields), host="127.0.0.1", port=0)
+        faults = fields.pop("faults", None)  # ScriptedFaults, for a test that scripts them
+        sim = Simulator(SimulatorConfig(**fields), host="127.0.0.1", port=0, faults=faults)
         await sim.start()
         started.append(sim)
         return sim

@@ -22,7 +22,8 @@ from orchestrator.cloud.auth import AkSkAuth
 from orchestrator.cloud.retry_policy import RetrySettings
 from orchestrator.engine.runner import Runner, RunSettings
 from orchestrator.model import TargetState
-from orchestrator.simulator import Simulator, load_fleet
+from orchestrator.simulator import Simulator, SimulatorConfig, load_fleet
+from orchestrator.simulator.faults import Scripted, ScriptedFaults
 
 AK = "HPUTESTACCESSKEY0042"
 SK = "the-secret-key-never-echoed-42"
@@ -240,3 +241,94 @@ async def test_a_reinstall_api_not_published_here_stops_the_run_with_the_hint(
     # `submitting` (the stop cancels its worker), settled from the server by a resume.
     assert {t.state for t in campaign.targets()} <= {S.PENDING, S.SUBMITTING}, events_of(campaign)
     assert sim.stats()["reinstalls_by_server"] == {}
+
+
+# -- a cloud that accepts a second reinstall and fails one or both ---------------------
+
+
+async def test_a_cloud_that_accepts_a_second_reinstall_is_never_sent_one(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """The service would accept a reinstall sent on top of a running one (and fail
+    both), so no clean refusal protects the server: answers lost before and after the
+    service acted, jobs queued and powering servers off, and still no second
+    reinstall is ever sent while one may be under way."""
+    inventory = with_mode(make_inventory(24, projects=2, seed=97))
+    sim = await start_sim(
+        inventory,
+        second_reinstall="fail-both",
+        running_rate=0.5,
+        queue_seconds=(0.2, 1.0),
+        power_off_seconds=(0.1, 0.4),
+        drop_rate=0.3,
+        error_after_acting_rate=0.2,
+        error_rate=0.1,
+    )
+
+    campaign = await run_campaign(inventory, sim=sim, settings=fast_settings(settle_quiet=3.0))
+
+    stats = sim.stats()
+    assert stats["dropped"] and stats["errors_after_acting"], stats  # doubts were made
+    assert (stats["accepted_second"], stats["overlapping_servers"]) == (0, [])
+    assert_acted_on_once(stats, inventory)
+    assert {t.state for t in campaign.targets()} == {S.SUCCEEDED}
+    assert campaign.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("world", "state", "says"),
+    [
+        ("fail-second", S.SUCCEEDED, "settled: accepted and finished (system disk replaced"),
+        ("fail-both", S.FAILED, "settled: server is in ERROR after an uncertain reinstall"),
+    ],
+)
+async def test_a_second_reinstall_accepted_and_failed_is_settled_from_the_server(
+    world: str,
+    state: TargetState,
+    says: str,
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    driven: Drive,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """The first reinstall is acted on, its answer lost, and its job queued longer than
+    the quiet period (broken on purpose), so it is settled "not accepted" and sent
+    again while still queued. This cloud accepts the second and fails its job (and,
+    "fail-both", the first too). The FAIL does not say which reinstall ran: the server
+    is settled, and the outcome is what it shows (reinstalled by the first request, or
+    in ERROR), never sent a third time. Before, the second job's FAIL was taken as the
+    outcome: a server reinstalled by the first was reported failed."""
+    inventory = make_inventory(1, projects=1, seed=98)
+    faults = ScriptedFaults(SimulatorConfig())
+    faults.script("reinstall", Scripted.DROP)
+    sim = await start_sim(
+        inventory,
+        faults=faults,
+        second_reinstall=world,
+        queue_seconds=(2.0, 2.0),
+        job_seconds=(0.1, 0.1),
+    )
+    run = driven(inventory, sim)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
+    hasty = fast_settings(settle_delay=0.1, settle_quiet=0.3, drain_timeout=0.5)
+    await run.run(hasty, store=run.open(StopOnNotAccepted), stop=stop)
+    [target] = run.targets()
+    assert target.state is S.PENDING and target.not_accepted == 1, run.explain()
+
+    await run.run(fast_settings(settle_quiet=5.0))
+
+    [target] = run.targets()
+    assert target.state is state, run.explain()
+    assert says in run.explain(), run.explain()
+    assert "settled from the server, never sent again" in run.explain()
+    stats = sim.stats()
+    assert stats["accepted_second"] == 1  # the broken quiet period's doing, once
+    assert stats["reinstalls_by_server"] == {target.server_id: 2}
+    assert stats["successful_reinstalls_by_server"] == (
+        {target.server_id: 1} if world == "fail-second" else {}
+    )

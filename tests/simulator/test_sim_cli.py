@@ -233,7 +233,7 @@ def test_the_undocumented_worlds_reach_the_config(
     config = _config_of(
         [
             *("--launched-at", world, "--keep-power-state", "--fail-restarts"),
-            *("--come-back-seconds", "30:120"),
+            *("--come-back-seconds", "30:120", "--second-reinstall", "fail-both"),
         ],
         monkeypatch,
     )
@@ -243,10 +243,12 @@ def test_the_undocumented_worlds_reach_the_config(
     )
     assert config.keep_power_state and config.fail_restarts
     assert config.come_back_seconds == (30.0, 120.0)
+    assert config.second_reinstall == "fail-both"
     defaults = _config_of([], monkeypatch)
     assert (defaults.launched_at_on_reinstall, defaults.launched_at_on_start) == (True, False)
     assert not (defaults.keep_power_state or defaults.fail_restarts)
     assert defaults.come_back_seconds == (0.0, 0.0)
+    assert defaults.second_reinstall == "refuse"
 
 
 def test_simulator_process_starts_with_in_process_defaults_that_args_override(
