@@ -36,7 +36,9 @@ SCRIPT = "orchestrator"
 
 # The commands in the order an operator meets them; any command not named here
 # follows, alphabetically, so a new command is never left out.
-COMMAND_ORDER = ("run", "resume", "status", "report", "plan", "retry", "backup", "simulate")
+COMMAND_ORDER = (
+    "run", "resume", "status", "report", "plan", "retry", "backup", "probe", "simulate",
+)  # fmt: skip
 
 # What each error code the orchestrator sets means. The codes themselves are
 # found in the package (every string constant `Orchestrator.Name`); the build
