@@ -255,6 +255,24 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ),
         click.option(
+            "--audit-trail",
+            type=click.Choice(["cts"]),
+            help=(
+                "Before a reinstall is sent again on doubt, ask the cloud's audit trail"
+                " (Cloud Trace Service) whether it was received; never resent if it was."
+            ),
+        ),
+        click.option(
+            "--audit-trail-delay",
+            type=POSITIVE_SECONDS,
+            metavar="S",
+            help=(
+                "With --audit-trail: no record counts as evidence of absence only this"
+                " long after the intent (CTS documents about a minute).  [default: 300;"
+                " 5 with --simulate]"
+            ),
+        ),
+        click.option(
             "--busy-rechecks",
             # Each waits twice the one before: 30 at the 60 s default is 2,000 years.
             type=click.IntRange(min=0, max=30),

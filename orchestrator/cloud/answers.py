@@ -355,6 +355,38 @@ def server_page_outcome(answer: Answer, page: int, limit: int, where: str) -> Se
     raise failure(answer, acted_unknown=False, where=where)
 
 
+@dataclass(frozen=True, slots=True)
+class TraceView:
+    """One record of the cloud's audit trail (CTS) about a server."""
+
+    name: str  # the operation, e.g. reinstallOs
+    time_ms: int | None  # when the operation happened, UTC epoch milliseconds
+    code: str | None  # the HTTP status the API answered it with
+
+
+def traces_outcome(answer: Answer, where: str) -> list[TraceView]:
+    """The traces of a CTS trace query, or the error that says what to do next."""
+    payload = answer.payload
+    if answer.status != 200:
+        raise failure(answer, acted_unknown=False, where=where)
+    traces = payload.get("traces") if isinstance(payload, dict) else None
+    if not isinstance(traces, list):
+        raise BadResponse("trace query: no 'traces' list in the answer", status=answer.status)
+    views = []
+    for trace in traces:
+        if not isinstance(trace, dict):
+            continue
+        name, at, code = trace.get("trace_name"), trace.get("time"), trace.get("code")
+        views.append(
+            TraceView(
+                name=optional_text(name, 64) or "" if isinstance(name, str) else "",
+                time_ms=at if isinstance(at, int) and not isinstance(at, bool) else None,
+                code=optional_text(str(code), 8) if isinstance(code, str | int) else None,
+            )
+        )
+    return views
+
+
 def server_changes_outcome(answer: Answer, limit: int, where: str) -> ServerChanges:
     """A page of Nova's list: its servers and the marker of the next page, if any."""
     _check_endpoint(answer, where)

@@ -54,9 +54,9 @@ from urllib.parse import urlencode
 
 from orchestrator.clocks import ServiceClock
 from orchestrator.cloud import answers
-from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView
+from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView, TraceView
 from orchestrator.cloud.auth import Credentials
-from orchestrator.cloud.client import JSON_HEADERS, Query, changes_query, page_query
+from orchestrator.cloud.client import JSON_HEADERS, Query, changes_query, page_query, trace_query
 from orchestrator.cloud.credential_gate import CredentialGate
 from orchestrator.engine.pacing import Limiter, Unlimited
 from orchestrator.errors import ApiError, Throttled
@@ -271,6 +271,27 @@ class InMemoryCloud:
             query,
             self._sim.list_v1,
             lambda a, where: answers.server_page_outcome(a, page, limit, where),
+        )
+
+    async def traces(
+        self, project_id: str, server_id: str, since: datetime, region: str | None = None
+    ) -> list[TraceView]:
+        query = trace_query(server_id, since)
+
+        def route(call: Call) -> Awaitable[ServiceAnswer]:
+            return self._sim.list_traces(call, project_id=project_id)
+
+        return await self._exchange(
+            "trace",
+            "GET",
+            project_id,
+            server_id,
+            region,
+            f"/v3/{project_id}/traces",
+            b"",
+            route,
+            answers.traces_outcome,
+            query=query,
         )
 
     async def servers_changed(

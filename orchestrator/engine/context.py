@@ -58,6 +58,9 @@ class Follow:
     job_unusable: bool = False
     seen_launched_at: str | None = None  # launched_at as first read after the intent
     seen_volume: str | None = None  # the system disk's volume as first read after it
+    # The audit trail recorded the reinstall as received: it may wait in a queue for
+    # long, so a server resting unchanged is followed until --job-timeout.
+    received: bool = False
     # Followed by its project's lists (reads.py): the job is asked only when this is due,
     # or when the server cannot tell.
     job_due: float | None = None

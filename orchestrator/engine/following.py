@@ -399,7 +399,9 @@ class Following:
             run.before(target),
             run.clock_for(target),
             seen_rebuild=info.seen_rebuild,
-            still_for=now - info.still_since,
+            # Received (the audit trail says so), maybe still queued: only the job
+            # timeout ends a wait that shows nothing yet.
+            still_for=0.0 if info.received else now - info.still_since,
         )
         info.seen_rebuild = info.seen_rebuild or is_rebuilding(server)
         if verdict.verdict is Verdict.FOLLOW:

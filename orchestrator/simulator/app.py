@@ -46,6 +46,7 @@ from orchestrator.simulator.iam import Iam, IamError
 from orchestrator.simulator.jobs import job_body
 from orchestrator.simulator.ratelimit import GatewayLimiter, RateLimiter
 from orchestrator.simulator.reinstall import ReinstallRequest, parse_reinstall, parse_reinstall_v2
+from orchestrator.simulator.traces import trace_list
 from orchestrator.simulator.world import World
 
 JSON_TYPE = "application/json"
@@ -130,6 +131,7 @@ class SimulatorApp:
             ("GET", "/v1/{project_id}/cloudservers/{server_id}", self.get_server),
             ("GET", "/v2.1/{project_id}/servers/detail", self.list_nova),
             ("GET", "/v2/{project_id}/servers/detail", self.list_nova),
+            ("GET", "/v3/{project_id}/traces", self.list_traces),
             ("GET", "/_sim/stats", self.get_stats),
             ("POST", "/v3/auth/tokens", self.issue_token),
         )
@@ -280,9 +282,14 @@ class SimulatorApp:
         self.world.reinstall_arrived(project_id, server_id, api, now)
         try:
             now = await self._gate(call, REINSTALL, project_id)
-            job = self.world.reinstall(project_id, server_id, parse(call.body), now)
         except ApiFault as fault:
             return self._error(fault)
+        try:
+            job = self.world.reinstall(project_id, server_id, parse(call.body), now)
+        except ApiFault as fault:
+            self.world.trace(project_id, server_id, api, now, fault.status)  # refused: traced
+            return self._error(fault)
+        self.world.trace(project_id, server_id, api, now, 200)
         # Acted on: from here on only the answer can go wrong.
         stats = self.world.stats
         if self._faults.drop():
@@ -334,6 +341,20 @@ class SimulatorApp:
             now = await self._gate(call, LIST_NOVA, project_id)
             servers = self.world.listing(project_id, now)
             answer = listing.page_nova(servers, call.query, now, call.base_url + call.path)
+        except ApiFault as fault:
+            return self._error(fault)
+        return _json(answer)
+
+    async def list_traces(self, call: Call, project_id: str) -> Answer:
+        """GET /v3/{project_id}/traces: CTS's trace list (management traces of ECS)."""
+        now = self._clock()
+        self.world.stats.trace_queries += 1
+        try:
+            if self._auth.enabled:
+                self._auth.check(
+                    call.method, call.path, call.query, call.headers, call.body, project_id, now
+                )
+            answer = trace_list(self.world, project_id, call.query, now)
         except ApiFault as fault:
             return self._error(fault)
         return _json(answer)

@@ -266,6 +266,14 @@ def _users(
     "left in ERROR (fail-both).",
 )
 @click.option(
+    "--trace-delay",
+    default=60.0,
+    show_default=True,
+    type=SECONDS,
+    help="The audit trail (GET /v3/{project_id}/traces): a reinstall request the service "
+    "saw shows in trace queries this many seconds later.",
+)
+@click.option(
     "--success-but-error-rate",
     default=0.0,
     type=_RATE,
@@ -495,6 +503,7 @@ def simulate(
     keep_power_state: bool,
     come_back_seconds: tuple[float, float],
     second_reinstall: str,
+    trace_delay: float,
     success_but_error_rate: float,
     success_but_stale_rate: float,
     pending_payment_rate: float,
@@ -564,6 +573,7 @@ def simulate(
         keep_power_state=keep_power_state,
         come_back_seconds=come_back_seconds,
         second_reinstall=second_reinstall,
+        trace_delay=trace_delay,
         success_but_error_rate=success_but_error_rate,
         success_but_stale_rate=success_but_stale_rate,
         pending_payment_rate=pending_payment_rate,

@@ -111,6 +111,10 @@ class SimulatorConfig:
     # ("fail-second"), or that fails with the first one too ("fail-both": the server
     # left in ERROR, its disk not replaced). Nothing documents which a cloud does.
     second_reinstall: str = "refuse"
+    # The audit trail (CTS, GET /v3/{project_id}/traces): a reinstall request that
+    # reached the service is recorded (reinstallOs / reinstallOsV2, with its HTTP status)
+    # and shows in trace queries this many seconds later (CTS documents about a minute).
+    trace_delay: float = 60.0
     # Verification cases: the job says SUCCESS, yet the server ends ERROR (its disk
     # replaced), or ACTIVE on the old system disk (launched_at unchanged too).
     success_but_error_rate: float = 0.0
@@ -212,6 +216,9 @@ class SimulatorConfig:
         object.__setattr__(self, "reinstall_apis", tuple(self.reinstall_apis))
         if not set(self.reinstall_apis) <= {"v1", "v2"}:
             raise ValueError(f"reinstall_apis must name v1 and/or v2, got {self.reinstall_apis!r}")
+        delay = self.trace_delay
+        if not (isinstance(delay, int | float) and math.isfinite(delay) and delay >= 0):
+            raise ValueError(f"trace_delay must be >= 0 seconds, got {delay!r}")
         if self.second_reinstall not in SECOND_REINSTALL:
             raise ValueError(
                 f"second_reinstall must be one of {', '.join(SECOND_REINSTALL)},"

@@ -26,6 +26,8 @@ class World:
         self.jobs = JobBook()
         self.stats = Stats()
         self._keypairs = frozenset(config.keypairs) if config.keypairs is not None else None
+        # The audit trail: (project, server, trace name, time, HTTP status), in order.
+        self.traces: list[tuple[str, str, str, float, int]] = []
 
     def settle(self, now: float) -> None:
         """Apply the outcome of every job that has ended by `now`."""
@@ -190,6 +192,25 @@ class World:
         self.stats.reinstalls_by_server[server.server_id] += 1
         self.stats.reinstalls_by_api[request.api] += 1
         return second
+
+    def trace(self, project_id: str, server_id: str, api: str, now: float, status: int) -> None:
+        """Record a reinstall request the service saw, as CTS would."""
+        name = "reinstallOs" if api == "v1" else "reinstallOsV2"
+        self.traces.append((project_id, server_id, name, now, status))
+
+    def traces_of(
+        self, project_id: str, server_id: str | None, start: float, end: float, now: float
+    ) -> list[tuple[str, str, str, float, int]]:
+        """The traces delivered by `now` (trace_delay after each), newest first."""
+        delivered = now - self.config.trace_delay
+        return [
+            t
+            for t in reversed(self.traces)
+            if t[0] == project_id
+            and (server_id is None or t[1] == server_id)
+            and start <= t[3] <= end
+            and t[3] <= delivered
+        ]
 
     def start_server(self, project_id: str, server_id: str, now: float) -> None:
         """Someone starts the server (not a reinstall: the system disk stays). It must

@@ -332,3 +332,64 @@ async def test_a_second_reinstall_accepted_and_failed_is_settled_from_the_server
     assert stats["successful_reinstalls_by_server"] == (
         {target.server_id: 1} if world == "fail-second" else {}
     )
+
+
+# -- the audit trail (CTS) before a resend ---------------------------------------------
+
+
+async def test_the_audit_trail_stops_a_resend_of_a_reinstall_queued_past_the_quiet_period(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """The answer is lost and the job waits in INIT longer than the quiet period: the
+    server shows nothing, so the doubt would be settled "not accepted" and sent again.
+    The audit trail records reinstallOs since the intent (delivered after 0.5 s, read
+    after the 1 s delay): the server is followed instead, and reinstalled once."""
+    inventory = make_inventory(2, projects=1, seed=99)
+    sim = await start_sim(
+        inventory, drop_rate=1.0, queue_seconds=(3.0, 3.0), job_seconds=(0.1, 0.1), trace_delay=0.5
+    )
+    settings = fast_settings(
+        settle_delay=0.1, settle_quiet=0.3, audit_trail="cts", audit_trail_delay=1.0
+    )
+
+    campaign = await run_campaign(inventory, sim=sim, settings=settings)
+
+    stats = sim.stats()
+    assert (stats["overlapping_servers"], stats["accepted_second"]) == ([], 0), events_of(campaign)
+    assert_acted_on_once(stats, inventory)
+    assert {t.state for t in campaign.targets()} == {S.SUCCEEDED}, events_of(campaign)
+    assert events_of(campaign).count("the audit trail (CTS) records reinstallOs at") == 2
+    assert all(t.not_accepted == 0 for t in campaign.targets())
+    assert stats["trace_queries"] >= 2
+
+
+async def test_no_trace_is_evidence_of_absence_only_after_the_delivery_delay(
+    make_inventory: Callable[..., Path],
+    start_sim: StartSim,
+    run_campaign: RunCampaign,
+    fast_settings: Callable[..., RunSettings],
+) -> None:
+    """A reinstall refused before the service saw it (a 500 the client cannot tell from
+    a lost answer), so no trace will ever come: the resend waits until the trail's
+    delivery delay has passed since the intent, then goes, and says why."""
+    inventory = make_inventory(1, projects=1, seed=100)
+    faults = ScriptedFaults(SimulatorConfig())
+    faults.script("reinstall", Scripted.ERROR)
+    sim = await start_sim(inventory, faults=faults, trace_delay=0.2)
+    settings = fast_settings(
+        settle_delay=0.1, settle_quiet=0.3, audit_trail="cts", audit_trail_delay=2.0
+    )
+    started = time.monotonic()
+
+    campaign = await run_campaign(inventory, sim=sim, settings=settings)
+
+    [target] = campaign.targets()
+    assert target.state is S.SUCCEEDED and target.not_accepted == 1, events_of(campaign)
+    text = events_of(campaign)
+    assert "the audit trail (CTS) records no reinstall received since the intent" in text
+    assert "(delivery delay 2 s)" in text
+    assert time.monotonic() - started >= 2.0  # not sent again before the delay
+    assert sim.stats()["reinstalls_by_server"] == {target.server_id: 1}
