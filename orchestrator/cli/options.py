@@ -123,7 +123,10 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--poll-rate",
             type=POSITIVE,
-            help="Job and server queries per second.  [default: 50]",
+            help=(
+                "Job and server queries per second; server lists at the same rate,"
+                " paced apart.  [default: 50]"
+            ),
         ),
         click.option(
             "--max-in-flight",

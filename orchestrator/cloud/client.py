@@ -125,6 +125,7 @@ class EcsClient:
         *,
         submit_limiter: RateLimiter | Unlimited | None = None,
         poll_limiter: RateLimiter | Unlimited | None = None,
+        list_limiter: RateLimiter | Unlimited | None = None,
         timeouts: Timeouts | None = None,
         reachability: Reachability | None = None,
         adaptive: AdaptivePacing | None = None,
@@ -135,7 +136,10 @@ class EcsClient:
         """`network`: the TLS context and proxies of every request (default: the
         system's CAs, no proxy). `adaptive` adds a limiter per API and endpoint whose
         rate follows the service's throttling, under `submit_limiter`/`poll_limiter`
-        as ceilings.
+        as ceilings. `list_limiter` paces the list calls apart from the single reads
+        (the gateway limits each API on its own): one list call per project per poll
+        keeps every server in flight current, and must not queue behind the reads it
+        spares.
         `user_data` (base64, checked by `orchestrator.userdata`) goes with every
         Cloud-Init reinstall; it is never logged."""
         self._session = session
@@ -143,6 +147,7 @@ class EcsClient:
         self._credentials = credentials
         self._submit_limiter = submit_limiter or Unlimited()
         self._poll_limiter = poll_limiter or Unlimited()
+        self._list_limiter = list_limiter or Unlimited()
         t = timeouts or Timeouts()
         self._timeout = aiohttp.ClientTimeout(total=t.total, connect=t.connect)
         self._network = network
@@ -270,8 +275,8 @@ class EcsClient:
     async def _read_list(
         self, region: str | None, project_id: str, path: str, query: Query
     ) -> tuple[Answer, str]:
-        await self._pace("list", region, self._poll_limiter)
-        await self._space("list", region, self._poll_limiter)
+        await self._pace("list", region, self._list_limiter)
+        await self._space("list", region, self._list_limiter)
         answer, where = await self._send("list", "GET", region, project_id, path, b"", query=query)
         if answer.throttled:
             self.throttled += 1
@@ -282,6 +287,7 @@ class EcsClient:
         them where several share a campaign."""
         self._submit_limiter.set_rate(submit)
         self._poll_limiter.set_rate(poll)
+        self._list_limiter.set_rate(poll)
 
     def stop_sending(self, error: Callable[[], BaseException]) -> int:
         """A stop: every reinstall waiting for its send slot raises `error()` now instead

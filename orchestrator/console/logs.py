@@ -9,7 +9,7 @@ text or as JSON lines, with every secret value blanked on the way out.
 
 JSON lines are made by python-json-logger's JsonFormatter (the standard logging's
 records and extras, so the runner's `extra=` fields become JSON fields); the
-field names are listed in the README, section "Logs":
+field names are listed in the manual, docs/reference/logs.md:
 
     time, level, logger, message, event          on every line
     project_id, server_id, from, to, job_id,     on a state change (event "state_change");

@@ -80,7 +80,7 @@ class Reading:
         )
 
     def fields(self) -> dict[str, Any]:
-        """The same as structured fields, for a JSON summary line (README "Logs")."""
+        """The same as structured fields, for a JSON summary line (docs/reference/logs.md)."""
         s = self.stats
         return {
             "event": "progress",

@@ -1,8 +1,9 @@
 """The status of a state file as plain data, and its two renderings (pure).
 
-The JSON document (`status_to_dict`) is versioned by `STATUS_SCHEMA`; its
-fields are listed in the README, section "Commands". `wave` and `window` are
-null until the rollout control (`--waves`, `--window`) records them in the state file.
+The JSON document (`status_to_dict`) is versioned by `STATUS_SCHEMA`; its fields are
+listed in the manual (docs/reference/report-files.md, "status --json"). `wave` and
+`window` are null until the rollout control (`--waves`, `--window`) records them in
+the state file.
 
 The text shows every value from the state file through `visible`: error codes and
 reasons are the service's words, and their control characters must not reach the

@@ -1,6 +1,6 @@
 """One invocation of `run` or `resume`, from state file to report.
 
-open or create the state file (the inventory is validated and imported once)
+open or create the state file (engine.opening: the inventory is validated and imported once)
 start the built-in simulator if asked
 run the Runner with signal handlers: first signal drains, second halts
 record the end of the invocation and write the report
@@ -15,317 +15,56 @@ import logging
 import secrets
 import signal
 from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from rich.console import Console
 
 from orchestrator.cloud.auth import Credentials, TokenAuth
 from orchestrator.cloud.client import EcsClient, Timeouts
-from orchestrator.cloud.cloudconfig import CloudConfig
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.iam import credentials_for
-from orchestrator.cloud.network import CaBundle, Network
-from orchestrator.cloud.userdata import UserData
+from orchestrator.cloud.network import Network
 from orchestrator.console.livestats import FailureTap, LiveStats, WaveInfo, WindowInfo, in_flight
 from orchestrator.console.metrics import Exporter, Labels
 from orchestrator.console.notify import Event, Notifier, RolloutEvents
 from orchestrator.console.progress import ProgressDisplay, ProgressMeter
-from orchestrator.engine.known_jobs import KnownJob, apply_known_jobs
+from orchestrator.engine.invocation import Invocation, Result
+from orchestrator.engine.known_jobs import apply_known_jobs
+from orchestrator.engine.opening import (
+    RegionCheck,
+    check_report_dir,
+    check_user_data_has_targets,
+    open_state,
+)
 from orchestrator.engine.pacing import INTENT_LEAD, AdaptivePacing, make_limiter
-from orchestrator.engine.retry_select import RetryPlan, RetryRequest, reopen_selected
-from orchestrator.engine.runner import Outcome, Runner, RunSettings
-from orchestrator.engine.selection import Selection, SelectionFilter, check_same_selection
+from orchestrator.engine.retry_select import reopen_selected
+from orchestrator.engine.runner import Outcome, Runner
 from orchestrator.errors import (
-    IncompleteImport,
-    InputProblem,
-    InventoryError,
     ReportError,
     StateError,
     UsageError,
 )
-from orchestrator.inventory import InventoryDefaults, InventoryReader
-from orchestrator.model import TargetSpec, TargetState
-from orchestrator.nofollow import PRIVATE_FILE, folder_mode, make_dir, probe_writable
-from orchestrator.report import ReportPaths, write_campaign_report
-from orchestrator.report.summary import check_group_column
-from orchestrator.rollout.gate import Confirm, RolloutGate
-from orchestrator.rollout.options import RolloutOptions
+from orchestrator.model import TargetState
+from orchestrator.report import write_campaign_report
+from orchestrator.rollout.gate import RolloutGate
 from orchestrator.rollout.report import ADAPTIVE_META_KEY, rollout_summary
 from orchestrator.rollout.setup import Prepared, prepare_rollout
-from orchestrator.simulator import SimulatorConfig
-from orchestrator.store import SqliteLocation, StateLocation
-from orchestrator.store.base import StateExists
-from orchestrator.store.files import file_sha256
 from orchestrator.store.sqlite import StateStore
 
 log = logging.getLogger("orchestrator.campaign")
 
-
-@dataclass(frozen=True)
-class Invocation:
-    """What one invocation runs with, resolved once before anything is created (for the
-    command line by `orchestrator.cli.resolve`: given now, else saved in the state, else
-    defaults) and only read from then on."""
-
-    state_path: Path
-    report_dir: Path
-    settings: RunSettings
-    inventory: Path | None = None
-    defaults: InventoryDefaults = field(default_factory=InventoryDefaults)
-    endpoint: str | None = None
-    endpoint_template: str | None = None
-    credentials: Credentials | None = None
-    cloud: CloudConfig | None = None  # when set, credentials are built from it per run
-    ca: CaBundle = field(default_factory=lambda: CaBundle(None, "system"))
-    simulate: SimulatorConfig | None = None
-    live_progress: bool | None = None
-    endpoints: Endpoints | None = None  # else built from endpoint / endpoint_template
-    console: Console | None = None  # where the live panel draws (default: stderr)
-    options: dict[str, Any] = field(default_factory=dict)  # recorded in the runs table
-    # Re-run with other request options, accepted: targets not sent yet get them.
-    apply_request_options: bool = False
-    group_by: str | None = None  # report.md/html: counts by this inventory column
-    report_mode: int = PRIVATE_FILE  # --report-mode: permissions of the report's files
-    user_data: UserData | None = None  # sent with every Cloud-Init reinstall; never recorded
-    selection: Selection = field(default_factory=Selection)  # run: part of the inventory
-    # retry: what to send again, chosen (and checked) before the invocation starts
-    retry: tuple[RetryRequest, RetryPlan] | None = None
-    # Where the state lives when not the SQLite file `state_path` (a PostgreSQL campaign).
-    location: StateLocation | None = None
-
-    @property
-    def state(self) -> StateLocation:
-        return self.location or SqliteLocation(self.state_path)
-
-    rollout: RolloutOptions = field(default_factory=RolloutOptions)
-    ack_failures: bool = False  # --ack-failures: earlier failures stop counting
-    confirm: Confirm | None = None  # --confirm-waves: asks the operator before each wave
-    adaptive: bool = True  # follow the service's throttling below --rate / --poll-rate
-    # --journal-lost: the state file's log is lost for good; settle every unfinished
-    # target from its server before anything is sent.
-    journal_lost: bool = False
-    known_jobs: tuple[KnownJob, ...] = ()  # --known-job / --known-jobs
-    # Where the run tells how it goes: webhooks (never recorded: a webhook's URL is
-    # often its secret) and Prometheus metrics (a file, a loopback port).
-    notify: tuple[str, ...] = ()
-    metrics_file: Path | None = None
-    metrics_port: int | None = None
-    metrics_address: str = "127.0.0.1"
-
-
-@dataclass
-class Result:
-    outcome: Outcome
-    report: ReportPaths | None
-    run_id: str
-    report_error: str | None = None
-    requests: dict[str, int] = field(default_factory=dict)  # sent by this invocation, by kind
-
-
-NO_CLOUD_INIT = (
-    "--user-data is sent only with the Cloud-Init API, and no target uses it: add"
-    " --cloud-init, or a cloud_init column"
-)
-
-
-def check_user_data_has_targets(store: StateStore, inv: Invocation) -> None:
-    """User data given for a state file without a Cloud-Init target is a mistake:
-    the servers would be reinstalled without it."""
-    if inv.user_data is not None and not store.has_cloud_init_targets():
-        raise UsageError(NO_CLOUD_INIT)
-
-
-def check_report_dir(report_dir: Path, mode: int = PRIVATE_FILE) -> None:
-    """Refuse to start a run whose report could not be written (before anything is sent).
-
-    Made, when missing, for files of `mode` (owner-only by default). The probe is a
-    new file of a name nobody can guess, created without following a link: the
-    folder may be shared, and someone else's link under a fixed name would be followed.
-    """
-    try:
-        make_dir(report_dir, folder_mode(mode))
-        probe_writable(report_dir)
-    except OSError as exc:
-        raise UsageError(
-            f"report directory {report_dir} is not writable: {exc.strerror}; "
-            "pick another with --report-dir"
-        ) from exc
-
-
-def open_state(inv: Invocation) -> StateStore:
-    """Open the state for a run, creating it from the inventory the first time."""
-    location = inv.state
-    if location.exists():
-        store = _open_existing(inv, location)
-        if store is not None:
-            return store
-    if inv.inventory is None:
-        raise UsageError(f"{location.describe} does not exist; start with `run INVENTORY`")
-    try:
-        return _create(inv, location)
-    except StateExists:
-        if not isinstance(location, SqliteLocation):
-            # Another runner (another shard) created the campaign meanwhile: join it.
-            store = _open_existing(inv, location)
-            if store is not None:
-                return store
-        raise
-
-
-def _open_existing(inv: Invocation, location: StateLocation) -> StateStore | None:
-    """Open the existing state with the checks a run needs; None when it was an import
-    that never finished (then discarded, to be created again)."""
-    try:
-        store = location.open(shard=inv.settings.shard, journal_lost=inv.journal_lost)
-    except IncompleteImport:
-        if inv.inventory is None:
-            raise
-        # An import killed half-way committed no target; start it again (under
-        # the file's lock, so a file still being created is never taken for it).
-        log.warning("%s: restarting an inventory import that never finished", location.label)
-        location.discard_incomplete()
-        return None
-    try:
-        if inv.inventory is not None:
-            _check_same_inventory(store, inv.inventory)
-            check_same_selection(store.run_info().selection, inv.selection)
-        _check_regions(store, inv)
-        if inv.apply_request_options and inv.inventory is not None:
-            _apply_request_options(store, inv)
-        check_user_data_has_targets(store, inv)
-    except BaseException:
-        store.close()
-        raise
-    return store
-
-
-def _create(inv: Invocation, location: StateLocation) -> StateStore:
-    assert inv.inventory is not None
-    selected = SelectionFilter.build(inv.selection)  # reads --exclude: before anything
-    reader = InventoryReader(inv.inventory, inv.defaults)
-    regions = RegionCheck(str(inv.inventory), needed=_needs_region(inv))
-
-    cloud_init = 0
-
-    def counted(specs: Iterable[TargetSpec]) -> Iterator[TargetSpec]:
-        nonlocal cloud_init
-        for spec in specs:
-            cloud_init += spec.cloud_init
-            yield spec
-
-    def validate() -> None:
-        _validated(reader, regions)
-        # The inventory's columns are known only now; the state file is not made yet.
-        check_group_column(reader.columns, inv.group_by)
-        if inv.selection.active and selected.selected == 0:
-            raise UsageError(
-                f"{reader.path}: --only-project/--exclude/--limit leave no server of "
-                f"the {reader.rows} in the inventory"
-            )
-        if inv.user_data is not None and cloud_init == 0:
-            raise UsageError(NO_CLOUD_INIT)
-
-    store = location.create(
-        counted(selected.filtered(regions.checked(reader))),
-        inventory_path=str(inv.inventory),
-        inventory_sha256=file_sha256(inv.inventory),
-        extra_columns=lambda: reader.columns,
-        validate=validate,
-        shard=inv.settings.shard,
-    )
-    if inv.selection.active:
-        record = selected.record()
-        store.set_meta("selection", json.dumps(record, sort_keys=True))
-        log.info("selection: %d selected, %d left out", record["selected"], record["left_out"])
-    return store
-
-
-def _needs_region(inv: Invocation) -> bool:
-    return inv.simulate is None and inv.endpoint is None and inv.endpoint_template is not None
-
-
-def _validated(reader: InventoryReader, regions: RegionCheck) -> None:
-    problems = reader.problems + regions.problems
-    if problems:
-        raise InventoryError(problems, total=reader.problem_count + len(regions.problems))
-    if reader.rows == 0:
-        raise UsageError(f"{reader.path}: the inventory lists no servers")
-
-
-def _check_regions(store: StateStore, inv: Invocation) -> None:
-    """A state file made before regions were checked: refuse what cannot be addressed."""
-    if not _needs_region(inv):
-        return
-    missing, examples = store.count_without_region()
-    if missing:
-        raise InventoryError(
-            [
-                InputProblem(
-                    store.run_info().inventory_path or store.location,
-                    t.spec.line,
-                    "region",
-                    f"missing; --endpoint-template needs a region ({t.server_id})",
-                )
-                for t in examples
-            ],
-            total=missing,
-        )
-
-
-def _apply_request_options(store: StateStore, inv: Invocation) -> None:
-    assert inv.inventory is not None
-    changed = store.update_pending_specs(
-        InventoryReader(inv.inventory, inv.defaults),
-        "request options changed (--accept-changed-options): "
-        f"keyname={inv.defaults.keyname!r} userid={inv.defaults.userid!r} "
-        f"mode={inv.defaults.mode!r} byol={inv.defaults.byol!r} "
-        f"cloud_init={inv.defaults.cloud_init!r}",
-    )
-    log.warning("new request options applied to %d target(s) not sent yet", changed)
-
-
-def _check_same_inventory(store: StateStore, inventory: Path) -> None:
-    try:
-        actual = file_sha256(inventory)
-    except OSError as exc:
-        raise UsageError(f"cannot read inventory {inventory}: {exc.strerror}") from exc
-    state_path = store.location
-    recorded = store.inventory_sha256
-    if actual != recorded:
-        raise UsageError(
-            f"inventory {inventory} differs from the one state file {state_path} was made from "
-            f"(sha256 {actual[:12]}… vs {recorded[:12]}…). Finish the old run with "
-            f"`orchestrator resume --state {state_path}`, or start this inventory with its own "
-            "state file (--state NEW_PATH) and --skip-reinstalled-since TIME, so that servers "
-            "reinstalled since TIME (by the old run or anyone) are skipped, not wiped again."
-        )
-
-
-class RegionCheck:
-    """With --endpoint-template, every target needs a region: collected while the
-    inventory is imported, so that nothing is created or sent when one lacks it."""
-
-    def __init__(self, path: str, *, needed: bool) -> None:
-        self.path = path
-        self.needed = needed
-        self.problems: list[InputProblem] = []
-
-    def checked(self, specs: Iterable[TargetSpec]) -> Iterator[TargetSpec]:
-        for spec in specs:
-            if self.needed and not spec.region:
-                self.problems.append(
-                    InputProblem(
-                        self.path,
-                        spec.line,
-                        "region",
-                        "missing; --endpoint-template needs a region for every server",
-                    )
-                )
-            yield spec
+__all__ = [
+    "Invocation",
+    "RegionCheck",
+    "Result",
+    "check_report_dir",
+    "check_user_data_has_targets",
+    "connected",
+    "execute",
+    "open_state",
+]
 
 
 @contextlib.contextmanager
@@ -407,6 +146,7 @@ async def connected(
             credentials,
             submit_limiter=make_limiter(s.rate),
             poll_limiter=make_limiter(s.poll_rate),
+            list_limiter=make_limiter(s.poll_rate),
             timeouts=Timeouts(),
             network=network,
         ) as client:
@@ -506,6 +246,7 @@ async def _execute(
                 credentials,
                 submit_limiter=make_limiter(s.rate, lead=INTENT_LEAD),
                 poll_limiter=make_limiter(s.poll_rate),
+                list_limiter=make_limiter(s.poll_rate),
                 timeouts=Timeouts(),
                 user_data=inv.user_data.encoded if inv.user_data else None,
                 adaptive=adaptive,

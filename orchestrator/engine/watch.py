@@ -7,12 +7,14 @@
     row        a server's last reading, and the earliest moment on the service's clock
                it may have been taken at
 
-A row is current while a tick covers the time since it was read: the tick listed
-every server whose status changed after its `since`, so a server it did not list
-still shows what the row shows. A row is the same evidence as a single read (the
-same answer, parsed by the same function). Where the lists cannot vouch for a
-server (it was not on any page, it was deleted, or no tick covers its row), the
-watch has nothing to say (`current` is None) and the server is read singly.
+A row is current while the ticks cover the time since it was read: each tick lists
+every server whose status changed after its `since`, and each reaches back over the
+one before, so a server none of them listed since the row was read still shows what
+the row shows (as of the latest tick, which must be recent). A row is the same
+evidence as a single read (the same answer, parsed by the same function). Where the
+lists cannot vouch for a server (it was not on any page, it was deleted, or no tick
+covers its row), the watch has nothing to say (`current` is None) and the server is
+read singly.
 
 The system disk's volume is evidence of a reinstall (settle.py), and Nova's list
 names no boot index: its row cannot say by itself which attached volume is the system
@@ -86,8 +88,11 @@ class ProjectWatch:
         self.count: int | None = None  # servers in the project, as the v1 list counts them
         self.complete = False  # every page of the baseline was read
         self._since: datetime | None = None  # the next tick's changes-since
-        self._covered_from: datetime | None = None  # the last tick's changes-since
+        # The first tick's changes-since: each later tick reaches back over the one
+        # before, so together they listed every change since this moment.
+        self._covered_from: datetime | None = None
         self._covered_at: float | None = None  # when (monotonic) the last tick left
+        self._oldest: datetime | None = None  # the earliest read_at of a row kept
         self.calls = 0  # list calls made
         self.ticks = 0
 
@@ -116,8 +121,10 @@ class ProjectWatch:
             start = self._earliest(sent)
             if start is None:
                 return 0
-            # The first tick vouches for nothing read before it: rows read from now on.
-            since = start - timedelta(seconds=OVERLAP)
+            # The first tick reaches back to the oldest row it can vouch for (the
+            # baseline's first page): a project read over many pages stays current
+            # without a single read of each server.
+            since = min(start, self._oldest or start) - timedelta(seconds=OVERLAP)
         marker: str | None = None
         shown = 0
         while True:
@@ -137,7 +144,9 @@ class ProjectWatch:
                 break
         start = self._earliest(sent)
         if start is not None:
-            self._covered_from, self._covered_at = since, sent
+            if self._covered_from is None:
+                self._covered_from = since
+            self._covered_at = sent
             self._since = start - timedelta(seconds=OVERLAP)
         self.ticks += 1
         return shown
@@ -197,6 +206,8 @@ class ProjectWatch:
             # No service time yet: the row is current while it is young, and no tick
             # can ever vouch for it.
             read_at = NEVER
+        elif self._oldest is None or read_at < self._oldest:
+            self._oldest = read_at
         if old is None or old.read_mono <= sent:
             self.rows[server.server_id] = Row(server, read_at, sent)
 

@@ -68,7 +68,8 @@ SESSION_SETTINGS = {
     "idle_in_transaction_session_timeout": "60s",
     "synchronous_commit": "on",
 }
-TAKEOVER_SECONDS = 30  # the bound stated in the README, from the settings above
+# The bound the manual states (docs/how-to/postgresql.md), from the settings above.
+TAKEOVER_SECONDS = 30
 # The second half of the advisory lock key: 0 is the whole campaign (a sharded
 # runner holds it shared, an unsharded one exclusively); shard K of N is N*1000+K.
 WHOLE = 0

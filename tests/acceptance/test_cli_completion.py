@@ -47,3 +47,15 @@ def test_bash_completion_completes_commands_options_and_choices() -> None:
     assert complete("run", "fleet.csv", "--log-level", "") == ["debug", "info", "warning"]
     assert complete("status", "--out") == ["--output"]
     assert complete("plan", "fleet.csv", "--output", "j") == ["json"]
+
+
+def test_the_distinctive_command_and_its_alias_are_one_program() -> None:
+    """`ecs-reinstall` (the distribution's name) and `orchestrator` run the same CLI."""
+    for name in ("ecs-reinstall", "orchestrator"):
+        script = SCRIPTS / name
+        assert script.is_file(), f"the console script {name} is not installed"
+        done = subprocess.run(
+            [str(script), "status", "-h"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"Usage: {name} status [OPTIONS]" in done.stdout

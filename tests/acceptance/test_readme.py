@@ -98,3 +98,8 @@ def test_every_relative_link_in_the_readme_leads_to_a_file_and_heading() -> None
             if anchor not in {slug(h) for h in headings}:
                 broken.append(link)
     assert broken == []
+
+
+def test_the_readme_starts_with_the_quickstart() -> None:
+    headings = re.findall(r"^## (.+)$", README.read_text(encoding="utf-8"), re.M)
+    assert headings[0] == "Quickstart"

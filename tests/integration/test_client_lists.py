@@ -250,15 +250,22 @@ async def test_bad_arguments_are_refused_before_anything_is_sent(
         assert sum(sim.stats()["requests"].values()) == 0 and not client.requests
 
 
-async def test_list_calls_are_paced_by_the_poll_limiter(
+async def test_list_calls_are_paced_by_their_own_limiter(
     http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
+    """The gateway limits each API on its own: a list call never waits behind the job
+    queries and single reads it spares."""
     log: list[str] = []
-    limiters = {"poll_limiter": RecordingLimiter(log), "submit_limiter": RecordingLimiter([])}
+    limiters = {
+        "list_limiter": RecordingLimiter(log),
+        "poll_limiter": RecordingLimiter([]),
+        "submit_limiter": RecordingLimiter([]),
+    }
     async with sim_client(http, clock=clock, client_kwargs=limiters, **fleet()) as (_s, client):
         await client.servers_page(PROJECT, 1, 5)
         await client.servers_changed(PROJECT, EPOCH, 5)
         assert log == ["acquired", "spaced"] * 2
+        assert limiters["poll_limiter"].log == []
         assert limiters["submit_limiter"].log == []
         assert client.requests == {"list": 2}
 

@@ -148,7 +148,7 @@ async def test_lists_that_fail_are_replaced_by_single_reads_and_job_queries(
     assert requests["server"] + requests["job"] >= 10  # each followed by its own reads
 
 
-async def test_lists_share_the_poll_rate_with_single_reads_and_job_queries(
+async def test_lists_and_single_reads_each_keep_to_the_poll_rate(
     make_inventory: Callable[..., Path],
     start_sim: StartSim,
     run_campaign: RunCampaign,
@@ -162,11 +162,11 @@ async def test_lists_share_the_poll_rate_with_single_reads_and_job_queries(
     )
 
     assert campaign.exit_code == 0
-    times = sorted(
-        t
-        for kind in ("server", "job", "list_v1", "list_nova")
-        for t in sim.stats()["request_times"][kind]
-    )
-    assert times
-    busiest = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
-    assert busiest <= 8 + 1
+    # Single reads and job queries share one limiter; the list calls have their own at
+    # the same rate (the gateway limits each API on its own), so a tick never waits
+    # behind the reads it spares.
+    for kinds in (("server", "job"), ("list_v1", "list_nova")):
+        times = sorted(t for kind in kinds for t in sim.stats()["request_times"][kind])
+        assert times, kinds
+        busiest = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+        assert busiest <= 8 + 1, kinds
