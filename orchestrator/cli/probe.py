@@ -43,6 +43,12 @@ Exit codes:
 @click.option("--userid", required=True, help="User ID to send with the reinstall.")
 @click.option("--stop-server", is_flag=True, help="Send mode withStopServer (a running server).")
 @click.option("--byol/--no-byol", default=None)
+@click.option(
+    "--cloud-init",
+    is_flag=True,
+    help="Send the Cloud-Init reinstall (POST /v2/...), the one OTC eu-de documents; "
+    "it takes mode withStopServer only.",
+)
 @click.option("--endpoint", help="As for run.")
 @click.option("--endpoint-template", help="As for run.")
 @click.option("--os-cloud", metavar="NAME", help="As for run.")
@@ -160,6 +166,7 @@ def _spec(project_id: str, server: str, given: dict[str, Any]) -> TargetSpec:
         userid=given["userid"],
         line=0,
         region=given.get("region"),
-        mode="withStopServer" if given["stop_server"] else None,
+        mode="withStopServer" if given["stop_server"] or given["cloud_init"] else None,
         byol=given["byol"],
+        cloud_init=given["cloud_init"],
     )

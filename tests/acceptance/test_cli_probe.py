@@ -97,6 +97,21 @@ def test_probe_in_the_refusing_world_says_the_second_was_refused(
     assert "launched_at moved: yes" in done.stdout
 
 
+def test_probe_with_cloud_init_sends_the_v2_reinstall(
+    cli: Cli,
+    workdir: Path,
+    sim_process: Callable[..., Any],
+    sim_stats: Callable[[str], dict[str, Any]],
+) -> None:
+    """A region that publishes only the Cloud-Init reinstall (OTC eu-de)."""
+    with sim_process(*FAST, "--reinstall-apis", "v2", env=SIM_ENV) as url:
+        done = cli(*probe_args(url, "--yes", "--cloud-init"), env=ENV)
+        stats = sim_stats(url)
+    assert done.returncode == 0, done.stderr
+    assert "ended SUCCESS" in done.stdout
+    assert stats["reinstalls_by_api"] == {"v1": 0, "v2": 1}
+
+
 def test_probe_without_yes_and_no_terminal_sends_nothing(
     cli: Cli,
     workdir: Path,
