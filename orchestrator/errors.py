@@ -10,10 +10,14 @@
     └── ApiError                   an answer (or its absence) from the ECS API
         ├── RetryLater             refused before acting: safe to send again later
         │   ├── Throttled          429 (Common.1503, the gateway's APIGW.0308), 202 Common.0024
-        │   ├── ServiceBusy        501 Ecs.0603
+        │   ├── ServiceBusy        501 Ecs.0603 to a read
         │   └── NotSent            connection failed before the request was sent
+        ├── CommandUnderWay        501 Ecs.0603 to a reinstall: a command is under way on the
+        │                          server, maybe an earlier reinstall of ours: settle from it
         ├── Rejected               the service means it (4xx): give up on this target
         │   ├── AuthFailed         401, APIGW.0301/0307: the credentials are refused; stop
+        │   │   └── AccountRefused Ecs.0003 (400 or 403): the account is frozen, or has no
+        │   │                      permission or balance; stop
         │   ├── ProjectRefused     403, or no IAM token: this project's targets only
         │   └── NotFound           404 server, or Common.0011 unknown job
         ├── OutcomeUnknown         sent, but no trustworthy answer: settle from the server
@@ -132,6 +136,15 @@ class ServiceBusy(RetryLater):
     """The service is busy with other commands."""
 
 
+class CommandUnderWay(ApiError):
+    """The service refused a reinstall because a command is under way on the server.
+
+    Not a RetryLater: the command may be an earlier reinstall of ours, still queued,
+    and a retry that lands after it ends would be a second reinstall. The target is
+    settled from the server, as any doubt.
+    """
+
+
 class NotSent(RetryLater):
     """The connection failed before the request was sent."""
 
@@ -142,6 +155,10 @@ class Rejected(ApiError):
 
 class AuthFailed(Rejected):
     """The service refused the credentials."""
+
+
+class AccountRefused(AuthFailed):
+    """The service refused the account: frozen, or without permission or balance."""
 
 
 class ProjectRefused(Rejected):

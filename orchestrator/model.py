@@ -169,6 +169,10 @@ class Target:
     # the service's clock was not known (or the intent is older than this field).
     intent_service_at: str | None = None
     intent_error: float | None = None
+    # The system disk's volume ID (the volume at boot index 0) read before the latest
+    # attempt, and before the first (never overwritten): a reinstall replaces the disk.
+    volume_before: str | None = None
+    first_volume: str | None = None
     submitted_at: str | None = None  # when the job_id arrived
     finished_at: str | None = None
     updated_at: str | None = None

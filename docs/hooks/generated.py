@@ -36,7 +36,9 @@ SCRIPT = "orchestrator"
 
 # The commands in the order an operator meets them; any command not named here
 # follows, alphabetically, so a new command is never left out.
-COMMAND_ORDER = ("run", "resume", "status", "report", "plan", "retry", "backup", "simulate")
+COMMAND_ORDER = (
+    "run", "resume", "status", "report", "plan", "retry", "backup", "probe", "simulate",
+)  # fmt: skip
 
 # What each error code the orchestrator sets means. The codes themselves are
 # found in the package (every string constant `Orchestrator.Name`); the build
@@ -47,6 +49,16 @@ ORCHESTRATOR_CODES = {
         "The job (or the server's rebuild, when it is followed by the server) did not end"
         " within `--job-timeout`; the job is asked once more first. The server may still be"
         " rebuilding."
+    ),
+    "Orchestrator.PendingPayment": (
+        "The job stayed `PENDING_PAYMENT` until `--job-timeout`: the order of a yearly/monthly"
+        " server awaits payment. The reinstall was accepted and may still run once the order"
+        " is paid: pay or cancel it before any `orchestrator retry`."
+    ),
+    "Orchestrator.UnknownJobStatus": (
+        "The job reported a status the reference does not name: reported, never interpreted."
+        " The target is settled from its server (the job id proves the reinstall was"
+        " accepted, so it is never sent again); the code stays only while it is in doubt."
     ),
     "Orchestrator.ServerError": (
         "Settled from the server: the reinstall was acted on and the server is now in"

@@ -5,6 +5,7 @@
     plan                 plan.py (--preflight: preflight.py)
     status, report       status.py, report.py
     backup               backup.py
+    probe                probe.py (one named server reinstalled, every reading kept)
     simulate             orchestrator.simulator.cli
     --output json        document.py (one JSON document on stdout at the end)
     no --state           state_files.py (where `run` keeps it, where `status` finds it)
@@ -26,6 +27,7 @@ import click
 from orchestrator.cli.backup import backup
 from orchestrator.cli.exits import EXIT_CODES, fail, guarded
 from orchestrator.cli.plan import plan
+from orchestrator.cli.probe import probe
 from orchestrator.cli.report import report
 from orchestrator.cli.run import resume, retry, run
 from orchestrator.cli.status import status
@@ -42,7 +44,7 @@ def cli() -> None:
     """Reinstall the OS of whole ECS fleets: paced, tracked, resumable, never twice."""
 
 
-for command in (simulate, run, resume, retry, status, report, backup, plan):
+for command in (simulate, run, resume, retry, status, report, backup, plan, probe):
     cli.add_command(command)
 
 

@@ -242,8 +242,37 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help=(
                 "After a job ends SUCCESS, read the server: succeeded only when it is back"
-                " (ACTIVE, or SHUTOFF as before) with a newer launched_at; otherwise failed"
-                " with Orchestrator.NotVerified.  [default: --verify]"
+                " (ACTIVE, or SHUTOFF as before) on a new system disk (where that cannot be"
+                " told: with a newer launched_at); otherwise failed with"
+                " Orchestrator.NotVerified.  [default: --verify]"
+            ),
+        ),
+        click.option(
+            "--verify-within",
+            type=POSITIVE_SECONDS,
+            metavar="S",
+            help=(
+                "How long a server still coming back after SUCCESS (booting, a task state)"
+                " is read again before it fails as Orchestrator.NotVerified.  [default: 600;"
+                " 10 with --simulate]"
+            ),
+        ),
+        click.option(
+            "--audit-trail",
+            type=click.Choice(["cts"]),
+            help=(
+                "Before a reinstall is sent again on doubt, ask the cloud's audit trail"
+                " (Cloud Trace Service) whether it was received; never resent if it was."
+            ),
+        ),
+        click.option(
+            "--audit-trail-delay",
+            type=POSITIVE_SECONDS,
+            metavar="S",
+            help=(
+                "With --audit-trail: no record counts as evidence of absence only this"
+                " long after the intent (CTS documents about a minute).  [default: 300;"
+                " 5 with --simulate]"
             ),
         ),
         click.option(

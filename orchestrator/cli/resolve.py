@@ -72,6 +72,8 @@ SIMULATED: Mapping[str, float] = {
     "poll_cap": 2.0,
     "settle_quiet": 10.0,
     "busy_recheck_delay": 2.0,
+    "verify_within": 10.0,
+    "audit_trail_delay": 5.0,
 }
 _DEFAULTS = RunSettings()
 # Rollout flags: given False means "not given", so a resume keeps what the state has.
@@ -239,6 +241,9 @@ def _recorded(
         "no_preflight": not settings.preflight,
         "max_clock_skew": settings.max_clock_skew,
         "verify": settings.verify,
+        "verify_within": settings.verify_within,
+        "audit_trail": settings.audit_trail,
+        "audit_trail_delay": settings.audit_trail_delay,
         "busy_rechecks": settings.busy_rechecks,
         "busy_recheck_delay": settings.busy_recheck_delay,
         "list_reads": settings.list_reads,
@@ -298,10 +303,19 @@ def settings_from(
         # Never taken from the latest invocation: that may have been another shard's.
         shard=parse_shard(given.get("shard")),
         verify=bool(pick("verify")),
+        verify_within=_positive("--verify-within", pick("verify_within")),
+        audit_trail=_audit_trail(pick("audit_trail")),
+        audit_trail_delay=_positive("--audit-trail-delay", pick("audit_trail_delay")),
         busy_rechecks=_count("--busy-rechecks", pick("busy_rechecks"), high=30),
         busy_recheck_delay=_positive("--busy-recheck-delay", pick("busy_recheck_delay")),
         list_reads=bool(pick("list_reads")),
     )
+
+
+def _audit_trail(value: Any) -> str | None:
+    if value in (None, "cts"):
+        return value  # type: ignore[no-any-return]
+    raise UsageError(f"--audit-trail {value!r}: the one audit trail known is 'cts'")
 
 
 def _since(text: str | None) -> datetime | None:

@@ -49,9 +49,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from orchestrator import redact
 from orchestrator.errors import (
+    AccountRefused,
     ApiError,
     AuthFailed,
     BadResponse,
+    CommandUnderWay,
     NotFound,
     OutcomeUnknown,
     ProjectRefused,
@@ -70,7 +72,11 @@ MAX_LIST_BODY_BYTES: Final = 32 << 20
 # ECS answers are at most six levels deep; deeper is hostile, and a few hundred
 # levels would exhaust Python's recursion limit in whatever walks the value next.
 MAX_DEPTH: Final = 32
-JOB_STATUSES: Final = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL"})
+# The job statuses the engine knows: the reference's four, and PENDING_PAYMENT (a
+# yearly/monthly server's order awaiting payment). Any other status is passed on as
+# the service wrote it (cleaned), for the engine to report: never guessed at here.
+JOB_STATUSES: Final = frozenset({"INIT", "RUNNING", "SUCCESS", "FAIL", "PENDING_PAYMENT"})
+ENDED_JOB_STATUSES: Final = frozenset({"SUCCESS", "FAIL"})
 # The service's own error codes look like Ecs.0114 or Common.0011; a 404 without
 # one comes from something else on the path (a wrong endpoint, a gateway).
 SERVICE_CODE: Final = re.compile(r"[A-Za-z][A-Za-z0-9]*\.[0-9]{3,5}")
@@ -92,6 +98,12 @@ MAX_STATED_WINDOW: Final = 86400  # seconds: the gateway's longest window is a d
 # The API gateway refused the credentials (failed authentication, expired token):
 # nothing was acted on, and every request with them will be refused alike.
 AUTH_CODES: Final = frozenset({"APIGW.0301", "APIGW.0307"})
+# The API gateway has no such API at this endpoint (a 404 with a code: not a missing
+# server).
+API_NOT_FOUND: Final = "APIGW.0101"
+# The account is refused (frozen, no permission, no balance): answered 400 or 403, and
+# the same for every server, project and credential of it. No renewal cures it.
+ACCOUNT_CODES: Final = frozenset({"Ecs.0003"})
 
 # Characters no stored or shown text should carry: C0 and C1 controls and DEL
 # (NUL alone breaks PostgreSQL's text, ESC drives terminals) and the bidirectional
@@ -178,7 +190,9 @@ def too_deep(raw: bytes, payload: Any, limit: int = MAX_DEPTH) -> bool:
 @dataclass(frozen=True, slots=True)
 class JobView:
     job_id: str
-    status: str  # INIT, RUNNING, SUCCESS or FAIL
+    # INIT, RUNNING, SUCCESS, FAIL, PENDING_PAYMENT, or one outside JOB_STATUSES (as
+    # the service wrote it, cleaned): the engine reports that, never guesses.
+    status: str
     server_id: str | None
     error_code: str | None
     fail_reason: str | None
@@ -200,6 +214,13 @@ class ServerView:
     # Preflight evidence: None where the answer did not say.
     locked: bool | None = None  # `locked`: the service refuses a reinstall (Ecs.0605)
     system_disk: bool | None = None  # a system disk attached (none: Ecs.0105)
+    # The system disk's volume ID (the volume at boot index 0): a reinstall replaces the
+    # disk, the one change the reference promises. None where the answer does not say
+    # which volume that is (Nova's list gives no boot index): "cannot tell".
+    system_volume: str | None = None
+    # The IDs of every attached volume, where the answer lists them: a list without
+    # boot indexes still shows whether a volume known to be the system disk is there.
+    attached: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +325,18 @@ def reinstall_outcome(answer: Answer, where: str) -> str:
             raise failure(answer, acted_unknown=True, where=where)
         # Delivered, maybe: a success status without a job id proves nothing.
         raise OutcomeUnknown(f"HTTP {status} without a usable job_id", status=status)
-    raise failure(answer, acted_unknown=True, where=where)
+    refusal = failure(answer, acted_unknown=True, where=where)
+    if isinstance(refusal, ServiceBusy):
+        # "Other commands are being executed" on this server: the command may be an
+        # earlier reinstall of ours, queued, and a retry landing after it ends would
+        # be a second one. Settled from the server, never retried blindly.
+        raise CommandUnderWay(
+            f"{refusal}: a command is under way on this server, maybe an earlier reinstall"
+            " of this run; settled from the server, not sent again blindly",
+            status=refusal.status,
+            code=refusal.code,
+        )
+    raise refusal
 
 
 def job_outcome(answer: Answer, job_id: str, where: str) -> JobView:
@@ -342,6 +374,38 @@ def server_page_outcome(answer: Answer, page: int, limit: int, where: str) -> Se
         servers = _server_views(payload.get("servers"), limit)
         return ServerPage(servers, page, limit, count)
     raise failure(answer, acted_unknown=False, where=where)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceView:
+    """One record of the cloud's audit trail (CTS) about a server."""
+
+    name: str  # the operation, e.g. reinstallOs
+    time_ms: int | None  # when the operation happened, UTC epoch milliseconds
+    code: str | None  # the HTTP status the API answered it with
+
+
+def traces_outcome(answer: Answer, where: str) -> list[TraceView]:
+    """The traces of a CTS trace query, or the error that says what to do next."""
+    payload = answer.payload
+    if answer.status != 200:
+        raise failure(answer, acted_unknown=False, where=where)
+    traces = payload.get("traces") if isinstance(payload, dict) else None
+    if not isinstance(traces, list):
+        raise BadResponse("trace query: no 'traces' list in the answer", status=answer.status)
+    views = []
+    for trace in traces:
+        if not isinstance(trace, dict):
+            continue
+        name, at, code = trace.get("trace_name"), trace.get("time"), trace.get("code")
+        views.append(
+            TraceView(
+                name=optional_text(name, 64) or "" if isinstance(name, str) else "",
+                time_ms=at if isinstance(at, int) and not isinstance(at, bool) else None,
+                code=optional_text(str(code), 8) if isinstance(code, str | int) else None,
+            )
+        )
+    return views
 
 
 def server_changes_outcome(answer: Answer, limit: int, where: str) -> ServerChanges:
@@ -438,6 +502,16 @@ def no_answer(kind: str, why: str) -> ApiError:
 
 def _check_endpoint(answer: Answer, where: str) -> None:
     code = answer.code
+    if answer.status == 404 and code == API_NOT_FOUND:
+        # The gateway knows no such API here: the URL is right, the API is not offered
+        # (OTC eu-de documents the Cloud-Init reinstall, v2, and not v1). The same for
+        # every target: the run stops, with what to try.
+        raise WrongEndpoint(
+            f"{where} answered HTTP 404 {API_NOT_FOUND} (API not found): {_not_offered(where)}",
+            status=404,
+            code=code,
+            reached=True,
+        )
     if answer.status == 404 and not (code and SERVICE_CODE.fullmatch(code)):
         # Only the service's own 404 says the server is missing; a bare one means
         # the URL is wrong, for every target alike. Named in full: the operator
@@ -450,6 +524,25 @@ def _check_endpoint(answer: Answer, where: str) -> None:
         )
 
 
+def _not_offered(where: str) -> str:
+    """What to try when the gateway does not offer the API at `where`."""
+    path = urlsplit(where).path
+    if path.endswith("/reinstallos") and "/v1/" in path:
+        return (
+            "this API is not offered here: the reinstall without Cloud-Init (v1) is not"
+            " published in this region; try --cloud-init (the v2 reinstall, for images"
+            " with Cloud-Init), or check the endpoint"
+        )
+    if path.endswith("/reinstallos"):
+        return (
+            "this API is not offered here: the Cloud-Init reinstall (v2) is not published"
+            " in this region; try without --cloud-init, or check the endpoint"
+        )
+    return (
+        "this API is not offered at this endpoint: is the endpoint (or --endpoint-template) right?"
+    )
+
+
 def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError:
     """The error an answer that is not the call's result stands for."""
     status, payload = answer.status, answer.payload
@@ -460,6 +553,14 @@ def failure(answer: Answer, *, acted_unknown: bool, where: str = "") -> ApiError
     if status == 501 and code == "Ecs.0603":
         return ServiceBusy(
             summary, status=status, code=code, retry_after=retry_after(answer.headers)
+        )
+    if code in ACCOUNT_CODES and 400 <= status < 500:
+        return AccountRefused(
+            f"{summary}: the account is refused (frozen, or without permission or balance"
+            " for ECS); nothing was done. Check the account (billing, frozen state,"
+            " permissions) in the console, then resume",
+            status=status,
+            code=code,
         )
     if answer.auth_refused:
         return AuthFailed(summary, status=status, code=code)
@@ -596,8 +697,8 @@ def snippet(payload: Any) -> str:
 
 def job_view(job_id: str, payload: Mapping[str, Any]) -> JobView:
     status = payload.get("status")
-    if not isinstance(status, str) or status not in JOB_STATUSES:
-        raise BadResponse(f"job answer has an unknown status {service_text(status, 40)!r}")
+    if not isinstance(status, str) or not status.strip():
+        raise BadResponse(f"job answer has no usable status ({service_text(status, 40)!r})")
     entities = payload.get("entities")
     server_id = started = None
     if isinstance(entities, dict):
@@ -610,7 +711,7 @@ def job_view(job_id: str, payload: Mapping[str, Any]) -> JobView:
                 server_id = optional_text(first["entities"].get("server_id"), 64)
     return JobView(
         job_id=job_id,
-        status=status,
+        status=service_text(status.strip(), 40),
         server_id=server_id,
         error_code=optional_text(payload.get("error_code"), 64),
         fail_reason=optional_text(payload.get("fail_reason")),
@@ -633,6 +734,8 @@ def server_view(server_id: str, server: Mapping[str, Any]) -> ServerView:
         updated=optional_text(server.get("updated"), 64),
         locked=locked if isinstance(locked, bool) else None,
         system_disk=_system_disk(server),
+        system_volume=_system_volume(server),
+        attached=_attached(server),
     )
 
 
@@ -652,6 +755,32 @@ def _system_disk(server: Mapping[str, Any]) -> bool | None:
     if any(b is None for b in boot):
         return None
     return False
+
+
+def _attached(server: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The IDs of the attached volumes; None when the answer does not list them."""
+    volumes = server.get("os-extended-volumes:volumes_attached")
+    if not isinstance(volumes, list):
+        return None
+    ids = (v.get("id") for v in volumes if isinstance(v, dict))
+    return tuple(text for i in ids if isinstance(i, str) and (text := optional_text(i, 128)))
+
+
+def _system_volume(server: Mapping[str, Any]) -> str | None:
+    """The ID of the attached volume at boot index 0 (else, without boot indexes, the one
+    on the root device); None when no volume says it is the system disk."""
+    volumes = server.get("os-extended-volumes:volumes_attached")
+    if not isinstance(volumes, list):
+        return None
+    attached = [v for v in volumes if isinstance(v, dict)]
+    system = [v for v in attached if _index_text(v.get("bootIndex")) == "0"]
+    if not system and not any("bootIndex" in v for v in attached):
+        root = server.get("OS-EXT-SRV-ATTR:root_device_name")
+        system = [v for v in attached if isinstance(root, str) and root and v.get("device") == root]
+    if len(system) != 1:
+        return None  # none, or several claiming it: the answer cannot tell
+    volume = system[0].get("id")
+    return optional_text(volume, 128) if isinstance(volume, str) else None
 
 
 def _index_text(value: Any) -> str:

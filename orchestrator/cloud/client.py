@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from yarl import URL
@@ -53,7 +53,9 @@ from orchestrator.cloud.answers import JobView as JobView  # the client's result
 from orchestrator.cloud.answers import ServerChanges as ServerChanges
 from orchestrator.cloud.answers import ServerPage as ServerPage
 from orchestrator.cloud.answers import ServerView as ServerView
+from orchestrator.cloud.answers import TraceView as TraceView
 from orchestrator.cloud.auth import Credentials
+from orchestrator.cloud.credential_gate import CredentialGate
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.network import Network
 from orchestrator.cloud.reachability import Reachability
@@ -157,6 +159,7 @@ class EcsClient:
         self.reachability = reachability or Reachability()
         self._user_data = user_data
         self._bases: dict[str, _Base] = {}
+        self._gate = CredentialGate(key_pair=credentials is not None and credentials.kind == "aksk")
         # The service's clock, learned from the Date header of every answer.
         self.service_clock = service_clock or ServiceClock()
 
@@ -238,6 +241,18 @@ class EcsClient:
         path = f"/v1/{project_id}/cloudservers/detail"
         answer, where = await self._read_list(region, project_id, path, query)
         return answers.server_page_outcome(answer, page, limit, where)
+
+    async def traces(
+        self, project_id: str, server_id: str, since: datetime, region: str | None = None
+    ) -> list[TraceView]:
+        """The audit trail's (CTS v3) management traces of the server's ECS operations
+        from `since` to now, newest first, at most 200."""
+        query = trace_query(server_id, since)
+        path = f"/v3/{project_id}/traces"
+        answer, where = await self._send(
+            "trace", "GET", region, project_id, path, b"", query=query, service="cts"
+        )
+        return answers.traces_outcome(answer, where)
 
     async def servers_changed(
         self,
@@ -325,9 +340,28 @@ class EcsClient:
         *,
         unsent_is_unknown: bool = False,
         query: Query = (),
+        service: str = "ecs",
     ) -> tuple[Answer, str]:
         """Send once (twice after a 401 a renewed token may cure); the answer, read
-        (see `orchestrator.answers`), and the URL it came from."""
+        (see `orchestrator.answers`), and the URL it came from. A key pair's requests
+        pass its gate (`orchestrator.cloud.credential_gate`): never sent after a refusal."""
+        async with self._gate.turn():
+            return await self._send_once(
+                kind, method, region, project_id, path, body, unsent_is_unknown, query, service
+            )
+
+    async def _send_once(
+        self,
+        kind: str,
+        method: str,
+        region: str | None,
+        project_id: str,
+        path: str,
+        body: bytes,
+        unsent_is_unknown: bool,
+        query: Query,
+        service: str = "ecs",
+    ) -> tuple[Answer, str]:
         creds = self._credentials
         for attempt in (1, 2):
             if creds is not None:
@@ -338,12 +372,15 @@ class EcsClient:
             if creds is not None and self._endpoints.uses_catalog:
                 catalog_url = creds.catalog_endpoint(project_id, region or self._endpoints.region)
             base_url = self._endpoints.for_region(region, catalog_url)
+            if service == "cts":
+                base_url = cts_base(base_url)
             sent_at = time.monotonic()
             status, resp_headers, raw, headers, date = await self._request(
                 kind, method, base_url, path, project_id, body, unsent_is_unknown, query
             )
             self.service_clock.observe(date, sent_at, time.monotonic())
             answer = answers.answer_of(kind, status, resp_headers, raw)
+            self._gate.answered(answer, f"HTTP {status} {answer.code or ''}".rstrip())
             # A refusal of the credentials (401, the gateway's APIGW.0301/0307) acted on
             # nothing: renew the token once and send again.
             renewable = answer.auth_refused and attempt == 1 and creds is not None
@@ -511,6 +548,36 @@ def page_query(page: int, limit: int, status: str | None) -> Query:
         raise ValueError(f"page must be a whole number >= 1, got {page!r}")
     query: Query = (("offset", str(page)), ("limit", str(_page_size(limit))))
     return query + _status_query(status)
+
+
+def cts_base(ecs_base: str) -> str:
+    """The Cloud Trace Service endpoint beside an ECS one: the host's first label `ecs`
+    becomes `cts` (ecs.eu-de.otc.t-systems.com -> cts.eu-de.otc.t-systems.com, as both
+    clouds name them); any other host (the simulator, a gateway) serves both."""
+    parts = urlsplit(ecs_base)
+    host = parts.hostname or ""
+    if not host.startswith("ecs."):
+        return ecs_base
+    netloc = parts.netloc.replace(host, "cts." + host[len("ecs.") :], 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def trace_query(server_id: str, since: datetime) -> Query:
+    """The query of CTS's trace list (v3): the server's management traces since `since`."""
+    if since.tzinfo is None or since.utcoffset() is None:
+        raise ValueError("since must be a timezone-aware datetime")
+    if not plain_id(server_id):
+        raise ValueError("server_id must be a plain ID")
+    start = int(since.timestamp() * 1000)
+    end = max(int(datetime.now(UTC).timestamp() * 1000), start + 1)
+    return (
+        ("trace_type", "system"),
+        ("service_type", "ECS"),
+        ("resource_id", server_id),
+        ("from", str(start)),
+        ("to", str(end)),
+        ("limit", "200"),
+    )
 
 
 def changes_query(since: datetime, limit: int, marker: str | None, status: str | None) -> Query:

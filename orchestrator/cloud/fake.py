@@ -54,9 +54,10 @@ from urllib.parse import urlencode
 
 from orchestrator.clocks import ServiceClock
 from orchestrator.cloud import answers
-from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView
+from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView, TraceView
 from orchestrator.cloud.auth import Credentials
-from orchestrator.cloud.client import JSON_HEADERS, Query, changes_query, page_query
+from orchestrator.cloud.client import JSON_HEADERS, Query, changes_query, page_query, trace_query
+from orchestrator.cloud.credential_gate import CredentialGate
 from orchestrator.engine.pacing import Limiter, Unlimited
 from orchestrator.errors import ApiError, Throttled
 from orchestrator.model import TargetSpec
@@ -125,6 +126,7 @@ class InMemoryCloud:
         self._faults = ScriptedFaults(self.config)
         self._sim = SimulatorApp(self.config, faults=self._faults)
         self._credentials = credentials
+        self._gate = CredentialGate(key_pair=credentials is not None and credentials.kind == "aksk")
         self._submit_limiter: Limiter = submit_limiter or Unlimited()
         self._poll_limiter: Limiter = poll_limiter or Unlimited()
         self._user_data = user_data
@@ -271,6 +273,27 @@ class InMemoryCloud:
             lambda a, where: answers.server_page_outcome(a, page, limit, where),
         )
 
+    async def traces(
+        self, project_id: str, server_id: str, since: datetime, region: str | None = None
+    ) -> list[TraceView]:
+        query = trace_query(server_id, since)
+
+        def route(call: Call) -> Awaitable[ServiceAnswer]:
+            return self._sim.list_traces(call, project_id=project_id)
+
+        return await self._exchange(
+            "trace",
+            "GET",
+            project_id,
+            server_id,
+            region,
+            f"/v3/{project_id}/traces",
+            b"",
+            route,
+            answers.traces_outcome,
+            query=query,
+        )
+
     async def servers_changed(
         self,
         project_id: str,
@@ -363,7 +386,21 @@ class InMemoryCloud:
         query: Query = (),
     ) -> answers.Answer:
         """The simulator's answer as the client would read it off the wire: the status,
-        the headers of a refusal, the body parsed; a dropped answer raised."""
+        the headers of a refusal, the body parsed; a dropped answer raised. A key pair's
+        requests pass its gate, as the client's do."""
+        async with self._gate.turn():
+            return await self._send_once(kind, method, project_id, path, body, route, query)
+
+    async def _send_once(
+        self,
+        kind: str,
+        method: str,
+        project_id: str,
+        path: str,
+        body: bytes,
+        route: Callable[[Call], Awaitable[ServiceAnswer]],
+        query: Query,
+    ) -> answers.Answer:
         creds = self._credentials
         for attempt in (1, 2):
             if creds is not None:
@@ -385,6 +422,7 @@ class InMemoryCloud:
             # As the client reads them: only a refusal's headers (Retry-After).
             refusal: Mapping[str, str] = dict(answer.headers) if answer.status >= 300 else {}
             read = answers.answer_of(kind, answer.status, refusal, answer.body)
+            self._gate.answered(read, f"HTTP {read.status} {read.code or ''}".rstrip())
             renewable = read.auth_refused and attempt == 1 and creds is not None
             if renewable and creds is not None and await creds.renew(project_id, headers):
                 continue

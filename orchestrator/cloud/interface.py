@@ -29,10 +29,10 @@ from datetime import datetime
 from typing import Protocol
 
 from orchestrator.clocks import ServiceClock
-from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView
+from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView, TraceView
 from orchestrator.model import TargetSpec
 
-__all__ = ["Cloud", "JobView", "ServerChanges", "ServerPage", "ServerView"]
+__all__ = ["Cloud", "JobView", "ServerChanges", "ServerPage", "ServerView", "TraceView"]
 
 
 class Cloud(Protocol):
@@ -98,6 +98,12 @@ class Cloud(Protocol):
     ) -> ServerChanges:
         """Read the project's servers updated at or after `since`, after the server
         `marker` (paced as a read); `ServerChanges.next_marker` names the next page."""
+        ...
+
+    async def traces(
+        self, project_id: str, server_id: str, since: datetime, region: str | None = None
+    ) -> list[TraceView]:
+        """The cloud's audit trail (CTS) about the server since `since`: its records."""
         ...
 
     def stop_sending(self, error: Callable[[], BaseException]) -> int:

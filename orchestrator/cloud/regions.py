@@ -2,8 +2,11 @@
 token's service catalog names one.
 
 The Huawei Cloud table follows the official SDK's `EcsRegion` (huaweicloudsdkecs
-v2); OTC's follows the endpoint list of Open Telekom Cloud. A region not in the
-table still gets the cloud's usual pattern, with a warning from the caller:
+v2, huaweicloud-sdk-python-v3's ecs_region.py); OTC's follows the endpoint list of
+Open Telekom Cloud (opentelekomcloud-docs/regions-and-endpoints) for eu-de and eu-nl,
+and the Swiss cloud's own documentation for eu-ch2. Every region was checked against
+them (tests/unit/test_endpoints.py holds the table to a copy of both). A region not
+in the table still gets the cloud's usual pattern, with a warning from the caller:
 regions are added faster than any table is updated.
 """
 

@@ -8,7 +8,9 @@ tenacity policies built from it are what the runner wraps its calls in.
     Throttled (429, APIGW.    retry (Retry-After,  retry (Retry-After,
       0308, 202/0024)         else the backoff)    else the backoff)
                               until max_delay, whatever the attempt count
-    ServiceBusy (501/0603)    retry                retry
+    ServiceBusy (501/0603)    -- (CommandUnder-    retry
+                              Way: settle from
+                              the server)
     NotSent (connect failed)  retry                retry
     RetryLater (5xx, timeout) -- (never raised)    retry
     OutcomeUnknown            settle from server   --
@@ -43,6 +45,7 @@ from tenacity.stop import stop_base
 from orchestrator.errors import (
     AuthFailed,
     BadResponse,
+    CommandUnderWay,
     OutcomeUnknown,
     Rejected,
     RetryLater,
@@ -66,7 +69,7 @@ def decide(exc: BaseException) -> Decision:
         return Decision.RETRY
     if isinstance(exc, (AuthFailed, RunCannotGoOn)):
         return Decision.ABORT
-    if isinstance(exc, (OutcomeUnknown, BadResponse)):
+    if isinstance(exc, (OutcomeUnknown, BadResponse, CommandUnderWay)):
         return Decision.SETTLE
     if isinstance(exc, Rejected):
         return Decision.FAIL

@@ -52,10 +52,15 @@ class Follow:
     job_started: bool = False  # the job was seen past INIT
     verifying: JobView | None = None  # the job said SUCCESS: the server is being checked
     verify_reads: int = 0
+    verify_since: float | None = None  # when (monotonic) verification began
     # The job cannot decide: the service no longer knows it (Common.0011). The server
     # is followed instead.
     job_unusable: bool = False
     seen_launched_at: str | None = None  # launched_at as first read after the intent
+    seen_volume: str | None = None  # the system disk's volume as first read after it
+    # The audit trail recorded the reinstall as received: it may wait in a queue for
+    # long, so a server resting unchanged is followed until --job-timeout.
+    received: bool = False
     # Followed by its project's lists (reads.py): the job is asked only when this is due,
     # or when the server cannot tell.
     job_due: float | None = None
@@ -266,6 +271,9 @@ class RunContext:
             updated=target.updated_before,
             first_launched_at=target.first_launched_at,
             seen_launched_at=None if info is None else info.seen_launched_at,
+            volume=target.volume_before,
+            first_volume=target.first_volume,
+            seen_volume=None if info is None else info.seen_volume,
         )
 
     async def query(self, call: Callable[[], Awaitable[T]], *, patient: bool = False) -> T:

@@ -12,6 +12,10 @@ first row that matches; subclasses come before their parents):
                 unreachable, clock skewed)                  wrong configuration, else 3)
     preflight   NotFound (server missing)      FAIL         nothing sent
     preflight   any other                      DEFER        pending, for a later run
+    reinstall   CommandUnderWay (501 Ecs.0603) DOUBT        a command is under way on the
+                                                            server, maybe an earlier
+                                                            reinstall of ours: settle it
+                                                            from the server, never retry
     reinstall   RetryLater (still refused)     DEFER        nothing acted on: pending
     reinstall   Rejected (4xx meant)           FAIL         with the service's code
     reinstall   OutcomeUnknown, BadResponse    DOUBT        settle from the server
@@ -32,6 +36,7 @@ from orchestrator.errors import (
     ApiError,
     AuthFailed,
     BadResponse,
+    CommandUnderWay,
     NotFound,
     OutcomeUnknown,
     Rejected,
@@ -66,6 +71,7 @@ TABLE: dict[Call, tuple[tuple[type[ApiError], Act], ...]] = {
     Call.PREFLIGHT: (*_RUN_STOPS, (NotFound, Act.FAIL), (ApiError, Act.DEFER)),
     Call.REINSTALL: (
         *_RUN_STOPS,
+        (CommandUnderWay, Act.DOUBT),
         (RetryLater, Act.DEFER),
         (Rejected, Act.FAIL),
         (OutcomeUnknown, Act.DOUBT),

@@ -17,6 +17,7 @@ import logging
 from dataclasses import replace
 from datetime import timedelta
 
+from orchestrator.cloud.answers import JOB_STATUSES
 from orchestrator.cloud.interface import JobView, ServerView
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.decisions import Act, Call, decide
@@ -36,6 +37,9 @@ from orchestrator.store.records import utc_now
 
 log = logging.getLogger("orchestrator.run")
 S = TargetState
+PENDING_PAYMENT = "PENDING_PAYMENT"
+# Statuses of a job whose work has begun (for learning how long jobs take to start).
+STARTED = frozenset({"RUNNING", "SUCCESS", "FAIL"})
 # Ticks of its project's lists without any sign of the rebuild before a job is asked.
 JOB_AFTER_TICKS = 5
 
@@ -148,15 +152,23 @@ class Following:
         run = self.run
         info = run.follow[target.id]
         timeout = run.settings.job_timeout
+        code, why = "Orchestrator.JobTimeout", "the server may still be rebuilding"
+        if info.last_status == PENDING_PAYMENT:
+            # Accepted, but held until the order of a yearly/monthly server is paid: it
+            # may still run once paid, so it is never sent again by a run.
+            code = "Orchestrator.PendingPayment"
+            why = (
+                "the job waits for the payment of this yearly/monthly server's order and"
+                " may still run once it is paid: pay or cancel the order before any retry"
+            )
         await run.change(
             target,
             S.FAILED,
             f"job {target.job_id} did not end within {timeout:.0f} s",
-            error_code="Orchestrator.JobTimeout",
+            error_code=code,
             fail_reason=(
                 f"job did not end within --job-timeout {timeout:.0f} s"
-                f" (last status {info.last_status or 'unknown'});"
-                " the server may still be rebuilding"
+                f" (last status {info.last_status or 'unknown'}); {why}"
             ),
             finished_at=utc_now(),
         )
@@ -164,8 +176,19 @@ class Following:
     async def _on_job(self, target: Target, job: JobView) -> None:
         run = self.run
         info = run.follow[target.id]
-        info.last_status = job.status
-        if job.status != "INIT" and not info.job_started:
+        previous, info.last_status = info.last_status, job.status
+        if job.status not in JOB_STATUSES:
+            await self._unknown_status(target, job)
+            return
+        if job.status == PENDING_PAYMENT and previous != PENDING_PAYMENT:
+            note = (
+                f"job {job.job_id} PENDING_PAYMENT: the order of this yearly/monthly server"
+                " awaits payment; the reinstall runs once it is paid. Followed until"
+                " --job-timeout, never sent again"
+            )
+            log.warning("%s/%s %s", target.project_id, target.server_id, note)
+            await run.note(target, note)
+        if job.status in STARTED and not info.job_started:
             info.job_started = True
             await self._learn_quiet(target, job)
         times = {"job_begin_at": job.begin_time, "job_end_at": job.end_time}
@@ -185,6 +208,8 @@ class Following:
             await run.change(
                 target, S.SUCCEEDED, f"job {job.job_id} SUCCESS", finished_at=utc_now(), **times
             )
+        elif job.status == "FAIL" and target.not_accepted:
+            await self._failed_after_a_doubt(target, job)
         elif job.status == "FAIL":
             await run.change(
                 target,
@@ -200,9 +225,50 @@ class Following:
                 target = await run.change(target, S.RUNNING, f"job {job.job_id} {job.status}")
             self._look_again(target)
 
+    async def _failed_after_a_doubt(self, target: Target, job: JobView) -> None:
+        """A FAIL for a target sent again after a doubt was settled "not accepted": the
+        earlier request may have been acted on after all (its job queued longer than
+        the quiet period), and a cloud that accepts a reinstall while another runs may
+        fail the later one for it, or both. The job cannot tell which, so the server
+        decides (settled like any doubt, never sent again): reinstalled by the earlier
+        attempt, in ERROR, or resting without a reinstall."""
+        run = self.run
+        run.follow[target.id].job_unusable = True
+        why = (
+            f"job {job.job_id} FAIL ({job.error_code or 'no code'}), after an earlier attempt"
+            " settled as not accepted: that one may have run after all; settled from the"
+            " server, never sent again"
+        )
+        log.warning("%s/%s %s", target.project_id, target.server_id, why)
+        doubt = await run.change(
+            target,
+            S.IN_DOUBT,
+            why,
+            job_begin_at=job.begin_time,
+            job_end_at=job.end_time,
+        )
+        run.schedule(doubt, 0.0)
+
+    async def _unknown_status(self, target: Target, job: JobView) -> None:
+        """A job status this version does not know: its meaning would be a guess, so the
+        job decides nothing; reported, and the target settled from its server (the job id
+        proves the reinstall was accepted: it is never sent again)."""
+        run = self.run
+        run.follow[target.id].job_unusable = True
+        why = (
+            f"job {job.job_id} reports status {job.status!r}, which this version does not"
+            " know: settled from the server, never sent again"
+        )
+        log.warning("%s/%s %s", target.project_id, target.server_id, why)
+        doubt = await run.change(
+            target, S.IN_DOUBT, why, error_code="Orchestrator.UnknownJobStatus", fail_reason=why
+        )
+        run.schedule(doubt, 0.0)
+
     async def verify(self, target: Target) -> None:
         """After a job's SUCCESS: succeeded only once the server shows it is back
-        (verify.py); read again, a bounded number of times, while it settles."""
+        (verify.py); read again while it settles, for --verify-within seconds (and at
+        least twice), then failed with the last reason."""
         run = self.run
         info = run.follow[target.id]
         job = info.verifying
@@ -214,7 +280,12 @@ class Following:
         if server is None and not run.unchanged(target):
             return  # failed (gone), or the run stops
         info.verify_reads += 1
-        last = info.verify_reads >= run.settings.verify_reads
+        now = run.clock()
+        if info.verify_since is None:
+            info.verify_since = now
+        within = run.settings.verify_within
+        elapsed = now - info.verify_since
+        last = elapsed >= within and info.verify_reads >= 2
         if server is None:
             check = Settlement(Verdict.WAIT, "the server could not be read after SUCCESS")
         else:
@@ -235,7 +306,12 @@ class Following:
                 **times,
             )
         elif check.verdict is Verdict.FAILED or last:
-            reads = f" (after {info.verify_reads} read(s))" if check.verdict is Verdict.WAIT else ""
+            reads = (
+                f" (not back within --verify-within {within:.0f} s: {info.verify_reads}"
+                f" read(s) over {elapsed:.0f} s)"
+                if check.verdict is Verdict.WAIT
+                else ""
+            )
             await run.change(
                 target,
                 S.FAILED,
@@ -250,8 +326,12 @@ class Following:
                 target = await run.change(
                     target, S.RUNNING, f"job {job.job_id} SUCCESS; verifying the server"
                 )
-            delay = run.settings.first_poll * 2 ** (info.verify_reads - 1)
-            run.schedule(target, min(delay, run.settings.poll_cap))
+            delay = min(
+                run.settings.first_poll * 2 ** (info.verify_reads - 1), run.settings.poll_cap
+            )
+            left = within - elapsed
+            # The last read at the end of the budget, not a poll interval past it.
+            run.schedule(target, min(delay, left) if left > 0 else delay)
 
     def _observe_length(self, job: JobView) -> None:
         """A job ended: its length, begin to end on the service's own clock, tunes later
@@ -319,7 +399,9 @@ class Following:
             run.before(target),
             run.clock_for(target),
             seen_rebuild=info.seen_rebuild,
-            still_for=now - info.still_since,
+            # Received (the audit trail says so), maybe still queued: only the job
+            # timeout ends a wait that shows nothing yet.
+            still_for=0.0 if info.received else now - info.still_since,
         )
         info.seen_rebuild = info.seen_rebuild or is_rebuilding(server)
         if verdict.verdict is Verdict.FOLLOW:
@@ -384,4 +466,6 @@ class Following:
         info = run.follow.get(target.id)
         if info is not None and info.seen_launched_at is None:
             info.seen_launched_at = server.launched_at
+        if info is not None and info.seen_volume is None:
+            info.seen_volume = server.system_volume
         return server

@@ -45,7 +45,15 @@ class RunSettings:
     shard: Shard | None = None
     # After a job's SUCCESS, read the server: succeeded only if it is back (verify.py).
     verify: bool = True
-    verify_reads: int = 4  # reads of a server still settling after SUCCESS, at most
+    # How long a server still settling after SUCCESS (booting, a task state, SHUTOFF
+    # where it ran before) is read again before it fails as not verified. Minutes: a
+    # server may take that long to come back, and a read every --poll-cap is cheap.
+    verify_within: float = 600.0
+    # Before a resend on doubt, ask the cloud's audit trail (None, or "cts") whether the
+    # reinstall was received; no record counts only this long after the intent (CTS
+    # documents about a minute before a trace can be queried; five, to be safe).
+    audit_trail: str | None = None
+    audit_trail_delay: float = 300.0
     # A server busy with someone else's operation is read again this often in the
     # same run, after busy_recheck_delay, then twice that, ...; then deferred.
     busy_rechecks: int = 3

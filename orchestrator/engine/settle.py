@@ -10,6 +10,13 @@ powered off (`ACTIVE`, task state `powering-off`, then `SHUTOFF`) before it show
 * any sign of activity since the intent (a task state, a status other than the
   one read before sending, `updated` moved, `launched_at` moved, a job id) means
   "maybe accepted": follow the server, never resend;
+* "reinstalled" rests on two pieces of evidence (`reinstalled_since`): the system
+  disk replaced (the volume at boot index 0 has a new ID: the one change the
+  reference promises) and `launched_at` moved (not documented either way). Where
+  they disagree the disk decides: replaced with `launched_at` unchanged is a
+  reinstall; `launched_at` moved on the same disk is not (a start moves it too).
+  Without a volume reading (none before the request, or a list that does not say
+  which volume is the system disk) `launched_at` alone decides, as it always did;
 * "not accepted" (the only verdict that allows sending again) needs a quiet
   period watched by this process (on its monotonic clock, from the intent when
   this process made it, else from when it took the doubt up), and at least two
@@ -70,6 +77,11 @@ class Before:
     # Without any of those (no preflight): launched_at as this process first read it
     # after the intent. A newer value since then is a relaunch after the intent.
     seen_launched_at: str | None = None
+    # The system disk's volume ID (boot index 0): before the latest attempt, before the
+    # first (never overwritten), and as first read after the intent (no preflight).
+    volume: str | None = None
+    first_volume: str | None = None
+    seen_volume: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +112,12 @@ def parse_time(value: str | None) -> datetime | None:
 
 def same_reading(a: ServerView, b: ServerView) -> bool:
     """Two readings that show the same server, with nothing moved between them."""
-    return (a.status, a.task_state, a.updated, a.launched_at) == (
+    return (a.status, a.task_state, a.updated, a.launched_at, a.system_volume) == (
         b.status,
         b.task_state,
         b.updated,
         b.launched_at,
+        b.system_volume,
     )
 
 
@@ -122,8 +135,8 @@ def settle(
     """
     if is_rebuilding(server):
         return Settlement(Verdict.FOLLOW, f"server is rebuilding (status {server.status})")
-    relaunched, how = relaunched_since(server.launched_at, before, clock)
-    if relaunched:
+    reinstalled, how = reinstalled_since(server, before, clock)
+    if reinstalled:
         if server.status == "ERROR":
             return Settlement(Verdict.FAILED, f"accepted ({how}), server now in ERROR")
         return Settlement(Verdict.SUCCEEDED, f"accepted and finished ({how})")
@@ -138,7 +151,7 @@ def settle(
         signs.append(f"job {job_id} was accepted")
     if signs:
         return Settlement(Verdict.FOLLOW, "maybe accepted: " + "; ".join(signs))
-    if relaunched is None:
+    if reinstalled is None:
         return Settlement(
             Verdict.UNVERIFIED, f"cannot tell whether it was accepted ({how}); not sent again"
         )
@@ -173,21 +186,21 @@ def follow(
     """
     if is_rebuilding(server):
         return Settlement(Verdict.FOLLOW, "server still rebuilding")
-    relaunched, how = relaunched_since(server.launched_at, before, clock)
+    reinstalled, how = reinstalled_since(server, before, clock)
     if server.status == "ERROR":
         return Settlement(Verdict.FAILED, f"rebuild ended with the server in ERROR ({how})")
-    if relaunched:
+    if reinstalled:
         return Settlement(Verdict.SUCCEEDED, f"rebuild ended (status {server.status}, {how})")
     resting = server.status in STABLE_STATUSES and not server.task_state
     if resting and seen_rebuild:
         return Settlement(
-            Verdict.FAILED, f"rebuild ended but the server was not relaunched ({how})"
+            Verdict.FAILED, f"rebuild ended but the server shows no reinstall ({how})"
         )
     if resting and still_for >= clock.quiet:
         return Settlement(
             Verdict.FAILED,
             f"server resting ({server.status}) and unchanged for {still_for:.0f} s without"
-            f" a relaunch ({how}): the reinstall ended without one, or never ran",
+            f" a reinstall showing ({how}): the reinstall ended without one, or never ran",
         )
     return Settlement(Verdict.FOLLOW, f"waiting for the rebuild (status {server.status}, {how})")
 
@@ -199,6 +212,10 @@ def activity(server: ServerView, before: Before, clock: Clock) -> list[str]:
         signs.append(f"task state {server.task_state}")
     if before.status is not None and server.status != before.status:
         signs.append(f"status {before.status} -> {server.status}")
+    launched = before.launched_at or before.first_launched_at
+    if launched is not None and server.launched_at != launched:
+        # Not a reinstall on the same disk (a start moves it too), but something ran.
+        signs.append(f"launched_at {launched} -> {server.launched_at}")
     if server.updated is not None:
         if before.updated is not None:
             if server.updated != before.updated:
@@ -212,6 +229,53 @@ def activity(server: ServerView, before: Before, clock: Clock) -> list[str]:
             if updated is None or intent is None or updated >= intent - error:
                 signs.append(f"updated {server.updated}, near or after the intent")
     return signs
+
+
+def reinstalled_since(server: ServerView, before: Before, clock: Clock) -> tuple[bool | None, str]:
+    """Whether the server was reinstalled since the first or the latest attempt: True,
+    False, or None when the evidence does not allow telling; and which evidence said so.
+
+    The system disk decides where it can be told (`disk_replaced`); `launched_at`
+    (`relaunched_since`) where it cannot."""
+    replaced, disk = disk_replaced(server.system_volume, before)
+    relaunched, launch = relaunched_since(server.launched_at, before, clock)
+    if replaced:
+        if relaunched:
+            return True, f"{disk}; {launch}"
+        return True, f"{disk}, though {launch}: the disk is what a reinstall replaces"
+    if replaced is False:
+        if relaunched:
+            return False, (
+                f"{disk}, though {launch}: a start moves launched_at too, a reinstall"
+                " replaces the disk"
+            )
+        return False, f"{disk}; {launch}"
+    return relaunched, f"{launch}; {disk}"
+
+
+def disk_replaced(now_volume: str | None, before: Before) -> tuple[bool | None, str]:
+    """Whether the system disk (the volume at boot index 0) was replaced since the first
+    or the latest attempt: True, False, or None when there is no reading to compare."""
+    first, latest = before.first_volume, before.volume
+    if first is not None and latest is not None and first != latest:
+        return True, (
+            f"system disk replaced since the first attempt (volume {first} before it,"
+            f" {latest} before the latest)"
+        )
+    reference = latest or first
+    if reference is None:
+        seen = before.seen_volume
+        if seen is not None and now_volume is not None and now_volume != seen:
+            return (
+                True,
+                f"system disk replaced: volume {seen} (read after the intent) -> {now_volume}",
+            )
+        return None, "the system disk's volume was not read before the request"
+    if now_volume is None:
+        return None, f"the system disk's volume is not shown now (it was {reference})"
+    if now_volume != reference:
+        return True, f"system disk replaced: volume {reference} -> {now_volume}"
+    return False, f"system disk not replaced (volume {now_volume})"
 
 
 def relaunched_since(

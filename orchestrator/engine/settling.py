@@ -6,7 +6,9 @@ its server (settle.py's rules), never resent while it may be under way:
     FAILED         the server is in ERROR (the job's own words, where it has them)
     UNVERIFIED     the evidence cannot tell: failed, never resent
     NOT_ACCEPTED   quiet for the whole period watched here, two agreeing readings:
-                   sent again, within a cap that holds across resumes
+                   sent again, within a cap that holds across resumes; with
+                   --audit-trail cts, only once the cloud's audit trail, read after
+                   its delivery delay, records no reinstall received since the intent
     WAIT           read again; a doubt watched past its limit is left in doubt,
                    reported, for a later run
 """
@@ -14,11 +16,13 @@ its server (settle.py's rules), never resent while it may be under way:
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
+from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
 from orchestrator.cloud.interface import JobView
 from orchestrator.engine.context import RunContext
 from orchestrator.engine.following import Following
-from orchestrator.engine.settle import Verdict, is_rebuilding, settle
+from orchestrator.engine.settle import Verdict, is_rebuilding, parse_time, settle
 from orchestrator.errors import ApiError
 from orchestrator.model import Target, TargetState
 from orchestrator.store.records import utc_now
@@ -91,8 +95,70 @@ class Settling:
                 fail_reason=reason,
                 finished_at=utc_now(),
             )
+        elif run.settings.audit_trail == "cts":
+            resend = await self._audit_trail(target, s.reason)
+            if resend is not None:
+                await self._not_accepted(target, resend)
         else:
             await self._not_accepted(target, s.reason)
+
+    async def _audit_trail(self, target: Target, reason: str) -> str | None:
+        """Before a resend, the cloud's audit trail (CTS) as evidence independent of the
+        server: a `reinstallOs` record answered 2xx since the intent means the request
+        was received (a job may wait in INIT for longer than the quiet period): the
+        server is followed, never sent again. No record is evidence of absence only
+        once the trail's delivery delay (--audit-trail-delay) has passed since the
+        intent, watched here; before that, and when the trail cannot be read, the doubt
+        is read again. Returns the reason to send again, or None."""
+        run = self.run
+        clock = run.clock_for(target)
+        intent = parse_time(clock.intent_at)
+        if intent is None:
+            since = datetime.now(UTC) - timedelta(days=1)  # the intent unplaced: a wide look
+        else:
+            since = intent - timedelta(seconds=clock.intent_error + SERVICE_CLOCKS_AGREE_WITHIN)
+        try:
+            traces = await run.query(
+                lambda: run.client.traces(
+                    target.project_id, target.server_id, since, target.spec.region
+                )
+            )
+        except ApiError as exc:
+            why = f"the audit trail could not be read ({exc}); not sent again"
+            if run.watched(target.id) > self.limit:
+                await self._leave_in_doubt(target, why)
+            else:
+                log.warning("%s/%s %s", target.project_id, target.server_id, why)
+                run.schedule(target)
+            return None
+        received = [
+            t
+            for t in traces
+            if t.name.lower().startswith("reinstallos") and (t.code or "").startswith("2")
+        ]
+        if received:
+            first = received[-1]  # newest first: the earliest since the intent
+            when = "?" if first.time_ms is None else _utc(first.time_ms)
+            target = await run.change(
+                target,
+                S.RUNNING,
+                f"settled: following, the audit trail (CTS) records {first.name} at {when}"
+                f" (HTTP {first.code}) since the intent: the reinstall was received; not sent"
+                f" again ({reason})",
+            )
+            info = run.follow[target.id]
+            info.by_server = info.received = True
+            run.schedule(target)
+            return None
+        delay, watched = run.settings.audit_trail_delay, run.watched(target.id)
+        if watched < delay:
+            # Absent so soon after the intent proves nothing: CTS delivers later.
+            run.schedule(target, delay - watched)
+            return None
+        return (
+            f"{reason}; the audit trail (CTS) records no reinstall received since the intent,"
+            f" read {watched:.0f} s after it (delivery delay {delay:.0f} s)"
+        )
 
     async def _leave_in_doubt(self, target: Target, why: str) -> None:
         """A doubt this run cannot settle: left in doubt, reported, never sent; a later
@@ -142,3 +208,7 @@ class Settling:
             return
         run.requeued.append(target)
         run.work.set()
+
+
+def _utc(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="seconds")

@@ -25,7 +25,7 @@ from orchestrator.engine.context import RunContext
 from orchestrator.engine.decisions import Act, Call, decide
 from orchestrator.engine.outcome import Answer
 from orchestrator.engine.settle import is_rebuilding, parse_time
-from orchestrator.errors import ApiError, ClockSkewed, StateError
+from orchestrator.errors import ApiError, ClockSkewed, CommandUnderWay, StateError
 from orchestrator.model import Target, TargetState
 from orchestrator.store.records import utc_now
 
@@ -185,6 +185,7 @@ class Submitting:
         the server before it, and the moment on both clocks."""
         await self._mark_sending()
         launched = before.launched_at if before else None
+        volume = before.system_volume if before else None
         stamp = self.run.service_clock.now()
         return await self.run.change(
             target,
@@ -196,6 +197,10 @@ class Submitting:
             intent_error=None if stamp is None else round(stamp.error, 3),
             launched_at_before=launched,
             first_launched_at=target.first_launched_at or launched,
+            volume_before=volume,
+            # Only a first attempt records it: a target attempted by an older version
+            # has none, and a volume read now may already be that attempt's new disk.
+            first_volume=target.first_volume if target.attempts else volume,
             status_before=before.status if before else None,
             updated_before=before.updated if before else None,
             job_id=None,
@@ -237,11 +242,12 @@ class Submitting:
                 fail_reason=str(exc),
                 finished_at=utc_now(),
             )
-        else:  # DOUBT: sent, and no trustworthy answer
+        else:  # DOUBT: sent, and no trustworthy answer (or the server holds a command)
+            what = "refused as busy" if isinstance(exc, CommandUnderWay) else "outcome unknown"
             doubt = await run.change(
                 intent,
                 S.IN_DOUBT,
-                f"outcome unknown: {exc}",
+                f"{what}: {exc}",
                 error_code=exc.code,
                 fail_reason=str(exc),
             )
@@ -298,15 +304,14 @@ class Submitting:
                 run.drop(target.id)
                 run.stop_run(act, exc)
             return None
-        if target.attempts and _earlier_attempt_shows(target, server):
+        shows = _earlier_attempt_shows(target, server) if target.attempts else None
+        if shows is not None:
             # Ours, most likely: an earlier attempt (this run or before a stop) was
             # acted on after all. Settle it; never send on top of it.
             target = await run.change(
                 target,
                 S.IN_DOUBT,
-                "an earlier attempt shows on the server "
-                f"(status {server.status}, task state {server.task_state}, "
-                f"launched_at {server.launched_at}); settling, not sending",
+                f"an earlier attempt shows on the server ({shows}); settling, not sending",
             )
             run.schedule(target, 0.0)
             return None
@@ -504,8 +509,17 @@ class Busy:
             )
 
 
-def _earlier_attempt_shows(target: Target, server: ServerView) -> bool:
+def _earlier_attempt_shows(target: Target, server: ServerView) -> str | None:
+    """What shows that an earlier attempt may have run, or None: a task state, or
+    launched_at or the system disk's volume other than before the first attempt.
+    Either piece of evidence is enough: never send on top of a possible reinstall."""
     if is_rebuilding(server) or server.task_state:
-        return True
+        return f"status {server.status}, task state {server.task_state}"
     first = target.first_launched_at or target.launched_at_before
-    return first is not None and server.launched_at != first
+    if first is not None and server.launched_at != first:
+        return f"launched_at {first} -> {server.launched_at}"
+    volume = target.first_volume or target.volume_before
+    if volume is not None and server.system_volume != volume:
+        now = server.system_volume or "not shown"
+        return f"system disk's volume {volume} -> {now}"
+    return None

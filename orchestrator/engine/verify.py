@@ -2,9 +2,12 @@
 
 A job's SUCCESS is the service's word; the server is the evidence. A reinstall
 counts as succeeded only when the server rests in a stable state it may end in
-(`ACTIVE`; `SHUTOFF` only where it was `SHUTOFF` before the request) and its
-`OS-SRV-USG:launched_at` is newer than the value read before the request (or,
-without one, than the intent less the clock skew allowed).
+(`ACTIVE`; `SHUTOFF` only where it was `SHUTOFF` before the request) and shows the
+reinstall (`settle.reinstalled_since`): its system disk replaced (a new volume ID at
+boot index 0), or, where the volume cannot be compared, its
+`OS-SRV-USG:launched_at` newer than the value read before the request (or, without
+one, than the intent less the clock skew allowed). `launched_at` moved on the same
+disk is not a reinstall (a start moves it too).
 
 Right after SUCCESS the server may still show the end of the work (a task state,
 `REBUILD`, an old `launched_at` not yet refreshed), so anything but `ERROR` is
@@ -23,7 +26,7 @@ from orchestrator.engine.settle import (
     Settlement,
     Verdict,
     is_rebuilding,
-    relaunched_since,
+    reinstalled_since,
 )
 
 NOT_VERIFIED = "Orchestrator.NotVerified"
@@ -42,8 +45,12 @@ def check_back(server: ServerView, before: Before, clock: Clock) -> Settlement:
             Verdict.WAIT, f"server is SHUTOFF, but it was {before.status} before the reinstall"
         )
     # Against the reading before this request; the first attempt's only without one.
-    reference = Before(launched_at=before.launched_at or before.first_launched_at)
-    relaunched, how = relaunched_since(server.launched_at, reference, clock)
-    if relaunched:
+    reference = Before(
+        launched_at=before.launched_at or before.first_launched_at,
+        volume=before.volume or before.first_volume,
+        seen_volume=before.seen_volume,
+    )
+    reinstalled, how = reinstalled_since(server, reference, clock)
+    if reinstalled:
         return Settlement(Verdict.SUCCEEDED, f"server back ({shown}; {how})")
-    return Settlement(Verdict.WAIT, f"server not relaunched by the reinstall ({how})")
+    return Settlement(Verdict.WAIT, f"server shows no reinstall ({how})")

@@ -16,6 +16,14 @@ lists cannot vouch for a server (it was not on any page, it was deleted, or no t
 covers its row), the watch has nothing to say (`current` is None) and the server is
 read singly.
 
+The system disk's volume is evidence of a reinstall (settle.py), and Nova's list
+names no boot index: its row cannot say by itself which attached volume is the system
+disk. It is told from the server's previous row (which knew it): that volume still
+attached is the system disk, not replaced; gone, with exactly one volume attached that
+the previous row did not list (and every other one listed there), that one is the new
+system disk. Otherwise the row is dropped, and the server read singly: no decision
+rests on a row with less evidence than a single read gives.
+
 Where the reference is silent we assume the hardest: `changes-since` filters on the
 last *status* update (the reference's words), the clock behind `updated` may differ
 from the one behind `Date` by `SERVICE_CLOCKS_AGREE_WITHIN`, and a page read by
@@ -29,7 +37,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -186,13 +194,20 @@ class ProjectWatch:
             # Deleted: the single read says so with the service's own words.
             self.rows.pop(server.server_id, None)
             return
+        old = self.rows.get(server.server_id)
+        if server.system_volume is None and server.attached:
+            system = _system_disk_by(server.attached, None if old is None else old.server)
+            if system is None:
+                if old is None or old.read_mono <= sent:
+                    self.rows.pop(server.server_id, None)  # read singly instead
+                return
+            server = replace(server, system_volume=system)
         if read_at is None:
             # No service time yet: the row is current while it is young, and no tick
             # can ever vouch for it.
             read_at = NEVER
         elif self._oldest is None or read_at < self._oldest:
             self._oldest = read_at
-        old = self.rows.get(server.server_id)
         if old is None or old.read_mono <= sent:
             self.rows[server.server_id] = Row(server, read_at, sent)
 
@@ -200,3 +215,16 @@ class ProjectWatch:
         """The earliest service time a request that left at `sent` may have been served."""
         at = self._service.at(sent)
         return None if at is None else at.at - timedelta(seconds=at.error)
+
+
+def _system_disk_by(attached: tuple[str, ...], previous: ServerView | None) -> str | None:
+    """The system disk among volumes listed without boot indexes, told from the
+    server's previous reading; None where that cannot tell."""
+    if previous is None or previous.system_volume is None or previous.attached is None:
+        return None
+    if previous.system_volume in attached:
+        return previous.system_volume  # still attached: not replaced
+    new = [volume for volume in attached if volume not in previous.attached]
+    if len(new) == 1 and len(attached) == len(previous.attached):
+        return new[0]  # the one volume that took the old system disk's place
+    return None

@@ -21,6 +21,7 @@ leaves the target pending when retries run out.
     Orchestrator.Unverified      yes     accepted or not, cannot tell: reported, not resent
     Orchestrator.NotVerified     yes     finished, but the result could not be checked
     Orchestrator.JobTimeout      yes     the job did not end in time: something is wrong
+    Orchestrator.PendingPayment  yes     the job waits for a yearly/monthly order's payment
     job FAIL (any other code)    yes     the reinstall itself failed
     no code / unknown code       yes     a failure we do not understand is a failure
 
@@ -79,6 +80,9 @@ FAILURE_TABLE: Mapping[str, FailureRule] = MappingProxyType(
             True, "the reinstall ended but its result could not be checked"
         ),
         "Orchestrator.JobTimeout": FailureRule(True, "the job did not end in time"),
+        "Orchestrator.PendingPayment": FailureRule(
+            True, "the job waits for the payment of a yearly/monthly server's order"
+        ),
     }
 )
 
@@ -102,6 +106,8 @@ HINTS: Mapping[str, str] = MappingProxyType(
         "Orchestrator.JobTimeout": "jobs do not end in time: the service may be degraded, "
         "or --job-timeout is too short",
         "Orchestrator.Unverified": "outcomes cannot be verified: check connectivity to the API",
+        "Orchestrator.PendingPayment": "jobs wait for payment (PENDING_PAYMENT): these are"
+        " yearly/monthly servers whose orders must be paid first",
     }
 )
 

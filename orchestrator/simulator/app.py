@@ -47,6 +47,7 @@ from orchestrator.simulator.iam import Iam, IamError
 from orchestrator.simulator.jobs import job_body
 from orchestrator.simulator.ratelimit import GatewayLimiter, RateLimiter
 from orchestrator.simulator.reinstall import ReinstallRequest, parse_reinstall, parse_reinstall_v2
+from orchestrator.simulator.traces import trace_list
 from orchestrator.simulator.world import World
 from orchestrator.simulator.worldfile import keep_world
 
@@ -134,6 +135,7 @@ class SimulatorApp:
             ("GET", "/v1/{project_id}/cloudservers/{server_id}", self.get_server),
             ("GET", "/v2.1/{project_id}/servers/detail", self.list_nova),
             ("GET", "/v2/{project_id}/servers/detail", self.list_nova),
+            ("GET", "/v3/{project_id}/traces", self.list_traces),
             ("GET", "/_sim/stats", self.get_stats),
             ("POST", "/v3/auth/tokens", self.issue_token),
         )
@@ -230,6 +232,10 @@ class SimulatorApp:
         if refusal is not None:
             stats.refused_for_rate(kind, gateway=True)
             raise refusal
+        if self.config.frozen_status is not None:
+            frozen = ApiFault("Ecs.0003", "The account is frozen.")
+            frozen.status = self.config.frozen_status
+            raise frozen
         if project_id in self._denied:
             stats.denied += 1
             raise ApiFault("Pdp.0001", f"Project {project_id} denies ecs:cloudServers:{kind}.")
@@ -272,14 +278,22 @@ class SimulatorApp:
     ) -> Answer:
         now = self._clock()
         self.world.stats.arrived(REINSTALL, now)
+        if api not in self.config.reinstall_apis:
+            # Not published here: the gateway answers, the service never sees it.
+            return self._error(GatewayFault("APIGW.0101", None, self._request_id()))
         if call.earlier_on_connection:
             self.world.stats.reinstalls_on_reused_connections += 1
         self.world.reinstall_arrived(project_id, server_id, api, now)
         try:
             now = await self._gate(call, REINSTALL, project_id)
-            job = self.world.reinstall(project_id, server_id, parse(call.body), now)
         except ApiFault as fault:
             return self._error(fault)
+        try:
+            job = self.world.reinstall(project_id, server_id, parse(call.body), now)
+        except ApiFault as fault:
+            self.world.trace(project_id, server_id, api, now, fault.status)  # refused: traced
+            return self._error(fault)
+        self.world.trace(project_id, server_id, api, now, 200)
         # Acted on: from here on only the answer can go wrong.
         stats = self.world.stats
         if self._faults.drop():
@@ -331,6 +345,20 @@ class SimulatorApp:
             now = await self._gate(call, LIST_NOVA, project_id)
             servers = self.world.listing(project_id, now)
             answer = listing.page_nova(servers, call.query, now, call.base_url + call.path)
+        except ApiFault as fault:
+            return self._error(fault)
+        return _json(answer)
+
+    async def list_traces(self, call: Call, project_id: str) -> Answer:
+        """GET /v3/{project_id}/traces: CTS's trace list (management traces of ECS)."""
+        now = self._clock()
+        self.world.stats.trace_queries += 1
+        try:
+            if self._auth.enabled:
+                self._auth.check(
+                    call.method, call.path, call.query, call.headers, call.body, project_id, now
+                )
+            answer = trace_list(self.world, project_id, call.query, now)
         except ApiFault as fault:
             return self._error(fault)
         return _json(answer)

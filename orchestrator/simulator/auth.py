@@ -27,6 +27,10 @@ class Authenticator:
         self._ak = config.ak
         self._sk = config.sk
         self.enabled = config.auth_enabled
+        self._lock_after = config.aksk_lock_after
+        self._lock_seconds = config.aksk_lock_seconds
+        self.signature_failures = 0  # failed signatures by the key pair, in a row
+        self.locked_until: float | None = None  # the key pair is locked until then
 
     def check(
         self,
@@ -71,8 +75,35 @@ class Authenticator:
         now: float,
     ) -> None:
         assert self._ak is not None and self._sk is not None
-        if signing.parse_authorization(headers["Authorization"]) is None:
+        parsed = signing.parse_authorization(headers["Authorization"])
+        if parsed is None:
             raise ApiFault("APIGW.0301", "The Authorization header is not SDK-HMAC-SHA256.")
+        ours = parsed[0] == self._ak
+        if ours and self.locked_until is not None and now < self.locked_until:
+            raise ApiFault("APIGW.0301", "The key pair is locked after failed signatures.")
+        try:
+            self._check_signed(method, path, query, headers, body, project_id, now)
+        except ApiFault:
+            if ours:
+                self.signature_failures += 1
+                if self.signature_failures >= self._lock_after:
+                    self.locked_until = now + self._lock_seconds
+                    self.signature_failures = 0
+            raise
+        if ours:
+            self.signature_failures = 0
+
+    def _check_signed(
+        self,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes,
+        project_id: str,
+        now: float,
+    ) -> None:
+        assert self._ak is not None and self._sk is not None
         if not verify_signature(self._ak, self._sk, method, path, query, headers, body):
             raise ApiFault("APIGW.0301", "The request signature does not match.")
         try:

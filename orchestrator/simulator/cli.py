@@ -85,6 +85,13 @@ def _api_limits(
     return tuple(limits)
 
 
+def _reinstall_apis(value: str) -> tuple[str, ...]:
+    apis = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    if not apis or not set(apis) <= {"v1", "v2"}:
+        raise click.BadParameter(f"expected v1, v2 or v1,v2, got {value!r}")
+    return apis
+
+
 def _users(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[tuple[str, str, str], ...]:
@@ -209,7 +216,7 @@ def _users(
     default=0.0,
     type=_RATE,
     show_default=True,
-    help="Share of reinstall jobs that end FAIL (launched_at unchanged).",
+    help="Share of reinstall jobs that end FAIL (the system disk kept, launched_at unchanged).",
 )
 @click.option(
     "--fail-to-error-rate",
@@ -218,6 +225,53 @@ def _users(
     show_default=True,
     help="Share of FAIL jobs that leave the server ERROR; the others put it back as it was "
     "(SHUTOFF, or ERROR if it was ERROR).",
+)
+@click.option(
+    "--fail-restarts",
+    is_flag=True,
+    help="A failed reinstall of a running server starts it again (ACTIVE, the old system "
+    "disk): a start, not a reinstall.",
+)
+@click.option(
+    "--launched-at",
+    "launched_at",
+    type=click.Choice(["reinstall", "never", "any-start"]),
+    default="reinstall",
+    show_default=True,
+    help="When OS-SRV-USG:launched_at moves (the reference does not say): on a reinstall, "
+    "never, or on a reinstall and on any start of the server. The system disk's volume "
+    "ID changes on every reinstall whatever this says.",
+)
+@click.option(
+    "--keep-power-state",
+    is_flag=True,
+    help="A reinstall of a stopped server leaves it SHUTOFF (else it is started).",
+)
+@click.option(
+    "--come-back-seconds",
+    default="0",
+    show_default=True,
+    callback=_job_seconds,
+    metavar="MIN[:MAX]",
+    help="After a successful reinstall, how long the server boots (SHUTOFF, task state "
+    "powering-on) before it shows ACTIVE; the job says SUCCESS first.",
+)
+@click.option(
+    "--second-reinstall",
+    type=click.Choice(["refuse", "fail-second", "fail-both"]),
+    default="refuse",
+    show_default=True,
+    help="A reinstall sent while another runs: refused (Ecs.0603 / Ecs.0100), or "
+    "accepted with a job that FAILs (fail-second), the first one failing too, the server "
+    "left in ERROR (fail-both).",
+)
+@click.option(
+    "--trace-delay",
+    default=60.0,
+    show_default=True,
+    type=SECONDS,
+    help="The audit trail (GET /v3/{project_id}/traces): a reinstall request the service "
+    "saw shows in trace queries this many seconds later.",
 )
 @click.option(
     "--success-but-error-rate",
@@ -231,7 +285,23 @@ def _users(
     default=0.0,
     type=_RATE,
     show_default=True,
-    help="Share of jobs that say SUCCESS while launched_at stays unchanged (for --verify tests).",
+    help="Share of jobs that say SUCCESS while the old system disk stays (for --verify tests).",
+)
+@click.option(
+    "--pending-payment-rate",
+    default=0.0,
+    type=_RATE,
+    show_default=True,
+    help="Share of accepted reinstalls whose job stays PENDING_PAYMENT (a yearly/monthly "
+    "server's order awaiting payment) with the server untouched.",
+)
+@click.option(
+    "--job-retention",
+    default=86400.0,
+    type=POSITIVE_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a job is kept after it ended; asked about later: 400 Common.0011.",
 )
 @click.option(
     "--error-rate",
@@ -373,6 +443,35 @@ def _users(
     help="ECS requests in this project get 403 Pdp.0001 (repeat for more).",
 )
 @click.option(
+    "--reinstall-apis",
+    default="v1,v2",
+    show_default=True,
+    callback=lambda ctx, param, value: _reinstall_apis(value),
+    metavar="v1,v2",
+    help="The reinstall APIs the gateway publishes (OTC eu-de documents only v2, the "
+    "Cloud-Init one); another is answered 404 APIGW.0101.",
+)
+@click.option(
+    "--frozen-account",
+    type=click.Choice(["400", "403"]),
+    help="The account is frozen: every ECS request is answered Ecs.0003 with this status.",
+)
+@click.option(
+    "--aksk-lock-after",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="The API gateway locks the key pair (--ak) after N failed signatures ...",
+)
+@click.option(
+    "--aksk-lock-seconds",
+    default=300.0,
+    show_default=True,
+    type=SECONDS,
+    help="... for this long: every request it signs is refused, even a good one.",
+)
+@click.option(
     "--clock-offset",
     default=0.0,
     show_default=True,
@@ -399,8 +498,16 @@ def simulate(
     stopped_seconds: tuple[float, float],
     job_fail_rate: float,
     fail_to_error_rate: float,
+    fail_restarts: bool,
+    launched_at: str,
+    keep_power_state: bool,
+    come_back_seconds: tuple[float, float],
+    second_reinstall: str,
+    trace_delay: float,
     success_but_error_rate: float,
     success_but_stale_rate: float,
+    pending_payment_rate: float,
+    job_retention: float,
     error_rate: float,
     drop_rate: float,
     error_after_acting_rate: float,
@@ -420,6 +527,10 @@ def simulate(
     users: tuple[tuple[str, str, str], ...],
     token_ttl: float,
     denied_projects: tuple[str, ...],
+    reinstall_apis: tuple[str, ...],
+    frozen_account: str | None,
+    aksk_lock_after: int,
+    aksk_lock_seconds: float,
     clock_offset: float,
 ) -> None:
     """Run a simulated ECS API (reinstall v1 and v2, job status, server details and the
@@ -456,8 +567,17 @@ def simulate(
         stopped_seconds=stopped_seconds,
         job_fail_rate=job_fail_rate,
         fail_to_error_rate=fail_to_error_rate,
+        fail_restarts=fail_restarts,
+        launched_at_on_reinstall=launched_at != "never",
+        launched_at_on_start=launched_at == "any-start",
+        keep_power_state=keep_power_state,
+        come_back_seconds=come_back_seconds,
+        second_reinstall=second_reinstall,
+        trace_delay=trace_delay,
         success_but_error_rate=success_but_error_rate,
         success_but_stale_rate=success_but_stale_rate,
+        pending_payment_rate=pending_payment_rate,
+        job_retention=job_retention,
         error_rate=error_rate,
         drop_rate=drop_rate,
         error_after_acting_rate=error_after_acting_rate,
@@ -478,6 +598,10 @@ def simulate(
         users=users,
         token_ttl=token_ttl,
         denied_projects=denied_projects,
+        reinstall_apis=reinstall_apis,
+        frozen_status=None if frozen_account is None else int(frozen_account),
+        aksk_lock_after=aksk_lock_after,
+        aksk_lock_seconds=aksk_lock_seconds,
         clock_offset=clock_offset,
     )
     ca_dir = Path(tempfile.mkdtemp(prefix="orchestrator-simulator-")) if tls else None

@@ -50,9 +50,18 @@ _RATE_FIELDS = (
     "slow_answer_rate",
     "success_but_error_rate",
     "success_but_stale_rate",
+    "pending_payment_rate",
 )
+# What the service does with a reinstall sent while another is under way.
+SECOND_REINSTALL = ("refuse", "fail-second", "fail-both")
 # (min, max) seconds, drawn per job.
-_SPAN_FIELDS = ("job_seconds", "queue_seconds", "power_off_seconds", "stopped_seconds")
+_SPAN_FIELDS = (
+    "job_seconds",
+    "queue_seconds",
+    "power_off_seconds",
+    "stopped_seconds",
+    "come_back_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -83,12 +92,38 @@ class SimulatorConfig:
     power_off_seconds: tuple[float, float] = (0.0, 0.0)
     stopped_seconds: tuple[float, float] = (0.0, 0.0)
     # Share of FAIL jobs that leave the server ERROR; the others put it back as it
-    # was (SHUTOFF, or ERROR if it was ERROR). launched_at never moves on FAIL.
+    # was (SHUTOFF, or ERROR if it was ERROR; ACTIVE with fail_restarts). The system
+    # disk is never replaced on FAIL.
     fail_to_error_rate: float = 1.0
-    # Verification cases: the job says SUCCESS, yet the server ends ERROR
-    # (launched_at moved), or ACTIVE with the old launched_at.
+    fail_restarts: bool = False  # a failed reinstall of a running server starts it again
+    # Worlds the documentation allows. It promises only that a reinstall replaces the
+    # system disk (a new volume ID at boot index 0); whether launched_at moves is not
+    # documented: on a reinstall (True), or not (False); on any start too (True).
+    launched_at_on_reinstall: bool = True
+    launched_at_on_start: bool = False
+    # A reinstall of a stopped server leaves it SHUTOFF (else it is started).
+    keep_power_state: bool = False
+    # After a successful reinstall the server boots this long (SHUTOFF, task state
+    # powering-on) before it shows ACTIVE: the job's SUCCESS comes first.
+    come_back_seconds: tuple[float, float] = (0.0, 0.0)
+    # A reinstall sent while another is under way: "refuse" (Ecs.0603 / Ecs.0100, as
+    # the reference suggests), or accepted with a job of its own that fails
+    # ("fail-second"), or that fails with the first one too ("fail-both": the server
+    # left in ERROR, its disk not replaced). Nothing documents which a cloud does.
+    second_reinstall: str = "refuse"
+    # The audit trail (CTS, GET /v3/{project_id}/traces): a reinstall request that
+    # reached the service is recorded (reinstallOs / reinstallOsV2, with its HTTP status)
+    # and shows in trace queries this many seconds later (CTS documents about a minute).
+    trace_delay: float = 60.0
+    # Verification cases: the job says SUCCESS, yet the server ends ERROR (its disk
+    # replaced), or ACTIVE on the old system disk (launched_at unchanged too).
     success_but_error_rate: float = 0.0
     success_but_stale_rate: float = 0.0
+    # Jobs of yearly/monthly servers whose order awaits payment: PENDING_PAYMENT with
+    # the server untouched, for as long as the simulator runs (nobody pays).
+    pending_payment_rate: float = 0.0
+    # Seconds a job is kept after it ended; asked about later: 400 Common.0011.
+    job_retention: float = 86400.0
     error_rate: float = 0.0
     drop_rate: float = 0.0
     # Acted on (job created), then answered 500/503 instead of the job ID.
@@ -119,6 +154,16 @@ class SimulatorConfig:
     users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
     token_ttl: float = 86400.0
     denied_projects: tuple[str, ...] = ()  # ECS answers 403 Pdp.0001 in these
+    # A frozen account: every ECS request answered Ecs.0003 with this status (the
+    # reference says 403; it has been seen as 400 too). None: the account is fine.
+    frozen_status: int | None = None
+    # The API gateway locks a key pair after this many failed signatures, for
+    # aksk_lock_seconds: every request signed by it is then refused, even a good one.
+    aksk_lock_after: int = 5
+    aksk_lock_seconds: float = 300.0
+    # The reinstall APIs the gateway publishes: OTC eu-de documents only the Cloud-Init
+    # one (v2). One left out is answered 404 APIGW.0101, before the service sees it.
+    reinstall_apis: tuple[str, ...] = ("v1", "v2")
     # Regions whose ECS endpoint the token's catalog lists: all of them this simulator.
     regions: tuple[str, ...] = ("eu-de", "eu-nl", "eu-ch2")
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
@@ -141,6 +186,9 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be (min, max), 0 <= min <= max; got {low}, {high}")
             # Lists from callers are normalised to tuples so the config stays hashable.
             object.__setattr__(self, name, (float(low), float(high)))
+        retention = self.job_retention
+        if not (isinstance(retention, int | float) and math.isfinite(retention) and retention > 0):
+            raise ValueError(f"job_retention must be a positive number of seconds: {retention!r}")
         slow = self.slow_answer_seconds
         if not (isinstance(slow, int | float) and math.isfinite(slow) and slow >= 0):
             raise ValueError(f"slow_answer_seconds must be >= 0, got {slow!r}")
@@ -168,6 +216,24 @@ class SimulatorConfig:
             raise ValueError(f"clock_offset must be a finite number, got {self.clock_offset!r}")
         if not (self.latency_ms >= 0 and math.isfinite(self.latency_ms)):
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms!r}")
+        object.__setattr__(self, "reinstall_apis", tuple(self.reinstall_apis))
+        if not set(self.reinstall_apis) <= {"v1", "v2"}:
+            raise ValueError(f"reinstall_apis must name v1 and/or v2, got {self.reinstall_apis!r}")
+        delay = self.trace_delay
+        if not (isinstance(delay, int | float) and math.isfinite(delay) and delay >= 0):
+            raise ValueError(f"trace_delay must be >= 0 seconds, got {delay!r}")
+        if self.second_reinstall not in SECOND_REINSTALL:
+            raise ValueError(
+                f"second_reinstall must be one of {', '.join(SECOND_REINSTALL)},"
+                f" got {self.second_reinstall!r}"
+            )
+        if self.frozen_status not in (None, 400, 403):
+            raise ValueError(f"frozen_status must be 400, 403 or None, got {self.frozen_status!r}")
+        if not (isinstance(self.aksk_lock_after, int) and self.aksk_lock_after >= 1):
+            raise ValueError(f"aksk_lock_after must be >= 1, got {self.aksk_lock_after!r}")
+        lock = self.aksk_lock_seconds
+        if not (isinstance(lock, int | float) and math.isfinite(lock) and lock >= 0):
+            raise ValueError(f"aksk_lock_seconds must be >= 0, got {lock!r}")
         if (self.ak is None) != (self.sk is None):
             raise ValueError("ak and sk must be given together")
         # Lists from callers are normalised to tuples so the config stays hashable.

@@ -27,6 +27,11 @@ CODES: dict[str, tuple[int, str]] = {
     "Common.0013": (401, "Invalid token."),
     "Common.0024": (202, "Flow limit exceeded."),
     "Common.1503": (429, "Api flow control Error because the API request rate exceeds the limit."),
+    "Ecs.0003": (
+        403,
+        "You do not have permission to perform this operation. Contact customer service to"
+        " obtain permission.",
+    ),
     "Ecs.0005": (400, "Invalid parameter values."),
     "Ecs.0100": (400, "The ECS status does not meet requirements."),
     "Ecs.0105": (400, "No system disk found. Attach the system disk to the ECS and try again."),

@@ -87,6 +87,11 @@ class Server:
     launched_at: float
     updated: float
     key_name: str = ""
+    volume_id: str = ""  # the system disk's volume (boot index 0)
+    # Booting after a reinstall until then (SHUTOFF, powering-on); launched_at shows
+    # its earlier value until then.
+    back_at: float | None = None
+    launched_before_back: float = 0.0
     job: Job | None = None  # the reinstall under way (not yet ended)
     last_job: Job | None = None  # the latest accepted reinstall, ended or not
     reinstalls: int = 0  # accepted reinstalls
@@ -104,6 +109,7 @@ class Server:
             launched_at=traits.launched_at,
             updated=traits.launched_at,
             key_name=f"KeyPair-{server_id[:4]}",
+            volume_id=traits.volume_id,
         )
 
     def view(self, now: float) -> View:
@@ -114,6 +120,9 @@ class Server:
         base = View(self.status, self.vm_state, None, self.updated, self.key_name)
         job = self.job
         if job is None:
+            if self.back_at is not None and now < self.back_at:
+                assert self.last_job is not None
+                return View("SHUTOFF", "stopped", "powering-on", self.last_job.end, self.key_name)
             return base
         phase = job.phase_at(now)
         changed = job.timeline.changed_at(phase)
@@ -135,14 +144,31 @@ class Server:
 
     def end_job(self, job: Job) -> None:
         self.job = None
-        self.updated = job.end
+        back = job.end + job.back_after
+        self.updated = back
         self.status = job.end_status
         self.vm_state = _VM_STATES[job.end_status]
+        self.launched_before_back = self.launched_at
+        self.back_at = back if job.back_after > 0 else None
         if job.launches:
-            self.launched_at = job.end
+            self.launched_at = back
+        if job.new_volume is not None:
+            self.volume_id = job.new_volume
         if not job.fails:
             self.key_name = job.key_name
             self.successes += 1
+
+    def launched_at_on(self, now: float) -> float:
+        """launched_at as a read at `now` shows it: the earlier one while still booting."""
+        if self.back_at is not None and now < self.back_at:
+            return self.launched_before_back
+        return self.launched_at
+
+    def start(self, now: float, *, moves_launched_at: bool) -> None:
+        """Someone starts the stopped server (not a reinstall: the disk stays)."""
+        self.status, self.vm_state, self.updated = "ACTIVE", "active", now
+        if moves_launched_at:
+            self.launched_at = now
 
 
 def server_body(server: Server, now: float) -> dict[str, Any]:
@@ -159,7 +185,7 @@ def server_fields(server: Server, now: float, view: View | None = None) -> dict[
         if traits.no_disk
         else [
             {
-                "id": traits.volume_id,
+                "id": server.volume_id,
                 "delete_on_termination": "false",
                 "device": "/dev/vda",
                 "bootIndex": "0",
@@ -185,7 +211,7 @@ def server_fields(server: Server, now: float, view: View | None = None) -> dict[
         "OS-EXT-STS:power_state": 1 if view.vm_state == "active" else 4,
         "OS-EXT-STS:vm_state": view.vm_state,
         "OS-EXT-SRV-ATTR:root_device_name": "" if traits.no_disk else "/dev/vda",
-        "OS-SRV-USG:launched_at": timefmt.launched_at(server.launched_at),
+        "OS-SRV-USG:launched_at": timefmt.launched_at(server.launched_at_on(now)),
         "OS-SRV-USG:terminated_at": None,
     }
 

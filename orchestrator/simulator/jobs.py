@@ -19,6 +19,9 @@ from orchestrator.simulator.phases import Phase, Timeline
 
 JOB_TYPE = "reinstallOs"
 
+# How long a job awaiting payment waits: nobody pays while the simulator runs.
+PAYMENT_WAIT = 10 * 365 * 86_400.0
+
 # (error_code, fail_reason) of a failed reinstall: plausible system-disk failures.
 FAILURES: tuple[tuple[str, str], ...] = (
     ("Ecs.0101", "EcsException: the system disk is currently unresponsive."),
@@ -31,6 +34,7 @@ class JobStatus(StrEnum):
     RUNNING = "RUNNING"  # powering the server off, or rebuilding it
     SUCCESS = "SUCCESS"  # reinstalled (the server is ACTIVE, unless a verification case)
     FAIL = "FAIL"  # not reinstalled; launched_at unchanged
+    PENDING_PAYMENT = "PENDING_PAYMENT"  # a yearly/monthly server's order awaits payment
 
 
 FINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.SUCCESS, JobStatus.FAIL})
@@ -49,6 +53,14 @@ class Job:
     fail_reason: str | None
     end_status: str  # the server's status when the job ends: ACTIVE, SHUTOFF or ERROR
     launches: bool  # whether the end moves the server's launched_at
+    awaits_payment: bool = False  # queued as PENDING_PAYMENT rather than INIT
+    # The system disk's new volume ID (the reinstall replaced it); None: not replaced.
+    new_volume: str | None = None
+    # Seconds after the end before the server is back (ACTIVE): it boots meanwhile.
+    back_after: float = 0.0
+    # A second reinstall accepted while this server's job ran: a job of its own, which
+    # never touches the server (second_reinstall).
+    shadow: bool = False
 
     @property
     def begin(self) -> float:
@@ -73,6 +85,8 @@ class Job:
         phase = self.timeline.phase_at(now)
         if phase is Phase.ENDED:
             return self.outcome
+        if phase is Phase.QUEUED and self.awaits_payment:
+            return JobStatus.PENDING_PAYMENT
         # Never RUNNING at the instant of acceptance, even without a queue.
         if phase is Phase.QUEUED or now <= self.begin:
             return JobStatus.INIT
@@ -104,29 +118,46 @@ def plan_job(
     """
     seed = config.seed
     key = (server_id, attempt)
+    awaits_payment = draws.unit(seed, "payment", *key) < config.pending_payment_rate
+    queue = _span(seed, "queue", config.queue_seconds, *key)
     timeline = Timeline.plan(
         now,
-        _span(seed, "queue", config.queue_seconds, *key),
+        PAYMENT_WAIT if awaits_payment else queue,
         _span(seed, "power_off", config.power_off_seconds, *key),
         _span(seed, "stopped", config.stopped_seconds, *key),
         _span(seed, "duration", config.job_seconds, *key),
         stops_server=stops_server,
     )
     error_code = fail_reason = None
-    end_status, launches = "ACTIVE", True  # the ECS is started after a reinstall
+    # The ECS is started after a reinstall, unless it was stopped and the service keeps
+    # it so (keep_power_state).
+    kept_off = config.keep_power_state and prior_status == "SHUTOFF" and not stops_server
+    end_status = "SHUTOFF" if kept_off else "ACTIVE"
+    replaced = True  # the system disk is replaced: the one change the reference promises
     if draws.unit(seed, "fail", *key) < config.job_fail_rate:
         pick = int(draws.unit(seed, "failure", *key) * len(FAILURES))
         error_code, fail_reason = FAILURES[pick]
-        launches = False
+        replaced = False
         if draws.unit(seed, "fail_to_error", *key) < config.fail_to_error_rate:
             end_status = "ERROR"
+        elif config.fail_restarts and prior_status == "ACTIVE":
+            end_status = "ACTIVE"  # started again as it was: a start, not a reinstall
         else:
             # Back where it was: stopped (by the job, if it was running), or still ERROR.
             end_status = "ERROR" if prior_status == "ERROR" else "SHUTOFF"
     elif draws.unit(seed, "success_but_error", *key) < config.success_but_error_rate:
-        end_status = "ERROR"  # rebuilt (launched_at moves) but did not come back
+        end_status = "ERROR"  # rebuilt (the disk replaced) but did not come back
     elif draws.unit(seed, "success_but_stale", *key) < config.success_but_stale_rate:
-        launches = False  # says SUCCESS, yet the old system disk is still there
+        replaced = False  # says SUCCESS, yet the old system disk is still there
+    # Whether launched_at moves: not documented either way, so a world of the config's.
+    # Every job that ends ACTIVE booted the server: a rebuild, or a restart after a failure.
+    started = end_status == "ACTIVE"
+    launches = (replaced and config.launched_at_on_reinstall) or (
+        started and config.launched_at_on_start
+    )
+    back_after = 0.0
+    if replaced and end_status == "ACTIVE":
+        back_after = _span(seed, "come_back", config.come_back_seconds, *key)
     return Job(
         job_id=draws.hex_id(seed, "job", project_id, server_id, attempt),
         sub_job_id=draws.hex_id(seed, "sub_job", project_id, server_id, attempt),
@@ -139,6 +170,9 @@ def plan_job(
         fail_reason=fail_reason,
         end_status=end_status,
         launches=launches,
+        awaits_payment=awaits_payment,
+        new_volume=draws.uuid_like(seed, "volume", server_id, attempt) if replaced else None,
+        back_after=back_after,
     )
 
 
@@ -208,6 +242,11 @@ class JobBook:
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
+
+    def replace(self, job: Job) -> None:
+        """A job's planned outcome changed (same ID, same end)."""
+        assert self._jobs[job.job_id].end == job.end
+        self._jobs[job.job_id] = job
 
     def pop_ended(self, now: float) -> list[Job]:
         """The unfinished jobs whose end has come, oldest first; each is returned once."""

@@ -169,7 +169,7 @@ def page_nova(
             if len(shown) == limit:
                 break
     answer: dict[str, Any] = {
-        "servers": [server_fields(server, now, view) for server, view in shown]
+        "servers": [_nova_fields(server_fields(server, now, view)) for server, view in shown]
     }
     if limit and len(shown) == limit:
         # Nova's link: the request's own parameters, sorted, with the marker replaced.
@@ -177,6 +177,17 @@ def page_nova(
         params.append(("marker", shown[-1][0].server_id))
         answer["servers_links"] = [{"rel": "next", "href": f"{url}?{urlencode(params)}"}]
     return answer
+
+
+def _nova_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A server as Nova lists it: its attached volumes carry only `id` and
+    `delete_on_termination` (the reference's Table 8), no boot index or device."""
+    volumes = fields.get("os-extended-volumes:volumes_attached") or []
+    fields["os-extended-volumes:volumes_attached"] = [
+        {k: v for k, v in volume.items() if k in ("id", "delete_on_termination")}
+        for volume in volumes
+    ]
+    return fields
 
 
 def _changes_since(value: str | None) -> float | None:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from orchestrator.simulator.app import SimulatorApp
 from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.faults import Faults
 
 # In-flight handlers get this long to finish when the simulator stops; idle
 # keep-alive connections are closed at once.
@@ -27,8 +28,12 @@ class Simulator:
         port: int = 0,
         *,
         tls: ssl.SSLContext | None = None,
+        faults: Faults | None = None,
     ) -> None:
+        """`faults`: where injected faults come from (default: the config's rates; a
+        test scripts them with `ScriptedFaults`)."""
         self.config = config if config is not None else SimulatorConfig()
+        self._faults = faults
         self.host = host
         self.port = port
         self.tls = tls
@@ -49,10 +54,16 @@ class Simulator:
             raise RuntimeError("the simulator was never started")
         return self._app.stats()
 
+    def start_server(self, project_id: str, server_id: str) -> None:
+        """Someone else starts a stopped server now (a start, not a reinstall)."""
+        if self._app is None:
+            raise RuntimeError("the simulator was never started")
+        self._app.world.start_server(project_id, server_id, self._app.now())
+
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
-        self._app = SimulatorApp(self.config)
+        self._app = SimulatorApp(self.config, faults=self._faults)
         runner = web.AppRunner(
             self._app.build(),
             access_log=None,

@@ -44,6 +44,9 @@ class Stats:
     overlapping_attempts: int = 0
     overlapping_by_server: Counter[str] = field(default_factory=Counter)
     reinstalls_after_success: int = 0  # must stay 0 for a correct orchestrator
+    # Second reinstalls accepted while another ran (second_reinstall): must stay 0 too.
+    accepted_second: int = 0
+    trace_queries: int = 0  # CTS trace list queries
     reinstalled_after_success: set[str] = field(default_factory=set)  # their servers
     reinstall_requests_by_api: Counter[str] = field(default_factory=Counter)
     reinstalls_by_api: Counter[str] = field(default_factory=Counter)  # accepted
@@ -110,6 +113,8 @@ class Stats:
             "slow_answers": self.slow_answers,
             "rejected_while_rebuilding": self.rejected_while_rebuilding,
             "overlapping_attempts": self.overlapping_attempts,
+            "accepted_second": self.accepted_second,
+            "trace_queries": self.trace_queries,
             "overlapping_servers": sorted(self.overlapping_by_server),
             "overlapping_by_server": dict(self.overlapping_by_server),
             "reinstalls_after_success": self.reinstalls_after_success,

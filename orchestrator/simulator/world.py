@@ -29,10 +29,15 @@ class World:
         self._keypairs = frozenset(config.keypairs) if config.keypairs is not None else None
         # Told of each job as it is accepted, before the answer leaves (a world file).
         self.on_accept: Callable[[Job], None] | None = None
+        # The audit trail: (project, server, trace name, time, HTTP status), in order.
+        self.traces: list[tuple[str, str, str, float, int]] = []
 
     def settle(self, now: float) -> None:
         """Apply the outcome of every job that has ended by `now`."""
         for job in self.jobs.pop_ended(now):
+            if job.shadow:  # a second reinstall's own job: the server is not its
+                self.stats.jobs_ended[job.outcome.value] += 1
+                continue
             server = self.fleet.get(job.project_id, job.server_id)
             assert server is not None and server.job is job
             server.end_job(job)
@@ -41,7 +46,7 @@ class World:
                 self.stats.successful_reinstalls_by_server[job.server_id] += 1
                 if job.end_status != "ACTIVE":
                     self.stats.success_but_error.add(job.server_id)
-                elif not job.launches:
+                elif job.new_volume is None:
                     self.stats.success_but_stale.add(job.server_id)
 
     def server(self, project_id: str, server_id: str, now: float) -> Server:
@@ -60,6 +65,9 @@ class World:
         self.settle(now)
         job = self.jobs.get(job_id)
         if job is None or job.project_id != project_id:
+            raise ApiFault("Common.0011", f"Job {job_id} was not found in this project.")
+        if now - job.end > self.config.job_retention:
+            # Jobs are kept a day after they end, then forgotten.
             raise ApiFault("Common.0011", f"Job {job_id} was not found in this project.")
         return job
 
@@ -86,7 +94,11 @@ class World:
         if server.traits.no_disk:
             raise ApiFault("Ecs.0105")
         if server.job is not None:
-            raise self._busy(server.job, now)
+            if self.config.second_reinstall == "refuse":
+                raise self._busy(server.job, now)
+            return self._accept_second(server, server.job, request, now)
+        if server.back_at is not None and now < server.back_at:
+            raise ApiFault("Ecs.0100", "The ECS is being started (task state powering-on).")
         if server.status == "ACTIVE" and request.mode != WITH_STOP_SERVER:
             raise ApiFault(
                 "Ecs.0100", f"The ECS is running; stop it or use mode '{WITH_STOP_SERVER}'."
@@ -154,6 +166,80 @@ class World:
         stats.rebuilding(
             self.jobs.in_progress, job.project_id, self.jobs.in_progress_of(job.project_id)
         )
+
+    def _accept_second(
+        self, server: Server, first: Job, request: ReinstallRequest, now: float
+    ) -> Job:
+        """A reinstall accepted while `first` runs: its own job fails (the server is
+        the first job's); with "fail-both" the first fails too, the server in ERROR."""
+        second = plan_job(
+            self.config,
+            server.project_id,
+            server.server_id,
+            server.reinstalls + 1,
+            now,
+            prior_status=server.status,
+            api=request.api,
+            key_name=request.keyname,
+        )
+        collided = ("Ecs.0603", "EcsException: another operation on the ECS is in progress.")
+        second = replace(
+            second,
+            error_code=collided[0],
+            fail_reason=collided[1],
+            end_status=server.status,
+            launches=False,
+            new_volume=None,
+            back_after=0.0,
+            shadow=True,
+        )
+        if second.job_id in self.jobs:
+            second = replace(second, job_id=draws.hex_id(self.config.seed, "job", second.job_id))
+        if self.config.second_reinstall == "fail-both" and not first.fails:
+            failed = replace(
+                first,
+                error_code=collided[0],
+                fail_reason=collided[1],
+                end_status="ERROR",
+                launches=False,
+                new_volume=None,
+                back_after=0.0,
+            )
+            self.jobs.replace(failed)
+            server.job = server.last_job = failed
+        server.reinstalls += 1
+        self.jobs.add(second)
+        self.stats.accepted_second += 1
+        self.stats.reinstalls_by_server[server.server_id] += 1
+        self.stats.reinstalls_by_api[request.api] += 1
+        return second
+
+    def trace(self, project_id: str, server_id: str, api: str, now: float, status: int) -> None:
+        """Record a reinstall request the service saw, as CTS would."""
+        name = "reinstallOs" if api == "v1" else "reinstallOsV2"
+        self.traces.append((project_id, server_id, name, now, status))
+
+    def traces_of(
+        self, project_id: str, server_id: str | None, start: float, end: float, now: float
+    ) -> list[tuple[str, str, str, float, int]]:
+        """The traces delivered by `now` (trace_delay after each), newest first."""
+        delivered = now - self.config.trace_delay
+        return [
+            t
+            for t in reversed(self.traces)
+            if t[0] == project_id
+            and (server_id is None or t[1] == server_id)
+            and start <= t[3] <= end
+            and t[3] <= delivered
+        ]
+
+    def start_server(self, project_id: str, server_id: str, now: float) -> None:
+        """Someone starts the server (not a reinstall: the system disk stays). It must
+        be resting SHUTOFF; launched_at moves if the world says a start moves it."""
+        server = self.server(project_id, server_id, now)
+        if server.job is not None or server.status != "SHUTOFF":
+            raise ApiFault("Ecs.0100", "The ECS is not stopped.")
+        server.start(now, moves_launched_at=self.config.launched_at_on_start)
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The counters, as `GET /_sim/stats` answers them."""

@@ -30,6 +30,8 @@ CHANGEABLE = frozenset(
         "intent_at",
         "intent_service_at",
         "intent_error",
+        "volume_before",
+        "first_volume",
         "submitted_at",
         "finished_at",
         "job_begin_at",
@@ -42,7 +44,8 @@ TARGET_COLUMNS = (
     "id, project_id, server_id, region, keyname, userid, mode, byol, extra, line, state, job_id,"
     " attempts, error_code, fail_reason, launched_at_before, intent_at, submitted_at,"
     " finished_at, updated_at, first_launched_at, status_before, updated_before, not_accepted,"
-    " job_begin_at, job_end_at, cloud_init, wave, intent_service_at, intent_error"
+    " job_begin_at, job_end_at, cloud_init, wave, intent_service_at, intent_error,"
+    " volume_before, first_volume"
 )
 
 
@@ -149,6 +152,8 @@ def target_from_row(row: Sequence[Any]) -> Target:
         wave,
         intent_service_at,
         intent_error,
+        volume_before,
+        first_volume,
     ) = row
     spec = TargetSpec(
         project_id=project_id,
@@ -174,6 +179,8 @@ def target_from_row(row: Sequence[Any]) -> Target:
         intent_at=intent_at,
         intent_service_at=intent_service_at,
         intent_error=intent_error,
+        volume_before=volume_before,
+        first_volume=first_volume,
         submitted_at=submitted_at,
         finished_at=finished_at,
         updated_at=updated_at,

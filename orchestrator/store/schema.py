@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 from orchestrator.store.records import utc_now
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Columns added by each schema version (all nullable or defaulted), applied in order
 # when a run opens an older state file: a state file outlives the version that made it.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -46,6 +46,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: ("wave INTEGER",),  # the rollout wave, fixed at the first run (NULL before)
     # The intent on the service's clock, and how far that may be off.
     6: ("intent_service_at TEXT", "intent_error REAL"),
+    # The system disk's volume ID (boot index 0) before the latest and the first attempt:
+    # a reinstall replaces it, the one change the documentation promises.
+    7: ("volume_before TEXT", "first_volume TEXT"),
 }
 # Tables added by a schema version, created with it (or when an older file is upgraded).
 MIGRATION_TABLES: dict[int, tuple[str, ...]] = {

@@ -60,6 +60,7 @@ def _fast_settings(**changes: Any) -> RunSettings:
         clock_margin=0.0,
         drain_timeout=10.0,
         job_timeout=60.0,
+        verify_within=1.0,
         retry=RetrySettings(attempts=6, max_delay=60.0, backoff_base=0.05, backoff_cap=1.0),
     )
     return replace(base, **changes)
@@ -107,7 +108,8 @@ async def start_sim() -> AsyncIterator[Callable[..., Awaitable[Simulator]]]:
             fields.setdefault("fleet", load_fleet(inventory))
         fields.setdefault("token", SIM_TOKEN)
         fields.setdefault("job_seconds", (0.2, 0.5))
-        sim = Simulator(SimulatorConfig(**fields), host="127.0.0.1", port=0)
+        faults = fields.pop("faults", None)  # ScriptedFaults, for a test that scripts them
+        sim = Simulator(SimulatorConfig(**fields), host="127.0.0.1", port=0, faults=faults)
         await sim.start()
         started.append(sim)
         return sim

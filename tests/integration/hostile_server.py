@@ -346,7 +346,7 @@ async def _job_unreadable_then_fail(
     # Unusable answers until the runner settles from the server, then the job's FAIL.
     asked = sum(1 for r in api.requests if r.kind == "job" and r.path.endswith(job_id))
     if asked <= 5:
-        return _json(_job(api, job_id, status="WEIRD"))
+        return _not_json()
     fields = {"error_code": "Ecs.0101", "fail_reason": "EcsException: the disk broke."}
     return _json(_job(api, job_id, status="FAIL", **fields))
 

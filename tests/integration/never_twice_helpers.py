@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from orchestrator.engine.runner import Outcome, Runner, RunSettings
 from orchestrator.inventory import InventoryDefaults
 from orchestrator.model import Target
 from orchestrator.simulator import Simulator, load_fleet
+from orchestrator.store.records import Change
 from orchestrator.store.sqlite import StateStore
 
 RUN_LIMIT = 30.0  # seconds: a run that takes longer hangs (each here takes a few)
@@ -128,3 +129,18 @@ class Driven:
 
 
 Drive = Callable[[Path, Simulator | HostileServer], Driven]
+
+
+class StopOnNotAccepted(StateStore):
+    """Asks for a stop as soon as a "not accepted" settlement is committed, so that
+    the run ends between that settlement and the resend."""
+
+    stop: Callable[[], object] = staticmethod(lambda: None)
+
+    def apply(
+        self, changes: Sequence[Change], counters: Mapping[str, int] | None = None
+    ) -> list[bool]:
+        applied = super().apply(changes, counters)
+        if any("not_accepted" in c.fields for c in changes):
+            type(self).stop()
+        return applied

@@ -42,6 +42,7 @@ from orchestrator.errors import (
     ApiError,
     AuthFailed,
     BadResponse,
+    CommandUnderWay,
     NotFound,
     NotSent,
     OutcomeUnknown,
@@ -284,14 +285,17 @@ async def test_202_flow_limit_is_throttling(http: aiohttp.ClientSession, clock: 
 
 async def test_busy_service(http: aiohttp.ClientSession, clock: FakeClock) -> None:
     async with sim_client(http, clock=clock, busy_rate=1.0) as (sim, client):
+        # A read refused as busy is read again later; a reinstall is not retried: the
+        # command under way may be an earlier reinstall of ours (settled from the server).
         calls = [
-            client.reinstall(spec(30)),
-            client.job(PROJECT, "0" * 32),
-            client.server(PROJECT, server_id(30)),
+            (client.reinstall(spec(30)), CommandUnderWay),
+            (client.job(PROJECT, "0" * 32), ServiceBusy),
+            (client.server(PROJECT, server_id(30)), ServiceBusy),
         ]
-        for call in calls:
-            with pytest.raises(ServiceBusy) as info:
+        for call, error in calls:
+            with pytest.raises(error) as info:
                 await call
+            assert type(info.value) is error
             assert (info.value.status, info.value.code) == (501, "Ecs.0603")
         assert client.throttled == 0
         assert sim.stats()["busy"] == 3
@@ -537,7 +541,8 @@ async def test_202_with_a_job_id_is_delivered(http: aiohttp.ClientSession) -> No
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        ({"status": "DONE", "entities": {}}, BadResponse),
+        ({"status": 7, "entities": {}}, BadResponse),
+        ({"status": " ", "entities": {}}, BadResponse),
         ({"entities": {}}, BadResponse),
         (b"not json", BadResponse),
         ({"error": {"code": "Common.0011", "message": "no such job"}}, NotFound),
@@ -550,6 +555,17 @@ async def test_unusable_job_answers(
         client = make_client(http, url, TokenAuth(TOKEN))
         with pytest.raises(error):
             await client.job(PROJECT, "0" * 32)
+
+
+@pytest.mark.parametrize("status", ["PENDING_PAYMENT", "DONE", "\x1b[2Jdone"])
+async def test_a_status_the_reference_does_not_name_is_passed_on_cleaned(
+    http: aiohttp.ClientSession, status: str
+) -> None:
+    """The engine reports a status it does not know (never guesses); the client passes
+    it on as the service wrote it, cleaned for a log and a terminal."""
+    async with loopback_app(_answer(200, {"status": status, "entities": {}})) as url:
+        job = await make_client(http, url, TokenAuth(TOKEN)).job(PROJECT, "j-1")
+    assert job.status == status.replace("\x1b", "\\x1b")
 
 
 async def test_job_server_id_from_sub_jobs(http: aiohttp.ClientSession) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -166,7 +167,10 @@ async def test_servers_changed_lists_what_changed_after_a_time_and_nothing_else(
         assert ids(changed) == [server_id(2)] and changed.next_marker is None
         (view,) = changed.servers
         assert (view.status, view.task_state) == ("REBUILD", "rebuilding")
-        assert view == await client.server(PROJECT, server_id(2))
+        single = await client.server(PROJECT, server_id(2))
+        # Nova's list names no boot index: which volume is the system disk it cannot say.
+        assert single.system_volume is not None and view.system_volume is None
+        assert view == replace(single, system_volume=None)
         # Within the second of the change (sent rounded down): listed; the second after: not.
         just_after = AT_START + timedelta(seconds=30, microseconds=900_000)
         assert ids(await client.servers_changed(PROJECT, just_after, 10)) == [server_id(2)]

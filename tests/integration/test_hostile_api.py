@@ -47,6 +47,7 @@ SETTINGS = RunSettings(
     job_timeout=3,
     drain_timeout=0.5,
     retry=RetrySettings(attempts=2, max_delay=1, backoff_base=0.01, backoff_cap=0.05),
+    verify_within=1.0,  # a server that never shows itself back fails within seconds
     busy_recheck_delay=0.05,  # a server busy not by this run is read again, quickly
 )
 
@@ -366,3 +367,22 @@ async def test_a_failure_settled_from_the_server_keeps_the_jobs_own_code(tmp_pat
     assert result.outcome.exit_code == 1
     assert {(t.state, t.error_code) for t in targets} == {(S.FAILED, "Ecs.0101")}
     assert all(t.fail_reason == "EcsException: the disk broke." for t in targets)
+
+
+async def test_an_unknown_job_status_is_reported_and_settled_at_once(tmp_path: Path) -> None:
+    """A job status the reference does not name: reported (the event and the target's
+    reason name it) and settled from the server at the first answer; before, the job
+    was asked again as if the answer were unreadable, five times per target."""
+    async with HostileServer(job="weird_status") as api:
+        result, state = await run_against(api, tmp_path)
+
+    assert result.outcome.exit_code == 0
+    assert dict(api.acted) == dict.fromkeys(SERVERS, 1)
+    assert api.count("job") == len(SERVERS)
+    with StateStore.open(state, readonly=True) as store:
+        for target in store.iter_targets():
+            details = [e.detail for e in store.events(target.id)]
+            assert target.state is S.SUCCEEDED, details
+            assert any(
+                "reports status 'WEIRD', which this version does not know" in d for d in details
+            ), details

@@ -54,6 +54,7 @@ SETTINGS = RunSettings(
     job_timeout=5,
     drain_timeout=0.5,
     retry=RetrySettings(attempts=2, max_delay=1, backoff_base=0.01, backoff_cap=0.05),
+    verify_within=1.0,  # a server that never shows itself back fails within seconds
     busy_recheck_delay=0.05,
 )
 

@@ -25,7 +25,13 @@ import pytest
 from client_helpers import free_port
 from gateway import LOSE, Action, Gateway, Request
 from hostile_server import HostileServer
-from never_twice_helpers import Drive, Driven, assert_never_twice, with_mode
+from never_twice_helpers import (
+    Drive,
+    Driven,
+    StopOnNotAccepted,
+    assert_never_twice,
+    with_mode,
+)
 
 import orchestrator.engine.submitting as submitting_module
 from orchestrator.cloud.auth import TokenAuth
@@ -199,7 +205,7 @@ async def test_a_failed_rebuild_followed_by_server_is_failed_not_succeeded(
     assert sim.stats()["jobs"]["FAIL"] == 3
     assert [t.state for t in targets] == [S.FAILED] * 3, targets
     assert {t.error_code for t in targets} == {"Orchestrator.NotVerified"}
-    assert all("not relaunched" in (t.fail_reason or "") for t in targets)
+    assert all("shows no reinstall" in (t.fail_reason or "") for t in targets)
     assert campaign.exit_code == 1
     assert_never_twice(sim.stats(), inventory)
 
@@ -299,21 +305,6 @@ async def test_a_forgotten_job_of_a_failed_rebuild_is_followed_from_the_server(
     assert_never_twice(stats, inventory)
 
 
-class StopOnNotAccepted(StateStore):
-    """Asks for a stop as soon as a "not accepted" settlement is committed, so that
-    the run ends between that settlement and the resend."""
-
-    stop: Callable[[], object] = staticmethod(lambda: None)
-
-    def apply(
-        self, changes: Sequence[Change], counters: Mapping[str, int] | None = None
-    ) -> list[bool]:
-        applied = super().apply(changes, counters)
-        if any("not_accepted" in c.fields for c in changes):
-            type(self).stop()
-        return applied
-
-
 # -- 4: the resend cap holds across a resume ------------------------------------------------
 
 
@@ -368,7 +359,7 @@ async def test_targets_deferred_after_recovery_past_the_first_feed_page_are_not_
     sim = await start_sim(inventory, job_seconds=(0.1, 0.2))
     gw = await stack.enter_async_context(Gateway(sim.url))
     run = Driven(tmp_path, inventory, gw.url, sim.config.token or "")
-    retry = RetrySettings(attempts=4, max_delay=10.0, backoff_base=0.02, backoff_cap=0.2)
+    retry = RetrySettings(attempts=4, max_delay=1.0, backoff_base=0.02, backoff_cap=0.2)
     # Two in flight at most: the two recovered targets hold both slots, so the feed
     # reads its pages only as they leave, and reaches the third after they were deferred.
     common: dict[str, Any] = {"max_in_flight": 2, "max_resends": 1, "settle_quiet": 0.5}
@@ -399,10 +390,11 @@ async def test_targets_deferred_after_recovery_past_the_first_feed_page_are_not_
     states = {t.id: t.state for t in run.targets()}
     assert [states[t.id] for t in targets] == [S.PENDING] * 4 + [S.IN_DOUBT] * 2
 
-    # Run 2 (the resume): the service refuses the late two as busy, before acting.
-    busy = ApiFault("Ecs.0603")
+    # Run 2 (the resume): the service throttles the late two, before acting. (Not a
+    # 501 Ecs.0603: that one is settled from the server, never retried.)
+    throttled = ApiFault("Common.1503")
     late_servers = {t.server_id for t in late}
-    gw.rule = lambda r: busy if r.kind == "reinstall" and r.ident in late_servers else None
+    gw.rule = lambda r: throttled if r.kind == "reinstall" and r.ident in late_servers else None
     sent_before = {s: gw.count("reinstall", s) for s in late_servers}
 
     second = await run.run(settings)
@@ -414,10 +406,15 @@ async def test_targets_deferred_after_recovery_past_the_first_feed_page_are_not_
         assert after[t.id].not_accepted == 1
         assert after[t.id].attempts == 1 + 1  # the lost send, and the one resend allowed
     assert second.deferred == 2
-    # One resend each in this run, tried within its retry budget; before the fix the
-    # feed sent each a second time when it read the third page.
+    # One resend each in this run (one intent: attempts above), tried within its retry
+    # budget; before the fix the feed sent each a second time when it read the third
+    # page, a second budget later.
     sent = {s: gw.count("reinstall", s) - sent_before[s] for s in late_servers}
-    assert sent == {s: retry.attempts for s in late_servers}
+    assert all(n >= 1 for n in sent.values()), sent
+    for s in late_servers:
+        times = [c.at for c in gw.calls if c.request.kind == "reinstall" and c.request.ident == s]
+        resent = times[sent_before[s] :]
+        assert resent[-1] - resent[0] <= retry.max_delay + retry.backoff_cap + 0.5, resent
     assert sim.stats()["reinstalls_by_server"] == {t.server_id: 1 for t in early}
 
     # Run 3: the service takes them now; each is reinstalled once.

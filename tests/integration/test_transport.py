@@ -37,10 +37,10 @@ from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.reachability import Reachability
 from orchestrator.errors import (
     BadResponse,
+    CommandUnderWay,
     NotSent,
     OutcomeUnknown,
     RetryLater,
-    ServiceBusy,
     Unreachable,
 )
 
@@ -720,7 +720,7 @@ async def test_a_reinstall_the_service_refuses_is_sent_on_a_new_connection_too()
         sim_client(session, busy_rate=1.0) as (sim, client),
     ):
         for n in range(3):
-            with pytest.raises(ServiceBusy):
+            with pytest.raises(CommandUnderWay):
                 await client.reinstall(spec(n))
         stats = sim.stats()
     assert stats["requests"]["reinstall"] == 3 and stats["connections"] == 3

@@ -163,3 +163,38 @@ def test_secrets_stay_out_of_repr() -> None:
     text = repr(config)
     assert TOKEN not in text and SK not in text
     assert "seed=0" in text
+
+
+async def test_five_failed_signatures_lock_the_key_pair(
+    make_api: ApiFactory, clock: FakeClock
+) -> None:
+    """The gateway locks a key pair after five failed signatures, for five minutes: a
+    good signature is refused too until then."""
+    api = await make_api(ak=AK, sk=SK)
+    path = f"/v1/{PROJECT}/cloudservers/{SERVER}"
+
+    def good() -> dict[str, str]:
+        return signed_headers(api, clock, "GET", path, b"")
+
+    for _ in range(4):
+        bad = signed_headers(api, clock, "GET", path, b"", sk="other")
+        assert (await api.server(headers=bad)).code == "APIGW.0301"
+    assert (await api.server(headers=good())).status == 200  # four: not locked; count reset
+    for _ in range(5):
+        bad = signed_headers(api, clock, "GET", path, b"", sk="other")
+        assert (await api.server(headers=bad)).code == "APIGW.0301"
+    locked = await api.server(headers=good())
+    assert (locked.status, locked.code) == (401, "APIGW.0301")
+    assert "locked" in locked.body["error"]["message"]
+    clock.advance(299.0)
+    assert (await api.server(headers=good())).status == 401
+    clock.advance(1.0)
+    assert (await api.server(headers=good())).status == 200
+
+
+@pytest.mark.parametrize("status", [400, 403])
+async def test_a_frozen_account_is_answered_ecs_0003(make_api: ApiFactory, status: int) -> None:
+    api = await make_api(frozen_status=status)
+    for answer in (await api.server(), await api.reinstall(), await api.job("0" * 32)):
+        assert (answer.status, answer.code) == (status, "Ecs.0003")
+    assert (await api.stats())["reinstalls_by_server"] == {}

@@ -223,6 +223,34 @@ def test_new_flags_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.success_but_error_rate, config.success_but_stale_rate) == (0.3, 0.4)
 
 
+@pytest.mark.parametrize(
+    ("world", "on_reinstall", "on_start"),
+    [("reinstall", True, False), ("never", False, False), ("any-start", True, True)],
+)
+def test_the_undocumented_worlds_reach_the_config(
+    world: str, on_reinstall: bool, on_start: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config_of(
+        [
+            *("--launched-at", world, "--keep-power-state", "--fail-restarts"),
+            *("--come-back-seconds", "30:120", "--second-reinstall", "fail-both"),
+        ],
+        monkeypatch,
+    )
+    assert (config.launched_at_on_reinstall, config.launched_at_on_start) == (
+        on_reinstall,
+        on_start,
+    )
+    assert config.keep_power_state and config.fail_restarts
+    assert config.come_back_seconds == (30.0, 120.0)
+    assert config.second_reinstall == "fail-both"
+    defaults = _config_of([], monkeypatch)
+    assert (defaults.launched_at_on_reinstall, defaults.launched_at_on_start) == (True, False)
+    assert not (defaults.keep_power_state or defaults.fail_restarts)
+    assert defaults.come_back_seconds == (0.0, 0.0)
+    assert defaults.second_reinstall == "refuse"
+
+
 def test_simulator_process_starts_with_in_process_defaults_that_args_override(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

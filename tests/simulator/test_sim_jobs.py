@@ -135,3 +135,30 @@ async def test_outcomes_are_deterministic_per_seed(make_api: ApiFactory, clock: 
     assert first == await outcomes(7)
     assert {status for _, status in first} == {"SUCCESS", "FAIL"}
     assert first != await outcomes(8)
+
+
+async def test_a_job_awaiting_payment_stays_pending_payment(
+    make_api: ApiFactory, clock: FakeClock
+) -> None:
+    api = await make_api(pending_payment_rate=1.0, job_seconds=(1.0, 1.0))
+    before = (await api.server()).body["server"]
+    job_id = (await api.reinstall()).body["job_id"]
+    clock.advance(30 * 86400.0)  # nobody pays
+    assert (await api.job(job_id)).body["status"] == "PENDING_PAYMENT"
+    after = (await api.server()).body["server"]
+    assert after["status"] == before["status"] and after["OS-EXT-STS:task_state"] is None
+    assert after["OS-SRV-USG:launched_at"] == before["OS-SRV-USG:launched_at"]
+    # The order holds the server: another reinstall is refused as busy.
+    assert (await api.reinstall()).code == "Ecs.0603"
+
+
+async def test_an_ended_job_is_forgotten_after_the_retention(
+    make_api: ApiFactory, clock: FakeClock
+) -> None:
+    api = await make_api(job_seconds=(1.0, 1.0), job_retention=86400.0)
+    job_id = (await api.reinstall()).body["job_id"]
+    clock.advance(1.0 + 86400.0)  # ended, and kept exactly a day
+    assert (await api.job(job_id)).body["status"] == "SUCCESS"
+    clock.advance(1.0)
+    answer = await api.job(job_id)
+    assert (answer.status, answer.code) == (400, "Common.0011")

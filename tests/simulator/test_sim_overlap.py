@@ -142,3 +142,39 @@ async def test_after_acting_faults_are_deterministic_per_seed(make_api: ApiFacto
     first = await statuses(3)
     assert first == await statuses(3)
     assert 200 in first and set(first) - {200}
+
+
+def _system_disk(body: dict[str, object]) -> object:
+    volumes = body["server"]["os-extended-volumes:volumes_attached"]  # type: ignore[index]
+    return [v["id"] for v in volumes if v["bootIndex"] == "0"]
+
+
+@pytest.mark.parametrize(
+    ("world", "first_ends", "server_ends"),
+    [("fail-second", "SUCCESS", "ACTIVE"), ("fail-both", "FAIL", "ERROR")],
+)
+async def test_a_second_reinstall_accepted_while_one_runs_gets_a_job_that_fails(
+    make_api: ApiFactory, clock: FakeClock, world: str, first_ends: str, server_ends: str
+) -> None:
+    """A cloud that does not refuse: the second reinstall is answered with a job id,
+    its job FAILs without touching the server; "fail-both" fails the first one too."""
+    api = await make_api(second_reinstall=world, queue_seconds=(10.0, 10.0), job_seconds=(5, 5))
+    disk_before = _system_disk((await api.server()).body)
+    first = await api.reinstall()
+    assert first.status == 200
+    clock.advance(2.0)
+    second = await api.reinstall()
+    assert second.status == 200 and second.body["job_id"] != first.body["job_id"]
+    clock.advance(20.0)
+    one, two = [await api.job(a.body["job_id"]) for a in (first, second)]
+    assert (one.body["status"], two.body["status"]) == (first_ends, "FAIL")
+    assert two.body["error_code"] == "Ecs.0603"
+    assert (await api.view())[0] == server_ends
+    replaced = _system_disk((await api.server()).body) != disk_before
+    assert replaced is (first_ends == "SUCCESS")
+    stats = await api.stats()
+    assert (stats["accepted_second"], stats["overlapping_servers"]) == (1, [SERVER])
+    assert stats["reinstalls_by_server"] == {SERVER: 2}
+    assert stats["successful_reinstalls_by_server"] == (
+        {SERVER: 1} if first_ends == "SUCCESS" else {}
+    )

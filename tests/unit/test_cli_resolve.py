@@ -247,10 +247,12 @@ def test_the_result_is_frozen(location: SqliteLocation) -> None:
 RECORDED_KEYS = [
     "report_dir", "endpoint", "endpoint_template", "simulate", "rate", "poll_rate",
     "max_in_flight", "job_timeout", "first_poll", "poll_cap", "drain_timeout",
-    "settle_quiet", "no_preflight", "max_clock_skew", "verify", "busy_rechecks",
-    "busy_recheck_delay", "list_reads", "skip_reinstalled_since", "request_options",
-    "encoding", "auth", "os_cloud", "credentials", "cloud", "region", "ca_bundle",
-    "ca_bundle_source", "group_by", "report_mode", "state", "shard", "user_data", "rollout",
+    "settle_quiet", "no_preflight", "max_clock_skew", "verify", "verify_within",
+    "audit_trail", "audit_trail_delay", "busy_rechecks", "busy_recheck_delay", "list_reads",
+    "skip_reinstalled_since",
+    "request_options", "encoding", "auth", "os_cloud", "credentials", "cloud", "region",
+    "ca_bundle", "ca_bundle_source", "group_by", "report_mode", "state", "shard", "user_data",
+    "rollout",
 ]  # fmt: skip
 
 
@@ -280,6 +282,9 @@ def test_the_recorded_options_keep_their_keys_and_values(
         "no_preflight": False,
         "max_clock_skew": 60.0,
         "verify": True,
+        "verify_within": 10.0,
+        "audit_trail": None,
+        "audit_trail_delay": 5.0,
         "busy_rechecks": 3,
         "busy_recheck_delay": 2.0,
         "list_reads": True,

@@ -173,3 +173,54 @@ def test_endpoints_that_cannot_be_connected_to_are_usage_errors(url: str, words:
 )
 def test_known_endpoints_by_region(cloud: regions.CloudName, region: str, url: str) -> None:
     assert regions.ecs_endpoint(cloud, region) == url
+
+
+# The official Python SDK's table (huaweicloud-sdk-python-v3,
+# huaweicloud-sdk-ecs/huaweicloudsdkecs/v2/region/ecs_region.py, commit 005c9666),
+# copied by hand: a region added or moved there is added here and in the table.
+SDK_ECS_REGIONS = {
+    "cn-north-1": "https://ecs.cn-north-1.myhuaweicloud.com",
+    "cn-north-4": "https://ecs.cn-north-4.myhuaweicloud.com",
+    "cn-south-1": "https://ecs.cn-south-1.myhuaweicloud.com",
+    "cn-east-2": "https://ecs.cn-east-2.myhuaweicloud.com",
+    "cn-east-3": "https://ecs.cn-east-3.myhuaweicloud.com",
+    "cn-southwest-2": "https://ecs.cn-southwest-2.myhuaweicloud.com",
+    "ap-southeast-1": "https://ecs.ap-southeast-1.myhuaweicloud.com",
+    "ap-southeast-2": "https://ecs.ap-southeast-2.myhuaweicloud.com",
+    "ap-southeast-3": "https://ecs.ap-southeast-3.myhuaweicloud.com",
+    "af-south-1": "https://ecs.af-south-1.myhuaweicloud.com",
+    "sa-brazil-1": "https://ecs.sa-brazil-1.myhuaweicloud.com",
+    "la-north-2": "https://ecs.la-north-2.myhuaweicloud.com",
+    "cn-south-4": "https://ecs.cn-south-4.myhuaweicloud.com",
+    "na-mexico-1": "https://ecs.na-mexico-1.myhuaweicloud.com",
+    "la-south-2": "https://ecs.la-south-2.myhuaweicloud.com",
+    "cn-south-2": "https://ecs.cn-south-2.myhuaweicloud.com",
+    "cn-north-9": "https://ecs.cn-north-9.myhuaweicloud.com",
+    "cn-north-2": "https://ecs.cn-north-2.myhuaweicloud.com",
+    "ap-southeast-4": "https://ecs.ap-southeast-4.myhuaweicloud.com",
+    "tr-west-1": "https://ecs.tr-west-1.myhuaweicloud.com",
+    "me-east-1": "https://ecs.me-east-1.myhuaweicloud.com",
+    "ae-ad-1": "https://ecs.ae-ad-1.myhuaweicloud.com",
+    "eu-west-101": "https://ecs.eu-west-101.myhuaweicloud.eu",
+    "cn-east-5": "https://ecs.cn-east-5.myhuaweicloud.com",
+    "eu-west-0": "https://ecs.eu-west-0.myhuaweicloud.com",
+    "my-kualalumpur-1": "https://ecs.my-kualalumpur-1.myhuaweicloud.com",
+}
+# Open Telekom Cloud's endpoint list (opentelekomcloud-docs/regions-and-endpoints,
+# doc/source/index.rst) for eu-de and eu-nl; the Swiss cloud's services live under
+# sc.otc.t-systems.com (its documentation; IAM at iam-pub.eu-ch2.sc.otc.t-systems.com).
+OTC_ECS_REGIONS = {
+    "eu-de": "https://ecs.eu-de.otc.t-systems.com",
+    "eu-nl": "https://ecs.eu-nl.otc.t-systems.com",
+    "eu-ch2": "https://ecs.eu-ch2.sc.otc.t-systems.com",
+}
+
+
+@pytest.mark.parametrize(
+    ("cloud", "published"), [("huawei", SDK_ECS_REGIONS), ("otc", OTC_ECS_REGIONS)]
+)
+def test_every_known_region_is_the_published_one(
+    cloud: regions.CloudName, published: dict[str, str]
+) -> None:
+    assert sorted(regions.KNOWN[cloud]) == sorted(published)
+    assert {r: regions.ecs_endpoint(cloud, r) for r in regions.KNOWN[cloud]} == published

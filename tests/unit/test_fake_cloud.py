@@ -20,6 +20,7 @@ from orchestrator.engine.pacing import RateLimiter
 from orchestrator.errors import (
     ApiError,
     AuthFailed,
+    CommandUnderWay,
     NotFound,
     OutcomeUnknown,
     ProjectRefused,
@@ -88,7 +89,7 @@ def read_job(cloud: InMemoryCloud) -> Awaitable[object]:
         ({}, ("server", Scripted.ERROR), read_server, RetryLater, 500, "Common.0001"),
         ({}, ("job", Scripted.BUSY), read_job, ServiceBusy, 501, "Ecs.0603"),
         ({}, ("reinstall", Scripted.ERROR), reinstall, OutcomeUnknown, 500, "Common.0001"),
-        ({}, ("reinstall", Scripted.BUSY), reinstall, ServiceBusy, 501, "Ecs.0603"),
+        ({}, ("reinstall", Scripted.BUSY), reinstall, CommandUnderWay, 501, "Ecs.0603"),
         (
             {},
             ("reinstall", Scripted.ERROR_AFTER_ACTING),

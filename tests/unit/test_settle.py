@@ -26,6 +26,7 @@ from orchestrator.engine.settle import (
     follow,
     is_rebuilding,
     parse_time,
+    reinstalled_since,
     relaunched_since,
     settle,
 )
@@ -381,8 +382,8 @@ def test_activity_lists_each_sign(view: ServerView, prior: Before, count: int) -
         (server("SHUTOFF"), before(first=FIRST), False, V.SUCCEEDED, FIRST),
         # The rebuild ended with launched_at unchanged: a failed job put the server
         # back as it was. Never success (it was, before bbdba76).
-        (server("SHUTOFF"), before(), True, V.FAILED, "not relaunched"),
-        (server("ACTIVE"), before(), True, V.FAILED, "not relaunched"),
+        (server("SHUTOFF"), before(), True, V.FAILED, "shows no reinstall"),
+        (server("ACTIVE"), before(), True, V.FAILED, "shows no reinstall"),
         # Not seen rebuilding yet (queued, or powering off): keep following.
         (server("SHUTOFF"), before(), False, V.FOLLOW, "waiting for the rebuild"),
         (server("ACTIVE", "powering-off"), before(), False, V.FOLLOW, "waiting"),
@@ -520,3 +521,88 @@ def test_parse_time(text: str, iso: str) -> None:
 @pytest.mark.parametrize("text", [None, "", "yesterday", "2018-13-40T00:00:00"])
 def test_parse_time_refuses_garbage(text: str | None) -> None:
     assert parse_time(text) is None
+
+
+# -- the system disk and launched_at: two pieces of evidence ----------------------------
+
+OLD_DISK, NEW_DISK = "vol-old", "vol-new"
+
+
+def on_disk(view: ServerView, volume: str | None) -> ServerView:
+    return replace(view, system_volume=volume)
+
+
+def with_disk(prior: Before, volume: str | None, first: str | None = None) -> Before:
+    return replace(prior, volume=volume, first_volume=first)
+
+
+@pytest.mark.parametrize(
+    ("launched", "volume", "expected", "says"),
+    [
+        # Both agree.
+        (LATER, NEW_DISK, True, "system disk replaced"),
+        (BEFORE, OLD_DISK, False, "system disk not replaced"),
+        # The disk replaced, launched_at unchanged (a cloud that does not move it): the
+        # disk is what a reinstall replaces.
+        (BEFORE, NEW_DISK, True, "the disk is what a reinstall replaces"),
+        # launched_at moved on the same disk (a start moves it too): not a reinstall.
+        (LATER, OLD_DISK, False, "a start moves launched_at too"),
+        # The disk not shown now (a list without boot indexes): launched_at decides.
+        (LATER, None, True, "not shown now"),
+        (BEFORE, None, False, "not shown now"),
+    ],
+)
+def test_reinstalled_since_the_disk_decides_and_each_verdict_names_its_evidence(
+    launched: str, volume: str | None, expected: bool, says: str
+) -> None:
+    verdict, how = reinstalled_since(
+        on_disk(server("ACTIVE", launched_at=launched), volume),
+        with_disk(before(), OLD_DISK),
+        clock(),
+    )
+    assert verdict is expected and says in how
+    assert "launched_at" in how and "volume" in how  # both pieces of evidence named
+
+
+def test_no_volume_before_leaves_launched_at_to_decide() -> None:
+    verdict, how = reinstalled_since(
+        on_disk(server("ACTIVE", launched_at=LATER), NEW_DISK), before(), clock()
+    )
+    assert verdict is True and "was not read before the request" in how
+
+
+def test_a_disk_replaced_since_the_first_attempt_is_a_reinstall() -> None:
+    prior = with_disk(before(), NEW_DISK, first=OLD_DISK)
+    verdict, how = reinstalled_since(on_disk(server("ACTIVE"), NEW_DISK), prior, clock())
+    assert verdict is True and "since the first attempt" in how
+
+
+def test_a_disk_seen_after_the_intent_then_replaced_is_a_reinstall() -> None:
+    prior = replace(before(launched_at=None, updated=None), seen_volume=OLD_DISK)
+    verdict, how = reinstalled_since(
+        on_disk(server("ACTIVE", launched_at=None), NEW_DISK), prior, clock()
+    )
+    assert verdict is True and "read after the intent" in how
+
+
+def test_launched_at_moved_on_the_same_disk_is_never_resent_nor_succeeded() -> None:
+    """A start moved launched_at, the disk is the one before: not a reinstall (no
+    success), but something ran since the intent (never "not accepted")."""
+    prior = with_disk(before(status="SHUTOFF"), OLD_DISK)
+    view = on_disk(server("SHUTOFF", launched_at=LATER), OLD_DISK)
+    got = settle(view, prior, clock(), previous=view)
+    assert got.verdict is V.FOLLOW and "launched_at" in got.reason
+
+
+def test_a_replaced_disk_with_launched_at_unchanged_settles_succeeded() -> None:
+    prior = with_disk(before(status="SHUTOFF"), OLD_DISK)
+    got = settle(on_disk(server("SHUTOFF"), NEW_DISK), prior, clock())
+    assert got.verdict is V.SUCCEEDED and "system disk replaced" in got.reason
+
+
+@pytest.mark.parametrize(("volume", "expected"), [(NEW_DISK, V.SUCCEEDED), (OLD_DISK, V.FAILED)])
+def test_follow_after_a_rebuild_goes_by_the_disk(volume: str, expected: Verdict) -> None:
+    prior = with_disk(before(), OLD_DISK)
+    view = on_disk(server("ACTIVE", launched_at=LATER), volume)
+    got = follow(view, prior, clock(), seen_rebuild=True)
+    assert got.verdict is expected and "volume" in got.reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from orchestrator.cloud.client import ServerView
@@ -19,6 +21,11 @@ def server(status: str, launched_at: str | None = NEW, task_state: str | None = 
     return ServerView("s1", status, None, task_state, launched_at)
 
 
+def on_disk(view: ServerView, volume: str) -> ServerView:
+    return replace(view, system_volume=volume)
+
+
+DISK_BEFORE = Before(launched_at=OLD, status="SHUTOFF", volume="vol-1")
 SHUTOFF_BEFORE = Before(launched_at=OLD, status="SHUTOFF")
 ACTIVE_BEFORE = Before(launched_at=OLD, status="ACTIVE")
 
@@ -50,6 +57,17 @@ CASES = [
     (server("SHUTOFF", NEW), Before(), V.SUCCEEDED),
     # Only the first attempt's value known: it is the reference.
     (server("ACTIVE"), Before(first_launched_at=OLD), V.SUCCEEDED),
+    # The system disk decides where it is known: replaced with launched_at unchanged (a
+    # cloud that does not move it) is back; launched_at moved on the same disk (a start
+    # moves it) is not a reinstall.
+    (on_disk(server("ACTIVE", OLD), "vol-2"), DISK_BEFORE, V.SUCCEEDED),
+    (on_disk(server("SHUTOFF", OLD), "vol-2"), DISK_BEFORE, V.SUCCEEDED),
+    (on_disk(server("ACTIVE"), "vol-1"), DISK_BEFORE, V.WAIT),
+    # The disk not shown (no boot index): launched_at decides.
+    (server("ACTIVE"), DISK_BEFORE, V.SUCCEEDED),
+    (server("ACTIVE", OLD), DISK_BEFORE, V.WAIT),
+    # Only the first attempt's volume known: it is the reference.
+    (on_disk(server("ACTIVE", OLD), "vol-2"), Before(OLD, first_volume="vol-1"), V.SUCCEEDED),
 ]
 
 
