@@ -48,17 +48,18 @@ from yarl import URL
 from orchestrator.clocks import ServiceClock
 from orchestrator.cloud import answers
 from orchestrator.cloud.answers import MAX_BODY_BYTES as MAX_BODY_BYTES  # the cap of one read
-from orchestrator.cloud.answers import Answer, body_cap, plain_id
-from orchestrator.cloud.answers import JobView as JobView  # the client's results, named here too
-from orchestrator.cloud.answers import ServerChanges as ServerChanges
-from orchestrator.cloud.answers import ServerPage as ServerPage
-from orchestrator.cloud.answers import ServerView as ServerView
-from orchestrator.cloud.answers import TraceView as TraceView
+from orchestrator.cloud.answers import Answer, body_cap
 from orchestrator.cloud.auth import Credentials
 from orchestrator.cloud.credential_gate import CredentialGate
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.network import Network
 from orchestrator.cloud.reachability import Reachability
+from orchestrator.cloud.views import JobView as JobView  # the client's results, named here too
+from orchestrator.cloud.views import ServerChanges as ServerChanges
+from orchestrator.cloud.views import ServerPage as ServerPage
+from orchestrator.cloud.views import ServerView as ServerView
+from orchestrator.cloud.views import TraceView as TraceView
+from orchestrator.cloud.views import plain_id
 from orchestrator.engine.adaptive import AdaptivePacing
 from orchestrator.engine.pacing import RateLimiter, Unlimited
 from orchestrator.errors import NotSent, Throttled, Unreachable

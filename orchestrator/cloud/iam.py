@@ -39,12 +39,13 @@ import aiohttp
 from yarl import URL
 
 from orchestrator import redact
-from orchestrator.cloud.answers import THROTTLE_CODES, error_of, parse_body, service_text
+from orchestrator.cloud.answers import THROTTLE_CODES, error_of, parse_body
 from orchestrator.cloud.auth import AkSkAuth, Credentials, TokenAuth, header_problem
 from orchestrator.cloud.client import MAYBE_SENT, NOTHING_SENT, read_capped
 from orchestrator.cloud.cloudconfig import CloudConfig, url_site
 from orchestrator.cloud.endpoints import check_endpoint
 from orchestrator.cloud.network import Proxies
+from orchestrator.cloud.views import service_text
 from orchestrator.errors import (
     AuthFailed,
     NotSent,

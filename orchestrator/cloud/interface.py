@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Protocol
 
 from orchestrator.clocks import ServiceClock
-from orchestrator.cloud.answers import JobView, ServerChanges, ServerPage, ServerView, TraceView
+from orchestrator.cloud.views import JobView, ServerChanges, ServerPage, ServerView, TraceView
 from orchestrator.model import TargetSpec
 
 __all__ = ["Cloud", "JobView", "ServerChanges", "ServerPage", "ServerView", "TraceView"]
