@@ -38,9 +38,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
@@ -53,13 +53,13 @@ from orchestrator.cloud.auth import Credentials
 from orchestrator.cloud.credential_gate import CredentialGate
 from orchestrator.cloud.endpoints import Endpoints
 from orchestrator.cloud.network import Network
+from orchestrator.cloud.queries import Query, changes_query, cts_base, page_query, trace_query
 from orchestrator.cloud.reachability import Reachability
 from orchestrator.cloud.views import JobView as JobView  # the client's results, named here too
 from orchestrator.cloud.views import ServerChanges as ServerChanges
 from orchestrator.cloud.views import ServerPage as ServerPage
 from orchestrator.cloud.views import ServerView as ServerView
 from orchestrator.cloud.views import TraceView as TraceView
-from orchestrator.cloud.views import plain_id
 from orchestrator.engine.adaptive import AdaptivePacing
 from orchestrator.engine.pacing import RateLimiter, Unlimited
 from orchestrator.errors import NotSent, Throttled, Unreachable
@@ -71,17 +71,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
-MAX_PAGE = 1000  # servers per page of either list, at most (the reference's maximum)
-# The statuses the reference names for a list's `status` filter (the v1 list's range;
-# Nova's is a subset): anything else is refused before it is sent.
-LIST_STATUSES = frozenset(
-    {
-        "ACTIVE", "BUILD", "ERROR", "HARD_REBOOT", "MIGRATING", "REBOOT", "REBUILD",
-        "RESIZE", "REVERT_RESIZE", "SHUTOFF", "VERIFY_RESIZE", "DELETED", "SHELVED",
-        "SHELVED_OFFLOADED", "UNKNOWN",
-    }
-)  # fmt: skip
-Query = tuple[tuple[str, str], ...]
 
 # aiohttp's failures, by whether the request can have reached the service. The
 # connection was never made (refused, no such name, TLS refused or not trusted,
@@ -541,73 +530,6 @@ def _not_connected(exc: Exception, *, brief: bool = False) -> str:
     if brief:
         return type(exc).__name__
     return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
-def page_query(page: int, limit: int, status: str | None) -> Query:
-    """The query of the v1 list's page `page`; ValueError for what may not be sent."""
-    if isinstance(page, bool) or not (isinstance(page, int) and page >= 1):
-        raise ValueError(f"page must be a whole number >= 1, got {page!r}")
-    query: Query = (("offset", str(page)), ("limit", str(_page_size(limit))))
-    return query + _status_query(status)
-
-
-def cts_base(ecs_base: str) -> str:
-    """The Cloud Trace Service endpoint beside an ECS one: the host's first label `ecs`
-    becomes `cts` (ecs.eu-de.otc.t-systems.com -> cts.eu-de.otc.t-systems.com, as both
-    clouds name them); any other host (the simulator, a gateway) serves both."""
-    parts = urlsplit(ecs_base)
-    host = parts.hostname or ""
-    if not host.startswith("ecs."):
-        return ecs_base
-    netloc = parts.netloc.replace(host, "cts." + host[len("ecs.") :], 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def trace_query(server_id: str, since: datetime) -> Query:
-    """The query of CTS's trace list (v3): the server's management traces since `since`."""
-    if since.tzinfo is None or since.utcoffset() is None:
-        raise ValueError("since must be a timezone-aware datetime")
-    if not plain_id(server_id):
-        raise ValueError("server_id must be a plain ID")
-    start = int(since.timestamp() * 1000)
-    end = max(int(datetime.now(UTC).timestamp() * 1000), start + 1)
-    return (
-        ("trace_type", "system"),
-        ("service_type", "ECS"),
-        ("resource_id", server_id),
-        ("from", str(start)),
-        ("to", str(end)),
-        ("limit", "200"),
-    )
-
-
-def changes_query(since: datetime, limit: int, marker: str | None, status: str | None) -> Query:
-    """The query of Nova's list of the changes since `since` (whole UTC seconds, rounded
-    down), after `marker`; ValueError for what may not be sent."""
-    if since.tzinfo is None or since.utcoffset() is None:
-        raise ValueError("since must be a timezone-aware datetime")
-    if marker is not None and not plain_id(marker):
-        raise ValueError("marker must be a server ID (letters, digits, '-', '_')")
-    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    query: Query = (("changes-since", stamp), ("limit", str(_page_size(limit))))
-    query += (("marker", marker),) if marker is not None else ()
-    return query + _status_query(status)
-
-
-def _page_size(limit: int) -> int:
-    if isinstance(limit, bool) or not (isinstance(limit, int) and 1 <= limit <= MAX_PAGE):
-        raise ValueError(f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}")
-    return limit
-
-
-def _status_query(status: str | None) -> Query:
-    if status is None:
-        return ()
-    if status not in LIST_STATUSES:
-        # A word the service does not know lists nothing (Nova before 2.38), which a
-        # caller would read as "no such servers".
-        raise ValueError(f"status must be one of {', '.join(sorted(LIST_STATUSES))}")
-    return (("status", status),)
 
 
 def _pacing_key(region: str | None) -> str:

@@ -55,8 +55,9 @@ from urllib.parse import urlencode
 from orchestrator.clocks import ServiceClock
 from orchestrator.cloud import answers
 from orchestrator.cloud.auth import Credentials
-from orchestrator.cloud.client import JSON_HEADERS, Query, changes_query, page_query, trace_query
+from orchestrator.cloud.client import JSON_HEADERS
 from orchestrator.cloud.credential_gate import CredentialGate
+from orchestrator.cloud.queries import Query, changes_query, page_query, trace_query
 from orchestrator.cloud.views import JobView, ServerChanges, ServerPage, ServerView, TraceView
 from orchestrator.engine.pacing import Limiter, Unlimited
 from orchestrator.errors import ApiError, Throttled

@@ -21,89 +21,10 @@ from pathlib import Path
 import click
 
 from orchestrator.cli.exits import SIMULATE_EXIT_CODES
-from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, SHARE, Number
+from orchestrator.cli.types import POSITIVE, POSITIVE_SECONDS, SECONDS, Number
+from orchestrator.simulator import option_values
 from orchestrator.simulator.config import API_KINDS, ApiLimit, SimulatorConfig
-from orchestrator.simulator.fleetfile import load_fleet
 from orchestrator.simulator.tls import TlsSetupError, given_certificate, made_certificate
-
-_RATE = SHARE
-
-
-def _job_seconds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
-    low_text, sep, high_text = value.partition(":")
-    try:
-        low = float(low_text)
-        high = float(high_text) if sep else low
-    except ValueError:
-        raise click.BadParameter(f"expected MIN or MIN:MAX seconds, got {value!r}") from None
-    if not (0.0 <= low <= high) or not math.isfinite(high):
-        raise click.BadParameter(f"need 0 <= MIN <= MAX, both finite, got {value!r}")
-    return low, high
-
-
-def _keypairs(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    return tuple(name.strip() for name in value.split(",") if name.strip())
-
-
-def _fleet(
-    ctx: click.Context, param: click.Parameter, value: Path | None
-) -> tuple[tuple[str, str], ...] | None:
-    if value is None:
-        return None
-    try:
-        return load_fleet(value)
-    except (OSError, ValueError) as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _api_limits(
-    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
-) -> tuple[tuple[str | None, ApiLimit], ...]:
-    """Each `[KIND=]PER_SECOND[/PER_MINUTE]` (or `[KIND=]/PER_MINUTE`) as (kind, limit)."""
-    limits = []
-    for item in value:
-        kind_text, sep, numbers = item.rpartition("=")
-        kind = kind_text.strip() if sep else None
-        if kind is not None and kind not in API_KINDS:
-            raise click.BadParameter(
-                f"{item!r}: unknown API {kind!r}; one of {', '.join(API_KINDS)}"
-            )
-        second_text, slash, minute_text = numbers.partition("/")
-        try:
-            per_second = int(second_text) if second_text.strip() else None
-            per_minute = int(minute_text) if slash else None
-            limit = ApiLimit(per_second, per_minute)
-        except ValueError:
-            raise click.BadParameter(
-                f"expected [KIND=]PER_SECOND[/PER_MINUTE], whole numbers >= 1, got {item!r}"
-            ) from None
-        limits.append((kind, limit))
-    return tuple(limits)
-
-
-def _reinstall_apis(value: str) -> tuple[str, ...]:
-    apis = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
-    if not apis or not set(apis) <= {"v1", "v2"}:
-        raise click.BadParameter(f"expected v1, v2 or v1,v2, got {value!r}")
-    return apis
-
-
-def _users(
-    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
-) -> tuple[tuple[str, str, str], ...]:
-    users = []
-    for item in value:
-        name, sep1, rest = item.partition(":")
-        password, sep2, domain = rest.rpartition(":")
-        if not (sep1 and sep2 and name and password and domain):
-            # Never echo the value: it holds a password.
-            raise click.BadParameter("expected NAME:PASSWORD:DOMAIN")
-        users.append((name, password, domain))
-    return tuple(users)
 
 
 @click.command(epilog=SIMULATE_EXIT_CODES)
@@ -145,7 +66,7 @@ def _users(
     "--fleet",
     "fleet",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    callback=_fleet,
+    callback=option_values.fleet,
     metavar="INVENTORY",
     help="CSV or JSON inventory (project_id, server_id): only these servers exist. "
     "Without it every canonical UUID exists.",
@@ -153,28 +74,28 @@ def _users(
 @click.option(
     "--missing-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of servers that do not exist (404 Ecs.0114).",
 )
 @click.option(
     "--locked-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of servers that are locked (400 Ecs.0605).",
 )
 @click.option(
     "--no-disk-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of servers without a system disk (400 Ecs.0105).",
 )
 @click.option(
     "--running-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of servers initially ACTIVE (reinstall needs mode withStopServer).",
 )
@@ -182,7 +103,7 @@ def _users(
     "--job-seconds",
     default="2:5",
     show_default=True,
-    callback=_job_seconds,
+    callback=option_values.job_seconds,
     metavar="MIN[:MAX]",
     help="How long the server shows REBUILD (the rebuild phase of a job), drawn per job.",
 )
@@ -190,7 +111,7 @@ def _users(
     "--queue-seconds",
     default="2:60",
     show_default=True,
-    callback=_job_seconds,
+    callback=option_values.job_seconds,
     metavar="MIN[:MAX]",
     help="How long an accepted job waits in INIT with the server untouched, drawn per job.",
 )
@@ -198,7 +119,7 @@ def _users(
     "--power-off-seconds",
     default="10:90",
     show_default=True,
-    callback=_job_seconds,
+    callback=option_values.job_seconds,
     metavar="MIN[:MAX]",
     help="withStopServer on a running server: how long it shows ACTIVE with task_state "
     "powering-off after the queue, drawn per job.",
@@ -207,21 +128,21 @@ def _users(
     "--stopped-seconds",
     default="1:5",
     show_default=True,
-    callback=_job_seconds,
+    callback=option_values.job_seconds,
     metavar="MIN[:MAX]",
     help="After the power-off: how long it shows SHUTOFF with no task state before REBUILD.",
 )
 @click.option(
     "--job-fail-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of reinstall jobs that end FAIL (the system disk kept, launched_at unchanged).",
 )
 @click.option(
     "--fail-to-error-rate",
     default=0.5,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of FAIL jobs that leave the server ERROR; the others put it back as it was "
     "(SHUTOFF, or ERROR if it was ERROR).",
@@ -251,7 +172,7 @@ def _users(
     "--come-back-seconds",
     default="0",
     show_default=True,
-    callback=_job_seconds,
+    callback=option_values.job_seconds,
     metavar="MIN[:MAX]",
     help="After a successful reinstall, how long the server boots (SHUTOFF, task state "
     "powering-on) before it shows ACTIVE; the job says SUCCESS first.",
@@ -276,21 +197,21 @@ def _users(
 @click.option(
     "--success-but-error-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of jobs that say SUCCESS while the server ends ERROR (for --verify tests).",
 )
 @click.option(
     "--success-but-stale-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of jobs that say SUCCESS while the old system disk stays (for --verify tests).",
 )
 @click.option(
     "--pending-payment-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of accepted reinstalls whose job stays PENDING_PAYMENT (a yearly/monthly "
     "server's order awaiting payment) with the server untouched.",
@@ -306,28 +227,28 @@ def _users(
 @click.option(
     "--error-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of API requests answered 500/503 without acting.",
 )
 @click.option(
     "--drop-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of accepted reinstalls whose answer is never sent (connection closed).",
 )
 @click.option(
     "--error-after-acting-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of accepted reinstalls (job created) answered 500/503 instead of the job ID.",
 )
 @click.option(
     "--slow-answer-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of accepted reinstalls (acted on at once) whose answer is held back "
     "--slow-answer-seconds.",
@@ -358,7 +279,7 @@ def _users(
     "--api-limit",
     "api_limits",
     multiple=True,
-    callback=_api_limits,
+    callback=option_values.api_limits,
     metavar="[KIND=]PER_SECOND[/PER_MINUTE]",
     help="The API gateway in front of the service: at most PER_SECOND calls of each API "
     "in a clock second and PER_MINUTE in a clock minute ('/60': per minute only), past "
@@ -385,7 +306,7 @@ def _users(
 @click.option(
     "--busy-rate",
     default=0.0,
-    type=_RATE,
+    type=option_values.RATE,
     show_default=True,
     help="Share of API requests answered 501 Ecs.0603 without acting.",
 )
@@ -413,7 +334,7 @@ def _users(
 )
 @click.option(
     "--keypairs",
-    callback=_keypairs,
+    callback=option_values.keypairs,
     metavar="A,B,C",
     help="Comma-separated key pair names that exist (others: 400 Ecs.0314); default: any.",
 )
@@ -423,7 +344,7 @@ def _users(
     multiple=True,
     envvar="SIM_USERS",
     show_envvar=True,
-    callback=_users,
+    callback=option_values.users,
     metavar="NAME:PASSWORD:DOMAIN",
     help="An IAM user (repeat for more; prefer the env var, space-separated): "
     "POST /v3/auth/tokens then issues project-scoped tokens.",
@@ -446,7 +367,7 @@ def _users(
     "--reinstall-apis",
     default="v1,v2",
     show_default=True,
-    callback=lambda ctx, param, value: _reinstall_apis(value),
+    callback=lambda ctx, param, value: option_values.reinstall_apis(value),
     metavar="v1,v2",
     help="The reinstall APIs the gateway publishes (OTC eu-de documents only v2, the "
     "Cloud-Init one); another is answered 404 APIGW.0101.",

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.cloud.client import cts_base, trace_query
+from orchestrator.cloud.queries import cts_base, trace_query
 
 
 @pytest.mark.parametrize(
