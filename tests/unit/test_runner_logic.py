@@ -307,7 +307,9 @@ async def test_a_reinstall_answer_gone_wrong(
     assert outcome.exit_code == 0
     assert cloud.unmet() == {}
     assert [(c.status, c.raised, c.acted) for c in cloud.reinstalls()] == sent
-    assert run.path_of() == path
+    # Running where the job or the server was seen under way (a loaded machine may
+    # first look after the job's end).
+    assert run.path_of() in (path, [state for state in path if state != "running"])
     [target] = run.targets()
     assert target.attempts == path.count("submitting")
     last = cloud.reinstalls()[-1]
