@@ -29,6 +29,13 @@ StartSim = Callable[..., Awaitable[Simulator]]
 RunCampaign = Callable[..., Awaitable[Any]]
 
 
+# Arrivals are stamped by the in-process simulator on the run's own event loop: on a
+# loaded machine a late turn of the loop stamps two or three sends together. A bunch of
+# intents released at once would be tens; the exact bound at the sender is held in
+# virtual time (tests/unit/test_pacing.py, the delivery guard's tests).
+ARRIVAL_SLACK = 2
+
+
 def busiest_window(times: Sequence[float], width: float = 1.0) -> int:
     """The most arrivals in any closed window [t, t + width]."""
     ordered = sorted(times)
@@ -62,10 +69,7 @@ async def test_reinstalls_arrive_at_the_configured_rate(
     times = sorted(stats["request_times"]["reinstall"])
     assert len(times) == 100
     assert stats["requests"]["list_v1"] >= 4  # preflight on: each project read by page
-    # Arrivals are stamped by the in-process simulator on the same event loop, so a
-    # stall of the loop bunches their stamps by a request or two (seen on a loaded
-    # 2-core machine); the strict bound (rate + burst) is benchmarks/pacing.py's.
-    assert busiest_window(times) <= 20 + 3
+    assert busiest_window(times) <= 20 + 1 + ARRIVAL_SLACK
     achieved = (len(times) - 1) / (times[-1] - times[0])
     # Never faster than the rate (+10 %): the limit the service sees. Slower is allowed
     # more room: on a loaded 2-core CI machine a stall of a second or so in the 5 s of
@@ -196,7 +200,7 @@ async def test_a_stalled_intent_commit_does_not_bunch_the_reinstalls(
     # The stall did hold the sends back (else this test proves nothing)...
     assert max(b - a for a, b in itertools.pairwise(times)) >= stall * 0.6
     # ...and what was granted meanwhile did not leave in one bunch.
-    assert busiest_window(times) <= rate + burst
+    assert busiest_window(times) <= rate + burst + ARRIVAL_SLACK
 
 
 async def test_no_intent_is_committed_ahead_of_its_send_slot(
@@ -233,7 +237,7 @@ async def test_no_intent_is_committed_ahead_of_its_send_slot(
     # 14 send slots in the stall: intents committed half a second ahead would fill
     # most of them; committed when their slot is near, only the slack's are used.
     assert len(during) <= 4, (len(during), end - start)
-    assert busiest_window(times) <= rate + burst
+    assert busiest_window(times) <= rate + burst + ARRIVAL_SLACK
 
 
 @pytest.mark.parametrize("drain", [10.0, 0.0])
