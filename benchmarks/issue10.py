@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--synthetic",
         action="store_true",
-        help="memory: status/report on a state file from make_state.py, without the run",
+        help="memory: status/report on a state file from make_state.py, without the run"
+        " (with --keep DIR: DIR/synthetic-N.state.sqlite is made once and used again)",
     )
     parser.add_argument("--keep", type=Path, help="work here and keep the files")
     parser.add_argument("--deadline", type=float, default=3600.0, help="kill a run after (s)")

@@ -87,7 +87,12 @@ def fleet_run(
         write_csv(inventory, count, 20, 1)
     state = work / f"fleet-{count}-{len(list(work.glob('*.state.sqlite')))}.state.sqlite"
     orch_env, sim_env = aksk_env()
-    with SimulatorProcess("--fleet", inventory, "--job-seconds", job_seconds, env=sim_env) as sim:
+    # The simulator reads the whole fleet before it prints its URL: ~10 s per 100,000
+    # servers on a loaded machine.
+    startup = max(20.0, count / 10_000)
+    with SimulatorProcess(
+        "--fleet", inventory, "--job-seconds", job_seconds, env=sim_env, startup_timeout=startup
+    ) as sim:
         run = run_cli(
             [
                 "run",
@@ -252,10 +257,11 @@ def memory(args: argparse.Namespace, work: Path) -> int:
     for count in _counts(args, "100000,1000000"):
         if args.synthetic:  # no run: a finished state file made through the store's API
             state = work / f"synthetic-{count}.state.sqlite"
-            subprocess.run(
-                [sys.executable, Path(__file__).with_name("make_state.py"), "--count",
-                 str(count), state], check=True,
-            )  # fmt: skip
+            if not state.exists():  # made before with --keep: 1M takes minutes to make
+                subprocess.run(
+                    [sys.executable, Path(__file__).with_name("make_state.py"), "--count",
+                     str(count), state], check=True,
+                )  # fmt: skip
             run: dict[str, object] = {"targets": count, "exit": "-", "targets_per_s":
                    "-", "cpu_ms_per_target": "-", "peak_rss_mb": "-"}  # fmt: skip
         else:
