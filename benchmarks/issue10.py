@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extra",
         default="",
-        help="overhead/sdk: more orchestrator flags, e.g. '--no-verify'",
+        help="overhead/sdk/memory: more orchestrator run flags, e.g. '--no-verify'",
     )
     args = parser.parse_args(argv)
     if args.keep:

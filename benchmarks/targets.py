@@ -266,8 +266,8 @@ def memory(args: argparse.Namespace, work: Path) -> int:
                    "-", "cpu_ms_per_target": "-", "peak_rss_mb": "-"}  # fmt: skip
         else:
             run = dict(
-                fleet_run(work, count, job_seconds=args.job_seconds, deadline=args.deadline,
-                          interrupt_after=args.stop_after)
+                fleet_run(work, count, tuple(args.extra.split()), job_seconds=args.job_seconds,
+                          deadline=args.deadline, interrupt_after=args.stop_after)
             )  # fmt: skip
             state = sorted(work.glob(f"fleet-{count}-*.state.sqlite"))[-1]
         status = run_cli(["status", "--state", state, "--json"], env=aksk_env()[0], cwd=work)
