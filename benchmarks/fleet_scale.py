@@ -2,8 +2,10 @@
 
 Generates an inventory of --count servers, starts `orchestrator simulate` with that
 fleet, runs `orchestrator run` as a subprocess at the given pacing, and prints wall
-time, targets per second, the orchestrator's peak memory and CPU time, the requests
-the simulator received, and whether every server was reinstalled exactly once.
+time, targets per second, the orchestrator's own peak memory (VmHWM, as
+harness.wait_rusage reads it: not ru_maxrss, which carries this script's peak into
+the child) and CPU time, the requests the simulator received (and per target), and
+whether every server was reinstalled exactly once.
 
     .venv/bin/python benchmarks/fleet_scale.py --count 100000 --rate 500 --poll-rate 2000
 
@@ -24,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
+from harness import wait_rusage  # noqa: E402
 from make_inventory import write_csv  # noqa: E402
 
 from orchestrator.simulator.process import SimulatorProcess  # noqa: E402
@@ -64,7 +67,7 @@ def main() -> int:
                  "--endpoint", sim.url, *flags],
                 cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            status, usage = _wait(proc, args.deadline)
+            status, usage = wait_rusage(proc, args.deadline)
             wall = time.monotonic() - started
             stats = sim.stats()
 
@@ -79,25 +82,12 @@ def main() -> int:
     print(f"targets per second         {args.count / wall:.1f}")
     print(f"orchestrator peak RSS      {usage.ru_maxrss / 1024:.0f} MB")
     print(f"orchestrator CPU           {usage.ru_utime + usage.ru_stime:.1f} s")
+    calls = sum(stats["requests"].values())
     print(f"requests at the simulator  {stats['requests']}")
+    print(f"calls per target           {calls / args.count:.3f}")
     print(f"throttled                  {stats['throttled']}")
     print(f"exactly once               {'yes' if exactly_once else 'NO'}")
     return 0 if status == 0 and exactly_once else 1
-
-
-def _wait(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, os.struct_rusage]:
-    """Wait for the run; wait4 gives this child's own peak memory and CPU time."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage
-        time.sleep(0.2)
-    proc.kill()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage
 
 
 def _cpu_model() -> str:

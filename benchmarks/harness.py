@@ -18,11 +18,12 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,8 @@ class Run:
     cpu: float  # the child's user + system CPU seconds
     max_rss_mb: float  # the child's peak resident set
     first_request_at: float | None = None  # seconds, when asked for
+    # (seconds since start, VmRSS MB) every `RSS_EVERY` s while it ran
+    rss: list[tuple[float, float]] = field(default_factory=list)
 
 
 def aksk_env() -> tuple[dict[str, str], dict[str, str]]:
@@ -154,9 +157,12 @@ def run_cli(
     deadline: float = 3600.0,
     log: Path | None = None,
     command: Sequence[str] | None = None,
+    interrupt_after: float | None = None,
 ) -> Run:
     """Run `orchestrator ARGS` to its end (killed after `deadline` s); its own rusage.
-    `command`: another program (and its first arguments) in place of the console script."""
+    `command`: another program (and its first arguments) in place of the console script.
+    `interrupt_after`: send SIGINT (an operator's Ctrl-C) after so many seconds, then
+    wait for the process to stop as it does (it drains and writes its report)."""
     ensure_bytecode()
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     started = time.monotonic()
@@ -179,15 +185,25 @@ def run_cli(
             stdout=out,
             stderr=out,
         )
-        code, usage = wait_rusage(proc, deadline)
+        rss: list[tuple[float, float]] = []
+        code, usage = wait_rusage(proc, deadline, interrupt_after=interrupt_after, rss=rss)
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
     wall = time.monotonic() - started
-    return Run(code, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    return Run(code, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, rss=rss)
 
 
-def wait_rusage(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, Any]:
+RSS_EVERY = 10.0  # seconds between the RSS timeline's samples
+
+
+def wait_rusage(
+    proc: subprocess.Popen[bytes],
+    deadline: float,
+    *,
+    interrupt_after: float | None = None,
+    rss: list[tuple[float, float]] | None = None,
+) -> tuple[int, Any]:
     """Wait for the child; wait4 gives this child's own CPU time, /proc its own peak memory.
 
     ru_maxrss is not the child's own: on Linux a process started by fork (or vfork)
@@ -199,10 +215,20 @@ def wait_rusage(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, An
     """
     if proc.returncode is not None:  # already reaped (by poll): no rusage left to read
         return proc.returncode, resource.struct_rusage((0.0,) * 16)
-    end = time.monotonic() + deadline
+    start = time.monotonic()
+    end = start + deadline
+    interrupt_at = None if interrupt_after is None else start + interrupt_after
+    next_sample = start
     peak_kb = 0
     while time.monotonic() < end:
         peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+        now = time.monotonic()
+        if rss is not None and now >= next_sample:
+            rss.append((round(now - start, 1), round(_status_kb(proc.pid, "VmRSS:") / 1024, 1)))
+            next_sample = now + RSS_EVERY
+        if interrupt_at is not None and now >= interrupt_at:
+            proc.send_signal(signal.SIGINT)
+            interrupt_at = None
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -216,10 +242,15 @@ def wait_rusage(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int, An
 
 def _vm_hwm_kb(pid: int) -> int:
     """The process's own peak resident set (kB), 0 once it is gone."""
+    return _status_kb(pid, "VmHWM:")
+
+
+def _status_kb(pid: int, key: str) -> int:
+    """A kB field of /proc/PID/status (VmHWM:, VmRSS:), 0 once the process is gone."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except (OSError, ValueError):
         pass

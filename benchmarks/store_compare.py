@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from fleet_scale import _cpu_model, _wait  # noqa: E402
+from fleet_scale import _cpu_model  # noqa: E402
+from harness import wait_rusage  # noqa: E402
 from make_inventory import write_csv  # noqa: E402
 
 from orchestrator.simulator.process import SimulatorProcess  # noqa: E402
@@ -116,7 +117,7 @@ def run_once(
              "--endpoint", sim.url, *state, *flags],
             cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        status, usage = _wait(proc, args.deadline)
+        status, usage = wait_rusage(proc, args.deadline)
         wall = time.monotonic() - started
         server_after = server_cpu()
         stats = sim.stats()

@@ -33,11 +33,17 @@ from make_inventory import write_csv
 
 from orchestrator.simulator.process import SimulatorProcess
 
-# No rate limit and a fast follow: what is measured is the orchestrator itself.
-UNPACED = (
-    "--rate", "100000", "--poll-rate", "100000", "--max-in-flight", "2000",
-    "--first-poll", "0.02", "--poll-cap", "0.2",
-)  # fmt: skip
+# No rate limit: what is measured is the orchestrator itself, against a simulator
+# without gateway limits.
+UNPACED = ("--rate", "100000", "--poll-rate", "100000", "--max-in-flight", "2000")
+# How the fleet runs follow their jobs: a look after 1 s, then 1.5x up to 5 s. The
+# project's lists are ticked at the first poll's interval (the run's `--first-poll`),
+# so a much shorter one (0.02 s) measures ticks no real run makes.
+FOLLOW = ("--first-poll", "1", "--poll-cap", "5")
+# Short jobs: REBUILD for 1-3 s (queue, power-off and stop are 0 in `SimulatorProcess`).
+SHORT_JOBS = "1:3"
+# Instant jobs, followed fast: what the resume target measures (time to a first request).
+FAST_FOLLOW = ("--first-poll", "0.02", "--poll-cap", "0.2")
 
 
 BURST = 1  # RateLimiter's default burst, as the CLI builds it
@@ -68,16 +74,25 @@ def fleet_run(
     count: int,
     extra: tuple[str, ...] = (),
     *,
+    job_seconds: str = SHORT_JOBS,
     deadline: float = 3600.0,
+    interrupt_after: float | None = None,
     env: dict[str, str] | None = None,
-) -> dict[str, float | int | bool]:
-    """One AK/SK run of `count` instant jobs, unpaced; its figures."""
+) -> dict[str, object]:
+    """One AK/SK run of `count` targets, unpaced, jobs of `job_seconds`; its figures.
+    `interrupt_after`: stop it with SIGINT after so many seconds (a bounded part of a
+    fleet too large to run to its end here)."""
     inventory = work / f"fleet-{count}.csv"
     if not inventory.exists():
         write_csv(inventory, count, 20, 1)
     state = work / f"fleet-{count}-{len(list(work.glob('*.state.sqlite')))}.state.sqlite"
     orch_env, sim_env = aksk_env()
-    with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
+    # The simulator reads the whole fleet before it prints its URL: ~10 s per 100,000
+    # servers on a loaded machine.
+    startup = max(20.0, count / 10_000)
+    with SimulatorProcess(
+        "--fleet", inventory, "--job-seconds", job_seconds, env=sim_env, startup_timeout=startup
+    ) as sim:
         run = run_cli(
             [
                 "run",
@@ -86,15 +101,18 @@ def fleet_run(
                 sim.url,
                 "--state",
                 state,
-                *run_flags(work / "reports", *UNPACED, *extra),
+                *run_flags(work / "reports", *UNPACED, *FOLLOW, *extra),
             ],
             env={**orch_env, **(env or {})},
             cwd=work,
             deadline=deadline,
             log=work / f"run-{count}.out",
+            interrupt_after=interrupt_after,
         )
         stats = sim.stats()
         sim_cpu = process_cpu(sim.pid)
+    calls = {kind: int(n) for kind, n in stats["requests"].items()}
+    reinstalled = len(stats["reinstalls_by_server"])
     return {
         "targets": count,
         "exit": run.exit_code,
@@ -106,6 +124,11 @@ def fleet_run(
         "exactly_once": _exactly_once(stats, count),
         # The simulator shares the machine: what it used bounds what the run can reach.
         "sim_cpu_ms_per_target": round(1000 * sim_cpu / count, 3),
+        # Every call the service saw, by API, and per target (all APIs).
+        "calls": calls,
+        "calls_per_target": round(sum(calls.values()) / count, 3),
+        "reinstalled": reinstalled,
+        "rss_timeline": run.rss,
     }
 
 
@@ -114,85 +137,92 @@ def overhead(args: argparse.Namespace, work: Path) -> int:
     m = print_machine()
     extra = tuple(args.extra.split())
     results = [
-        fleet_run(work, n, extra, deadline=args.deadline) for n in _counts(args, "20000,100000")
+        fleet_run(work, n, extra, job_seconds=args.job_seconds, deadline=args.deadline)
+        for n in _counts(args, "20000,100000")
     ]
     table(
-        [
-            "targets",
-            "exit",
-            "wall s",
-            "targets/s",
-            "CPU s",
-            "CPU ms/target",
-            "RSS MB",
-            "once",
-            "sim CPU ms/target",
-        ],
-        [list(r.values()) for r in results],
-    )
+        ["targets", "exit", "wall s", "targets/s", "CPU s", "CPU ms/target", "RSS MB", "once",
+         "sim CPU ms/target", "calls/target", "calls by API"],
+        [[r[k] for k in ("targets", "exit", "wall_s", "targets_per_s", "cpu_s",
+          "cpu_ms_per_target", "peak_rss_mb", "exactly_once", "sim_cpu_ms_per_target",
+          "calls_per_target", "calls")] for r in results],
+    )  # fmt: skip
     emit("overhead", {"runs": results}, m)
     ok = all(r["exit"] == 0 and r["exactly_once"] for r in results)
     return 0 if ok else 1
 
 
 def sdk(args: argparse.Namespace, work: Path) -> int:
-    """Target 2: the official SDK (8/32/128 threads) and the orchestrator, same simulator
-    build, in `--rounds` rounds; each round's ratio is ours over that round's best SDK."""
+    """Target 2: the official SDK (a pool of `--threads`, 32 by default) and the
+    orchestrator on the same fleet and simulator build, short jobs, in `--rounds`
+    rounds; each round's ratio is ours over that round's best SDK, and each side's
+    calls per target are the simulator's count of what it received."""
     m = print_machine()
-    count = args.count or 5000
+    count = args.count or 2000
     inventory = work / f"fleet-{count}.csv"
     write_csv(inventory, count, 20, 1)
     try:
         import huaweicloudsdkecs  # noqa: F401
     except ImportError:
-        print("the SDK is not installed: pip install huaweicloudsdkecs huaweicloudsdkcore")
+        print("the SDK is not installed: pip install -e '.[bench]'")
         threads: list[int] = []
     else:
         threads = [int(t) for t in args.threads.split(",")]
     rows: list[list[object]] = []
     rounds: list[dict[str, object]] = []
     extra = tuple(args.extra.split())
+    jobs = args.job_seconds
     for number in range(1, args.rounds + 1):
-        # This machine's speed drifts by 10-20 % within minutes: the clients of one
-        # round run back to back, and every other round the orchestrator goes first.
-        ours = fleet_run(work, count, extra, deadline=args.deadline) if number % 2 == 0 else None
-        sdk_runs = [_sdk_run(work, inventory, count, n, args.deadline) for n in threads]
+        # This machine's speed drifts within minutes (and other work shares it): the
+        # clients of one round run back to back, and every other round the orchestrator
+        # goes first.
+        ours = None
+        if number % 2 == 0:
+            ours = fleet_run(work, count, extra, job_seconds=jobs, deadline=args.deadline)
+        sdk_runs = [_sdk_run(work, inventory, count, n, jobs, args.deadline) for n in threads]
         if ours is None:
-            ours = fleet_run(work, count, extra, deadline=args.deadline)
+            ours = fleet_run(work, count, extra, job_seconds=jobs, deadline=args.deadline)
         best = max((float(str(r["targets_per_s"])) for r in sdk_runs), default=0.0)
-        ratio = round(float(ours["targets_per_s"]) / best, 2) if best else None
+        ratio = round(float(str(ours["targets_per_s"])) / best, 2) if best else None
         rounds.append({"round": number, "sdk": sdk_runs, "orchestrator": ours, "ratio": ratio})
         for run in sdk_runs:
             rows.append(
                 [number, *(run[k] for k in ("client", "targets_per_s", "cpu_ms_per_target",
-                 "succeeded", "exactly_once")), ""]
+                 "calls_per_target", "succeeded", "exactly_once")), ""]
             )  # fmt: skip
         rows.append(
-            [number, "orchestrator", ours["targets_per_s"], ours["cpu_ms_per_target"], count
-             if ours["exit"] == 0 else "?", ours["exactly_once"], ratio]
+            [number, "orchestrator", ours["targets_per_s"], ours["cpu_ms_per_target"],
+             ours["calls_per_target"], count if ours["exit"] == 0 else "?",
+             ours["exactly_once"], ratio]
         )  # fmt: skip
-    table(["round", "client", "targets/s", "CPU ms/target", "succeeded", "once", "ratio"], rows)
+    table(
+        ["round", "client", "targets/s", "CPU ms/target", "calls/target", "succeeded", "once",
+         "ratio"],
+        rows,
+    )  # fmt: skip
     ratios = [float(str(r["ratio"])) for r in rounds if r["ratio"] is not None]
     ratio = round(statistics.median(ratios), 2) if ratios else None
     print(f"orchestrator / best SDK, median of {len(ratios)} round(s): {ratio}x (target: 5x)")
-    emit("sdk", {"targets": count, "rounds": rounds, "ratio": ratio}, m)
+    emit("sdk", {"targets": count, "job_seconds": jobs, "rounds": rounds, "ratio": ratio}, m)
     return 0
 
 
 def _sdk_run(
-    work: Path, inventory: Path, count: int, threads: int, deadline: float
+    work: Path, inventory: Path, count: int, threads: int, job_seconds: str, deadline: float
 ) -> dict[str, object]:
-    """One run of sdk_client.py with a pool of `threads`, on a fresh simulator. Its
-    targets per second are end to end, as the orchestrator's are: from starting the
-    process to its exit (its own timer, which leaves out the interpreter's start, the
-    SDK's imports and reading the inventory, is kept as `work_targets_per_s`)."""
+    """One run of sdk_client.py with a pool of `threads`, on a fresh simulator, following
+    each job as the orchestrator's runs do (`FOLLOW`: first look after 1 s, 1.5x, up to
+    5 s). Its targets per second are end to end, as the orchestrator's are: from starting
+    the process to its exit (its own timer, which leaves out the interpreter's start,
+    the SDK's imports and reading the inventory, is kept as `work_targets_per_s`)."""
     ensure_bytecode()
     orch_env, sim_env = aksk_env()
-    with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
+    first, cap = FOLLOW[1], FOLLOW[3]
+    with SimulatorProcess("--fleet", inventory, "--job-seconds", job_seconds, env=sim_env) as sim:
         started = time.monotonic()
         proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("sdk_client.py")), sim.url,
-             str(inventory), str(threads)],
+             str(inventory), str(threads), first, cap],
             env=orch_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         assert proc.stdout is not None
@@ -203,10 +233,13 @@ def _sdk_run(
     figures = json.loads(out.decode().strip().splitlines()[-1]) if code == 0 else {}
     work_wall = float(figures.get("wall_s", 0) or 0)
     cpu = usage.ru_utime + usage.ru_stime
+    calls = {kind: int(n) for kind, n in stats["requests"].items()}
     return {
         "client": f"SDK {threads} threads",
         "targets_per_s": round(count / wall, 1) if code == 0 else 0.0,
         "cpu_ms_per_target": round(1000 * cpu / count, 3),
+        "calls": calls,
+        "calls_per_target": round(sum(calls.values()) / count, 3),
         "succeeded": figures.get("succeeded", 0),
         "exactly_once": _exactly_once(stats, count),
         "work_targets_per_s": round(count / work_wall, 1) if work_wall else 0.0,
@@ -215,20 +248,27 @@ def _sdk_run(
 
 def memory(args: argparse.Namespace, work: Path) -> int:
     """Target 3: peak RSS of run (import, run, report) and of status/report on the same file
-    (with --synthetic: on a finished state file from make_state.py, no run)."""
+    (with --synthetic: on a finished state file from make_state.py, no run). With
+    --stop-after S the run is stopped by SIGINT after S seconds (a bounded part of a
+    fleet too large to run to its end here: import, S seconds of run, the drain, the
+    report of the whole state), and the table says how many targets were final."""
     m = print_machine()
     results = []
     for count in _counts(args, "100000,1000000"):
         if args.synthetic:  # no run: a finished state file made through the store's API
             state = work / f"synthetic-{count}.state.sqlite"
-            subprocess.run(
-                [sys.executable, Path(__file__).with_name("make_state.py"), "--count",
-                 str(count), state], check=True,
-            )  # fmt: skip
+            if not state.exists():  # made before with --keep: 1M takes minutes to make
+                subprocess.run(
+                    [sys.executable, Path(__file__).with_name("make_state.py"), "--count",
+                     str(count), state], check=True,
+                )  # fmt: skip
             run: dict[str, object] = {"targets": count, "exit": "-", "targets_per_s":
                    "-", "cpu_ms_per_target": "-", "peak_rss_mb": "-"}  # fmt: skip
         else:
-            run = dict(fleet_run(work, count, deadline=args.deadline))
+            run = dict(
+                fleet_run(work, count, tuple(args.extra.split()), job_seconds=args.job_seconds,
+                          deadline=args.deadline, interrupt_after=args.stop_after)
+            )  # fmt: skip
             state = sorted(work.glob(f"fleet-{count}-*.state.sqlite"))[-1]
         status = run_cli(["status", "--state", state, "--json"], env=aksk_env()[0], cwd=work)
         report = run_cli(
@@ -238,22 +278,26 @@ def memory(args: argparse.Namespace, work: Path) -> int:
         )
         with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as conn:
             requests = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+            final = conn.execute(
+                "SELECT count(*) FROM targets WHERE state IN ('succeeded', 'failed', 'skipped')"
+            ).fetchone()[0]
         results.append(
             {
                 **run,
+                "final": final,
                 # Job queries per target: the run's CPU per target grows with them.
                 "job_queries_per_target": "-"
                 if args.synthetic  # make_state.py's counters are made up, not measured
-                else round(requests.get("requests.job", 0) / count, 2),
+                else round(requests.get("requests.job", 0) / max(1, final), 2),
                 "status_rss_mb": round(status.max_rss_mb, 1),
                 "report_rss_mb": round(report.max_rss_mb, 1),
                 "report_s": round(report.wall, 1),
             }
         )
     table(
-        ["targets", "exit", "targets/s", "CPU ms/target", "job queries/target", "run RSS MB",
-         "status RSS MB", "report RSS MB", "report s"],
-        [[r["targets"], r["exit"], r["targets_per_s"], r["cpu_ms_per_target"],
+        ["targets", "final", "exit", "targets/s", "CPU ms/target", "job queries/final",
+         "run RSS MB", "status RSS MB", "report RSS MB", "report s"],
+        [[r["targets"], r["final"], r["exit"], r["targets_per_s"], r["cpu_ms_per_target"],
           r["job_queries_per_target"], r["peak_rss_mb"], r["status_rss_mb"], r["report_rss_mb"],
           r["report_s"]] for r in results],
     )  # fmt: skip
@@ -458,7 +502,7 @@ def resume(args: argparse.Namespace, work: Path) -> int:
     with SimulatorProcess("--fleet", inventory, *INSTANT, env=sim_env) as sim:
         command = [
             console_script(), "run", str(inventory), "--endpoint", sim.url, "--state", str(state),
-            *run_flags(work / "reports", *UNPACED, "--drain-timeout", "5"),
+            *run_flags(work / "reports", *UNPACED, *FAST_FOLLOW, "--drain-timeout", "5"),
         ]  # fmt: skip
         first = subprocess.Popen(
             command, cwd=work, env=orch_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -475,7 +519,7 @@ def resume(args: argparse.Namespace, work: Path) -> int:
         started = time.time()
         second = subprocess.Popen(
             [console_script(), "resume", "--state", str(state), "--endpoint", sim.url,
-             *run_flags(work / "reports", *UNPACED)],
+             *run_flags(work / "reports", *UNPACED, *FAST_FOLLOW)],
             cwd=work, env=orch_env, stdout=subprocess.DEVNULL,
             stderr=open(work / "resume.err", "wb"),  # noqa: SIM115
         )  # fmt: skip
@@ -500,26 +544,4 @@ def resume(args: argparse.Namespace, work: Path) -> int:
     }
     table(list(row), [list(row.values())])
     emit("resume", row, m)
-    return 0
-
-
-def durability(args: argparse.Namespace, work: Path) -> int:
-    """Target 8: every commit synchronous=FULL, intent-only FULL (default), all NORMAL."""
-    m = print_machine()
-    count = args.count or 20_000
-    results = []
-    for policy in ("normal", "intent", "full"):
-        run = fleet_run(
-            work, count, deadline=args.deadline, env={"ORCHESTRATOR_STATE_SYNC": policy}
-        )
-        results.append({"sync": policy, **run})
-    base = float(results[0]["wall_s"])
-    for r in results:
-        r["slower_pct"] = round(100 * (float(r["wall_s"]) - base) / base, 1)
-    table(
-        ["sync", "wall s", "targets/s", "CPU ms/target", "slower than NORMAL %", "once"],
-        [[r["sync"], r["wall_s"], r["targets_per_s"], r["cpu_ms_per_target"], r["slower_pct"],
-          r["exactly_once"]] for r in results],
-    )  # fmt: skip
-    emit("durability", {"runs": results}, m)
     return 0
