@@ -86,9 +86,9 @@ def _bars(
     the max is far above p99 the last bar is open-ended and holds them.
     """
     high = p99 if top > 2 * p99 and p99 > low else top
-    if high <= low:
-        return ((round(low, 3), round(top, 3), n),)
     width = (high - low) / bins
+    if width <= 0:  # one value, or a spread too small for a float to divide
+        return ((round(low, 3), round(top, 3), n),)
     counts = [0] * bins
     for value in values:
         counts[min(int((value - low) / width), bins - 1)] += 1

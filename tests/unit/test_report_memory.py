@@ -48,10 +48,10 @@ def reference_stats(durations: Sequence[float]) -> DurationStats:
 
     low, top, p99 = values[0], values[-1], rank(99)
     high = p99 if top > 2 * p99 and p99 > low else top
-    if high <= low:
+    width = (high - low) / HISTOGRAM_BINS
+    if width <= 0:
         bars: tuple[tuple[float, float, int], ...] = ((round(low, 3), round(top, 3), len(values)),)
     else:
-        width = (high - low) / HISTOGRAM_BINS
         counts = [0] * HISTOGRAM_BINS
         for value in values:
             counts[min(int((value - low) / width), HISTOGRAM_BINS - 1)] += 1
@@ -75,7 +75,8 @@ def reference_stats(durations: Sequence[float]) -> DurationStats:
 durations_strategy = st.lists(
     st.one_of(
         st.floats(min_value=-5, max_value=1e6, allow_nan=False),
-        st.sampled_from([0.0, 1.5, 1.5, 2.0, 1e9]),  # repeats, and a far straggler
+        # Repeats, a far straggler, and a spread too small to divide (5e-324 above 0).
+        st.sampled_from([0.0, 1.5, 1.5, 2.0, 1e9, 5e-324]),
         st.integers(min_value=0, max_value=10**9).map(lambda us: us / 1_000_000),
     ),
     max_size=300,
@@ -170,3 +171,11 @@ def test_report_of_20k_targets_stays_small(tmp_path: Path) -> None:
     assert peak < REPORT_PEAK_KIB
     lines = (tmp_path / "r1" / "targets.csv").read_text().count("\n")
     assert lines == FLEET + 1
+
+
+def test_a_spread_too_small_to_divide_is_one_bar() -> None:
+    with DurationCollector(spill_at=0) as collector:
+        collector.add(0.0)
+        collector.add(5e-324)
+        stats = collector.stats()
+    assert stats.count == 2 and stats.histogram == ((0.0, 0.0, 2),)
