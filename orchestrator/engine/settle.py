@@ -27,7 +27,7 @@ on the service's clock (the intent is stamped on it, see `orchestrator.clocks`),
 each with the error that clock may have: within it, the answer is "cannot tell",
 never a guess either way.
 
-The assumption this rests on, stated in the README: a reinstall the service acts
+The assumption this rests on, stated in docs/safety.md: a reinstall the service acts
 on shows activity on the server within the quiet period.
 """
 

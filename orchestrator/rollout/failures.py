@@ -1,7 +1,8 @@
 """Which answers count as failures for the rollout's budgets, and what each one likely means.
 
-One table, so that the budgets, the breaker and the README agree. A code counts
-when it says something about the server (or about this run's settings for it):
+One table, so that the budgets, the breaker and the manual (docs/how-to/rollout.md)
+agree. A code counts when it says something about the server (or about this run's
+settings for it):
 those are the answers an operator must look at before more servers are wiped.
 Flow control says only "slower" and never counts; the runner retries it and
 leaves the target pending when retries run out.
@@ -55,7 +56,7 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class FailureRule:
     counts: bool  # does a target ending with this code use up the failure budget?
-    why: str  # one line for the README and the report
+    why: str  # one line for the manual and the report
 
 
 FLOW_CONTROL_CODES: frozenset[str] = frozenset({"Common.1503", "Common.0024", "Ecs.0603"})
