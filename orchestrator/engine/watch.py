@@ -92,7 +92,6 @@ class ProjectWatch:
         # before, so together they listed every change since this moment.
         self._covered_from: datetime | None = None
         self._covered_at: float | None = None  # when (monotonic) the last tick left
-        self._oldest: datetime | None = None  # the earliest read_at of a row kept
         self.calls = 0  # list calls made
         self.ticks = 0
 
@@ -124,7 +123,9 @@ class ProjectWatch:
             # The first tick reaches back to the oldest row it can vouch for (the
             # baseline's first page): a project read over many pages stays current
             # without a single read of each server.
-            since = min(start, self._oldest or start) - timedelta(seconds=OVERLAP)
+            read = (row.read_at for row in self.rows.values() if row.read_at != NEVER)
+            oldest = min(read, default=start)
+            since = min(start, oldest) - timedelta(seconds=OVERLAP)
         marker: str | None = None
         shown = 0
         while True:
@@ -206,8 +207,6 @@ class ProjectWatch:
             # No service time yet: the row is current while it is young, and no tick
             # can ever vouch for it.
             read_at = NEVER
-        elif self._oldest is None or read_at < self._oldest:
-            self._oldest = read_at
         if old is None or old.read_mono <= sent:
             self.rows[server.server_id] = Row(server, read_at, sent)
 
