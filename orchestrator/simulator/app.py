@@ -344,7 +344,13 @@ class SimulatorApp:
         try:
             now = await self._gate(call, LIST_NOVA, project_id)
             servers = self.world.listing(project_id, now)
-            answer = listing.page_nova(servers, call.query, now, call.base_url + call.path)
+            answer = listing.page_nova(
+                servers,
+                call.query,
+                now,
+                call.base_url + call.path,
+                self.world.positions(project_id),
+            )
         except ApiFault as fault:
             return self._error(fault)
         return _json(answer)

@@ -29,7 +29,7 @@ NovaFault (Nova) for a parameter the service would refuse.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,6 +118,15 @@ def _entries(
 ) -> Iterator[tuple[Server, View]]:
     """The servers that pass the filters, each with its view at `now`, in list order."""
     for server in servers:
+        if (
+            since is not None
+            and server.updated < since
+            and server.job is None
+            and server.back_at is None
+        ):
+            # Between jobs a server shows its own `updated`: not changed since, and
+            # its view (the costly part at a million servers) is not needed.
+            continue
         view = server.view(now)
         if keep is not None and not keep.keeps(view):
             continue
@@ -135,11 +144,19 @@ def page_v1(
     if limit == 0:
         raise _ecs_refusal("Parameter 'limit' must be at least 1.")
     limit = min(limit, MAX_LIMIT)
-    matching = list(_entries(servers, now, _status_filter(query), None))
     start = (page - 1) * limit
-    shown = matching[start : start + limit]
+    keep = _status_filter(query)
+    if keep is None:
+        # Unfiltered, every server matches: only the page's own views are made (a
+        # million-server project is paged without a million views per page).
+        shown = [(server, server.view(now)) for server in servers[start : start + limit]]
+        count = len(servers)
+    else:
+        matching = list(_entries(servers, now, keep, None))
+        shown = matching[start : start + limit]
+        count = len(matching)
     return {
-        "count": len(matching),
+        "count": count,
         "servers": [server_fields(server, now, view) for server, view in shown],
     }
 
@@ -149,9 +166,11 @@ def page_nova(
     query: Sequence[tuple[str, str]],
     now: float,
     url: str,
+    positions: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The answer of Nova's list at `url` (scheme, host and path of the request): one
-    page of `servers`, and `servers_links` with the "next" link when the page is full."""
+    page of `servers`, and `servers_links` with the "next" link when the page is full.
+    `positions`: each server's index in `servers`, where the caller keeps one."""
     limit = min(_whole(_last(query, "limit"), "limit", DEFAULT_LIMIT, _nova_refusal), MAX_LIMIT)
     since = _changes_since(_last(query, "changes-since"))
     marker = _last(query, "marker")
@@ -159,7 +178,10 @@ def page_nova(
     if marker is not None:
         # Looked up among all the project's servers, whatever the filters: a marker
         # server that has left the status filter still marks a place in the order.
-        start = next((i + 1 for i, s in enumerate(servers) if s.server_id == marker), -1)
+        if positions is not None:
+            start = positions.get(marker, -2) + 1
+        else:
+            start = next((i + 1 for i, s in enumerate(servers) if s.server_id == marker), -1)
         if start < 0:
             raise NovaFault(400, f"marker [{marker}] not found")
     shown: list[tuple[Server, View]] = []

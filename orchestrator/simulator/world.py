@@ -61,6 +61,10 @@ class World:
         self.settle(now)
         return self.fleet.listing(project_id)
 
+    def positions(self, project_id: str) -> dict[str, int]:
+        """Each server's index in `listing(project_id, ...)` (call after it)."""
+        return self.fleet.positions(project_id)
+
     def job(self, project_id: str, job_id: str, now: float) -> Job:
         self.settle(now)
         job = self.jobs.get(job_id)
