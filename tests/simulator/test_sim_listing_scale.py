@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator.simulator import listing
 from orchestrator.simulator.config import SimulatorConfig
+from orchestrator.simulator.errors import NovaFault
 from orchestrator.simulator.fleet import Server, View, traits_for
 
 PROJECT = "0" * 32
@@ -85,5 +86,5 @@ def test_a_marker_found_by_position_pages_as_the_walk_does(servers: tuple[Server
         assert listing.page_nova(servers, query, NOW, url, positions) == walked
     unknown = [("marker", str(uuid.UUID(int=10**9)))]
     for known in (None, positions):
-        with pytest.raises(listing.NovaFault, match="not found"):
+        with pytest.raises(NovaFault, match="not found"):
             listing.page_nova(servers, unknown, NOW, url, known)
