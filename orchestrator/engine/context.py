@@ -113,6 +113,7 @@ class RunContext:
             retry=settings.retry,
             interval=settings.first_poll,
             lists=settings.list_reads,
+            rows_in_memory=settings.rows_in_memory,
             clock=clock,
         )
         # Since when (monotonic) this process watches each reinstall that may be under

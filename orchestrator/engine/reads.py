@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from orchestrator.cloud.interface import Cloud, ServerView
 from orchestrator.cloud.retry_policy import RetrySettings, brief, call_retrying
+from orchestrator.engine.rows import SPILL_AT, RowMemory
 from orchestrator.engine.watch import PAGE, ProjectWatch
 from orchestrator.errors import ApiError, AuthFailed
 from orchestrator.model import Target
@@ -62,6 +63,7 @@ class ServerReads:
         retry: RetrySettings,
         interval: float,
         lists: bool = True,
+        rows_in_memory: int = SPILL_AT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -72,6 +74,7 @@ class ServerReads:
         self.max_age = 2 * self.interval
         self._clock = clock
         self._watches: dict[Key, ProjectWatch] = {}
+        self._rows = RowMemory(rows_in_memory)  # every project's rows, one budget
         self.methods: dict[Key, Method] = {}
         self._wanted: dict[Key, int] = {}  # readings wanted since the last tick
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -142,7 +145,10 @@ class ServerReads:
         if to_do < TICK_WORTH:
             return Method("singles", f"{to_do} target(s) to do: a list call would save none",
                           to_do=to_do)  # fmt: skip
-        watch = ProjectWatch(self._client, project, region, query=self._list, clock=self._clock)
+        watch = ProjectWatch(
+            self._client, project, region,
+            query=self._list, clock=self._clock, rows=self._rows.rows(),
+        )  # fmt: skip
         self._watches[key] = watch
         self._tickers.append(asyncio.create_task(self._ticks(key, watch), name=f"ticks-{project}"))
         try:
@@ -196,6 +202,12 @@ class ServerReads:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._tickers, return_exceptions=True)
+        self._rows.close()
+        if self._rows.spilled:
+            log.info(
+                "reads: the rows of %d project(s) were kept on disk (more than %d in memory)",
+                self._rows.spilled, self._rows.spill_at,
+            )  # fmt: skip
         for key, method in sorted(self.methods.items(), key=lambda kv: kv[0][0]):
             watch = self._watches.get(key)
             calls = watch.calls if watch else 0

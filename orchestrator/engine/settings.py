@@ -9,6 +9,7 @@ from datetime import datetime
 
 from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN
 from orchestrator.cloud.retry_policy import RetrySettings
+from orchestrator.engine.rows import SPILL_AT
 from orchestrator.engine.shard import Shard
 
 
@@ -60,6 +61,8 @@ class RunSettings:
     busy_recheck_delay: float = 60.0
     # Read servers through the list APIs where that costs fewer calls (reads.py).
     list_reads: bool = True
+    # Rows of the list reads held in memory before they move to disk (rows.py).
+    rows_in_memory: int = SPILL_AT
 
     def submit_workers(self) -> int:
         # A second's worth of the rate keeps the pacer fed; a few more cover the

@@ -37,12 +37,13 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from orchestrator.clocks import SERVICE_CLOCKS_AGREE_WITHIN, ServiceClock
 from orchestrator.cloud.interface import Cloud, ServerView
+from orchestrator.engine.rows import NEVER, Row, RowMemory, Rows
 
 T = TypeVar("T")
 PAGE = 1000  # servers a list call returns at most (the reference's maximum)
@@ -50,20 +51,12 @@ PAGE = 1000  # servers a list call returns at most (the reference's maximum)
 # disagree, and `changes-since` is sent in whole seconds.
 OVERLAP = SERVICE_CLOCKS_AGREE_WITHIN + 1.0
 GONE = frozenset({"DELETED", "SOFT_DELETED"})  # Nova lists deleted servers by change
-NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class Query(Protocol):
     """A list call made with the run's retries."""
 
     def __call__(self, call: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    server: ServerView
-    read_at: datetime  # the earliest the service may have taken this reading
-    read_mono: float  # when (monotonic) its request left
 
 
 class ProjectWatch:
@@ -77,14 +70,17 @@ class ProjectWatch:
         *,
         query: Query,
         clock: Callable[[], float] = time.monotonic,
+        rows: Rows | None = None,
     ) -> None:
+        """`rows`: where the rows are kept (from the run's `RowMemory`; by default a
+        budget of this watch's own)."""
         self._client = client
         self.project_id = project_id
         self.region = region
         self._query = query
         self._clock = clock
         self._service: ServiceClock = client.service_clock
-        self.rows: dict[str, Row] = {}
+        self._rows = rows if rows is not None else RowMemory().rows()
         self.count: int | None = None  # servers in the project, as the v1 list counts them
         self.complete = False  # every page of the baseline was read
         self._since: datetime | None = None  # the next tick's changes-since
@@ -123,9 +119,8 @@ class ProjectWatch:
             # The first tick reaches back to the oldest row it can vouch for (the
             # baseline's first page): a project read over many pages stays current
             # without a single read of each server.
-            read = (row.read_at for row in self.rows.values() if row.read_at != NEVER)
-            oldest = min(read, default=start)
-            since = min(start, oldest) - timedelta(seconds=OVERLAP)
+            oldest = self._rows.oldest
+            since = (start if oldest is None else min(start, oldest)) - timedelta(seconds=OVERLAP)
         marker: str | None = None
         shown = 0
         while True:
@@ -160,7 +155,7 @@ class ProjectWatch:
         """The server as the lists show it now, or None where they cannot vouch for it:
         its row was read within `max_age` seconds, or the last tick (within `max_age`)
         covered the time since it was read."""
-        row = self.rows.get(server_id)
+        row = self._rows.get(server_id)
         if row is None:
             return None
         now = self._clock()
@@ -174,7 +169,7 @@ class ProjectWatch:
     def missing(self, server_id: str) -> bool:
         """The whole baseline was read and the server was not on it (read it singly:
         pages shift while servers change)."""
-        return self.complete and server_id not in self.rows
+        return self.complete and server_id not in self._rows
 
     # -- internals ---------------------------------------------------------------------
 
@@ -193,14 +188,14 @@ class ProjectWatch:
     def _keep(self, server: ServerView, read_at: datetime | None, sent: float) -> None:
         if server.status in GONE:
             # Deleted: the single read says so with the service's own words.
-            self.rows.pop(server.server_id, None)
+            self._rows.pop(server.server_id)
             return
-        old = self.rows.get(server.server_id)
+        old = self._rows.get(server.server_id)
         if server.system_volume is None and server.attached:
             system = _system_disk_by(server.attached, None if old is None else old.server)
             if system is None:
                 if old is None or old.read_mono <= sent:
-                    self.rows.pop(server.server_id, None)  # read singly instead
+                    self._rows.pop(server.server_id)  # read singly instead
                 return
             server = replace(server, system_volume=system)
         if read_at is None:
@@ -208,7 +203,7 @@ class ProjectWatch:
             # can ever vouch for it.
             read_at = NEVER
         if old is None or old.read_mono <= sent:
-            self.rows[server.server_id] = Row(server, read_at, sent)
+            self._rows.put(Row(server, read_at, sent))
 
     def _earliest(self, sent: float) -> datetime | None:
         """The earliest service time a request that left at `sent` may have been served."""

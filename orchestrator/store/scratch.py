@@ -1,4 +1,4 @@
-"""A private scratch database that sorts numbers on disk, for the report.
+"""Private scratch databases: numbers sorted on disk, and lookup tables too large for memory.
 
 The report's duration figures need every final target's duration in order, and
 a million floats sorted in memory cost ~40 MB. `ScratchSort` takes them in and
@@ -47,6 +47,52 @@ class ScratchSort:
     def ascending(self) -> Iterator[float]:
         """Every value added so far, smallest first (streamed from the sort)."""
         return (row[0] for row in self._db.execute("SELECT v FROM d ORDER BY v"))
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+class ScratchTable:
+    """Rows of `width` values by (space, key), in an unnamed SQLite file with a small
+    page cache: a lookup table too large for memory (the list reads' rows of a
+    million servers), kept on disk for as long as the run that made it.
+
+    Values are stored as they are (the columns have no declared type). One table
+    serves many spaces (one per project read by lists), so the run opens one file.
+    """
+
+    def __init__(self, width: int, cache_kib: int = SCRATCH_CACHE_KIB) -> None:
+        self.width = width
+        self._db = sqlite3.connect("", isolation_level=None)
+        self._db.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        columns = ", ".join(f"c{n}" for n in range(width))
+        self._db.execute(
+            f"CREATE TABLE t (space INTEGER, k TEXT, {columns}, PRIMARY KEY (space, k))"
+            " WITHOUT ROWID"
+        )
+        marks = ", ".join("?" * (width + 2))
+        self._put = f"INSERT OR REPLACE INTO t VALUES ({marks})"
+        self._get = f"SELECT {columns} FROM t WHERE space = ? AND k = ?"
+
+    def put(self, space: int, key: str, values: tuple[object, ...]) -> None:
+        self._db.execute(self._put, (space, key, *values))
+
+    def put_many(self, space: int, rows: Iterable[tuple[str, tuple[object, ...]]]) -> None:
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(self._put, ((space, key, *values) for key, values in rows))
+        finally:
+            self._db.execute("COMMIT")
+
+    def get(self, space: int, key: str) -> tuple[object, ...] | None:
+        found: tuple[object, ...] | None = self._db.execute(self._get, (space, key)).fetchone()
+        return found
+
+    def delete(self, space: int, key: str) -> None:
+        self._db.execute("DELETE FROM t WHERE space = ? AND k = ?", (space, key))
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):

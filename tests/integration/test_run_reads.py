@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.engine.rows import SPILL_AT
 from orchestrator.model import TargetState
 from orchestrator.simulator import Simulator, load_fleet
 
@@ -36,12 +37,15 @@ def assert_each_once(sim: Simulator, fleet: list[tuple[str, str]]) -> None:
     assert stats["reinstalls_after_success"] == 0
 
 
+# In memory, and moved to disk at the eleventh row: the same evidence either way.
+@pytest.mark.parametrize("rows_in_memory", [SPILL_AT, 10], ids=["in-memory", "on-disk"])
 async def test_a_project_in_the_inventory_is_read_by_pages_and_followed_by_its_changes(
     make_inventory: Callable[..., Path],
     start_sim: StartSim,
     run_campaign: RunCampaign,
     fast_settings: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
+    rows_in_memory: int,
 ) -> None:
     caplog.set_level(logging.INFO, "orchestrator.reads")
     inventory = make_inventory(40, projects=1)
@@ -49,7 +53,8 @@ async def test_a_project_in_the_inventory_is_read_by_pages_and_followed_by_its_c
     # 1,040 servers: two pages, fewer calls than forty single reads.
     sim = await start_sim(inventory, extra_servers=1000, job_seconds=(0.4, 0.8))
 
-    campaign = await run_campaign(inventory, sim=sim, settings=fast_settings(max_in_flight=40))
+    settings = fast_settings(max_in_flight=40, rows_in_memory=rows_in_memory)
+    campaign = await run_campaign(inventory, sim=sim, settings=settings)
 
     assert campaign.exit_code == 0
     assert_each_once(sim, fleet)
@@ -59,6 +64,8 @@ async def test_a_project_in_the_inventory_is_read_by_pages_and_followed_by_its_c
     # A reading from the lists replaced nearly every single read and job query.
     assert requests["server"] + requests["job"] < 40, requests
     assert methods(caplog) == ["pages (1040 servers, 40 to do: read in 2 page call(s))"]
+    on_disk = [r for r in caplog.records if "kept on disk" in r.getMessage()]
+    assert len(on_disk) == (rows_in_memory < 1040)
     succeeded = {t.server_id: t for t in campaign.targets()}
     assert all(t.state is S.SUCCEEDED and t.launched_at_before for t in succeeded.values())
 

@@ -9,6 +9,7 @@ from typing import TypeVar
 import pytest
 
 from orchestrator.cloud.fake import InMemoryCloud
+from orchestrator.engine.rows import SPILL_AT, RowMemory
 from orchestrator.engine.watch import OVERLAP, ProjectWatch
 from orchestrator.simulator import SimulatorConfig
 
@@ -34,20 +35,30 @@ async def direct(call: Callable[[], Awaitable[T]]) -> T:
     return await call()
 
 
-def watch_of(clocks: Clocks) -> tuple[InMemoryCloud, ProjectWatch]:
+@pytest.fixture(params=[SPILL_AT, 0], ids=["in-memory", "on-disk"])
+def rows_in_memory(request: pytest.FixtureRequest) -> int:
+    """Every test runs with the rows in memory and with them on disk."""
+    spill_at: int = request.param
+    return spill_at
+
+
+def watch_of(clocks: Clocks, rows_in_memory: int) -> tuple[InMemoryCloud, ProjectWatch]:
     config = SimulatorConfig(
         clock=lambda: clocks.wall,
         fleet=tuple((PROJECT, s) for s in SERVERS),
         job_seconds=(30.0, 30.0),
     )
     cloud = InMemoryCloud(config, monotonic=lambda: clocks.mono)
-    watch = ProjectWatch(cloud, PROJECT, None, query=direct, clock=lambda: clocks.mono)
+    rows = RowMemory(rows_in_memory).rows()
+    watch = ProjectWatch(cloud, PROJECT, None, query=direct, clock=lambda: clocks.mono, rows=rows)
     return cloud, watch
 
 
-async def test_the_first_tick_vouches_for_the_rows_the_baseline_read_before_it() -> None:
+async def test_the_first_tick_vouches_for_the_rows_the_baseline_read_before_it(
+    rows_in_memory: int,
+) -> None:
     clocks = Clocks()
-    _, watch = watch_of(clocks)
+    _, watch = watch_of(clocks, rows_in_memory)
     assert await watch.first_page() == len(SERVERS)
     await watch.baseline()
     # A baseline of many pages at the gateway's pace ends long after its first page.
@@ -58,9 +69,11 @@ async def test_the_first_tick_vouches_for_the_rows_the_baseline_read_before_it()
     assert shown is not None and shown.server_id == SERVERS[0]
 
 
-async def test_a_server_changed_after_the_baseline_shows_its_change_after_a_tick() -> None:
+async def test_a_server_changed_after_the_baseline_shows_its_change_after_a_tick(
+    rows_in_memory: int,
+) -> None:
     clocks = Clocks()
-    cloud, watch = watch_of(clocks)
+    cloud, watch = watch_of(clocks, rows_in_memory)
     await watch.first_page()
     before = watch.current(SERVERS[1], max_age=1.0)
     assert before is not None
@@ -72,9 +85,9 @@ async def test_a_server_changed_after_the_baseline_shows_its_change_after_a_tick
     assert after is not None and after.updated != before.updated, after
 
 
-async def test_rows_stay_current_through_a_chain_of_ticks() -> None:
+async def test_rows_stay_current_through_a_chain_of_ticks(rows_in_memory: int) -> None:
     clocks = Clocks()
-    _, watch = watch_of(clocks)
+    _, watch = watch_of(clocks, rows_in_memory)
     await watch.first_page()
     for _ in range(5):  # each tick reaches back over the one before
         clocks.advance(OVERLAP + 10)
