@@ -22,10 +22,11 @@ def resume_args(inv: Invocation) -> str:
 
 
 def print_report(paths: ReportPaths) -> None:
-    """Where the report went: its folder, then every file written in it."""
-    echo(f"report: {paths.directory}")
+    """Where the report went: its folder, then every file written in it, as absolute
+    paths (a run and its resume print the same, wherever each was started)."""
+    echo(f"report: {paths.directory.absolute()}")
     for path in paths.files:
-        echo(f"  {path}")
+        echo(f"  {path.absolute()}")
 
 
 def print_end(result: Result, inv: Invocation) -> None:
