@@ -109,6 +109,10 @@ def test_a_cleanly_closed_state_file_copied_alone_or_backed_up_resumes_anywhere(
     assert backup.returncode == 0, backup.stderr
     assert stat.S_IMODE(backed_up.stat().st_mode) == 0o600
     assert not Path(f"{backed_up}-wal").exists()
+    # The rehearsal's simulated fleet goes with the backup, owner-only too.
+    world = Path(f"{backed_up}.simulated.jsonl")
+    assert world.read_bytes() == Path(f"{state}.simulated.jsonl").read_bytes()
+    assert stat.S_IMODE(world.stat().st_mode) == 0o600
 
     for copy in (alone, backed_up):
         resumed = cli("resume", "--state", copy, *fast)
