@@ -281,11 +281,14 @@ class EcsClient:
         self._list_limiter.set_rate(poll)
 
     def stop_sending(self, error: Callable[[], BaseException]) -> int:
-        """A stop: every reinstall waiting for its send slot raises `error()` now instead
-        of going out when its slot comes (see `RateLimiter.interrupt_spacing`)."""
+        """A stop: every reinstall waiting for its token or its send slot raises
+        `error()` now instead of going out when its turn comes (see
+        `RateLimiter.interrupt_waiting` and `interrupt_spacing`)."""
         interrupted = 0
         if self._adaptive is not None:
+            interrupted += self._adaptive.interrupt_waiting("reinstall", error)
             interrupted += self._adaptive.interrupt_spacing("reinstall", error)
+        interrupted += self._submit_limiter.interrupt_waiting(error)
         return interrupted + self._submit_limiter.interrupt_spacing(error)
 
     def adaptive_rates(self) -> dict[str, dict[str, float]]:

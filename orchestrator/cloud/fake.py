@@ -335,7 +335,8 @@ class InMemoryCloud:
         )
 
     def stop_sending(self, error: Callable[[], BaseException]) -> int:
-        return self._submit_limiter.interrupt_spacing(error)
+        waiting = self._submit_limiter.interrupt_waiting(error)
+        return waiting + self._submit_limiter.interrupt_spacing(error)
 
     def set_rates(self, submit: float, poll: float) -> None:
         self._submit_limiter.set_rate(submit)

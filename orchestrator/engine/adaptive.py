@@ -286,6 +286,14 @@ class AdaptivePacing:
             if each == kind
         )
 
+    def interrupt_waiting(self, kind: str, error: Callable[[], BaseException]) -> int:
+        """`RateLimiter.interrupt_waiting` for every endpoint's limiter of `kind`."""
+        return sum(
+            pair[0].interrupt_waiting(error)
+            for (each, _), pair in self._limiters.items()
+            if each == kind
+        )
+
     def on_answer(
         self,
         kind: str,

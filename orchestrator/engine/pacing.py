@@ -36,7 +36,9 @@ so that a request waits there about the bunch's length and no more than
 would be the bunch the service counts against us. Granting reinstall tokens ahead of
 their slot, so that a stall would cost nothing, was measured and removed: it gained
 under a point of rate at 100/s and left a quarter more targets in doubt after a kill.
-A stop fails the requests waiting for their slot at once (`interrupt_spacing`).
+A stop fails the requests waiting for their slot at once (`interrupt_spacing`), and
+those still waiting for a token (`interrupt_waiting`: during a gateway's hold of up
+to a minute a stop would otherwise wait for the hold to end).
 
 The delivery guard. Perfect spacing fills a closed 1-second window to exactly
 `rate + burst`, so any difference in the requests' delays on the way (the event loop,
@@ -124,6 +126,8 @@ class Limiter(Protocol):
     async def space(self) -> None: ...
 
     def interrupt_spacing(self, error: Callable[[], BaseException]) -> int: ...
+
+    def interrupt_waiting(self, error: Callable[[], BaseException]) -> int: ...
 
     async def __aenter__(self) -> None: ...
 
@@ -325,6 +329,13 @@ class RateLimiter:
         Returns how many there were; their slots are not used."""
         return 0 if self._spacer is None else self._spacer._fail_waiters(error)
 
+    def interrupt_waiting(self, error: Callable[[], BaseException]) -> int:
+        """Raise `error()` in every caller queued in `acquire`, at once: a stop, when
+        none of them is to be sent (a reinstall waits for its token before its intent
+        is committed, so nothing is owed for them). No token is consumed. Returns how
+        many there were."""
+        return self._fail_waiters(error)
+
     async def __aenter__(self) -> None:
         await self.acquire()
 
@@ -472,6 +483,10 @@ class Unlimited:
         """Nothing to re-space."""
 
     def interrupt_spacing(self, error: Callable[[], BaseException]) -> int:
+        """No request ever waits here."""
+        return 0
+
+    def interrupt_waiting(self, error: Callable[[], BaseException]) -> int:
         """No request ever waits here."""
         return 0
 

@@ -149,6 +149,9 @@ class Submitting:
 
         async def send() -> str:
             nonlocal sent
+            if run.stopping or run.abort:
+                # Before queueing for a token: a stop fails only those queued already.
+                raise Stopped
             await run.client.reinstall_slot(spec.region)
             last_check()
             if not committed:

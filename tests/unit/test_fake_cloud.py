@@ -228,6 +228,14 @@ async def test_a_stop_interrupts_reinstalls_waiting_for_their_send_slot() -> Non
     assert cloud_limited.stop_sending(lambda: RuntimeError("stopped")) == 1
     with pytest.raises(RuntimeError, match="stopped"):
         await waiting
+    # Those still waiting for a token (here: out a hold) are stopped at once too.
+    await cloud_limited.reinstall_slot(None)
+    cloud_limited._submit_limiter.hold(asyncio.get_running_loop().time() + 60)
+    for_token = asyncio.create_task(cloud_limited.reinstall_slot(None))
+    await asyncio.sleep(0.01)
+    assert cloud_limited.stop_sending(lambda: RuntimeError("stopped")) == 1
+    with pytest.raises(RuntimeError, match="stopped"):
+        await for_token
     # Unlimited by default: nothing ever waits.
     assert cloud.stop_sending(lambda: RuntimeError("stopped")) == 0
     assert cloud.adaptive_rates() == {}

@@ -22,6 +22,7 @@ import pytest
 from orchestrator.cloud.auth import AkSkAuth, Credentials, TokenAuth
 from orchestrator.cloud.fake import Exchange, InMemoryCloud, Scripted
 from orchestrator.cloud.retry_policy import RetrySettings
+from orchestrator.engine.pacing import RateLimiter
 from orchestrator.engine.runner import Outcome, Runner, RunSettings
 from orchestrator.errors import ApiError, CommandUnderWay, OutcomeUnknown
 from orchestrator.model import Target, TargetSpec, TargetState
@@ -424,6 +425,36 @@ async def test_a_stop_drains_what_runs_and_sends_nothing_new(
     assert [t.state for t in rest] == [S.PENDING] * 4
     assert all(t.attempts == 0 for t in rest)
     assert not [c for c in cloud.calls if c.subject in {t.server_id for t in rest}]
+
+
+async def test_a_stop_while_the_gateway_holds_the_reinstalls_for_a_minute_ends_at_once(
+    make_run: Callable[..., Run],
+) -> None:
+    run = make_run(*(spec(n) for n in range(1, 4)))
+    limiter = RateLimiter(10.0)
+    cloud = InMemoryCloud(sim(job_seconds=(0.2, 0.2)), submit_limiter=limiter)
+    stop = asyncio.Event()
+
+    async def hold_then_stop() -> None:
+        while not cloud.reinstalls():
+            await asyncio.sleep(0.001)
+        # As after an APIGW.0308 naming a per-minute limit: no token for a minute.
+        limiter.hold(asyncio.get_running_loop().time() + 60)
+        while limiter.waiting < 2:
+            await asyncio.sleep(0.001)
+        stop.set()
+
+    started = asyncio.get_running_loop().time()
+    settings = fast(max_in_flight=3, drain_timeout=30.0)  # longer than a stop should take
+    outcome = await run(cloud, settings, stop=stop, during=hold_then_stop)
+
+    # The stop did not wait out the hold: the first was followed to its end, the
+    # two waiting for a token went back to pending, unsent.
+    assert asyncio.get_running_loop().time() - started < 10
+    assert outcome.stopped and outcome.exit_code == 3
+    [sent] = cloud.reinstalls()
+    assert sorted(t.state.value for t in run.targets()) == ["pending", "pending", "succeeded"]
+    assert all(t.attempts == 0 for t in run.targets() if t.server_id != sent.subject)
 
 
 async def test_the_resend_cap_fails_a_target_never_acted_on(

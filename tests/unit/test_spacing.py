@@ -435,6 +435,40 @@ def test_a_stop_interrupts_every_request_waiting_for_its_send_slot() -> None:
     assert Unlimited().interrupt_spacing(Stopped) == 0
 
 
+def test_a_stop_fails_the_callers_waiting_out_a_hold_at_once_and_consumes_no_token() -> None:
+    class Stopped(Exception):
+        pass
+
+    async def main() -> tuple[list[str], int]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(10.0, clock=loop.time)
+        await limiter.acquire()  # the first token, at 0
+        limiter.hold(60.0)  # a gateway whose minute is full
+        outcomes: list[str] = []
+
+        async def one() -> None:
+            try:
+                await limiter.acquire()
+                outcomes.append(f"granted {loop.time():.1f}")
+            except Stopped:
+                outcomes.append(f"stopped {loop.time():.1f}")
+
+        tasks = [asyncio.create_task(one()) for _ in range(3)]
+        await asyncio.sleep(2.0)
+        assert limiter.waiting == 3
+        assert limiter.interrupt_waiting(Stopped) == 3
+        await asyncio.gather(*tasks)
+        assert (limiter.waiting, limiter.interrupt_waiting(Stopped)) == (0, 0)
+        await limiter.acquire()  # the hold still stands for a later caller
+        outcomes.append(f"granted {loop.time():.1f}")
+        return outcomes, limiter.granted
+
+    outcomes, granted = run_virtual(main)
+    assert outcomes == ["stopped 2.0"] * 3 + ["granted 60.0"]
+    assert granted == 2
+    assert Unlimited().interrupt_waiting(Stopped) == 0
+
+
 def test_adaptive_pacing_interrupts_its_kind_only() -> None:
     async def main() -> list[str]:
         loop = asyncio.get_running_loop()
