@@ -45,7 +45,13 @@ def server_id(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012x}"
 
 
+# A name that reorders what follows it (U+202E) and colours a terminal (ESC).
+REORDERING_NAME = "web-\u202eexe.txt\x1b[31m"
+
+
 def name_of(n: int) -> str:
+    if n == 5:
+        return REORDERING_NAME
     return HOSTILE_NAME if n == 3 else f"web-{n:05d}"
 
 

@@ -37,6 +37,7 @@ from orchestrator.report.svg import (
     timeline_chart,
 )
 from orchestrator.report.timeline import Bin
+from orchestrator.visible import visible
 
 # Columns of the in-page table: (key, label, numeric, searched by the search box).
 # An inventory column "name" goes right after the server ID; other inventory
@@ -70,9 +71,11 @@ def pct(n: int, total: int) -> str:
 
 
 def _cell(value: object) -> str | None:
+    """A table cell's text: control and bidi characters as visible escapes (a cell
+    must not reorder or hide what it shows), cut to CELL_CAP."""
     if value is None:
         return None
-    text = str(value)
+    text = visible(str(value))
     return text if len(text) <= CELL_CAP else text[: CELL_CAP - 1] + "…"
 
 

@@ -12,6 +12,7 @@ from html import escape
 from orchestrator.report.history import History
 from orchestrator.report.timeline import Bin, epoch_iso
 from orchestrator.report.times import parse_timestamp
+from orchestrator.visible import visible
 
 STATE_COLOURS: Mapping[str, str] = {
     "succeeded": "#2e9d5b",
@@ -28,7 +29,9 @@ IN_FLIGHT_COLOUR = "#222"
 
 
 def esc(value: object) -> str:
-    return escape("" if value is None else str(value), quote=True)
+    """Text for markup: control and bidi characters as visible escapes (as the terminal
+    and report.md show them), then HTML-escaped."""
+    return escape(visible("" if value is None else str(value)), quote=True)
 
 
 def _num(value: float) -> str:

@@ -12,6 +12,7 @@ from report_helpers import (
     HOSTILE_NAME,
     HOSTILE_REASON,
     OWNERS,
+    REORDERING_NAME,
     Campaign,
     make_campaign,
     name_of,
@@ -80,6 +81,16 @@ def test_hostile_strings_are_text_not_markup(report: ReportPaths) -> None:
     # Markdown escapes with a backslash: no "<" may stand unescaped.
     assert re.search(r"(?<!\\)<", markdown) is None
     assert "\\</script\\>\\<img src=x" in markdown
+
+
+def test_control_and_bidi_characters_are_shown_not_obeyed(report: ReportPaths) -> None:
+    html = report.report_html.read_text(encoding="utf-8")
+    assert "\u202e" not in html and "\x1b" not in html
+    keys, rows = page_rows(html)
+    by_server = {row[keys.index("server_id")]: row for row in rows}
+    # As the terminal and report.md show it: escapes that read as Python writes them.
+    assert by_server[server_id(5)][keys.index("name")] == "web-\\u202eexe.txt\\x1b[31m"
+    assert REORDERING_NAME not in report.report_md.read_text(encoding="utf-8")
 
 
 def test_html_refers_to_nothing_outside_itself(report: ReportPaths) -> None:
