@@ -1,17 +1,17 @@
 """What a run's list reads hold in memory: one row per server of every project read by pages.
 
-    .venv/bin/python benchmarks/watch_rows.py [--servers 1000000]
+    .venv/bin/python benchmarks/watch_rows.py [--servers 1000000] [--in-memory]
 
 A run that reads a project by pages (`engine/watch.py`) keeps a `Row` for every server
-of the project, in the inventory or not, for the whole run. This measures that
-memory through the product's own path, without a fleet run (the simulator computes
-every server's view for each page it serves, which at 50,000 servers a project
-cannot answer a run's first pages within the client's timeout on this machine): one
+of the project, in the inventory or not, for the whole run: in memory up to the run's
+budget (`rows.SPILL_AT` over all projects), then in a scratch file (`engine/rows.py`).
+This measures that memory through the product's own path, without a fleet run: one
 real page of 1,000 servers is read from the simulator (`simulate`, as its own
 process), then parsed `--servers / 1000` times with `json.loads` and
 `answers.server_page_outcome` (the client's parse), each copy with fresh server ids,
-and every server kept as `watch.Row` in a dict by id, as `ProjectWatch._keep` does.
-Prints the process's RSS before and after, and per row.
+and every server put as a `Row` into 20 projects' `Rows` of one `RowMemory`, as
+`ProjectWatch._keep` does. `--in-memory`: a budget no fleet reaches (what each row
+costs in memory). Prints the process's RSS before and after, and per row.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 from make_inventory import write_csv  # noqa: E402
 
 from orchestrator.cloud import answers  # noqa: E402
-from orchestrator.engine.watch import PAGE, Row  # noqa: E402
+from orchestrator.engine.rows import SPILL_AT, Row, RowMemory  # noqa: E402
+from orchestrator.engine.watch import PAGE  # noqa: E402
 from orchestrator.simulator.process import SimulatorProcess  # noqa: E402
 
 
@@ -61,10 +62,13 @@ def one_page() -> bytes:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", type=int, default=1_000_000)
+    parser.add_argument("--in-memory", action="store_true", help="no budget: every row in memory")
     args = parser.parse_args()
     body = one_page()
     before = rss_mb()
-    rows: dict[str, Row] = {}
+    memory = RowMemory(2**62 if args.in_memory else SPILL_AT)
+    projects = [memory.rows() for _ in range(20)]
+    kept = 0
     started = time.process_time()
     for _ in range(max(1, args.servers // PAGE)):
         payload = json.loads(body)  # fresh strings for every page, as read off the wire
@@ -74,24 +78,29 @@ def main() -> int:
             answers.Answer(200, {}, payload), 1, PAGE, "http://127.0.0.1"
         )
         read_at, sent = datetime.now(UTC), time.monotonic()  # one per page, as `_page`
+        rows = projects[kept // PAGE % len(projects)]
         for server in page.servers:
-            rows[server.server_id] = Row(server, read_at, sent)
+            rows.put(Row(server, read_at, sent))
+        kept += len(page.servers)
     cpu = time.process_time() - started
     after = rss_mb()
     grown = after - before
     print(f"page body          {len(body):,} bytes for {PAGE} servers")
-    print(f"rows kept          {len(rows):,}")
+    where = f"{memory.held:,} in memory, {memory.spilled} project(s) on disk"
+    print(f"rows kept          {kept:,} ({where})")
     print(f"RSS before / after {before:.1f} / {after:.1f} MB")
-    print(f"grown              {grown:.1f} MB, {1024 * 1024 * grown / len(rows):.0f} bytes a row")
-    print(f"CPU to parse       {cpu:.1f} s, {1e6 * cpu / len(rows):.1f} us a row")
+    print(f"grown              {grown:.1f} MB, {1024 * 1024 * grown / kept:.0f} bytes a row")
+    print(f"CPU to parse, keep {cpu:.1f} s, {1e6 * cpu / kept:.1f} us a row")
     print(
         json.dumps(
             {
                 "target": "watch_rows",
-                "rows": len(rows),
+                "rows": kept,
+                "in_memory": memory.held,
+                "projects_on_disk": memory.spilled,
                 "rss_before_mb": round(before, 1),
                 "rss_after_mb": round(after, 1),
-                "bytes_per_row": round(1024 * 1024 * grown / len(rows)),
+                "bytes_per_row": round(1024 * 1024 * grown / kept),
             }
         )
     )

@@ -5,7 +5,8 @@
     tick       Nova's list with `changes-since`: only the servers whose status changed
                since the last tick, a page of 1,000 a call
     row        a server's last reading, and the earliest moment on the service's clock
-               it may have been taken at
+               it may have been taken at (rows.py keeps them: in memory, or on disk
+               past the run's budget)
 
 A row is current while the ticks cover the time since it was read: each tick lists
 every server whose status changed after its `since`, and each reaches back over the
