@@ -13,16 +13,23 @@ cache, in SQLite's temporary directory: `TMPDIR`, else /var/tmp or /tmp), and ke
 them there: a lookup is then a query of a few microseconds instead of a dict's.
 Only the rows' home changes: a row read back from disk is the row that was put
 (`encode` / `decode` are exact, tested), so every decision sees the same evidence.
+Where the scratch file fails (a full disk), the project's rows are dropped, all of
+them: a row that missed its update must not be vouched for as current, so from then
+on the project has no row and each of its servers is read singly.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from orchestrator.cloud.interface import ServerView
 from orchestrator.store.scratch import ScratchTable
+
+log = logging.getLogger("orchestrator.reads")
 
 # Rows held in memory across a run's projects before a project's move to disk
 # (~75 MB): a fleet of a few projects of tens of thousands of servers never spills.
@@ -71,6 +78,7 @@ class Rows:
         self._memory = memory
         self._space = space
         self._held: dict[str, Row] | None = {}
+        self._lost = False  # the scratch file failed: no row is kept any more
         # The earliest `read_at` (other than NEVER) of any row ever put: no later than
         # the oldest row held, so a tick reaching back to it covers every row.
         self.oldest: datetime | None = None
@@ -82,7 +90,13 @@ class Rows:
     def get(self, server_id: str) -> Row | None:
         if self._held is not None:
             return self._held.get(server_id)
-        found = self._memory.table().get(self._space, server_id)
+        if self._lost:
+            return None
+        try:
+            found = self._memory.table().get(self._space, server_id)
+        except sqlite3.Error as exc:
+            self._lose(exc)
+            return None
         return None if found is None else decode(server_id, found)
 
     def __contains__(self, server_id: str) -> bool:
@@ -93,7 +107,11 @@ class Rows:
             self.oldest = row.read_at
         server_id = row.server.server_id
         if self._held is None:
-            self._memory.table().put(self._space, server_id, encode(row))
+            if not self._lost:
+                try:
+                    self._memory.table().put(self._space, server_id, encode(row))
+                except sqlite3.Error as exc:
+                    self._lose(exc)
             return
         if server_id not in self._held:
             self._memory.held += 1
@@ -103,15 +121,30 @@ class Rows:
 
     def pop(self, server_id: str) -> None:
         if self._held is None:
-            self._memory.table().delete(self._space, server_id)
+            if not self._lost:
+                try:
+                    self._memory.table().delete(self._space, server_id)
+                except sqlite3.Error as exc:
+                    self._lose(exc)
         elif self._held.pop(server_id, None) is not None:
             self._memory.held -= 1
 
     def _spill(self, held: dict[str, Row]) -> None:
-        self._memory.table().put_many(self._space, ((k, encode(r)) for k, r in held.items()))
         self._memory.held -= len(held)
         self._memory.spilled += 1
         self._held = None
+        try:
+            self._memory.table().put_many(self._space, ((k, encode(r)) for k, r in held.items()))
+        except sqlite3.Error as exc:
+            self._lose(exc)
+
+    def _lose(self, exc: sqlite3.Error) -> None:
+        self._lost = True
+        log.warning(
+            "reads: the rows' scratch file failed (%s): this project's servers are read"
+            " singly from now on",
+            exc,
+        )
 
 
 _COLUMNS = (

@@ -167,11 +167,6 @@ class ProjectWatch:
             return None
         return row.server if row.read_at >= covered else None
 
-    def missing(self, server_id: str) -> bool:
-        """The whole baseline was read and the server was not on it (read it singly:
-        pages shift while servers change)."""
-        return self.complete and server_id not in self._rows
-
     # -- internals ---------------------------------------------------------------------
 
     async def _page(self, number: int) -> int | None:

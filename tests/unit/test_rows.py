@@ -3,6 +3,7 @@ moved there by the project that takes the run's rows in memory past the budget."
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from orchestrator.cloud.interface import ServerView
 from orchestrator.engine.rows import NEVER, Row, RowMemory, decode, encode
+from orchestrator.store.scratch import ScratchTable
 
 AT = datetime(2026, 12, 6, 2, 0, 0, 123457, tzinfo=UTC)
 
@@ -100,3 +102,28 @@ def test_oldest_is_the_earliest_service_reading_ever_put() -> None:
     rows.put(Row(server(2), AT + timedelta(seconds=9), 4.0))  # replaced by a later one
     # Never later than the oldest row held: a tick reaching back to it covers them all.
     assert rows.oldest == AT - timedelta(seconds=3)
+
+
+def test_a_scratch_file_that_fails_drops_every_row_of_the_project(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    memory = RowMemory(spill_at=0)
+    rows, other = memory.rows(), memory.rows()
+    rows.put(ROWS[0])
+    other.put(ROWS[1])
+    assert rows.get(ROWS[0].server.server_id) == ROWS[0]
+
+    def full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(ScratchTable, "put", full)
+    newer = Row(ROWS[0].server, AT + timedelta(seconds=5), 99.0)
+    rows.put(newer)  # the update is lost: the row it should replace must not stay
+    assert rows.get(ROWS[0].server.server_id) is None
+    assert ROWS[0].server.server_id not in rows
+    assert "read singly" in caplog.text
+    monkeypatch.undo()
+    rows.put(newer)  # nothing is kept for this project any more
+    assert rows.get(newer.server.server_id) is None
+    assert other.get(ROWS[1].server.server_id) == ROWS[1]  # another project's rows stand
+    memory.close()
