@@ -390,9 +390,10 @@ def report_dir_from(given: Path | None, saved: Mapping[str, Any], location: Stat
     """--report-dir given now, else the state's latest (SQLite only), else ./reports.
 
     A PostgreSQL campaign is resumed from any host: the last one's report folder is a
-    path on that host, so the default there is ./reports."""
+    path on that host, so the default there is ./reports. Absolute: what the run
+    prints and logs reads the same as what a resume finds saved."""
     saved_dir = saved.get("report_dir") if isinstance(location, SqliteLocation) else None
-    return given or Path(saved_dir or "reports")
+    return (given or Path(saved_dir or "reports")).absolute()
 
 
 def report_mode_from(given: int | None, saved: Mapping[str, Any]) -> int:

@@ -84,9 +84,9 @@ PRECEDENCE: list[tuple[str, dict[str, Any], dict[str, Any], Any, Any, Any, Read]
         "report_dir",
         {"report_dir": Path("now")},
         {"report_dir": "/saved/reports"},
-        Path("now"),
+        Path("now").absolute(),  # relative to where the command runs, made absolute
         Path("/saved/reports"),
-        Path("reports"),
+        Path("reports").absolute(),
         lambda i: i.report_dir,
     ),
     (
