@@ -98,6 +98,10 @@ class ReportError(OrchestratorError):
     """The report could not be written."""
 
 
+class ScratchError(OrchestratorError):
+    """A private scratch file failed (a full disk): what it held is lost."""
+
+
 class ApiError(OrchestratorError):
     """The ECS API did not do what was asked."""
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from orchestrator.cloud.interface import ServerView
+from orchestrator.errors import ScratchError
 from orchestrator.store.scratch import ScratchTable
 
 log = logging.getLogger("orchestrator.reads")
@@ -94,7 +94,7 @@ class Rows:
             return None
         try:
             found = self._memory.table().get(self._space, server_id)
-        except sqlite3.Error as exc:
+        except ScratchError as exc:
             self._lose(exc)
             return None
         return None if found is None else decode(server_id, found)
@@ -110,7 +110,7 @@ class Rows:
             if not self._lost:
                 try:
                     self._memory.table().put(self._space, server_id, encode(row))
-                except sqlite3.Error as exc:
+                except ScratchError as exc:
                     self._lose(exc)
             return
         if server_id not in self._held:
@@ -124,7 +124,7 @@ class Rows:
             if not self._lost:
                 try:
                     self._memory.table().delete(self._space, server_id)
-                except sqlite3.Error as exc:
+                except ScratchError as exc:
                     self._lose(exc)
         elif self._held.pop(server_id, None) is not None:
             self._memory.held -= 1
@@ -135,10 +135,10 @@ class Rows:
         self._held = None
         try:
             self._memory.table().put_many(self._space, ((k, encode(r)) for k, r in held.items()))
-        except sqlite3.Error as exc:
+        except ScratchError as exc:
             self._lose(exc)
 
-    def _lose(self, exc: sqlite3.Error) -> None:
+    def _lose(self, exc: ScratchError) -> None:
         self._lost = True
         log.warning(
             "reads: the rows' scratch file failed (%s): this project's servers are read"

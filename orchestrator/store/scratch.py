@@ -15,6 +15,8 @@ import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 
+from orchestrator.errors import ScratchError
+
 # The scratch database's page cache, in KiB (SQLite's default is 2,000).
 SCRATCH_CACHE_KIB = 1024
 
@@ -60,9 +62,14 @@ class ScratchTable:
 
     Values are stored as they are (the columns have no declared type). One table
     serves many spaces (one per project read by lists), so the run opens one file.
+    Any failure of the file raises ScratchError.
     """
 
     def __init__(self, width: int, cache_kib: int = SCRATCH_CACHE_KIB) -> None:
+        with _translated():
+            self._open(width, cache_kib)
+
+    def _open(self, width: int, cache_kib: int) -> None:
         self.width = width
         self._db = sqlite3.connect("", isolation_level=None)
         self._db.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
@@ -78,22 +85,34 @@ class ScratchTable:
         self._get = f"SELECT {columns} FROM t WHERE space = ? AND k = ?"
 
     def put(self, space: int, key: str, values: tuple[object, ...]) -> None:
-        self._db.execute(self._put, (space, key, *values))
+        with _translated():
+            self._db.execute(self._put, (space, key, *values))
 
     def put_many(self, space: int, rows: Iterable[tuple[str, tuple[object, ...]]]) -> None:
-        self._db.execute("BEGIN")
-        try:
-            self._db.executemany(self._put, ((space, key, *values) for key, values in rows))
-        finally:
-            self._db.execute("COMMIT")
+        with _translated():
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(self._put, ((space, key, *values) for key, values in rows))
+            finally:
+                self._db.execute("COMMIT")
 
     def get(self, space: int, key: str) -> tuple[object, ...] | None:
-        found: tuple[object, ...] | None = self._db.execute(self._get, (space, key)).fetchone()
+        with _translated():
+            found: tuple[object, ...] | None = self._db.execute(self._get, (space, key)).fetchone()
         return found
 
     def delete(self, space: int, key: str) -> None:
-        self._db.execute("DELETE FROM t WHERE space = ? AND k = ?", (space, key))
+        with _translated():
+            self._db.execute("DELETE FROM t WHERE space = ? AND k = ?", (space, key))
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise ScratchError(f"scratch file: {exc}") from exc

@@ -3,7 +3,6 @@ moved there by the project that takes the run's rows in memory past the budget."
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from orchestrator.cloud.interface import ServerView
 from orchestrator.engine.rows import NEVER, Row, RowMemory, decode, encode
+from orchestrator.errors import ScratchError
 from orchestrator.store.scratch import ScratchTable
 
 AT = datetime(2026, 12, 6, 2, 0, 0, 123457, tzinfo=UTC)
@@ -105,7 +105,7 @@ def test_oldest_is_the_earliest_service_reading_ever_put() -> None:
 
 
 def test_a_scratch_file_that_fails_drops_every_row_of_the_project(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     memory = RowMemory(spill_at=0)
     rows, other = memory.rows(), memory.rows()
@@ -113,17 +113,24 @@ def test_a_scratch_file_that_fails_drops_every_row_of_the_project(
     other.put(ROWS[1])
     assert rows.get(ROWS[0].server.server_id) == ROWS[0]
 
-    def full(*args: object) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
-
-    monkeypatch.setattr(ScratchTable, "put", full)
+    table = memory.table()
+    sound = table._put
+    table._put = "INSERT INTO gone VALUES (?)"  # the file fails: SQLite raises
     newer = Row(ROWS[0].server, AT + timedelta(seconds=5), 99.0)
     rows.put(newer)  # the update is lost: the row it should replace must not stay
     assert rows.get(ROWS[0].server.server_id) is None
     assert ROWS[0].server.server_id not in rows
     assert "read singly" in caplog.text
-    monkeypatch.undo()
+    table._put = sound
     rows.put(newer)  # nothing is kept for this project any more
     assert rows.get(newer.server.server_id) is None
     assert other.get(ROWS[1].server.server_id) == ROWS[1]  # another project's rows stand
     memory.close()
+
+
+def test_the_scratch_table_raises_its_own_error() -> None:
+    table = ScratchTable(2)
+    table._get = "SELECT c0 FROM nowhere WHERE space = ? AND k = ?"
+    with pytest.raises(ScratchError, match="scratch file: no such table"):
+        table.get(1, "k")
+    table.close()
