@@ -22,6 +22,7 @@ import contextlib
 import errno
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -92,6 +93,20 @@ def create_beside(final: Path, mode: int = PRIVATE_FILE) -> tuple[Path, TextIO]:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def replacing(final: Path, mode: int = PRIVATE_FILE) -> Iterator[TextIO]:
+    """Write `final` whole or not at all: a temp file beside it (`create_beside`),
+    renamed over it when the block ends without an error, removed otherwise."""
+    temp, out = create_beside(final, mode)
+    try:
+        with out:
+            yield out
+        os.replace(temp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
 
 
 def probe_writable(directory: Path) -> None:

@@ -16,16 +16,14 @@ check at once (exit 2), since every other read would meet the same.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TextIO
+from typing import Any
 
 from orchestrator.cloud.interface import Cloud, ServerView
 from orchestrator.cloud.retry_policy import RetrySettings, retrying
@@ -40,7 +38,7 @@ from orchestrator.errors import (
     WrongEndpoint,
 )
 from orchestrator.model import FINAL_STATES, TargetSpec, TargetState
-from orchestrator.nofollow import PRIVATE_FILE, create_beside, folder_mode, make_dir
+from orchestrator.nofollow import PRIVATE_FILE, folder_mode, make_dir, replacing
 from orchestrator.spreadsheet import CsvWriter, neutralise
 
 PREFLIGHT_CSV = "preflight.csv"
@@ -256,21 +254,21 @@ def write_preflight(
     (a header only), so that an older one never outlives the preflight that made it.
 
     The report folder may be shared: the folder `directory` is refused if it is a
-    symbolic link, and the temp files are made by `nofollow.create_beside`.
+    symbolic link, and the files are written whole by `nofollow.replacing`.
     """
     csv_path, json_path = directory / PREFLIGHT_CSV, directory / PREFLIGHT_JSON
     try:
         make_dir(directory, folder_mode(mode), link_ok=False)
-        with _atomic(csv_path, mode) as fh:
+        with replacing(csv_path, mode) as fh:
             writer = CsvWriter(fh)
             writer.writerow(CSV_COLUMNS)
             for row in result.rows:
                 # A cell opened by a spreadsheet must not run as a formula.
                 writer.writerow([neutralise(cell) for cell in csv_row(row)])
-        with _atomic(json_path, mode) as fh:
+        with replacing(json_path, mode) as fh:
             json.dump(summary(result, inventory, checked_at), fh, indent=2)
             fh.write("\n")
-        with _atomic(directory / BLOCKED_CSV, mode) as fh:
+        with replacing(directory / BLOCKED_CSV, mode) as fh:
             writer = CsvWriter(fh)
             writer.writerow(BLOCKED_COLUMNS)
             for row in result.blocking:
@@ -280,15 +278,3 @@ def write_preflight(
     except OSError as exc:
         raise ReportError(f"cannot write the preflight report in {directory}: {exc}") from exc
     return csv_path, json_path
-
-
-@contextlib.contextmanager
-def _atomic(path: Path, mode: int) -> Iterator[TextIO]:
-    tmp, out = create_beside(path, mode)
-    try:
-        with out:
-            yield out
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

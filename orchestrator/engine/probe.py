@@ -14,21 +14,19 @@ the first runs, is the question asked); nothing else is ever sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from orchestrator.cloud.interface import Cloud, JobView, ServerView
 from orchestrator.engine.settle import STABLE_STATUSES, is_rebuilding
 from orchestrator.errors import ApiError, ReportError
 from orchestrator.model import TargetSpec
-from orchestrator.nofollow import PRIVATE_FILE, create_beside, folder_mode, make_dir
+from orchestrator.nofollow import PRIVATE_FILE, folder_mode, make_dir, replacing
 from orchestrator.spreadsheet import CsvWriter, neutralise
 
 FINAL = frozenset({"SUCCESS", "FAIL"})
@@ -328,7 +326,7 @@ def write_probe(directory: Path, probe: Probe, mode: int = PRIVATE_FILE) -> tupl
     csv_path, json_path = directory / f"{base}.csv", directory / f"{base}.json"
     try:
         make_dir(directory, folder_mode(mode), link_ok=False)
-        with _atomic(csv_path, mode) as fh:
+        with replacing(csv_path, mode) as fh:
             writer = CsvWriter(fh)
             writer.writerow(COLUMNS)
             for reading in probe.readings:
@@ -337,21 +335,9 @@ def write_probe(directory: Path, probe: Probe, mode: int = PRIVATE_FILE) -> tupl
                 writer.writerow(
                     [neutralise("" if row[c] is None else str(row[c])) for c in COLUMNS]
                 )
-        with _atomic(json_path, mode) as fh:
+        with replacing(json_path, mode) as fh:
             json.dump(probe.to_dict(), fh, indent=2)
             fh.write("\n")
     except OSError as exc:
         raise ReportError(f"cannot write the probe's readings in {directory}: {exc}") from exc
     return csv_path, json_path
-
-
-@contextlib.contextmanager
-def _atomic(path: Path, mode: int) -> Iterator[TextIO]:
-    tmp, out = create_beside(path, mode)
-    try:
-        with out:
-            yield out
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

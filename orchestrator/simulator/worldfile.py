@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.nofollow import PRIVATE_FILE, create_beside, open_append
+from orchestrator.nofollow import PRIVATE_FILE, open_append, replacing
 from orchestrator.simulator.jobs import Job
 from orchestrator.simulator.phases import Timeline
 
@@ -58,14 +58,8 @@ class WorldRecord:
 def start_world(path: Path, campaign: str, seed: int) -> None:
     """A new, empty world for `campaign` at `path` (renamed over any older file)."""
     header = {_HEADER_KEY: WORLD_FORMAT, "campaign": campaign, "seed": seed}
-    temp, fh = create_beside(path, PRIVATE_FILE)
-    try:
-        with fh:
-            fh.write(json.dumps(header) + "\n")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with replacing(path, PRIVATE_FILE) as fh:
+        fh.write(json.dumps(header) + "\n")
 
 
 def append_job(path: Path, job: Job) -> None:
