@@ -56,37 +56,56 @@ async def early_in_a_clock_minute(latest: float = 45.0) -> None:
         await asyncio.sleep(60.0 - into + 0.2)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(200)
-async def test_a_per_minute_limit_is_learned_and_kept(
-    caplog: pytest.LogCaptureFixture,
+RunBehind = Callable[..., Awaitable[tuple[dict[str, Any], int]]]
+
+
+@pytest.fixture
+def run_behind(
     make_inventory: Callable[..., Path],
     start_sim: StartSim,
     run_campaign: RunCampaign,
     fast_settings: Callable[..., Any],
+) -> RunBehind:
+    """run_behind(limit, count, seed) -> (the simulator's stats, reinstalls refused): a
+    one-project run at 20/s behind a gateway limiting the reinstall API to `limit`,
+    ended with every server reinstalled once after one to three refusals."""
+
+    async def run(
+        limit: ApiLimit, count: int, seed: int, *, early_in_minute: bool = False
+    ) -> tuple[dict[str, Any], int]:
+        inventory = make_inventory(count, projects=1, seed=seed)
+        sim = await start_sim(
+            inventory, job_seconds=(0.1, 0.2), api_limit_by_kind=(("reinstall", limit),)
+        )
+        if early_in_minute:
+            await early_in_a_clock_minute()
+        campaign = await run_campaign(
+            inventory, sim=sim, settings=fast_settings(rate=20.0, retry=RETRY)
+        )
+        assert campaign.exit_code == 0
+        stats = sim.stats()
+        assert stats["reinstalls_total"] == count
+        assert set(stats["reinstalls_by_server"].values()) == {1}
+        refused = stats["gateway_throttled_by_kind"].get("reinstall", 0)
+        assert 1 <= refused <= 3, stats["gateway_throttled_by_kind"]
+        return stats, refused
+
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+async def test_a_per_minute_limit_is_learned_and_kept(
+    caplog: pytest.LogCaptureFixture, run_behind: RunBehind
 ) -> None:
     limit, count = 30, 34
     caplog.set_level(logging.INFO, logger="orchestrator.pacing")
-    inventory = make_inventory(count, projects=1, seed=71)
-    sim = await start_sim(
-        inventory,
-        job_seconds=(0.1, 0.2),
-        api_limit_by_kind=(("reinstall", ApiLimit(per_minute=limit)),),
-    )
-    await early_in_a_clock_minute()
-
-    campaign = await run_campaign(
-        inventory, sim=sim, settings=fast_settings(rate=20.0, retry=RETRY)
-    )
-
-    assert campaign.exit_code == 0
-    stats = sim.stats()
-    assert stats["reinstalls_total"] == count
-    assert set(stats["reinstalls_by_server"].values()) == {1}
-    # The minute was filled at 20/s: the calls on the wire when the first refusal came
+    # The minute is filled at 20/s: the calls on the wire when the first refusal comes
     # back are refused too, and nothing after them (AIMD alone: dozens).
-    refused = stats["gateway_throttled_by_kind"].get("reinstall", 0)
-    assert 1 <= refused <= 3, stats["gateway_throttled_by_kind"]
+    stats, refused = await run_behind(
+        ApiLimit(per_minute=limit), count, seed=71, early_in_minute=True
+    )
+
     # Every call, refused ones included: never more than the limit in any minute but
     # for those few refusals.
     times = stats["request_times"]["reinstall"]
@@ -103,31 +122,12 @@ async def test_a_per_minute_limit_is_learned_and_kept(
 
 
 async def test_a_per_second_limit_is_learned_and_kept(
-    caplog: pytest.LogCaptureFixture,
-    make_inventory: Callable[..., Path],
-    start_sim: StartSim,
-    run_campaign: RunCampaign,
-    fast_settings: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture, run_behind: RunBehind
 ) -> None:
     limit, count = 5, 30
     caplog.set_level(logging.INFO, logger="orchestrator.pacing")
-    inventory = make_inventory(count, projects=1, seed=72)
-    sim = await start_sim(
-        inventory,
-        job_seconds=(0.1, 0.2),
-        api_limit_by_kind=(("reinstall", ApiLimit(per_second=limit)),),
-    )
+    stats, refused = await run_behind(ApiLimit(per_second=limit), count, seed=72)
 
-    campaign = await run_campaign(
-        inventory, sim=sim, settings=fast_settings(rate=20.0, retry=RETRY)
-    )
-
-    assert campaign.exit_code == 0
-    stats = sim.stats()
-    assert stats["reinstalls_total"] == count
-    assert set(stats["reinstalls_by_server"].values()) == {1}
-    refused = stats["gateway_throttled_by_kind"].get("reinstall", 0)
-    assert 1 <= refused <= 3, stats["gateway_throttled_by_kind"]
     # Before the first refusal the run went at 20/s, and the gateway's clock seconds let
     # a second's limit through at the end of one and another at the start of the next;
     # from the refusal on, no second holds more than the limit but for the refusals.
