@@ -19,7 +19,7 @@ from orchestrator.cloud.reachability import Reachability
 from orchestrator.engine.campaign import Invocation, open_state
 from orchestrator.engine.runner import Outcome, Runner, RunSettings
 from orchestrator.inventory import InventoryDefaults
-from orchestrator.model import Target
+from orchestrator.model import Target, TargetState
 from orchestrator.simulator import Simulator, load_fleet
 from orchestrator.store.records import Change
 from orchestrator.store.sqlite import StateStore
@@ -144,3 +144,15 @@ class StopOnNotAccepted(StateStore):
         if any("not_accepted" in c.fields for c in changes):
             type(self).stop()
         return applied
+
+
+async def run_until_not_accepted(run: Driven, settings: RunSettings) -> Target:
+    """Run until the first "not accepted" settlement is committed and stop there,
+    between that settlement and the resend: the one target, pending, settled once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
+    await run.run(settings, store=run.open(StopOnNotAccepted), stop=stop)
+    [target] = run.targets()
+    assert target.state is TargetState.PENDING and target.not_accepted == 1, run.explain()
+    return target

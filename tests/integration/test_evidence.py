@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from never_twice_helpers import Drive, StopOnNotAccepted, assert_never_twice, with_mode
+from never_twice_helpers import Drive, assert_never_twice, run_until_not_accepted, with_mode
 
 from orchestrator.cloud.auth import AkSkAuth
 from orchestrator.cloud.retry_policy import RetrySettings
@@ -67,13 +67,8 @@ async def test_a_busy_refusal_caused_by_our_own_queued_job_is_settled_not_retrie
         inventory, drop_rate=1.0, queue_seconds=(3.0, 3.0), job_seconds=(0.0, 0.0)
     )
     run = driven(inventory, sim)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
     hasty = fast_settings(settle_delay=0.1, settle_quiet=0.3, drain_timeout=0.5)
-    await run.run(hasty, store=run.open(StopOnNotAccepted), stop=stop)
-    [target] = run.targets()
-    assert target.state is S.PENDING and target.not_accepted == 1, run.explain()
+    await run_until_not_accepted(run, hasty)
 
     # A retry budget that outlasts the queue: the old code kept sending until taken.
     patient = RetrySettings(attempts=100, max_delay=30.0, backoff_base=0.05, backoff_cap=0.3)
@@ -312,13 +307,8 @@ async def test_a_second_reinstall_accepted_and_failed_is_settled_from_the_server
         job_seconds=(0.1, 0.1),
     )
     run = driven(inventory, sim)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
     hasty = fast_settings(settle_delay=0.1, settle_quiet=0.3, drain_timeout=0.5)
-    await run.run(hasty, store=run.open(StopOnNotAccepted), stop=stop)
-    [target] = run.targets()
-    assert target.state is S.PENDING and target.not_accepted == 1, run.explain()
+    await run_until_not_accepted(run, hasty)
 
     await run.run(fast_settings(settle_quiet=5.0))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from never_twice_helpers import Drive, StopOnNotAccepted, assert_never_twice, with_mode
+from never_twice_helpers import Drive, assert_never_twice, run_until_not_accepted, with_mode
 
 from orchestrator.engine.runner import RunSettings
 from orchestrator.engine.settle import parse_time
@@ -161,13 +161,8 @@ async def test_launched_at_never_moving_a_replaced_disk_stops_a_resend(
         job_seconds=(0.1, 0.1),
     )
     run = driven(inventory, sim)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
     hasty = fast_settings(settle_delay=0.1, settle_quiet=0.3, drain_timeout=0.5)
-    await run.run(hasty, store=run.open(StopOnNotAccepted), stop=stop)
-    [target] = run.targets()
-    assert target.state is S.PENDING and target.not_accepted == 1, run.explain()
+    await run_until_not_accepted(run, hasty)
     while not sim.stats()["jobs"].get("SUCCESS"):
         await asyncio.sleep(0.05)  # the queued job runs now: the disk is replaced
 

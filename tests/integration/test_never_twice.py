@@ -28,8 +28,8 @@ from hostile_server import HostileServer
 from never_twice_helpers import (
     Drive,
     Driven,
-    StopOnNotAccepted,
     assert_never_twice,
+    run_until_not_accepted,
     with_mode,
 )
 
@@ -155,14 +155,8 @@ async def test_a_resume_after_an_attempt_that_was_acted_on_late_does_not_send_ag
     inventory = make_inventory(1, projects=1, seed=83)
     sim = await start_sim(inventory, drop_rate=1.0, queue_seconds=(1.0, 1.0))
     run = driven(inventory, sim)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
     hasty = fast_settings(settle_delay=0.1, settle_quiet=0.3, drain_timeout=0.5)
-
-    await run.run(hasty, store=run.open(StopOnNotAccepted), stop=stop)
-    [target] = run.targets()
-    assert target.state is S.PENDING and target.not_accepted == 1, run.explain()
+    await run_until_not_accepted(run, hasty)
     deadline = time.monotonic() + 10
     while sim.stats()["jobs"].get("SUCCESS", 0) < 1:  # the "not accepted" job ran after all
         assert time.monotonic() < deadline
@@ -321,13 +315,7 @@ async def test_the_resend_cap_is_stored_and_holds_across_a_resume(
     api = await stack.enter_async_context(HostileServer(reinstall="drop", act=False))
     run = driven(inventory, api)
     settings = fast_settings(settle_delay=0.1, settle_quiet=0.5, max_resends=1, drain_timeout=0)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    StopOnNotAccepted.stop = lambda: loop.call_soon_threadsafe(stop.set)
-
-    await run.run(settings, store=run.open(StopOnNotAccepted), stop=stop)
-    [target] = run.targets()
-    assert target.not_accepted == 1 and target.state is S.PENDING, run.explain()
+    await run_until_not_accepted(run, settings)
     sent_before = api.count("reinstall")
     assert sent_before == 1
 
