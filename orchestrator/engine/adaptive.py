@@ -280,19 +280,14 @@ class AdaptivePacing:
 
     def interrupt_spacing(self, kind: str, error: Callable[[], BaseException]) -> int:
         """`RateLimiter.interrupt_spacing` for every endpoint's limiter of `kind`."""
-        return sum(
-            pair[0].interrupt_spacing(error)
-            for (each, _), pair in self._limiters.items()
-            if each == kind
-        )
+        return sum(limiter.interrupt_spacing(error) for limiter in self._of(kind))
 
     def interrupt_waiting(self, kind: str, error: Callable[[], BaseException]) -> int:
         """`RateLimiter.interrupt_waiting` for every endpoint's limiter of `kind`."""
-        return sum(
-            pair[0].interrupt_waiting(error)
-            for (each, _), pair in self._limiters.items()
-            if each == kind
-        )
+        return sum(limiter.interrupt_waiting(error) for limiter in self._of(kind))
+
+    def _of(self, kind: str) -> list[RateLimiter]:
+        return [pair[0] for (each, _), pair in self._limiters.items() if each == kind]
 
     def on_answer(
         self,

@@ -99,9 +99,6 @@ class Rows:
             return None
         return None if found is None else decode(server_id, found)
 
-    def __contains__(self, server_id: str) -> bool:
-        return self.get(server_id) is not None
-
     def put(self, row: Row) -> None:
         if row.read_at != NEVER and (self.oldest is None or row.read_at < self.oldest):
             self.oldest = row.read_at
