@@ -252,7 +252,12 @@ def test_a_lost_database_connection_stops_sending_and_exits_3(
     with sim_process(
         "--fleet", inventory, "--job-seconds", "1:2", env={"SIM_TOKEN": SIM_TOKEN}
     ) as url:
-        run = host.start("run", inventory, *state, "--endpoint", url, "--rate", "10", *fast)
+        # A job id whose recording the loss cut short is tried again for --drain-timeout
+        # (60 s by default) before the run ends: 5 s keeps that within the wait below.
+        run = host.start(
+            "run", inventory, *state, "--endpoint", url, "--rate", "10", *fast,
+            "--drain-timeout", "5",
+        )  # fmt: skip
         sent = lambda: len(sim_stats(url)["reinstalls_by_server"])  # noqa: E731
         wait_for(lambda: sent() >= 5, "5 reinstalls", [run])
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
